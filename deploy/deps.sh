@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages Cairn needs to build, run and test.
+# Usage: deploy/deps.sh [build|run|test]   (default: test, which is everything)
+set -euo pipefail
+what=${1:-test}
+build_pkgs=(build-essential cmake pkg-config libuv1-dev liburing-dev libprotobuf-c-dev
+            protobuf-c-compiler libraft-dev liblz4-dev)
+run_pkgs=(libnbd-bin nbd-client)
+test_pkgs=(python3-libnbd python3-pytest fio qemu-utils fuse3 e2fsprogs iproute2 util-linux
+           procps psmisc qemu-system-x86 busybox-static cpio kmod xz-utils)
+pkgs=("${build_pkgs[@]}" "${run_pkgs[@]}")
+[ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,652 @@
+#include "mdm_state.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "placement.h"
+
+static void errf(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
+
+/* Append one element to a protobuf-c repeated field of pointers. */
+#define PB_APPEND(arr, n, elem)                                                                    \
+    ({                                                                                             \
+        void *_na = realloc((arr), sizeof(*(arr)) * ((n) + 1));                                   \
+        int _ok = _na != NULL;                                                                     \
+        if (_ok) {                                                                                 \
+            (arr) = _na;                                                                           \
+            (arr)[(n)++] = (elem);                                                                 \
+        }                                                                                          \
+        _ok;                                                                                       \
+    })
+
+int mdm_state_init(struct mdm_state *s, const char *cluster_id)
+{
+    s->m = malloc(sizeof(*s->m));
+    if (!s->m)
+        return -ENOMEM;
+    cairn__cluster_map__init(s->m);
+    s->m->cluster_id = strdup(cluster_id);
+    s->m->next_id = 1;
+    return s->m->cluster_id ? 0 : -ENOMEM;
+}
+
+void mdm_state_free(struct mdm_state *s)
+{
+    if (s->m)
+        protobuf_c_message_free_unpacked(&s->m->base, NULL);
+    s->m = NULL;
+}
+
+int mdm_state_pack(const struct mdm_state *s, uint8_t **buf, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(&s->m->base);
+    uint8_t *b = malloc(n ? n : 1);
+    if (!b)
+        return -ENOMEM;
+    protobuf_c_message_pack(&s->m->base, b);
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+int mdm_state_restore(struct mdm_state *s, const uint8_t *buf, size_t len)
+{
+    Cairn__ClusterMap *m = cairn__cluster_map__unpack(NULL, len, buf);
+    if (!m)
+        return -EINVAL;
+    mdm_state_free(s);
+    s->m = m;
+    return 0;
+}
+
+Cairn__Sds *mdm_sds_by_name(const struct mdm_state *s, const char *name)
+{
+    for (size_t i = 0; i < s->m->n_sds; i++)
+        if (!strcmp(s->m->sds[i]->name, name))
+            return s->m->sds[i];
+    return NULL;
+}
+Cairn__Sds *mdm_sds_by_id(const struct mdm_state *s, uint32_t id)
+{
+    for (size_t i = 0; i < s->m->n_sds; i++)
+        if (s->m->sds[i]->id == id)
+            return s->m->sds[i];
+    return NULL;
+}
+Cairn__Pool *mdm_pool_by_name(const struct mdm_state *s, const char *name)
+{
+    for (size_t i = 0; i < s->m->n_pools; i++)
+        if (!strcmp(s->m->pools[i]->name, name))
+            return s->m->pools[i];
+    return NULL;
+}
+Cairn__Pool *mdm_pool_by_id(const struct mdm_state *s, uint32_t id)
+{
+    for (size_t i = 0; i < s->m->n_pools; i++)
+        if (s->m->pools[i]->id == id)
+            return s->m->pools[i];
+    return NULL;
+}
+Cairn__Volume *mdm_volume_by_name(const struct mdm_state *s, const char *name)
+{
+    for (size_t i = 0; i < s->m->n_volumes; i++)
+        if (!strcmp(s->m->volumes[i]->name, name))
+            return s->m->volumes[i];
+    return NULL;
+}
+Cairn__Sdc *mdm_sdc_by_guid(const struct mdm_state *s, const char *guid)
+{
+    for (size_t i = 0; i < s->m->n_sdcs; i++)
+        if (!strcmp(s->m->sdcs[i]->guid, guid))
+            return s->m->sdcs[i];
+    return NULL;
+}
+Cairn__Sdc *mdm_sdc_by_name(const struct mdm_state *s, const char *name)
+{
+    for (size_t i = 0; i < s->m->n_sdcs; i++)
+        if (!strcmp(s->m->sdcs[i]->name, name))
+            return s->m->sdcs[i];
+    return NULL;
+}
+Cairn__Device *mdm_device_by_id(const struct mdm_state *s, uint32_t id)
+{
+    for (size_t i = 0; i < s->m->n_devices; i++)
+        if (s->m->devices[i]->id == id)
+            return s->m->devices[i];
+    return NULL;
+}
+
+uint64_t mdm_pool_raw_capacity(const struct mdm_state *s, const Cairn__Pool *p)
+{
+    /* Only devices that hold PGs count: capacity added after the pool took
+     * data waits for rebalance. */
+    uint64_t sum = 0;
+    for (size_t i = 0; i < s->m->n_devices; i++) {
+        Cairn__Device *d = s->m->devices[i];
+        if (d->pool_id != p->id || d->failed)
+            continue;
+        int used = 0;
+        for (size_t g = 0; g < p->n_pgs && !used; g++)
+            for (size_t k = 0; k < p->pgs[g]->n_devices; k++)
+                if (p->pgs[g]->devices[k] == d->id)
+                    used = 1;
+        if (used)
+            sum += d->capacity;
+    }
+    return sum;
+}
+
+uint64_t mdm_pool_usable_capacity(const struct mdm_state *s, const Cairn__Pool *p)
+{
+    return p->copies ? mdm_pool_raw_capacity(s, p) / p->copies : 0;
+}
+
+uint64_t mdm_pool_provisioned(const struct mdm_state *s, const Cairn__Pool *p, int thick_only)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < s->m->n_volumes; i++) {
+        Cairn__Volume *v = s->m->volumes[i];
+        if (v->pool_id == p->id && (!thick_only || v->thick))
+            sum += v->size;
+    }
+    return sum;
+}
+
+static int pool_has_volumes(const struct mdm_state *s, const Cairn__Pool *p)
+{
+    for (size_t i = 0; i < s->m->n_volumes; i++)
+        if (s->m->volumes[i]->pool_id == p->id)
+            return 1;
+    return 0;
+}
+
+/* Fault sets are names; placement wants small integers. */
+static uint32_t fault_set_index(const struct mdm_state *s, const char *fs)
+{
+    for (size_t i = 0; i < s->m->n_sds; i++)
+        if (!strcmp(s->m->sds[i]->fault_set, fs))
+            return (uint32_t)i;
+    return UINT32_MAX;
+}
+
+/* Compute the PG table of a pool that holds no data yet. A pool that has
+ * volumes keeps its table: moving PGs needs the copy machinery (rebalance). */
+static int pool_place(struct mdm_state *s, Cairn__Pool *p)
+{
+    if (pool_has_volumes(s, p))
+        return 0;
+    size_t nd = 0;
+    struct placement_dev *devs = calloc(s->m->n_devices + 1, sizeof(*devs));
+    uint32_t *out = malloc(sizeof(uint32_t) * p->pg_count * p->copies);
+    if (!devs || !out) {
+        free(devs);
+        free(out);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < s->m->n_devices; i++) {
+        Cairn__Device *d = s->m->devices[i];
+        if (d->pool_id != p->id || d->failed)
+            continue;
+        Cairn__Sds *sds = mdm_sds_by_id(s, d->sds_id);
+        devs[nd].id = d->id;
+        devs[nd].fault_set = fault_set_index(s, sds->fault_set);
+        devs[nd].weight = d->capacity >> 20;
+        nd++;
+    }
+    int r = placement_compute(devs, (int)nd, (int)p->copies, p->pg_count, p->id, out);
+    if (r == -ENOSPC) {
+        /* Not enough fault sets yet: the pool has no PGs until it does. */
+        r = 0;
+        goto done;
+    }
+    if (r < 0)
+        goto done;
+    if (p->n_pgs != p->pg_count) {
+        for (size_t g = 0; g < p->n_pgs; g++)
+            protobuf_c_message_free_unpacked(&p->pgs[g]->base, NULL);
+        free(p->pgs);
+        p->pgs = calloc(p->pg_count, sizeof(*p->pgs));
+        if (!p->pgs) {
+            p->n_pgs = 0;
+            r = -ENOMEM;
+            goto done;
+        }
+        p->n_pgs = p->pg_count;
+        for (size_t g = 0; g < p->n_pgs; g++) {
+            p->pgs[g] = malloc(sizeof(Cairn__Pg));
+            cairn__pg__init(p->pgs[g]);
+            p->pgs[g]->devices = calloc(p->copies, sizeof(uint32_t));
+            p->pgs[g]->n_devices = p->copies;
+        }
+    }
+    for (size_t g = 0; g < p->n_pgs; g++) {
+        Cairn__Pg *pg = p->pgs[g];
+        int changed = 0;
+        for (size_t k = 0; k < p->copies; k++) {
+            uint32_t dev = devs[out[g * p->copies + k]].id;
+            if (pg->devices[k] != dev) {
+                pg->devices[k] = dev;
+                changed = 1;
+            }
+        }
+        if (changed)
+            pg->epoch++;
+    }
+done:
+    free(devs);
+    free(out);
+    return r;
+}
+
+static int valid_name(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len > MDM_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = n[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        abort();
+    return d;
+}
+
+static int add_devices(struct mdm_state *s, const Cairn__MgmtRequest *req, Cairn__Sds *sds,
+                       Cairn__Pool *pool, char *err, size_t errlen)
+{
+    if (req->n_paths != req->n_capacities) {
+        errf(err, errlen, "internal: %zu paths but %zu capacities", req->n_paths,
+             req->n_capacities);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < req->n_paths; i++) {
+        for (size_t j = 0; j < s->m->n_devices; j++) {
+            Cairn__Device *d = s->m->devices[j];
+            if (d->sds_id == sds->id && !strcmp(d->path, req->paths[i])) {
+                errf(err, errlen, "device %s is already part of SDS %s", req->paths[i],
+                     sds->name);
+                return -EEXIST;
+            }
+        }
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(req->paths[i], req->paths[j])) {
+                errf(err, errlen, "device %s is named twice", req->paths[i]);
+                return -EINVAL;
+            }
+        if (req->capacities[i] < 16 * pool->extent_size) {
+            errf(err, errlen, "device %s is too small (%llu bytes; at least %llu needed)",
+                 req->paths[i], (unsigned long long)req->capacities[i],
+                 (unsigned long long)(16 * pool->extent_size));
+            return -EINVAL;
+        }
+    }
+    for (size_t i = 0; i < req->n_paths; i++) {
+        Cairn__Device *d = malloc(sizeof(*d));
+        cairn__device__init(d);
+        d->id = (uint32_t)s->m->next_id++;
+        d->sds_id = sds->id;
+        d->pool_id = pool->id;
+        d->path = xstrdup(req->paths[i]);
+        d->capacity = req->capacities[i];
+        if (!PB_APPEND(s->m->devices, s->m->n_devices, d))
+            abort();
+    }
+    return pool_place(s, pool);
+}
+
+static Cairn__Pool *req_pool(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
+                             size_t errlen)
+{
+    const char *name = req->pool[0] ? req->pool : "default";
+    Cairn__Pool *p = mdm_pool_by_name(s, name);
+    if (!p)
+        errf(err, errlen, "no storage pool named '%s' (create it with 'cairn pool create')",
+             name);
+    return p;
+}
+
+static void fmt_bytes(char *buf, size_t len, uint64_t b)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int i = 0;
+    double v = (double)b;
+    while (v >= 1024 && i < 5) {
+        v /= 1024;
+        i++;
+    }
+    snprintf(buf, len, "%.1f %s", v, u[i]);
+}
+
+static int apply_volume_create(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
+                               size_t errlen)
+{
+    if (!valid_name(req->volume)) {
+        errf(err, errlen, "invalid volume name '%s' (1-%d of [A-Za-z0-9._-])", req->volume,
+             MDM_NAME_MAX);
+        return -EINVAL;
+    }
+    if (mdm_volume_by_name(s, req->volume)) {
+        errf(err, errlen, "a volume named '%s' already exists", req->volume);
+        return -EEXIST;
+    }
+    Cairn__Pool *p = req_pool(s, req, err, errlen);
+    if (!p)
+        return -ENOENT;
+    if (req->size == 0 || req->size % 4096) {
+        errf(err, errlen, "volume size must be a positive multiple of 4 KiB");
+        return -EINVAL;
+    }
+    if (p->n_pgs == 0) {
+        errf(err, errlen,
+             "pool '%s' cannot hold data yet: it needs devices in at least %u fault sets",
+             p->name, p->copies);
+        return -ENOSPC;
+    }
+    uint64_t usable = mdm_pool_usable_capacity(s, p);
+    char a[32], b[32];
+    if (req->thick) {
+        uint64_t reserved = mdm_pool_provisioned(s, p, 1);
+        uint64_t free_cap = usable > reserved ? usable - reserved : 0;
+        if (req->size > free_cap) {
+            fmt_bytes(a, sizeof(a), req->size);
+            fmt_bytes(b, sizeof(b), free_cap);
+            errf(err, errlen,
+                 "thick volume '%s' needs %s but pool '%s' has only %s free (after %u copies "
+                 "and existing thick volumes)",
+                 req->volume, a, p->name, b, p->copies);
+            return -ENOSPC;
+        }
+    }
+    uint64_t limit = usable / 100 * p->overcommit_pct;
+    uint64_t prov = mdm_pool_provisioned(s, p, 0);
+    if (prov + req->size > limit) {
+        fmt_bytes(a, sizeof(a), prov + req->size);
+        fmt_bytes(b, sizeof(b), limit);
+        errf(err, errlen,
+             "volume '%s' would bring pool '%s' to %s provisioned, over its overcommit limit "
+             "of %s (%u%% of usable capacity)",
+             req->volume, p->name, a, b, p->overcommit_pct);
+        return -ENOSPC;
+    }
+    Cairn__Volume *v = malloc(sizeof(*v));
+    cairn__volume__init(v);
+    v->id = s->m->next_id++;
+    v->name = xstrdup(req->volume);
+    v->pool_id = p->id;
+    v->size = req->size;
+    v->thick = req->thick;
+    if (!PB_APPEND(s->m->volumes, s->m->n_volumes, v))
+        abort();
+    return 0;
+}
+
+static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen)
+{
+    switch (req->op) {
+    case CAIRN__MGMT_OP__OP_POOL_CREATE: {
+        if (!valid_name(req->pool)) {
+            errf(err, errlen, "invalid pool name '%s'", req->pool);
+            return -EINVAL;
+        }
+        if (mdm_pool_by_name(s, req->pool)) {
+            errf(err, errlen, "a pool named '%s' already exists", req->pool);
+            return -EEXIST;
+        }
+        uint32_t copies = req->copies ? req->copies : MDM_DEFAULT_COPIES;
+        if (copies < 2 || copies > 3) {
+            errf(err, errlen, "copies must be 2 or 3 (got %u)", copies);
+            return -EINVAL;
+        }
+        uint64_t ext = req->extent_size ? req->extent_size : MDM_DEFAULT_EXTENT;
+        if (ext < 65536 || ext > (32u << 20) || (ext & (ext - 1))) {
+            errf(err, errlen, "extent size must be a power of two from 64 KiB to 32 MiB");
+            return -EINVAL;
+        }
+        uint32_t pgs = req->pg_count ? req->pg_count : MDM_DEFAULT_PGS;
+        if (pgs > 65536) {
+            errf(err, errlen, "at most 65536 PGs per pool");
+            return -EINVAL;
+        }
+        Cairn__Pool *p = malloc(sizeof(*p));
+        cairn__pool__init(p);
+        p->id = (uint32_t)s->m->next_id++;
+        p->name = xstrdup(req->pool);
+        p->copies = copies;
+        p->extent_size = ext;
+        p->pg_count = pgs;
+        p->overcommit_pct = req->overcommit_pct ? req->overcommit_pct : MDM_DEFAULT_OVERCOMMIT;
+        if (!PB_APPEND(s->m->pools, s->m->n_pools, p))
+            abort();
+        return pool_place(s, p);
+    }
+    case CAIRN__MGMT_OP__OP_POOL_SET: {
+        Cairn__Pool *p = req_pool(s, req, err, errlen);
+        if (!p)
+            return -ENOENT;
+        if (req->overcommit_pct) {
+            if (req->overcommit_pct < 100) {
+                errf(err, errlen, "overcommit must be at least 100%%");
+                return -EINVAL;
+            }
+            p->overcommit_pct = req->overcommit_pct;
+        }
+        return 0;
+    }
+    case CAIRN__MGMT_OP__OP_SDS_ADD: {
+        if (!valid_name(req->name)) {
+            errf(err, errlen, "invalid SDS name '%s'", req->name);
+            return -EINVAL;
+        }
+        if (mdm_sds_by_name(s, req->name)) {
+            errf(err, errlen, "an SDS named '%s' already exists", req->name);
+            return -EEXIST;
+        }
+        for (size_t i = 0; i < s->m->n_sds; i++)
+            if (!strcmp(s->m->sds[i]->addr, req->addr)) {
+                errf(err, errlen, "SDS '%s' already uses address %s", s->m->sds[i]->name,
+                     req->addr);
+                return -EEXIST;
+            }
+        if (req->fault_set[0] && !valid_name(req->fault_set)) {
+            errf(err, errlen, "invalid fault set name '%s'", req->fault_set);
+            return -EINVAL;
+        }
+        Cairn__Pool *p = req_pool(s, req, err, errlen);
+        if (!p)
+            return -ENOENT;
+        Cairn__Sds *d = malloc(sizeof(*d));
+        cairn__sds__init(d);
+        d->id = (uint32_t)s->m->next_id++;
+        d->name = xstrdup(req->name);
+        d->addr = xstrdup(req->addr);
+        d->fault_set = xstrdup(req->fault_set[0] ? req->fault_set : req->name);
+        if (!PB_APPEND(s->m->sds, s->m->n_sds, d))
+            abort();
+        int r = add_devices(s, req, d, p, err, errlen);
+        if (r < 0) {
+            s->m->n_sds--;
+            protobuf_c_message_free_unpacked(&d->base, NULL);
+        }
+        return r;
+    }
+    case CAIRN__MGMT_OP__OP_DEVICE_ADD: {
+        Cairn__Sds *d = mdm_sds_by_name(s, req->name);
+        if (!d) {
+            errf(err, errlen, "no SDS named '%s'", req->name);
+            return -ENOENT;
+        }
+        Cairn__Pool *p = req_pool(s, req, err, errlen);
+        if (!p)
+            return -ENOENT;
+        return add_devices(s, req, d, p, err, errlen);
+    }
+    case CAIRN__MGMT_OP__OP_VOLUME_CREATE:
+        return apply_volume_create(s, req, err, errlen);
+    case CAIRN__MGMT_OP__OP_VOLUME_GROW: {
+        Cairn__Volume *v = mdm_volume_by_name(s, req->volume);
+        if (!v) {
+            errf(err, errlen, "no volume named '%s'", req->volume);
+            return -ENOENT;
+        }
+        if (req->size <= v->size || req->size % 4096) {
+            errf(err, errlen, "new size must be larger than the current size and a multiple of 4 KiB");
+            return -EINVAL;
+        }
+        Cairn__Pool *p = mdm_pool_by_id(s, v->pool_id);
+        uint64_t usable = mdm_pool_usable_capacity(s, p);
+        uint64_t grow = req->size - v->size;
+        if (v->thick && mdm_pool_provisioned(s, p, 1) + grow > usable) {
+            errf(err, errlen, "pool '%s' has no room to grow thick volume '%s'", p->name, v->name);
+            return -ENOSPC;
+        }
+        if (mdm_pool_provisioned(s, p, 0) + grow > usable / 100 * p->overcommit_pct) {
+            errf(err, errlen, "growing '%s' would exceed pool '%s' overcommit limit (%u%%)",
+                 v->name, p->name, p->overcommit_pct);
+            return -ENOSPC;
+        }
+        v->size = req->size;
+        return 0;
+    }
+    case CAIRN__MGMT_OP__OP_VOLUME_REMOVE: {
+        size_t i;
+        for (i = 0; i < s->m->n_volumes; i++)
+            if (!strcmp(s->m->volumes[i]->name, req->volume))
+                break;
+        if (i == s->m->n_volumes) {
+            errf(err, errlen, "no volume named '%s'", req->volume);
+            return -ENOENT;
+        }
+        Cairn__Volume *v = s->m->volumes[i];
+        for (size_t j = 0; j < s->m->n_mappings; j++)
+            if (s->m->mappings[j]->volume_id == v->id) {
+                errf(err, errlen, "volume '%s' is still mapped; unmap it first", v->name);
+                return -EBUSY;
+            }
+        uint64_t *nr = realloc(s->m->removed_volumes,
+                               sizeof(uint64_t) * (s->m->n_removed_volumes + 1));
+        if (!nr)
+            abort();
+        s->m->removed_volumes = nr;
+        nr[s->m->n_removed_volumes++] = v->id;
+        protobuf_c_message_free_unpacked(&v->base, NULL);
+        memmove(&s->m->volumes[i], &s->m->volumes[i + 1],
+                sizeof(*s->m->volumes) * (s->m->n_volumes - i - 1));
+        s->m->n_volumes--;
+        return 0;
+    }
+    case CAIRN__MGMT_OP__OP_SDC_REGISTER: {
+        if (!req->guid[0] || strlen(req->guid) > 64) {
+            errf(err, errlen, "an SDC needs a guid of 1-64 bytes");
+            return -EINVAL;
+        }
+        if (req->name[0] && !valid_name(req->name)) {
+            errf(err, errlen, "invalid SDC name '%s'", req->name);
+            return -EINVAL;
+        }
+        Cairn__Sdc *c = mdm_sdc_by_guid(s, req->guid);
+        const char *name = req->name[0] ? req->name : req->guid;
+        Cairn__Sdc *other = mdm_sdc_by_name(s, name);
+        if (other && other != c) {
+            errf(err, errlen, "another SDC is already named '%s'", name);
+            return -EEXIST;
+        }
+        if (c) {
+            free(c->name);
+            c->name = xstrdup(name);
+            return 0;
+        }
+        c = malloc(sizeof(*c));
+        cairn__sdc__init(c);
+        c->id = (uint32_t)s->m->next_id++;
+        c->guid = xstrdup(req->guid);
+        c->name = xstrdup(name);
+        if (!PB_APPEND(s->m->sdcs, s->m->n_sdcs, c))
+            abort();
+        return 0;
+    }
+    case CAIRN__MGMT_OP__OP_MAP:
+    case CAIRN__MGMT_OP__OP_UNMAP: {
+        Cairn__Volume *v = mdm_volume_by_name(s, req->volume);
+        if (!v) {
+            errf(err, errlen, "no volume named '%s'", req->volume);
+            return -ENOENT;
+        }
+        Cairn__Sdc *c = mdm_sdc_by_name(s, req->sdc);
+        if (!c) {
+            errf(err, errlen, "no SDC named '%s' (an SDC registers when it starts)", req->sdc);
+            return -ENOENT;
+        }
+        size_t j;
+        for (j = 0; j < s->m->n_mappings; j++)
+            if (s->m->mappings[j]->volume_id == v->id && s->m->mappings[j]->sdc_id == c->id)
+                break;
+        if (req->op == CAIRN__MGMT_OP__OP_MAP) {
+            if (j < s->m->n_mappings) {
+                s->m->mappings[j]->read_only = req->read_only;
+                return 0;
+            }
+            Cairn__Mapping *mp = malloc(sizeof(*mp));
+            cairn__mapping__init(mp);
+            mp->volume_id = v->id;
+            mp->sdc_id = c->id;
+            mp->read_only = req->read_only;
+            if (!PB_APPEND(s->m->mappings, s->m->n_mappings, mp))
+                abort();
+            return 0;
+        }
+        if (j == s->m->n_mappings) {
+            errf(err, errlen, "volume '%s' is not mapped to SDC '%s'", v->name, c->name);
+            return -ENOENT;
+        }
+        protobuf_c_message_free_unpacked(&s->m->mappings[j]->base, NULL);
+        memmove(&s->m->mappings[j], &s->m->mappings[j + 1],
+                sizeof(*s->m->mappings) * (s->m->n_mappings - j - 1));
+        s->m->n_mappings--;
+        return 0;
+    }
+    case CAIRN__MGMT_OP__OP_SDS_REMOVE:
+        errf(err, errlen, "removing an SDS (drain, then forget) is not implemented yet");
+        return -ENOTSUP;
+    default:
+        errf(err, errlen, "unknown operation %d", req->op);
+        return -EINVAL;
+    }
+}
+
+int mdm_state_apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen)
+{
+    err[0] = 0;
+    /* Apply to a copy so that a failure half-way leaves the state unchanged. */
+    uint8_t *buf;
+    size_t len;
+    int r = mdm_state_pack(s, &buf, &len);
+    if (r < 0)
+        return r;
+    r = apply(s, req, err, errlen);
+    if (r < 0) {
+        mdm_state_restore(s, buf, len);
+    } else {
+        s->m->version++;
+    }
+    free(buf);
+    return r;
+}

@@ -1,0 +1,55 @@
+/* The MDM's replicated state machine.
+ *
+ * The state is a Cairn__ClusterMap held in memory with the system allocator
+ * (as protobuf-c's default allocator does), so it packs into a snapshot and
+ * into the maps served to SDSs and SDCs without conversion. Every mutation
+ * goes through mdm_state_apply(), which must be deterministic: the same
+ * sequence of requests gives the same state on every MDM.
+ */
+#ifndef CAIRN_MDM_STATE_H
+#define CAIRN_MDM_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn.pb-c.h"
+
+#define MDM_DEFAULT_COPIES 2
+#define MDM_DEFAULT_EXTENT (1u << 20)
+#define MDM_DEFAULT_PGS 1024
+#define MDM_DEFAULT_OVERCOMMIT 300
+#define MDM_NAME_MAX 64
+
+struct mdm_state {
+    Cairn__ClusterMap *m; /* owned; never NULL after init */
+};
+
+int mdm_state_init(struct mdm_state *s, const char *cluster_id);
+void mdm_state_free(struct mdm_state *s);
+
+/* Apply one request (a committed Raft entry). Returns 0 or -errno; on error
+ * the state is unchanged and err holds a message for the operator. */
+int mdm_state_apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen);
+
+/* Snapshot: packed ClusterMap in a malloc'd buffer (caller frees). */
+int mdm_state_pack(const struct mdm_state *s, uint8_t **buf, size_t *len);
+/* Replace the state by a packed snapshot. 0 or -EINVAL (state unchanged). */
+int mdm_state_restore(struct mdm_state *s, const uint8_t *buf, size_t len);
+
+Cairn__Sds *mdm_sds_by_name(const struct mdm_state *s, const char *name);
+Cairn__Sds *mdm_sds_by_id(const struct mdm_state *s, uint32_t id);
+Cairn__Pool *mdm_pool_by_name(const struct mdm_state *s, const char *name);
+Cairn__Pool *mdm_pool_by_id(const struct mdm_state *s, uint32_t id);
+Cairn__Volume *mdm_volume_by_name(const struct mdm_state *s, const char *name);
+Cairn__Sdc *mdm_sdc_by_guid(const struct mdm_state *s, const char *guid);
+Cairn__Sdc *mdm_sdc_by_name(const struct mdm_state *s, const char *name);
+Cairn__Device *mdm_device_by_id(const struct mdm_state *s, uint32_t id);
+
+/* Raw capacity of the devices that hold the pool's PGs, and what the pool can
+ * store with its copies policy. */
+uint64_t mdm_pool_raw_capacity(const struct mdm_state *s, const Cairn__Pool *p);
+uint64_t mdm_pool_usable_capacity(const struct mdm_state *s, const Cairn__Pool *p);
+/* Sum of volume sizes in the pool (thick only if thick_only). */
+uint64_t mdm_pool_provisioned(const struct mdm_state *s, const Cairn__Pool *p, int thick_only);
+
+#endif

@@ -1,0 +1,73 @@
+/* Wire frames shared by every Cairn connection.
+ *
+ * A frame is a fixed 32-byte header, then msg_len bytes of message (protobuf
+ * for control frames, the fixed io header below for data frames), then
+ * payload_len raw bytes. All integers are big-endian.
+ */
+#ifndef CAIRN_FRAME_H
+#define CAIRN_FRAME_H
+
+#include <stdint.h>
+
+#define FRAME_MAGIC 0x43524e31u /* "CRN1" */
+#define FRAME_VERSION_MIN 1
+#define FRAME_VERSION_MAX 1
+#define FRAME_HDR_SIZE 32
+#define FRAME_MAX_MSG (4u << 20)      /* control messages: 4 MiB */
+#define FRAME_MAX_PAYLOAD (33u << 20) /* one extent, with headroom */
+
+#define FRAME_REPLY 0x8000u
+
+enum frame_type {
+    FT_HELLO = 1,
+    FT_MGMT = 2,         /* cli -> mdm: MgmtRequest / MgmtReply */
+    FT_SDS_REGISTER = 3, /* sds -> mdm: SdsRegister / MapReply */
+    FT_HEARTBEAT = 4,    /* sds -> mdm: Heartbeat / HeartbeatReply */
+    FT_MAP_GET = 5,      /* sds|sdc -> mdm: (empty) / MapReply */
+    FT_DEVICE_PROBE = 6, /* mdm -> sds: DeviceProbe / DeviceProbeReply */
+    FT_SDC_REGISTER = 7, /* sdc -> mdm: SdcRegister / MapReply */
+
+    FT_IO_READ = 16,  /* io_hdr / payload in reply */
+    FT_IO_WRITE = 17, /* io_hdr + payload */
+    FT_IO_FLUSH = 18, /* io_hdr (volume 0: whole SDS) */
+    FT_IO_TRIM = 19,  /* io_hdr: deallocate whole extents in range */
+    FT_IO_ZERO = 20,  /* io_hdr: range reads back as zeroes */
+    FT_IO_STAT = 21,  /* io_hdr: reply status 1 = allocated, 0 = hole */
+};
+
+struct frame_hdr {
+    uint16_t version;
+    uint16_t type;
+    uint64_t req_id;
+    uint32_t msg_len;
+    uint32_t payload_len;
+    int32_t status; /* replies: >= 0 ok, -errno failure */
+};
+
+void frame_hdr_encode(const struct frame_hdr *h, uint8_t out[FRAME_HDR_SIZE]);
+/* Validate and decode. Returns 0, or -EPROTO (bad magic/reserved/version) or
+ * -EMSGSIZE (a length over its limit). */
+int frame_hdr_decode(const uint8_t in[FRAME_HDR_SIZE], struct frame_hdr *h);
+
+/* Data-path request header: the message of every FT_IO_* request. */
+#define IO_HDR_SIZE 40
+#define IO_FLAG_FUA 1u       /* durable before reply */
+#define IO_FLAG_REPLICA 2u   /* forwarded by the primary: apply locally only */
+#define IO_FLAG_NO_HOLE 4u   /* zero: keep the range allocated */
+#define IO_FLAGS_KNOWN (IO_FLAG_FUA | IO_FLAG_REPLICA | IO_FLAG_NO_HOLE)
+
+struct io_hdr {
+    uint64_t volume_id;
+    uint64_t offset; /* byte offset in the volume */
+    uint32_t length;
+    uint32_t flags;
+    uint32_t pool_id;
+    uint32_t pg;
+    uint64_t epoch;
+};
+
+void io_hdr_encode(const struct io_hdr *h, uint8_t out[IO_HDR_SIZE]);
+/* Decode; -EINVAL on unknown flags. Range checks are the receiver's job. */
+int io_hdr_decode(const uint8_t *in, uint32_t len, struct io_hdr *h);
+
+#endif

@@ -1,0 +1,610 @@
+#include "rpc.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define RPC_READ_BUF (256u << 10)
+#define RPC_BUCKETS 1024u
+
+struct rpc_pending {
+    struct rpc_pending *next;
+    uint64_t req_id;
+    uint64_t deadline; /* ms, 0 = none */
+    rpc_reply_cb cb;
+    void *arg;
+};
+
+enum { ST_HDR, ST_MSG, ST_PAYLOAD };
+
+struct rpc_conn {
+    union {
+        uv_handle_t h;
+        uv_stream_t s;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } u;
+    uv_timer_t timer;
+    uv_loop_t *loop;
+    struct rpc_handlers handlers;
+    void *data;
+    char peer[80];
+    int closing;
+    int open_handles;
+    int timer_on;
+
+    /* read state */
+    uint8_t *rbuf;
+    int stage;
+    uint8_t hbuf[FRAME_HDR_SIZE];
+    uint32_t have;
+    struct frame_hdr hdr;
+    uint8_t *msg;
+    uint8_t *payload;
+
+    uint64_t next_id;
+    unsigned npending;
+    struct rpc_pending *pend[RPC_BUCKETS];
+};
+
+struct rpc_server {
+    union {
+        uv_handle_t h;
+        uv_stream_t s;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } u;
+    int is_pipe;
+    struct rpc_handlers handlers;
+    void *data;
+    char addr[108];
+};
+
+struct rpc_wreq {
+    uv_write_t w;
+    rpc_sent_cb cb;
+    void *arg;
+    uv_buf_t bufs[8];
+    uint8_t head[]; /* frame header + msg */
+};
+
+uint8_t *rpc_buf_alloc(size_t len)
+{
+    void *p = NULL;
+    size_t sz = (len + 4095) & ~(size_t)4095;
+    if (sz == 0)
+        sz = 4096;
+    if (posix_memalign(&p, 4096, sz))
+        return NULL;
+    return p;
+}
+
+void rpc_buf_free(void *buf)
+{
+    free(buf);
+}
+
+void *rpc_data(struct rpc_conn *c)
+{
+    return c->data;
+}
+void rpc_set_data(struct rpc_conn *c, void *data)
+{
+    c->data = data;
+}
+const char *rpc_peer(const struct rpc_conn *c)
+{
+    return c->peer;
+}
+int rpc_is_closing(const struct rpc_conn *c)
+{
+    return c->closing;
+}
+unsigned rpc_pending(const struct rpc_conn *c)
+{
+    return c->npending;
+}
+
+static void conn_free_cb(uv_handle_t *h)
+{
+    struct rpc_conn *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    free(c->rbuf);
+    free(c->msg);
+    rpc_buf_free(c->payload);
+    free(c);
+}
+
+static void conn_stream_closed_cb(uv_handle_t *h)
+{
+    struct rpc_conn *c = h->data;
+    /* Fail every pending call: the peer can no longer answer. */
+    for (unsigned b = 0; b < RPC_BUCKETS; b++) {
+        while (c->pend[b]) {
+            struct rpc_pending *p = c->pend[b];
+            c->pend[b] = p->next;
+            c->npending--;
+            p->cb(c, -ECONNRESET, NULL, 0, NULL, 0, p->arg);
+            free(p);
+        }
+    }
+    if (c->handlers.on_close)
+        c->handlers.on_close(c);
+    conn_free_cb(h);
+}
+
+void rpc_close(struct rpc_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_read_stop(&c->u.s);
+    uv_close((uv_handle_t *)&c->timer, conn_free_cb);
+    uv_close(&c->u.h, conn_stream_closed_cb);
+}
+
+static struct rpc_pending *pending_take(struct rpc_conn *c, uint64_t id)
+{
+    struct rpc_pending **pp = &c->pend[id % RPC_BUCKETS];
+    for (; *pp; pp = &(*pp)->next) {
+        if ((*pp)->req_id == id) {
+            struct rpc_pending *p = *pp;
+            *pp = p->next;
+            c->npending--;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct rpc_conn *c = t->data;
+    uint64_t now = now_ms();
+    for (unsigned b = 0; b < RPC_BUCKETS && !c->closing; b++) {
+        struct rpc_pending **pp = &c->pend[b];
+        while (*pp) {
+            struct rpc_pending *p = *pp;
+            if (p->deadline && p->deadline <= now) {
+                *pp = p->next;
+                c->npending--;
+                p->cb(c, -ETIMEDOUT, NULL, 0, NULL, 0, p->arg);
+                free(p);
+            } else {
+                pp = &p->next;
+            }
+        }
+    }
+}
+
+static void dispatch(struct rpc_conn *c)
+{
+    struct frame_hdr h = c->hdr;
+    uint8_t *msg = c->msg;
+    uint8_t *payload = c->payload;
+    c->msg = NULL;
+    c->payload = NULL;
+    c->stage = ST_HDR;
+    c->have = 0;
+    if (h.type & FRAME_REPLY) {
+        struct rpc_pending *p = pending_take(c, h.req_id);
+        if (p) {
+            p->cb(c, h.status, msg, h.msg_len, payload, h.payload_len, p->arg);
+            free(p);
+        } else {
+            log_debug("rpc %s: reply to unknown request %llu (timed out?)", c->peer,
+                      (unsigned long long)h.req_id);
+            rpc_buf_free(payload);
+        }
+    } else {
+        c->handlers.on_request(c, &h, msg, payload);
+    }
+    free(msg);
+}
+
+static void begin_body(struct rpc_conn *c)
+{
+    if (c->hdr.msg_len) {
+        c->stage = ST_MSG;
+        c->msg = malloc(c->hdr.msg_len);
+    } else if (c->hdr.payload_len) {
+        c->stage = ST_PAYLOAD;
+    }
+    if (c->hdr.payload_len)
+        c->payload = rpc_buf_alloc(c->hdr.payload_len);
+    if ((c->hdr.msg_len && !c->msg) || (c->hdr.payload_len && !c->payload)) {
+        log_error("rpc %s: out of memory for a %u+%u byte frame", c->peer, c->hdr.msg_len,
+                  c->hdr.payload_len);
+        rpc_close(c);
+        return;
+    }
+    c->have = 0;
+    if (!c->hdr.msg_len && !c->hdr.payload_len)
+        dispatch(c);
+}
+
+/* Consume bytes from the read buffer; returns 0, or -1 if the conn closed. */
+static int consume(struct rpc_conn *c, const uint8_t *p, size_t n)
+{
+    while (n && !c->closing) {
+        if (c->stage == ST_HDR) {
+            size_t k = MIN(n, FRAME_HDR_SIZE - c->have);
+            memcpy(c->hbuf + c->have, p, k);
+            c->have += (uint32_t)k;
+            p += k;
+            n -= k;
+            if (c->have < FRAME_HDR_SIZE)
+                continue;
+            int r = frame_hdr_decode(c->hbuf, &c->hdr);
+            if (r < 0) {
+                log_warn("rpc %s: %s frame header; closing connection", c->peer,
+                         r == -EMSGSIZE ? "oversize" : "malformed");
+                rpc_close(c);
+                return -1;
+            }
+            begin_body(c);
+        } else if (c->stage == ST_MSG) {
+            size_t k = MIN(n, c->hdr.msg_len - c->have);
+            memcpy(c->msg + c->have, p, k);
+            c->have += (uint32_t)k;
+            p += k;
+            n -= k;
+            if (c->have == c->hdr.msg_len) {
+                c->have = 0;
+                if (c->hdr.payload_len)
+                    c->stage = ST_PAYLOAD;
+                else
+                    dispatch(c);
+            }
+        } else {
+            size_t k = MIN(n, c->hdr.payload_len - c->have);
+            memcpy(c->payload + c->have, p, k);
+            c->have += (uint32_t)k;
+            p += k;
+            n -= k;
+            if (c->have == c->hdr.payload_len)
+                dispatch(c);
+        }
+    }
+    return c->closing ? -1 : 0;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct rpc_conn *c = h->data;
+    /* A large payload is read straight into its final buffer. */
+    if (c->stage == ST_PAYLOAD && c->hdr.payload_len - c->have >= 16384) {
+        buf->base = (char *)c->payload + c->have;
+        buf->len = c->hdr.payload_len - c->have;
+        return;
+    }
+    buf->base = (char *)c->rbuf;
+    buf->len = RPC_READ_BUF;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct rpc_conn *c = s->data;
+    if (n < 0) {
+        if (n != UV_EOF)
+            log_info("rpc %s: read: %s", c->peer, uv_strerror((int)n));
+        rpc_close(c);
+        return;
+    }
+    if (n == 0)
+        return;
+    if (buf->base != (char *)c->rbuf) {
+        c->have += (uint32_t)n;
+        if (c->have == c->hdr.payload_len)
+            dispatch(c);
+        return;
+    }
+    consume(c, (const uint8_t *)buf->base, (size_t)n);
+}
+
+static struct rpc_conn *conn_new(uv_loop_t *loop, const struct rpc_handlers *h, void *data)
+{
+    struct rpc_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->rbuf = malloc(RPC_READ_BUF);
+    if (!c->rbuf) {
+        free(c);
+        return NULL;
+    }
+    c->loop = loop;
+    c->handlers = *h;
+    c->data = data;
+    c->next_id = 1;
+    c->u.h.data = c;
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    c->open_handles = 2;
+    return c;
+}
+
+static void conn_start(struct rpc_conn *c)
+{
+    if (c->u.h.type == UV_TCP) {
+        uv_tcp_nodelay(&c->u.tcp, 1);
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        if (uv_tcp_getpeername(&c->u.tcp, (struct sockaddr *)&ss, &len) == 0) {
+            char ip[64] = "?";
+            int port = 0;
+            if (ss.ss_family == AF_INET) {
+                uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+            } else if (ss.ss_family == AF_INET6) {
+                uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+            }
+            snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+        }
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "unix");
+    }
+    uv_read_start(&c->u.s, alloc_cb, read_cb);
+}
+
+static void accept_cb(uv_stream_t *ls, int status)
+{
+    struct rpc_server *s = ls->data;
+    if (status < 0) {
+        log_warn("rpc %s: accept: %s", s->addr, uv_strerror(status));
+        return;
+    }
+    struct rpc_conn *c = conn_new(ls->loop, &s->handlers, s->data);
+    if (!c)
+        return;
+    if (s->is_pipe)
+        uv_pipe_init(ls->loop, &c->u.pipe, 0);
+    else
+        uv_tcp_init(ls->loop, &c->u.tcp);
+    c->u.h.data = c;
+    if (uv_accept(ls, &c->u.s) < 0) {
+        rpc_close(c);
+        return;
+    }
+    conn_start(c);
+}
+
+/* Resolve "host:port" to a sockaddr (numeric or a name; control path only). */
+static int resolve(const char *addr, struct sockaddr_storage *ss)
+{
+    char host[256];
+    int port;
+    if (addr_split(addr, host, sizeof(host), &port) < 0)
+        return -EINVAL;
+    char *h = host;
+    size_t hl = strlen(h);
+    if (h[0] == '[' && hl > 2 && h[hl - 1] == ']') {
+        h[hl - 1] = 0;
+        h++;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%d", port);
+    if (getaddrinfo(h, ps, &hints, &res) != 0)
+        return -EHOSTUNREACH;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+int rpc_listen(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, void *data,
+               struct rpc_server **out)
+{
+    struct rpc_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->handlers = *h;
+    s->data = data;
+    snprintf(s->addr, sizeof(s->addr), "%s", addr);
+    int r;
+    if (strncmp(addr, "unix:", 5) == 0) {
+        s->is_pipe = 1;
+        uv_pipe_init(loop, &s->u.pipe, 0);
+        unlink(addr + 5);
+        r = uv_pipe_bind(&s->u.pipe, addr + 5);
+    } else {
+        struct sockaddr_storage ss;
+        r = resolve(addr, &ss);
+        if (r < 0) {
+            free(s);
+            return r;
+        }
+        uv_tcp_init(loop, &s->u.tcp);
+        r = uv_tcp_bind(&s->u.tcp, (struct sockaddr *)&ss, 0);
+    }
+    s->u.h.data = s;
+    if (r == 0)
+        r = uv_listen(&s->u.s, 256, accept_cb);
+    if (r < 0) {
+        uv_close(&s->u.h, (uv_close_cb)free);
+        return r;
+    }
+    *out = s;
+    return 0;
+}
+
+void rpc_server_close(struct rpc_server *s)
+{
+    uv_close(&s->u.h, (uv_close_cb)free);
+}
+
+struct connect_req {
+    uv_connect_t req;
+    struct rpc_conn *c;
+    rpc_connect_cb cb;
+    void *arg;
+};
+
+static void connect_done_cb(uv_connect_t *req, int status)
+{
+    struct connect_req *cr = (struct connect_req *)req;
+    struct rpc_conn *c = cr->c;
+    if (status < 0) {
+        c->handlers.on_close = NULL;
+        rpc_close(c);
+        cr->cb(NULL, status, cr->arg);
+    } else {
+        conn_start(c);
+        cr->cb(c, 0, cr->arg);
+    }
+    free(cr);
+}
+
+int rpc_connect(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, void *data,
+                rpc_connect_cb cb, void *arg)
+{
+    struct connect_req *cr = calloc(1, sizeof(*cr));
+    if (!cr)
+        return -ENOMEM;
+    struct rpc_conn *c = conn_new(loop, h, data);
+    if (!c) {
+        free(cr);
+        return -ENOMEM;
+    }
+    cr->c = c;
+    cr->cb = cb;
+    cr->arg = arg;
+    int r;
+    if (strncmp(addr, "unix:", 5) == 0) {
+        uv_pipe_init(loop, &c->u.pipe, 0);
+        c->u.h.data = c;
+        uv_pipe_connect(&cr->req, &c->u.pipe, addr + 5, connect_done_cb);
+        r = 0;
+    } else {
+        struct sockaddr_storage ss;
+        r = resolve(addr, &ss);
+        uv_tcp_init(loop, &c->u.tcp);
+        c->u.h.data = c;
+        if (r == 0)
+            r = uv_tcp_connect(&cr->req, &c->u.tcp, (struct sockaddr *)&ss, connect_done_cb);
+    }
+    if (r < 0) {
+        c->handlers.on_close = NULL;
+        rpc_close(c);
+        free(cr);
+        return r;
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s", addr);
+    return 0;
+}
+
+static void write_done_cb(uv_write_t *w, int status)
+{
+    struct rpc_wreq *wr = (struct rpc_wreq *)w;
+    if (wr->cb)
+        wr->cb(wr->arg, status);
+    free(wr);
+}
+
+static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status,
+                      const void *msg, uint32_t msg_len, const struct iovec *pl, int npl,
+                      rpc_sent_cb cb, void *arg)
+{
+    if (c->closing)
+        return -ECONNRESET;
+    if (npl < 0 || npl > 7 || msg_len > FRAME_MAX_MSG)
+        return -EINVAL;
+    uint64_t plen = 0;
+    for (int i = 0; i < npl; i++)
+        plen += pl[i].iov_len;
+    if (plen > FRAME_MAX_PAYLOAD)
+        return -EMSGSIZE;
+    struct rpc_wreq *wr = malloc(sizeof(*wr) + FRAME_HDR_SIZE + msg_len);
+    if (!wr)
+        return -ENOMEM;
+    struct frame_hdr h = {.version = FRAME_VERSION_MAX,
+                          .type = type,
+                          .req_id = id,
+                          .msg_len = msg_len,
+                          .payload_len = (uint32_t)plen,
+                          .status = status};
+    frame_hdr_encode(&h, wr->head);
+    if (msg_len)
+        memcpy(wr->head + FRAME_HDR_SIZE, msg, msg_len);
+    wr->cb = cb;
+    wr->arg = arg;
+    wr->bufs[0] = uv_buf_init((char *)wr->head, FRAME_HDR_SIZE + msg_len);
+    int nb = 1;
+    for (int i = 0; i < npl; i++)
+        if (pl[i].iov_len)
+            wr->bufs[nb++] = uv_buf_init(pl[i].iov_base, (unsigned)pl[i].iov_len);
+    int r = uv_write(&wr->w, &c->u.s, wr->bufs, (unsigned)nb, write_done_cb);
+    if (r < 0) {
+        free(wr);
+        return r;
+    }
+    return 0;
+}
+
+int rpc_call(struct rpc_conn *c, uint16_t type, const void *msg, uint32_t msg_len,
+             const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb, void *arg)
+{
+    struct rpc_pending *p = malloc(sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    uint64_t id = c->next_id++;
+    int r = send_frame(c, type, id, 0, msg, msg_len, pl, npl, NULL, NULL);
+    if (r < 0) {
+        free(p);
+        return r;
+    }
+    p->req_id = id;
+    p->cb = cb;
+    p->arg = arg;
+    p->deadline = timeout_ms ? now_ms() + timeout_ms : 0;
+    p->next = c->pend[id % RPC_BUCKETS];
+    c->pend[id % RPC_BUCKETS] = p;
+    c->npending++;
+    if (timeout_ms && !c->timer_on) {
+        c->timer_on = 1;
+        uv_timer_start(&c->timer, timer_cb, 100, 100);
+    }
+    return 0;
+}
+
+int rpc_call_pb(struct rpc_conn *c, uint16_t type, const ProtobufCMessage *m, uint32_t timeout_ms,
+                rpc_reply_cb cb, void *arg)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return -ENOMEM;
+    protobuf_c_message_pack(m, buf);
+    int r = rpc_call(c, type, buf, (uint32_t)len, NULL, 0, timeout_ms, cb, arg);
+    free(buf);
+    return r;
+}
+
+int rpc_reply(struct rpc_conn *c, const struct frame_hdr *h, int status, const void *msg,
+              uint32_t msg_len, const struct iovec *pl, int npl, rpc_sent_cb sent, void *arg)
+{
+    return send_frame(c, (uint16_t)(h->type | FRAME_REPLY), h->req_id, status, msg, msg_len, pl,
+                      npl, sent, arg);
+}
+
+int rpc_reply_pb(struct rpc_conn *c, const struct frame_hdr *h, int status,
+                 const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return -ENOMEM;
+    protobuf_c_message_pack(m, buf);
+    int r = rpc_reply(c, h, status, buf, (uint32_t)len, NULL, 0, NULL, NULL);
+    free(buf);
+    return r;
+}

@@ -1,0 +1,80 @@
+/* RPC connections: frames over TCP or unix sockets on a libuv loop.
+ *
+ * Either side may send requests; replies carry the request's id and type with
+ * FRAME_REPLY set. A connection belongs to the loop that made it; nothing here
+ * is thread-safe.
+ *
+ * Ownership:
+ *  - msg bytes handed to a callback are valid only during that callback.
+ *  - payload buffers handed to a callback belong to the callee; release them
+ *    with rpc_buf_free(). They are 4096-aligned, so they can go to O_DIRECT I/O.
+ *  - payload iovecs given to rpc_call()/rpc_reply() must stay valid until the
+ *    sent callback (or the reply callback, for rpc_call) runs.
+ *  - a connection is freed after its close callback returns.
+ */
+#ifndef CAIRN_RPC_H
+#define CAIRN_RPC_H
+
+#include <stdint.h>
+#include <sys/uio.h>
+#include <uv.h>
+
+#include "frame.h"
+
+#include <protobuf-c/protobuf-c.h>
+
+struct rpc_conn;
+struct rpc_server;
+
+typedef void (*rpc_request_cb)(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
+                               uint8_t *payload);
+/* status: the peer's frame status, or -ECONNRESET / -ETIMEDOUT (msg NULL). */
+typedef void (*rpc_reply_cb)(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                             uint8_t *payload, uint32_t payload_len, void *arg);
+typedef void (*rpc_close_cb)(struct rpc_conn *c);
+/* On failure c is NULL and status is -errno. */
+typedef void (*rpc_connect_cb)(struct rpc_conn *c, int status, void *arg);
+typedef void (*rpc_sent_cb)(void *arg, int status);
+
+struct rpc_handlers {
+    rpc_request_cb on_request;
+    rpc_close_cb on_close; /* may be NULL */
+};
+
+/* addr: "host:port" or "unix:/path". 0 or -errno. */
+int rpc_listen(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, void *data,
+               struct rpc_server **out);
+void rpc_server_close(struct rpc_server *s);
+
+/* Start connecting; cb runs later, exactly once. 0 or -errno (cb not called). */
+int rpc_connect(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, void *data,
+                rpc_connect_cb cb, void *arg);
+
+void *rpc_data(struct rpc_conn *c);
+void rpc_set_data(struct rpc_conn *c, void *data);
+const char *rpc_peer(const struct rpc_conn *c);
+int rpc_is_closing(const struct rpc_conn *c);
+/* Number of calls waiting for a reply. */
+unsigned rpc_pending(const struct rpc_conn *c);
+
+/* Send a request; cb runs exactly once, later (reply, close, or timeout).
+ * timeout_ms 0 means none. 0 or -errno (cb not called). */
+int rpc_call(struct rpc_conn *c, uint16_t type, const void *msg, uint32_t msg_len,
+             const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb, void *arg);
+int rpc_call_pb(struct rpc_conn *c, uint16_t type, const ProtobufCMessage *m, uint32_t timeout_ms,
+                rpc_reply_cb cb, void *arg);
+
+/* Reply to request h. sent (may be NULL) runs once the bytes are handed to the
+ * kernel or the connection dies; 0 or -errno (sent not called). */
+int rpc_reply(struct rpc_conn *c, const struct frame_hdr *h, int status, const void *msg,
+              uint32_t msg_len, const struct iovec *pl, int npl, rpc_sent_cb sent, void *arg);
+int rpc_reply_pb(struct rpc_conn *c, const struct frame_hdr *h, int status,
+                 const ProtobufCMessage *m);
+
+/* Close; pending calls fail with -ECONNRESET, then on_close runs. Idempotent. */
+void rpc_close(struct rpc_conn *c);
+
+uint8_t *rpc_buf_alloc(size_t len);
+void rpc_buf_free(void *buf);
+
+#endif

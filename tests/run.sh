@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Build Cairn with ASan+UBSan and run every test through ctest.
+# Usage: tests/run.sh [ctest args...]
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+"$top/deploy/deps.sh" test
+build=${CAIRN_TEST_BUILD:-$top/build-test}
+cmake -S "$top" -B "$build" -DCAIRN_ASAN=ON -DCAIRN_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j"$(nproc)"
+cd "$build"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+ctest --output-on-failure --timeout 900 "$@"
