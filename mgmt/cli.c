@@ -189,7 +189,7 @@ static struct pool_stats pool_stats(const Cairn__MgmtReply *rep, const Cairn__Po
         const Cairn__DeviceUsage *u = dev_usage(rep, d);
         if (u) {
             used_raw += u->used_extents * p->extent_size;
-            if (u->used_extents >= u->total_extents)
+            if (!u->failed && u->used_extents >= u->total_extents)
                 ps.full_devices++;
             if (u->failed)
                 ps.failed_devices++;

@@ -345,7 +345,9 @@ static void start_probe(struct rpc_conn *c, const struct frame_hdr *h, Cairn__Mg
             cairn__mgmt_request__free_unpacked(req, NULL);
             return;
         }
-        free(req->addr);
+        /* an absent string is protobuf-c's static "", never freed */
+        if (req->addr != protobuf_c_empty_string)
+            free(req->addr);
         req->addr = strdup(sds->addr);
     }
     if (req->n_paths == 0 || req->n_paths > 64) {

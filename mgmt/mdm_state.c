@@ -270,6 +270,14 @@ static char *xstrdup(const char *s)
     return d;
 }
 
+/* "host" part of host:port, for spotting two SDSs on one host. */
+static int same_host(const char *a, const char *b)
+{
+    const char *ca = strrchr(a, ':'), *cb = strrchr(b, ':');
+    size_t la = ca ? (size_t)(ca - a) : strlen(a), lb = cb ? (size_t)(cb - b) : strlen(b);
+    return la == lb && !strncmp(a, b, la);
+}
+
 static int add_devices(struct mdm_state *s, const Cairn__MgmtRequest *req, Cairn__Sds *sds,
                        Cairn__Pool *pool, char *err, size_t errlen)
 {
@@ -281,9 +289,10 @@ static int add_devices(struct mdm_state *s, const Cairn__MgmtRequest *req, Cairn
     for (size_t i = 0; i < req->n_paths; i++) {
         for (size_t j = 0; j < s->m->n_devices; j++) {
             Cairn__Device *d = s->m->devices[j];
-            if (d->sds_id == sds->id && !strcmp(d->path, req->paths[i])) {
-                errf(err, errlen, "device %s is already part of SDS %s", req->paths[i],
-                     sds->name);
+            Cairn__Sds *owner = mdm_sds_by_id(s, d->sds_id);
+            if (owner && same_host(owner->addr, sds->addr) && !strcmp(d->path, req->paths[i])) {
+                errf(err, errlen, "device %s is already part of SDS %s on the same host",
+                     req->paths[i], owner->name);
                 return -EEXIST;
             }
         }
@@ -570,8 +579,10 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
             return -EEXIST;
         }
         if (c) {
-            free(c->name);
+            char *old = c->name;
             c->name = xstrdup(name);
+            if (old != protobuf_c_empty_string)
+                free(old);
             return 0;
         }
         c = malloc(sizeof(*c));

@@ -1,0 +1,60 @@
+/* An NBD server (fixed newstyle) on a libuv loop, serving exports that a
+ * backend provides. Follows shared/NBD.md: pipelined requests replied out of
+ * order, structured replies, base:allocation, requests up to 32 MiB.
+ *
+ * The backend completes every nbd_io it is given exactly once, with
+ * nbd_io_done(), never from inside submit().
+ */
+#ifndef CAIRN_NBD_SERVER_H
+#define CAIRN_NBD_SERVER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#define NBD_MAX_PAYLOAD (32u << 20)
+#define NBD_MAX_EXTENTS 64
+
+enum nbd_io_cmd { NBDIO_READ, NBDIO_WRITE, NBDIO_FLUSH, NBDIO_TRIM, NBDIO_ZERO, NBDIO_STATUS };
+
+#define NBDIO_FUA 1
+#define NBDIO_NO_HOLE 2
+#define NBDIO_FAST_ZERO 4
+
+struct nbd_extent {
+    uint32_t len;
+    uint32_t flags; /* NBD_STATE_HOLE | NBD_STATE_ZERO */
+};
+
+struct nbd_io {
+    int cmd;
+    int flags;
+    uint64_t off;
+    uint32_t len;
+    uint8_t *buf; /* READ: filled by the backend (len bytes, 4096-aligned, owned by the
+                     server); WRITE: the payload */
+    struct nbd_extent ext[NBD_MAX_EXTENTS]; /* STATUS: filled by the backend */
+    int next;
+    void *backend; /* backend's own use */
+};
+
+struct nbd_backend {
+    void *ctx;
+    /* Find an export; returns a handle (with a reference taken) or NULL. */
+    void *(*open)(void *ctx, const char *name, uint64_t *size, int *read_only);
+    void (*close)(void *ctx, void *exp);
+    /* Call emit for every export name. */
+    void (*list)(void *ctx, void (*emit)(void *arg, const char *name), void *arg);
+    void (*submit)(void *ctx, void *exp, struct nbd_io *io);
+};
+
+/* res: 0 or -errno. For READ, io->buf may be replaced by the backend first
+ * (the server frees whatever io->buf holds with rpc_buf_free). */
+void nbd_io_done(struct nbd_io *io, int res);
+
+struct nbd_server;
+/* addr: "host:port" or "unix:/path". 0 or -errno. */
+int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backend *be,
+                      struct nbd_server **out);
+void nbd_server_close(struct nbd_server *s);
+
+#endif

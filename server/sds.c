@@ -1,0 +1,1006 @@
+/* cairn-sds: the storage data server.
+ *
+ * One libuv loop. Requests arrive as frames; data goes to devices through the
+ * extent store on io_uring. For a write the primary of the extent's PG orders
+ * it against overlapping writes (so every copy applies them in one order),
+ * applies it locally and forwards it in parallel to every other copy, and
+ * acknowledges only when all copies have it on their devices.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "cairn.pb-c.h"
+#include "disk_uring.h"
+#include "extent_store.h"
+#include "log.h"
+#include "placement.h"
+#include "rpc.h"
+#include "rpc_peer.h"
+#include "util.h"
+
+#define MAX_DEVS 64
+#define MAX_PEERS 1024
+#define LOCK_BUCKETS 4096
+#define FWD_TIMEOUT_MS 10000
+
+struct dev {
+    uint32_t id;
+    char path[256];
+    struct disk *disk;
+    struct extent_store *st;
+    int failed;
+    char err[256];
+};
+
+struct ioreq;
+
+/* A forward of one request to one other copy. */
+struct fwd {
+    struct ioreq *req;
+    uint32_t sds_id;
+};
+
+/* Per client connection: the requests it has in flight, so a closing
+ * connection can detach them (their replies are then dropped). */
+struct client {
+    struct ioreq *reqs;
+};
+
+struct ioreq {
+    struct rpc_conn *conn;
+    struct client *client;
+    struct ioreq *cprev, *cnext;
+    struct frame_hdr hdr;
+    struct io_hdr io;
+    uint8_t *payload;
+    uint8_t *rbuf;
+    struct dev *dev;
+    uint64_t ext;
+    uint32_t off; /* within the extent */
+    uint64_t extent_size;
+    int pending;
+    int status;
+    uint32_t peers[8];
+    int npeers;
+    /* write ordering */
+    int locked;
+    uint64_t lo, hi;
+    struct ioreq *lnext;
+};
+
+struct sds {
+    uv_loop_t *loop;
+    const char *name, *listen, *mdm_addr, *data_dir;
+    uint32_t my_id;
+    Cairn__ClusterMap *map;
+    struct uring_ctx *uring;
+    struct dev devs[MAX_DEVS];
+    int ndevs;
+    struct rpc_peer *peers[MAX_PEERS];
+    int npeers;
+    struct rpc_server *server;
+    struct rpc_conn *mdm;
+    int mdm_connecting;
+    int map_fetching;
+    uv_timer_t hb_timer;
+    uv_signal_t sigterm, sigint;
+    int stopping;
+    uint64_t *purged;
+    size_t npurged;
+    struct ioreq *locked[LOCK_BUCKETS];
+    struct ioreq *lockwait[LOCK_BUCKETS];
+    uint8_t *zeroes;
+    uint64_t zeroes_len;
+};
+
+static struct sds S;
+
+/* ---- map ---- */
+
+static Cairn__Volume *map_volume(uint64_t id)
+{
+    for (size_t i = 0; S.map && i < S.map->n_volumes; i++)
+        if (S.map->volumes[i]->id == id)
+            return S.map->volumes[i];
+    return NULL;
+}
+static Cairn__Pool *map_pool(uint32_t id)
+{
+    for (size_t i = 0; S.map && i < S.map->n_pools; i++)
+        if (S.map->pools[i]->id == id)
+            return S.map->pools[i];
+    return NULL;
+}
+static Cairn__Device *map_device(uint32_t id)
+{
+    for (size_t i = 0; S.map && i < S.map->n_devices; i++)
+        if (S.map->devices[i]->id == id)
+            return S.map->devices[i];
+    return NULL;
+}
+static Cairn__Sds *map_sds(uint32_t id)
+{
+    for (size_t i = 0; S.map && i < S.map->n_sds; i++)
+        if (S.map->sds[i]->id == id)
+            return S.map->sds[i];
+    return NULL;
+}
+static struct dev *dev_by_id(uint32_t id)
+{
+    for (int i = 0; i < S.ndevs; i++)
+        if (S.devs[i].id == id)
+            return &S.devs[i];
+    return NULL;
+}
+
+static void attach_device(const Cairn__Device *md, const Cairn__Pool *pool)
+{
+    if (dev_by_id(md->id) || S.ndevs == MAX_DEVS)
+        return;
+    struct dev *d = &S.devs[S.ndevs++];
+    memset(d, 0, sizeof(*d));
+    d->id = md->id;
+    snprintf(d->path, sizeof(d->path), "%s", md->path);
+    int r = disk_uring_open(S.uring, md->path, &d->disk);
+    if (r < 0) {
+        snprintf(d->err, sizeof(d->err), "cannot open: %s", strerror(-r));
+        goto fail;
+    }
+    char msg[256];
+    r = store_open(d->disk, S.map->cluster_id, d->id, &d->st, msg, sizeof(msg));
+    if (r == -ENODATA) {
+        log_info("device %u (%s): formatting for cluster %s, %llu-byte extents", d->id, d->path,
+                 S.map->cluster_id, (unsigned long long)pool->extent_size);
+        r = store_format(d->disk, S.map->cluster_id, d->id, pool->extent_size);
+        if (r == 0)
+            r = store_open(d->disk, S.map->cluster_id, d->id, &d->st, msg, sizeof(msg));
+        else
+            snprintf(msg, sizeof(msg), "format failed: %s", strerror(-r));
+    }
+    if (r < 0) {
+        snprintf(d->err, sizeof(d->err), "%s", msg);
+        goto fail;
+    }
+    uint64_t used, total;
+    store_usage(d->st, &used, &total);
+    log_info("device %u (%s): attached, %llu of %llu extents used", d->id, d->path,
+             (unsigned long long)used, (unsigned long long)total);
+    return;
+fail:
+    d->failed = 1;
+    log_error("device %u (%s): %s", d->id, d->path, d->err);
+}
+
+static void purge_cb(void *arg, int res)
+{
+    (void)arg;
+    if (res < 0)
+        log_warn("freeing an extent of a removed volume failed: %s", strerror(-res));
+}
+
+/* Free the extents of volumes the MDM has removed. */
+static void purge_removed(void)
+{
+    for (size_t i = 0; i < S.map->n_removed_volumes; i++) {
+        uint64_t vol = S.map->removed_volumes[i];
+        int done = 0;
+        for (size_t j = 0; j < S.npurged && !done; j++)
+            done = S.purged[j] == vol;
+        if (done)
+            continue;
+        size_t nfreed = 0;
+        for (int k = 0; k < S.ndevs; k++) {
+            struct dev *d = &S.devs[k];
+            if (d->failed)
+                continue;
+            uint64_t exts[1024];
+            size_t n;
+            /* the store forgets freed extents at once, so list until empty */
+            while ((n = store_list_volume(d->st, vol, exts, ARRAY_SIZE(exts))) > 0) {
+                for (size_t e = 0; e < n; e++)
+                    if (store_free(d->st, vol, exts[e], purge_cb, NULL) == 0)
+                        nfreed++;
+                break; /* frees complete asynchronously; the rest go next map */
+            }
+        }
+        if (nfreed)
+            log_info("volume %llu removed: freeing %zu extents",
+                     (unsigned long long)vol, nfreed);
+        else {
+            uint64_t *np = realloc(S.purged, (S.npurged + 1) * sizeof(uint64_t));
+            if (np) {
+                S.purged = np;
+                S.purged[S.npurged++] = vol;
+            }
+        }
+    }
+}
+
+static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
+{
+    if (S.map && m->version < S.map->version) {
+        cairn__cluster_map__free_unpacked(m, NULL);
+        return;
+    }
+    if (S.map)
+        cairn__cluster_map__free_unpacked(S.map, NULL);
+    S.map = m;
+    if (my_id)
+        S.my_id = my_id;
+    if (S.data_dir) {
+        size_t len = cairn__cluster_map__get_packed_size(m);
+        uint8_t *buf = malloc(len + 4);
+        if (buf) {
+            put_be32(buf, S.my_id);
+            cairn__cluster_map__pack(m, buf + 4);
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/map.pb", S.data_dir);
+            if (file_write_atomic(path, buf, len + 4) < 0)
+                log_warn("cannot save the map to %s", path);
+            free(buf);
+        }
+    }
+    for (size_t i = 0; i < m->n_devices; i++) {
+        const Cairn__Device *md = m->devices[i];
+        if (md->sds_id != S.my_id || !S.my_id)
+            continue;
+        const Cairn__Pool *p = map_pool(md->pool_id);
+        if (p)
+            attach_device(md, p);
+    }
+    for (int i = 0; i < S.npeers; i++) {
+        Cairn__Sds *s = map_sds(rpc_peer_id(S.peers[i]));
+        if (s)
+            rpc_peer_set_addr(S.peers[i], s->addr);
+    }
+    purge_removed();
+    log_debug("map version %llu installed", (unsigned long long)m->version);
+}
+
+static void load_saved_map(void)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/map.pb", S.data_dir);
+    char *buf;
+    size_t len;
+    if (file_read_all(path, &buf, &len) < 0)
+        return;
+    if (len >= 4) {
+        Cairn__ClusterMap *m = cairn__cluster_map__unpack(NULL, len - 4, (uint8_t *)buf + 4);
+        if (m) {
+            log_info("serving from the saved map (version %llu) until the MDM answers",
+                     (unsigned long long)m->version);
+            install_map(m, get_be32((uint8_t *)buf));
+        }
+    }
+    free(buf);
+}
+
+/* ---- replies ---- */
+
+static void req_free(struct ioreq *r)
+{
+    if (r->client) {
+        if (r->cprev)
+            r->cprev->cnext = r->cnext;
+        else
+            r->client->reqs = r->cnext;
+        if (r->cnext)
+            r->cnext->cprev = r->cprev;
+    }
+    rpc_buf_free(r->payload);
+    free(r);
+}
+
+static void read_sent_cb(void *arg, int status)
+{
+    (void)status;
+    rpc_buf_free(arg);
+}
+
+static void req_reply(struct ioreq *r)
+{
+    if (r->conn) {
+        if (r->rbuf && r->status >= 0) {
+            struct iovec iov = {r->rbuf, r->io.length};
+            if (rpc_reply(r->conn, &r->hdr, r->status, NULL, 0, &iov, 1, read_sent_cb, r->rbuf) <
+                0)
+                rpc_buf_free(r->rbuf);
+            r->rbuf = NULL;
+        } else {
+            rpc_reply(r->conn, &r->hdr, r->status, NULL, 0, NULL, 0, NULL, NULL);
+        }
+    }
+    rpc_buf_free(r->rbuf);
+    r->rbuf = NULL;
+    req_free(r);
+}
+
+static void reply_now(struct rpc_conn *c, const struct frame_hdr *h, int status)
+{
+    rpc_reply(c, h, status, NULL, 0, NULL, 0, NULL, NULL);
+}
+
+/* ---- write ordering at the primary ---- */
+
+static uint32_t lock_bucket(uint64_t vol, uint64_t ext)
+{
+    return (uint32_t)(hash_mix64(vol * 31 + ext) % LOCK_BUCKETS);
+}
+
+static int overlaps(const struct ioreq *a, const struct ioreq *b)
+{
+    return a->io.volume_id == b->io.volume_id && a->ext == b->ext && a->lo < b->hi &&
+           b->lo < a->hi;
+}
+
+static void start_mutation(struct ioreq *r);
+
+/* Take the range lock, or queue behind whatever overlaps (in arrival order). */
+static int lock_or_wait(struct ioreq *r)
+{
+    uint32_t b = lock_bucket(r->io.volume_id, r->ext);
+    /* 4 KiB granularity: unaligned writes read-modify-write whole blocks */
+    r->lo = r->off / 4096 * 4096;
+    r->hi = (r->off + r->io.length + 4095) / 4096 * 4096;
+    if (r->hdr.type == FT_IO_TRIM || r->hdr.type == FT_IO_ZERO) {
+        r->lo = 0;
+        r->hi = r->extent_size; /* may free the whole extent */
+    }
+    for (struct ioreq *o = S.locked[b]; o; o = o->lnext)
+        if (overlaps(o, r))
+            goto wait;
+    for (struct ioreq *o = S.lockwait[b]; o; o = o->lnext)
+        if (overlaps(o, r))
+            goto wait;
+    r->locked = 1;
+    r->lnext = S.locked[b];
+    S.locked[b] = r;
+    return 1;
+wait: {
+    struct ioreq **pp = &S.lockwait[b];
+    while (*pp)
+        pp = &(*pp)->lnext;
+    r->lnext = NULL;
+    *pp = r;
+    return 0;
+}
+}
+
+static void unlock(struct ioreq *r)
+{
+    if (!r->locked)
+        return;
+    uint32_t b = lock_bucket(r->io.volume_id, r->ext);
+    struct ioreq **pp = &S.locked[b];
+    while (*pp != r)
+        pp = &(*pp)->lnext;
+    *pp = r->lnext;
+    r->locked = 0;
+    /* Start waiters that no longer overlap anything ahead of them. */
+    struct ioreq **wp = &S.lockwait[b];
+    while (*wp) {
+        struct ioreq *w = *wp;
+        int blocked = 0;
+        for (struct ioreq *o = S.locked[b]; o && !blocked; o = o->lnext)
+            blocked = overlaps(o, w);
+        for (struct ioreq *o = S.lockwait[b]; o != w && !blocked; o = o->lnext)
+            blocked = overlaps(o, w);
+        if (blocked) {
+            wp = &w->lnext;
+            continue;
+        }
+        *wp = w->lnext;
+        w->locked = 1;
+        w->lnext = S.locked[b];
+        S.locked[b] = w;
+        start_mutation(w);
+    }
+}
+
+/* ---- peers (other copies) ---- */
+
+static struct rpc_peer *peer_get(uint32_t sds_id)
+{
+    for (int i = 0; i < S.npeers; i++)
+        if (rpc_peer_id(S.peers[i]) == sds_id)
+            return S.peers[i];
+    if (S.npeers == MAX_PEERS)
+        return NULL;
+    struct rpc_peer *p = rpc_peer_new(S.loop, sds_id);
+    if (p)
+        S.peers[S.npeers++] = p;
+    return p;
+}
+
+static void req_part_done(struct ioreq *r, int status);
+
+static void fwd_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                         uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)msg;
+    (void)msg_len;
+    (void)payload_len;
+    struct fwd *f = arg;
+    struct ioreq *r = f->req;
+    rpc_buf_free(payload);
+    if (status < 0)
+        log_warn("copy of vol %llu extent %llu on SDS %u failed: %s",
+                 (unsigned long long)r->io.volume_id, (unsigned long long)r->ext, f->sds_id,
+                 strerror(-status));
+    free(f);
+    req_part_done(r, status);
+}
+
+static void forward(struct ioreq *r, uint32_t sds_id)
+{
+    struct fwd *f = calloc(1, sizeof(*f));
+    struct rpc_peer *p = peer_get(sds_id);
+    Cairn__Sds *ms = map_sds(sds_id);
+    if (!f || !p || !ms) {
+        free(f);
+        req_part_done(r, -EHOSTUNREACH);
+        return;
+    }
+    f->req = r;
+    f->sds_id = sds_id;
+    rpc_peer_set_addr(p, ms->addr);
+    struct io_hdr h = r->io;
+    h.flags |= IO_FLAG_REPLICA;
+    uint8_t msg[IO_HDR_SIZE];
+    io_hdr_encode(&h, msg);
+    struct iovec iov = {r->payload, r->payload ? r->io.length : 0};
+    int rc = rpc_peer_call(p, r->hdr.type, msg, IO_HDR_SIZE, &iov, r->payload ? 1 : 0,
+                           FWD_TIMEOUT_MS, fwd_reply_cb, f);
+    if (rc < 0) {
+        free(f);
+        req_part_done(r, rc);
+    }
+}
+
+/* ---- the data path ---- */
+
+static void req_part_done(struct ioreq *r, int status)
+{
+    if (status < 0 && r->status >= 0)
+        r->status = status;
+    if (--r->pending > 0)
+        return;
+    unlock(r);
+    req_reply(r);
+}
+
+static void local_done_cb(void *arg, int res)
+{
+    struct ioreq *r = arg;
+    if (res < 0 && res != -ENOSPC && res != -EINVAL)
+        log_error("device %u: vol %llu extent %llu: %s", r->dev->id,
+                  (unsigned long long)r->io.volume_id, (unsigned long long)r->ext,
+                  strerror(-res));
+    req_part_done(r, res);
+}
+
+static void local_result(struct ioreq *r, int rc)
+{
+    if (rc == 0)
+        return; /* callback follows */
+    req_part_done(r, rc > 0 ? 0 : rc);
+}
+
+static void start_local(struct ioreq *r)
+{
+    struct extent_store *st = r->dev->st;
+    uint64_t vol = r->io.volume_id;
+    int rc;
+    switch (r->hdr.type) {
+    case FT_IO_WRITE:
+        rc = store_write(st, vol, r->ext, r->off, r->io.length, r->payload,
+                         (r->io.flags & IO_FLAG_FUA) ? STORE_FUA : 0, local_done_cb, r);
+        break;
+    case FT_IO_TRIM:
+        rc = (r->off == 0 && r->io.length == r->extent_size)
+                 ? store_free(st, vol, r->ext, local_done_cb, r)
+                 : 1; /* trim is advisory: partial extents keep their data */
+        break;
+    case FT_IO_ZERO:
+        if (r->off == 0 && r->io.length == r->extent_size && !(r->io.flags & IO_FLAG_NO_HOLE))
+            rc = store_free(st, vol, r->ext, local_done_cb, r);
+        else if (!store_allocated(st, vol, r->ext) && !(r->io.flags & IO_FLAG_NO_HOLE))
+            rc = 1; /* a hole already reads as zeroes */
+        else
+            rc = store_write(st, vol, r->ext, r->off, r->io.length, S.zeroes,
+                             (r->io.flags & IO_FLAG_FUA) ? STORE_FUA : 0, local_done_cb, r);
+        break;
+    default:
+        rc = -EINVAL;
+    }
+    local_result(r, rc);
+}
+
+/* A mutation holding its range lock: apply here and on every other copy. */
+static void start_mutation(struct ioreq *r)
+{
+    r->pending = 1 + ((r->io.flags & IO_FLAG_REPLICA) ? 0 : r->npeers);
+    if (!(r->io.flags & IO_FLAG_REPLICA))
+        for (int i = 0; i < r->npeers; i++)
+            forward(r, r->peers[i]);
+    start_local(r);
+}
+
+static void flush_done_cb(void *arg, int res)
+{
+    req_part_done(arg, res);
+}
+
+static void handle_flush(struct ioreq *r)
+{
+    r->pending = 1;
+    for (int i = 0; i < S.ndevs; i++) {
+        if (S.devs[i].failed)
+            continue;
+        r->pending++;
+        int rc = store_flush(S.devs[i].st, flush_done_cb, r);
+        if (rc < 0)
+            req_part_done(r, rc);
+    }
+    req_part_done(r, 0);
+}
+
+static void map_fetch(void);
+
+/* Check everything a peer sent before it touches state. Returns 0 or -errno. */
+static int validate(struct ioreq *r)
+{
+    const struct io_hdr *io = &r->io;
+    Cairn__Volume *v = map_volume(io->volume_id);
+    if (!v)
+        return -ENOENT;
+    Cairn__Pool *p = map_pool(v->pool_id);
+    if (!p || p->id != io->pool_id || p->n_pgs == 0)
+        return -EINVAL;
+    r->extent_size = p->extent_size;
+    if (io->length == 0 || io->offset > v->size || io->length > v->size - io->offset)
+        return -EINVAL;
+    r->ext = io->offset / p->extent_size;
+    r->off = (uint32_t)(io->offset % p->extent_size);
+    if (r->off + (uint64_t)io->length > p->extent_size)
+        return -EINVAL; /* a request never spans extents */
+    uint32_t pg = placement_pg_of(io->volume_id, r->ext, (uint32_t)p->n_pgs);
+    if (io->pg != pg)
+        return -EINVAL;
+    Cairn__Pg *g = p->pgs[pg];
+    if (io->epoch != g->epoch) {
+        if (io->epoch > g->epoch)
+            map_fetch(); /* the sender knows a newer map */
+        return -ESTALE;
+    }
+    int mine = -1;
+    r->npeers = 0;
+    for (size_t k = 0; k < g->n_devices; k++) {
+        Cairn__Device *d = map_device(g->devices[k]);
+        if (!d)
+            return -ESTALE;
+        if (d->sds_id == S.my_id)
+            mine = (int)k;
+        else if (r->npeers < 8)
+            r->peers[r->npeers++] = d->sds_id;
+    }
+    if (mine < 0 || (mine != 0 && !(io->flags & IO_FLAG_REPLICA)))
+        return -ESTALE; /* not a copy here, or not the primary */
+    r->dev = dev_by_id(g->devices[mine]);
+    if (!r->dev || r->dev->failed)
+        return -EIO;
+    return 0;
+}
+
+static void read_done_cb(void *arg, int res)
+{
+    struct ioreq *r = arg;
+    if (res < 0)
+        log_error("device %u: read vol %llu extent %llu: %s", r->dev->id,
+                  (unsigned long long)r->io.volume_id, (unsigned long long)r->ext,
+                  strerror(-res));
+    r->status = res < 0 ? res : 0;
+    req_reply(r);
+}
+
+static void client_close_cb(struct rpc_conn *c)
+{
+    struct client *cl = rpc_data(c);
+    if (!cl)
+        return;
+    for (struct ioreq *r = cl->reqs; r; r = r->cnext) {
+        r->conn = NULL;
+        r->client = NULL;
+    }
+    /* requests unlink themselves from cl only while r->client is set */
+    free(cl);
+}
+
+static void handle_io(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
+                      uint8_t *payload)
+{
+    struct client *cl = rpc_data(c);
+    if (!cl) {
+        cl = calloc(1, sizeof(*cl));
+        if (!cl) {
+            rpc_buf_free(payload);
+            rpc_close(c);
+            return;
+        }
+        rpc_set_data(c, cl);
+    }
+    struct ioreq *r = calloc(1, sizeof(*r));
+    if (!r) {
+        rpc_buf_free(payload);
+        reply_now(c, h, -ENOMEM);
+        return;
+    }
+    r->conn = c;
+    r->hdr = *h;
+    r->payload = payload;
+    r->client = cl;
+    r->cnext = cl->reqs;
+    if (cl->reqs)
+        cl->reqs->cprev = r;
+    cl->reqs = r;
+    int rc = io_hdr_decode(msg, h->msg_len, &r->io);
+    if (rc == 0 && h->type == FT_IO_FLUSH) {
+        handle_flush(r);
+        return;
+    }
+    if (rc == 0)
+        rc = validate(r);
+    if (rc == 0 && (h->type == FT_IO_WRITE) != (h->payload_len != 0))
+        rc = -EINVAL;
+    if (rc == 0 && h->type == FT_IO_WRITE && h->payload_len != r->io.length)
+        rc = -EINVAL;
+    if (rc < 0) {
+        if (rc != -ESTALE)
+            log_warn("rejecting %s request from %s (vol %llu off %llu len %u): %s",
+                     h->type == FT_IO_READ ? "read" : "data", rpc_peer(c),
+                     (unsigned long long)r->io.volume_id, (unsigned long long)r->io.offset,
+                     r->io.length, strerror(-rc));
+        r->status = rc;
+        req_reply(r);
+        return;
+    }
+    switch (h->type) {
+    case FT_IO_READ:
+        r->rbuf = rpc_buf_alloc(r->io.length);
+        if (!r->rbuf) {
+            r->status = -ENOMEM;
+            req_reply(r);
+            return;
+        }
+        rc = store_read(r->dev->st, r->io.volume_id, r->ext, r->off, r->io.length, r->rbuf,
+                        read_done_cb, r);
+        if (rc != 0) {
+            r->status = rc > 0 ? 0 : rc;
+            req_reply(r);
+        }
+        return;
+    case FT_IO_STAT:
+        r->status = store_allocated(r->dev->st, r->io.volume_id, r->ext);
+        req_reply(r);
+        return;
+    default:
+        if (!(r->io.flags & IO_FLAG_REPLICA)) {
+            if (lock_or_wait(r))
+                start_mutation(r);
+        } else {
+            start_mutation(r);
+        }
+    }
+}
+
+/* ---- MDM session ---- */
+
+static void handle_probe(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg)
+{
+    Cairn__DeviceProbe *p = cairn__device_probe__unpack(NULL, h->msg_len, msg);
+    Cairn__DeviceProbeReply rep = CAIRN__DEVICE_PROBE_REPLY__INIT;
+    char err[512] = "";
+    int status = 0;
+    uint64_t size = 0;
+    if (!p) {
+        snprintf(err, sizeof(err), "malformed probe");
+        status = -EINVAL;
+        goto out;
+    }
+    int r = disk_probe_size(p->path, &size);
+    if (r == -ENOENT) {
+        snprintf(err, sizeof(err), "%s does not exist on this host", p->path);
+        status = r;
+    } else if (r == -ENOTBLK) {
+        snprintf(err, sizeof(err), "%s is not a regular file or a block device", p->path);
+        status = r;
+    } else if (r < 0) {
+        snprintf(err, sizeof(err), "cannot inspect %s: %s", p->path, strerror(-r));
+        status = r;
+    } else if (size < (64u << 20)) {
+        snprintf(err, sizeof(err), "%s is too small (%llu bytes; at least 64 MiB)", p->path,
+                 (unsigned long long)size);
+        status = -EINVAL;
+    } else {
+        for (int i = 0; i < S.ndevs; i++)
+            if (!strcmp(S.devs[i].path, p->path)) {
+                snprintf(err, sizeof(err), "%s is already attached as device %u", p->path,
+                         S.devs[i].id);
+                status = -EEXIST;
+            }
+        int fd = status ? -1 : open(p->path, O_RDWR | O_DIRECT | O_CLOEXEC);
+        if (!status && fd < 0) {
+            snprintf(err, sizeof(err), "cannot open %s for direct I/O: %s", p->path,
+                     strerror(errno));
+            status = -errno;
+        }
+        if (fd >= 0) {
+            void *sb = NULL;
+            if (posix_memalign(&sb, 4096, 4096) == 0 && pread(fd, sb, 4096, 0) == 4096 &&
+                !memcmp(sb, "CAIRNDEV", 8)) {
+                snprintf(err, sizeof(err),
+                         "%s already holds a Cairn device (cluster %.40s, device %u); wipe "
+                         "it before reuse",
+                         p->path, (char *)sb + 64, get_be32((uint8_t *)sb + 12));
+                status = -EEXIST;
+            }
+            free(sb);
+            close(fd);
+        }
+    }
+out:
+    rep.error = err;
+    rep.capacity = size & ~(uint64_t)4095;
+    rpc_reply_pb(c, h, status, &rep.base);
+    if (p)
+        cairn__device_probe__free_unpacked(p, NULL);
+}
+
+static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
+                       uint8_t *payload)
+{
+    if (h->type >= FT_IO_READ && h->type <= FT_IO_STAT) {
+        handle_io(c, h, msg, payload);
+        return;
+    }
+    rpc_buf_free(payload);
+    if (h->type == FT_DEVICE_PROBE && c == S.mdm) {
+        handle_probe(c, h, msg);
+        return;
+    }
+    log_warn("unknown request type %u from %s", h->type, rpc_peer(c));
+    reply_now(c, h, -EOPNOTSUPP);
+}
+
+static void map_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                         uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)payload_len;
+    (void)arg;
+    rpc_buf_free(payload);
+    S.map_fetching = 0;
+    if (status < 0 || !msg) {
+        if (status != -ECONNRESET)
+            log_warn("map request failed: %s", strerror(-status));
+        return;
+    }
+    Cairn__MapReply *rep = cairn__map_reply__unpack(NULL, msg_len, msg);
+    if (!rep || !rep->map) {
+        log_warn("malformed map from the MDM");
+        if (rep)
+            cairn__map_reply__free_unpacked(rep, NULL);
+        return;
+    }
+    if (rep->sds_id && rep->sds_id != S.my_id)
+        log_info("this SDS is '%s', id %u", S.name, rep->sds_id);
+    Cairn__ClusterMap *m = rep->map;
+    uint32_t id = rep->sds_id;
+    rep->map = NULL;
+    cairn__map_reply__free_unpacked(rep, NULL);
+    install_map(m, id);
+}
+
+static void map_fetch(void)
+{
+    if (!S.mdm || S.map_fetching)
+        return;
+    if (rpc_call(S.mdm, FT_MAP_GET, NULL, 0, NULL, 0, 10000, map_reply_cb, NULL) == 0)
+        S.map_fetching = 1;
+}
+
+static void hb_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                        uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)payload_len;
+    (void)arg;
+    rpc_buf_free(payload);
+    if (status < 0 || !msg)
+        return;
+    Cairn__HeartbeatReply *rep = cairn__heartbeat_reply__unpack(NULL, msg_len, msg);
+    if (rep && (!S.map || rep->map_version > S.map->version || !S.my_id))
+        map_fetch();
+    if (rep)
+        cairn__heartbeat_reply__free_unpacked(rep, NULL);
+}
+
+static void send_heartbeat(void)
+{
+    Cairn__Heartbeat hb = CAIRN__HEARTBEAT__INIT;
+    Cairn__DeviceUsage u[MAX_DEVS], *up[MAX_DEVS];
+    hb.sds_id = S.my_id;
+    hb.map_version = S.map ? S.map->version : 0;
+    for (int i = 0; i < S.ndevs; i++) {
+        cairn__device_usage__init(&u[i]);
+        up[i] = &u[i];
+        u[i].device_id = S.devs[i].id;
+        u[i].failed = S.devs[i].failed;
+        if (!S.devs[i].failed) {
+            store_usage(S.devs[i].st, &u[i].used_extents, &u[i].total_extents);
+            hb.enospc_count += store_enospc(S.devs[i].st);
+        }
+    }
+    hb.n_usage = (size_t)S.ndevs;
+    hb.usage = up;
+    rpc_call_pb(S.mdm, FT_HEARTBEAT, &hb.base, 5000, hb_reply_cb, NULL);
+}
+
+static void mdm_close_cb(struct rpc_conn *c)
+{
+    if (S.mdm == c) {
+        S.mdm = NULL;
+        S.map_fetching = 0;
+        if (!S.stopping)
+            log_warn("lost the MDM connection; I/O continues on map version %llu",
+                     S.map ? (unsigned long long)S.map->version : 0ULL);
+    }
+}
+
+static void mdm_connect_cb(struct rpc_conn *c, int status, void *arg)
+{
+    (void)arg;
+    S.mdm_connecting = 0;
+    if (status < 0)
+        return;
+    if (S.stopping) {
+        rpc_close(c);
+        return;
+    }
+    S.mdm = c;
+    Cairn__SdsRegister reg = CAIRN__SDS_REGISTER__INIT;
+    reg.name = (char *)S.name;
+    reg.addr = (char *)S.listen;
+    S.map_fetching = 1;
+    if (rpc_call_pb(c, FT_SDS_REGISTER, &reg.base, 10000, map_reply_cb, NULL) < 0)
+        S.map_fetching = 0;
+    log_info("connected to the MDM at %s", S.mdm_addr);
+}
+
+static void hb_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    if (S.stopping)
+        return;
+    if (!S.mdm && !S.mdm_connecting) {
+        static const struct rpc_handlers h = {.on_request = on_request,
+                                              .on_close = mdm_close_cb};
+        S.mdm_connecting = 1;
+        if (rpc_connect(S.loop, S.mdm_addr, &h, NULL, mdm_connect_cb, NULL) < 0)
+            S.mdm_connecting = 0;
+        return;
+    }
+    if (S.mdm)
+        send_heartbeat();
+}
+
+/* ---- startup and shutdown ---- */
+
+static void signal_cb(uv_signal_t *sig, int signum)
+{
+    (void)sig;
+    if (S.stopping)
+        return;
+    S.stopping = 1;
+    log_info("signal %d: shutting down", signum);
+    if (S.server)
+        rpc_server_close(S.server);
+    if (S.mdm)
+        rpc_close(S.mdm);
+    for (int i = 0; i < S.npeers; i++)
+        rpc_peer_close(S.peers[i]);
+    uv_timer_stop(&S.hb_timer);
+    uv_close((uv_handle_t *)&S.hb_timer, NULL);
+    uv_close((uv_handle_t *)&S.sigterm, NULL);
+    uv_close((uv_handle_t *)&S.sigint, NULL);
+    /* Data already acknowledged is on the devices (O_DIRECT); make the rest
+     * of the page-cache-free state durable too before leaving. */
+    for (int i = 0; i < S.ndevs; i++)
+        if (!S.devs[i].failed)
+            store_flush(S.devs[i].st, NULL, NULL);
+    uv_stop(S.loop);
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
+            "                 [--pidfile FILE] [-v]\n");
+    exit(2);
+}
+
+static void accept_close_cb(struct rpc_conn *c)
+{
+    client_close_cb(c);
+}
+
+int main(int argc, char **argv)
+{
+    const char *pidfile = NULL;
+    int verbose = 0;
+    static const struct option opts[] = {
+        {"name", 1, 0, 'n'},    {"listen", 1, 0, 'l'}, {"mdm", 1, 0, 'm'}, {"data-dir", 1, 0, 'd'},
+        {"pidfile", 1, 0, 'p'}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "n:l:m:d:p:vh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'n': S.name = optarg; break;
+        case 'l': S.listen = optarg; break;
+        case 'm': S.mdm_addr = optarg; break;
+        case 'd': S.data_dir = optarg; break;
+        case 'p': pidfile = optarg; break;
+        case 'v': verbose = 1; break;
+        default: usage();
+        }
+    }
+    if (!S.name || !S.listen || !S.mdm_addr || !S.data_dir || optind != argc)
+        usage();
+    log_init("cairn-sds", verbose ? LOG_DEBUG : LOG_INFO);
+    signal(SIGPIPE, SIG_IGN);
+    if (mkdir(S.data_dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", S.data_dir, strerror(errno));
+        return 1;
+    }
+    S.loop = uv_default_loop();
+    S.zeroes_len = 32u << 20;
+    S.zeroes = rpc_buf_alloc(S.zeroes_len);
+    memset(S.zeroes, 0, S.zeroes_len);
+    int r = uring_ctx_init(S.loop, 512, &S.uring);
+    if (r < 0) {
+        log_error("io_uring setup failed: %s", strerror(-r));
+        return 1;
+    }
+    load_saved_map();
+    static const struct rpc_handlers h = {.on_request = on_request, .on_close = accept_close_cb};
+    r = rpc_listen(S.loop, S.listen, &h, NULL, &S.server);
+    if (r < 0) {
+        log_error("cannot listen on %s: %s", S.listen, uv_strerror(r));
+        return 1;
+    }
+    uv_timer_init(S.loop, &S.hb_timer);
+    uv_timer_start(&S.hb_timer, hb_timer_cb, 0, 1000);
+    uv_signal_init(S.loop, &S.sigterm);
+    uv_signal_init(S.loop, &S.sigint);
+    uv_signal_start(&S.sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&S.sigint, signal_cb, SIGINT);
+    log_info("SDS '%s' listening on %s, MDM %s", S.name, S.listen, S.mdm_addr);
+    if (pidfile) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+        file_write_atomic(pidfile, buf, strlen(buf));
+    }
+    uv_run(S.loop, UV_RUN_DEFAULT);
+    log_info("SDS '%s' stopped", S.name);
+    return 0;
+}
