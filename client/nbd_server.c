@@ -44,6 +44,9 @@ struct nbd_conn {
     struct nreq *rx; /* WRITE whose payload is arriving */
     uint32_t rx_have;
     uint64_t discard; /* bytes of a rejected payload still to skip */
+    struct nreq *drain_req; /* its request: answered once the payload is gone,
+                               since a client may not expect a reply before it
+                               has finished sending */
     int no_zeroes, structured, meta_alloc;
     void *exp;
     uint64_t size;
@@ -627,7 +630,7 @@ static int parse_request(struct nbd_conn *c, const uint8_t *p, size_t n)
                 return -1;
             }
             c->discard = len;
-            dispatch_req(c, r);
+            c->drain_req = r;
             return 28;
         }
         r->io.buf = rpc_buf_alloc(len);
@@ -659,6 +662,11 @@ static int process_input(struct nbd_conn *c)
             size_t k = (size_t)MIN((uint64_t)n, c->discard);
             c->discard -= k;
             pos += k;
+            if (c->discard == 0 && c->drain_req) {
+                struct nreq *r = c->drain_req;
+                c->drain_req = NULL;
+                dispatch_req(c, r);
+            }
             continue;
         }
         if (c->rx) {
@@ -793,6 +801,7 @@ static void free_cb(uv_handle_t *h)
         rpc_buf_free(c->rx->io.buf);
         free(c->rx);
     }
+    free(c->drain_req);
     free(c->in);
     free(c);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_check.h"
 #include "mdm_state.h"
 #include "rpc.h"
 #include "util.h"
@@ -39,11 +40,12 @@ static void usage(void)
         "  volume show NAME\n"
         "  volume grow NAME --size SIZE\n"
         "  volume remove NAME\n"
+        "  volume check-copies NAME                   compare every copy of every extent\n"
         "  volume map NAME --sdc SDC [--read-only]\n"
         "  volume unmap NAME --sdc SDC\n"
         "  sdc list\n"
         "\n"
-        "SIZE takes K, M, G, T suffixes (powers of 1024). --json prints JSON.\n"
+        "SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.\n"
         "The MDM address also comes from $CAIRN_MDM.\n");
     exit(2);
 }
@@ -662,6 +664,17 @@ int main(int argc, char **argv)
         cairn__mgmt_reply__free_unpacked(rep, NULL);
         return 0;
     }
+    if (!strcmp(obj, "volume") && !strcmp(verb, "check-copies")) {
+        check_opts(&a, none, json_flag, 1);
+        const char *name = positional(&a);
+        if (!name)
+            usage();
+        req.op = CAIRN__MGMT_OP__OP_STATUS;
+        Cairn__MgmtReply *rep = mdm_call(&req);
+        int rc = cli_check_copies(rep->map, name, json);
+        cairn__mgmt_reply__free_unpacked(rep, NULL);
+        return rc;
+    }
     if (!strcmp(obj, "pool") && (!strcmp(verb, "create") || !strcmp(verb, "set"))) {
         static const char *const k[] = {"--copies", "--pgs", "--overcommit", NULL};
         check_opts(&a, k, json_flag, 1);
@@ -710,6 +723,7 @@ int main(int argc, char **argv)
         if (!req.n_paths)
             die("at least one --device PATH is required");
         done(mdm_call(&req), "ok");
+        free(req.paths);
         return 0;
     }
     if (!strcmp(obj, "volume") && !strcmp(verb, "create")) {

@@ -57,10 +57,32 @@ static struct mdm M;
 
 /* ---- Raft FSM ---- */
 
+/* Raft entries and snapshots are [u64 length][protobuf][zero padding to a
+ * multiple of 8]: libraft 0.15 pads entries on disk but its loader of closed
+ * segments steps over the unpadded size, so every payload we give it is
+ * already a multiple of 8 bytes. */
+static size_t framed_size(size_t len)
+{
+    return 8 + ((len + 7) & ~(size_t)7);
+}
+
+static const uint8_t *unframe(const struct raft_buffer *buf, size_t *len)
+{
+    if (buf->len < 8)
+        return NULL;
+    uint64_t n = get_be64(buf->base);
+    if (n > buf->len - 8)
+        return NULL;
+    *len = (size_t)n;
+    return (const uint8_t *)buf->base + 8;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct mdm *m = fsm->data;
-    Cairn__MgmtRequest *req = cairn__mgmt_request__unpack(NULL, buf->len, buf->base);
+    size_t len = 0;
+    const uint8_t *body = unframe(buf, &len);
+    Cairn__MgmtRequest *req = body ? cairn__mgmt_request__unpack(NULL, len, body) : NULL;
     if (!req) {
         m->apply_status = -EINVAL;
         snprintf(m->apply_err, sizeof(m->apply_err), "corrupt log entry");
@@ -84,15 +106,16 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     if (r < 0)
         return RAFT_NOMEM;
     *bufs = raft_malloc(sizeof(**bufs));
-    void *copy = raft_malloc(len ? len : 1);
+    uint8_t *copy = raft_calloc(1, framed_size(len));
     if (!*bufs || !copy) {
         free(buf);
         return RAFT_NOMEM;
     }
-    memcpy(copy, buf, len);
+    put_be64(copy, len);
+    memcpy(copy + 8, buf, len);
     free(buf);
     (*bufs)[0].base = copy;
-    (*bufs)[0].len = len;
+    (*bufs)[0].len = framed_size(len);
     *n_bufs = 1;
     return 0;
 }
@@ -100,7 +123,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct mdm *m = fsm->data;
-    if (mdm_state_restore(&m->st, buf->base, buf->len) < 0)
+    size_t len = 0;
+    const uint8_t *body = unframe(buf, &len);
+    if (!body || mdm_state_restore(&m->st, body, len) < 0)
         return RAFT_MALFORMED;
     raft_free(buf->base);
     log_info("state restored from snapshot (map version %llu)",
@@ -211,7 +236,7 @@ static int propose(struct rpc_conn *c, const struct frame_hdr *h, const Cairn__M
         return -EAGAIN;
     }
     size_t len = protobuf_c_message_get_packed_size(&req->base);
-    struct raft_buffer buf = {.base = raft_malloc(len ? len : 1), .len = len};
+    struct raft_buffer buf = {.base = raft_calloc(1, framed_size(len)), .len = framed_size(len)};
     struct proposal *p = calloc(1, sizeof(*p));
     if (!buf.base || !p) {
         raft_free(buf.base);
@@ -219,7 +244,8 @@ static int propose(struct rpc_conn *c, const struct frame_hdr *h, const Cairn__M
         reply_error(c, h, -ENOMEM, "out of memory");
         return -ENOMEM;
     }
-    protobuf_c_message_pack(&req->base, buf.base);
+    put_be64(buf.base, len);
+    protobuf_c_message_pack(&req->base, (uint8_t *)buf.base + 8);
     p->conn = c;
     p->hdr = *h;
     p->kind = kind;
@@ -256,8 +282,14 @@ static struct session *sds_session_by_addr(const char *addr)
 
 static void probe_next(struct probe *pr);
 
+/* One probe per CLI request in flight; a closing connection orphans its probe. */
+static struct probe *probes[64];
+
 static void probe_free(struct probe *pr)
 {
+    for (size_t i = 0; i < ARRAY_SIZE(probes); i++)
+        if (probes[i] == pr)
+            probes[i] = NULL;
     cairn__mgmt_request__free_unpacked(pr->req, NULL);
     free(pr);
 }
@@ -325,8 +357,6 @@ static void probe_next(struct probe *pr)
     }
 }
 
-/* One probe per CLI connection at a time; a closing connection orphans it. */
-static struct probe *probes[64];
 static void probes_forget_conn(struct rpc_conn *c)
 {
     for (size_t i = 0; i < ARRAY_SIZE(probes); i++)
@@ -363,11 +393,17 @@ static void start_probe(struct rpc_conn *c, const struct frame_hdr *h, Cairn__Mg
     free(req->capacities);
     req->capacities = calloc(req->n_paths, sizeof(uint64_t));
     req->n_capacities = req->n_paths;
-    for (size_t i = 0; i < ARRAY_SIZE(probes); i++)
-        if (!probes[i] || !probes[i]->cli) {
-            probes[i] = pr;
-            break;
-        }
+    size_t slot = ARRAY_SIZE(probes);
+    for (size_t i = 0; i < ARRAY_SIZE(probes) && slot == ARRAY_SIZE(probes); i++)
+        if (!probes[i])
+            slot = i;
+    if (slot == ARRAY_SIZE(probes)) {
+        reply_error(c, h, -EBUSY, "too many device probes in flight; retry");
+        cairn__mgmt_request__free_unpacked(req, NULL);
+        free(pr);
+        return;
+    }
+    probes[slot] = pr;
     probe_next(pr);
 }
 
@@ -600,12 +636,24 @@ static void on_close(struct rpc_conn *c)
 
 /* ---- startup and shutdown ---- */
 
+static void stop_fallback_cb(uv_timer_t *t)
+{
+    (void)t;
+    log_warn("mdm: handles still open 2 s after shutdown; stopping the loop");
+    uv_stop(M.loop);
+}
+
 static void raft_closed_cb(struct raft *r)
 {
     (void)r;
+    /* Let the loop run dry so raft's own close callbacks free its memory;
+     * an unreferenced timer stops it anyway if something lingers. */
     raft_uv_close(&M.io);
     raft_uv_tcp_close(&M.transport);
-    uv_stop(M.loop);
+    static uv_timer_t fallback;
+    uv_timer_init(M.loop, &fallback);
+    uv_timer_start(&fallback, stop_fallback_cb, 2000, 0);
+    uv_unref((uv_handle_t *)&fallback);
 }
 
 static void signal_cb(uv_signal_t *sig, int signum)
@@ -620,8 +668,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
     for (int i = 0; i < MDM_MAX_SESSIONS; i++)
         if (M.sessions[i])
             rpc_close(M.sessions[i]->conn);
-    uv_signal_stop(&M.sigterm);
-    uv_signal_stop(&M.sigint);
+    uv_close((uv_handle_t *)&M.sigterm, NULL);
+    uv_close((uv_handle_t *)&M.sigint, NULL);
     raft_close(&M.raft, raft_closed_cb);
 }
 
@@ -632,7 +680,8 @@ static void usage(void)
             "  --listen ADDR     address for CLI, SDS and SDC connections (default 127.0.0.1:6611)\n"
             "  --raft-addr ADDR  address for Raft peers (default 127.0.0.1:6612)\n"
             "  --id N            this MDM's Raft id (default 1)\n"
-            "  --pidfile FILE    write the PID once ready\n");
+            "  --pidfile FILE    write the PID once ready\n"
+            "  --snapshot-threshold N  snapshot the state every N log entries (default 1024)\n");
     exit(2);
 }
 
@@ -665,24 +714,27 @@ int main(int argc, char **argv)
     const char *dir = NULL, *listen = "127.0.0.1:6611", *raft_addr = "127.0.0.1:6612";
     const char *pidfile = NULL;
     unsigned long long id = 1;
+    unsigned snap_threshold = 1024;
     int verbose = 0;
     static const struct option opts[] = {{"data-dir", 1, 0, 'd'}, {"listen", 1, 0, 'l'},
                                          {"raft-addr", 1, 0, 'r'}, {"id", 1, 0, 'i'},
                                          {"pidfile", 1, 0, 'p'},   {"verbose", 0, 0, 'v'},
+                                         {"snapshot-threshold", 1, 0, 's'},
                                          {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "d:l:r:i:p:vh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "d:l:r:i:p:s:vh", opts, NULL)) != -1) {
         switch (o) {
         case 'd': dir = optarg; break;
         case 'l': listen = optarg; break;
         case 'r': raft_addr = optarg; break;
         case 'i': id = strtoull(optarg, NULL, 10); break;
         case 'p': pidfile = optarg; break;
+        case 's': snap_threshold = (unsigned)atoi(optarg); break;
         case 'v': verbose = 1; break;
         default: usage();
         }
     }
-    if (!dir || optind != argc || id == 0)
+    if (!dir || optind != argc || id == 0 || snap_threshold < 2)
         usage();
     log_init("cairn-mdm", verbose ? LOG_DEBUG : LOG_INFO);
     signal(SIGPIPE, SIG_IGN);
@@ -717,6 +769,8 @@ int main(int argc, char **argv)
     }
     raft_set_election_timeout(&M.raft, 500);
     raft_set_heartbeat_timeout(&M.raft, 100);
+    raft_set_snapshot_threshold(&M.raft, snap_threshold);
+    raft_set_snapshot_trailing(&M.raft, snap_threshold / 2);
     struct raft_configuration conf;
     raft_configuration_init(&conf);
     raft_configuration_add(&conf, id, raft_addr, RAFT_VOTER);

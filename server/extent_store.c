@@ -46,6 +46,7 @@ struct extent_store {
     uint64_t nfree;
     uint64_t gen;
     uint64_t enospc;
+    uint64_t reserved; /* free slots promised to thick volumes */
     struct sop **waiters; /* per slot: requests waiting for allocate/free */
     struct tblock *tblocks;
     uint64_t ntblocks;
@@ -335,6 +336,11 @@ void store_usage(const struct extent_store *st, uint64_t *used, uint64_t *total)
     *total = st->nslots;
 }
 
+void store_set_reserved(struct extent_store *st, uint64_t n)
+{
+    st->reserved = n;
+}
+
 uint64_t store_enospc(const struct extent_store *st)
 {
     return st->enospc;
@@ -600,10 +606,13 @@ static int dispatch(struct sop *op)
                          op->span_len, 0);
     case K_WRITE:
         if (slot == NO_SLOT) {
-            if (st->nfree == 0) {
+            int thick = op->flags & STORE_THICK;
+            if (st->nfree == 0 || (!thick && st->nfree <= st->reserved)) {
                 st->enospc++;
                 return -ENOSPC;
             }
+            if (thick && st->reserved)
+                st->reserved--;
             slot = st->freelist[--st->nfree];
             op->slot = slot;
             st->state[slot] = SLOT_ALLOCATING;

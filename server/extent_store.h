@@ -35,6 +35,7 @@ struct extent_store;
 typedef void (*store_cb)(void *arg, int res);
 
 #define STORE_FUA 1
+#define STORE_THICK 2 /* may take a slot kept in reserve for thick volumes */
 
 /* Write a fresh superblock and an empty table (synchronous, durable). */
 int store_format(struct disk *d, const char *cluster_id, uint32_t device_id,
@@ -51,6 +52,9 @@ uint64_t store_extent_size(const struct extent_store *st);
 /* 1 if the extent has a slot, else 0. */
 int store_allocated(const struct extent_store *st, uint64_t vol, uint64_t ext);
 void store_usage(const struct extent_store *st, uint64_t *used, uint64_t *total);
+/* Keep n free slots for thick volumes: a write without STORE_THICK gets
+ * -ENOSPC rather than take one of them. */
+void store_set_reserved(struct extent_store *st, uint64_t n);
 /* Number of writes refused with -ENOSPC since open. */
 uint64_t store_enospc(const struct extent_store *st);
 /* Copy up to max extent indexes of a volume into out; returns the count. */

@@ -67,6 +67,11 @@ struct ioreq {
     uint64_t ext;
     uint32_t off; /* within the extent */
     uint64_t extent_size;
+    uint64_t vol_size;
+    int thick;
+    int fresh;       /* the extent had no slot here when the write started */
+    int rolled_back; /* an ENOSPC write is undoing its fresh allocation */
+    uint16_t fwd_type;
     int pending;
     int status;
     uint32_t peers[8];
@@ -94,6 +99,7 @@ struct sds {
     uv_timer_t hb_timer;
     uv_signal_t sigterm, sigint;
     int stopping;
+    int shutdown_flushes;
     uint64_t *purged;
     size_t npurged;
     struct ioreq *locked[LOCK_BUCKETS];
@@ -225,6 +231,32 @@ static void purge_removed(void)
     }
 }
 
+/* Keep, on each device, a free slot for every extent of a thick volume that
+ * has a copy there and no slot yet: thin volumes can never take them. */
+static void update_reservations(void)
+{
+    for (int k = 0; k < S.ndevs; k++) {
+        struct dev *d = &S.devs[k];
+        if (d->failed)
+            continue;
+        uint64_t need = 0;
+        for (size_t i = 0; i < S.map->n_volumes; i++) {
+            Cairn__Volume *v = S.map->volumes[i];
+            Cairn__Pool *p = map_pool(v->pool_id);
+            if (!v->thick || !p || !p->n_pgs)
+                continue;
+            uint64_t next = (v->size + p->extent_size - 1) / p->extent_size;
+            for (uint64_t e = 0; e < next; e++) {
+                Cairn__Pg *g = p->pgs[placement_pg_of(v->id, e, (uint32_t)p->n_pgs)];
+                for (size_t c = 0; c < g->n_devices; c++)
+                    if (g->devices[c] == d->id && !store_allocated(d->st, v->id, e))
+                        need++;
+            }
+        }
+        store_set_reserved(d->st, need);
+    }
+}
+
 static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
 {
     if (S.map && m->version < S.map->version) {
@@ -263,6 +295,7 @@ static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
             rpc_peer_set_addr(S.peers[i], s->addr);
     }
     purge_removed();
+    update_reservations();
     log_debug("map version %llu installed", (unsigned long long)m->version);
 }
 
@@ -460,7 +493,7 @@ static void forward(struct ioreq *r, uint32_t sds_id)
     uint8_t msg[IO_HDR_SIZE];
     io_hdr_encode(&h, msg);
     struct iovec iov = {r->payload, r->payload ? r->io.length : 0};
-    int rc = rpc_peer_call(p, r->hdr.type, msg, IO_HDR_SIZE, &iov, r->payload ? 1 : 0,
+    int rc = rpc_peer_call(p, r->fwd_type, msg, IO_HDR_SIZE, &iov, r->payload ? 1 : 0,
                            FWD_TIMEOUT_MS, fwd_reply_cb, f);
     if (rc < 0) {
         free(f);
@@ -470,11 +503,31 @@ static void forward(struct ioreq *r, uint32_t sds_id)
 
 /* ---- the data path ---- */
 
+/* A write that allocated a fresh extent on some copies and hit ENOSPC on
+ * another is undone everywhere, so the copies never disagree about it. */
+static int rollback_fresh(struct ioreq *r)
+{
+    if (r->status != -ENOSPC || !r->fresh || r->rolled_back || (r->io.flags & IO_FLAG_REPLICA) ||
+        r->hdr.type == FT_IO_TRIM)
+        return 0;
+    r->rolled_back = 1;
+    rpc_buf_free(r->payload);
+    r->payload = NULL;
+    r->fwd_type = FT_IO_TRIM;
+    r->io.offset = r->ext * r->extent_size;
+    r->io.length = (uint32_t)MIN(r->extent_size, r->vol_size - r->io.offset);
+    r->off = 0;
+    start_mutation(r);
+    return 1;
+}
+
 static void req_part_done(struct ioreq *r, int status)
 {
-    if (status < 0 && r->status >= 0)
+    if (status < 0 && r->status >= 0 && !r->rolled_back)
         r->status = status;
     if (--r->pending > 0)
+        return;
+    if (rollback_fresh(r))
         return;
     unlock(r);
     req_reply(r);
@@ -501,25 +554,28 @@ static void start_local(struct ioreq *r)
 {
     struct extent_store *st = r->dev->st;
     uint64_t vol = r->io.volume_id;
+    int flags = ((r->io.flags & IO_FLAG_FUA) ? STORE_FUA : 0) | (r->thick ? STORE_THICK : 0);
+    /* the whole extent, or all of a volume's shorter last extent */
+    int whole = r->off == 0 && (r->io.length == r->extent_size ||
+                                r->io.offset + r->io.length == r->vol_size);
     int rc;
-    switch (r->hdr.type) {
+    switch (r->fwd_type) {
     case FT_IO_WRITE:
-        rc = store_write(st, vol, r->ext, r->off, r->io.length, r->payload,
-                         (r->io.flags & IO_FLAG_FUA) ? STORE_FUA : 0, local_done_cb, r);
+        rc = store_write(st, vol, r->ext, r->off, r->io.length, r->payload, flags, local_done_cb,
+                         r);
         break;
     case FT_IO_TRIM:
-        rc = (r->off == 0 && r->io.length == r->extent_size)
-                 ? store_free(st, vol, r->ext, local_done_cb, r)
-                 : 1; /* trim is advisory: partial extents keep their data */
+        rc = whole ? store_free(st, vol, r->ext, local_done_cb, r)
+                   : 1; /* trim is advisory: partial extents keep their data */
         break;
     case FT_IO_ZERO:
-        if (r->off == 0 && r->io.length == r->extent_size && !(r->io.flags & IO_FLAG_NO_HOLE))
+        if (whole && !(r->io.flags & IO_FLAG_NO_HOLE))
             rc = store_free(st, vol, r->ext, local_done_cb, r);
         else if (!store_allocated(st, vol, r->ext) && !(r->io.flags & IO_FLAG_NO_HOLE))
             rc = 1; /* a hole already reads as zeroes */
         else
-            rc = store_write(st, vol, r->ext, r->off, r->io.length, S.zeroes,
-                             (r->io.flags & IO_FLAG_FUA) ? STORE_FUA : 0, local_done_cb, r);
+            rc = store_write(st, vol, r->ext, r->off, r->io.length, S.zeroes, flags,
+                             local_done_cb, r);
         break;
     default:
         rc = -EINVAL;
@@ -530,6 +586,8 @@ static void start_local(struct ioreq *r)
 /* A mutation holding its range lock: apply here and on every other copy. */
 static void start_mutation(struct ioreq *r)
 {
+    if (!r->rolled_back && !(r->io.flags & IO_FLAG_REPLICA))
+        r->fresh = !store_allocated(r->dev->st, r->io.volume_id, r->ext);
     r->pending = 1 + ((r->io.flags & IO_FLAG_REPLICA) ? 0 : r->npeers);
     if (!(r->io.flags & IO_FLAG_REPLICA))
         for (int i = 0; i < r->npeers; i++)
@@ -563,12 +621,18 @@ static int validate(struct ioreq *r)
 {
     const struct io_hdr *io = &r->io;
     Cairn__Volume *v = map_volume(io->volume_id);
-    if (!v)
-        return -ENOENT;
+    if (!v) {
+        /* The sender may know a volume created after our map: refresh and
+         * let it retry (it gives up after its I/O timeout). */
+        map_fetch();
+        return -EAGAIN;
+    }
     Cairn__Pool *p = map_pool(v->pool_id);
     if (!p || p->id != io->pool_id || p->n_pgs == 0)
         return -EINVAL;
     r->extent_size = p->extent_size;
+    r->vol_size = v->size;
+    r->thick = v->thick;
     if (io->length == 0 || io->offset > v->size || io->length > v->size - io->offset)
         return -EINVAL;
     r->ext = io->offset / p->extent_size;
@@ -648,6 +712,7 @@ static void handle_io(struct rpc_conn *c, const struct frame_hdr *h, const uint8
     }
     r->conn = c;
     r->hdr = *h;
+    r->fwd_type = h->type;
     r->payload = payload;
     r->client = cl;
     r->cnext = cl->reqs;
@@ -666,7 +731,7 @@ static void handle_io(struct rpc_conn *c, const struct frame_hdr *h, const uint8
     if (rc == 0 && h->type == FT_IO_WRITE && h->payload_len != r->io.length)
         rc = -EINVAL;
     if (rc < 0) {
-        if (rc != -ESTALE)
+        if (rc != -ESTALE && rc != -EAGAIN)
             log_warn("rejecting %s request from %s (vol %llu off %llu len %u): %s",
                      h->type == FT_IO_READ ? "read" : "data", rpc_peer(c),
                      (unsigned long long)r->io.volume_id, (unsigned long long)r->io.offset,
@@ -907,6 +972,17 @@ static void hb_timer_cb(uv_timer_t *t)
 
 /* ---- startup and shutdown ---- */
 
+static void shutdown_flush_cb(void *arg, int res)
+{
+    (void)arg;
+    if (res < 0)
+        log_error("final flush failed: %s", strerror(-res));
+    if (--S.shutdown_flushes == 0) {
+        uring_ctx_close(S.uring);
+        uv_stop(S.loop);
+    }
+}
+
 static void signal_cb(uv_signal_t *sig, int signum)
 {
     (void)sig;
@@ -924,12 +1000,13 @@ static void signal_cb(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&S.hb_timer, NULL);
     uv_close((uv_handle_t *)&S.sigterm, NULL);
     uv_close((uv_handle_t *)&S.sigint, NULL);
-    /* Data already acknowledged is on the devices (O_DIRECT); make the rest
-     * of the page-cache-free state durable too before leaving. */
+    /* Acknowledged data is already on the devices (O_DIRECT); a last flush
+     * makes the device caches durable too. The loop stops when it is done. */
+    S.shutdown_flushes = 1;
     for (int i = 0; i < S.ndevs; i++)
-        if (!S.devs[i].failed)
-            store_flush(S.devs[i].st, NULL, NULL);
-    uv_stop(S.loop);
+        if (!S.devs[i].failed && store_flush(S.devs[i].st, shutdown_flush_cb, NULL) == 0)
+            S.shutdown_flushes++;
+    shutdown_flush_cb(NULL, 0);
 }
 
 static void usage(void)

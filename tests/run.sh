@@ -9,5 +9,6 @@ cmake -S "$top" -B "$build" -DCAIRN_ASAN=ON -DCAIRN_WERROR=ON -DCMAKE_BUILD_TYPE
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --output-on-failure --timeout 900 "$@"

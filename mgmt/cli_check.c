@@ -1,0 +1,186 @@
+#include "cli_check.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "placement.h"
+#include "rpc.h"
+#include "util.h"
+
+struct result {
+    int done;
+    int status;
+    uint8_t *payload;
+    uint32_t len;
+};
+
+static void reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                     uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)msg;
+    (void)msg_len;
+    struct result *r = arg;
+    r->done = 1;
+    r->status = status;
+    r->payload = payload;
+    r->len = payload_len;
+}
+
+static void conn_cb(struct rpc_conn *c, int status, void *arg)
+{
+    struct rpc_conn **out = arg;
+    *out = status < 0 ? NULL : c;
+}
+
+static void on_req(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *m, uint8_t *p)
+{
+    (void)h;
+    (void)m;
+    rpc_buf_free(p);
+    rpc_close(c);
+}
+
+struct sds_conn {
+    uint32_t id;
+    struct rpc_conn *c;
+};
+
+static struct rpc_conn *conn_to(const Cairn__ClusterMap *map, struct sds_conn *cs, size_t *n,
+                                uint32_t sds_id)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (cs[i].id == sds_id)
+            return cs[i].c;
+    const char *addr = NULL;
+    for (size_t i = 0; i < map->n_sds; i++)
+        if (map->sds[i]->id == sds_id)
+            addr = map->sds[i]->addr;
+    struct rpc_conn *c = NULL;
+    static const struct rpc_handlers h = {.on_request = on_req};
+    if (addr && rpc_connect(uv_default_loop(), addr, &h, NULL, conn_cb, &c) == 0)
+        uv_run(uv_default_loop(), UV_RUN_ONCE);
+    while (addr && !c && uv_run(uv_default_loop(), UV_RUN_NOWAIT))
+        ;
+    cs[*n].id = sds_id;
+    cs[*n].c = c;
+    (*n)++;
+    return c;
+}
+
+static int call(struct rpc_conn *c, uint16_t type, const struct io_hdr *h, struct result *r)
+{
+    uint8_t msg[IO_HDR_SIZE];
+    io_hdr_encode(h, msg);
+    memset(r, 0, sizeof(*r));
+    if (!c)
+        return -ENOTCONN;
+    int rc = rpc_call(c, type, msg, IO_HDR_SIZE, NULL, 0, 30000, reply_cb, r);
+    if (rc < 0)
+        return rc;
+    while (!r->done)
+        uv_run(uv_default_loop(), UV_RUN_ONCE);
+    return r->status;
+}
+
+int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json)
+{
+    const Cairn__Volume *v = NULL;
+    for (size_t i = 0; i < map->n_volumes; i++)
+        if (!strcmp(map->volumes[i]->name, volume))
+            v = map->volumes[i];
+    if (!v) {
+        fprintf(stderr, "cairn: no volume named '%s'\n", volume);
+        return 1;
+    }
+    const Cairn__Pool *p = NULL;
+    for (size_t i = 0; i < map->n_pools; i++)
+        if (map->pools[i]->id == v->pool_id)
+            p = map->pools[i];
+    if (!p || !p->n_pgs) {
+        fprintf(stderr, "cairn: the pool of '%s' has no placement\n", volume);
+        return 1;
+    }
+    struct sds_conn *cs = calloc(map->n_sds + 1, sizeof(*cs));
+    size_t ncs = 0;
+    uint64_t next = (v->size + p->extent_size - 1) / p->extent_size;
+    uint64_t checked = 0, holes = 0, mismatches = 0, errors = 0;
+    for (uint64_t e = 0; e < next; e++) {
+        uint32_t pg = placement_pg_of(v->id, e, (uint32_t)p->n_pgs);
+        const Cairn__Pg *g = p->pgs[pg];
+        uint64_t off = e * p->extent_size;
+        struct io_hdr h = {.volume_id = v->id, .offset = off,
+                           .length = (uint32_t)MIN(p->extent_size, v->size - off),
+                           .flags = IO_FLAG_REPLICA, .pool_id = p->id, .pg = pg,
+                           .epoch = g->epoch};
+        int alloc[8] = {0};
+        uint8_t *data[8] = {0};
+        int bad = 0;
+        for (size_t k = 0; k < g->n_devices && k < 8; k++) {
+            uint32_t sds_id = 0;
+            for (size_t d = 0; d < map->n_devices; d++)
+                if (map->devices[d]->id == g->devices[k])
+                    sds_id = map->devices[d]->sds_id;
+            struct rpc_conn *c = conn_to(map, cs, &ncs, sds_id);
+            struct result r;
+            alloc[k] = call(c, FT_IO_STAT, &h, &r);
+            rpc_buf_free(r.payload);
+            if (alloc[k] < 0) {
+                fprintf(stderr, "extent %llu copy %zu on SDS %u: %s\n", (unsigned long long)e, k,
+                        sds_id, strerror(-alloc[k]));
+                bad = 1;
+                continue;
+            }
+            if (alloc[k] > 0) {
+                int rc = call(c, FT_IO_READ, &h, &r);
+                if (rc < 0 || r.len != h.length) {
+                    fprintf(stderr, "extent %llu copy %zu: read failed: %s\n",
+                            (unsigned long long)e, k, strerror(rc < 0 ? -rc : EIO));
+                    rpc_buf_free(r.payload);
+                    bad = 1;
+                    continue;
+                }
+                data[k] = r.payload;
+            }
+        }
+        int any = 0, mism = 0;
+        for (size_t k = 0; k < g->n_devices && k < 8; k++)
+            any |= alloc[k] > 0;
+        for (size_t k = 1; k < g->n_devices && k < 8 && !bad; k++) {
+            const uint8_t *a = data[0], *b = data[k];
+            /* a hole equals an allocated copy only if that copy is all zeroes */
+            for (uint32_t i = 0; i < h.length && !mism; i++)
+                mism = (a ? a[i] : 0) != (b ? b[i] : 0);
+        }
+        if (bad)
+            errors++;
+        else if (mism) {
+            mismatches++;
+            fprintf(stderr, "extent %llu (PG %u): copies differ\n", (unsigned long long)e, pg);
+        }
+        if (any)
+            checked++;
+        else
+            holes++;
+        for (int k = 0; k < 8; k++)
+            rpc_buf_free(data[k]);
+    }
+    for (size_t i = 0; i < ncs; i++)
+        if (cs[i].c)
+            rpc_close(cs[i].c);
+    uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+    free(cs);
+    if (json)
+        printf("{\"volume\":\"%s\",\"extents_checked\":%llu,\"holes\":%llu,\"copies_per_extent\":%u,"
+               "\"mismatches\":%llu,\"errors\":%llu}\n",
+               v->name, (unsigned long long)checked, (unsigned long long)holes, p->copies,
+               (unsigned long long)mismatches, (unsigned long long)errors);
+    else
+        printf("volume %s: %llu allocated extents checked on %u copies each, %llu holes: "
+               "%llu mismatched, %llu unreadable\n",
+               v->name, (unsigned long long)checked, p->copies, (unsigned long long)holes,
+               (unsigned long long)mismatches, (unsigned long long)errors);
+    return mismatches || errors ? 1 : 0;
+}

@@ -1,0 +1,11 @@
+/* cairn volume check-copies: read every copy of each allocated extent of a
+ * volume straight from its SDS and compare them. */
+#ifndef CAIRN_CLI_CHECK_H
+#define CAIRN_CLI_CHECK_H
+
+#include "cairn.pb-c.h"
+
+/* Returns the process exit code: 0 all copies equal, 1 mismatch or error. */
+int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json);
+
+#endif

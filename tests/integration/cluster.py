@@ -1,0 +1,201 @@
+"""Start and drive a real local Cairn cluster for integration tests.
+
+Daemons are started with pidfiles and waited on by readiness (the CLI
+answering, SDSs connected, the SDC registered, exports listed), never by a
+fixed sleep. Stopping checks that each daemon exits cleanly and that its log
+holds no sanitizer report.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+BUILD = os.environ.get("CAIRN_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_for(what, pred, timeout=30.0, interval=0.05):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what} (last error: {last})")
+
+
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
+
+
+class Daemon:
+    def __init__(self, name, argv, log):
+        self.name, self.argv, self.log = name, argv, log
+        self.proc = None
+
+    def start(self):
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=self.logf, stderr=subprocess.STDOUT)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Stop; for SIGTERM require a clean exit. Returns the exit code."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.name} did not stop within {timeout}s after {sig}")
+        self.logf.close()
+        if sig == signal.SIGTERM:
+            assert rc == 0, f"{self.name} exited with {rc} after SIGTERM; see {self.log}"
+        return rc
+
+    def check_log(self):
+        with open(self.log, "rb") as f:
+            text = f.read().decode(errors="replace")
+        for mark in SANITIZER_MARKS:
+            assert mark not in text, f"{self.name}: sanitizer report in {self.log}"
+
+
+class Cluster:
+    def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256):
+        self.dir = str(workdir)
+        self.sds_sizes = sds_sizes
+        self.pgs = pgs
+        ports = free_ports(3 + len(sds_sizes))
+        self.mdm_addr = f"127.0.0.1:{ports[0]}"
+        self.raft_addr = f"127.0.0.1:{ports[1]}"
+        self.nbd_port = ports[2]
+        self.sds_addrs = [f"127.0.0.1:{p}" for p in ports[3:]]
+        self.daemons = {}
+        self.sdc_name = "sdc1"
+
+    # ---- processes ----
+    def _daemon(self, name, argv):
+        d = Daemon(name, argv, os.path.join(self.dir, f"{name}.log"))
+        self.daemons[name] = d
+        return d
+
+    def start_mdm(self):
+        d = self.daemons.get("mdm") or self._daemon("mdm", [
+            f"{BUILD}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm",
+            "--listen", self.mdm_addr, "--raft-addr", self.raft_addr,
+            "--snapshot-threshold", "8"])  # snapshots and their restore get exercised
+        d.start()
+        wait_for("the MDM", lambda: self.cairn("status", check=False).returncode == 0)
+
+    def start_sds(self, i):
+        name = f"sds{i + 1}"
+        d = self.daemons.get(name) or self._daemon(name, [
+            f"{BUILD}/server/cairn-sds", "--name", name, "--listen", self.sds_addrs[i],
+            "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/{name}"])
+        d.start()
+
+    def start_sdc(self):
+        d = self.daemons.get("sdc") or self._daemon("sdc", [
+            f"{BUILD}/client/cairn-sdc", "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/sdc",
+            "--name", self.sdc_name, "--nbd-listen", f"127.0.0.1:{self.nbd_port}",
+            "--io-timeout", "60"])
+        d.start()
+
+    def wait_sds_connected(self):
+        def ok():
+            st = self.status()
+            return len(st["sds"]) == len(self.sds_sizes) and all(s["connected"] for s in st["sds"])
+        wait_for("every SDS connected", ok)
+
+    def wait_sdc_registered(self):
+        wait_for("the SDC registered",
+                 lambda: any(s["name"] == self.sdc_name for s in self.status()["sdcs"]))
+
+    def start(self):
+        os.makedirs(self.dir, exist_ok=True)
+        self.start_mdm()
+        for i in range(len(self.sds_sizes)):
+            self.start_sds(i)
+        self.start_sdc()
+        self.cairn("pool", "create", "default", "--pgs", str(self.pgs))
+        for i, size in enumerate(self.sds_sizes):
+            dev = os.path.join(self.dir, f"dev{i + 1}.img")
+            with open(dev, "wb") as f:
+                f.truncate(size)
+            name = f"sds{i + 1}"
+            wait_for(f"{name} to connect to the MDM", lambda a=self.sds_addrs[i], n=name, d=dev:
+                     self.cairn("sds", "add", "--name", n, "--addr", a, "--device", d,
+                                check=False).returncode == 0)
+        self.wait_sds_connected()
+        self.wait_sdc_registered()
+        return self
+
+    def stop_all(self, sig=signal.SIGTERM):
+        order = ["sdc"] + [n for n in self.daemons if n.startswith("sds")] + ["mdm"]
+        for n in order:
+            if n in self.daemons:
+                self.daemons[n].stop(sig)
+
+    def start_all(self):
+        self.start_mdm()
+        for i in range(len(self.sds_sizes)):
+            self.start_sds(i)
+        self.start_sdc()
+        self.wait_sds_connected()
+        self.wait_sdc_registered()
+
+    def shutdown(self):
+        self.stop_all()
+        for d in self.daemons.values():
+            d.check_log()
+
+    # ---- CLI ----
+    def cairn(self, *args, check=True, json_out=False):
+        argv = [f"{BUILD}/mgmt/cairn", "--mdm", self.mdm_addr] + (["--json"] if json_out else []) + list(args)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"cairn {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def status(self):
+        return json.loads(self.cairn("status", json_out=True).stdout)
+
+    def create_volume(self, name, size, thick=False, map_it=True):
+        args = ["volume", "create", name, "--size", str(size)] + (["--thick"] if thick else [])
+        self.cairn(*args)
+        if map_it:
+            self.cairn("volume", "map", name, "--sdc", self.sdc_name)
+            self.wait_export(name)
+
+    def wait_export(self, name):
+        def listed():
+            r = subprocess.run(["nbdinfo", "--list", "--json", self.unix_uri()],
+                               capture_output=True, text=True, timeout=30)
+            return r.returncode == 0 and any(e["export-name"] == name
+                                             for e in json.loads(r.stdout)["exports"])
+        wait_for(f"export {name}", listed)
+
+    def uri(self, vol):
+        return f"nbd://127.0.0.1:{self.nbd_port}/{vol}"
+
+    def unix_uri(self, vol=""):
+        return f"nbd+unix:///{vol}?socket={self.dir}/sdc/nbd.sock"
