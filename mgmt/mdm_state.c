@@ -385,7 +385,7 @@ static int apply_volume_create(struct mdm_state *s, const Cairn__MgmtRequest *re
             return -ENOSPC;
         }
     }
-    uint64_t limit = usable / 100 * p->overcommit_pct;
+    uint64_t limit = (uint64_t)((unsigned __int128)usable * p->overcommit_pct / 100);
     uint64_t prov = mdm_pool_provisioned(s, p, 0);
     if (prov + req->size > limit) {
         fmt_bytes(a, sizeof(a), prov + req->size);
@@ -527,7 +527,7 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
             errf(err, errlen, "pool '%s' has no room to grow thick volume '%s'", p->name, v->name);
             return -ENOSPC;
         }
-        if (mdm_pool_provisioned(s, p, 0) + grow > usable / 100 * p->overcommit_pct) {
+        if (mdm_pool_provisioned(s, p, 0) + grow > (uint64_t)((unsigned __int128)usable * p->overcommit_pct / 100)) {
             errf(err, errlen, "growing '%s' would exceed pool '%s' overcommit limit (%u%%)",
                  v->name, p->name, p->overcommit_pct);
             return -ENOSPC;

@@ -28,7 +28,9 @@ int mdm_state_init(struct mdm_state *s, const char *cluster_id);
 void mdm_state_free(struct mdm_state *s);
 
 /* Apply one request (a committed Raft entry). Returns 0 or -errno; on error
- * the state is unchanged and err holds a message for the operator. */
+ * the state is unchanged and err holds a message for the operator.
+ * Every pointer into the state (from the lookups below) is invalid after an
+ * apply or a restore, successful or not: look objects up again. */
 int mdm_state_apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen);
 
 /* Snapshot: packed ClusterMap in a malloc'd buffer (caller frees). */
