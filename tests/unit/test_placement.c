@@ -22,10 +22,10 @@ static void shares(const struct placement_dev *d, int n, int copies, const uint3
 static void test_basic(void)
 {
     struct placement_dev d[3] = {{1, 0, 4096}, {2, 1, 6144}, {3, 2, 8192}};
-    uint32_t a[PGS * 2], b[PGS * 2];
+    static uint32_t a[PGS * 3], b[PGS * 3];
     CHECK_EQ(placement_compute(d, 3, 2, PGS, 7, a), 0);
     CHECK_EQ(placement_compute(d, 3, 2, PGS, 7, b), 0);
-    CHECK(memcmp(a, b, sizeof(a)) == 0); /* deterministic */
+    CHECK(memcmp(a, b, sizeof(uint32_t) * PGS * 2) == 0); /* deterministic */
     for (uint32_t pg = 0; pg < PGS; pg++)
         CHECK(d[a[pg * 2]].fault_set != d[a[pg * 2 + 1]].fault_set);
     /* 3 copies need 3 fault sets */
