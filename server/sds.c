@@ -215,7 +215,7 @@ static void purge_removed(void)
                 for (size_t e = 0; e < n; e++)
                     if (store_free(d->st, vol, exts[e], purge_cb, NULL) == 0)
                         nfreed++;
-                break; /* frees complete asynchronously; the rest go next map */
+                break; /* frees complete asynchronously; the next tick lists the rest */
             }
         }
         if (nfreed)
@@ -968,6 +968,8 @@ static void hb_timer_cb(uv_timer_t *t)
     }
     if (S.mdm)
         send_heartbeat();
+    if (S.map)
+        purge_removed(); /* continue freeing removed volumes, 1024 extents a tick */
 }
 
 /* ---- startup and shutdown ---- */

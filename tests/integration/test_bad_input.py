@@ -123,6 +123,40 @@ def test_raw_unknown_command_and_bad_flush(cluster):
     h.shutdown()
 
 
+def test_export_name_and_abort(cluster):
+    cluster.create_volume("old", 4 << 20)
+    s = socket.create_connection(("127.0.0.1", cluster.nbd_port))
+    assert s.recv(18)[:8] == b"NBDMAGIC"
+    s.sendall(struct.pack(">I", 1))  # fixed newstyle, zeroes wanted
+    s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, 3) + b"old")  # EXPORT_NAME
+    b = b""
+    while len(b) < 134:
+        b += s.recv(134 - len(b))
+    size, flags = struct.unpack(">QH", b[:10])
+    assert size == 4 << 20 and flags & 1 and b[10:] == b"\0" * 124
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 5, 0, 512))
+    hdr = b""
+    while len(hdr) < 16 + 512:
+        hdr += s.recv(16 + 512 - len(hdr))
+    assert struct.unpack(">IIQ", hdr[:16]) == (0x67446698, 0, 5)
+    s.close()
+    # an unknown export with EXPORT_NAME: the server hangs up
+    s = socket.create_connection(("127.0.0.1", cluster.nbd_port))
+    s.recv(18)
+    s.sendall(struct.pack(">I", 3) + struct.pack(">QII", 0x49484156454F5054, 1, 4) + b"nope")
+    s.settimeout(10)
+    assert s.recv(1) == b""
+    s.close()
+    # ABORT is acknowledged, then the connection closes
+    s = socket.create_connection(("127.0.0.1", cluster.nbd_port))
+    s.recv(18)
+    s.sendall(struct.pack(">I", 3) + struct.pack(">QII", 0x49484156454F5054, 2, 0))
+    magic, opt, typ, ln = struct.unpack(">QIII", s.recv(20))
+    assert (opt, typ, ln) == (2, 1, 0)
+    assert s.recv(1) == b""
+    s.close()
+
+
 def test_garbage_to_daemons_does_not_crash(cluster):
     for addr in [cluster.mdm_addr] + cluster.sds_addrs:
         host, port = addr.split(":")

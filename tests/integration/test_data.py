@@ -125,3 +125,40 @@ def test_copies_identical(cluster):
     rep = json.loads(r.stdout)
     assert rep["extents_checked"] >= 21 and rep["mismatches"] == 0, rep
     assert rep["copies_per_extent"] == 2
+
+
+def test_grow_and_remove_frees_space(cluster):
+    cluster.create_volume("grow", 8 << 20)
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri("grow"))
+    assert h.get_size() == 8 << 20
+    h.pwrite(b"g" * 4096, (8 << 20) - 4096)
+    h.shutdown()
+    cluster.cairn("volume", "grow", "grow", "--size", str(24 << 20))
+    r = cluster.cairn("volume", "grow", "grow", "--size", str(16 << 20), check=False)
+    assert r.returncode != 0 and "larger" in r.stderr
+
+    def grown():
+        h = nbd.NBD()
+        h.connect_uri(cluster.uri("grow"))
+        try:
+            return h.get_size() == 24 << 20
+        finally:
+            h.shutdown()
+    from cluster import wait_for
+    wait_for("the new size at the SDC", grown)
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri("grow"))
+    assert h.pread(4096, (8 << 20) - 4096) == b"g" * 4096
+    h.pwrite(os.urandom(16 << 20), 8 << 20)
+    h.flush()
+    h.shutdown()
+
+    def used():
+        return sum(d["used"] for s in cluster.status()["sds"] for d in s["devices"])
+    wait_for("usage to include the volume", lambda: used() >= 2 * (17 << 20))
+    before = used()
+    cluster.cairn("volume", "unmap", "grow", "--sdc", cluster.sdc_name)
+    cluster.cairn("volume", "remove", "grow")
+    # every copy of its 17 extents is freed on the SDSs
+    wait_for("the SDSs to free the removed volume", lambda: used() <= before - 2 * (17 << 20))
