@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "nbd_proto.h"
+#include "net.h"
 #include "rpc.h"
 #include "util.h"
 
@@ -18,12 +19,7 @@
 enum { P_FLAGS, P_OPTS, P_TRANS };
 
 struct nbd_server {
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u;
+    union net_stream u;
     uv_loop_t *loop;
     struct nbd_backend be;
     int is_pipe;
@@ -31,12 +27,7 @@ struct nbd_server {
 };
 
 struct nbd_conn {
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u;
+    union net_stream u;
     struct nbd_server *srv;
     int phase;
     uint8_t *in;
@@ -849,19 +840,9 @@ static void accept_cb(uv_stream_t *ls, int status)
         uv_close(&c->u.h, free_cb);
         return;
     }
-    snprintf(c->peer, sizeof(c->peer), "unix");
-    if (!s->is_pipe) {
+    if (!s->is_pipe)
         uv_tcp_nodelay(&c->u.tcp, 1);
-        struct sockaddr_storage ss;
-        int len = sizeof(ss);
-        if (uv_tcp_getpeername(&c->u.tcp, (struct sockaddr *)&ss, &len) == 0 &&
-            ss.ss_family == AF_INET) {
-            char ip[32];
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-            snprintf(c->peer, sizeof(c->peer), "%s:%d", ip,
-                     ntohs(((struct sockaddr_in *)&ss)->sin_port));
-        }
-    }
+    net_peer_name(&c->u, c->peer, sizeof(c->peer));
     uint8_t g[18];
     put_be64(g, NBD_MAGIC);
     put_be64(g + 8, NBD_IHAVEOPT);
@@ -879,32 +860,8 @@ int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backen
     s->loop = loop;
     s->be = *be;
     snprintf(s->addr, sizeof(s->addr), "%s", addr);
-    int r;
-    if (!strncmp(addr, "unix:", 5)) {
-        s->is_pipe = 1;
-        uv_pipe_init(loop, &s->u.pipe, 0);
-        unlink(addr + 5);
-        r = uv_pipe_bind(&s->u.pipe, addr + 5);
-    } else {
-        char host[128];
-        int port;
-        struct sockaddr_storage ss;
-        if (addr_split(addr, host, sizeof(host), &port) < 0) {
-            free(s);
-            return -EINVAL;
-        }
-        r = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)
-                              : uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-        if (r < 0) {
-            free(s);
-            return r;
-        }
-        uv_tcp_init(loop, &s->u.tcp);
-        r = uv_tcp_bind(&s->u.tcp, (struct sockaddr *)&ss, 0);
-    }
+    int r = net_listen(loop, addr, &s->u, &s->is_pipe, accept_cb);
     s->u.h.data = s;
-    if (r == 0)
-        r = uv_listen(&s->u.s, 128, accept_cb);
     if (r < 0) {
         uv_close(&s->u.h, (uv_close_cb)free);
         return r;

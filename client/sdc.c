@@ -24,11 +24,13 @@
 #include <uv.h>
 
 #include "cairn.pb-c.h"
+#include "cmap.h"
 #include "log.h"
 #include "nbd_proto.h"
 #include "nbd_server.h"
 #include "placement.h"
 #include "rpc.h"
+#include "mdm_session.h"
 #include "rpc_peer.h"
 #include "util.h"
 
@@ -82,9 +84,8 @@ struct sdc {
     int nvols;
     struct rpc_peer *sds[MAX_SDS];
     int nsds;
-    struct rpc_conn *mdm;
-    int mdm_connecting, map_fetching;
-    uv_timer_t hb_timer, retry_timer;
+    struct mdm_session *mdm;
+    uv_timer_t retry_timer;
     struct sub *retry_head;
     int retry_on;
     struct nbd_server *tcp_srv, *unix_srv;
@@ -96,31 +97,9 @@ static struct sdc D;
 
 /* ---- map lookups ---- */
 
-static Cairn__Pool *map_pool(uint32_t id)
-{
-    for (size_t i = 0; D.map && i < D.map->n_pools; i++)
-        if (D.map->pools[i]->id == id)
-            return D.map->pools[i];
-    return NULL;
-}
-static Cairn__Device *map_device(uint32_t id)
-{
-    for (size_t i = 0; D.map && i < D.map->n_devices; i++)
-        if (D.map->devices[i]->id == id)
-            return D.map->devices[i];
-    return NULL;
-}
-static Cairn__Sds *map_sds(uint32_t id)
-{
-    for (size_t i = 0; D.map && i < D.map->n_sds; i++)
-        if (D.map->sds[i]->id == id)
-            return D.map->sds[i];
-    return NULL;
-}
-
 static struct rpc_peer *sds_peer(uint32_t id)
 {
-    Cairn__Sds *s = map_sds(id);
+    Cairn__Sds *s = cmap_sds(D.map, id);
     if (!s)
         return NULL;
     struct rpc_peer *p = NULL;
@@ -237,15 +216,9 @@ static void sync_volumes(void)
 
 /* ---- MDM session ---- */
 
-static void install_map_reply(const uint8_t *msg, uint32_t len)
+static void session_on_map(void *ctx, Cairn__MapReply *rep)
 {
-    Cairn__MapReply *rep = cairn__map_reply__unpack(NULL, len, msg);
-    if (!rep || !rep->map) {
-        log_warn("malformed map from the MDM");
-        if (rep)
-            cairn__map_reply__free_unpacked(rep, NULL);
-        return;
-    }
+    (void)ctx;
     if (rep->sdc_id && rep->sdc_id != D.sdc_id) {
         D.sdc_id = rep->sdc_id;
         log_info("registered with the MDM as SDC %u ('%s')", D.sdc_id, D.name);
@@ -260,108 +233,24 @@ static void install_map_reply(const uint8_t *msg, uint32_t len)
     cairn__map_reply__free_unpacked(rep, NULL);
 }
 
-static void map_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
-                         uint8_t *payload, uint32_t payload_len, void *arg)
+static uint64_t session_map_version(void *ctx)
 {
-    (void)c;
-    (void)payload_len;
-    (void)arg;
-    rpc_buf_free(payload);
-    D.map_fetching = 0;
-    if (status < 0 || !msg) {
-        if (status != -ECONNRESET && msg) {
-            Cairn__MapReply *rep = cairn__map_reply__unpack(NULL, msg_len, msg);
-            log_warn("the MDM refused this SDC: %s", rep ? rep->error : strerror(-status));
-            if (rep)
-                cairn__map_reply__free_unpacked(rep, NULL);
-        }
-        return;
-    }
-    install_map_reply(msg, msg_len);
+    (void)ctx;
+    return D.map ? D.map->version : 0;
+}
+
+static const ProtobufCMessage *session_registration(void *ctx)
+{
+    (void)ctx;
+    static Cairn__SdcRegister reg = CAIRN__SDC_REGISTER__INIT;
+    reg.guid = D.guid;
+    reg.name = (char *)D.name;
+    return &reg.base;
 }
 
 static void map_refresh(void)
 {
-    if (!D.mdm || D.map_fetching)
-        return;
-    if (rpc_call(D.mdm, FT_MAP_GET, NULL, 0, NULL, 0, 10000, map_reply_cb, NULL) == 0)
-        D.map_fetching = 1;
-}
-
-static void hb_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
-                        uint8_t *payload, uint32_t payload_len, void *arg)
-{
-    (void)c;
-    (void)payload_len;
-    (void)arg;
-    rpc_buf_free(payload);
-    if (status < 0 || !msg)
-        return;
-    Cairn__HeartbeatReply *rep = cairn__heartbeat_reply__unpack(NULL, msg_len, msg);
-    if (rep && (!D.map || rep->map_version != D.map->version))
-        map_refresh();
-    if (rep)
-        cairn__heartbeat_reply__free_unpacked(rep, NULL);
-}
-
-static void mdm_close_cb(struct rpc_conn *c)
-{
-    if (D.mdm == c) {
-        D.mdm = NULL;
-        D.map_fetching = 0;
-        if (!D.stopping)
-            log_warn("lost the MDM; I/O continues on the current map");
-    }
-}
-
-static void mdm_request_cb(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
-                           uint8_t *payload)
-{
-    (void)msg;
-    rpc_buf_free(payload);
-    rpc_reply(c, h, -EOPNOTSUPP, NULL, 0, NULL, 0, NULL, NULL);
-}
-
-static void mdm_connect_cb(struct rpc_conn *c, int status, void *arg)
-{
-    (void)arg;
-    D.mdm_connecting = 0;
-    if (status < 0)
-        return;
-    if (D.stopping) {
-        rpc_close(c);
-        return;
-    }
-    D.mdm = c;
-    Cairn__SdcRegister reg = CAIRN__SDC_REGISTER__INIT;
-    reg.guid = D.guid;
-    reg.name = (char *)D.name;
-    D.map_fetching = 1;
-    if (rpc_call_pb(c, FT_SDC_REGISTER, &reg.base, 10000, map_reply_cb, NULL) < 0)
-        D.map_fetching = 0;
-}
-
-static void hb_timer_cb(uv_timer_t *t)
-{
-    (void)t;
-    if (!D.mdm) {
-        if (!D.mdm_connecting) {
-            static const struct rpc_handlers h = {.on_request = mdm_request_cb,
-                                                  .on_close = mdm_close_cb};
-            D.mdm_connecting = 1;
-            if (rpc_connect(D.loop, D.mdm_addr, &h, NULL, mdm_connect_cb, NULL) < 0)
-                D.mdm_connecting = 0;
-        }
-        return;
-    }
-    if (!D.sdc_id) {
-        if (!D.map_fetching)
-            mdm_connect_cb(D.mdm, 0, NULL); /* registration failed earlier: try again */
-        return;
-    }
-    Cairn__Heartbeat hb = CAIRN__HEARTBEAT__INIT;
-    hb.map_version = D.map ? D.map->version : 0;
-    rpc_call_pb(D.mdm, FT_HEARTBEAT, &hb.base, 5000, hb_reply_cb, NULL);
+    mdm_session_fetch_map(D.mdm);
 }
 
 /* ---- the data path ---- */
@@ -491,7 +380,7 @@ static void sub_send(struct sub *s)
         h.flags |= IO_FLAG_FUA;
     if (o->io->flags & NBDIO_NO_HOLE)
         h.flags |= IO_FLAG_NO_HOLE;
-    Cairn__Pool *p = map_pool(v->pool_id);
+    Cairn__Pool *p = cmap_pool(D.map, v->pool_id);
     if (!p || !p->n_pgs) {
         sub_retry(s, -ESTALE);
         return;
@@ -504,7 +393,7 @@ static void sub_send(struct sub *s)
         h.pg = placement_pg_of(v->id, ext, (uint32_t)p->n_pgs);
         Cairn__Pg *g = p->pgs[h.pg];
         h.epoch = g->epoch;
-        Cairn__Device *d = g->n_devices ? map_device(g->devices[0]) : NULL;
+        Cairn__Device *d = g->n_devices ? cmap_device(D.map, g->devices[0]) : NULL;
         peer = d ? sds_peer(d->sds_id) : NULL;
     }
     if (!peer) {
@@ -539,7 +428,7 @@ static void be_submit(void *ctx, void *exp, struct nbd_io *io)
 {
     (void)ctx;
     struct vol *v = exp;
-    Cairn__Pool *p = map_pool(v->pool_id);
+    Cairn__Pool *p = cmap_pool(D.map, v->pool_id);
     int n = 0;
     int err = 0;
     uint64_t es = p ? p->extent_size : 0;
@@ -745,8 +634,11 @@ int main(int argc, char **argv)
         log_error("cannot listen for NBD on %s: %s", D.nbd_unix, uv_strerror(r));
         return 1;
     }
-    uv_timer_init(D.loop, &D.hb_timer);
-    uv_timer_start(&D.hb_timer, hb_timer_cb, 0, 1000);
+    static const struct mdm_session_ops ops = {.register_type = FT_SDC_REGISTER,
+                                               .registration = session_registration,
+                                               .on_map = session_on_map,
+                                               .map_version = session_map_version};
+    D.mdm = mdm_session_start(D.loop, D.mdm_addr, &ops, NULL, 1000);
     uv_timer_init(D.loop, &D.retry_timer);
     uv_signal_init(D.loop, &D.sigterm);
     uv_signal_init(D.loop, &D.sigint);

@@ -133,3 +133,16 @@ int parse_size(const char *s, uint64_t *out)
     *out = v * mul;
     return 0;
 }
+
+const char *fmt_bytes(char *buf, size_t len, uint64_t bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int i = 0;
+    double v = (double)bytes;
+    while (v >= 1024 && i < 5) {
+        v /= 1024;
+        i++;
+    }
+    snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", v, units[i]);
+    return buf;
+}

@@ -62,6 +62,9 @@ int file_write_atomic(const char *path, const void *buf, size_t len);
 /* Read a whole file into a malloc'd buffer (NUL-terminated). Caller frees. 0 or -errno. */
 int file_read_all(const char *path, char **out, size_t *len);
 
+/* Format a byte count for people: "512 B", "8.0 GiB". Returns buf. */
+const char *fmt_bytes(char *buf, size_t len, uint64_t bytes);
+
 /* Parse a size like 8G, 512M, 4096. Returns 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *out);
 

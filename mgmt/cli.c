@@ -140,15 +140,7 @@ static void jstr(const char *s)
 
 static const char *human(uint64_t b, char *buf)
 {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    int i = 0;
-    double v = (double)b;
-    while (v >= 1024 && i < 5) {
-        v /= 1024;
-        i++;
-    }
-    snprintf(buf, 32, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-    return buf;
+    return fmt_bytes(buf, 32, b);
 }
 
 static const Cairn__SdsStatus *sds_status(const Cairn__MgmtReply *rep, uint32_t id)

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmap.h"
 #include "placement.h"
+#include "util.h"
 
 static void errf(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void errf(char *err, size_t len, const char *fmt, ...)
@@ -78,10 +80,7 @@ Cairn__Sds *mdm_sds_by_name(const struct mdm_state *s, const char *name)
 }
 Cairn__Sds *mdm_sds_by_id(const struct mdm_state *s, uint32_t id)
 {
-    for (size_t i = 0; i < s->m->n_sds; i++)
-        if (s->m->sds[i]->id == id)
-            return s->m->sds[i];
-    return NULL;
+    return cmap_sds(s->m, id);
 }
 Cairn__Pool *mdm_pool_by_name(const struct mdm_state *s, const char *name)
 {
@@ -92,10 +91,7 @@ Cairn__Pool *mdm_pool_by_name(const struct mdm_state *s, const char *name)
 }
 Cairn__Pool *mdm_pool_by_id(const struct mdm_state *s, uint32_t id)
 {
-    for (size_t i = 0; i < s->m->n_pools; i++)
-        if (s->m->pools[i]->id == id)
-            return s->m->pools[i];
-    return NULL;
+    return cmap_pool(s->m, id);
 }
 Cairn__Volume *mdm_volume_by_name(const struct mdm_state *s, const char *name)
 {
@@ -120,10 +116,7 @@ Cairn__Sdc *mdm_sdc_by_name(const struct mdm_state *s, const char *name)
 }
 Cairn__Device *mdm_device_by_id(const struct mdm_state *s, uint32_t id)
 {
-    for (size_t i = 0; i < s->m->n_devices; i++)
-        if (s->m->devices[i]->id == id)
-            return s->m->devices[i];
-    return NULL;
+    return cmap_device(s->m, id);
 }
 
 uint64_t mdm_pool_raw_capacity(const struct mdm_state *s, const Cairn__Pool *p)
@@ -331,18 +324,6 @@ static Cairn__Pool *req_pool(struct mdm_state *s, const Cairn__MgmtRequest *req,
         errf(err, errlen, "no storage pool named '%s' (create it with 'cairn pool create')",
              name);
     return p;
-}
-
-static void fmt_bytes(char *buf, size_t len, uint64_t b)
-{
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    int i = 0;
-    double v = (double)b;
-    while (v >= 1024 && i < 5) {
-        v /= 1024;
-        i++;
-    }
-    snprintf(buf, len, "%.1f %s", v, u[i]);
 }
 
 static int apply_volume_create(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,

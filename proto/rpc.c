@@ -2,13 +2,13 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "util.h"
 
 #define RPC_READ_BUF (256u << 10)
@@ -25,12 +25,7 @@ struct rpc_pending {
 enum { ST_HDR, ST_MSG, ST_PAYLOAD };
 
 struct rpc_conn {
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u;
+    union net_stream u;
     uv_timer_t timer;
     uv_loop_t *loop;
     struct rpc_handlers handlers;
@@ -55,12 +50,7 @@ struct rpc_conn {
 };
 
 struct rpc_server {
-    union {
-        uv_handle_t h;
-        uv_stream_t s;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u;
+    union net_stream u;
     int is_pipe;
     struct rpc_handlers handlers;
     void *data;
@@ -334,25 +324,9 @@ static struct rpc_conn *conn_new(uv_loop_t *loop, const struct rpc_handlers *h, 
 
 static void conn_start(struct rpc_conn *c)
 {
-    if (c->u.h.type == UV_TCP) {
+    if (c->u.h.type == UV_TCP)
         uv_tcp_nodelay(&c->u.tcp, 1);
-        struct sockaddr_storage ss;
-        int len = sizeof(ss);
-        if (uv_tcp_getpeername(&c->u.tcp, (struct sockaddr *)&ss, &len) == 0) {
-            char ip[64] = "?";
-            int port = 0;
-            if (ss.ss_family == AF_INET) {
-                uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-            } else if (ss.ss_family == AF_INET6) {
-                uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-            }
-            snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
-        }
-    } else {
-        snprintf(c->peer, sizeof(c->peer), "unix");
-    }
+    net_peer_name(&c->u, c->peer, sizeof(c->peer));
     uv_read_start(&c->u.s, alloc_cb, read_cb);
 }
 
@@ -378,29 +352,6 @@ static void accept_cb(uv_stream_t *ls, int status)
     conn_start(c);
 }
 
-/* Resolve "host:port" to a sockaddr (numeric or a name; control path only). */
-static int resolve(const char *addr, struct sockaddr_storage *ss)
-{
-    char host[256];
-    int port;
-    if (addr_split(addr, host, sizeof(host), &port) < 0)
-        return -EINVAL;
-    char *h = host;
-    size_t hl = strlen(h);
-    if (h[0] == '[' && hl > 2 && h[hl - 1] == ']') {
-        h[hl - 1] = 0;
-        h++;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
-    char ps[8];
-    snprintf(ps, sizeof(ps), "%d", port);
-    if (getaddrinfo(h, ps, &hints, &res) != 0)
-        return -EHOSTUNREACH;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
-
 int rpc_listen(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, void *data,
                struct rpc_server **out)
 {
@@ -410,25 +361,8 @@ int rpc_listen(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, 
     s->handlers = *h;
     s->data = data;
     snprintf(s->addr, sizeof(s->addr), "%s", addr);
-    int r;
-    if (strncmp(addr, "unix:", 5) == 0) {
-        s->is_pipe = 1;
-        uv_pipe_init(loop, &s->u.pipe, 0);
-        unlink(addr + 5);
-        r = uv_pipe_bind(&s->u.pipe, addr + 5);
-    } else {
-        struct sockaddr_storage ss;
-        r = resolve(addr, &ss);
-        if (r < 0) {
-            free(s);
-            return r;
-        }
-        uv_tcp_init(loop, &s->u.tcp);
-        r = uv_tcp_bind(&s->u.tcp, (struct sockaddr *)&ss, 0);
-    }
+    int r = net_listen(loop, addr, &s->u, &s->is_pipe, accept_cb);
     s->u.h.data = s;
-    if (r == 0)
-        r = uv_listen(&s->u.s, 256, accept_cb);
     if (r < 0) {
         uv_close(&s->u.h, (uv_close_cb)free);
         return r;
@@ -486,7 +420,7 @@ int rpc_connect(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h,
         r = 0;
     } else {
         struct sockaddr_storage ss;
-        r = resolve(addr, &ss);
+        r = net_resolve(addr, &ss);
         uv_tcp_init(loop, &c->u.tcp);
         c->u.h.data = c;
         if (r == 0)

@@ -19,11 +19,13 @@
 #include <uv.h>
 
 #include "cairn.pb-c.h"
+#include "cmap.h"
 #include "disk_uring.h"
 #include "extent_store.h"
 #include "log.h"
 #include "placement.h"
 #include "rpc.h"
+#include "mdm_session.h"
 #include "rpc_peer.h"
 #include "util.h"
 
@@ -93,10 +95,7 @@ struct sds {
     struct rpc_peer *peers[MAX_PEERS];
     int npeers;
     struct rpc_server *server;
-    struct rpc_conn *mdm;
-    int mdm_connecting;
-    int map_fetching;
-    uv_timer_t hb_timer;
+    struct mdm_session *mdm;
     uv_signal_t sigterm, sigint;
     int stopping;
     int shutdown_flushes;
@@ -112,34 +111,6 @@ static struct sds S;
 
 /* ---- map ---- */
 
-static Cairn__Volume *map_volume(uint64_t id)
-{
-    for (size_t i = 0; S.map && i < S.map->n_volumes; i++)
-        if (S.map->volumes[i]->id == id)
-            return S.map->volumes[i];
-    return NULL;
-}
-static Cairn__Pool *map_pool(uint32_t id)
-{
-    for (size_t i = 0; S.map && i < S.map->n_pools; i++)
-        if (S.map->pools[i]->id == id)
-            return S.map->pools[i];
-    return NULL;
-}
-static Cairn__Device *map_device(uint32_t id)
-{
-    for (size_t i = 0; S.map && i < S.map->n_devices; i++)
-        if (S.map->devices[i]->id == id)
-            return S.map->devices[i];
-    return NULL;
-}
-static Cairn__Sds *map_sds(uint32_t id)
-{
-    for (size_t i = 0; S.map && i < S.map->n_sds; i++)
-        if (S.map->sds[i]->id == id)
-            return S.map->sds[i];
-    return NULL;
-}
 static struct dev *dev_by_id(uint32_t id)
 {
     for (int i = 0; i < S.ndevs; i++)
@@ -242,7 +213,7 @@ static void update_reservations(void)
         uint64_t need = 0;
         for (size_t i = 0; i < S.map->n_volumes; i++) {
             Cairn__Volume *v = S.map->volumes[i];
-            Cairn__Pool *p = map_pool(v->pool_id);
+            Cairn__Pool *p = cmap_pool(S.map, v->pool_id);
             if (!v->thick || !p || !p->n_pgs)
                 continue;
             uint64_t next = (v->size + p->extent_size - 1) / p->extent_size;
@@ -285,12 +256,12 @@ static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
         const Cairn__Device *md = m->devices[i];
         if (md->sds_id != S.my_id || !S.my_id)
             continue;
-        const Cairn__Pool *p = map_pool(md->pool_id);
+        const Cairn__Pool *p = cmap_pool(S.map, md->pool_id);
         if (p)
             attach_device(md, p);
     }
     for (int i = 0; i < S.npeers; i++) {
-        Cairn__Sds *s = map_sds(rpc_peer_id(S.peers[i]));
+        Cairn__Sds *s = cmap_sds(S.map, rpc_peer_id(S.peers[i]));
         if (s)
             rpc_peer_set_addr(S.peers[i], s->addr);
     }
@@ -479,7 +450,7 @@ static void forward(struct ioreq *r, uint32_t sds_id)
 {
     struct fwd *f = calloc(1, sizeof(*f));
     struct rpc_peer *p = peer_get(sds_id);
-    Cairn__Sds *ms = map_sds(sds_id);
+    Cairn__Sds *ms = cmap_sds(S.map, sds_id);
     if (!f || !p || !ms) {
         free(f);
         req_part_done(r, -EHOSTUNREACH);
@@ -620,14 +591,14 @@ static void map_fetch(void);
 static int validate(struct ioreq *r)
 {
     const struct io_hdr *io = &r->io;
-    Cairn__Volume *v = map_volume(io->volume_id);
+    Cairn__Volume *v = cmap_volume(S.map, io->volume_id);
     if (!v) {
         /* The sender may know a volume created after our map: refresh and
          * let it retry (it gives up after its I/O timeout). */
         map_fetch();
         return -EAGAIN;
     }
-    Cairn__Pool *p = map_pool(v->pool_id);
+    Cairn__Pool *p = cmap_pool(S.map, v->pool_id);
     if (!p || p->id != io->pool_id || p->n_pgs == 0)
         return -EINVAL;
     r->extent_size = p->extent_size;
@@ -651,7 +622,7 @@ static int validate(struct ioreq *r)
     int mine = -1;
     r->npeers = 0;
     for (size_t k = 0; k < g->n_devices; k++) {
-        Cairn__Device *d = map_device(g->devices[k]);
+        Cairn__Device *d = cmap_device(S.map, g->devices[k]);
         if (!d)
             return -ESTALE;
         if (d->sds_id == S.my_id)
@@ -839,35 +810,15 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
         handle_io(c, h, msg, payload);
         return;
     }
+    (void)msg;
     rpc_buf_free(payload);
-    if (h->type == FT_DEVICE_PROBE && c == S.mdm) {
-        handle_probe(c, h, msg);
-        return;
-    }
     log_warn("unknown request type %u from %s", h->type, rpc_peer(c));
     reply_now(c, h, -EOPNOTSUPP);
 }
 
-static void map_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
-                         uint8_t *payload, uint32_t payload_len, void *arg)
+static void session_on_map(void *ctx, Cairn__MapReply *rep)
 {
-    (void)c;
-    (void)payload_len;
-    (void)arg;
-    rpc_buf_free(payload);
-    S.map_fetching = 0;
-    if (status < 0 || !msg) {
-        if (status != -ECONNRESET)
-            log_warn("map request failed: %s", strerror(-status));
-        return;
-    }
-    Cairn__MapReply *rep = cairn__map_reply__unpack(NULL, msg_len, msg);
-    if (!rep || !rep->map) {
-        log_warn("malformed map from the MDM");
-        if (rep)
-            cairn__map_reply__free_unpacked(rep, NULL);
-        return;
-    }
+    (void)ctx;
     if (rep->sds_id && rep->sds_id != S.my_id)
         log_info("this SDS is '%s', id %u", S.name, rep->sds_id);
     Cairn__ClusterMap *m = rep->map;
@@ -879,34 +830,30 @@ static void map_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uin
 
 static void map_fetch(void)
 {
-    if (!S.mdm || S.map_fetching)
-        return;
-    if (rpc_call(S.mdm, FT_MAP_GET, NULL, 0, NULL, 0, 10000, map_reply_cb, NULL) == 0)
-        S.map_fetching = 1;
+    mdm_session_fetch_map(S.mdm);
 }
 
-static void hb_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
-                        uint8_t *payload, uint32_t payload_len, void *arg)
+static uint64_t session_map_version(void *ctx)
 {
-    (void)c;
-    (void)payload_len;
-    (void)arg;
-    rpc_buf_free(payload);
-    if (status < 0 || !msg)
-        return;
-    Cairn__HeartbeatReply *rep = cairn__heartbeat_reply__unpack(NULL, msg_len, msg);
-    if (rep && (!S.map || rep->map_version > S.map->version || !S.my_id))
-        map_fetch();
-    if (rep)
-        cairn__heartbeat_reply__free_unpacked(rep, NULL);
+    (void)ctx;
+    return S.map ? S.map->version : 0;
 }
 
-static void send_heartbeat(void)
+static const ProtobufCMessage *session_registration(void *ctx)
 {
-    Cairn__Heartbeat hb = CAIRN__HEARTBEAT__INIT;
-    Cairn__DeviceUsage u[MAX_DEVS], *up[MAX_DEVS];
-    hb.sds_id = S.my_id;
-    hb.map_version = S.map ? S.map->version : 0;
+    (void)ctx;
+    static Cairn__SdsRegister reg = CAIRN__SDS_REGISTER__INIT;
+    reg.name = (char *)S.name;
+    reg.addr = (char *)S.listen;
+    return &reg.base;
+}
+
+static void session_heartbeat(void *ctx, Cairn__Heartbeat *hb)
+{
+    (void)ctx;
+    static Cairn__DeviceUsage u[MAX_DEVS];
+    static Cairn__DeviceUsage *up[MAX_DEVS];
+    hb->sds_id = S.my_id;
     for (int i = 0; i < S.ndevs; i++) {
         cairn__device_usage__init(&u[i]);
         up[i] = &u[i];
@@ -914,62 +861,25 @@ static void send_heartbeat(void)
         u[i].failed = S.devs[i].failed;
         if (!S.devs[i].failed) {
             store_usage(S.devs[i].st, &u[i].used_extents, &u[i].total_extents);
-            hb.enospc_count += store_enospc(S.devs[i].st);
+            hb->enospc_count += store_enospc(S.devs[i].st);
         }
     }
-    hb.n_usage = (size_t)S.ndevs;
-    hb.usage = up;
-    rpc_call_pb(S.mdm, FT_HEARTBEAT, &hb.base, 5000, hb_reply_cb, NULL);
-}
-
-static void mdm_close_cb(struct rpc_conn *c)
-{
-    if (S.mdm == c) {
-        S.mdm = NULL;
-        S.map_fetching = 0;
-        if (!S.stopping)
-            log_warn("lost the MDM connection; I/O continues on map version %llu",
-                     S.map ? (unsigned long long)S.map->version : 0ULL);
-    }
-}
-
-static void mdm_connect_cb(struct rpc_conn *c, int status, void *arg)
-{
-    (void)arg;
-    S.mdm_connecting = 0;
-    if (status < 0)
-        return;
-    if (S.stopping) {
-        rpc_close(c);
-        return;
-    }
-    S.mdm = c;
-    Cairn__SdsRegister reg = CAIRN__SDS_REGISTER__INIT;
-    reg.name = (char *)S.name;
-    reg.addr = (char *)S.listen;
-    S.map_fetching = 1;
-    if (rpc_call_pb(c, FT_SDS_REGISTER, &reg.base, 10000, map_reply_cb, NULL) < 0)
-        S.map_fetching = 0;
-    log_info("connected to the MDM at %s", S.mdm_addr);
-}
-
-static void hb_timer_cb(uv_timer_t *t)
-{
-    (void)t;
-    if (S.stopping)
-        return;
-    if (!S.mdm && !S.mdm_connecting) {
-        static const struct rpc_handlers h = {.on_request = on_request,
-                                              .on_close = mdm_close_cb};
-        S.mdm_connecting = 1;
-        if (rpc_connect(S.loop, S.mdm_addr, &h, NULL, mdm_connect_cb, NULL) < 0)
-            S.mdm_connecting = 0;
-        return;
-    }
-    if (S.mdm)
-        send_heartbeat();
+    hb->n_usage = (size_t)S.ndevs;
+    hb->usage = up;
     if (S.map)
         purge_removed(); /* continue freeing removed volumes, 1024 extents a tick */
+}
+
+static void session_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
+                            uint8_t *payload)
+{
+    rpc_buf_free(payload);
+    if (h->type == FT_DEVICE_PROBE) {
+        handle_probe(c, h, msg);
+        return;
+    }
+    log_warn("unknown request type %u from the MDM", h->type);
+    reply_now(c, h, -EOPNOTSUPP);
 }
 
 /* ---- startup and shutdown ---- */
@@ -994,12 +904,9 @@ static void signal_cb(uv_signal_t *sig, int signum)
     log_info("signal %d: shutting down", signum);
     if (S.server)
         rpc_server_close(S.server);
-    if (S.mdm)
-        rpc_close(S.mdm);
+    mdm_session_stop(S.mdm);
     for (int i = 0; i < S.npeers; i++)
         rpc_peer_close(S.peers[i]);
-    uv_timer_stop(&S.hb_timer);
-    uv_close((uv_handle_t *)&S.hb_timer, NULL);
     uv_close((uv_handle_t *)&S.sigterm, NULL);
     uv_close((uv_handle_t *)&S.sigint, NULL);
     /* Acknowledged data is already on the devices (O_DIRECT); a last flush
@@ -1067,8 +974,13 @@ int main(int argc, char **argv)
         log_error("cannot listen on %s: %s", S.listen, uv_strerror(r));
         return 1;
     }
-    uv_timer_init(S.loop, &S.hb_timer);
-    uv_timer_start(&S.hb_timer, hb_timer_cb, 0, 1000);
+    static const struct mdm_session_ops ops = {.register_type = FT_SDS_REGISTER,
+                                               .registration = session_registration,
+                                               .heartbeat = session_heartbeat,
+                                               .on_map = session_on_map,
+                                               .map_version = session_map_version,
+                                               .on_request = session_request};
+    S.mdm = mdm_session_start(S.loop, S.mdm_addr, &ops, NULL, 1000);
     uv_signal_init(S.loop, &S.sigterm);
     uv_signal_init(S.loop, &S.sigint);
     uv_signal_start(&S.sigterm, signal_cb, SIGTERM);

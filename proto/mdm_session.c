@@ -1,0 +1,168 @@
+#include "mdm_session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+struct mdm_session {
+    uv_loop_t *loop;
+    char addr[128];
+    struct mdm_session_ops ops;
+    void *ctx;
+    uv_timer_t timer;
+    struct rpc_conn *conn;
+    int connecting, registered, fetching, stopping;
+};
+
+static void map_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                         uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)payload_len;
+    struct mdm_session *s = arg;
+    rpc_buf_free(payload);
+    s->fetching = 0;
+    Cairn__MapReply *rep = msg ? cairn__map_reply__unpack(NULL, msg_len, msg) : NULL;
+    if (status < 0) {
+        if (status != -ECONNRESET)
+            log_warn("the MDM refused us: %s", rep && rep->error[0] ? rep->error : strerror(-status));
+    } else if (!rep || !rep->map) {
+        log_warn("malformed map from the MDM at %s", s->addr);
+    } else {
+        s->registered = 1;
+        s->ops.on_map(s->ctx, rep);
+        return;
+    }
+    if (rep)
+        cairn__map_reply__free_unpacked(rep, NULL);
+}
+
+void mdm_session_fetch_map(struct mdm_session *s)
+{
+    if (!s->conn || s->fetching)
+        return;
+    if (rpc_call(s->conn, FT_MAP_GET, NULL, 0, NULL, 0, 10000, map_reply_cb, s) == 0)
+        s->fetching = 1;
+}
+
+static void do_register(struct mdm_session *s)
+{
+    if (s->fetching)
+        return;
+    if (rpc_call_pb(s->conn, s->ops.register_type, s->ops.registration(s->ctx), 10000,
+                    map_reply_cb, s) == 0)
+        s->fetching = 1;
+}
+
+static void hb_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                        uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)payload_len;
+    struct mdm_session *s = arg;
+    rpc_buf_free(payload);
+    if (status < 0 || !msg)
+        return;
+    Cairn__HeartbeatReply *rep = cairn__heartbeat_reply__unpack(NULL, msg_len, msg);
+    if (rep && rep->map_version != s->ops.map_version(s->ctx))
+        mdm_session_fetch_map(s);
+    if (rep)
+        cairn__heartbeat_reply__free_unpacked(rep, NULL);
+}
+
+static void close_cb(struct rpc_conn *c)
+{
+    struct mdm_session *s = rpc_data(c);
+    if (!s || s->conn != c)
+        return;
+    s->conn = NULL;
+    s->registered = 0;
+    s->fetching = 0;
+    if (!s->stopping)
+        log_warn("lost the MDM at %s; I/O continues on map version %llu", s->addr,
+                 (unsigned long long)s->ops.map_version(s->ctx));
+}
+
+static void refuse_cb(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
+                      uint8_t *payload)
+{
+    (void)msg;
+    rpc_buf_free(payload);
+    rpc_reply(c, h, -EOPNOTSUPP, NULL, 0, NULL, 0, NULL, NULL);
+}
+
+static void connect_cb(struct rpc_conn *c, int status, void *arg)
+{
+    struct mdm_session *s = arg;
+    s->connecting = 0;
+    if (status < 0)
+        return;
+    if (s->stopping) {
+        rpc_set_data(c, NULL);
+        rpc_close(c);
+        return;
+    }
+    s->conn = c;
+    log_info("connected to the MDM at %s", s->addr);
+    do_register(s);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct mdm_session *s = t->data;
+    if (!s->conn) {
+        if (s->connecting)
+            return;
+        struct rpc_handlers h = {.on_request = s->ops.on_request ? s->ops.on_request : refuse_cb,
+                                 .on_close = close_cb};
+        s->connecting = 1;
+        if (rpc_connect(s->loop, s->addr, &h, s, connect_cb, s) < 0)
+            s->connecting = 0;
+        return;
+    }
+    if (!s->registered) {
+        do_register(s); /* refused earlier: try again */
+        return;
+    }
+    Cairn__Heartbeat hb = CAIRN__HEARTBEAT__INIT;
+    if (s->ops.heartbeat)
+        s->ops.heartbeat(s->ctx, &hb);
+    hb.map_version = s->ops.map_version(s->ctx);
+    rpc_call_pb(s->conn, FT_HEARTBEAT, &hb.base, 5000, hb_reply_cb, s);
+}
+
+struct mdm_session *mdm_session_start(uv_loop_t *loop, const char *addr,
+                                      const struct mdm_session_ops *ops, void *ctx,
+                                      unsigned interval_ms)
+{
+    struct mdm_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    snprintf(s->addr, sizeof(s->addr), "%s", addr);
+    s->ops = *ops;
+    s->ctx = ctx;
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_start(&s->timer, tick_cb, 0, interval_ms);
+    return s;
+}
+
+struct rpc_conn *mdm_session_conn(const struct mdm_session *s)
+{
+    return s->conn;
+}
+
+void mdm_session_stop(struct mdm_session *s)
+{
+    /* The session object outlives the loop's last callbacks: it is small and
+     * freed with the process. */
+    s->stopping = 1;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, NULL);
+    if (s->conn)
+        rpc_close(s->conn);
+}

@@ -1,0 +1,36 @@
+/* A daemon's session with the MDM, shared by the SDS and the SDC: connect
+ * (and reconnect after a loss), register, heartbeat every interval, and fetch
+ * the map whenever the MDM reports a version other than the one held.
+ * Callbacks run on the loop, never from inside the call that started them. */
+#ifndef CAIRN_MDM_SESSION_H
+#define CAIRN_MDM_SESSION_H
+
+#include "cairn.pb-c.h"
+#include "rpc.h"
+
+struct mdm_session;
+
+struct mdm_session_ops {
+    uint16_t register_type; /* FT_SDS_REGISTER or FT_SDC_REGISTER */
+    /* The registration message; it must stay valid for the call. */
+    const ProtobufCMessage *(*registration)(void *ctx);
+    /* Fill what the heartbeat reports (the session sets map_version). */
+    void (*heartbeat)(void *ctx, Cairn__Heartbeat *hb);
+    /* A map arrived; the callee owns rep (free with cairn__map_reply__free_unpacked). */
+    void (*on_map)(void *ctx, Cairn__MapReply *rep);
+    /* The version of the map held now (0: none). */
+    uint64_t (*map_version)(void *ctx);
+    /* Requests the MDM sends us (may be NULL: they are refused). */
+    rpc_request_cb on_request;
+};
+
+struct mdm_session *mdm_session_start(uv_loop_t *loop, const char *addr,
+                                      const struct mdm_session_ops *ops, void *ctx,
+                                      unsigned interval_ms);
+/* Ask for the map now (e.g. after a stale epoch). */
+void mdm_session_fetch_map(struct mdm_session *s);
+/* The connection, or NULL while disconnected. */
+struct rpc_conn *mdm_session_conn(const struct mdm_session *s);
+void mdm_session_stop(struct mdm_session *s);
+
+#endif
