@@ -36,7 +36,7 @@
 
 #define MAX_VOLS 4096
 #define MAX_SDS 1024
-#define SUB_TIMEOUT_MS 10000
+#define SUB_TIMEOUT_MS 5000 /* longer than an SDS waits for a copy (4 s) */
 #define RETRY_MS 100
 
 struct vol {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli_check.h"
+#include "cmap.h"
 #include "mdm_state.h"
 #include "rpc.h"
 #include "util.h"
@@ -165,7 +166,39 @@ static const Cairn__DeviceUsage *dev_usage(const Cairn__MgmtReply *rep, const Ca
 struct pool_stats {
     uint64_t raw, usable, used, provisioned, thick, enospc;
     int full_devices, failed_devices;
+    size_t pgs_full, pgs_degraded, pgs_no_copy, pgs_rebuilding;
 };
+
+/* A PG's in-sync copies on SDSs that are up. */
+static size_t live_copies(const Cairn__MgmtReply *rep, const Cairn__Pg *g)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < g->n_devices; k++) {
+        const Cairn__Device *d = cmap_device(rep->map, g->devices[k]);
+        const Cairn__Sds *s = d ? cmap_sds(rep->map, d->sds_id) : NULL;
+        n += s && s->state == CAIRN__SDS_STATE__SDS_UP && !d->failed;
+    }
+    return n;
+}
+
+struct rebuild_stats {
+    uint64_t left, rate;
+    uint32_t pgs;
+};
+
+static struct rebuild_stats rebuild_stats(const Cairn__MgmtReply *rep)
+{
+    struct rebuild_stats r = {0};
+    for (size_t i = 0; i < rep->n_sds_status; i++) {
+        const Cairn__RebuildStatus *b = rep->sds_status[i]->rebuild;
+        if (!b)
+            continue;
+        r.left += b->bytes_left;
+        r.rate += b->rate;
+        r.pgs += b->pgs_left;
+    }
+    return r;
+}
 
 static struct pool_stats pool_stats(const Cairn__MgmtReply *rep, const Cairn__Pool *p)
 {
@@ -192,6 +225,16 @@ static struct pool_stats pool_stats(const Cairn__MgmtReply *rep, const Cairn__Po
     for (size_t i = 0; i < rep->n_sds_status; i++)
         ps.enospc += rep->sds_status[i]->enospc_count;
     ps.used = p->copies ? used_raw / p->copies : 0;
+    for (size_t g = 0; g < p->n_pgs; g++) {
+        size_t live = live_copies(rep, p->pgs[g]);
+        if (live == 0)
+            ps.pgs_no_copy++;
+        else if (live < p->copies)
+            ps.pgs_degraded++;
+        else
+            ps.pgs_full++;
+        ps.pgs_rebuilding += p->pgs[g]->n_rebuilding > 0;
+    }
     return ps;
 }
 
@@ -199,6 +242,10 @@ static const char *pool_health(const struct pool_stats *ps, const Cairn__Pool *p
 {
     if (p->n_pgs == 0)
         return "NO PLACEMENT (too few fault sets)";
+    if (ps->pgs_no_copy)
+        return "DATA UNAVAILABLE (PGs with no live copy)";
+    if (ps->pgs_degraded)
+        return ps->pgs_rebuilding ? "DEGRADED (rebuilding)" : "DEGRADED";
     if (ps->full_devices)
         return "OUT OF SPACE (writes needing new space fail)";
     if (ps->failed_devices)
@@ -250,7 +297,9 @@ static void print_sds(const Cairn__MgmtReply *rep)
             jstr(s->addr);
             printf(",\"fault_set\":");
             jstr(s->fault_set);
-            printf(",\"connected\":%s,\"devices\":[", st && st->connected ? "true" : "false");
+            printf(",\"connected\":%s,\"state\":\"%s\",\"devices\":[",
+                   st && st->connected ? "true" : "false",
+                   s->state == CAIRN__SDS_STATE__SDS_UP ? "up" : "down");
             int first = 1;
             for (size_t j = 0; j < m->n_devices; j++) {
                 const Cairn__Device *d = m->devices[j];
@@ -295,7 +344,10 @@ static void print_sds(const Cairn__MgmtReply *rep)
                     used += u->used_extents * m->pools[k]->extent_size;
         }
         printf("%-12s %-22s %-12s %-13s %7d %11s %11s\n", s->name, s->addr, s->fault_set,
-               st && st->connected ? "up" : "disconnected", nd, human(cap, b1), human(used, b2));
+               s->state != CAIRN__SDS_STATE__SDS_UP ? "DOWN"
+               : st && st->connected            ? "up"
+                                                : "disconnected",
+               nd, human(cap, b1), human(used, b2));
     }
 }
 
@@ -337,13 +389,15 @@ static void print_pools(const Cairn__MgmtReply *rep)
             printf(",\"copies\":%u,\"extent_size\":%llu,\"pg_count\":%zu,\"overcommit_pct\":%u,"
                    "\"raw_capacity\":%llu,\"usable_capacity\":%llu,\"used\":%llu,"
                    "\"free\":%llu,\"provisioned\":%llu,\"thick_provisioned\":%llu,"
-                   "\"full_devices\":%d,\"enospc_errors\":%llu,\"health\":",
+                   "\"full_devices\":%d,\"enospc_errors\":%llu,\"pgs_fully_protected\":%zu,"
+                   "\"pgs_degraded\":%zu,\"pgs_no_copy\":%zu,\"pgs_rebuilding\":%zu,\"health\":",
                    p->copies, (unsigned long long)p->extent_size, p->n_pgs, p->overcommit_pct,
                    (unsigned long long)ps.raw, (unsigned long long)ps.usable,
                    (unsigned long long)ps.used,
                    (unsigned long long)(ps.usable > ps.used ? ps.usable - ps.used : 0),
                    (unsigned long long)ps.provisioned, (unsigned long long)ps.thick,
-                   ps.full_devices, (unsigned long long)ps.enospc);
+                   ps.full_devices, (unsigned long long)ps.enospc, ps.pgs_full, ps.pgs_degraded,
+                   ps.pgs_no_copy, ps.pgs_rebuilding);
             jstr(pool_health(&ps, p));
             printf("}");
         }
@@ -362,6 +416,9 @@ static void print_pools(const Cairn__MgmtReply *rep)
         if (ps.enospc)
             printf("; %llu writes refused with ENOSPC", (unsigned long long)ps.enospc);
         printf("\n");
+        if (p->n_pgs)
+            printf("%-10s PGs: %zu fully protected, %zu degraded, %zu with no live copy\n", "",
+                   ps.pgs_full, ps.pgs_degraded, ps.pgs_no_copy);
     }
 }
 
@@ -466,6 +523,11 @@ static void print_status(const Cairn__MgmtReply *rep)
         jstr(rep->map->cluster_id);
         printf(",\"map_version\":%llu,\"mdm\":", (unsigned long long)rep->map->version);
         jstr(rep->info);
+        struct rebuild_stats rb = rebuild_stats(rep);
+        printf(",\"rebuild\":{\"pg_copies_left\":%u,\"bytes_left\":%llu,\"rate\":%llu,"
+               "\"eta_seconds\":%llu}",
+               rb.pgs, (unsigned long long)rb.left, (unsigned long long)rb.rate,
+               (unsigned long long)(rb.rate ? rb.left / rb.rate + 1 : 0));
         printf(",\"sds\":");
         print_sds(rep);
         printf(",\"pools\":");
@@ -477,8 +539,19 @@ static void print_status(const Cairn__MgmtReply *rep)
         printf("}\n");
         return;
     }
-    printf("Cluster %s (map version %llu; %s)\n\n", rep->map->cluster_id,
+    printf("Cluster %s (map version %llu; %s)\n", rep->map->cluster_id,
            (unsigned long long)rep->map->version, rep->info);
+    struct rebuild_stats rb = rebuild_stats(rep);
+    if (rb.pgs) {
+        char b1[32], b2[32];
+        printf("Rebuild: %u PG copies, %s left at %s/s, ETA ", rb.pgs, human(rb.left, b1),
+               human(rb.rate, b2));
+        if (rb.rate)
+            printf("%llu s\n", (unsigned long long)(rb.left / rb.rate + 1));
+        else
+            printf("unknown\n");
+    }
+    printf("\n");
     print_sds(rep);
     printf("\n");
     print_pools(rep);

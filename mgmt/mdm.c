@@ -48,6 +48,14 @@ struct mdm {
     struct session *sessions[MDM_MAX_SESSIONS];
     uv_signal_t sigterm, sigint;
     int stopping;
+    unsigned sds_timeout_ms;
+    uv_timer_t detector;
+    uint64_t leader_since; /* 0 while not leader */
+    struct seen {
+        uint32_t sds_id;
+        uint64_t last_hb;
+        int proposing;
+    } seen[1024];
     /* result of the last fsm apply, read by the apply callback */
     int apply_status;
     char apply_err[512];
@@ -223,6 +231,8 @@ static void proposal_done_cb(struct raft_apply *req, int status, void *result)
 static int propose(struct rpc_conn *c, const struct frame_hdr *h, const Cairn__MgmtRequest *req,
                    int kind)
 {
+    if (raft_state(&M.raft) != RAFT_LEADER && !c)
+        return -EAGAIN;
     if (raft_state(&M.raft) != RAFT_LEADER) {
         raft_id id;
         const char *addr = NULL;
@@ -241,13 +251,15 @@ static int propose(struct rpc_conn *c, const struct frame_hdr *h, const Cairn__M
     if (!buf.base || !p) {
         raft_free(buf.base);
         free(p);
-        reply_error(c, h, -ENOMEM, "out of memory");
+        if (c)
+            reply_error(c, h, -ENOMEM, "out of memory");
         return -ENOMEM;
     }
     put_be64(buf.base, len);
     protobuf_c_message_pack(&req->base, (uint8_t *)buf.base + 8);
     p->conn = c;
-    p->hdr = *h;
+    if (h)
+        p->hdr = *h;
     p->kind = kind;
     if (req->guid)
         snprintf(p->guid, sizeof(p->guid), "%s", req->guid);
@@ -255,7 +267,8 @@ static int propose(struct rpc_conn *c, const struct frame_hdr *h, const Cairn__M
     if (r != 0) {
         raft_free(buf.base);
         free(p);
-        reply_error(c, h, -EIO, raft_strerror(r));
+        if (c)
+            reply_error(c, h, -EIO, raft_strerror(r));
         return -EIO;
     }
     proposal_track(p);
@@ -421,6 +434,7 @@ static void reply_status(struct rpc_conn *c, const struct frame_hdr *h)
         cairn__sds_status__init(&st[i]);
         stp[i] = &st[i];
         st[i].sds_id = M.st.m->sds[i]->id;
+        st[i].state = M.st.m->sds[i]->state == CAIRN__SDS_STATE__SDS_UP ? "up" : "down";
         for (int j = 0; j < MDM_MAX_SESSIONS; j++) {
             struct session *s = M.sessions[j];
             if (s && s->role == 1 && s->sds_id == st[i].sds_id) {
@@ -430,6 +444,7 @@ static void reply_status(struct rpc_conn *c, const struct frame_hdr *h)
                     st[i].n_usage = s->hb->n_usage;
                     st[i].usage = s->hb->usage;
                     st[i].enospc_count = s->hb->enospc_count;
+                    st[i].rebuild = s->hb->rebuild;
                 }
             }
         }
@@ -447,6 +462,123 @@ static void reply_status(struct rpc_conn *c, const struct frame_hdr *h)
     rpc_reply_pb(c, h, 0, &rep.base);
     free(st);
     free(stp);
+}
+
+/* ---- failure detection (leader only) ---- */
+
+static struct seen *seen_of(uint32_t sds_id)
+{
+    struct seen *free_slot = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(M.seen); i++) {
+        if (M.seen[i].sds_id == sds_id)
+            return &M.seen[i];
+        if (!M.seen[i].sds_id && !free_slot)
+            free_slot = &M.seen[i];
+    }
+    if (free_slot) {
+        free_slot->sds_id = sds_id;
+        free_slot->last_hb = 0;
+        free_slot->proposing = 0;
+    }
+    return free_slot;
+}
+
+static void state_proposal_done(struct raft_apply *req, int status, void *result)
+{
+    (void)status;
+    (void)result;
+    uint32_t sds_id = (uint32_t)(uintptr_t)req->data;
+    struct seen *w = seen_of(sds_id);
+    if (w)
+        w->proposing = 0;
+    proposal_done_cb(req, status, result);
+}
+
+static void propose_sds_state(Cairn__Sds *d, int down)
+{
+    struct seen *w = seen_of(d->id);
+    if (!w || w->proposing)
+        return;
+    Cairn__MgmtRequest mr = CAIRN__MGMT_REQUEST__INIT;
+    mr.op = down ? CAIRN__MGMT_OP__OP_SDS_DOWN : CAIRN__MGMT_OP__OP_SDS_UP;
+    mr.name = d->name;
+    size_t len = protobuf_c_message_get_packed_size(&mr.base);
+    struct raft_buffer buf = {.base = raft_calloc(1, framed_size(len)), .len = framed_size(len)};
+    struct proposal *p = calloc(1, sizeof(*p));
+    if (!buf.base || !p) {
+        raft_free(buf.base);
+        free(p);
+        return;
+    }
+    put_be64(buf.base, len);
+    protobuf_c_message_pack(&mr.base, (uint8_t *)buf.base + 8);
+    p->req.data = (void *)(uintptr_t)d->id;
+    if (raft_apply(&M.raft, &p->req, &buf, 1, state_proposal_done) != 0) {
+        raft_free(buf.base);
+        free(p);
+        return;
+    }
+    proposal_track(p);
+    w->proposing = 1;
+    if (down)
+        log_warn("mdm: SDS '%s' missed its heartbeats for %u ms: marking it down", d->name,
+                 M.sds_timeout_ms);
+    else
+        log_info("mdm: SDS '%s' is heartbeating again: marking it up", d->name);
+}
+
+static void detector_cb(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t now = now_ms();
+    if (raft_state(&M.raft) != RAFT_LEADER) {
+        M.leader_since = 0;
+        return;
+    }
+    if (!M.leader_since) {
+        /* A new leader has no heartbeat history: give every SDS a full timeout. */
+        M.leader_since = now;
+        for (size_t i = 0; i < ARRAY_SIZE(M.seen); i++)
+            if (M.seen[i].sds_id && M.seen[i].last_hb < now)
+                M.seen[i].last_hb = now;
+    }
+    for (size_t i = 0; i < M.st.m->n_sds; i++) {
+        Cairn__Sds *d = M.st.m->sds[i];
+        struct seen *w = seen_of(d->id);
+        if (!w)
+            continue;
+        if (!w->last_hb)
+            w->last_hb = now;
+        uint64_t quiet = now - w->last_hb;
+        if (d->state == CAIRN__SDS_STATE__SDS_UP && quiet > M.sds_timeout_ms)
+            propose_sds_state(d, 1);
+        else if (d->state == CAIRN__SDS_STATE__SDS_DOWN && quiet < 1500)
+            propose_sds_state(d, 0);
+    }
+}
+
+static void on_pg_rebuilt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg)
+{
+    struct session *s = session_of(c);
+    Cairn__MgmtRequest *req = cairn__mgmt_request__unpack(NULL, h->msg_len, msg);
+    if (!req || req->op != CAIRN__MGMT_OP__OP_PG_REBUILT || s->role != 1) {
+        log_warn("mdm: malformed rebuild report from %s", rpc_peer(c));
+        reply_error(c, h, -EINVAL, "malformed rebuild report");
+        if (req)
+            cairn__mgmt_request__free_unpacked(req, NULL);
+        return;
+    }
+    /* Only the PG's primary drives its rebuild. */
+    Cairn__Pool *p = mdm_pool_by_id(&M.st, req->pool_id);
+    Cairn__Pg *g = p && req->pg < p->n_pgs ? p->pgs[req->pg] : NULL;
+    Cairn__Device *prim = g && g->n_devices ? mdm_device_by_id(&M.st, g->devices[0]) : NULL;
+    if (!prim || prim->sds_id != s->sds_id) {
+        reply_error(c, h, -ESTALE, "not the primary of that PG");
+        cairn__mgmt_request__free_unpacked(req, NULL);
+        return;
+    }
+    propose(c, h, req, 0);
+    cairn__mgmt_request__free_unpacked(req, NULL);
 }
 
 /* ---- request dispatch ---- */
@@ -532,6 +664,9 @@ static void on_heartbeat(struct rpc_conn *c, const struct frame_hdr *h, const ui
         /* An SDS added after it connected learns its id here. */
         Cairn__Sds *sds = mdm_sds_by_name(&M.st, s->sds_name);
         s->sds_id = sds ? sds->id : 0;
+        struct seen *w = s->sds_id ? seen_of(s->sds_id) : NULL;
+        if (w)
+            w->last_hb = s->last_hb;
     }
     if (s->hb)
         cairn__heartbeat__free_unpacked(s->hb, NULL);
@@ -611,6 +746,9 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
     case FT_SDC_REGISTER:
         on_sdc_register(c, h, msg);
         break;
+    case FT_PG_REBUILT:
+        on_pg_rebuilt(c, h, msg);
+        break;
     default:
         log_warn("mdm: unknown request type %u from %s", h->type, rpc_peer(c));
         rpc_reply(c, h, -EOPNOTSUPP, NULL, 0, NULL, 0, NULL, NULL);
@@ -670,6 +808,7 @@ static void signal_cb(uv_signal_t *sig, int signum)
             rpc_close(M.sessions[i]->conn);
     uv_close((uv_handle_t *)&M.sigterm, NULL);
     uv_close((uv_handle_t *)&M.sigint, NULL);
+    uv_close((uv_handle_t *)&M.detector, NULL);
     raft_close(&M.raft, raft_closed_cb);
 }
 
@@ -681,7 +820,8 @@ static void usage(void)
             "  --raft-addr ADDR  address for Raft peers (default 127.0.0.1:6612)\n"
             "  --id N            this MDM's Raft id (default 1)\n"
             "  --pidfile FILE    write the PID once ready\n"
-            "  --snapshot-threshold N  snapshot the state every N log entries (default 1024)\n");
+            "  --snapshot-threshold N  snapshot the state every N log entries (default 1024)\n"
+            "  --sds-timeout SECONDS   mark an SDS down after this long without heartbeats (default 4)\n");
     exit(2);
 }
 
@@ -715,14 +855,16 @@ int main(int argc, char **argv)
     const char *pidfile = NULL;
     unsigned long long id = 1;
     unsigned snap_threshold = 1024;
+    M.sds_timeout_ms = 4000;
     int verbose = 0;
     static const struct option opts[] = {{"data-dir", 1, 0, 'd'}, {"listen", 1, 0, 'l'},
                                          {"raft-addr", 1, 0, 'r'}, {"id", 1, 0, 'i'},
                                          {"pidfile", 1, 0, 'p'},   {"verbose", 0, 0, 'v'},
                                          {"snapshot-threshold", 1, 0, 's'},
+                                         {"sds-timeout", 1, 0, 't'},
                                          {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "d:l:r:i:p:s:vh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "d:l:r:i:p:s:t:vh", opts, NULL)) != -1) {
         switch (o) {
         case 'd': dir = optarg; break;
         case 'l': listen = optarg; break;
@@ -730,11 +872,12 @@ int main(int argc, char **argv)
         case 'i': id = strtoull(optarg, NULL, 10); break;
         case 'p': pidfile = optarg; break;
         case 's': snap_threshold = (unsigned)atoi(optarg); break;
+        case 't': M.sds_timeout_ms = (unsigned)(atof(optarg) * 1000); break;
         case 'v': verbose = 1; break;
         default: usage();
         }
     }
-    if (!dir || optind != argc || id == 0 || snap_threshold < 2)
+    if (!dir || optind != argc || id == 0 || snap_threshold < 2 || M.sds_timeout_ms < 500)
         usage();
     log_init("cairn-mdm", verbose ? LOG_DEBUG : LOG_INFO);
     signal(SIGPIPE, SIG_IGN);
@@ -791,6 +934,8 @@ int main(int argc, char **argv)
         log_error("cannot listen on %s: %s", listen, uv_strerror(r));
         return 1;
     }
+    uv_timer_init(M.loop, &M.detector);
+    uv_timer_start(&M.detector, detector_cb, 250, 250);
     uv_signal_init(M.loop, &M.sigterm);
     uv_signal_init(M.loop, &M.sigint);
     uv_signal_start(&M.sigterm, signal_cb, SIGTERM);

@@ -241,6 +241,117 @@ done:
     return r;
 }
 
+static int sds_up(const struct mdm_state *s, uint32_t sds_id)
+{
+    Cairn__Sds *d = mdm_sds_by_id(s, sds_id);
+    return d && d->state == CAIRN__SDS_STATE__SDS_UP;
+}
+
+static int u32_remove(uint32_t *arr, size_t *n, uint32_t v)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (arr[i] == v) {
+            memmove(&arr[i], &arr[i + 1], (*n - i - 1) * sizeof(*arr));
+            (*n)--;
+            return 1;
+        }
+    return 0;
+}
+
+static int u32_has(const uint32_t *arr, size_t n, uint32_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (arr[i] == v)
+            return 1;
+    return 0;
+}
+
+/* Give a PG rebuild targets until it has `copies` members, each in a fault
+ * set of its own, on devices of SDSs that are up. Deterministic: the same
+ * straw2 draw as initial placement, over the devices that are eligible now.
+ * Returns 1 if the PG changed. */
+static int pg_replenish(struct mdm_state *s, const Cairn__Pool *p, uint32_t pgno, Cairn__Pg *g)
+{
+    int changed = 0;
+    while (g->n_devices + g->n_rebuilding < p->copies) {
+        uint32_t used[8];
+        int nused = 0;
+        for (size_t k = 0; k < g->n_devices && nused < 8; k++) {
+            Cairn__Device *d = mdm_device_by_id(s, g->devices[k]);
+            Cairn__Sds *o = d ? mdm_sds_by_id(s, d->sds_id) : NULL;
+            if (o)
+                used[nused++] = fault_set_index(s, o->fault_set);
+        }
+        for (size_t k = 0; k < g->n_rebuilding && nused < 8; k++) {
+            Cairn__Device *d = mdm_device_by_id(s, g->rebuilding[k]);
+            Cairn__Sds *o = d ? mdm_sds_by_id(s, d->sds_id) : NULL;
+            if (o)
+                used[nused++] = fault_set_index(s, o->fault_set);
+        }
+        struct placement_dev devs[256];
+        int nd = 0;
+        for (size_t i = 0; i < s->m->n_devices && nd < 256; i++) {
+            Cairn__Device *d = s->m->devices[i];
+            if (d->pool_id != p->id || d->failed || !sds_up(s, d->sds_id))
+                continue;
+            Cairn__Sds *o = mdm_sds_by_id(s, d->sds_id);
+            devs[nd].id = d->id;
+            devs[nd].fault_set = fault_set_index(s, o->fault_set);
+            devs[nd].weight = d->capacity >> 20;
+            nd++;
+        }
+        int pick = placement_pick(devs, nd, used, nused, pgno, p->id);
+        if (pick < 0)
+            break; /* no eligible fault set left: stays degraded until one returns */
+        uint32_t *nr = realloc(g->rebuilding, (g->n_rebuilding + 1) * sizeof(uint32_t));
+        if (!nr)
+            abort();
+        g->rebuilding = nr;
+        g->rebuilding[g->n_rebuilding++] = devs[pick].id;
+        changed = 1;
+    }
+    return changed;
+}
+
+/* An SDS stopped (or came back): drop its copies from every PG that keeps
+ * another in-sync copy, promote the next copy where it was primary, and
+ * choose rebuild targets. A PG whose only in-sync copy is on the SDS keeps it:
+ * its data is unavailable, not lost, until the SDS returns. */
+static void sds_membership_changed(struct mdm_state *s, uint32_t sds_id, int down)
+{
+    for (size_t pi = 0; pi < s->m->n_pools; pi++) {
+        Cairn__Pool *p = s->m->pools[pi];
+        for (size_t gi = 0; gi < p->n_pgs; gi++) {
+            Cairn__Pg *g = p->pgs[gi];
+            int changed = 0;
+            if (down) {
+                for (size_t k = 0; k < g->n_rebuilding;) {
+                    Cairn__Device *d = mdm_device_by_id(s, g->rebuilding[k]);
+                    if (d && d->sds_id == sds_id)
+                        changed |= u32_remove(g->rebuilding, &g->n_rebuilding, d->id);
+                    else
+                        k++;
+                }
+                for (size_t k = 0; k < g->n_devices;) {
+                    Cairn__Device *d = mdm_device_by_id(s, g->devices[k]);
+                    size_t others = 0;
+                    for (size_t j = 0; j < g->n_devices; j++) {
+                        Cairn__Device *o = mdm_device_by_id(s, g->devices[j]);
+                        others += o && o->sds_id != sds_id && sds_up(s, o->sds_id);
+                    }
+                    if (d && d->sds_id == sds_id && others > 0)
+                        changed |= u32_remove(g->devices, &g->n_devices, d->id);
+                    else
+                        k++;
+                }
+            }
+            changed |= pg_replenish(s, p, (uint32_t)gi, g);
+            if (changed)
+                g->epoch++;
+        }
+    }
+}
+
 static int valid_name(const char *n)
 {
     size_t len = strlen(n);
@@ -613,6 +724,42 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
         memmove(&s->m->mappings[j], &s->m->mappings[j + 1],
                 sizeof(*s->m->mappings) * (s->m->n_mappings - j - 1));
         s->m->n_mappings--;
+        return 0;
+    }
+    case CAIRN__MGMT_OP__OP_SDS_DOWN:
+    case CAIRN__MGMT_OP__OP_SDS_UP: {
+        Cairn__Sds *d = mdm_sds_by_name(s, req->name);
+        if (!d) {
+            errf(err, errlen, "no SDS named '%s'", req->name);
+            return -ENOENT;
+        }
+        int down = req->op == CAIRN__MGMT_OP__OP_SDS_DOWN;
+        Cairn__SdsState want = down ? CAIRN__SDS_STATE__SDS_DOWN : CAIRN__SDS_STATE__SDS_UP;
+        if (d->state == want)
+            return 0;
+        d->state = want;
+        sds_membership_changed(s, d->id, down);
+        return 0;
+    }
+    case CAIRN__MGMT_OP__OP_PG_REBUILT: {
+        Cairn__Pool *p = mdm_pool_by_id(s, req->pool_id);
+        if (!p || req->pg >= p->n_pgs) {
+            errf(err, errlen, "no PG %u in pool %u", req->pg, req->pool_id);
+            return -ENOENT;
+        }
+        Cairn__Pg *g = p->pgs[req->pg];
+        if (g->epoch != req->epoch || !u32_has(g->rebuilding, g->n_rebuilding, req->device_id)) {
+            errf(err, errlen, "PG %u.%u changed (epoch %llu, reported %llu); rebuild again",
+                 p->id, req->pg, (unsigned long long)g->epoch, (unsigned long long)req->epoch);
+            return -ESTALE;
+        }
+        u32_remove(g->rebuilding, &g->n_rebuilding, req->device_id);
+        uint32_t *nd = realloc(g->devices, (g->n_devices + 1) * sizeof(uint32_t));
+        if (!nd)
+            abort();
+        g->devices = nd;
+        g->devices[g->n_devices++] = req->device_id;
+        g->epoch++;
         return 0;
     }
     case CAIRN__MGMT_OP__OP_SDS_REMOVE:

@@ -14,6 +14,28 @@ static double draw(uint64_t seed, uint32_t pg, uint32_t dev_id, uint64_t weight)
     return log(u) / (double)weight;
 }
 
+int placement_pick(const struct placement_dev *devs, int ndev, const uint32_t *used_fs, int nused,
+                   uint32_t pg, uint64_t seed)
+{
+    int best = -1;
+    double best_draw = 0;
+    for (int i = 0; i < ndev; i++) {
+        if (!devs[i].weight)
+            continue;
+        int taken = 0;
+        for (int j = 0; j < nused && !taken; j++)
+            taken = used_fs[j] == devs[i].fault_set;
+        if (taken)
+            continue;
+        double d = draw(seed, pg, devs[i].id, devs[i].weight);
+        if (best < 0 || d > best_draw) {
+            best = i;
+            best_draw = d;
+        }
+    }
+    return best < 0 ? -ENOSPC : best;
+}
+
 int placement_compute(const struct placement_dev *devs, int ndev, int copies, uint32_t pg_count,
                       uint64_t seed, uint32_t *out)
 {
@@ -34,27 +56,13 @@ int placement_compute(const struct placement_dev *devs, int ndev, int copies, ui
         return -ENOSPC;
 
     for (uint32_t pg = 0; pg < pg_count; pg++) {
+        uint32_t used[8];
         for (int k = 0; k < copies; k++) {
-            int best = -1;
-            double best_draw = 0;
-            for (int i = 0; i < ndev; i++) {
-                if (!devs[i].weight)
-                    continue;
-                int taken = 0;
-                for (int j = 0; j < k; j++)
-                    if (devs[out[pg * (uint32_t)copies + (uint32_t)j]].fault_set == devs[i].fault_set)
-                        taken = 1;
-                if (taken)
-                    continue;
-                double d = draw(seed, pg, devs[i].id, devs[i].weight);
-                if (best < 0 || d > best_draw) {
-                    best = i;
-                    best_draw = d;
-                }
-            }
+            int best = placement_pick(devs, ndev, used, k, pg, seed);
             if (best < 0)
                 return -ENOSPC; /* unreachable: nfs >= copies */
             out[pg * (uint32_t)copies + (uint32_t)k] = (uint32_t)best;
+            used[k] = devs[best].fault_set;
         }
     }
     return 0;

@@ -27,6 +27,11 @@ struct placement_dev {
 int placement_compute(const struct placement_dev *devs, int ndev, int copies, uint32_t pg_count,
                       uint64_t seed, uint32_t *out);
 
+/* Choose one more copy for a PG: the best draw among devices with capacity
+ * whose fault set is not in used_fs. Returns the index into devs, or -ENOSPC. */
+int placement_pick(const struct placement_dev *devs, int ndev, const uint32_t *used_fs, int nused,
+                   uint32_t pg, uint64_t seed);
+
 /* The PG of an extent: a fixed hash of (volume id, extent index). */
 static inline uint32_t placement_pg_of(uint64_t volume_id, uint64_t extent, uint32_t pg_count)
 {

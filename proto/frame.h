@@ -26,6 +26,7 @@ enum frame_type {
     FT_MAP_GET = 5,      /* sds|sdc -> mdm: (empty) / MapReply */
     FT_DEVICE_PROBE = 6, /* mdm -> sds: DeviceProbe / DeviceProbeReply */
     FT_SDC_REGISTER = 7, /* sdc -> mdm: SdcRegister / MapReply */
+    FT_PG_REBUILT = 8,   /* sds -> mdm: MgmtRequest(OP_PG_REBUILT) / MgmtReply */
 
     FT_IO_READ = 16,  /* io_hdr / payload in reply */
     FT_IO_WRITE = 17, /* io_hdr + payload */

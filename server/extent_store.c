@@ -355,6 +355,20 @@ size_t store_list_volume(const struct extent_store *st, uint64_t vol, uint64_t *
     return n;
 }
 
+size_t store_list_all(const struct extent_store *st, uint64_t *cursor, uint64_t *vols,
+                      uint64_t *exts, size_t max)
+{
+    size_t n = 0;
+    for (; *cursor < st->nslots && n < max; (*cursor)++) {
+        if (st->state[*cursor] != SLOT_READY)
+            continue;
+        vols[n] = st->kvol[*cursor];
+        exts[n] = st->kext[*cursor];
+        n++;
+    }
+    return n;
+}
+
 static uint64_t slot_off(const struct extent_store *st, uint32_t slot)
 {
     return st->data_off + (uint64_t)slot * st->extent_size;

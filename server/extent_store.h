@@ -60,6 +60,11 @@ uint64_t store_enospc(const struct extent_store *st);
 /* Copy up to max extent indexes of a volume into out; returns the count. */
 size_t store_list_volume(const struct extent_store *st, uint64_t vol, uint64_t *out, size_t max);
 
+/* Iterate allocated extents from *cursor (start at 0): fills up to max pairs
+ * and advances *cursor; returns the count (0 at the end). */
+size_t store_list_all(const struct extent_store *st, uint64_t *cursor, uint64_t *vols,
+                      uint64_t *exts, size_t max);
+
 int store_read(struct extent_store *st, uint64_t vol, uint64_t ext, uint32_t off, uint32_t len,
                void *buf, store_cb cb, void *arg);
 /* buf must stay valid until cb. -ENOSPC when a new slot is needed and none is free. */

@@ -32,7 +32,7 @@
 #define MAX_DEVS 64
 #define MAX_PEERS 1024
 #define LOCK_BUCKETS 4096
-#define FWD_TIMEOUT_MS 10000
+#define FWD_TIMEOUT_MS 4000 /* a copy slower than this is treated as failed; the SDC retries */
 
 struct dev {
     uint32_t id;
@@ -44,6 +44,7 @@ struct dev {
 };
 
 struct ioreq;
+struct rjob;
 
 /* A forward of one request to one other copy. */
 struct fwd {
@@ -74,6 +75,7 @@ struct ioreq {
     int fresh;       /* the extent had no slot here when the write started */
     int rolled_back; /* an ENOSPC write is undoing its fresh allocation */
     uint16_t fwd_type;
+    struct rjob *job; /* a rebuild copy, not a client request */
     int pending;
     int status;
     uint32_t peers[8];
@@ -105,6 +107,14 @@ struct sds {
     struct ioreq *lockwait[LOCK_BUCKETS];
     uint8_t *zeroes;
     uint64_t zeroes_len;
+    /* rebuild */
+    struct rjob *jobs;
+    uint64_t rebuild_rate;   /* bytes per second allowed */
+    int rebuild_inflight;
+    double rebuild_tokens;
+    uint64_t rebuild_last_ms;
+    uint64_t rebuild_done_bytes, rebuild_rate_ewma, rebuild_rate_mark, rebuild_rate_mark_ms;
+    uv_timer_t rebuild_timer;
 };
 
 static struct sds S;
@@ -228,14 +238,16 @@ static void update_reservations(void)
     }
 }
 
+static void rebuild_sync(void);
+static void drop_stale_for_targets(const Cairn__ClusterMap *old);
+
 static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
 {
     if (S.map && m->version < S.map->version) {
         cairn__cluster_map__free_unpacked(m, NULL);
         return;
     }
-    if (S.map)
-        cairn__cluster_map__free_unpacked(S.map, NULL);
+    Cairn__ClusterMap *old = S.map;
     S.map = m;
     if (my_id)
         S.my_id = my_id;
@@ -265,8 +277,12 @@ static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
         if (s)
             rpc_peer_set_addr(S.peers[i], s->addr);
     }
+    drop_stale_for_targets(old);
+    if (old)
+        cairn__cluster_map__free_unpacked(old, NULL);
     purge_removed();
     update_reservations();
+    rebuild_sync();
     log_debug("map version %llu installed", (unsigned long long)m->version);
 }
 
@@ -555,8 +571,14 @@ static void start_local(struct ioreq *r)
 }
 
 /* A mutation holding its range lock: apply here and on every other copy. */
+static void rebuild_copy_locked(struct ioreq *r);
+
 static void start_mutation(struct ioreq *r)
 {
+    if (r->job) {
+        rebuild_copy_locked(r);
+        return;
+    }
     if (!r->rolled_back && !(r->io.flags & IO_FLAG_REPLICA))
         r->fresh = !store_allocated(r->dev->st, r->io.volume_id, r->ext);
     r->pending = 1 + ((r->io.flags & IO_FLAG_REPLICA) ? 0 : r->npeers);
@@ -586,6 +608,11 @@ static void handle_flush(struct ioreq *r)
 }
 
 static void map_fetch(void);
+
+static int h_type_reads(const struct ioreq *r)
+{
+    return r->hdr.type == FT_IO_READ || r->hdr.type == FT_IO_STAT;
+}
 
 /* Check everything a peer sent before it touches state. Returns 0 or -errno. */
 static int validate(struct ioreq *r)
@@ -619,20 +646,28 @@ static int validate(struct ioreq *r)
             map_fetch(); /* the sender knows a newer map */
         return -ESTALE;
     }
+    /* In-sync copies serve (the first is the primary); rebuilding copies take
+     * every write but serve no read. Forward to every other member of both. */
     int mine = -1;
+    uint32_t mydev = 0;
     r->npeers = 0;
-    for (size_t k = 0; k < g->n_devices; k++) {
-        Cairn__Device *d = cmap_device(S.map, g->devices[k]);
+    for (size_t k = 0; k < g->n_devices + g->n_rebuilding; k++) {
+        uint32_t devid = k < g->n_devices ? g->devices[k] : g->rebuilding[k - g->n_devices];
+        Cairn__Device *d = cmap_device(S.map, devid);
         if (!d)
             return -ESTALE;
-        if (d->sds_id == S.my_id)
+        if (d->sds_id == S.my_id) {
             mine = (int)k;
-        else if (r->npeers < 8)
+            mydev = devid;
+        } else if (r->npeers < 8) {
             r->peers[r->npeers++] = d->sds_id;
+        }
     }
     if (mine < 0 || (mine != 0 && !(io->flags & IO_FLAG_REPLICA)))
         return -ESTALE; /* not a copy here, or not the primary */
-    r->dev = dev_by_id(g->devices[mine]);
+    if ((size_t)mine >= g->n_devices && h_type_reads(r))
+        return -ESTALE; /* a rebuilding copy serves no read */
+    r->dev = dev_by_id(mydev);
     if (!r->dev || r->dev->failed)
         return -EIO;
     return 0;
@@ -731,16 +766,391 @@ static void handle_io(struct rpc_conn *c, const struct frame_hdr *h, const uint8
         req_reply(r);
         return;
     default:
-        if (!(r->io.flags & IO_FLAG_REPLICA)) {
-            if (lock_or_wait(r))
-                start_mutation(r);
-        } else {
+        /* Replicas order overlapping writes too, in arrival order: one TCP
+         * connection from the primary carries them in the primary's order, but
+         * a write whose forward timed out at the primary may still be queued
+         * here ahead of the next one, and two overlapping writes in flight at
+         * once could land in either order. */
+        if (lock_or_wait(r))
             start_mutation(r);
-        }
     }
 }
 
 /* ---- MDM session ---- */
+
+/* ---- rebuild: a primary fills the rebuilding copies of its PGs ----
+ *
+ * Each extent is copied under the same range lock client writes take, so a
+ * copy never lands after (and over) a newer write: writes that start after
+ * the target joined are forwarded to it anyway, and a write already running
+ * finishes before the copy reads the extent. When every extent is across,
+ * the primary reports the PG to the MDM, which makes the target in-sync.
+ */
+
+#define REBUILD_MAX_INFLIGHT 2
+
+struct rjob {
+    struct rjob *next;
+    uint32_t pool_id, pg, target_dev, target_sds;
+    uint64_t *vols, *exts;
+    size_t n, cap, next_i;
+    int inflight;
+    int reporting;
+    int cancelled;
+    int fresh; /* created by this sync: its extents are being listed */
+    uint64_t retry_at;
+};
+
+static struct rjob *rjob_find(uint32_t pool_id, uint32_t pg, uint32_t target)
+{
+    for (struct rjob *j = S.jobs; j; j = j->next)
+        if (j->pool_id == pool_id && j->pg == pg && j->target_dev == target && !j->cancelled)
+            return j;
+    return NULL;
+}
+
+static void rjob_unlink_free(struct rjob *j)
+{
+    struct rjob **pp = &S.jobs;
+    while (*pp && *pp != j)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = j->next;
+    free(j->vols);
+    free(j->exts);
+    free(j);
+}
+
+static void rjob_add_extent(struct rjob *j, uint64_t vol, uint64_t ext)
+{
+    if (j->n == j->cap) {
+        j->cap = j->cap ? j->cap * 2 : 64;
+        j->vols = realloc(j->vols, j->cap * sizeof(uint64_t));
+        j->exts = realloc(j->exts, j->cap * sizeof(uint64_t));
+        if (!j->vols || !j->exts)
+            abort();
+    }
+    j->vols[j->n] = vol;
+    j->exts[j->n] = ext;
+    j->n++;
+}
+
+static void rebuild_pump(void);
+
+static void rebuild_report_cb(struct rpc_conn *c, int status, const uint8_t *msg,
+                              uint32_t msg_len, uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)msg;
+    (void)msg_len;
+    (void)payload_len;
+    struct rjob *j = arg;
+    rpc_buf_free(payload);
+    j->reporting = 0;
+    if (status == 0) {
+        log_info("PG %u.%u: copy on device %u complete", j->pool_id, j->pg, j->target_dev);
+        j->cancelled = 1; /* done: the next map makes the target in-sync */
+        return;
+    }
+    /* The PG moved on (new epoch) or the MDM is away: report again soon. */
+    j->retry_at = now_ms() + 500;
+    map_fetch();
+}
+
+static void rebuild_report(struct rjob *j)
+{
+    Cairn__Pool *p = cmap_pool(S.map, j->pool_id);
+    struct rpc_conn *c = mdm_session_conn(S.mdm);
+    if (!p || j->pg >= p->n_pgs || !c) {
+        j->retry_at = now_ms() + 1000;
+        return;
+    }
+    Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
+    req.op = CAIRN__MGMT_OP__OP_PG_REBUILT;
+    req.pool_id = j->pool_id;
+    req.pg = j->pg;
+    req.device_id = j->target_dev;
+    req.epoch = p->pgs[j->pg]->epoch;
+    if (rpc_call_pb(c, FT_PG_REBUILT, &req.base, 10000, rebuild_report_cb, j) == 0)
+        j->reporting = 1;
+    else
+        j->retry_at = now_ms() + 1000;
+}
+
+static void rebuild_copy_done(struct ioreq *r, int status)
+{
+    struct rjob *j = r->job;
+    if (status == 0) {
+        S.rebuild_done_bytes += r->io.length;
+    } else if (!j->cancelled) {
+        /* try this extent again after a pause (the map may be changing) */
+        if (status != -ESTALE && status != -EAGAIN)
+            log_warn("PG %u.%u: copying extent %llu/%llu to device %u failed: %s", j->pool_id,
+                     j->pg, (unsigned long long)r->io.volume_id, (unsigned long long)r->ext,
+                     j->target_dev, strerror(-status));
+        rjob_add_extent(j, r->io.volume_id, r->ext);
+        j->retry_at = now_ms() + 500;
+    }
+    unlock(r);
+    rpc_buf_free(r->payload);
+    free(r);
+    j->inflight--;
+    S.rebuild_inflight--;
+    if (j->cancelled && !j->inflight && !j->reporting)
+        rjob_unlink_free(j);
+    rebuild_pump();
+}
+
+static void rebuild_sent_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                            uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)msg;
+    (void)msg_len;
+    (void)payload_len;
+    rpc_buf_free(payload);
+    rebuild_copy_done(arg, status);
+}
+
+static void rebuild_read_cb(void *arg, int res)
+{
+    struct ioreq *r = arg;
+    struct rjob *j = r->job;
+    if (res < 0 || j->cancelled) {
+        rebuild_copy_done(r, res < 0 ? res : 0);
+        return;
+    }
+    Cairn__Sds *ms = cmap_sds(S.map, j->target_sds);
+    struct rpc_peer *p = peer_get(j->target_sds);
+    if (!ms || !p) {
+        rebuild_copy_done(r, -EHOSTUNREACH);
+        return;
+    }
+    rpc_peer_set_addr(p, ms->addr);
+    uint8_t msg[IO_HDR_SIZE];
+    io_hdr_encode(&r->io, msg);
+    struct iovec iov = {r->payload, r->io.length};
+    int rc = rpc_peer_call(p, FT_IO_WRITE, msg, IO_HDR_SIZE, &iov, 1, FWD_TIMEOUT_MS,
+                           rebuild_sent_cb, r);
+    if (rc < 0)
+        rebuild_copy_done(r, rc);
+}
+
+/* The extent's range lock is held: read it and send it to the target. */
+static void rebuild_copy_locked(struct ioreq *r)
+{
+    if (r->job->cancelled) {
+        rebuild_copy_done(r, 0);
+        return;
+    }
+    r->payload = rpc_buf_alloc(r->io.length);
+    if (!r->payload) {
+        rebuild_copy_done(r, -ENOMEM);
+        return;
+    }
+    int rc = store_read(r->dev->st, r->io.volume_id, r->ext, 0, r->io.length, r->payload,
+                        rebuild_read_cb, r);
+    if (rc == 1)
+        rebuild_copy_done(r, 0); /* freed since it was listed: the target got the free */
+    else if (rc < 0)
+        rebuild_copy_done(r, rc);
+}
+
+/* Start copying the next extent of j; 0 if it has none ready. */
+static int rebuild_start_one(struct rjob *j)
+{
+    Cairn__Pool *p = cmap_pool(S.map, j->pool_id);
+    if (!p || j->pg >= p->n_pgs)
+        return 0;
+    Cairn__Pg *g = p->pgs[j->pg];
+    struct dev *d = g->n_devices ? dev_by_id(g->devices[0]) : NULL;
+    while (j->next_i < j->n) {
+        uint64_t vol = j->vols[j->next_i], ext = j->exts[j->next_i];
+        j->next_i++;
+        Cairn__Volume *v = cmap_volume(S.map, vol);
+        if (!v || !d || ext * p->extent_size >= v->size)
+            continue; /* volume removed or shrunk away since listing */
+        struct ioreq *r = calloc(1, sizeof(*r));
+        if (!r)
+            return 0;
+        r->job = j;
+        r->dev = d;
+        r->ext = ext;
+        r->off = 0;
+        r->extent_size = p->extent_size;
+        r->vol_size = v->size;
+        r->thick = v->thick;
+        r->hdr.type = FT_IO_WRITE;
+        r->fwd_type = FT_IO_WRITE;
+        r->io = (struct io_hdr){.volume_id = vol,
+                                .offset = ext * p->extent_size,
+                                .length = (uint32_t)MIN(p->extent_size, v->size - ext * p->extent_size),
+                                .flags = IO_FLAG_REPLICA,
+                                .pool_id = p->id,
+                                .pg = j->pg,
+                                .epoch = g->epoch};
+        j->inflight++;
+        S.rebuild_inflight++;
+        S.rebuild_tokens -= (double)r->io.length;
+        if (lock_or_wait(r))
+            rebuild_copy_locked(r);
+        return 1;
+    }
+    return 0;
+}
+
+static void rebuild_pump(void)
+{
+    uint64_t now = now_ms();
+    if (S.rebuild_last_ms) {
+        S.rebuild_tokens += (double)S.rebuild_rate * (double)(now - S.rebuild_last_ms) / 1000.0;
+        if (S.rebuild_tokens > (double)S.rebuild_rate / 4)
+            S.rebuild_tokens = (double)S.rebuild_rate / 4; /* at most a quarter second's burst */
+    }
+    S.rebuild_last_ms = now;
+    for (struct rjob *j = S.jobs, *next; j; j = next) {
+        next = j->next;
+        if (j->cancelled) {
+            if (!j->inflight && !j->reporting)
+                rjob_unlink_free(j);
+            continue;
+        }
+        if (j->retry_at > now)
+            continue;
+        while (S.rebuild_inflight < REBUILD_MAX_INFLIGHT && S.rebuild_tokens > 0 &&
+               rebuild_start_one(j))
+            ;
+        if (j->next_i == j->n && !j->inflight && !j->reporting)
+            rebuild_report(j);
+    }
+}
+
+static void rebuild_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    /* recent rate, for the CLI's ETA */
+    uint64_t now = now_ms();
+    if (now - S.rebuild_rate_mark_ms >= 2000) {
+        uint64_t rate = (S.rebuild_done_bytes - S.rebuild_rate_mark) * 1000 /
+                        (now - S.rebuild_rate_mark_ms);
+        S.rebuild_rate_ewma = (S.rebuild_rate_ewma + rate) / 2;
+        S.rebuild_rate_mark = S.rebuild_done_bytes;
+        S.rebuild_rate_mark_ms = now;
+    }
+    if (S.jobs)
+        rebuild_pump();
+}
+
+/* After a map change: start, keep or drop rebuild jobs for the PGs this SDS
+ * leads, listing the extents of new jobs in one pass over the stores. */
+static void rebuild_sync(void)
+{
+    for (struct rjob *j = S.jobs; j; j = j->next) {
+        Cairn__Pool *p = cmap_pool(S.map, j->pool_id);
+        Cairn__Pg *g = p && j->pg < p->n_pgs ? p->pgs[j->pg] : NULL;
+        Cairn__Device *prim = g && g->n_devices ? cmap_device(S.map, g->devices[0]) : NULL;
+        int still = prim && prim->sds_id == S.my_id;
+        int target = 0;
+        for (size_t k = 0; g && k < g->n_rebuilding; k++)
+            target |= g->rebuilding[k] == j->target_dev;
+        if (!still || !target)
+            j->cancelled = 1;
+    }
+    int added = 0;
+    for (size_t pi = 0; pi < S.map->n_pools; pi++) {
+        Cairn__Pool *p = S.map->pools[pi];
+        for (size_t gi = 0; gi < p->n_pgs; gi++) {
+            Cairn__Pg *g = p->pgs[gi];
+            if (!g->n_rebuilding || !g->n_devices)
+                continue;
+            Cairn__Device *prim = cmap_device(S.map, g->devices[0]);
+            struct dev *d = prim ? dev_by_id(prim->id) : NULL;
+            if (!prim || prim->sds_id != S.my_id || !d || d->failed)
+                continue;
+            for (size_t k = 0; k < g->n_rebuilding; k++) {
+                if (rjob_find(p->id, (uint32_t)gi, g->rebuilding[k]))
+                    continue;
+                Cairn__Device *t = cmap_device(S.map, g->rebuilding[k]);
+                struct rjob *j = calloc(1, sizeof(*j));
+                if (!t || !j) {
+                    free(j);
+                    continue;
+                }
+                j->pool_id = p->id;
+                j->pg = (uint32_t)gi;
+                j->target_dev = t->id;
+                j->target_sds = t->sds_id;
+                j->next = S.jobs;
+                j->fresh = 1;
+                S.jobs = j;
+                added++;
+            }
+        }
+    }
+    if (added) {
+        uint64_t vols[1024], exts[1024];
+        for (int di = 0; di < S.ndevs; di++) {
+            if (S.devs[di].failed)
+                continue;
+            uint64_t cursor = 0;
+            size_t n;
+            while ((n = store_list_all(S.devs[di].st, &cursor, vols, exts, 1024)) > 0) {
+                for (size_t i = 0; i < n; i++) {
+                    Cairn__Volume *v = cmap_volume(S.map, vols[i]);
+                    Cairn__Pool *p = v ? cmap_pool(S.map, v->pool_id) : NULL;
+                    if (!p || !p->n_pgs)
+                        continue;
+                    uint32_t pg = placement_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
+                    if (p->pgs[pg]->n_devices && p->pgs[pg]->devices[0] != S.devs[di].id)
+                        continue;
+                    for (struct rjob *j = S.jobs; j; j = j->next)
+                        if (j->fresh && j->pool_id == p->id && j->pg == pg)
+                            rjob_add_extent(j, vols[i], exts[i]);
+                }
+            }
+        }
+        for (struct rjob *j = S.jobs; j; j = j->next)
+            j->fresh = 0;
+        log_info("rebuild: leading %d new PG copies", added);
+    }
+    rebuild_pump();
+}
+
+/* A copy that joins a PG as a rebuild target starts empty: whatever this SDS
+ * kept of that PG from an earlier membership is stale. */
+static void drop_stale_for_targets(const Cairn__ClusterMap *old)
+{
+    for (int di = 0; di < S.ndevs; di++) {
+        struct dev *d = &S.devs[di];
+        if (d->failed)
+            continue;
+        uint64_t vols[1024], exts[1024];
+        uint64_t cursor = 0;
+        size_t n, dropped = 0;
+        while ((n = store_list_all(d->st, &cursor, vols, exts, 1024)) > 0) {
+            for (size_t i = 0; i < n; i++) {
+                Cairn__Volume *v = cmap_volume(S.map, vols[i]);
+                Cairn__Pool *p = v ? cmap_pool(S.map, v->pool_id) : NULL;
+                if (!p || !p->n_pgs)
+                    continue;
+                uint32_t pg = placement_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
+                Cairn__Pg *g = p->pgs[pg];
+                int target_now = 0, target_before = 0;
+                for (size_t k = 0; k < g->n_rebuilding; k++)
+                    target_now |= g->rebuilding[k] == d->id;
+                Cairn__Pool *op = old ? cmap_pool(old, p->id) : NULL;
+                if (op && pg < op->n_pgs)
+                    for (size_t k = 0; k < op->pgs[pg]->n_rebuilding; k++)
+                        target_before |= op->pgs[pg]->rebuilding[k] == d->id;
+                if (target_now && !target_before &&
+                    store_free(d->st, vols[i], exts[i], purge_cb, NULL) == 0)
+                    dropped++;
+            }
+        }
+        if (dropped)
+            log_info("device %u: dropped %zu stale extents of PGs it rebuilds into", d->id, dropped);
+    }
+}
 
 static void handle_probe(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg)
 {
@@ -866,6 +1276,18 @@ static void session_heartbeat(void *ctx, Cairn__Heartbeat *hb)
     }
     hb->n_usage = (size_t)S.ndevs;
     hb->usage = up;
+    static Cairn__RebuildStatus rs;
+    cairn__rebuild_status__init(&rs);
+    for (struct rjob *j = S.jobs; j; j = j->next) {
+        if (j->cancelled)
+            continue;
+        Cairn__Pool *p = cmap_pool(S.map, j->pool_id);
+        rs.pgs_left++;
+        rs.bytes_left += (j->n - j->next_i + (size_t)j->inflight) * (p ? p->extent_size : 0);
+    }
+    rs.bytes_done = S.rebuild_done_bytes;
+    rs.rate = S.rebuild_rate_ewma;
+    hb->rebuild = &rs;
     if (S.map)
         purge_removed(); /* continue freeing removed volumes, 1024 extents a tick */
 }
@@ -905,6 +1327,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
     if (S.server)
         rpc_server_close(S.server);
     mdm_session_stop(S.mdm);
+    uv_timer_stop(&S.rebuild_timer);
+    uv_close((uv_handle_t *)&S.rebuild_timer, NULL);
     for (int i = 0; i < S.npeers; i++)
         rpc_peer_close(S.peers[i]);
     uv_close((uv_handle_t *)&S.sigterm, NULL);
@@ -922,7 +1346,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
-            "                 [--pidfile FILE] [-v]\n");
+            "                 [--rebuild-rate MIB_PER_S] [--pidfile FILE] [-v]\n"
+            "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n");
     exit(2);
 }
 
@@ -937,19 +1362,23 @@ int main(int argc, char **argv)
     int verbose = 0;
     static const struct option opts[] = {
         {"name", 1, 0, 'n'},    {"listen", 1, 0, 'l'}, {"mdm", 1, 0, 'm'}, {"data-dir", 1, 0, 'd'},
-        {"pidfile", 1, 0, 'p'}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"pidfile", 1, 0, 'p'}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'},
+        {"rebuild-rate", 1, 0, 'r'}, {0, 0, 0, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "n:l:m:d:p:vh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "n:l:m:d:p:r:vh", opts, NULL)) != -1) {
         switch (o) {
         case 'n': S.name = optarg; break;
         case 'l': S.listen = optarg; break;
         case 'm': S.mdm_addr = optarg; break;
         case 'd': S.data_dir = optarg; break;
         case 'p': pidfile = optarg; break;
+        case 'r': S.rebuild_rate = (uint64_t)atof(optarg) << 20; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
     }
+    if (!S.rebuild_rate)
+        S.rebuild_rate = 64ull << 20;
     if (!S.name || !S.listen || !S.mdm_addr || !S.data_dir || optind != argc)
         usage();
     log_init("cairn-sds", verbose ? LOG_DEBUG : LOG_INFO);
@@ -981,6 +1410,8 @@ int main(int argc, char **argv)
                                                .map_version = session_map_version,
                                                .on_request = session_request};
     S.mdm = mdm_session_start(S.loop, S.mdm_addr, &ops, NULL, 1000);
+    uv_timer_init(S.loop, &S.rebuild_timer);
+    uv_timer_start(&S.rebuild_timer, rebuild_timer_cb, 100, 100);
     uv_signal_init(S.loop, &S.sigterm);
     uv_signal_init(S.loop, &S.sigint);
     uv_signal_start(&S.sigterm, signal_cb, SIGTERM);
