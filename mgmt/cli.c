@@ -42,6 +42,7 @@ static void usage(void)
         "  volume grow NAME --size SIZE\n"
         "  volume remove NAME\n"
         "  volume check-copies NAME                   compare every copy of every extent\n"
+        "  volume locate NAME --offset BYTES          the PG, epoch and copies holding an offset\n"
         "  volume map NAME --sdc SDC [--read-only]\n"
         "  volume unmap NAME --sdc SDC\n"
         "  sdc list\n"
@@ -729,16 +730,35 @@ int main(int argc, char **argv)
         cairn__mgmt_reply__free_unpacked(rep, NULL);
         return 0;
     }
+    if (!strcmp(obj, "volume") && !strcmp(verb, "locate")) {
+        static const char *const k[] = {"--offset", NULL};
+        check_opts(&a, k, json_flag, 1);
+        const char *name = positional(&a);
+        if (!name)
+            usage();
+        uint64_t off = size_opt(&a, "--offset");
+        req.op = CAIRN__MGMT_OP__OP_STATUS;
+        Cairn__MgmtReply *rep = mdm_call(&req);
+        int rc = cli_locate(rep->map, name, off, json);
+        cairn__mgmt_reply__free_unpacked(rep, NULL);
+        return rc;
+    }
     if (!strcmp(obj, "volume") && !strcmp(verb, "check-copies")) {
         check_opts(&a, none, json_flag, 1);
         const char *name = positional(&a);
         if (!name)
             usage();
         req.op = CAIRN__MGMT_OP__OP_STATUS;
-        Cairn__MgmtReply *rep = mdm_call(&req);
-        int rc = cli_check_copies(rep->map, name, json);
-        cairn__mgmt_reply__free_unpacked(rep, NULL);
-        return rc;
+        /* A map that changes during the check (a failover, a rebuild finishing)
+         * makes some copies answer "stale": fetch the map again and recheck. */
+        for (int attempt = 0;; attempt++) {
+            Cairn__MgmtReply *rep = mdm_call(&req);
+            int rc = cli_check_copies(rep->map, name, json, attempt >= 20);
+            cairn__mgmt_reply__free_unpacked(rep, NULL);
+            if (rc != 2)
+                return rc;
+            usleep(500000);
+        }
     }
     if (!strcmp(obj, "pool") && (!strcmp(verb, "create") || !strcmp(verb, "set"))) {
         static const char *const k[] = {"--copies", "--pgs", "--overcommit", NULL};

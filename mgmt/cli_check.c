@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmap.h"
 #include "placement.h"
 #include "rpc.h"
 #include "util.h"
@@ -85,7 +86,8 @@ static int call(struct rpc_conn *c, uint16_t type, const struct io_hdr *h, struc
     return r->status;
 }
 
-int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json)
+int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
+                     int quiet_retry_done)
 {
     const Cairn__Volume *v = NULL;
     for (size_t i = 0; i < map->n_volumes; i++)
@@ -106,7 +108,7 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json)
     struct sds_conn *cs = calloc(map->n_sds + 1, sizeof(*cs));
     size_t ncs = 0;
     uint64_t next = (v->size + p->extent_size - 1) / p->extent_size;
-    uint64_t checked = 0, holes = 0, mismatches = 0, errors = 0;
+    uint64_t checked = 0, holes = 0, mismatches = 0, errors = 0, stale = 0;
     for (uint64_t e = 0; e < next; e++) {
         uint32_t pg = placement_pg_of(v->id, e, (uint32_t)p->n_pgs);
         const Cairn__Pg *g = p->pgs[pg];
@@ -127,6 +129,11 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json)
             struct result r;
             alloc[k] = call(c, FT_IO_STAT, &h, &r);
             rpc_buf_free(r.payload);
+            if (alloc[k] == -ESTALE || alloc[k] == -EAGAIN) {
+                stale++; /* our map or theirs is changing: the caller tries again */
+                bad = 1;
+                continue;
+            }
             if (alloc[k] < 0) {
                 fprintf(stderr, "extent %llu copy %zu on SDS %u: %s\n", (unsigned long long)e, k,
                         sds_id, strerror(-alloc[k]));
@@ -172,6 +179,8 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json)
             rpc_close(cs[i].c);
     uv_run(uv_default_loop(), UV_RUN_NOWAIT);
     free(cs);
+    if (stale && !mismatches && !quiet_retry_done)
+        return 2;
     if (json)
         printf("{\"volume\":\"%s\",\"extents_checked\":%llu,\"holes\":%llu,\"copies_per_extent\":%u,"
                "\"mismatches\":%llu,\"errors\":%llu}\n",
@@ -183,4 +192,50 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json)
                v->name, (unsigned long long)checked, p->copies, (unsigned long long)holes,
                (unsigned long long)mismatches, (unsigned long long)errors);
     return mismatches || errors ? 1 : 0;
+}
+
+int cli_locate(const Cairn__ClusterMap *map, const char *volume, uint64_t offset, int json)
+{
+    const Cairn__Volume *v = NULL;
+    for (size_t i = 0; i < map->n_volumes; i++)
+        if (!strcmp(map->volumes[i]->name, volume))
+            v = map->volumes[i];
+    if (!v) {
+        fprintf(stderr, "cairn: no volume named '%s'\n", volume);
+        return 1;
+    }
+    const Cairn__Pool *p = cmap_pool(map, v->pool_id);
+    if (!p || !p->n_pgs || offset >= v->size) {
+        fprintf(stderr, "cairn: offset %llu is outside volume '%s' (%llu bytes)\n",
+                (unsigned long long)offset, volume, (unsigned long long)v->size);
+        return 1;
+    }
+    uint64_t ext = offset / p->extent_size;
+    uint32_t pg = placement_pg_of(v->id, ext, (uint32_t)p->n_pgs);
+    const Cairn__Pg *g = p->pgs[pg];
+    if (json)
+        printf("{\"volume_id\":%llu,\"pool_id\":%u,\"extent\":%llu,\"pg\":%u,\"epoch\":%llu,"
+               "\"copies\":[",
+               (unsigned long long)v->id, p->id, (unsigned long long)ext, pg,
+               (unsigned long long)g->epoch);
+    else
+        printf("volume %s offset %llu: extent %llu, PG %u.%u, epoch %llu\n", volume,
+               (unsigned long long)offset, (unsigned long long)ext, p->id, pg,
+               (unsigned long long)g->epoch);
+    for (size_t k = 0; k < g->n_devices + g->n_rebuilding; k++) {
+        uint32_t devid = k < g->n_devices ? g->devices[k] : g->rebuilding[k - g->n_devices];
+        const Cairn__Device *d = cmap_device(map, devid);
+        const Cairn__Sds *s = d ? cmap_sds(map, d->sds_id) : NULL;
+        const char *role = k == 0 ? "primary" : k < g->n_devices ? "secondary" : "rebuilding";
+        if (json) {
+            printf("%s{\"role\":\"%s\",\"device\":%u,\"sds\":\"%s\",\"addr\":\"%s\"}", k ? "," : "",
+                   role, devid, s ? s->name : "?", s ? s->addr : "?");
+        } else {
+            printf("  %-10s device %u on %s (%s)\n", role, devid, s ? s->name : "?",
+                   s ? s->addr : "?");
+        }
+    }
+    if (json)
+        printf("]}\n");
+    return 0;
 }

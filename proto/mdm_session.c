@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 struct mdm_session {
     uv_loop_t *loop;
@@ -57,17 +58,28 @@ static void do_register(struct mdm_session *s)
         s->fetching = 1;
 }
 
+struct hb_call {
+    struct mdm_session *s;
+    uint64_t sent_ms;
+};
+
 static void hb_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
                         uint8_t *payload, uint32_t payload_len, void *arg)
 {
     (void)c;
     (void)payload_len;
-    struct mdm_session *s = arg;
+    struct hb_call *call = arg;
+    struct mdm_session *s = call->s;
+    uint64_t sent = call->sent_ms;
+    free(call);
     rpc_buf_free(payload);
     if (status < 0 || !msg)
         return;
     Cairn__HeartbeatReply *rep = cairn__heartbeat_reply__unpack(NULL, msg_len, msg);
-    if (rep && rep->map_version != s->ops.map_version(s->ctx))
+    int current = rep && rep->map_version == s->ops.map_version(s->ctx);
+    if (rep && s->ops.on_heartbeat_ack)
+        s->ops.on_heartbeat_ack(s->ctx, sent, current);
+    if (rep && !current)
         mdm_session_fetch_map(s);
     if (rep)
         cairn__heartbeat_reply__free_unpacked(rep, NULL);
@@ -131,7 +143,13 @@ static void tick_cb(uv_timer_t *t)
     if (s->ops.heartbeat)
         s->ops.heartbeat(s->ctx, &hb);
     hb.map_version = s->ops.map_version(s->ctx);
-    rpc_call_pb(s->conn, FT_HEARTBEAT, &hb.base, 5000, hb_reply_cb, s);
+    struct hb_call *call = malloc(sizeof(*call));
+    if (!call)
+        return;
+    call->s = s;
+    call->sent_ms = now_ms();
+    if (rpc_call_pb(s->conn, FT_HEARTBEAT, &hb.base, 5000, hb_reply_cb, call) < 0)
+        free(call);
 }
 
 struct mdm_session *mdm_session_start(uv_loop_t *loop, const char *addr,

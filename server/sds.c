@@ -115,6 +115,21 @@ struct sds {
     uint64_t rebuild_last_ms;
     uint64_t rebuild_done_bytes, rebuild_rate_ewma, rebuild_rate_mark, rebuild_rate_mark_ms;
     uv_timer_t rebuild_timer;
+    /* leases: see lease_ok() */
+    uint64_t lease_ms;
+    uint64_t mdm_lease_until;
+    struct lease {
+        uint32_t sds_id;
+        uint64_t until;      /* lease this peer granted us */
+        uint64_t granted_at; /* last lease we granted this peer */
+    } leases[MAX_PEERS];
+    struct fence {
+        uint32_t pool_id, pg;
+        uint64_t until;
+    } *fences;
+    size_t nfences;
+    uint64_t fence_max;
+    uv_timer_t ping_timer;
 };
 
 static struct sds S;
@@ -240,6 +255,8 @@ static void update_reservations(void)
 
 static void rebuild_sync(void);
 static void drop_stale_for_targets(const Cairn__ClusterMap *old);
+static void fence_new_primaries(const Cairn__ClusterMap *old);
+static void map_fetch(void);
 
 static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
 {
@@ -278,6 +295,7 @@ static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
             rpc_peer_set_addr(S.peers[i], s->addr);
     }
     drop_stale_for_targets(old);
+    fence_new_primaries(old);
     if (old)
         cairn__cluster_map__free_unpacked(old, NULL);
     purge_removed();
@@ -488,6 +506,162 @@ static void forward(struct ioreq *r, uint32_t sds_id)
     }
 }
 
+/* ---- leases ----
+ *
+ * A primary serves reads only while it holds a lease: from the MDM (a
+ * heartbeat answered less than lease_ms after it was sent) or from every
+ * other in-sync copy of the PG (a ping answered likewise). The MDM marks an
+ * SDS down only after a longer silence, so by then its MDM lease is gone, and
+ * copies stop granting once their map says it is down. A copy promoted to
+ * primary serves no read until lease_ms after the last lease it granted the
+ * old primary (a fence). So no read is ever served by a deposed primary after
+ * its successor starts serving, and when the MDM alone is unreachable, the
+ * copies keep each other's leases alive and I/O goes on.
+ */
+
+static struct lease *lease_of(uint32_t sds_id)
+{
+    struct lease *free_slot = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(S.leases); i++) {
+        if (S.leases[i].sds_id == sds_id)
+            return &S.leases[i];
+        if (!S.leases[i].sds_id && !free_slot)
+            free_slot = &S.leases[i];
+    }
+    if (free_slot)
+        *free_slot = (struct lease){.sds_id = sds_id};
+    return free_slot;
+}
+
+static int lease_ok(const Cairn__Pool *p, uint32_t pg, const Cairn__Pg *g)
+{
+    uint64_t now = now_ms();
+    if (now < S.fence_max)
+        for (size_t i = 0; i < S.nfences; i++)
+            if (S.fences[i].pool_id == p->id && S.fences[i].pg == pg && now < S.fences[i].until)
+                return 0;
+    if (now < S.mdm_lease_until)
+        return 1;
+    for (size_t k = 1; k < g->n_devices; k++) {
+        Cairn__Device *d = cmap_device(S.map, g->devices[k]);
+        struct lease *l = d ? lease_of(d->sds_id) : NULL;
+        if (!l || now >= l->until)
+            return 0;
+    }
+    return 1;
+}
+
+static void session_heartbeat_ack(void *ctx, uint64_t sent_ms, int map_current)
+{
+    (void)ctx;
+    if (map_current && sent_ms + S.lease_ms > S.mdm_lease_until)
+        S.mdm_lease_until = sent_ms + S.lease_ms;
+}
+
+struct ping {
+    uint32_t sds_id;
+    uint64_t sent_ms;
+};
+
+static void ping_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                          uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)msg;
+    (void)msg_len;
+    (void)payload_len;
+    struct ping *pg = arg;
+    rpc_buf_free(payload);
+    struct lease *l = lease_of(pg->sds_id);
+    if (status == 0 && l && pg->sent_ms + S.lease_ms > l->until)
+        l->until = pg->sent_ms + S.lease_ms;
+    else if (status == -ESTALE)
+        map_fetch(); /* the peer knows a map where we are not up */
+    free(pg);
+}
+
+static void ping_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    if (!S.map || !S.my_id)
+        return;
+    uint8_t msg[12];
+    put_be32(msg, S.my_id);
+    put_be64(msg + 4, S.map->version);
+    for (size_t i = 0; i < S.map->n_sds; i++) {
+        Cairn__Sds *o = S.map->sds[i];
+        if (o->id == S.my_id || o->state != CAIRN__SDS_STATE__SDS_UP)
+            continue;
+        struct rpc_peer *p = peer_get(o->id);
+        struct ping *pg = malloc(sizeof(*pg));
+        if (!p || !pg) {
+            free(pg);
+            continue;
+        }
+        rpc_peer_set_addr(p, o->addr);
+        pg->sds_id = o->id;
+        pg->sent_ms = now_ms();
+        if (rpc_peer_call(p, FT_PING, msg, sizeof(msg), NULL, 0, S.lease_ms, ping_reply_cb, pg) < 0)
+            free(pg);
+    }
+}
+
+/* Grant a lease to a peer our map says is up. */
+static void handle_ping(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg)
+{
+    if (h->msg_len != 12) {
+        reply_now(c, h, -EINVAL);
+        return;
+    }
+    uint32_t from = get_be32(msg);
+    uint64_t version = get_be64(msg + 4);
+    Cairn__Sds *o = cmap_sds(S.map, from);
+    if (S.map && version > S.map->version)
+        map_fetch();
+    if (!o || o->state != CAIRN__SDS_STATE__SDS_UP) {
+        reply_now(c, h, -ESTALE);
+        return;
+    }
+    struct lease *l = lease_of(from);
+    if (l)
+        l->granted_at = now_ms();
+    reply_now(c, h, 0);
+}
+
+/* After a map change: where this SDS became primary in place of another,
+ * fence reads until the leases we granted that SDS have run out. */
+static void fence_new_primaries(const Cairn__ClusterMap *old)
+{
+    uint64_t now = now_ms();
+    size_t keep = 0;
+    for (size_t i = 0; i < S.nfences; i++)
+        if (S.fences[i].until > now)
+            S.fences[keep++] = S.fences[i];
+    S.nfences = keep;
+    if (!old)
+        return;
+    for (size_t pi = 0; pi < S.map->n_pools; pi++) {
+        Cairn__Pool *p = S.map->pools[pi];
+        Cairn__Pool *op = cmap_pool(old, p->id);
+        for (size_t gi = 0; op && gi < p->n_pgs && gi < op->n_pgs; gi++) {
+            uint32_t now_prim = cmap_copy_sds(S.map, p->pgs[gi], 0);
+            uint32_t was_prim = cmap_copy_sds(old, op->pgs[gi], 0);
+            if (now_prim != S.my_id || !was_prim || was_prim == S.my_id)
+                continue;
+            struct lease *l = lease_of(was_prim);
+            uint64_t until = (l ? l->granted_at : now) + S.lease_ms + 100;
+            if (until <= now)
+                continue;
+            struct fence *nf = realloc(S.fences, (S.nfences + 1) * sizeof(*nf));
+            if (!nf)
+                continue;
+            S.fences = nf;
+            S.fences[S.nfences++] = (struct fence){(uint32_t)p->id, (uint32_t)gi, until};
+            S.fence_max = MAX(S.fence_max, until);
+        }
+    }
+}
+
 /* ---- the data path ---- */
 
 /* A write that allocated a fresh extent on some copies and hit ENOSPC on
@@ -607,7 +781,6 @@ static void handle_flush(struct ioreq *r)
     req_part_done(r, 0);
 }
 
-static void map_fetch(void);
 
 static int h_type_reads(const struct ioreq *r)
 {
@@ -667,6 +840,8 @@ static int validate(struct ioreq *r)
         return -ESTALE; /* not a copy here, or not the primary */
     if ((size_t)mine >= g->n_devices && h_type_reads(r))
         return -ESTALE; /* a rebuilding copy serves no read */
+    if (mine == 0 && h_type_reads(r) && !(io->flags & IO_FLAG_REPLICA) && !lease_ok(p, pg, g))
+        return -EAGAIN; /* no lease (or fenced): the client retries */
     r->dev = dev_by_id(mydev);
     if (!r->dev || r->dev->failed)
         return -EIO;
@@ -1220,6 +1395,11 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
         handle_io(c, h, msg, payload);
         return;
     }
+    if (h->type == FT_PING) {
+        rpc_buf_free(payload);
+        handle_ping(c, h, msg);
+        return;
+    }
     (void)msg;
     rpc_buf_free(payload);
     log_warn("unknown request type %u from %s", h->type, rpc_peer(c));
@@ -1329,6 +1509,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
     mdm_session_stop(S.mdm);
     uv_timer_stop(&S.rebuild_timer);
     uv_close((uv_handle_t *)&S.rebuild_timer, NULL);
+    uv_timer_stop(&S.ping_timer);
+    uv_close((uv_handle_t *)&S.ping_timer, NULL);
     for (int i = 0; i < S.npeers; i++)
         rpc_peer_close(S.peers[i]);
     uv_close((uv_handle_t *)&S.sigterm, NULL);
@@ -1379,6 +1561,7 @@ int main(int argc, char **argv)
     }
     if (!S.rebuild_rate)
         S.rebuild_rate = 64ull << 20;
+    S.lease_ms = 2000; /* must stay below the MDM's --sds-timeout (default 4 s) */
     if (!S.name || !S.listen || !S.mdm_addr || !S.data_dir || optind != argc)
         usage();
     log_init("cairn-sds", verbose ? LOG_DEBUG : LOG_INFO);
@@ -1408,10 +1591,13 @@ int main(int argc, char **argv)
                                                .heartbeat = session_heartbeat,
                                                .on_map = session_on_map,
                                                .map_version = session_map_version,
+                                               .on_heartbeat_ack = session_heartbeat_ack,
                                                .on_request = session_request};
     S.mdm = mdm_session_start(S.loop, S.mdm_addr, &ops, NULL, 1000);
     uv_timer_init(S.loop, &S.rebuild_timer);
     uv_timer_start(&S.rebuild_timer, rebuild_timer_cb, 100, 100);
+    uv_timer_init(S.loop, &S.ping_timer);
+    uv_timer_start(&S.ping_timer, ping_timer_cb, 0, 500);
     uv_signal_init(S.loop, &S.sigterm);
     uv_signal_init(S.loop, &S.sigint);
     uv_signal_start(&S.sigterm, signal_cb, SIGTERM);

@@ -1,0 +1,142 @@
+"""Faults under a verifying load: acknowledged writes survive, I/O resumes,
+every PG gets its copies back, and a deposed primary serves no stale read."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import nbd
+import pytest
+
+from cairnproto import FT_IO_READ, FT_IO_WRITE, SdsConn
+from cluster import Cluster, wait_for
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("faults"), sds_sizes=(2 << 30,) * 4, pgs=64).start()
+    yield c
+    c.shutdown()
+
+
+def pool(cluster):
+    return cluster.status()["pools"][0]
+
+
+def wait_protected(cluster, timeout=120):
+    def ok():
+        st = cluster.status()
+        p = st["pools"][0]
+        return (p["pgs_fully_protected"] == p["pg_count"] and p["pgs_rebuilding"] == 0)
+    wait_for("every PG fully protected", ok, timeout=timeout)
+
+
+def fio_job(cluster, vol, *extra):
+    return subprocess.Popen(
+        ["fio", "--name=load", "--ioengine=nbd", f"--uri={cluster.uri(vol)}", "--rw=randwrite",
+         "--bs=4k", "--iodepth=16", "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
+         "--output-format=json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def fio_result(proc):
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"fio failed:\n{out[-2000:]}\n{err[-2000:]}"
+    job = json.loads(out[out.index("{"):])["jobs"][0]
+    assert job["error"] == 0
+    return job
+
+
+def test_kill9_under_load_then_second_failure(cluster):
+    cluster.create_volume("load", 192 << 20)
+    # about 12 s of writes at 2000 IOPS; fio verifies every block at the end
+    fio = fio_job(cluster, "load", "--size=96M", "--rate_iops=2000")
+    time.sleep(3)
+    t0 = time.time()
+    cluster.daemons["sds2"].stop(signal.SIGKILL)
+    job = fio_result(fio)
+    stall = job["write"]["clat_ns"]["max"] / 1e9
+    print(f"kill -9 sds2: longest write {stall:.1f} s; fault to fio end {time.time() - t0:.1f} s")
+    assert stall < 10, f"I/O stalled {stall:.1f} s"
+    wait_protected(cluster)
+    st = cluster.status()
+    assert [s["state"] for s in st["sds"]] == ["up", "down", "up", "up"]
+    r = cluster.cairn("volume", "check-copies", "load")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    # a second failure once the first rebuild is done: still nothing lost
+    fio = fio_job(cluster, "load", "--size=96M", "--offset=96M", "--rate_iops=2000")
+    time.sleep(3)
+    cluster.daemons["sds3"].stop(signal.SIGKILL)
+    fio_result(fio)
+    wait_protected(cluster)
+    # everything written before either failure still verifies
+    r = subprocess.run(["fio", "--name=load", "--ioengine=nbd", f"--uri={cluster.uri('load')}",
+                        "--rw=randwrite", "--bs=4k", "--iodepth=16", "--verify=crc32c",
+                        "--verify_fatal=1", "--verify_only", "--size=96M"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = cluster.cairn("volume", "check-copies", "load")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # both come back: marked up again
+    cluster.start_sds(1)
+    cluster.start_sds(2)
+    wait_for("sds2 and sds3 up", lambda: all(s["state"] == "up" for s in cluster.status()["sds"]))
+
+
+def test_deposed_primary_serves_no_stale_read(cluster):
+    wait_for("all SDSs up", lambda: all(s["state"] == "up" and s["connected"]
+                                        for s in cluster.status()["sds"]), timeout=60)
+    wait_protected(cluster)
+    cluster.create_volume("stale", 16 << 20)
+    off = 5 << 20
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri("stale"))
+    old = b"O" * 4096
+    h.pwrite(old, off)
+    h.flush()
+    loc = json.loads(cluster.cairn("volume", "locate", "stale", "--offset", str(off),
+                                   json_out=True).stdout)
+    primary = loc["copies"][0]
+    victim = cluster.daemons[primary["sds"]]
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        # the write goes on to the new primary once the old one is declared down
+        new = b"N" * 4096
+        t0 = time.time()
+        h.pwrite(new, off)
+        print(f"write after SIGSTOP of the primary took {time.time() - t0:.1f} s")
+        assert h.pread(4096, off) == new
+        wait_for("the stopped SDS marked down", lambda: any(
+            s["name"] == primary["sds"] and s["state"] == "down" for s in cluster.status()["sds"]))
+        time.sleep(2)  # the new map reaches every live SDS (heartbeats are 1 s apart)
+        # The deposed primary must not learn of its replacement from the MDM:
+        # only its lease can stop it from serving.
+        cluster.daemons["mdm"].proc.send_signal(signal.SIGSTOP)
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+    # Ask the deposed primary directly, with the old epoch, as a client with a
+    # stale map would: it must refuse, never answer with the old bytes.
+    conn = SdsConn(primary["addr"])
+    deadline = time.time() + 4
+    refused = 0
+    while time.time() < deadline:
+        st, data = conn.call(FT_IO_READ, loc["volume_id"], off, 4096, loc["pool_id"], loc["pg"],
+                             loc["epoch"])
+        assert st < 0 or data == new, "a deposed primary served a stale read"
+        refused += st < 0
+        st, _ = conn.call(FT_IO_WRITE, loc["volume_id"], off, 4096, loc["pool_id"], loc["pg"],
+                          loc["epoch"], payload=b"X" * 4096)
+        assert st < 0, "a deposed primary acknowledged a write"
+        time.sleep(0.05)
+    conn.close()
+    assert refused > 0
+    # the SDC keeps serving from the new primary while the MDM is away
+    assert h.pread(4096, off) == new
+    cluster.daemons["mdm"].proc.send_signal(signal.SIGCONT)
+    h.shutdown()
+    wait_for("the resumed SDS up again", lambda: all(s["state"] == "up"
+                                                     for s in cluster.status()["sds"]), timeout=60)
+    wait_protected(cluster)
+    r = cluster.cairn("volume", "check-copies", "stale")
+    assert r.returncode == 0, r.stdout + r.stderr
