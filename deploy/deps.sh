@@ -6,7 +6,7 @@ what=${1:-test}
 build_pkgs=(build-essential cmake pkg-config libuv1-dev liburing-dev libprotobuf-c-dev
             protobuf-c-compiler libraft-dev liblz4-dev)
 run_pkgs=(libnbd-bin nbd-client)
-test_pkgs=(python3-libnbd python3-pytest fio qemu-utils fuse3 e2fsprogs iproute2 util-linux
+test_pkgs=(python3-libnbd python3-pytest fio qemu-utils fuse3 e2fsprogs iproute2 util-linux nbdkit
            procps psmisc qemu-system-x86 busybox-static cpio kmod xz-utils)
 pkgs=("${build_pkgs[@]}" "${run_pkgs[@]}")
 [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")

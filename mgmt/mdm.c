@@ -668,6 +668,19 @@ static void on_heartbeat(struct rpc_conn *c, const struct frame_hdr *h, const ui
         if (w)
             w->last_hb = s->last_hb;
     }
+    if (s->role == 1 && s->sds_id && raft_state(&M.raft) == RAFT_LEADER) {
+        for (size_t i = 0; i < hb->n_usage; i++) {
+            Cairn__Device *d = mdm_device_by_id(&M.st, hb->usage[i]->device_id);
+            if (!hb->usage[i]->failed || !d || d->failed || d->sds_id != s->sds_id)
+                continue;
+            log_warn("mdm: SDS '%s' reports device %u (%s) failed: failing its copies over",
+                     s->sds_name, d->id, d->path);
+            Cairn__MgmtRequest mr = CAIRN__MGMT_REQUEST__INIT;
+            mr.op = CAIRN__MGMT_OP__OP_DEVICE_FAIL;
+            mr.device_id = d->id;
+            propose(NULL, NULL, &mr, 0);
+        }
+    }
     if (s->hb)
         cairn__heartbeat__free_unpacked(s->hb, NULL);
     s->hb = hb;

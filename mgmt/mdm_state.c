@@ -313,21 +313,28 @@ static int pg_replenish(struct mdm_state *s, const Cairn__Pool *p, uint32_t pgno
     return changed;
 }
 
-/* An SDS stopped (or came back): drop its copies from every PG that keeps
- * another in-sync copy, promote the next copy where it was primary, and
- * choose rebuild targets. A PG whose only in-sync copy is on the SDS keeps it:
- * its data is unavailable, not lost, until the SDS returns. */
-static void sds_membership_changed(struct mdm_state *s, uint32_t sds_id, int down)
+/* Is this copy lost: on the SDS going down (gone_sds), or the failed device? */
+static int copy_gone(const Cairn__Device *d, uint32_t gone_sds, uint32_t gone_dev)
+{
+    return d && ((gone_sds && d->sds_id == gone_sds) || (gone_dev && d->id == gone_dev));
+}
+
+/* Copies were lost (an SDS went down, a device failed) or may be placeable
+ * again (an SDS came back): drop lost copies from every PG that keeps another
+ * in-sync copy, promote the next copy where the primary was lost, and choose
+ * rebuild targets. A PG whose only in-sync copy is lost keeps it: its data is
+ * unavailable, not gone, until that copy returns. */
+static void membership_changed(struct mdm_state *s, uint32_t gone_sds, uint32_t gone_dev)
 {
     for (size_t pi = 0; pi < s->m->n_pools; pi++) {
         Cairn__Pool *p = s->m->pools[pi];
         for (size_t gi = 0; gi < p->n_pgs; gi++) {
             Cairn__Pg *g = p->pgs[gi];
             int changed = 0;
-            if (down) {
+            if (gone_sds || gone_dev) {
                 for (size_t k = 0; k < g->n_rebuilding;) {
                     Cairn__Device *d = mdm_device_by_id(s, g->rebuilding[k]);
-                    if (d && d->sds_id == sds_id)
+                    if (copy_gone(d, gone_sds, gone_dev))
                         changed |= u32_remove(g->rebuilding, &g->n_rebuilding, d->id);
                     else
                         k++;
@@ -337,9 +344,10 @@ static void sds_membership_changed(struct mdm_state *s, uint32_t sds_id, int dow
                     size_t others = 0;
                     for (size_t j = 0; j < g->n_devices; j++) {
                         Cairn__Device *o = mdm_device_by_id(s, g->devices[j]);
-                        others += o && o->sds_id != sds_id && sds_up(s, o->sds_id);
+                        others += o && !copy_gone(o, gone_sds, gone_dev) && !o->failed &&
+                                  sds_up(s, o->sds_id);
                     }
-                    if (d && d->sds_id == sds_id && others > 0)
+                    if (copy_gone(d, gone_sds, gone_dev) && others > 0)
                         changed |= u32_remove(g->devices, &g->n_devices, d->id);
                     else
                         k++;
@@ -738,7 +746,19 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
         if (d->state == want)
             return 0;
         d->state = want;
-        sds_membership_changed(s, d->id, down);
+        membership_changed(s, down ? d->id : 0, 0);
+        return 0;
+    }
+    case CAIRN__MGMT_OP__OP_DEVICE_FAIL: {
+        Cairn__Device *d = mdm_device_by_id(s, req->device_id);
+        if (!d) {
+            errf(err, errlen, "no device %u", req->device_id);
+            return -ENOENT;
+        }
+        if (d->failed)
+            return 0;
+        d->failed = 1;
+        membership_changed(s, 0, d->id);
         return 0;
     }
     case CAIRN__MGMT_OP__OP_PG_REBUILT: {

@@ -694,9 +694,23 @@ static void req_part_done(struct ioreq *r, int status)
     req_reply(r);
 }
 
+/* An I/O error from a device fails that device, not the SDS: its requests get
+ * EIO from now on (clients retry), and the next heartbeat tells the MDM, which
+ * moves its copies elsewhere. */
+static void device_error(struct dev *d, int res)
+{
+    if (d->failed || (res != -EIO && res != -ENXIO && res != -ENODEV && res != -EROFS))
+        return;
+    d->failed = 1;
+    snprintf(d->err, sizeof(d->err), "I/O error: %s", strerror(-res));
+    log_error("device %u (%s): %s; no longer used", d->id, d->path, d->err);
+}
+
 static void local_done_cb(void *arg, int res)
 {
     struct ioreq *r = arg;
+    if (res < 0)
+        device_error(r->dev, res);
     if (res < 0 && res != -ENOSPC && res != -EINVAL)
         log_error("device %u: vol %llu extent %llu: %s", r->dev->id,
                   (unsigned long long)r->io.volume_id, (unsigned long long)r->ext,
@@ -851,6 +865,8 @@ static int validate(struct ioreq *r)
 static void read_done_cb(void *arg, int res)
 {
     struct ioreq *r = arg;
+    if (res < 0)
+        device_error(r->dev, res);
     if (res < 0)
         log_error("device %u: read vol %llu extent %llu: %s", r->dev->id,
                   (unsigned long long)r->io.volume_id, (unsigned long long)r->ext,
@@ -1091,6 +1107,8 @@ static void rebuild_read_cb(void *arg, int res)
 {
     struct ioreq *r = arg;
     struct rjob *j = r->job;
+    if (res < 0)
+        device_error(r->dev, res);
     if (res < 0 || j->cancelled) {
         rebuild_copy_done(r, res < 0 ? res : 0);
         return;

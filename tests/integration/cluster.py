@@ -80,8 +80,10 @@ class Daemon:
 
 
 class Cluster:
-    def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256):
+    def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
+                 extra_devices=None):
         self.dir = str(workdir)
+        self.extra_devices = extra_devices or {}  # SDS index -> more device paths
         self.sds_sizes = sds_sizes
         self.pgs = pgs
         ports = free_ports(3 + len(sds_sizes))
@@ -145,6 +147,8 @@ class Cluster:
             wait_for(f"{name} to connect to the MDM", lambda a=self.sds_addrs[i], n=name, d=dev:
                      self.cairn("sds", "add", "--name", n, "--addr", a, "--device", d,
                                 check=False).returncode == 0)
+            for extra in self.extra_devices.get(i, []):
+                self.cairn("device", "add", "--sds", name, "--device", extra)
         self.wait_sds_connected()
         self.wait_sdc_registered()
         return self

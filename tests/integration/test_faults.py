@@ -140,3 +140,67 @@ def test_deposed_primary_serves_no_stale_read(cluster):
     wait_protected(cluster)
     r = cluster.cairn("volume", "check-copies", "stale")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+class FaultyDevice:
+    """A block device that fails on demand, built from real parts: nbdkit's
+    error filter over a file, exposed by nbdfuse, attached as a loop device.
+    While the trigger file exists every read and write gets EIO."""
+
+    def __init__(self, base, size):
+        self.base = str(base)
+        os.makedirs(f"{self.base}/fuse", exist_ok=True)
+        with open(f"{self.base}/backing.img", "wb") as f:
+            f.truncate(size)
+        self.trigger = f"{self.base}/trigger"
+        subprocess.run(["nbdkit", "--filter=error", "-U", f"{self.base}/nbd.sock",
+                        "-P", f"{self.base}/nbdkit.pid", "file", f"{self.base}/backing.img",
+                        "error=EIO", "error-rate=100%", f"error-file={self.trigger}"], check=True)
+        wait_for("nbdkit", lambda: os.path.exists(f"{self.base}/nbdkit.pid"))
+        self.fuse = subprocess.Popen(["nbdfuse", "-P", f"{self.base}/fuse.pid",
+                                      f"{self.base}/fuse/dev", "--unix", f"{self.base}/nbd.sock"])
+        wait_for("nbdfuse", lambda: os.path.exists(f"{self.base}/fuse.pid"))
+        self.loop = subprocess.run(["losetup", "--direct-io=on", "-f", "--show",
+                                    f"{self.base}/fuse/dev"], check=True, capture_output=True,
+                                   text=True).stdout.strip()
+
+    def fail(self):
+        open(self.trigger, "w").close()
+
+    def close(self):
+        if os.path.exists(self.trigger):
+            os.unlink(self.trigger)
+        subprocess.run(["losetup", "-d", self.loop])
+        subprocess.run(["fusermount3", "-u", f"{self.base}/fuse"])
+        self.fuse.wait(30)
+        with open(f"{self.base}/nbdkit.pid") as f:
+            os.kill(int(f.read()), signal.SIGTERM)
+
+
+def test_device_io_error_fails_over_that_device_only(tmp_path):
+    dev = FaultyDevice(tmp_path / "faulty", 1 << 30)
+    c = None
+    try:
+        c = Cluster(tmp_path / "c", sds_sizes=(2 << 30,) * 3, pgs=64,
+                    extra_devices={0: [dev.loop]}).start()
+        c.create_volume("dev", 128 << 20)
+        fio = fio_job(c, "dev", "--size=64M", "--rate_iops=2000")
+        time.sleep(3)
+        dev.fail()
+        fio_result(fio)  # no error reached the client; every block verifies
+
+        def failed_over():
+            st = c.status()
+            devs = [d for s in st["sds"] for d in s["devices"]]
+            bad = [d for d in devs if d["path"] == dev.loop]
+            p = st["pools"][0]
+            return (bad and bad[0]["failed"] and st["sds"][0]["state"] == "up"
+                    and p["pgs_fully_protected"] == p["pg_count"] and p["pgs_rebuilding"] == 0)
+        wait_for("the failed device's copies rebuilt elsewhere", failed_over, timeout=120)
+        assert "FAILED" in c.cairn("device", "list").stdout
+        r = c.cairn("volume", "check-copies", "dev")
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        if c:
+            c.shutdown()
+        dev.close()
