@@ -122,7 +122,9 @@ struct sds {
         uint32_t sds_id;
         uint64_t until;      /* lease this peer granted us */
         uint64_t granted_at; /* last lease we granted this peer */
+        uint64_t suspect_until; /* a forward timed out: fail fast until then */
     } leases[MAX_PEERS];
+    uint64_t last_map_fetch;
     struct fence {
         uint32_t pool_id, pg;
         uint64_t until;
@@ -461,6 +463,45 @@ static struct rpc_peer *peer_get(uint32_t sds_id)
 }
 
 static void req_part_done(struct ioreq *r, int status);
+static struct lease *lease_of(uint32_t sds_id);
+static void map_fetch(void);
+
+/* A copy that did not answer in time is probably down: until the MDM says so
+ * (a new map), fail forwards to it at once, so clients retry quickly instead
+ * of each waiting out another timeout, and look for that new map. */
+#define SUSPECT_MS 1500
+
+static void map_fetch_soon(void)
+{
+    uint64_t now = now_ms();
+    if (now - S.last_map_fetch < 250)
+        return;
+    S.last_map_fetch = now;
+    map_fetch();
+}
+
+static void peer_trouble(uint32_t sds_id, int status)
+{
+    struct lease *l = lease_of(sds_id);
+    if (status == -ETIMEDOUT && l) {
+        if (now_ms() >= l->suspect_until)
+            log_warn("SDS %u did not answer a copy in %u ms; failing copies to it fast for %u ms",
+                     sds_id, FWD_TIMEOUT_MS, SUSPECT_MS);
+        l->suspect_until = now_ms() + SUSPECT_MS;
+    } else {
+        log_warn("copy on SDS %u failed: %s", sds_id, strerror(-status));
+    }
+    map_fetch_soon();
+}
+
+static int peer_suspected(uint32_t sds_id)
+{
+    struct lease *l = lease_of(sds_id);
+    if (!l || now_ms() >= l->suspect_until)
+        return 0;
+    map_fetch_soon();
+    return 1;
+}
 
 static void fwd_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
                          uint8_t *payload, uint32_t payload_len, void *arg)
@@ -472,16 +513,18 @@ static void fwd_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uin
     struct fwd *f = arg;
     struct ioreq *r = f->req;
     rpc_buf_free(payload);
-    if (status < 0)
-        log_warn("copy of vol %llu extent %llu on SDS %u failed: %s",
-                 (unsigned long long)r->io.volume_id, (unsigned long long)r->ext, f->sds_id,
-                 strerror(-status));
+    if (status < 0 && status != -ESTALE && status != -EAGAIN)
+        peer_trouble(f->sds_id, status);
     free(f);
     req_part_done(r, status);
 }
 
 static void forward(struct ioreq *r, uint32_t sds_id)
 {
+    if (peer_suspected(sds_id)) {
+        req_part_done(r, -EHOSTUNREACH);
+        return;
+    }
     struct fwd *f = calloc(1, sizeof(*f));
     struct rpc_peer *p = peer_get(sds_id);
     Cairn__Sds *ms = cmap_sds(S.map, sds_id);
@@ -818,8 +861,14 @@ static int validate(struct ioreq *r)
     r->extent_size = p->extent_size;
     r->vol_size = v->size;
     r->thick = v->thick;
-    if (io->length == 0 || io->offset > v->size || io->length > v->size - io->offset)
+    if (io->length == 0)
         return -EINVAL;
+    if (io->offset > v->size || io->length > v->size - io->offset) {
+        /* The sender may know the volume grown; our map may be behind. It
+         * retries until its I/O timeout, so a truly bad range still fails. */
+        map_fetch_soon();
+        return -EAGAIN;
+    }
     r->ext = io->offset / p->extent_size;
     r->off = (uint32_t)(io->offset % p->extent_size);
     if (r->off + (uint64_t)io->length > p->extent_size)

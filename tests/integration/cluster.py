@@ -203,3 +203,64 @@ class Cluster:
 
     def unix_uri(self, vol=""):
         return f"nbd+unix:///{vol}?socket={self.dir}/sdc/nbd.sock"
+
+
+def sh(*argv):
+    subprocess.run(list(argv), check=True, capture_output=True)
+
+
+class NetCluster(Cluster):
+    """A cluster whose SDSs each live in a network namespace of their own,
+    joined by a bridge that also carries the MDM's address, so that one SDS's
+    link can be cut (and restored) while it keeps running."""
+
+    def __init__(self, workdir, **kw):
+        super().__init__(workdir, **kw)
+        tag = f"{os.getpid() % 10000}"
+        self.net = f"10.{77 + os.getpid() % 50}.{1 + os.getpid() % 250}"
+        self.bridge = f"cb{tag}"
+        self.ns = [f"cn{tag}s{i}" for i in range(len(self.sds_sizes))]
+        self.hveth = [f"cv{tag}h{i}" for i in range(len(self.sds_sizes))]
+        port = free_ports(1)[0]
+        self.mdm_addr = f"{self.net}.1:{port}"
+        self.sds_addrs = [f"{self.net}.{10 + i}:7000" for i in range(len(self.sds_sizes))]
+        self._setup_net()
+
+    def _setup_net(self):
+        sh("ip", "link", "add", "name", self.bridge, "type", "bridge")
+        sh("ip", "addr", "add", f"{self.net}.1/24", "dev", self.bridge)
+        sh("ip", "link", "set", self.bridge, "up")
+        for i, ns in enumerate(self.ns):
+            peer = f"{self.hveth[i][:-2]}n{i}"
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", self.hveth[i], "type", "veth", "peer", "name", peer)
+            sh("ip", "link", "set", peer, "netns", ns)
+            sh("ip", "link", "set", self.hveth[i], "master", self.bridge)
+            sh("ip", "link", "set", self.hveth[i], "up")
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{self.net}.{10 + i}/24", "dev", peer)
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+
+    def start_sds(self, i):
+        name = f"sds{i + 1}"
+        if name not in self.daemons:
+            self._daemon(name, ["ip", "netns", "exec", self.ns[i],
+                                f"{BUILD}/server/cairn-sds", "--name", name, "--listen",
+                                self.sds_addrs[i], "--mdm", self.mdm_addr, "--data-dir",
+                                f"{self.dir}/{name}"])
+        self.daemons[name].start()
+
+    def cut(self, i):
+        sh("ip", "link", "set", self.hveth[i], "down")
+
+    def restore(self, i):
+        sh("ip", "link", "set", self.hveth[i], "up")
+
+    def shutdown(self):
+        try:
+            super().shutdown()
+        finally:
+            for i, ns in enumerate(self.ns):
+                subprocess.run(["ip", "link", "del", self.hveth[i]], capture_output=True)
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
