@@ -424,6 +424,18 @@ static uint16_t frame_type(int cmd)
 
 static void fail_later_cb(uv_timer_t *t);
 
+/* FLUSH goes to every SDS that is up and has a device in the pool: an SDS
+ * that is down or in maintenance holds no copy a write could have reached. */
+static int flush_target(const Cairn__Sds *sds, const Cairn__Pool *p)
+{
+    if (sds->state != CAIRN__SDS_STATE__SDS_UP)
+        return 0;
+    for (size_t j = 0; j < D.map->n_devices; j++)
+        if (D.map->devices[j]->sds_id == sds->id && D.map->devices[j]->pool_id == p->id)
+            return 1;
+    return 0;
+}
+
 static void be_submit(void *ctx, void *exp, struct nbd_io *io)
 {
     (void)ctx;
@@ -435,14 +447,8 @@ static void be_submit(void *ctx, void *exp, struct nbd_io *io)
     if (!p || !es) {
         err = -EIO;
     } else if (io->cmd == NBDIO_FLUSH) {
-        /* every SDS with a device in the pool */
         for (size_t i = 0; i < D.map->n_sds; i++)
-            for (size_t j = 0; j < D.map->n_devices; j++)
-                if (D.map->devices[j]->sds_id == D.map->sds[i]->id &&
-                    D.map->devices[j]->pool_id == p->id) {
-                    n++;
-                    break;
-                }
+            n += flush_target(D.map->sds[i], p);
     } else {
         uint64_t first = io->off / es, last = (io->off + io->len - 1) / es;
         n = (int)(last - first + 1);
@@ -471,15 +477,12 @@ static void be_submit(void *ctx, void *exp, struct nbd_io *io)
     if (io->cmd == NBDIO_FLUSH) {
         int k = 0;
         for (size_t i = 0; i < D.map->n_sds; i++)
-            for (size_t j = 0; j < D.map->n_devices; j++)
-                if (D.map->devices[j]->sds_id == D.map->sds[i]->id &&
-                    D.map->devices[j]->pool_id == p->id) {
-                    o->subs[k].op = o;
-                    o->subs[k].type = FT_IO_FLUSH;
-                    o->subs[k].sds_id = D.map->sds[i]->id;
-                    k++;
-                    break;
-                }
+            if (flush_target(D.map->sds[i], p)) {
+                o->subs[k].op = o;
+                o->subs[k].type = FT_IO_FLUSH;
+                o->subs[k].sds_id = D.map->sds[i]->id;
+                k++;
+            }
     } else {
         uint64_t off = io->off, end = io->off + io->len;
         for (int i = 0; i < n; i++) {

@@ -34,6 +34,7 @@ static void usage(void)
         "  sds add --name NAME --addr HOST:PORT --device PATH [--device PATH]...\n"
         "          [--fault-set NAME] [--pool NAME]\n"
         "  sds list\n"
+        "  sds maintenance enter|exit NAME            take an SDS out for a reboot without a rebuild\n"
         "  device add --sds NAME --device PATH [--device PATH]... [--pool NAME]\n"
         "  device list\n"
         "  volume create NAME --size SIZE [--pool NAME] [--thick]\n"
@@ -300,7 +301,9 @@ static void print_sds(const Cairn__MgmtReply *rep)
             jstr(s->fault_set);
             printf(",\"connected\":%s,\"state\":\"%s\",\"devices\":[",
                    st && st->connected ? "true" : "false",
-                   s->state == CAIRN__SDS_STATE__SDS_UP ? "up" : "down");
+                   s->state == CAIRN__SDS_STATE__SDS_UP            ? "up"
+                   : s->state == CAIRN__SDS_STATE__SDS_MAINTENANCE ? "maintenance"
+                                                                   : "down");
             int first = 1;
             for (size_t j = 0; j < m->n_devices; j++) {
                 const Cairn__Device *d = m->devices[j];
@@ -345,9 +348,10 @@ static void print_sds(const Cairn__MgmtReply *rep)
                     used += u->used_extents * m->pools[k]->extent_size;
         }
         printf("%-12s %-22s %-12s %-13s %7d %11s %11s\n", s->name, s->addr, s->fault_set,
-               s->state != CAIRN__SDS_STATE__SDS_UP ? "DOWN"
-               : st && st->connected            ? "up"
-                                                : "disconnected",
+               s->state == CAIRN__SDS_STATE__SDS_MAINTENANCE ? "maintenance"
+               : s->state != CAIRN__SDS_STATE__SDS_UP        ? "DOWN"
+               : st && st->connected                         ? "up"
+                                                             : "disconnected",
                nd, human(cap, b1), human(used, b2));
     }
 }
@@ -728,6 +732,19 @@ int main(int argc, char **argv)
         if (json && strcmp(obj, "status"))
             printf("\n");
         cairn__mgmt_reply__free_unpacked(rep, NULL);
+        return 0;
+    }
+    if (!strcmp(obj, "sds") && !strcmp(verb, "maintenance")) {
+        check_opts(&a, none, json_flag, 2);
+        const char *what = positional(&a);
+        a.pos++;
+        const char *name = positional(&a);
+        if (!what || !name || (strcmp(what, "enter") && strcmp(what, "exit")))
+            usage();
+        req.op = !strcmp(what, "enter") ? CAIRN__MGMT_OP__OP_MAINTENANCE_ENTER
+                                        : CAIRN__MGMT_OP__OP_MAINTENANCE_EXIT;
+        req.name = (char *)name;
+        done(mdm_call(&req), "ok");
         return 0;
     }
     if (!strcmp(obj, "volume") && !strcmp(verb, "locate")) {

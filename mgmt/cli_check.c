@@ -142,6 +142,12 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
             }
             if (alloc[k] > 0) {
                 int rc = call(c, FT_IO_READ, &h, &r);
+                if (rc == -ESTALE || rc == -EAGAIN) {
+                    rpc_buf_free(r.payload);
+                    stale++;
+                    bad = 1;
+                    continue;
+                }
                 if (rc < 0 || r.len != h.length) {
                     fprintf(stderr, "extent %llu copy %zu: read failed: %s\n",
                             (unsigned long long)e, k, strerror(rc < 0 ? -rc : EIO));

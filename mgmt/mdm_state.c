@@ -273,7 +273,7 @@ static int u32_has(const uint32_t *arr, size_t n, uint32_t v)
 static int pg_replenish(struct mdm_state *s, const Cairn__Pool *p, uint32_t pgno, Cairn__Pg *g)
 {
     int changed = 0;
-    while (g->n_devices + g->n_rebuilding < p->copies) {
+    while (g->n_devices + g->n_rebuilding + g->n_departed < p->copies) {
         uint32_t used[8];
         int nused = 0;
         for (size_t k = 0; k < g->n_devices && nused < 8; k++) {
@@ -282,8 +282,9 @@ static int pg_replenish(struct mdm_state *s, const Cairn__Pool *p, uint32_t pgno
             if (o)
                 used[nused++] = fault_set_index(s, o->fault_set);
         }
-        for (size_t k = 0; k < g->n_rebuilding && nused < 8; k++) {
-            Cairn__Device *d = mdm_device_by_id(s, g->rebuilding[k]);
+        for (size_t k = 0; k < g->n_rebuilding + g->n_departed && nused < 8; k++) {
+            uint32_t id = k < g->n_rebuilding ? g->rebuilding[k] : g->departed[k - g->n_rebuilding];
+            Cairn__Device *d = mdm_device_by_id(s, id);
             Cairn__Sds *o = d ? mdm_sds_by_id(s, d->sds_id) : NULL;
             if (o)
                 used[nused++] = fault_set_index(s, o->fault_set);
@@ -334,8 +335,17 @@ static void membership_changed(struct mdm_state *s, uint32_t gone_sds, uint32_t 
             if (gone_sds || gone_dev) {
                 for (size_t k = 0; k < g->n_rebuilding;) {
                     Cairn__Device *d = mdm_device_by_id(s, g->rebuilding[k]);
-                    if (copy_gone(d, gone_sds, gone_dev))
+                    if (copy_gone(d, gone_sds, gone_dev)) {
+                        u32_remove(g->catchup, &g->n_catchup, d->id);
                         changed |= u32_remove(g->rebuilding, &g->n_rebuilding, d->id);
+                    } else {
+                        k++;
+                    }
+                }
+                for (size_t k = 0; k < g->n_departed;) {
+                    Cairn__Device *d = mdm_device_by_id(s, g->departed[k]);
+                    if (copy_gone(d, 0, gone_dev))
+                        changed |= u32_remove(g->departed, &g->n_departed, d->id);
                     else
                         k++;
                 }
@@ -354,6 +364,105 @@ static void membership_changed(struct mdm_state *s, uint32_t gone_sds, uint32_t 
                 }
             }
             changed |= pg_replenish(s, p, (uint32_t)gi, g);
+            if (changed)
+                g->epoch++;
+        }
+    }
+}
+
+static void u32_append(uint32_t **arr, size_t *n, uint32_t v)
+{
+    uint32_t *na = realloc(*arr, (*n + 1) * sizeof(uint32_t));
+    if (!na)
+        abort();
+    *arr = na;
+    na[(*n)++] = v;
+}
+
+/* Planned absence: the SDS's in-sync copies step aside (departed) without a
+ * rebuild; the other copies track what changes. Refused if a PG would be left
+ * with no in-sync copy, or while the PG is still rebuilding from it. */
+static int maintenance_enter(struct mdm_state *s, Cairn__Sds *sds, char *err, size_t errlen)
+{
+    if (sds->state != CAIRN__SDS_STATE__SDS_UP) {
+        errf(err, errlen, "SDS '%s' is not up", sds->name);
+        return -EINVAL;
+    }
+    for (size_t pi = 0; pi < s->m->n_pools; pi++) {
+        Cairn__Pool *p = s->m->pools[pi];
+        for (size_t gi = 0; gi < p->n_pgs; gi++) {
+            Cairn__Pg *g = p->pgs[gi];
+            size_t mine = 0, others = 0;
+            for (size_t k = 0; k < g->n_devices; k++) {
+                Cairn__Device *d = mdm_device_by_id(s, g->devices[k]);
+                if (d && d->sds_id == sds->id)
+                    mine++;
+                else if (d && !d->failed && sds_up(s, d->sds_id))
+                    others++;
+            }
+            if (mine && !others) {
+                errf(err, errlen,
+                     "SDS '%s' holds the only live copy of PG %u.%zu; wait for its rebuild",
+                     sds->name, p->id, gi);
+                return -EBUSY;
+            }
+        }
+    }
+    sds->state = CAIRN__SDS_STATE__SDS_MAINTENANCE;
+    for (size_t pi = 0; pi < s->m->n_pools; pi++) {
+        Cairn__Pool *p = s->m->pools[pi];
+        for (size_t gi = 0; gi < p->n_pgs; gi++) {
+            Cairn__Pg *g = p->pgs[gi];
+            int changed = 0;
+            for (size_t k = 0; k < g->n_devices;) {
+                Cairn__Device *d = mdm_device_by_id(s, g->devices[k]);
+                if (d && d->sds_id == sds->id) {
+                    u32_append(&g->departed, &g->n_departed, d->id);
+                    u32_remove(g->devices, &g->n_devices, d->id);
+                    changed = 1;
+                } else {
+                    k++;
+                }
+            }
+            /* a copy it was receiving is incomplete: rebuild it elsewhere */
+            for (size_t k = 0; k < g->n_rebuilding;) {
+                Cairn__Device *d = mdm_device_by_id(s, g->rebuilding[k]);
+                if (d && d->sds_id == sds->id) {
+                    u32_remove(g->catchup, &g->n_catchup, d->id);
+                    u32_remove(g->rebuilding, &g->n_rebuilding, d->id);
+                    changed = 1;
+                } else {
+                    k++;
+                }
+            }
+            if (changed)
+                g->epoch++;
+        }
+    }
+    return 0;
+}
+
+/* Back from maintenance: each departed copy rejoins as a catch-up member. */
+static void maintenance_exit(struct mdm_state *s, Cairn__Sds *sds)
+{
+    for (size_t pi = 0; pi < s->m->n_pools; pi++) {
+        Cairn__Pool *p = s->m->pools[pi];
+        for (size_t gi = 0; gi < p->n_pgs; gi++) {
+            Cairn__Pg *g = p->pgs[gi];
+            int changed = 0;
+            for (size_t k = 0; k < g->n_departed;) {
+                Cairn__Device *d = mdm_device_by_id(s, g->departed[k]);
+                if (d && d->sds_id == sds->id) {
+                    u32_remove(g->departed, &g->n_departed, d->id);
+                    if (!d->failed && g->n_devices + g->n_rebuilding < p->copies) {
+                        u32_append(&g->rebuilding, &g->n_rebuilding, d->id);
+                        u32_append(&g->catchup, &g->n_catchup, d->id);
+                    }
+                    changed = 1;
+                } else {
+                    k++;
+                }
+            }
             if (changed)
                 g->epoch++;
         }
@@ -749,6 +858,23 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
         membership_changed(s, down ? d->id : 0, 0);
         return 0;
     }
+    case CAIRN__MGMT_OP__OP_MAINTENANCE_ENTER:
+    case CAIRN__MGMT_OP__OP_MAINTENANCE_EXIT: {
+        Cairn__Sds *d = mdm_sds_by_name(s, req->name);
+        if (!d) {
+            errf(err, errlen, "no SDS named '%s'", req->name);
+            return -ENOENT;
+        }
+        if (req->op == CAIRN__MGMT_OP__OP_MAINTENANCE_ENTER)
+            return maintenance_enter(s, d, err, errlen);
+        if (d->state != CAIRN__SDS_STATE__SDS_MAINTENANCE) {
+            errf(err, errlen, "SDS '%s' is not in maintenance", d->name);
+            return -EINVAL;
+        }
+        d->state = CAIRN__SDS_STATE__SDS_UP;
+        maintenance_exit(s, d);
+        return 0;
+    }
     case CAIRN__MGMT_OP__OP_DEVICE_FAIL: {
         Cairn__Device *d = mdm_device_by_id(s, req->device_id);
         if (!d) {
@@ -774,6 +900,7 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
             return -ESTALE;
         }
         u32_remove(g->rebuilding, &g->n_rebuilding, req->device_id);
+        u32_remove(g->catchup, &g->n_catchup, req->device_id);
         uint32_t *nd = realloc(g->devices, (g->n_devices + 1) * sizeof(uint32_t));
         if (!nd)
             abort();

@@ -125,6 +125,17 @@ struct sds {
         uint64_t suspect_until; /* a forward timed out: fail fast until then */
     } leases[MAX_PEERS];
     uint64_t last_map_fetch;
+    /* change tracking for PGs with departed copies (see dirty_*) */
+    struct tracker {
+        uint32_t pool_id, pg;
+        int complete;
+    } *trackers;
+    size_t ntrackers;
+    struct dirty {
+        uint32_t pool_id, pg;
+        uint64_t vol, ext;
+    } *dirty;
+    size_t ndirty, capdirty;
     struct fence {
         uint32_t pool_id, pg;
         uint64_t until;
@@ -258,6 +269,8 @@ static void update_reservations(void)
 static void rebuild_sync(void);
 static void drop_stale_for_targets(const Cairn__ClusterMap *old);
 static void fence_new_primaries(const Cairn__ClusterMap *old);
+static void trackers_sync(const Cairn__ClusterMap *old);
+static void dirty_add(uint32_t pool_id, uint32_t pg, uint64_t vol, uint64_t ext);
 static void map_fetch(void);
 
 static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
@@ -298,6 +311,7 @@ static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
     }
     drop_stale_for_targets(old);
     fence_new_primaries(old);
+    trackers_sync(old);
     if (old)
         cairn__cluster_map__free_unpacked(old, NULL);
     purge_removed();
@@ -777,6 +791,7 @@ static void start_local(struct ioreq *r)
     int whole = r->off == 0 && (r->io.length == r->extent_size ||
                                 r->io.offset + r->io.length == r->vol_size);
     int rc;
+    dirty_add(r->io.pool_id, r->io.pg, vol, r->ext);
     switch (r->fwd_type) {
     case FT_IO_WRITE:
         rc = store_write(st, vol, r->ext, r->off, r->io.length, r->payload, flags, local_done_cb,
@@ -1018,6 +1033,150 @@ static void handle_io(struct rpc_conn *c, const struct frame_hdr *h, const uint8
 
 /* ---- MDM session ---- */
 
+/* ---- change tracking while copies are away ----
+ *
+ * While a PG has departed copies (an SDS in maintenance), every in-sync copy
+ * records which extents change, so that the returning copy is sent only
+ * those. A record is complete only if this SDS saw the copy leave; otherwise
+ * (it restarted meanwhile) the primary compares extent lists instead. */
+
+static struct tracker *tracker_of(uint32_t pool_id, uint32_t pg)
+{
+    for (size_t i = 0; i < S.ntrackers; i++)
+        if (S.trackers[i].pool_id == pool_id && S.trackers[i].pg == pg)
+            return &S.trackers[i];
+    return NULL;
+}
+
+static void dirty_add(uint32_t pool_id, uint32_t pg, uint64_t vol, uint64_t ext)
+{
+    if (!S.ntrackers || !tracker_of(pool_id, pg))
+        return;
+    for (size_t i = S.ndirty; i-- > 0 && i + 64 >= S.ndirty;)
+        if (S.dirty[i].vol == vol && S.dirty[i].ext == ext && S.dirty[i].pg == pg &&
+            S.dirty[i].pool_id == pool_id)
+            return; /* recently recorded: the common case of repeated writes */
+    if (S.ndirty == S.capdirty) {
+        S.capdirty = S.capdirty ? S.capdirty * 2 : 1024;
+        S.dirty = realloc(S.dirty, S.capdirty * sizeof(*S.dirty));
+        if (!S.dirty)
+            abort();
+    }
+    S.dirty[S.ndirty++] = (struct dirty){pool_id, pg, vol, ext};
+}
+
+static int pg_has_dev(const uint32_t *arr, size_t n, uint32_t dev)
+{
+    for (size_t i = 0; i < n; i++)
+        if (arr[i] == dev)
+            return 1;
+    return 0;
+}
+
+/* Start, keep or end tracking after a map change. */
+static void trackers_sync(const Cairn__ClusterMap *old)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < S.ntrackers; i++) {
+        struct tracker *t = &S.trackers[i];
+        Cairn__Pool *p = cmap_pool(S.map, t->pool_id);
+        Cairn__Pg *g = p && t->pg < p->n_pgs ? p->pgs[t->pg] : NULL;
+        if (g && (g->n_departed || g->n_catchup))
+            S.trackers[keep++] = *t;
+    }
+    if (keep != S.ntrackers) {
+        S.ntrackers = keep;
+        size_t dk = 0;
+        for (size_t i = 0; i < S.ndirty; i++)
+            if (tracker_of(S.dirty[i].pool_id, S.dirty[i].pg))
+                S.dirty[dk++] = S.dirty[i];
+        S.ndirty = dk;
+    }
+    for (size_t pi = 0; pi < S.map->n_pools; pi++) {
+        Cairn__Pool *p = S.map->pools[pi];
+        Cairn__Pool *op = old ? cmap_pool(old, p->id) : NULL;
+        for (size_t gi = 0; gi < p->n_pgs; gi++) {
+            Cairn__Pg *g = p->pgs[gi];
+            if (!g->n_departed || tracker_of(p->id, (uint32_t)gi))
+                continue;
+            uint32_t mine = 0;
+            for (size_t k = 0; k < g->n_devices; k++) {
+                Cairn__Device *d = cmap_device(S.map, g->devices[k]);
+                if (d && d->sds_id == S.my_id)
+                    mine = d->id;
+            }
+            if (!mine)
+                continue;
+            /* complete if this SDS saw the departure: in the old map the
+             * departed copies and ours were all in-sync */
+            Cairn__Pg *og = op && gi < op->n_pgs ? op->pgs[gi] : NULL;
+            int complete = og && pg_has_dev(og->devices, og->n_devices, mine);
+            for (size_t k = 0; k < g->n_departed && complete; k++)
+                complete = pg_has_dev(og->devices, og->n_devices, g->departed[k]);
+            struct tracker *nt = realloc(S.trackers, (S.ntrackers + 1) * sizeof(*nt));
+            if (!nt)
+                abort();
+            S.trackers = nt;
+            S.trackers[S.ntrackers++] = (struct tracker){p->id, (uint32_t)gi, complete};
+        }
+    }
+}
+
+/* FT_PG_LIST: the extents this SDS holds of a PG (for a catch-up compare). */
+static void handle_pg_list(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg)
+{
+    if (h->msg_len != 8 || !S.map) {
+        reply_now(c, h, -EINVAL);
+        return;
+    }
+    uint32_t pool_id = get_be32(msg), pg = get_be32(msg + 4);
+    Cairn__Pool *p = cmap_pool(S.map, pool_id);
+    if (!p || pg >= p->n_pgs) {
+        reply_now(c, h, -ESTALE);
+        return;
+    }
+    size_t n = 0, cap = 1024;
+    uint8_t *out = rpc_buf_alloc(cap * 16);
+    uint64_t vols[1024], exts[1024];
+    for (int di = 0; di < S.ndevs && out; di++) {
+        if (S.devs[di].failed)
+            continue;
+        uint64_t cursor = 0;
+        size_t k;
+        while ((k = store_list_all(S.devs[di].st, &cursor, vols, exts, 1024)) > 0) {
+            for (size_t i = 0; i < k; i++) {
+                Cairn__Volume *v = cmap_volume(S.map, vols[i]);
+                if (!v || v->pool_id != pool_id ||
+                    placement_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs) != pg)
+                    continue;
+                if (n == cap) {
+                    uint8_t *bigger = rpc_buf_alloc(cap * 2 * 16);
+                    if (!bigger || cap * 2 * 16 > FRAME_MAX_PAYLOAD) {
+                        rpc_buf_free(bigger);
+                        rpc_buf_free(out);
+                        reply_now(c, h, -E2BIG);
+                        return;
+                    }
+                    memcpy(bigger, out, n * 16);
+                    rpc_buf_free(out);
+                    out = bigger;
+                    cap *= 2;
+                }
+                put_be64(out + n * 16, vols[i]);
+                put_be64(out + n * 16 + 8, exts[i]);
+                n++;
+            }
+        }
+    }
+    if (!out) {
+        reply_now(c, h, -ENOMEM);
+        return;
+    }
+    struct iovec iov = {out, n * 16};
+    if (rpc_reply(c, h, 0, NULL, 0, &iov, 1, read_sent_cb, out) < 0)
+        rpc_buf_free(out);
+}
+
 /* ---- rebuild: a primary fills the rebuilding copies of its PGs ----
  *
  * Each extent is copied under the same range lock client writes take, so a
@@ -1038,6 +1197,8 @@ struct rjob {
     int reporting;
     int cancelled;
     int fresh; /* created by this sync: its extents are being listed */
+    int catchup;  /* the target keeps its data: sync only what differs */
+    int listing;  /* waiting for the target's extent list */
     uint64_t retry_at;
 };
 
@@ -1076,6 +1237,7 @@ static void rjob_add_extent(struct rjob *j, uint64_t vol, uint64_t ext)
 }
 
 static void rebuild_pump(void);
+static void pg_list_fetch(struct rjob *j);
 
 static void rebuild_report_cb(struct rpc_conn *c, int status, const uint8_t *msg,
                               uint32_t msg_len, uint8_t *payload, uint32_t payload_len, void *arg)
@@ -1136,7 +1298,7 @@ static void rebuild_copy_done(struct ioreq *r, int status)
     free(r);
     j->inflight--;
     S.rebuild_inflight--;
-    if (j->cancelled && !j->inflight && !j->reporting)
+    if (j->cancelled && !j->inflight && !j->reporting && !j->listing)
         rjob_unlink_free(j);
     rebuild_pump();
 }
@@ -1178,11 +1340,29 @@ static void rebuild_read_cb(void *arg, int res)
         rebuild_copy_done(r, rc);
 }
 
-/* The extent's range lock is held: read it and send it to the target. */
+/* The extent's range lock is held: read it and send it to the target (or,
+ * catching up, tell the target to free an extent that is a hole here). */
 static void rebuild_copy_locked(struct ioreq *r)
 {
     if (r->job->cancelled) {
         rebuild_copy_done(r, 0);
+        return;
+    }
+    if (r->job->catchup && !store_allocated(r->dev->st, r->io.volume_id, r->ext)) {
+        struct rjob *j = r->job;
+        Cairn__Sds *ms = cmap_sds(S.map, j->target_sds);
+        struct rpc_peer *p = peer_get(j->target_sds);
+        if (!ms || !p) {
+            rebuild_copy_done(r, -EHOSTUNREACH);
+            return;
+        }
+        rpc_peer_set_addr(p, ms->addr);
+        uint8_t msg[IO_HDR_SIZE];
+        io_hdr_encode(&r->io, msg);
+        int rc = rpc_peer_call(p, FT_IO_TRIM, msg, IO_HDR_SIZE, NULL, 0, FWD_TIMEOUT_MS,
+                               rebuild_sent_cb, r);
+        if (rc < 0)
+            rebuild_copy_done(r, rc);
         return;
     }
     r->payload = rpc_buf_alloc(r->io.length);
@@ -1253,11 +1433,13 @@ static void rebuild_pump(void)
     for (struct rjob *j = S.jobs, *next; j; j = next) {
         next = j->next;
         if (j->cancelled) {
-            if (!j->inflight && !j->reporting)
+            if (!j->inflight && !j->reporting && !j->listing)
                 rjob_unlink_free(j);
             continue;
         }
         if (j->retry_at > now)
+            continue;
+        if (j->listing)
             continue;
         while (S.rebuild_inflight < REBUILD_MAX_INFLIGHT && S.rebuild_tokens > 0 &&
                rebuild_start_one(j))
@@ -1281,6 +1463,46 @@ static void rebuild_timer_cb(uv_timer_t *t)
     }
     if (S.jobs)
         rebuild_pump();
+}
+
+static void pg_list_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                       uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)msg;
+    (void)msg_len;
+    struct rjob *j = arg;
+    j->listing = 0;
+    if (status < 0 || payload_len % 16) {
+        j->retry_at = now_ms() + 1000;
+        rpc_buf_free(payload);
+        if (!j->cancelled)
+            pg_list_fetch(j); /* try again; the job cannot finish without it */
+        else if (!j->inflight && !j->reporting)
+            rjob_unlink_free(j);
+        return;
+    }
+    for (uint32_t i = 0; i < payload_len / 16; i++)
+        rjob_add_extent(j, get_be64(payload + i * 16), get_be64(payload + i * 16 + 8));
+    rpc_buf_free(payload);
+    log_info("PG %u.%u: catching device %u up by comparing %zu extents", j->pool_id, j->pg,
+             j->target_dev, j->n);
+    rebuild_pump();
+}
+
+static void pg_list_fetch(struct rjob *j)
+{
+    Cairn__Sds *ms = cmap_sds(S.map, j->target_sds);
+    struct rpc_peer *p = peer_get(j->target_sds);
+    if (!ms || !p)
+        return;
+    rpc_peer_set_addr(p, ms->addr);
+    uint8_t msg[8];
+    put_be32(msg, j->pool_id);
+    put_be32(msg + 4, j->pg);
+    j->listing = 1;
+    if (rpc_peer_call(p, FT_PG_LIST, msg, 8, NULL, 0, 30000, pg_list_cb, j) < 0)
+        j->listing = 0;
 }
 
 /* After a map change: start, keep or drop rebuild jobs for the PGs this SDS
@@ -1323,9 +1545,23 @@ static void rebuild_sync(void)
                 j->target_dev = t->id;
                 j->target_sds = t->sds_id;
                 j->next = S.jobs;
-                j->fresh = 1;
                 S.jobs = j;
-                added++;
+                j->catchup = pg_has_dev(g->catchup, g->n_catchup, t->id);
+                struct tracker *tr = tracker_of(p->id, (uint32_t)gi);
+                if (j->catchup && tr && tr->complete) {
+                    /* only what changed while it was away */
+                    for (size_t i = 0; i < S.ndirty; i++)
+                        if (S.dirty[i].pool_id == p->id && S.dirty[i].pg == gi)
+                            rjob_add_extent(j, S.dirty[i].vol, S.dirty[i].ext);
+                    log_info("PG %u.%zu: catching device %u up: %zu changed extents", p->id, gi,
+                             t->id, j->n);
+                } else {
+                    /* everything here, plus whatever the target has that we do not */
+                    j->fresh = 1;
+                    if (j->catchup)
+                        pg_list_fetch(j);
+                    added++;
+                }
             }
         }
     }
@@ -1377,13 +1613,15 @@ static void drop_stale_for_targets(const Cairn__ClusterMap *old)
                     continue;
                 uint32_t pg = placement_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
                 Cairn__Pg *g = p->pgs[pg];
-                int target_now = 0, target_before = 0;
-                for (size_t k = 0; k < g->n_rebuilding; k++)
-                    target_now |= g->rebuilding[k] == d->id;
+                /* a full-rebuild target (not a catch-up one) that just became one */
+                int target_now = pg_has_dev(g->rebuilding, g->n_rebuilding, d->id) &&
+                                 !pg_has_dev(g->catchup, g->n_catchup, d->id);
+                int target_before = 0;
                 Cairn__Pool *op = old ? cmap_pool(old, p->id) : NULL;
                 if (op && pg < op->n_pgs)
-                    for (size_t k = 0; k < op->pgs[pg]->n_rebuilding; k++)
-                        target_before |= op->pgs[pg]->rebuilding[k] == d->id;
+                    target_before = pg_has_dev(op->pgs[pg]->rebuilding, op->pgs[pg]->n_rebuilding,
+                                               d->id) &&
+                                    !pg_has_dev(op->pgs[pg]->catchup, op->pgs[pg]->n_catchup, d->id);
                 if (target_now && !target_before &&
                     store_free(d->st, vols[i], exts[i], purge_cb, NULL) == 0)
                     dropped++;
@@ -1465,6 +1703,11 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
     if (h->type == FT_PING) {
         rpc_buf_free(payload);
         handle_ping(c, h, msg);
+        return;
+    }
+    if (h->type == FT_PG_LIST) {
+        rpc_buf_free(payload);
+        handle_pg_list(c, h, msg);
         return;
     }
     (void)msg;

@@ -204,3 +204,75 @@ def test_device_io_error_fails_over_that_device_only(tmp_path):
         if c:
             c.shutdown()
         dev.close()
+
+
+def catchup_lines(cluster):
+    """Per SDS, the log lines of catch-ups it led."""
+    out = {}
+    for n, d in cluster.daemons.items():
+        if n.startswith("sds"):
+            with open(d.log, errors="replace") as f:
+                out[n] = [l for l in f if "catching device" in l]
+    return out
+
+
+def test_maintenance_reboot_catches_up_only_changes(cluster):
+    wait_for("all SDSs up", lambda: all(s["state"] == "up" for s in cluster.status()["sds"]),
+             timeout=60)
+    wait_protected(cluster)
+    cluster.create_volume("maint", 64 << 20)
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri("maint"))
+    model = {}
+    for e in range(64):
+        model[e << 20] = os.urandom(1 << 20)
+        h.pwrite(model[e << 20], e << 20)
+    h.flush()
+    seen = {n: len(l) for n, l in catchup_lines(cluster).items()}
+
+    for round_, restart_primary in ((1, False), (2, True)):
+        cluster.cairn("sds", "maintenance", "enter", "sds4")
+        assert cluster.status()["sds"][3]["state"] == "maintenance"
+        cluster.daemons["sds4"].stop(signal.SIGTERM)  # the reboot
+        touched = set()
+        for i in range(12):
+            e = (i * 5 + round_) % 64
+            data = os.urandom(4096)
+            h.pwrite(data, (e << 20) + 8192)
+            model[e << 20] = model[e << 20][:8192] + data + model[e << 20][8192 + 4096:]
+            touched.add(e)
+        e = 63 - round_
+        h.trim(1 << 20, e << 20)  # a freed extent must be freed on the returning copy too
+        h.zero(1 << 20, e << 20)
+        model[e << 20] = b"\0" * (1 << 20)
+        touched.add(e)
+        h.flush()
+        time.sleep(2)
+        p = cluster.status()["pools"][0]
+        assert p["pgs_rebuilding"] == 0, "maintenance must not start a rebuild"
+        if restart_primary:
+            # sds1 forgets what changed: the copies it leads are compared instead
+            cluster.daemons["sds1"].stop(signal.SIGTERM)
+            cluster.start_sds(0)
+            wait_for("sds1 back", lambda: cluster.status()["sds"][0]["connected"], timeout=30)
+        cluster.start_sds(3)
+        wait_for("sds4 connected", lambda: cluster.status()["sds"][3]["connected"], timeout=30)
+        cluster.cairn("sds", "maintenance", "exit", "sds4")
+        wait_protected(cluster)
+        now = catchup_lines(cluster)
+        lines = [l for n, ls in now.items() for l in ls[seen.get(n, 0):]]
+        seen = {n: len(l) for n, l in now.items()}
+        sent = sum(int(l.split(":")[-1].split()[0]) for l in lines if "changed extents" in l)
+        print(f"round {round_}: {len(lines)} PGs caught up, {sent} changed extents sent "
+              f"for {len(touched)} touched")
+        assert lines, "nothing was caught up"
+        if not restart_primary:
+            assert all("changed extents" in l for l in lines)
+            assert sent <= len(touched), "catch-up sent more than what changed"
+        else:
+            assert any("comparing" in l for l in lines)
+        r = cluster.cairn("volume", "check-copies", "maint")
+        assert r.returncode == 0, r.stdout + r.stderr
+    for off, data in model.items():
+        assert h.pread(len(data), off) == data, f"extent at {off} differs"
+    h.shutdown()
