@@ -81,8 +81,10 @@ class Daemon:
 
 class Cluster:
     def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
-                 extra_devices=None):
+                 extra_devices=None, copies=2, sds_args=()):
         self.dir = str(workdir)
+        self.copies = copies
+        self.sds_args = list(sds_args)
         self.extra_devices = extra_devices or {}  # SDS index -> more device paths
         self.sds_sizes = sds_sizes
         self.pgs = pgs
@@ -112,7 +114,7 @@ class Cluster:
         name = f"sds{i + 1}"
         d = self.daemons.get(name) or self._daemon(name, [
             f"{BUILD}/server/cairn-sds", "--name", name, "--listen", self.sds_addrs[i],
-            "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/{name}"])
+            "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/{name}"] + self.sds_args)
         d.start()
 
     def start_sdc(self):
@@ -138,7 +140,8 @@ class Cluster:
         for i in range(len(self.sds_sizes)):
             self.start_sds(i)
         self.start_sdc()
-        self.cairn("pool", "create", "default", "--pgs", str(self.pgs))
+        self.cairn("pool", "create", "default", "--pgs", str(self.pgs), "--copies",
+                   str(self.copies))
         for i, size in enumerate(self.sds_sizes):
             dev = os.path.join(self.dir, f"dev{i + 1}.img")
             with open(dev, "wb") as f:
@@ -247,7 +250,7 @@ class NetCluster(Cluster):
             self._daemon(name, ["ip", "netns", "exec", self.ns[i],
                                 f"{BUILD}/server/cairn-sds", "--name", name, "--listen",
                                 self.sds_addrs[i], "--mdm", self.mdm_addr, "--data-dir",
-                                f"{self.dir}/{name}"])
+                                f"{self.dir}/{name}"] + self.sds_args)
         self.daemons[name].start()
 
     def cut(self, i):

@@ -276,3 +276,38 @@ def test_maintenance_reboot_catches_up_only_changes(cluster):
     for off, data in model.items():
         assert h.pread(len(data), off) == data, f"extent at {off} differs"
     h.shutdown()
+
+
+def test_failure_during_rebuild_leaves_one_copy(tmp_path):
+    """Three copies; a second SDS dies while the first one's rebuild runs."""
+    c = Cluster(tmp_path, sds_sizes=(2 << 30,) * 4, pgs=64, copies=3,
+                sds_args=["--rebuild-rate", "8"]).start()
+    try:
+        c.create_volume("three", 256 << 20)
+        r = subprocess.run(["fio", "--name=fill", "--ioengine=nbd", f"--uri={c.uri('three')}",
+                            "--rw=write", "--bs=1M", "--iodepth=8", "--size=160M",
+                            "--verify=crc32c", "--do_verify=0"], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
+        fio = fio_job(c, "three", "--size=32M", "--offset=192M", "--rate_iops=1000")
+        c.daemons["sds2"].stop(signal.SIGKILL)
+        wait_for("the rebuild to be under way", lambda: c.status()["rebuild"]["pg_copies_left"] > 0,
+                 timeout=60)
+        c.daemons["sds3"].stop(signal.SIGKILL)
+        fio_result(fio)  # I/O went on with one copy left of some PGs
+        p = c.status()["pools"][0]
+        assert p["pgs_no_copy"] == 0 and p["pgs_degraded"] > 0
+        c.start_sds(1)
+        c.start_sds(2)
+        wait_protected(c, timeout=240)
+        for name, size, off in (("fill", "160M", "0"), ("load", "32M", "192M")):
+            r = subprocess.run(["fio", f"--name={name}", "--ioengine=nbd", f"--uri={c.uri('three')}",
+                                "--rw=write" if name == "fill" else "--rw=randwrite",
+                                "--bs=1M" if name == "fill" else "--bs=4k", f"--size={size}",
+                                f"--offset={off}", "--verify=crc32c", "--verify_only",
+                                "--verify_fatal=1"], capture_output=True, text=True, timeout=600)
+            assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+        r = c.cairn("volume", "check-copies", "three")
+        assert r.returncode == 0 and "3 copies" in r.stdout, r.stdout + r.stderr
+    finally:
+        c.shutdown()
