@@ -256,6 +256,7 @@ static void map_refresh(void)
 /* ---- the data path ---- */
 
 static void sub_send(struct sub *s);
+static int flush_target(const Cairn__Sds *sds, const Cairn__Pool *p);
 
 static void op_finish(struct op *o)
 {
@@ -387,6 +388,13 @@ static void sub_send(struct sub *s)
     }
     h.pool_id = p->id;
     if (s->type == FT_IO_FLUSH) {
+        Cairn__Sds *target = cmap_sds(D.map, s->sds_id);
+        if (!target || !flush_target(target, p)) {
+            /* it left (down, maintenance) since the flush began: it holds no
+             * copy any more, and the copies that took its writes are flushed */
+            sub_done(s, 0);
+            return;
+        }
         peer = sds_peer(s->sds_id);
     } else {
         uint64_t ext = s->off / p->extent_size;

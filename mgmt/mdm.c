@@ -51,10 +51,14 @@ struct mdm {
     unsigned sds_timeout_ms;
     uv_timer_t detector;
     uint64_t leader_since; /* 0 while not leader */
+    unsigned grace_ms;
     struct seen {
         uint32_t sds_id;
         uint64_t last_hb;
+        uint64_t down_since; /* first seen down by this leader, 0 if up */
+        uint64_t away_at;    /* last seen in maintenance: silence before that does not count */
         int proposing;
+        int expiring;
     } seen[1024];
     /* result of the last fsm apply, read by the apply callback */
     int apply_status;
@@ -527,6 +531,57 @@ static void propose_sds_state(Cairn__Sds *d, int down)
         log_info("mdm: SDS '%s' is heartbeating again: marking it up", d->name);
 }
 
+static int has_departed(uint32_t sds_id)
+{
+    for (size_t pi = 0; pi < M.st.m->n_pools; pi++) {
+        Cairn__Pool *p = M.st.m->pools[pi];
+        for (size_t gi = 0; gi < p->n_pgs; gi++)
+            for (size_t k = 0; k < p->pgs[gi]->n_departed; k++) {
+                Cairn__Device *d = mdm_device_by_id(&M.st, p->pgs[gi]->departed[k]);
+                if (d && d->sds_id == sds_id)
+                    return 1;
+            }
+    }
+    return 0;
+}
+
+static void grace_done(struct raft_apply *req, int status, void *result)
+{
+    struct seen *w = seen_of((uint32_t)(uintptr_t)req->data);
+    if (w)
+        w->expiring = 0;
+    proposal_done_cb(req, status, result);
+}
+
+/* A down SDS's copies stay on record for the grace window, so that it can
+ * catch up if it returns; after that they are given up. */
+static void expire_grace(Cairn__Sds *d, struct seen *w)
+{
+    Cairn__MgmtRequest mr = CAIRN__MGMT_REQUEST__INIT;
+    mr.op = CAIRN__MGMT_OP__OP_GRACE_EXPIRED;
+    mr.name = d->name;
+    size_t len = protobuf_c_message_get_packed_size(&mr.base);
+    struct raft_buffer buf = {.base = raft_calloc(1, framed_size(len)), .len = framed_size(len)};
+    struct proposal *p = calloc(1, sizeof(*p));
+    if (!buf.base || !p) {
+        raft_free(buf.base);
+        free(p);
+        return;
+    }
+    put_be64(buf.base, len);
+    protobuf_c_message_pack(&mr.base, (uint8_t *)buf.base + 8);
+    p->req.data = (void *)(uintptr_t)d->id;
+    if (raft_apply(&M.raft, &p->req, &buf, 1, grace_done) != 0) {
+        raft_free(buf.base);
+        free(p);
+        return;
+    }
+    proposal_track(p);
+    w->expiring = 1;
+    log_info("mdm: SDS '%s' has been down for %u s: its old copies are given up", d->name,
+             M.grace_ms / 1000);
+}
+
 static void detector_cb(uv_timer_t *t)
 {
     (void)t;
@@ -535,8 +590,17 @@ static void detector_cb(uv_timer_t *t)
         M.leader_since = 0;
         return;
     }
-    if (!M.leader_since) {
-        /* A new leader has no heartbeat history: give every SDS a full timeout. */
+    static uint64_t last_tick;
+    uint64_t stall_ms = last_tick ? now - last_tick : 0;
+    int stalled = stall_ms > M.sds_timeout_ms / 2;
+    last_tick = now;
+    if (stalled)
+        log_warn("mdm: the failure detector itself stalled for %llu ms; restarting its clock",
+                 (unsigned long long)stall_ms);
+    if (!M.leader_since || stalled) {
+        /* A new leader has no heartbeat history, and a stalled MDM (paused,
+         * starved) heard nothing while it was stalled: either way, give every
+         * SDS a full timeout before judging it. */
         M.leader_since = now;
         for (size_t i = 0; i < ARRAY_SIZE(M.seen); i++)
             if (M.seen[i].sds_id && M.seen[i].last_hb < now)
@@ -549,11 +613,20 @@ static void detector_cb(uv_timer_t *t)
             continue;
         if (!w->last_hb)
             w->last_hb = now;
-        uint64_t quiet = now - w->last_hb;
+        if (d->state == CAIRN__SDS_STATE__SDS_MAINTENANCE)
+            w->away_at = now;
+        uint64_t quiet = now - MAX(w->last_hb, w->away_at);
+        if (d->state != CAIRN__SDS_STATE__SDS_DOWN)
+            w->down_since = 0;
+        else if (!w->down_since)
+            w->down_since = now;
         if (d->state == CAIRN__SDS_STATE__SDS_UP && quiet > M.sds_timeout_ms)
             propose_sds_state(d, 1);
         else if (d->state == CAIRN__SDS_STATE__SDS_DOWN && quiet < 1500)
             propose_sds_state(d, 0);
+        else if (d->state == CAIRN__SDS_STATE__SDS_DOWN && !w->expiring &&
+                 now - w->down_since > M.grace_ms && has_departed(d->id))
+            expire_grace(d, w);
     }
 }
 
@@ -834,7 +907,9 @@ static void usage(void)
             "  --id N            this MDM's Raft id (default 1)\n"
             "  --pidfile FILE    write the PID once ready\n"
             "  --snapshot-threshold N  snapshot the state every N log entries (default 1024)\n"
-            "  --sds-timeout SECONDS   mark an SDS down after this long without heartbeats (default 4)\n");
+            "  --sds-timeout SECONDS   mark an SDS down after this long without heartbeats (default 4)\n"
+            "  --grace SECONDS         a down SDS that returns within this catches up instead of\n"
+            "                          being rebuilt from scratch (default 60)\n");
     exit(2);
 }
 
@@ -869,15 +944,17 @@ int main(int argc, char **argv)
     unsigned long long id = 1;
     unsigned snap_threshold = 1024;
     M.sds_timeout_ms = 4000;
+    M.grace_ms = 60000;
     int verbose = 0;
     static const struct option opts[] = {{"data-dir", 1, 0, 'd'}, {"listen", 1, 0, 'l'},
                                          {"raft-addr", 1, 0, 'r'}, {"id", 1, 0, 'i'},
                                          {"pidfile", 1, 0, 'p'},   {"verbose", 0, 0, 'v'},
                                          {"snapshot-threshold", 1, 0, 's'},
                                          {"sds-timeout", 1, 0, 't'},
+                                         {"grace", 1, 0, 'g'},
                                          {"help", 0, 0, 'h'},      {0, 0, 0, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "d:l:r:i:p:s:t:vh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "d:l:r:i:p:s:t:g:vh", opts, NULL)) != -1) {
         switch (o) {
         case 'd': dir = optarg; break;
         case 'l': listen = optarg; break;
@@ -886,6 +963,7 @@ int main(int argc, char **argv)
         case 'p': pidfile = optarg; break;
         case 's': snap_threshold = (unsigned)atoi(optarg); break;
         case 't': M.sds_timeout_ms = (unsigned)(atof(optarg) * 1000); break;
+        case 'g': M.grace_ms = (unsigned)(atof(optarg) * 1000); break;
         case 'v': verbose = 1; break;
         default: usage();
         }

@@ -258,6 +258,8 @@ static int u32_remove(uint32_t *arr, size_t *n, uint32_t v)
     return 0;
 }
 
+static void u32_append(uint32_t **arr, size_t *n, uint32_t v);
+
 static int u32_has(const uint32_t *arr, size_t n, uint32_t v)
 {
     for (size_t i = 0; i < n; i++)
@@ -273,7 +275,18 @@ static int u32_has(const uint32_t *arr, size_t n, uint32_t v)
 static int pg_replenish(struct mdm_state *s, const Cairn__Pool *p, uint32_t pgno, Cairn__Pg *g)
 {
     int changed = 0;
-    while (g->n_devices + g->n_rebuilding + g->n_departed < p->copies) {
+    for (;;) {
+        /* copies away for maintenance hold their place; copies of a failed
+         * SDS do not (their rebuild starts at once; the old copy may still
+         * catch up if it returns first) */
+        size_t held = 0;
+        for (size_t k = 0; k < g->n_departed; k++) {
+            Cairn__Device *d = mdm_device_by_id(s, g->departed[k]);
+            Cairn__Sds *o = d ? mdm_sds_by_id(s, d->sds_id) : NULL;
+            held += o && o->state == CAIRN__SDS_STATE__SDS_MAINTENANCE;
+        }
+        if (g->n_devices + g->n_rebuilding + held >= p->copies)
+            break;
         uint32_t used[8];
         int nused = 0;
         for (size_t k = 0; k < g->n_devices && nused < 8; k++) {
@@ -357,10 +370,15 @@ static void membership_changed(struct mdm_state *s, uint32_t gone_sds, uint32_t 
                         others += o && !copy_gone(o, gone_sds, gone_dev) && !o->failed &&
                                   sds_up(s, o->sds_id);
                     }
-                    if (copy_gone(d, gone_sds, gone_dev) && others > 0)
+                    if (copy_gone(d, gone_sds, gone_dev) && others > 0) {
+                        /* a failed SDS's copy is kept on record: it may catch
+                         * up if the SDS returns within the grace window */
+                        if (gone_sds)
+                            u32_append(&g->departed, &g->n_departed, d->id);
                         changed |= u32_remove(g->devices, &g->n_devices, d->id);
-                    else
+                    } else {
                         k++;
+                    }
                 }
             }
             changed |= pg_replenish(s, p, (uint32_t)gi, g);
@@ -382,6 +400,8 @@ static void u32_append(uint32_t **arr, size_t *n, uint32_t v)
 /* Planned absence: the SDS's in-sync copies step aside (departed) without a
  * rebuild; the other copies track what changes. Refused if a PG would be left
  * with no in-sync copy, or while the PG is still rebuilding from it. */
+static void rejoin_departed(struct mdm_state *s, Cairn__Sds *sds);
+
 static int maintenance_enter(struct mdm_state *s, Cairn__Sds *sds, char *err, size_t errlen)
 {
     if (sds->state != CAIRN__SDS_STATE__SDS_UP) {
@@ -442,8 +462,12 @@ static int maintenance_enter(struct mdm_state *s, Cairn__Sds *sds, char *err, si
     return 0;
 }
 
-/* Back from maintenance: each departed copy rejoins as a catch-up member. */
-static void maintenance_exit(struct mdm_state *s, Cairn__Sds *sds)
+/* Back from maintenance, or back from a failure within the grace window:
+ * each departed copy rejoins as a catch-up member. Where a rebuild to a new
+ * copy is still running for the PG, the returning copy replaces it (catching
+ * up costs only what changed); where the PG is complete again, the old copy
+ * is not needed and its record goes. */
+static void rejoin_departed(struct mdm_state *s, Cairn__Sds *sds)
 {
     for (size_t pi = 0; pi < s->m->n_pools; pi++) {
         Cairn__Pool *p = s->m->pools[pi];
@@ -452,15 +476,25 @@ static void maintenance_exit(struct mdm_state *s, Cairn__Sds *sds)
             int changed = 0;
             for (size_t k = 0; k < g->n_departed;) {
                 Cairn__Device *d = mdm_device_by_id(s, g->departed[k]);
-                if (d && d->sds_id == sds->id) {
-                    u32_remove(g->departed, &g->n_departed, d->id);
-                    if (!d->failed && g->n_devices + g->n_rebuilding < p->copies) {
-                        u32_append(&g->rebuilding, &g->n_rebuilding, d->id);
-                        u32_append(&g->catchup, &g->n_catchup, d->id);
-                    }
-                    changed = 1;
-                } else {
+                if (!d || d->sds_id != sds->id) {
                     k++;
+                    continue;
+                }
+                u32_remove(g->departed, &g->n_departed, d->id);
+                changed = 1;
+                if (d->failed)
+                    continue;
+                if (g->n_devices + g->n_rebuilding >= p->copies) {
+                    /* cancel a full rebuild still under way, if any */
+                    for (size_t j = 0; j < g->n_rebuilding; j++)
+                        if (!u32_has(g->catchup, g->n_catchup, g->rebuilding[j])) {
+                            u32_remove(g->rebuilding, &g->n_rebuilding, g->rebuilding[j]);
+                            break;
+                        }
+                }
+                if (g->n_devices + g->n_rebuilding < p->copies) {
+                    u32_append(&g->rebuilding, &g->n_rebuilding, d->id);
+                    u32_append(&g->catchup, &g->n_catchup, d->id);
                 }
             }
             if (changed)
@@ -855,7 +889,35 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
         if (d->state == want)
             return 0;
         d->state = want;
+        if (!down)
+            rejoin_departed(s, d);
         membership_changed(s, down ? d->id : 0, 0);
+        return 0;
+    }
+    case CAIRN__MGMT_OP__OP_GRACE_EXPIRED: {
+        Cairn__Sds *d = mdm_sds_by_name(s, req->name);
+        if (!d) {
+            errf(err, errlen, "no SDS named '%s'", req->name);
+            return -ENOENT;
+        }
+        if (d->state != CAIRN__SDS_STATE__SDS_DOWN)
+            return 0;
+        for (size_t pi = 0; pi < s->m->n_pools; pi++) {
+            Cairn__Pool *p = s->m->pools[pi];
+            for (size_t gi = 0; gi < p->n_pgs; gi++) {
+                Cairn__Pg *g = p->pgs[gi];
+                int changed = 0;
+                for (size_t k = 0; k < g->n_departed;) {
+                    Cairn__Device *dv = mdm_device_by_id(s, g->departed[k]);
+                    if (dv && dv->sds_id == d->id)
+                        changed |= u32_remove(g->departed, &g->n_departed, dv->id);
+                    else
+                        k++;
+                }
+                if (changed)
+                    g->epoch++;
+            }
+        }
         return 0;
     }
     case CAIRN__MGMT_OP__OP_MAINTENANCE_ENTER:
@@ -872,7 +934,8 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
             return -EINVAL;
         }
         d->state = CAIRN__SDS_STATE__SDS_UP;
-        maintenance_exit(s, d);
+        rejoin_departed(s, d);
+        membership_changed(s, 0, 0);
         return 0;
     }
     case CAIRN__MGMT_OP__OP_DEVICE_FAIL: {
@@ -918,21 +981,29 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
     }
 }
 
+/* Operations that may fail after they started changing the state. Every
+ * other operation checks everything first, so it needs no undo copy (copying
+ * the whole state per operation would make a busy rebuild, with one
+ * operation per PG, stall the MDM). */
+static int needs_undo(int op)
+{
+    return op == CAIRN__MGMT_OP__OP_POOL_CREATE || op == CAIRN__MGMT_OP__OP_SDS_ADD ||
+           op == CAIRN__MGMT_OP__OP_DEVICE_ADD;
+}
+
 int mdm_state_apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen)
 {
     err[0] = 0;
-    /* Apply to a copy so that a failure half-way leaves the state unchanged. */
-    uint8_t *buf;
-    size_t len;
-    int r = mdm_state_pack(s, &buf, &len);
-    if (r < 0)
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int r;
+    if (needs_undo(req->op) && (r = mdm_state_pack(s, &buf, &len)) < 0)
         return r;
     r = apply(s, req, err, errlen);
-    if (r < 0) {
+    if (r < 0 && buf)
         mdm_state_restore(s, buf, len);
-    } else {
+    else if (r >= 0)
         s->m->version++;
-    }
     free(buf);
     return r;
 }

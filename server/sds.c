@@ -136,6 +136,14 @@ struct sds {
         uint64_t vol, ext;
     } *dirty;
     size_t ndirty, capdirty;
+    /* extents changed in the last RECENT_MS: a failure is not announced, so
+     * when a copy is found gone, what it may have missed is in here */
+    struct recent {
+        uint64_t at;
+        uint32_t pool_id, pg;
+        uint64_t vol, ext;
+    } *recent;
+    size_t recent_head, recent_len, recent_cap;
     struct fence {
         uint32_t pool_id, pg;
         uint64_t until;
@@ -892,10 +900,19 @@ static int validate(struct ioreq *r)
     if (io->pg != pg)
         return -EINVAL;
     Cairn__Pg *g = p->pgs[pg];
-    if (io->epoch != g->epoch) {
-        if (io->epoch > g->epoch)
-            map_fetch(); /* the sender knows a newer map */
+    if (io->epoch > g->epoch) {
+        map_fetch(); /* the sender knows a newer map */
         return -ESTALE;
+    }
+    if (io->epoch < g->epoch) {
+        /* A copy must hear from the primary of its own epoch: that is what
+         * stops a deposed primary. A client with an older map may still be
+         * served by whoever is primary in ours (leases guard its reads), so
+         * I/O goes on while the MDM cannot hand out the newest map; its
+         * forwards carry our epoch. */
+        if (io->flags & IO_FLAG_REPLICA)
+            return -ESTALE;
+        r->io.epoch = g->epoch;
     }
     /* In-sync copies serve (the first is the primary); rebuilding copies take
      * every write but serve no read. Forward to every other member of both. */
@@ -1048,7 +1065,50 @@ static struct tracker *tracker_of(uint32_t pool_id, uint32_t pg)
     return NULL;
 }
 
+#define RECENT_MS 30000
+
+static void recent_add(uint32_t pool_id, uint32_t pg, uint64_t vol, uint64_t ext)
+{
+    uint64_t now = now_ms();
+    /* drop what is older than the window */
+    while (S.recent_len && now - S.recent[S.recent_head].at > RECENT_MS) {
+        S.recent_head = (S.recent_head + 1) % S.recent_cap;
+        S.recent_len--;
+    }
+    for (size_t i = 0; i < S.recent_len && i < 32; i++) {
+        struct recent *r = &S.recent[(S.recent_head + S.recent_len - 1 - i) % S.recent_cap];
+        if (r->vol == vol && r->ext == ext && r->pg == pg && r->pool_id == pool_id) {
+            r->at = now; /* still inside the window: refresh in place is enough */
+            return;
+        }
+    }
+    if (S.recent_len == S.recent_cap) {
+        size_t ncap = S.recent_cap ? S.recent_cap * 2 : 4096;
+        struct recent *nr = malloc(ncap * sizeof(*nr));
+        if (!nr)
+            abort();
+        for (size_t i = 0; i < S.recent_len; i++)
+            nr[i] = S.recent[(S.recent_head + i) % S.recent_cap];
+        free(S.recent);
+        S.recent = nr;
+        S.recent_cap = ncap;
+        S.recent_head = 0;
+    }
+    S.recent[(S.recent_head + S.recent_len) % S.recent_cap] =
+        (struct recent){now, pool_id, pg, vol, ext};
+    S.recent_len++;
+}
+
+static void dirty_record(uint32_t pool_id, uint32_t pg, uint64_t vol, uint64_t ext);
+
+/* A mutation is about to be applied here. */
 static void dirty_add(uint32_t pool_id, uint32_t pg, uint64_t vol, uint64_t ext)
+{
+    recent_add(pool_id, pg, vol, ext);
+    dirty_record(pool_id, pg, vol, ext);
+}
+
+static void dirty_record(uint32_t pool_id, uint32_t pg, uint64_t vol, uint64_t ext)
 {
     if (!S.ntrackers || !tracker_of(pool_id, pg))
         return;
@@ -1118,6 +1178,19 @@ static void trackers_sync(const Cairn__ClusterMap *old)
                 abort();
             S.trackers = nt;
             S.trackers[S.ntrackers++] = (struct tracker){p->id, (uint32_t)gi, complete};
+            /* A copy that failed (rather than leaving for maintenance) may
+             * have missed what changed just before: add that too. */
+            int unannounced = 0;
+            for (size_t k = 0; k < g->n_departed; k++) {
+                Cairn__Device *dd = cmap_device(S.map, g->departed[k]);
+                Cairn__Sds *ds = dd ? cmap_sds(S.map, dd->sds_id) : NULL;
+                unannounced |= !ds || ds->state != CAIRN__SDS_STATE__SDS_MAINTENANCE;
+            }
+            for (size_t i = 0; unannounced && i < S.recent_len; i++) {
+                struct recent *r = &S.recent[(S.recent_head + i) % S.recent_cap];
+                if (r->pool_id == p->id && r->pg == gi)
+                    dirty_record(p->id, (uint32_t)gi, r->vol, r->ext);
+            }
         }
     }
 }
@@ -1238,6 +1311,35 @@ static void rjob_add_extent(struct rjob *j, uint64_t vol, uint64_t ext)
 
 static void rebuild_pump(void);
 static void pg_list_fetch(struct rjob *j);
+
+static int extent_cmp(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : (x[1] != y[1] ? (x[1] < y[1] ? -1 : 1) : 0);
+}
+
+/* Sort a job's extents and drop repeats (an extent changed many times is sent once). */
+static void rjob_dedupe(struct rjob *j)
+{
+    uint64_t *pairs = malloc(j->n * 2 * sizeof(uint64_t) + 1);
+    if (!pairs)
+        return;
+    for (size_t i = 0; i < j->n; i++) {
+        pairs[2 * i] = j->vols[i];
+        pairs[2 * i + 1] = j->exts[i];
+    }
+    qsort(pairs, j->n, 2 * sizeof(uint64_t), extent_cmp);
+    size_t n = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        if (n && pairs[2 * i] == j->vols[n - 1] && pairs[2 * i + 1] == j->exts[n - 1])
+            continue;
+        j->vols[n] = pairs[2 * i];
+        j->exts[n] = pairs[2 * i + 1];
+        n++;
+    }
+    j->n = n;
+    free(pairs);
+}
 
 static void rebuild_report_cb(struct rpc_conn *c, int status, const uint8_t *msg,
                               uint32_t msg_len, uint8_t *payload, uint32_t payload_len, void *arg)
@@ -1485,6 +1587,7 @@ static void pg_list_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint3
     for (uint32_t i = 0; i < payload_len / 16; i++)
         rjob_add_extent(j, get_be64(payload + i * 16), get_be64(payload + i * 16 + 8));
     rpc_buf_free(payload);
+    rjob_dedupe(j);
     log_info("PG %u.%u: catching device %u up by comparing %zu extents", j->pool_id, j->pg,
              j->target_dev, j->n);
     rebuild_pump();
@@ -1553,6 +1656,7 @@ static void rebuild_sync(void)
                     for (size_t i = 0; i < S.ndirty; i++)
                         if (S.dirty[i].pool_id == p->id && S.dirty[i].pg == gi)
                             rjob_add_extent(j, S.dirty[i].vol, S.dirty[i].ext);
+                    rjob_dedupe(j);
                     log_info("PG %u.%zu: catching device %u up: %zu changed extents", p->id, gi,
                              t->id, j->n);
                 } else {

@@ -81,8 +81,9 @@ class Daemon:
 
 class Cluster:
     def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
-                 extra_devices=None, copies=2, sds_args=()):
+                 extra_devices=None, copies=2, sds_args=(), mdm_args=()):
         self.dir = str(workdir)
+        self.mdm_args = list(mdm_args)
         self.copies = copies
         self.sds_args = list(sds_args)
         self.extra_devices = extra_devices or {}  # SDS index -> more device paths
@@ -106,7 +107,7 @@ class Cluster:
         d = self.daemons.get("mdm") or self._daemon("mdm", [
             f"{BUILD}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm",
             "--listen", self.mdm_addr, "--raft-addr", self.raft_addr,
-            "--snapshot-threshold", "8"])  # snapshots and their restore get exercised
+            "--snapshot-threshold", "64"] + self.mdm_args)  # snapshots get exercised
         d.start()
         wait_for("the MDM", lambda: self.cairn("status", check=False).returncode == 0)
 

@@ -115,25 +115,27 @@ def test_deposed_primary_serves_no_stale_read(cluster):
         cluster.daemons["mdm"].proc.send_signal(signal.SIGSTOP)
     finally:
         victim.proc.send_signal(signal.SIGCONT)
-    # Ask the deposed primary directly, with the old epoch, as a client with a
-    # stale map would: it must refuse, never answer with the old bytes.
-    conn = SdsConn(primary["addr"])
-    deadline = time.time() + 4
-    refused = 0
-    while time.time() < deadline:
-        st, data = conn.call(FT_IO_READ, loc["volume_id"], off, 4096, loc["pool_id"], loc["pg"],
-                             loc["epoch"])
-        assert st < 0 or data == new, "a deposed primary served a stale read"
-        refused += st < 0
-        st, _ = conn.call(FT_IO_WRITE, loc["volume_id"], off, 4096, loc["pool_id"], loc["pg"],
-                          loc["epoch"], payload=b"X" * 4096)
-        assert st < 0, "a deposed primary acknowledged a write"
-        time.sleep(0.05)
-    conn.close()
-    assert refused > 0
-    # the SDC keeps serving from the new primary while the MDM is away
-    assert h.pread(4096, off) == new
-    cluster.daemons["mdm"].proc.send_signal(signal.SIGCONT)
+    try:
+        # Ask the deposed primary directly, with the old epoch, as a client
+        # with a stale map would: it must refuse, never answer the old bytes.
+        conn = SdsConn(primary["addr"])
+        deadline = time.time() + 4
+        refused = 0
+        while time.time() < deadline:
+            st, data = conn.call(FT_IO_READ, loc["volume_id"], off, 4096, loc["pool_id"],
+                                 loc["pg"], loc["epoch"])
+            assert st < 0 or data == new, "a deposed primary served a stale read"
+            refused += st < 0
+            st, _ = conn.call(FT_IO_WRITE, loc["volume_id"], off, 4096, loc["pool_id"],
+                              loc["pg"], loc["epoch"], payload=b"X" * 4096)
+            assert st < 0, "a deposed primary acknowledged a write"
+            time.sleep(0.05)
+        conn.close()
+        assert refused > 0
+        # the SDC keeps serving from the new primary while the MDM is away
+        assert h.pread(4096, off) == new
+    finally:
+        cluster.daemons["mdm"].proc.send_signal(signal.SIGCONT)
     h.shutdown()
     wait_for("the resumed SDS up again", lambda: all(s["state"] == "up"
                                                      for s in cluster.status()["sds"]), timeout=60)
@@ -216,10 +218,49 @@ def catchup_lines(cluster):
     return out
 
 
-def test_maintenance_reboot_catches_up_only_changes(cluster):
-    wait_for("all SDSs up", lambda: all(s["state"] == "up" for s in cluster.status()["sds"]),
-             timeout=60)
+def maintenance_round(cluster, h, model, round_, restart_primary, seen):
+    cluster.cairn("sds", "maintenance", "enter", "sds4")
+    assert cluster.status()["sds"][3]["state"] == "maintenance"
+    cluster.daemons["sds4"].stop(signal.SIGTERM)  # the reboot
+    touched = set()
+    for i in range(12):
+        e = (i * 5 + round_) % 64
+        data = os.urandom(4096)
+        h.pwrite(data, (e << 20) + 8192)
+        model[e << 20] = model[e << 20][:8192] + data + model[e << 20][8192 + 4096:]
+        touched.add(e)
+    e = 63 - round_
+    h.trim(1 << 20, e << 20)  # a freed extent must be freed on the returning copy too
+    h.zero(1 << 20, e << 20)
+    model[e << 20] = b"\0" * (1 << 20)
+    touched.add(e)
+    h.flush()
+    time.sleep(2)
+    assert cluster.status()["pools"][0]["pgs_rebuilding"] == 0, "maintenance must not rebuild"
+    if restart_primary:
+        # sds1 forgets what changed: the copies it leads are compared instead
+        cluster.daemons["sds1"].stop(signal.SIGTERM)
+        cluster.start_sds(0)
+        wait_for("sds1 back", lambda: cluster.status()["sds"][0]["connected"], timeout=30)
+    cluster.start_sds(3)
+    wait_for("sds4 connected", lambda: cluster.status()["sds"][3]["connected"], timeout=30)
+    cluster.cairn("sds", "maintenance", "exit", "sds4")
     wait_protected(cluster)
+    now = catchup_lines(cluster)
+    devs = [d["id"] for d in cluster.status()["sds"][3]["devices"]]
+    lines = [l for n, ls in now.items() for l in ls[seen.get(n, 0):]
+             if any(f"catching device {d} up" in l for d in devs)]
+    seen.update({n: len(l) for n, l in now.items()})
+    sent = sum(int(l.split(":")[-1].split()[0]) for l in lines if "changed extents" in l)
+    print(f"round {round_}: {len(lines)} PGs caught up, {sent} changed extents sent "
+          f"for {len(touched)} touched")
+    assert lines, "nothing was caught up"
+    r = cluster.cairn("volume", "check-copies", "maint")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return lines, sent, touched
+
+
+def maintenance_volume(cluster):
     cluster.create_volume("maint", 64 << 20)
     h = nbd.NBD()
     h.connect_uri(cluster.uri("maint"))
@@ -228,54 +269,38 @@ def test_maintenance_reboot_catches_up_only_changes(cluster):
         model[e << 20] = os.urandom(1 << 20)
         h.pwrite(model[e << 20], e << 20)
     h.flush()
-    seen = {n: len(l) for n, l in catchup_lines(cluster).items()}
+    return h, model
 
-    for round_, restart_primary in ((1, False), (2, True)):
-        cluster.cairn("sds", "maintenance", "enter", "sds4")
-        assert cluster.status()["sds"][3]["state"] == "maintenance"
-        cluster.daemons["sds4"].stop(signal.SIGTERM)  # the reboot
-        touched = set()
-        for i in range(12):
-            e = (i * 5 + round_) % 64
-            data = os.urandom(4096)
-            h.pwrite(data, (e << 20) + 8192)
-            model[e << 20] = model[e << 20][:8192] + data + model[e << 20][8192 + 4096:]
-            touched.add(e)
-        e = 63 - round_
-        h.trim(1 << 20, e << 20)  # a freed extent must be freed on the returning copy too
-        h.zero(1 << 20, e << 20)
-        model[e << 20] = b"\0" * (1 << 20)
-        touched.add(e)
-        h.flush()
-        time.sleep(2)
-        p = cluster.status()["pools"][0]
-        assert p["pgs_rebuilding"] == 0, "maintenance must not start a rebuild"
-        if restart_primary:
-            # sds1 forgets what changed: the copies it leads are compared instead
-            cluster.daemons["sds1"].stop(signal.SIGTERM)
-            cluster.start_sds(0)
-            wait_for("sds1 back", lambda: cluster.status()["sds"][0]["connected"], timeout=30)
-        cluster.start_sds(3)
-        wait_for("sds4 connected", lambda: cluster.status()["sds"][3]["connected"], timeout=30)
-        cluster.cairn("sds", "maintenance", "exit", "sds4")
-        wait_protected(cluster)
-        now = catchup_lines(cluster)
-        lines = [l for n, ls in now.items() for l in ls[seen.get(n, 0):]]
-        seen = {n: len(l) for n, l in now.items()}
-        sent = sum(int(l.split(":")[-1].split()[0]) for l in lines if "changed extents" in l)
-        print(f"round {round_}: {len(lines)} PGs caught up, {sent} changed extents sent "
-              f"for {len(touched)} touched")
-        assert lines, "nothing was caught up"
-        if not restart_primary:
-            assert all("changed extents" in l for l in lines)
-            assert sent <= len(touched), "catch-up sent more than what changed"
-        else:
-            assert any("comparing" in l for l in lines)
-        r = cluster.cairn("volume", "check-copies", "maint")
-        assert r.returncode == 0, r.stdout + r.stderr
+
+def test_maintenance_reboot_catches_up_only_changes(cluster):
+    wait_for("all SDSs up", lambda: all(s["state"] == "up" for s in cluster.status()["sds"]),
+             timeout=60)
+    wait_protected(cluster)
+    h, model = maintenance_volume(cluster)
+    seen = {n: len(l) for n, l in catchup_lines(cluster).items()}
+    lines, sent, touched = maintenance_round(cluster, h, model, 1, False, seen)
+    assert all("changed extents" in l for l in lines)
+    assert sent <= len(touched), "catch-up sent more than what changed"
     for off, data in model.items():
         assert h.pread(len(data), off) == data, f"extent at {off} differs"
     h.shutdown()
+
+
+def test_maintenance_with_restarted_primary_compares(tmp_path):
+    """A primary that restarted during the maintenance lost its record of what
+    changed: it compares extent lists with the returning copy instead."""
+    # a long heartbeat timeout: the restart must not count as a failure here
+    c = Cluster(tmp_path, sds_sizes=(2 << 30,) * 4, pgs=64, mdm_args=["--sds-timeout", "30"])
+    c.start()
+    try:
+        h, model = maintenance_volume(c)
+        lines, _, _ = maintenance_round(c, h, model, 2, True, {})
+        assert any("comparing" in l for l in lines)
+        for off, data in model.items():
+            assert h.pread(len(data), off) == data, f"extent at {off} differs"
+        h.shutdown()
+    finally:
+        c.shutdown()
 
 
 def test_failure_during_rebuild_leaves_one_copy(tmp_path):
@@ -309,5 +334,42 @@ def test_failure_during_rebuild_leaves_one_copy(tmp_path):
             assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
         r = c.cairn("volume", "check-copies", "three")
         assert r.returncode == 0 and "3 copies" in r.stdout, r.stdout + r.stderr
+    finally:
+        c.shutdown()
+
+
+def test_failed_sds_back_within_grace_catches_up(tmp_path):
+    """kill -9, writes meanwhile, back before its copies were rebuilt elsewhere:
+    it catches up with what changed instead of being rebuilt from scratch."""
+    c = Cluster(tmp_path, sds_sizes=(2 << 30,) * 4, pgs=64, sds_args=["--rebuild-rate", "2"]).start()
+    try:
+        c.create_volume("grace", 256 << 20)
+        h = nbd.NBD()
+        h.connect_uri(c.uri("grace"))
+        model = {}
+        for e in range(0, 192):
+            model[e] = os.urandom(256 << 10)
+            h.pwrite(model[e], e << 20)
+        h.flush()
+        c.daemons["sds2"].stop(signal.SIGKILL)
+        wait_for("sds2 down", lambda: c.status()["sds"][1]["state"] == "down", timeout=30)
+        for e in range(0, 192, 7):  # written while it is away
+            model[e] = os.urandom(256 << 10)
+            h.pwrite(model[e], e << 20)
+        h.flush()
+        st = c.status()
+        print("rebuild:", st["rebuild"], "pools:", st["pools"][0]["pgs_rebuilding"])
+        assert st["pools"][0]["pgs_rebuilding"] > 0, "rebuild finished too soon to test"
+        c.start_sds(1)
+        wait_protected(c, timeout=240)
+        lines = catchup_lines(c)
+        caught = [l for ls in lines.values() for l in ls if "changed extents" in l]
+        print(f"{len(caught)} PGs caught up")
+        assert caught, "the returning SDS was not caught up"
+        for e, data in model.items():
+            assert h.pread(len(data), e << 20) == data
+        h.shutdown()
+        r = c.cairn("volume", "check-copies", "grace")
+        assert r.returncode == 0, r.stdout + r.stderr
     finally:
         c.shutdown()
