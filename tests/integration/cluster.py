@@ -176,6 +176,8 @@ class Cluster:
         for d in self.daemons.values():
             d.check_log()
 
+    # (a cluster that failed half-way through start() shuts down the same way)
+
     # ---- CLI ----
     def cairn(self, *args, check=True, json_out=False):
         argv = [f"{BUILD}/mgmt/cairn", "--mdm", self.mdm_addr] + (["--json"] if json_out else []) + list(args)
@@ -218,10 +220,14 @@ class NetCluster(Cluster):
     joined by a bridge that also carries the MDM's address, so that one SDS's
     link can be cut (and restored) while it keeps running."""
 
+    instances = 0
+
     def __init__(self, workdir, **kw):
         super().__init__(workdir, **kw)
-        tag = f"{os.getpid() % 10000}"
-        self.net = f"10.{77 + os.getpid() % 50}.{1 + os.getpid() % 250}"
+        NetCluster.instances += 1
+        n = NetCluster.instances
+        tag = f"{os.getpid() % 1000}{n}"
+        self.net = f"10.{77 + os.getpid() % 50}.{(os.getpid() // 50 + n * 37) % 250 + 1}"
         self.bridge = f"cb{tag}"
         self.ns = [f"cn{tag}s{i}" for i in range(len(self.sds_sizes))]
         self.hveth = [f"cv{tag}h{i}" for i in range(len(self.sds_sizes))]

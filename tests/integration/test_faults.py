@@ -1,5 +1,6 @@
-"""Faults under a verifying load: acknowledged writes survive, I/O resumes,
-every PG gets its copies back, and a deposed primary serves no stale read."""
+"""Faults under a verifying load, with every SDS in a network namespace of its
+own: acknowledged writes survive, I/O resumes, every PG gets its copies back,
+and a deposed primary serves no stale read."""
 import json
 import os
 import signal
@@ -10,14 +11,17 @@ import nbd
 import pytest
 
 from cairnproto import FT_IO_READ, FT_IO_WRITE, SdsConn
-from cluster import Cluster, wait_for
+from cluster import NetCluster as Cluster, wait_for  # every SDS a host of its own
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("faults"), sds_sizes=(2 << 30,) * 4, pgs=64).start()
-    yield c
-    c.shutdown()
+    c = Cluster(tmp_path_factory.mktemp("faults"), sds_sizes=(2 << 30,) * 4, pgs=64)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.shutdown()
 
 
 def pool(cluster):
@@ -184,7 +188,8 @@ def test_device_io_error_fails_over_that_device_only(tmp_path):
     c = None
     try:
         c = Cluster(tmp_path / "c", sds_sizes=(2 << 30,) * 3, pgs=64,
-                    extra_devices={0: [dev.loop]}).start()
+                    extra_devices={0: [dev.loop]})
+        c.start()
         c.create_volume("dev", 128 << 20)
         fio = fio_job(c, "dev", "--size=64M", "--rate_iops=2000")
         time.sleep(3)
@@ -291,8 +296,8 @@ def test_maintenance_with_restarted_primary_compares(tmp_path):
     changed: it compares extent lists with the returning copy instead."""
     # a long heartbeat timeout: the restart must not count as a failure here
     c = Cluster(tmp_path, sds_sizes=(2 << 30,) * 4, pgs=64, mdm_args=["--sds-timeout", "30"])
-    c.start()
     try:
+        c.start()
         h, model = maintenance_volume(c)
         lines, _, _ = maintenance_round(c, h, model, 2, True, {})
         assert any("comparing" in l for l in lines)
@@ -306,8 +311,9 @@ def test_maintenance_with_restarted_primary_compares(tmp_path):
 def test_failure_during_rebuild_leaves_one_copy(tmp_path):
     """Three copies; a second SDS dies while the first one's rebuild runs."""
     c = Cluster(tmp_path, sds_sizes=(2 << 30,) * 4, pgs=64, copies=3,
-                sds_args=["--rebuild-rate", "8"]).start()
+                sds_args=["--rebuild-rate", "8"])
     try:
+        c.start()
         c.create_volume("three", 256 << 20)
         r = subprocess.run(["fio", "--name=fill", "--ioengine=nbd", f"--uri={c.uri('three')}",
                             "--rw=write", "--bs=1M", "--iodepth=8", "--size=160M",
@@ -341,8 +347,9 @@ def test_failure_during_rebuild_leaves_one_copy(tmp_path):
 def test_failed_sds_back_within_grace_catches_up(tmp_path):
     """kill -9, writes meanwhile, back before its copies were rebuilt elsewhere:
     it catches up with what changed instead of being rebuilt from scratch."""
-    c = Cluster(tmp_path, sds_sizes=(2 << 30,) * 4, pgs=64, sds_args=["--rebuild-rate", "2"]).start()
+    c = Cluster(tmp_path, sds_sizes=(2 << 30,) * 4, pgs=64, sds_args=["--rebuild-rate", "2"])
     try:
+        c.start()
         c.create_volume("grace", 256 << 20)
         h = nbd.NBD()
         h.connect_uri(c.uri("grace"))
