@@ -232,6 +232,26 @@ static void proposal_done_cb(struct raft_apply *req, int status, void *result)
     apply_done_cb(req, status, result);
 }
 
+/* Frame req as a Raft entry and append it; p (owned by the caller until this
+ * returns 0, then by Raft's callback) is tracked until cb runs. 0 or -errno. */
+static int raft_propose(const Cairn__MgmtRequest *req, struct proposal *p, raft_apply_cb cb)
+{
+    size_t len = protobuf_c_message_get_packed_size(&req->base);
+    struct raft_buffer buf = {.base = raft_calloc(1, framed_size(len)), .len = framed_size(len)};
+    if (!buf.base)
+        return -ENOMEM;
+    put_be64(buf.base, len);
+    protobuf_c_message_pack(&req->base, (uint8_t *)buf.base + 8);
+    int r = raft_apply(&M.raft, &p->req, &buf, 1, cb);
+    if (r != 0) {
+        raft_free(buf.base);
+        log_warn("mdm: raft_apply: %s", raft_strerror(r));
+        return -EIO;
+    }
+    proposal_track(p);
+    return 0;
+}
+
 static int propose(struct rpc_conn *c, const struct frame_hdr *h, const Cairn__MgmtRequest *req,
                    int kind)
 {
@@ -249,34 +269,25 @@ static int propose(struct rpc_conn *c, const struct frame_hdr *h, const Cairn__M
         reply_error(c, h, -EAGAIN, msg);
         return -EAGAIN;
     }
-    size_t len = protobuf_c_message_get_packed_size(&req->base);
-    struct raft_buffer buf = {.base = raft_calloc(1, framed_size(len)), .len = framed_size(len)};
     struct proposal *p = calloc(1, sizeof(*p));
-    if (!buf.base || !p) {
-        raft_free(buf.base);
-        free(p);
+    if (!p) {
         if (c)
             reply_error(c, h, -ENOMEM, "out of memory");
         return -ENOMEM;
     }
-    put_be64(buf.base, len);
-    protobuf_c_message_pack(&req->base, (uint8_t *)buf.base + 8);
     p->conn = c;
     if (h)
         p->hdr = *h;
     p->kind = kind;
     if (req->guid)
         snprintf(p->guid, sizeof(p->guid), "%s", req->guid);
-    int r = raft_apply(&M.raft, &p->req, &buf, 1, proposal_done_cb);
-    if (r != 0) {
-        raft_free(buf.base);
+    int r = raft_propose(req, p, proposal_done_cb);
+    if (r < 0) {
         free(p);
         if (c)
-            reply_error(c, h, -EIO, raft_strerror(r));
-        return -EIO;
+            reply_error(c, h, r, r == -ENOMEM ? "out of memory" : "the Raft log refused the change");
     }
-    proposal_track(p);
-    return 0;
+    return r;
 }
 
 /* ---- device probing before SDS_ADD / DEVICE_ADD ---- */
@@ -506,23 +517,14 @@ static void propose_sds_state(Cairn__Sds *d, int down)
     Cairn__MgmtRequest mr = CAIRN__MGMT_REQUEST__INIT;
     mr.op = down ? CAIRN__MGMT_OP__OP_SDS_DOWN : CAIRN__MGMT_OP__OP_SDS_UP;
     mr.name = d->name;
-    size_t len = protobuf_c_message_get_packed_size(&mr.base);
-    struct raft_buffer buf = {.base = raft_calloc(1, framed_size(len)), .len = framed_size(len)};
     struct proposal *p = calloc(1, sizeof(*p));
-    if (!buf.base || !p) {
-        raft_free(buf.base);
-        free(p);
+    if (!p)
         return;
-    }
-    put_be64(buf.base, len);
-    protobuf_c_message_pack(&mr.base, (uint8_t *)buf.base + 8);
     p->req.data = (void *)(uintptr_t)d->id;
-    if (raft_apply(&M.raft, &p->req, &buf, 1, state_proposal_done) != 0) {
-        raft_free(buf.base);
+    if (raft_propose(&mr, p, state_proposal_done) < 0) {
         free(p);
         return;
     }
-    proposal_track(p);
     w->proposing = 1;
     if (down)
         log_warn("mdm: SDS '%s' missed its heartbeats for %u ms: marking it down", d->name,
@@ -560,23 +562,14 @@ static void expire_grace(Cairn__Sds *d, struct seen *w)
     Cairn__MgmtRequest mr = CAIRN__MGMT_REQUEST__INIT;
     mr.op = CAIRN__MGMT_OP__OP_GRACE_EXPIRED;
     mr.name = d->name;
-    size_t len = protobuf_c_message_get_packed_size(&mr.base);
-    struct raft_buffer buf = {.base = raft_calloc(1, framed_size(len)), .len = framed_size(len)};
     struct proposal *p = calloc(1, sizeof(*p));
-    if (!buf.base || !p) {
-        raft_free(buf.base);
-        free(p);
+    if (!p)
         return;
-    }
-    put_be64(buf.base, len);
-    protobuf_c_message_pack(&mr.base, (uint8_t *)buf.base + 8);
     p->req.data = (void *)(uintptr_t)d->id;
-    if (raft_apply(&M.raft, &p->req, &buf, 1, grace_done) != 0) {
-        raft_free(buf.base);
+    if (raft_propose(&mr, p, grace_done) < 0) {
         free(p);
         return;
     }
-    proposal_track(p);
     w->expiring = 1;
     log_info("mdm: SDS '%s' has been down for %u s: its old copies are given up", d->name,
              M.grace_ms / 1000);

@@ -93,7 +93,7 @@ def test_fio_verify(cluster):
     fio(cluster, "fio", "--rw=write", "--bs=1M", "--iodepth=8", "--size=128M", "--offset=128M")
     # mixed sizes, unaligned to extents, several connections
     fio(cluster, "fio", "--rw=randwrite", "--bs=4k-2m", "--bs_unaligned=1", "--iodepth=16",
-        "--numjobs=2", "--size=32M", "--offset=0")
+        "--numjobs=2", "--size=32M", "--offset=0", "--offset_increment=32M")
 
 
 def test_multi_conn_flush_barrier(cluster):
