@@ -119,6 +119,8 @@ Cairn__Device *mdm_device_by_id(const struct mdm_state *s, uint32_t id)
     return cmap_device(s->m, id);
 }
 
+static int u32_has(const uint32_t *arr, size_t n, uint32_t v);
+
 uint64_t mdm_pool_raw_capacity(const struct mdm_state *s, const Cairn__Pool *p)
 {
     /* Only devices that hold PGs count: capacity added after the pool took
@@ -128,11 +130,14 @@ uint64_t mdm_pool_raw_capacity(const struct mdm_state *s, const Cairn__Pool *p)
         Cairn__Device *d = s->m->devices[i];
         if (d->pool_id != p->id || d->failed)
             continue;
+        /* a device counts if it holds (or is filling, or will catch up) a copy */
         int used = 0;
-        for (size_t g = 0; g < p->n_pgs && !used; g++)
-            for (size_t k = 0; k < p->pgs[g]->n_devices; k++)
-                if (p->pgs[g]->devices[k] == d->id)
-                    used = 1;
+        for (size_t g = 0; g < p->n_pgs && !used; g++) {
+            const Cairn__Pg *pg = p->pgs[g];
+            used = u32_has(pg->devices, pg->n_devices, d->id) ||
+                   u32_has(pg->rebuilding, pg->n_rebuilding, d->id) ||
+                   u32_has(pg->departed, pg->n_departed, d->id);
+        }
         if (used)
             sum += d->capacity;
     }
