@@ -78,7 +78,7 @@ def test_qemu_io_commands(cluster):
 
 
 def fio(cluster, vol, *extra):
-    r = run("fio", "--name=v", "--ioengine=nbd", f"--uri={cluster.uri(vol)}", "--verify=crc32c",
+    r = run("fio", "--name=v", "--ioengine=nbd", f"--uri={cluster.uri(vol)}", "--verify=crc32c", "--verify_state_save=0",
             "--verify_fatal=1", "--do_verify=1", "--output-format=json", *extra, timeout=900)
     res = json.loads(r.stdout[r.stdout.index("{"):])
     job = res["jobs"][0]

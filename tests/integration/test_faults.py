@@ -39,7 +39,7 @@ def wait_protected(cluster, timeout=120):
 def fio_job(cluster, vol, *extra):
     return subprocess.Popen(
         ["fio", "--name=load", "--ioengine=nbd", f"--uri={cluster.uri(vol)}", "--rw=randwrite",
-         "--bs=4k", "--iodepth=16", "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
+         "--bs=4k", "--iodepth=16", "--verify=crc32c", "--verify_state_save=0", "--verify_fatal=1", "--do_verify=1",
          "--output-format=json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -76,7 +76,7 @@ def test_kill9_under_load_then_second_failure(cluster):
     wait_protected(cluster)
     # everything written before either failure still verifies
     r = subprocess.run(["fio", "--name=load", "--ioengine=nbd", f"--uri={cluster.uri('load')}",
-                        "--rw=randwrite", "--bs=4k", "--iodepth=16", "--verify=crc32c",
+                        "--rw=randwrite", "--bs=4k", "--iodepth=16", "--verify=crc32c", "--verify_state_save=0",
                         "--verify_fatal=1", "--verify_only", "--size=96M"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -317,7 +317,7 @@ def test_failure_during_rebuild_leaves_one_copy(tmp_path):
         c.create_volume("three", 256 << 20)
         r = subprocess.run(["fio", "--name=fill", "--ioengine=nbd", f"--uri={c.uri('three')}",
                             "--rw=write", "--bs=1M", "--iodepth=8", "--size=160M",
-                            "--verify=crc32c", "--do_verify=0"], capture_output=True, text=True,
+                            "--verify=crc32c", "--verify_state_save=0", "--do_verify=0"], capture_output=True, text=True,
                            timeout=600)
         assert r.returncode == 0, r.stderr
         fio = fio_job(c, "three", "--size=32M", "--offset=192M", "--rate_iops=1000")
@@ -335,7 +335,7 @@ def test_failure_during_rebuild_leaves_one_copy(tmp_path):
             r = subprocess.run(["fio", f"--name={name}", "--ioengine=nbd", f"--uri={c.uri('three')}",
                                 "--rw=write" if name == "fill" else "--rw=randwrite",
                                 "--bs=1M" if name == "fill" else "--bs=4k", f"--size={size}",
-                                f"--offset={off}", "--verify=crc32c", "--verify_only",
+                                f"--offset={off}", "--verify=crc32c", "--verify_state_save=0", "--verify_only",
                                 "--verify_fatal=1"], capture_output=True, text=True, timeout=600)
             assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
         r = c.cairn("volume", "check-copies", "three")
