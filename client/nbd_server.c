@@ -870,7 +870,3 @@ int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backen
     return 0;
 }
 
-void nbd_server_close(struct nbd_server *s)
-{
-    uv_close(&s->u.h, (uv_close_cb)free);
-}

@@ -55,6 +55,5 @@ struct nbd_server;
 /* addr: "host:port" or "unix:/path". 0 or -errno. */
 int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backend *be,
                       struct nbd_server **out);
-void nbd_server_close(struct nbd_server *s);
 
 #endif

@@ -89,18 +89,12 @@ static int call(struct rpc_conn *c, uint16_t type, const struct io_hdr *h, struc
 int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
                      int quiet_retry_done)
 {
-    const Cairn__Volume *v = NULL;
-    for (size_t i = 0; i < map->n_volumes; i++)
-        if (!strcmp(map->volumes[i]->name, volume))
-            v = map->volumes[i];
+    const Cairn__Volume *v = cmap_volume_by_name(map, volume);
     if (!v) {
         fprintf(stderr, "cairn: no volume named '%s'\n", volume);
         return 1;
     }
-    const Cairn__Pool *p = NULL;
-    for (size_t i = 0; i < map->n_pools; i++)
-        if (map->pools[i]->id == v->pool_id)
-            p = map->pools[i];
+    const Cairn__Pool *p = cmap_pool(map, v->pool_id);
     if (!p || !p->n_pgs) {
         fprintf(stderr, "cairn: the pool of '%s' has no placement\n", volume);
         return 1;
@@ -202,10 +196,7 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
 
 int cli_locate(const Cairn__ClusterMap *map, const char *volume, uint64_t offset, int json)
 {
-    const Cairn__Volume *v = NULL;
-    for (size_t i = 0; i < map->n_volumes; i++)
-        if (!strcmp(map->volumes[i]->name, volume))
-            v = map->volumes[i];
+    const Cairn__Volume *v = cmap_volume_by_name(map, volume);
     if (!v) {
         fprintf(stderr, "cairn: no volume named '%s'\n", volume);
         return 1;

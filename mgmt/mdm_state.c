@@ -95,10 +95,7 @@ Cairn__Pool *mdm_pool_by_id(const struct mdm_state *s, uint32_t id)
 }
 Cairn__Volume *mdm_volume_by_name(const struct mdm_state *s, const char *name)
 {
-    for (size_t i = 0; i < s->m->n_volumes; i++)
-        if (!strcmp(s->m->volumes[i]->name, name))
-            return s->m->volumes[i];
-    return NULL;
+    return cmap_volume_by_name(s->m, name);
 }
 Cairn__Sdc *mdm_sdc_by_guid(const struct mdm_state *s, const char *guid)
 {
@@ -582,6 +579,23 @@ static int add_devices(struct mdm_state *s, const Cairn__MgmtRequest *req, Cairn
     return pool_place(s, pool);
 }
 
+/* The SDS or volume a request names, or NULL with a message for the operator. */
+static Cairn__Sds *req_sds(struct mdm_state *s, const char *name, char *err, size_t errlen)
+{
+    Cairn__Sds *d = mdm_sds_by_name(s, name);
+    if (!d)
+        errf(err, errlen, "no SDS named '%s'", name);
+    return d;
+}
+
+static Cairn__Volume *req_volume(struct mdm_state *s, const char *name, char *err, size_t errlen)
+{
+    Cairn__Volume *v = mdm_volume_by_name(s, name);
+    if (!v)
+        errf(err, errlen, "no volume named '%s'", name);
+    return v;
+}
+
 static Cairn__Pool *req_pool(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
                              size_t errlen)
 {
@@ -746,11 +760,9 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
         return r;
     }
     case CAIRN__MGMT_OP__OP_DEVICE_ADD: {
-        Cairn__Sds *d = mdm_sds_by_name(s, req->name);
-        if (!d) {
-            errf(err, errlen, "no SDS named '%s'", req->name);
+        Cairn__Sds *d = req_sds(s, req->name, err, errlen);
+        if (!d)
             return -ENOENT;
-        }
         Cairn__Pool *p = req_pool(s, req, err, errlen);
         if (!p)
             return -ENOENT;
@@ -759,11 +771,9 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
     case CAIRN__MGMT_OP__OP_VOLUME_CREATE:
         return apply_volume_create(s, req, err, errlen);
     case CAIRN__MGMT_OP__OP_VOLUME_GROW: {
-        Cairn__Volume *v = mdm_volume_by_name(s, req->volume);
-        if (!v) {
-            errf(err, errlen, "no volume named '%s'", req->volume);
+        Cairn__Volume *v = req_volume(s, req->volume, err, errlen);
+        if (!v)
             return -ENOENT;
-        }
         if (req->size <= v->size || req->size % 4096) {
             errf(err, errlen, "new size must be larger than the current size and a multiple of 4 KiB");
             return -EINVAL;
@@ -844,11 +854,9 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
     }
     case CAIRN__MGMT_OP__OP_MAP:
     case CAIRN__MGMT_OP__OP_UNMAP: {
-        Cairn__Volume *v = mdm_volume_by_name(s, req->volume);
-        if (!v) {
-            errf(err, errlen, "no volume named '%s'", req->volume);
+        Cairn__Volume *v = req_volume(s, req->volume, err, errlen);
+        if (!v)
             return -ENOENT;
-        }
         Cairn__Sdc *c = mdm_sdc_by_name(s, req->sdc);
         if (!c) {
             errf(err, errlen, "no SDC named '%s' (an SDC registers when it starts)", req->sdc);
@@ -884,11 +892,9 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
     }
     case CAIRN__MGMT_OP__OP_SDS_DOWN:
     case CAIRN__MGMT_OP__OP_SDS_UP: {
-        Cairn__Sds *d = mdm_sds_by_name(s, req->name);
-        if (!d) {
-            errf(err, errlen, "no SDS named '%s'", req->name);
+        Cairn__Sds *d = req_sds(s, req->name, err, errlen);
+        if (!d)
             return -ENOENT;
-        }
         int down = req->op == CAIRN__MGMT_OP__OP_SDS_DOWN;
         Cairn__SdsState want = down ? CAIRN__SDS_STATE__SDS_DOWN : CAIRN__SDS_STATE__SDS_UP;
         if (d->state == want)
@@ -900,11 +906,9 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
         return 0;
     }
     case CAIRN__MGMT_OP__OP_GRACE_EXPIRED: {
-        Cairn__Sds *d = mdm_sds_by_name(s, req->name);
-        if (!d) {
-            errf(err, errlen, "no SDS named '%s'", req->name);
+        Cairn__Sds *d = req_sds(s, req->name, err, errlen);
+        if (!d)
             return -ENOENT;
-        }
         if (d->state != CAIRN__SDS_STATE__SDS_DOWN)
             return 0;
         for (size_t pi = 0; pi < s->m->n_pools; pi++) {
@@ -927,11 +931,9 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
     }
     case CAIRN__MGMT_OP__OP_MAINTENANCE_ENTER:
     case CAIRN__MGMT_OP__OP_MAINTENANCE_EXIT: {
-        Cairn__Sds *d = mdm_sds_by_name(s, req->name);
-        if (!d) {
-            errf(err, errlen, "no SDS named '%s'", req->name);
+        Cairn__Sds *d = req_sds(s, req->name, err, errlen);
+        if (!d)
             return -ENOENT;
-        }
         if (req->op == CAIRN__MGMT_OP__OP_MAINTENANCE_ENTER)
             return maintenance_enter(s, d, err, errlen);
         if (d->state != CAIRN__SDS_STATE__SDS_MAINTENANCE) {

@@ -1,6 +1,7 @@
 #include "cmap.h"
 
 #include <stddef.h>
+#include <string.h>
 
 #define FIND(arr, n, key)                                                                          \
     do {                                                                                           \
@@ -29,6 +30,14 @@ Cairn__Volume *cmap_volume(const Cairn__ClusterMap *m, uint64_t id)
 Cairn__Sdc *cmap_sdc(const Cairn__ClusterMap *m, uint32_t id)
 {
     FIND(sdcs, n_sdcs, id);
+}
+
+Cairn__Volume *cmap_volume_by_name(const Cairn__ClusterMap *m, const char *name)
+{
+    for (size_t i = 0; m && i < m->n_volumes; i++)
+        if (!strcmp(m->volumes[i]->name, name))
+            return m->volumes[i];
+    return NULL;
 }
 
 uint32_t cmap_copy_sds(const Cairn__ClusterMap *m, const Cairn__Pg *pg, size_t k)

@@ -12,6 +12,7 @@ Cairn__Device *cmap_device(const Cairn__ClusterMap *m, uint32_t id);
 Cairn__Pool *cmap_pool(const Cairn__ClusterMap *m, uint32_t id);
 Cairn__Volume *cmap_volume(const Cairn__ClusterMap *m, uint64_t id);
 Cairn__Sdc *cmap_sdc(const Cairn__ClusterMap *m, uint32_t id);
+Cairn__Volume *cmap_volume_by_name(const Cairn__ClusterMap *m, const char *name);
 /* The SDS that holds copy k of a PG, or 0. */
 uint32_t cmap_copy_sds(const Cairn__ClusterMap *m, const Cairn__Pg *pg, size_t k);
 

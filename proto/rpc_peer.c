@@ -40,10 +40,6 @@ struct rpc_peer *rpc_peer_new(uv_loop_t *loop, uint32_t id)
     return p;
 }
 
-const char *rpc_peer_addr(const struct rpc_peer *p)
-{
-    return p->addr;
-}
 uint32_t rpc_peer_id(const struct rpc_peer *p)
 {
     return p->id;
@@ -154,17 +150,4 @@ void rpc_peer_close(struct rpc_peer *p)
         rpc_close(p->conn);
     if (!p->connecting)
         drain(p, -ECANCELED);
-}
-
-void rpc_peer_free(struct rpc_peer *p)
-{
-    if (p->conn) {
-        rpc_set_data(p->conn, NULL);
-        rpc_close(p->conn);
-    }
-    if (!p->connecting) {
-        drain(p, -ECANCELED);
-        free(p);
-    }
-    /* a peer still connecting is leaked on purpose: its connect_cb needs it */
 }

@@ -319,11 +319,6 @@ void store_close(struct extent_store *st)
     free(st);
 }
 
-uint64_t store_extent_size(const struct extent_store *st)
-{
-    return st->extent_size;
-}
-
 int store_allocated(const struct extent_store *st, uint64_t vol, uint64_t ext)
 {
     uint32_t s = lookup(st, vol, ext);

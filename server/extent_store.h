@@ -48,7 +48,6 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
 /* Close; no request may be in flight. Does not close the disk. */
 void store_close(struct extent_store *st);
 
-uint64_t store_extent_size(const struct extent_store *st);
 /* 1 if the extent has a slot, else 0. */
 int store_allocated(const struct extent_store *st, uint64_t vol, uint64_t ext);
 void store_usage(const struct extent_store *st, uint64_t *used, uint64_t *total);

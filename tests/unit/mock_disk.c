@@ -117,11 +117,6 @@ struct disk *mock_disk_new(uint64_t size)
     return &m->d;
 }
 
-int mock_disk_step(struct disk *d, int shuffle)
-{
-    return mock_disk_run_n(d, shuffle, 1);
-}
-
 int mock_disk_run(struct disk *d, int shuffle)
 {
     return mock_disk_run_n(d, shuffle, -1);

@@ -12,7 +12,6 @@ struct disk *mock_disk_new(uint64_t size);
 int mock_disk_run(struct disk *d, int shuffle);
 /* Complete at most max requests (completions may submit more). */
 int mock_disk_run_n(struct disk *d, int shuffle, int max);
-int mock_disk_step(struct disk *d, int shuffle);
 /* Power loss: keep each unsynced write with probability keep_pct/100. */
 void mock_disk_crash(struct disk *d, int keep_pct);
 /* Fail every later request whose range overlaps [off, off+len). */
