@@ -9,6 +9,9 @@
  *  - never two copies of one PG in one fault set;
  *  - minimal movement: adding or removing a device changes only the PGs that
  *    device wins or loses.
+ * Straw2 alone leaves devices some 10-15% off their share; placement_balance
+ * then moves single copies from overfull to underfull devices (like Ceph's
+ * upmap balancer) until every device is within about one copy of its ideal.
  */
 #ifndef CAIRN_PLACEMENT_H
 #define CAIRN_PLACEMENT_H
@@ -32,16 +35,37 @@ int placement_compute(const struct placement_dev *devs, int ndev, int copies, ui
 int placement_pick(const struct placement_dev *devs, int ndev, const uint32_t *used_fs, int nused,
                    uint32_t pg, uint64_t seed);
 
-/* The PG of an extent: a fixed hash of (volume id, extent index). */
+#define PLACEMENT_NONE UINT32_MAX
+
+/* Each device's fair number of PG copies: pg_count * copies shared by weight,
+ * except that a fault set holds at most one copy of each PG (its excess goes
+ * to the others). ideal[i] for devs[i]. */
+void placement_ideal(const struct placement_dev *devs, int ndev, int copies, uint32_t pg_count,
+                     double *ideal);
+
+/* Move copies in table (table[pg * copies + k] = index into devs, or
+ * PLACEMENT_NONE) from devices over their ideal to devices under it, one at
+ * a time, until no move brings the two closer; a device of weight 0 gives up
+ * every copy it can. PGs with frozen[pg] set are counted but not moved.
+ * Never puts two copies of a PG in one fault set. Starting from the current
+ * table, the moves are about the minimum needed: adding a device moves about
+ * its fair share. Deterministic. Returns the number of copies moved (at most
+ * max_moves) or -EINVAL. */
+int placement_balance(const struct placement_dev *devs, int ndev, int copies, uint32_t pg_count,
+                      uint32_t *table, const uint8_t *frozen, uint64_t seed, int max_moves);
+
+/* The PG of an extent. A volume's extents go round the PGs in turn from a
+ * start fixed by its id, so a volume written full puts the same amount of
+ * data (to one extent) in every PG; balanced PGs then mean balanced devices. */
 static inline uint32_t placement_pg_of(uint64_t volume_id, uint64_t extent, uint32_t pg_count)
 {
-    uint64_t x = volume_id * 0x9e3779b97f4a7c15ULL ^ (extent + 0x632be59bd9b4e019ULL);
+    uint64_t x = volume_id * 0x9e3779b97f4a7c15ULL;
     x ^= x >> 30;
     x *= 0xbf58476d1ce4e5b9ULL;
     x ^= x >> 27;
     x *= 0x94d049bb133111ebULL;
     x ^= x >> 31;
-    return (uint32_t)(x % pg_count);
+    return (uint32_t)((x % pg_count + extent % pg_count) % pg_count);
 }
 
 #endif

@@ -116,12 +116,197 @@ static void test_movement(void)
     CHECK(moved <= 1.3 * ideal);
 }
 
+
+/* ---- balancing on simulated clusters ---- */
+
+struct sim {
+    int n;
+    struct placement_dev *d;
+    uint32_t pgs;
+    int copies;
+    uint32_t *table;
+};
+
+static uint64_t rng_state = 88172645463325252ULL;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Worst |copies / ideal - 1| over devices: a device's fill minus the mean
+ * fill when the pool is written full (a PG holds the same data everywhere). */
+static double worst_error(const struct sim *s, int *capped)
+{
+    double *ideal = calloc((size_t)s->n, sizeof(double));
+    uint32_t *cnt = calloc((size_t)s->n, sizeof(uint32_t));
+    for (uint32_t i = 0; i < s->pgs * (uint32_t)s->copies; i++)
+        cnt[s->table[i]]++;
+    placement_ideal(s->d, s->n, s->copies, s->pgs, ideal);
+    double worst = 0, wsum = 0, isum = 0;
+    for (int i = 0; i < s->n; i++)
+        wsum += (double)s->d[i].weight;
+    *capped = 0;
+    for (int i = 0; i < s->n; i++) {
+        isum += ideal[i];
+        double raw = (double)s->copies * s->pgs * (double)s->d[i].weight / wsum;
+        if (ideal[i] < raw - 1e-6)
+            *capped = 1;
+        if (ideal[i] > 0) {
+            double e = fabs(cnt[i] / ideal[i] - 1);
+            worst = e > worst ? e : worst;
+        }
+    }
+    CHECK(fabs(isum - (double)s->copies * s->pgs) < 1e-3);
+    free(ideal);
+    free(cnt);
+    return worst;
+}
+
+static void check_fault_sets(const struct sim *s)
+{
+    for (uint32_t pg = 0; pg < s->pgs; pg++)
+        for (int a = 0; a < s->copies; a++)
+            for (int b = a + 1; b < s->copies; b++)
+                CHECK(s->d[s->table[pg * s->copies + a]].fault_set !=
+                      s->d[s->table[pg * s->copies + b]].fault_set);
+}
+
+static uint32_t count_moved(const struct sim *s, const uint32_t *before)
+{
+    uint32_t moved = 0;
+    for (uint32_t pg = 0; pg < s->pgs; pg++)
+        for (int k = 0; k < s->copies; k++) {
+            uint32_t dev = s->table[pg * s->copies + k];
+            int had = 0;
+            for (int j = 0; j < s->copies; j++)
+                had |= before[pg * s->copies + j] == dev;
+            moved += !had;
+        }
+    return moved;
+}
+
+/* nsds SDSs (one fault set each) with 1-3 devices of random capacity (1 to
+ * 4 units): balance after placement, then adding an SDS, then draining one. */
+static void simulate(int nsds, int copies, uint32_t pgs)
+{
+    struct sim s = {0};
+    int maxdev = nsds * 3 + 3;
+    s.d = calloc((size_t)maxdev, sizeof(*s.d));
+    s.copies = copies;
+    s.pgs = pgs;
+    for (int i = 0; i < nsds; i++) {
+        int nd = nsds > 100 ? 1 : 1 + (int)(rnd() % 3);
+        for (int k = 0; k < nd; k++) {
+            s.d[s.n] = (struct placement_dev){(uint32_t)s.n + 1, (uint32_t)i,
+                                              (uint64_t)(1000 + rnd() % 3000)};
+            s.n++;
+        }
+    }
+    size_t tsz = (size_t)pgs * (size_t)copies;
+    s.table = malloc(tsz * sizeof(uint32_t));
+    uint32_t *before = malloc(tsz * sizeof(uint32_t));
+    CHECK_EQ(placement_compute(s.d, s.n, copies, pgs, 11, s.table), 0);
+    int capped;
+    double straw = worst_error(&s, &capped);
+    int moves = placement_balance(s.d, s.n, copies, pgs, s.table, NULL, 11, 1 << 30);
+    CHECK(moves >= 0);
+    double bal = worst_error(&s, &capped);
+    check_fault_sets(&s);
+
+    /* add an SDS with one device */
+    memcpy(before, s.table, tsz * sizeof(uint32_t));
+    s.d[s.n] = (struct placement_dev){(uint32_t)s.n + 1, (uint32_t)nsds,
+                                      (uint64_t)(1000 + rnd() % 3000)};
+    s.n++;
+    double *ideal = calloc((size_t)s.n, sizeof(double));
+    placement_ideal(s.d, s.n, copies, pgs, ideal);
+    double need_add = ideal[s.n - 1];
+    CHECK(placement_balance(s.d, s.n, copies, pgs, s.table, NULL, 11, 1 << 30) >= 0);
+    uint32_t moved_add = count_moved(&s, before);
+    double bal_add = worst_error(&s, &capped);
+    check_fault_sets(&s);
+
+    /* drain the first device */
+    memcpy(before, s.table, tsz * sizeof(uint32_t));
+    uint32_t held = 0;
+    for (size_t i = 0; i < tsz; i++)
+        held += s.table[i] == 0;
+    s.d[0].weight = 0;
+    CHECK(placement_balance(s.d, s.n, copies, pgs, s.table, NULL, 11, 1 << 30) >= 0);
+    uint32_t moved_rm = count_moved(&s, before);
+    for (size_t i = 0; i < tsz; i++)
+        CHECK(s.table[i] != 0);
+    double bal_rm = worst_error(&s, &capped);
+    check_fault_sets(&s);
+
+    printf("%5d SDSs %5d devices %dx %6u PGs | worst device off its share: straw2 %5.1f%%, "
+           "balanced %4.1f%% | add 1 SDS: moved %.2fx its share, then %4.1f%% | drain 1 device: "
+           "moved %.2fx its copies, then %4.1f%%%s\n",
+           nsds, s.n - 1, copies, pgs, straw * 100, bal * 100, moved_add / need_add,
+           bal_add * 100, held ? (double)moved_rm / held : 1.0, bal_rm * 100,
+           capped ? " (a fault set is capped)" : "");
+    fflush(stdout);
+    CHECK(bal <= 0.05 && bal_add <= 0.05 && bal_rm <= 0.05);
+    CHECK(moved_add <= 1.2 * need_add);
+    CHECK(moved_rm <= 1.2 * held);
+    free(ideal);
+    free(before);
+    free(s.table);
+    free(s.d);
+}
+
+/* A fault set bigger than 1/copies of the pool: it holds one copy of every
+ * PG and no more, the rest is shared by the others. */
+static void test_capped(void)
+{
+    struct placement_dev d[3] = {{1, 0, 8000}, {2, 1, 1000}, {3, 2, 1000}};
+    double ideal[3];
+    placement_ideal(d, 3, 2, 1000, ideal);
+    CHECK(fabs(ideal[0] - 1000) < 1e-6 && fabs(ideal[1] - 500) < 1e-6);
+    static uint32_t t[2000];
+    CHECK_EQ(placement_compute(d, 3, 2, 1000, 3, t), 0);
+    CHECK(placement_balance(d, 3, 2, 1000, t, NULL, 3, 1 << 30) >= 0);
+    uint32_t c[3] = {0};
+    for (int i = 0; i < 2000; i++)
+        c[t[i]]++;
+    CHECK_EQ(c[0], 1000u);
+    CHECK(c[1] >= 490 && c[1] <= 510);
+}
+
+/* Frozen PGs keep their copies. */
+static void test_frozen(void)
+{
+    struct placement_dev d[4] = {{1, 0, 1000}, {2, 1, 1000}, {3, 2, 1000}, {4, 3, 1000}};
+    static uint32_t t[2048], before[2048];
+    static uint8_t frozen[1024];
+    CHECK_EQ(placement_compute(d, 3, 2, 1024, 3, t), 0);
+    for (int i = 0; i < 1024; i += 2)
+        frozen[i] = 1;
+    memcpy(before, t, sizeof(t));
+    int moves = placement_balance(d, 4, 2, 1024, t, frozen, 3, 1 << 30);
+    CHECK(moves > 400);
+    for (int i = 0; i < 1024; i += 2)
+        CHECK(t[2 * i] == before[2 * i] && t[2 * i + 1] == before[2 * i + 1]);
+}
+
 int main(void)
 {
     test_basic();
     test_balance_equal();
     test_balance_weighted();
     test_movement();
+    test_capped();
+    test_frozen();
+    static const struct {
+        int sds, copies;
+        uint32_t pgs;
+    } sims[] = {{3, 2, 1024}, {3, 3, 1024}, {4, 2, 1024}, {5, 2, 1024}, {8, 3, 2048},
+                {20, 2, 4096}, {100, 3, 16384}, {300, 2, 16384}, {1000, 2, 32768}};
+    for (size_t i = 0; i < sizeof(sims) / sizeof(sims[0]); i++)
+        simulate(sims[i].sds, sims[i].copies, sims[i].pgs);
     printf("placement ok\n");
     return 0;
 }
