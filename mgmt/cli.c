@@ -35,8 +35,13 @@ static void usage(void)
         "          [--fault-set NAME] [--pool NAME]\n"
         "  sds list\n"
         "  sds maintenance enter|exit NAME            take an SDS out for a reboot without a rebuild\n"
+        "  sds remove NAME [--force]                  drain its copies elsewhere, then forget it;\n"
+        "                                             --force: forget it now, rebuild its copies\n"
         "  device add --sds NAME --device PATH [--device PATH]... [--pool NAME]\n"
+        "  device remove --sds NAME --device PATH [--force]\n"
         "  device list\n"
+        "  fault-set add|remove NAME                  SDSs that may fail together (--fault-set)\n"
+        "  fault-set list\n"
         "  volume create NAME --size SIZE [--pool NAME] [--thick]\n"
         "  volume list\n"
         "  volume show NAME\n"
@@ -168,7 +173,7 @@ static const Cairn__DeviceUsage *dev_usage(const Cairn__MgmtReply *rep, const Ca
 struct pool_stats {
     uint64_t raw, usable, used, provisioned, thick, enospc;
     int full_devices, failed_devices;
-    size_t pgs_full, pgs_degraded, pgs_no_copy, pgs_rebuilding;
+    size_t pgs_full, pgs_degraded, pgs_no_copy, pgs_rebuilding, pgs_moving;
 };
 
 /* A PG's in-sync copies on SDSs that are up. */
@@ -184,7 +189,7 @@ static size_t live_copies(const Cairn__MgmtReply *rep, const Cairn__Pg *g)
 }
 
 struct rebuild_stats {
-    uint64_t left, rate;
+    uint64_t left, rate, done, received;
     uint32_t pgs;
 };
 
@@ -196,6 +201,8 @@ static struct rebuild_stats rebuild_stats(const Cairn__MgmtReply *rep)
         if (!b)
             continue;
         r.left += b->bytes_left;
+        r.done += b->bytes_done;
+        r.received += b->bytes_received;
         r.rate += b->rate;
         r.pgs += b->pgs_left;
     }
@@ -236,6 +243,7 @@ static struct pool_stats pool_stats(const Cairn__MgmtReply *rep, const Cairn__Po
         else
             ps.pgs_full++;
         ps.pgs_rebuilding += p->pgs[g]->n_rebuilding > 0;
+        ps.pgs_moving += p->pgs[g]->n_leaving > 0;
     }
     return ps;
 }
@@ -299,8 +307,11 @@ static void print_sds(const Cairn__MgmtReply *rep)
             jstr(s->addr);
             printf(",\"fault_set\":");
             jstr(s->fault_set);
-            printf(",\"connected\":%s,\"state\":\"%s\",\"devices\":[",
-                   st && st->connected ? "true" : "false",
+            printf(",\"rebuild_bytes_sent\":%llu,\"rebuild_bytes_received\":%llu",
+                   (unsigned long long)(st && st->rebuild ? st->rebuild->bytes_done : 0),
+                   (unsigned long long)(st && st->rebuild ? st->rebuild->bytes_received : 0));
+            printf(",\"connected\":%s,\"removing\":%s,\"state\":\"%s\",\"devices\":[",
+                   st && st->connected ? "true" : "false", s->removing ? "true" : "false",
                    s->state == CAIRN__SDS_STATE__SDS_UP            ? "up"
                    : s->state == CAIRN__SDS_STATE__SDS_MAINTENANCE ? "maintenance"
                                                                    : "down");
@@ -318,9 +329,13 @@ static void print_sds(const Cairn__MgmtReply *rep)
                 jstr(d->path);
                 printf(",\"pool\":");
                 jstr(p ? p->name : "?");
-                printf(",\"capacity\":%llu,\"used\":%llu,\"failed\":%s}",
+                printf(",\"capacity\":%llu,\"used\":%llu,\"total_extents\":%llu,"
+                       "\"used_extents\":%llu,\"removing\":%s,\"failed\":%s}",
                        (unsigned long long)d->capacity,
                        (unsigned long long)(u && p ? u->used_extents * p->extent_size : 0),
+                       (unsigned long long)(u ? u->total_extents : 0),
+                       (unsigned long long)(u ? u->used_extents : 0),
+                       d->removing ? "true" : "false",
                        (u && u->failed) || d->failed ? "true" : "false");
                 first = 0;
             }
@@ -347,8 +362,10 @@ static void print_sds(const Cairn__MgmtReply *rep)
                 if (m->pools[k]->id == d->pool_id)
                     used += u->used_extents * m->pools[k]->extent_size;
         }
-        printf("%-12s %-22s %-12s %-13s %7d %11s %11s\n", s->name, s->addr, s->fault_set,
-               s->state == CAIRN__SDS_STATE__SDS_MAINTENANCE ? "maintenance"
+        printf("%-12s %-22s %-12s %-13s %7d %11s %11s\n", s->name, s->addr,
+               s->fault_set[0] ? s->fault_set : "-",
+               s->removing && s->state == CAIRN__SDS_STATE__SDS_UP ? "removing"
+               : s->state == CAIRN__SDS_STATE__SDS_MAINTENANCE     ? "maintenance"
                : s->state != CAIRN__SDS_STATE__SDS_UP        ? "DOWN"
                : st && st->connected                         ? "up"
                                                              : "disconnected",
@@ -376,7 +393,10 @@ static void print_devices(const Cairn__MgmtReply *rep)
         printf("%-6u %-12s %-10s %-40s %11s %11s %s\n", d->id, sds_name(m, d->sds_id),
                pool_name(m, d->pool_id), d->path, human(d->capacity, b1),
                human(u ? u->used_extents * ext : 0, b2),
-               (u && u->failed) || d->failed ? "FAILED" : (u ? "ok" : "unknown"));
+               (u && u->failed) || d->failed ? "FAILED"
+               : d->removing                 ? "removing"
+               : u                           ? "ok"
+                                             : "unknown");
     }
 }
 
@@ -395,14 +415,15 @@ static void print_pools(const Cairn__MgmtReply *rep)
                    "\"raw_capacity\":%llu,\"usable_capacity\":%llu,\"used\":%llu,"
                    "\"free\":%llu,\"provisioned\":%llu,\"thick_provisioned\":%llu,"
                    "\"full_devices\":%d,\"enospc_errors\":%llu,\"pgs_fully_protected\":%zu,"
-                   "\"pgs_degraded\":%zu,\"pgs_no_copy\":%zu,\"pgs_rebuilding\":%zu,\"health\":",
+                   "\"pgs_degraded\":%zu,\"pgs_no_copy\":%zu,\"pgs_rebuilding\":%zu,"
+                   "\"pgs_moving\":%zu,\"health\":",
                    p->copies, (unsigned long long)p->extent_size, p->n_pgs, p->overcommit_pct,
                    (unsigned long long)ps.raw, (unsigned long long)ps.usable,
                    (unsigned long long)ps.used,
                    (unsigned long long)(ps.usable > ps.used ? ps.usable - ps.used : 0),
                    (unsigned long long)ps.provisioned, (unsigned long long)ps.thick,
                    ps.full_devices, (unsigned long long)ps.enospc, ps.pgs_full, ps.pgs_degraded,
-                   ps.pgs_no_copy, ps.pgs_rebuilding);
+                   ps.pgs_no_copy, ps.pgs_rebuilding, ps.pgs_moving);
             jstr(pool_health(&ps, p));
             printf("}");
         }
@@ -422,8 +443,10 @@ static void print_pools(const Cairn__MgmtReply *rep)
             printf("; %llu writes refused with ENOSPC", (unsigned long long)ps.enospc);
         printf("\n");
         if (p->n_pgs)
-            printf("%-10s PGs: %zu fully protected, %zu degraded, %zu with no live copy\n", "",
-                   ps.pgs_full, ps.pgs_degraded, ps.pgs_no_copy);
+            printf("%-10s PGs: %zu fully protected, %zu degraded, %zu with no live copy%s", "",
+                   ps.pgs_full, ps.pgs_degraded, ps.pgs_no_copy, ps.pgs_moving ? "; " : "\n");
+        if (p->n_pgs && ps.pgs_moving)
+            printf("rebalancing: %zu PGs moving a copy\n", ps.pgs_moving);
     }
 }
 
@@ -521,6 +544,56 @@ static void print_sdcs(const Cairn__MgmtReply *rep)
     }
 }
 
+static void print_fault_sets(const Cairn__MgmtReply *rep)
+{
+    const Cairn__ClusterMap *m = rep->map;
+    char b1[32];
+    if (!json)
+        printf("%-16s %-5s %11s %s\n", "FAULT-SET", "SDSS", "CAPACITY", "MEMBERS");
+    else
+        printf("[");
+    for (size_t i = 0; i < m->n_fault_sets; i++) {
+        const Cairn__FaultSet *f = m->fault_sets[i];
+        uint64_t cap = 0;
+        int n = 0;
+        for (size_t j = 0; j < m->n_sds; j++) {
+            if (strcmp(m->sds[j]->fault_set, f->name))
+                continue;
+            n++;
+            for (size_t k = 0; k < m->n_devices; k++)
+                if (m->devices[k]->sds_id == m->sds[j]->id && !m->devices[k]->removing)
+                    cap += m->devices[k]->capacity;
+        }
+        if (json) {
+            printf("%s{\"id\":%u,\"name\":", i ? "," : "", f->id);
+            jstr(f->name);
+            printf(",\"sds_count\":%d,\"capacity\":%llu,\"sds\":[", n,
+                   (unsigned long long)cap);
+        } else {
+            printf("%-16s %-5d %11s ", f->name, n, human(cap, b1));
+        }
+        int first = 1;
+        for (size_t j = 0; j < m->n_sds; j++)
+            if (!strcmp(m->sds[j]->fault_set, f->name)) {
+                if (json) {
+                    printf("%s", first ? "" : ",");
+                    jstr(m->sds[j]->name);
+                } else {
+                    printf("%s%s", first ? "" : ", ", m->sds[j]->name);
+                }
+                first = 0;
+            }
+        if (json)
+            printf("]}");
+        else
+            printf("%s\n", first ? "-" : "");
+    }
+    if (json)
+        printf("]\n");
+    else
+        printf("(an SDS added without --fault-set is a fault set of its own)\n");
+}
+
 static void print_status(const Cairn__MgmtReply *rep)
 {
     if (json) {
@@ -530,8 +603,9 @@ static void print_status(const Cairn__MgmtReply *rep)
         jstr(rep->info);
         struct rebuild_stats rb = rebuild_stats(rep);
         printf(",\"rebuild\":{\"pg_copies_left\":%u,\"bytes_left\":%llu,\"rate\":%llu,"
-               "\"eta_seconds\":%llu}",
+               "\"bytes_copied_total\":%llu,\"bytes_received_total\":%llu,\"eta_seconds\":%llu}",
                rb.pgs, (unsigned long long)rb.left, (unsigned long long)rb.rate,
+               (unsigned long long)rb.done, (unsigned long long)rb.received,
                (unsigned long long)(rb.rate ? rb.left / rb.rate + 1 : 0));
         printf(",\"sds\":");
         print_sds(rep);
@@ -628,6 +702,8 @@ static const char *positional(struct args *a)
             if (i < a->argc && !strncmp(a->argv[i - 1], "--thick", 7))
                 i--;
             if (i < a->argc && !strncmp(a->argv[i - 1], "--read-only", 11))
+                i--;
+            if (i < a->argc && !strncmp(a->argv[i - 1], "--force", 7))
                 i--;
             continue;
         }
@@ -744,6 +820,57 @@ int main(int argc, char **argv)
         req.op = !strcmp(what, "enter") ? CAIRN__MGMT_OP__OP_MAINTENANCE_ENTER
                                         : CAIRN__MGMT_OP__OP_MAINTENANCE_EXIT;
         req.name = (char *)name;
+        done(mdm_call(&req), "ok");
+        return 0;
+    }
+    if (!strcmp(obj, "sds") && !strcmp(verb, "remove")) {
+        static const char *const f[] = {"--force", "--json", NULL};
+        check_opts(&a, none, f, 1);
+        const char *name = positional(&a);
+        if (!name)
+            usage();
+        req.op = CAIRN__MGMT_OP__OP_SDS_REMOVE;
+        req.name = (char *)name;
+        req.force = flag(&a, "--force");
+        done(mdm_call(&req), req.force ? "forgotten; its copies are rebuilt from the others"
+                                        : "draining: its copies move to other SDSs, then it is "
+                                          "forgotten (see 'cairn status')");
+        return 0;
+    }
+    if (!strcmp(obj, "device") && !strcmp(verb, "remove")) {
+        static const char *const k[] = {"--sds", "--device", NULL};
+        static const char *const f[] = {"--force", "--json", NULL};
+        check_opts(&a, k, f, 0);
+        req.op = CAIRN__MGMT_OP__OP_DEVICE_REMOVE;
+        req.name = (char *)opt(&a, "--sds");
+        char *path = (char *)opt(&a, "--device");
+        if (!req.name || !path)
+            die("--sds and --device are required");
+        req.paths = &path;
+        req.n_paths = 1;
+        req.force = flag(&a, "--force");
+        done(mdm_call(&req), req.force ? "forgotten; its copies are rebuilt from the others"
+                                        : "draining: its copies move to other devices");
+        return 0;
+    }
+    if (!strcmp(obj, "fault-set")) {
+        if (!strcmp(verb, "list")) {
+            check_opts(&a, none, json_flag, 0);
+            req.op = CAIRN__MGMT_OP__OP_STATUS;
+            Cairn__MgmtReply *rep = mdm_call(&req);
+            print_fault_sets(rep);
+            cairn__mgmt_reply__free_unpacked(rep, NULL);
+            return 0;
+        }
+        if (strcmp(verb, "add") && strcmp(verb, "remove"))
+            usage();
+        check_opts(&a, none, json_flag, 1);
+        const char *name = positional(&a);
+        if (!name)
+            usage();
+        req.op = !strcmp(verb, "add") ? CAIRN__MGMT_OP__OP_FAULT_SET_ADD
+                                      : CAIRN__MGMT_OP__OP_FAULT_SET_REMOVE;
+        req.fault_set = (char *)name;
         done(mdm_call(&req), "ok");
         return 0;
     }

@@ -647,6 +647,58 @@ static void on_pg_rebuilt(struct rpc_conn *c, const struct frame_hdr *h, const u
     cairn__mgmt_request__free_unpacked(req, NULL);
 }
 
+/* Would the data the pools hold now (as the SDSs last reported it) still
+ * fit without what is being removed? The state machine checks fault sets and
+ * thick reservations; only the leader knows how much is written. Data must
+ * fit in 90% of what remains. */
+static int removal_lacks_room(const Cairn__MgmtRequest *req, char *err, size_t errlen)
+{
+    Cairn__Sds *sds = mdm_sds_by_name(&M.st, req->name);
+    if (!sds)
+        return 0; /* the state machine says so */
+    for (size_t pi = 0; pi < M.st.m->n_pools; pi++) {
+        Cairn__Pool *p = M.st.m->pools[pi];
+        uint64_t used = 0, left = 0;
+        int affected = 0;
+        for (size_t i = 0; i < M.st.m->n_devices; i++) {
+            Cairn__Device *d = M.st.m->devices[i];
+            if (d->pool_id != p->id || d->failed)
+                continue;
+            int going = d->sds_id == sds->id &&
+                        (req->op == CAIRN__MGMT_OP__OP_SDS_REMOVE ||
+                         (req->n_paths == 1 && !strcmp(d->path, req->paths[0])));
+            affected |= going;
+            if (!going && !d->removing)
+                left += d->capacity;
+        }
+        if (!affected)
+            continue;
+        for (int j = 0; j < MDM_MAX_SESSIONS; j++) {
+            struct session *s = M.sessions[j];
+            if (!s || s->role != 1 || !s->hb)
+                continue;
+            for (size_t u = 0; u < s->hb->n_usage; u++) {
+                Cairn__Device *d = mdm_device_by_id(&M.st, s->hb->usage[u]->device_id);
+                if (d && d->pool_id == p->id && !d->failed)
+                    used += s->hb->usage[u]->used_extents * p->extent_size;
+            }
+        }
+        if (used > left / 10 * 9) {
+            char a[32], b[32];
+            fmt_bytes(a, sizeof(a), used);
+            fmt_bytes(b, sizeof(b), left);
+            snprintf(err, errlen,
+                     "pool '%s' holds %s (all copies) and would have only %s of devices left "
+                     "without %s%s%s: not enough room to move its copies (add capacity first)",
+                     p->name, a, b, req->op == CAIRN__MGMT_OP__OP_SDS_REMOVE ? "SDS '" : "device ",
+                     req->op == CAIRN__MGMT_OP__OP_SDS_REMOVE ? sds->name : req->paths[0],
+                     req->op == CAIRN__MGMT_OP__OP_SDS_REMOVE ? "'" : "");
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---- request dispatch ---- */
 
 static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg)
@@ -675,6 +727,17 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
         }
         start_probe(c, h, req);
         return; /* req now owned by the probe */
+    case CAIRN__MGMT_OP__OP_SDS_REMOVE:
+    case CAIRN__MGMT_OP__OP_DEVICE_REMOVE: {
+        char err[512];
+        if (!req->force && removal_lacks_room(req, err, sizeof(err))) {
+            reply_error(c, h, -ENOSPC, err);
+            break;
+        }
+        req->n_capacities = 0;
+        propose(c, h, req, 0);
+        break;
+    }
     default:
         /* Capacities are only ever filled in by the leader's probe. */
         req->n_capacities = 0;
@@ -752,6 +815,8 @@ static void on_heartbeat(struct rpc_conn *c, const struct frame_hdr *h, const ui
     s->hb = hb;
     Cairn__HeartbeatReply rep = CAIRN__HEARTBEAT_REPLY__INIT;
     rep.map_version = M.st.m->version;
+    Cairn__Sds *me = s->role == 1 && s->sds_id ? mdm_sds_by_id(&M.st, s->sds_id) : NULL;
+    rep.demoted_version = me ? me->demoted_version : 0;
     rpc_reply_pb(c, h, 0, &rep.base);
 }
 

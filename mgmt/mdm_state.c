@@ -116,34 +116,80 @@ Cairn__Device *mdm_device_by_id(const struct mdm_state *s, uint32_t id)
     return cmap_device(s->m, id);
 }
 
+/* Placement's fault set number of an SDS: its declared fault set's id, or,
+ * for an SDS declared in none, one of its own. */
+static uint32_t fault_set_index(const struct mdm_state *s, const Cairn__Sds *sds)
+{
+    if (sds->fault_set[0])
+        for (size_t i = 0; i < s->m->n_fault_sets; i++)
+            if (!strcmp(s->m->fault_sets[i]->name, sds->fault_set))
+                return 0x80000000u | s->m->fault_sets[i]->id;
+    return sds->id;
+}
+
+/* A device that may take copies: in the pool, working, not being removed. */
+static int device_placeable(const Cairn__Device *d, const Cairn__Pool *p)
+{
+    return d->pool_id == p->id && !d->failed && !d->removing;
+}
+
 static int u32_has(const uint32_t *arr, size_t n, uint32_t v);
 
 uint64_t mdm_pool_raw_capacity(const struct mdm_state *s, const Cairn__Pool *p)
 {
-    /* Only devices that hold PGs count: capacity added after the pool took
-     * data waits for rebalance. */
+    /* Every working device counts from the moment it is added: new capacity
+     * is usable at once, while rebalance moves copies onto it. */
     uint64_t sum = 0;
-    for (size_t i = 0; i < s->m->n_devices; i++) {
-        Cairn__Device *d = s->m->devices[i];
-        if (d->pool_id != p->id || d->failed)
-            continue;
-        /* a device counts if it holds (or is filling, or will catch up) a copy */
-        int used = 0;
-        for (size_t g = 0; g < p->n_pgs && !used; g++) {
-            const Cairn__Pg *pg = p->pgs[g];
-            used = u32_has(pg->devices, pg->n_devices, d->id) ||
-                   u32_has(pg->rebuilding, pg->n_rebuilding, d->id) ||
-                   u32_has(pg->departed, pg->n_departed, d->id);
-        }
-        if (used)
-            sum += d->capacity;
-    }
+    for (size_t i = 0; i < s->m->n_devices; i++)
+        if (device_placeable(s->m->devices[i], p))
+            sum += s->m->devices[i]->capacity;
     return sum;
 }
 
+static int cmp_u64_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* What the pool can store: the largest D with sum over fault sets of
+ * min(capacity, D) >= copies * D (a fault set holds one copy of a PG at
+ * most, so a fault set bigger than the rest cannot be filled). */
 uint64_t mdm_pool_usable_capacity(const struct mdm_state *s, const Cairn__Pool *p)
 {
-    return p->copies ? mdm_pool_raw_capacity(s, p) / p->copies : 0;
+    size_t n = 0;
+    uint32_t *fs = calloc(s->m->n_devices + 1, sizeof(uint32_t));
+    uint64_t *w = calloc(s->m->n_devices + 1, sizeof(uint64_t));
+    if (!fs || !w)
+        abort();
+    for (size_t i = 0; i < s->m->n_devices; i++) {
+        Cairn__Device *d = s->m->devices[i];
+        Cairn__Sds *o = mdm_sds_by_id(s, d->sds_id);
+        if (!device_placeable(d, p) || !o)
+            continue;
+        uint32_t f = fault_set_index(s, o);
+        size_t j;
+        for (j = 0; j < n && fs[j] != f; j++)
+            ;
+        if (j == n)
+            fs[n++] = f;
+        w[j] += d->capacity;
+    }
+    qsort(w, n, sizeof(uint64_t), cmp_u64_desc);
+    uint64_t rest = 0, usable = 0;
+    for (size_t i = 0; i < n; i++)
+        rest += w[i];
+    for (size_t k = 0; k < p->copies && k < n; k++) {
+        uint64_t d = rest / (p->copies - k);
+        if (w[k] <= d) {
+            usable = d;
+            break;
+        }
+        rest -= w[k];
+    }
+    free(fs);
+    free(w);
+    return usable;
 }
 
 uint64_t mdm_pool_provisioned(const struct mdm_state *s, const Cairn__Pool *p, int thick_only)
@@ -165,15 +211,6 @@ static int pool_has_volumes(const struct mdm_state *s, const Cairn__Pool *p)
     return 0;
 }
 
-/* Fault sets are names; placement wants small integers. */
-static uint32_t fault_set_index(const struct mdm_state *s, const char *fs)
-{
-    for (size_t i = 0; i < s->m->n_sds; i++)
-        if (!strcmp(s->m->sds[i]->fault_set, fs))
-            return (uint32_t)i;
-    return UINT32_MAX;
-}
-
 /* Compute the PG table of a pool that holds no data yet. A pool that has
  * volumes keeps its table: moving PGs needs the copy machinery (rebalance). */
 static int pool_place(struct mdm_state *s, Cairn__Pool *p)
@@ -190,15 +227,18 @@ static int pool_place(struct mdm_state *s, Cairn__Pool *p)
     }
     for (size_t i = 0; i < s->m->n_devices; i++) {
         Cairn__Device *d = s->m->devices[i];
-        if (d->pool_id != p->id || d->failed)
+        if (!device_placeable(d, p))
             continue;
         Cairn__Sds *sds = mdm_sds_by_id(s, d->sds_id);
         devs[nd].id = d->id;
-        devs[nd].fault_set = fault_set_index(s, sds->fault_set);
+        devs[nd].fault_set = fault_set_index(s, sds);
         devs[nd].weight = d->capacity >> 20;
         nd++;
     }
     int r = placement_compute(devs, (int)nd, (int)p->copies, p->pg_count, p->id, out);
+    if (r == 0)
+        r = placement_balance(devs, (int)nd, (int)p->copies, p->pg_count, out, NULL, p->id,
+                              INT32_MAX) < 0 ? -EINVAL : 0;
     if (r == -ENOSPC) {
         /* Not enough fault sets yet: the pool has no PGs until it does. */
         r = 0;
@@ -295,24 +335,24 @@ static int pg_replenish(struct mdm_state *s, const Cairn__Pool *p, uint32_t pgno
             Cairn__Device *d = mdm_device_by_id(s, g->devices[k]);
             Cairn__Sds *o = d ? mdm_sds_by_id(s, d->sds_id) : NULL;
             if (o)
-                used[nused++] = fault_set_index(s, o->fault_set);
+                used[nused++] = fault_set_index(s, o);
         }
         for (size_t k = 0; k < g->n_rebuilding + g->n_departed && nused < 8; k++) {
             uint32_t id = k < g->n_rebuilding ? g->rebuilding[k] : g->departed[k - g->n_rebuilding];
             Cairn__Device *d = mdm_device_by_id(s, id);
             Cairn__Sds *o = d ? mdm_sds_by_id(s, d->sds_id) : NULL;
             if (o)
-                used[nused++] = fault_set_index(s, o->fault_set);
+                used[nused++] = fault_set_index(s, o);
         }
         struct placement_dev devs[256];
         int nd = 0;
         for (size_t i = 0; i < s->m->n_devices && nd < 256; i++) {
             Cairn__Device *d = s->m->devices[i];
-            if (d->pool_id != p->id || d->failed || !sds_up(s, d->sds_id))
+            if (!device_placeable(d, p) || !sds_up(s, d->sds_id))
                 continue;
             Cairn__Sds *o = mdm_sds_by_id(s, d->sds_id);
             devs[nd].id = d->id;
-            devs[nd].fault_set = fault_set_index(s, o->fault_set);
+            devs[nd].fault_set = fault_set_index(s, o);
             devs[nd].weight = d->capacity >> 20;
             nd++;
         }
@@ -377,6 +417,7 @@ static void membership_changed(struct mdm_state *s, uint32_t gone_sds, uint32_t 
                          * up if the SDS returns within the grace window */
                         if (gone_sds)
                             u32_append(&g->departed, &g->n_departed, d->id);
+                        u32_remove(g->leaving, &g->n_leaving, d->id);
                         changed |= u32_remove(g->devices, &g->n_devices, d->id);
                     } else {
                         k++;
@@ -441,6 +482,7 @@ static int maintenance_enter(struct mdm_state *s, Cairn__Sds *sds, char *err, si
                 if (d && d->sds_id == sds->id) {
                     u32_append(&g->departed, &g->n_departed, d->id);
                     u32_remove(g->devices, &g->n_devices, d->id);
+                    u32_remove(g->leaving, &g->n_leaving, d->id);
                     changed = 1;
                 } else {
                     k++;
@@ -525,6 +567,408 @@ static char *xstrdup(const char *s)
     if (!d)
         abort();
     return d;
+}
+
+/* ---- rebalance, drain and removal ----
+ *
+ * A pool that holds volumes never has its PG table recomputed: copies move
+ * one at a time through the rebuild machinery. placement_balance() decides
+ * which copy goes where; each move makes the new device a rebuilding member
+ * and marks the copy it replaces as leaving. When the primary reports the new
+ * copy complete, it takes the leaving copy's place (and its role: primary
+ * stays primary). Devices being removed have no weight, so the same rule
+ * drains them; once nothing refers to them they are forgotten.
+ */
+
+static int pg_in_flux(const Cairn__Pool *p, const Cairn__Pg *g)
+{
+    return g->n_rebuilding || g->n_departed || g->n_leaving || g->n_devices != p->copies;
+}
+
+/* Plan moves for one pool; returns the number of copies set moving. */
+static int pool_rebalance(struct mdm_state *s, Cairn__Pool *p)
+{
+    if (!pool_has_volumes(s, p)) {
+        pool_place(s, p); /* nothing stored: recompute the table outright */
+        return 0;
+    }
+    if (!p->n_pgs)
+        return 0;
+    /* A move whose target was lost: the leaving copy simply stays. */
+    for (size_t gi = 0; gi < p->n_pgs; gi++) {
+        Cairn__Pg *g = p->pgs[gi];
+        if (g->n_leaving && !g->n_rebuilding) {
+            g->n_leaving = 0;
+            g->epoch++;
+        }
+    }
+    /* While an SDS of the pool is down or away, its copies are in question:
+     * wait (the drain and the rebalance resume when it is back or gone). */
+    for (size_t i = 0; i < s->m->n_devices; i++) {
+        Cairn__Device *d = s->m->devices[i];
+        if (d->pool_id == p->id && !d->failed && !sds_up(s, d->sds_id))
+            return 0;
+    }
+    size_t nd = 0;
+    struct placement_dev *devs = calloc(s->m->n_devices + 1, sizeof(*devs));
+    uint32_t *table = malloc(sizeof(uint32_t) * p->n_pgs * p->copies);
+    uint8_t *frozen = calloc(p->n_pgs, 1);
+    if (!devs || !table || !frozen)
+        abort();
+    for (size_t i = 0; i < s->m->n_devices; i++) {
+        Cairn__Device *d = s->m->devices[i];
+        if (d->pool_id != p->id || d->failed)
+            continue;
+        devs[nd].id = d->id;
+        devs[nd].fault_set = fault_set_index(s, mdm_sds_by_id(s, d->sds_id));
+        devs[nd].weight = d->removing ? 0 : MAX(d->capacity >> 20, 1);
+        nd++;
+    }
+    /* a PG being changed counts with the members it will have, and stays put */
+    for (size_t gi = 0; gi < p->n_pgs; gi++) {
+        Cairn__Pg *g = p->pgs[gi];
+        uint32_t *row = &table[gi * p->copies];
+        size_t k = 0;
+        for (size_t j = 0; j < g->n_devices + g->n_rebuilding && k < p->copies; j++) {
+            uint32_t id = j < g->n_devices ? g->devices[j] : g->rebuilding[j - g->n_devices];
+            if (u32_has(g->leaving, g->n_leaving, id))
+                continue;
+            size_t x;
+            for (x = 0; x < nd && devs[x].id != id; x++)
+                ;
+            if (x == nd) {
+                frozen[gi] = 1;
+                continue;
+            }
+            row[k++] = (uint32_t)x;
+        }
+        for (; k < p->copies; k++)
+            row[k] = PLACEMENT_NONE;
+        if (pg_in_flux(p, g))
+            frozen[gi] = 1;
+    }
+    uint32_t *before = malloc(sizeof(uint32_t) * p->n_pgs * p->copies);
+    if (!before)
+        abort();
+    memcpy(before, table, sizeof(uint32_t) * p->n_pgs * p->copies);
+    int moves = placement_balance(devs, (int)nd, (int)p->copies, (uint32_t)p->n_pgs, table, frozen,
+                                  p->id, INT32_MAX);
+    int started = 0;
+    for (size_t gi = 0; moves > 0 && gi < p->n_pgs; gi++) {
+        Cairn__Pg *g = p->pgs[gi];
+        if (frozen[gi])
+            continue;
+        int changed = 0;
+        for (size_t k = 0; k < p->copies; k++) {
+            uint32_t was = before[gi * p->copies + k], now = table[gi * p->copies + k];
+            if (was == now)
+                continue;
+            u32_append(&g->leaving, &g->n_leaving, devs[was].id);
+            u32_append(&g->rebuilding, &g->n_rebuilding, devs[now].id);
+            changed = 1;
+            started++;
+        }
+        if (changed)
+            g->epoch++;
+    }
+    free(devs);
+    free(table);
+    free(frozen);
+    free(before);
+    return started;
+}
+
+static int device_referenced(const struct mdm_state *s, uint32_t dev)
+{
+    for (size_t pi = 0; pi < s->m->n_pools; pi++) {
+        Cairn__Pool *p = s->m->pools[pi];
+        for (size_t gi = 0; gi < p->n_pgs; gi++) {
+            Cairn__Pg *g = p->pgs[gi];
+            if (u32_has(g->devices, g->n_devices, dev) ||
+                u32_has(g->rebuilding, g->n_rebuilding, dev) ||
+                u32_has(g->departed, g->n_departed, dev))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static void device_delete(struct mdm_state *s, size_t i)
+{
+    protobuf_c_message_free_unpacked(&s->m->devices[i]->base, NULL);
+    memmove(&s->m->devices[i], &s->m->devices[i + 1],
+            sizeof(*s->m->devices) * (s->m->n_devices - i - 1));
+    s->m->n_devices--;
+}
+
+/* Forget devices being removed that no PG refers to any more, then SDSs
+ * being removed that have no device left. */
+static void forget_removed(struct mdm_state *s)
+{
+    for (size_t i = 0; i < s->m->n_devices;) {
+        Cairn__Device *d = s->m->devices[i];
+        if (d->removing && !device_referenced(s, d->id))
+            device_delete(s, i);
+        else
+            i++;
+    }
+    for (size_t i = 0; i < s->m->n_sds;) {
+        Cairn__Sds *o = s->m->sds[i];
+        int has = 0;
+        for (size_t j = 0; j < s->m->n_devices && !has; j++)
+            has = s->m->devices[j]->sds_id == o->id;
+        if (o->removing && !has) {
+            protobuf_c_message_free_unpacked(&o->base, NULL);
+            memmove(&s->m->sds[i], &s->m->sds[i + 1], sizeof(*s->m->sds) * (s->m->n_sds - i - 1));
+            s->m->n_sds--;
+        } else {
+            i++;
+        }
+    }
+}
+
+static void rebalance_all(struct mdm_state *s)
+{
+    for (size_t pi = 0; pi < s->m->n_pools; pi++)
+        pool_rebalance(s, s->m->pools[pi]);
+    forget_removed(s);
+}
+
+/* Remove the devices of an SDS (dev_id 0) or one device: check that every
+ * pool they serve keeps enough fault sets and room for its thick volumes,
+ * then mark them removing (a drain) or, forced, drop their copies at once
+ * (rebuilt elsewhere from the other copies). */
+static int remove_devices(struct mdm_state *s, Cairn__Sds *sds, uint32_t dev_id, int force,
+                          char *err, size_t errlen)
+{
+    const char *what = sds->name;
+    char whatbuf[160];
+    if (dev_id) {
+        Cairn__Device *d = mdm_device_by_id(s, dev_id);
+        snprintf(whatbuf, sizeof(whatbuf), "device %s of SDS '%s'", d->path, sds->name);
+        what = whatbuf;
+    }
+    if (!force && sds->state == CAIRN__SDS_STATE__SDS_DOWN) {
+        errf(err, errlen,
+             "SDS '%s' is down, so its copies cannot be drained; 'cairn sds remove %s --force' "
+             "forgets it and rebuilds its copies from the others",
+             sds->name, sds->name);
+        return -EINVAL;
+    }
+    if (!force && sds->state == CAIRN__SDS_STATE__SDS_MAINTENANCE) {
+        errf(err, errlen, "SDS '%s' is in maintenance; take it out of maintenance first",
+             sds->name);
+        return -EINVAL;
+    }
+#define GOING(d) ((d)->sds_id == sds->id && (!dev_id || (d)->id == dev_id))
+    for (size_t pi = 0; pi < s->m->n_pools; pi++) {
+        Cairn__Pool *p = s->m->pools[pi];
+        int affected = 0;
+        for (size_t i = 0; i < s->m->n_devices; i++)
+            affected |= s->m->devices[i]->pool_id == p->id && GOING(s->m->devices[i]);
+        if (!affected)
+            continue;
+        /* count what remains: mark the going devices removing on a trial basis */
+        uint8_t *was = calloc(s->m->n_devices + 1, 1);
+        if (!was)
+            abort();
+        for (size_t i = 0; i < s->m->n_devices; i++) {
+            was[i] = s->m->devices[i]->removing;
+            if (GOING(s->m->devices[i]))
+                s->m->devices[i]->removing = 1;
+        }
+        uint32_t fsl[256];
+        size_t nfs = 0;
+        for (size_t i = 0; i < s->m->n_devices; i++) {
+            Cairn__Device *d = s->m->devices[i];
+            if (!device_placeable(d, p))
+                continue;
+            uint32_t f = fault_set_index(s, mdm_sds_by_id(s, d->sds_id));
+            if (!u32_has(fsl, nfs, f) && nfs < 256)
+                fsl[nfs++] = f;
+        }
+        uint64_t usable = mdm_pool_usable_capacity(s, p);
+        for (size_t i = 0; i < s->m->n_devices; i++)
+            s->m->devices[i]->removing = was[i];
+        free(was);
+        if (p->pg_count && nfs < p->copies && pool_has_volumes(s, p)) {
+            errf(err, errlen,
+                 "removing %s would leave pool '%s' with %zu fault set%s for its %u copies; add "
+                 "an SDS in another fault set first",
+                 what, p->name, nfs, nfs == 1 ? "" : "s", p->copies);
+            return -ENOSPC;
+        }
+        uint64_t thick = mdm_pool_provisioned(s, p, 1);
+        if (thick > usable) {
+            char a[32], b[32];
+            fmt_bytes(a, sizeof(a), thick);
+            fmt_bytes(b, sizeof(b), usable);
+            errf(err, errlen,
+                 "removing %s would leave pool '%s' %s usable, less than its thick volumes "
+                 "reserve (%s)",
+                 what, p->name, b, a);
+            return -ENOSPC;
+        }
+        if (!force)
+            continue;
+        for (size_t gi = 0; gi < p->n_pgs; gi++) {
+            Cairn__Pg *g = p->pgs[gi];
+            size_t left = 0, had = 0;
+            for (size_t k = 0; k < g->n_devices; k++) {
+                Cairn__Device *d = mdm_device_by_id(s, g->devices[k]);
+                if (d && GOING(d))
+                    had++;
+                else if (d && !d->failed && sds_up(s, d->sds_id))
+                    left++;
+            }
+            if (had && !left) {
+                errf(err, errlen,
+                     "%s holds the only live copy of PG %u.%zu: removing it would lose data "
+                     "(bring it back, or wait for the PG's rebuild)",
+                     what, p->id, gi);
+                return -EBUSY;
+            }
+        }
+    }
+    for (size_t i = 0; i < s->m->n_devices; i++)
+        if (GOING(s->m->devices[i]))
+            s->m->devices[i]->removing = 1;
+    if (!dev_id)
+        sds->removing = 1;
+    if (force) {
+        for (size_t pi = 0; pi < s->m->n_pools; pi++) {
+            Cairn__Pool *p = s->m->pools[pi];
+            for (size_t gi = 0; gi < p->n_pgs; gi++) {
+                Cairn__Pg *g = p->pgs[gi];
+                int changed = 0;
+                uint32_t *lists[] = {g->devices, g->rebuilding, g->departed, g->catchup,
+                                     g->leaving};
+                size_t *ns[] = {&g->n_devices, &g->n_rebuilding, &g->n_departed, &g->n_catchup,
+                                &g->n_leaving};
+                for (size_t l = 0; l < 5; l++)
+                    for (size_t k = 0; k < *ns[l];) {
+                        Cairn__Device *d = mdm_device_by_id(s, lists[l][k]);
+                        if (d && GOING(d))
+                            changed |= u32_remove(lists[l], ns[l], d->id);
+                        else
+                            k++;
+                    }
+                if (changed)
+                    g->epoch++;
+            }
+        }
+        membership_changed(s, 0, 0);
+    }
+#undef GOING
+    return 0;
+}
+
+/* A rebuilding copy is complete: it joins the in-sync copies, in the place
+ * (and role) of a copy leaving the PG if there is one. */
+static int pg_rebuilt(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen)
+{
+    Cairn__Pool *p = mdm_pool_by_id(s, req->pool_id);
+    if (!p || req->pg >= p->n_pgs) {
+        errf(err, errlen, "no PG %u in pool %u", req->pg, req->pool_id);
+        return -ENOENT;
+    }
+    Cairn__Pg *g = p->pgs[req->pg];
+    if (g->epoch != req->epoch || !u32_has(g->rebuilding, g->n_rebuilding, req->device_id)) {
+        errf(err, errlen, "PG %u.%u changed (epoch %llu, reported %llu); rebuild again", p->id,
+             req->pg, (unsigned long long)g->epoch, (unsigned long long)req->epoch);
+        return -ESTALE;
+    }
+    u32_remove(g->rebuilding, &g->n_rebuilding, req->device_id);
+    u32_remove(g->catchup, &g->n_catchup, req->device_id);
+    size_t slot = g->n_devices;
+    if (g->n_leaving && g->n_devices + 1 > p->copies) {
+        uint32_t gone = g->leaving[0];
+        u32_remove(g->leaving, &g->n_leaving, gone);
+        for (size_t k = 0; k < g->n_devices; k++)
+            if (g->devices[k] == gone)
+                slot = k;
+    }
+    if (slot == g->n_devices)
+        u32_append(&g->devices, &g->n_devices, req->device_id);
+    else
+        g->devices[slot] = req->device_id;
+    g->epoch++;
+    return 0;
+}
+
+/* The SDS holding each PG's primary copy, for spotting demotions. */
+static uint32_t *primaries(const struct mdm_state *s, size_t *n)
+{
+    size_t total = 0;
+    for (size_t pi = 0; pi < s->m->n_pools; pi++)
+        total += s->m->pools[pi]->n_pgs;
+    uint32_t *out = calloc(total + 1, sizeof(uint32_t));
+    if (!out)
+        abort();
+    size_t i = 0;
+    for (size_t pi = 0; pi < s->m->n_pools; pi++)
+        for (size_t gi = 0; gi < s->m->pools[pi]->n_pgs; gi++)
+            out[i++] = cmap_copy_sds(s->m, s->m->pools[pi]->pgs[gi], 0);
+    *n = total;
+    return out;
+}
+
+/* An SDS that stopped being some PG's primary may serve reads again only
+ * with a map that says so: its leases need at least this version. */
+static void note_demotions(struct mdm_state *s, const uint32_t *before, size_t nbefore)
+{
+    size_t i = 0;
+    for (size_t pi = 0; pi < s->m->n_pools; pi++)
+        for (size_t gi = 0; gi < s->m->pools[pi]->n_pgs; gi++, i++) {
+            if (i >= nbefore || !before[i])
+                continue;
+            uint32_t now = cmap_copy_sds(s->m, s->m->pools[pi]->pgs[gi], 0);
+            Cairn__Sds *o = mdm_sds_by_id(s, before[i]);
+            if (now != before[i] && o)
+                o->demoted_version = s->m->version;
+        }
+}
+
+static int apply_fault_set(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
+                           size_t errlen)
+{
+    size_t i;
+    for (i = 0; i < s->m->n_fault_sets; i++)
+        if (!strcmp(s->m->fault_sets[i]->name, req->fault_set))
+            break;
+    if (req->op == CAIRN__MGMT_OP__OP_FAULT_SET_ADD) {
+        if (!valid_name(req->fault_set)) {
+            errf(err, errlen, "invalid fault set name '%s' (1-%d of [A-Za-z0-9._-])",
+                 req->fault_set, MDM_NAME_MAX);
+            return -EINVAL;
+        }
+        if (i < s->m->n_fault_sets) {
+            errf(err, errlen, "a fault set named '%s' already exists", req->fault_set);
+            return -EEXIST;
+        }
+        Cairn__FaultSet *f = malloc(sizeof(*f));
+        cairn__fault_set__init(f);
+        f->id = (uint32_t)s->m->next_id++;
+        f->name = xstrdup(req->fault_set);
+        if (!PB_APPEND(s->m->fault_sets, s->m->n_fault_sets, f))
+            abort();
+        return 0;
+    }
+    if (i == s->m->n_fault_sets) {
+        errf(err, errlen, "no fault set named '%s'", req->fault_set);
+        return -ENOENT;
+    }
+    for (size_t j = 0; j < s->m->n_sds; j++)
+        if (!strcmp(s->m->sds[j]->fault_set, req->fault_set)) {
+            errf(err, errlen, "fault set '%s' still has SDS '%s'; remove its SDSs first",
+                 req->fault_set, s->m->sds[j]->name);
+            return -EBUSY;
+        }
+    protobuf_c_message_free_unpacked(&s->m->fault_sets[i]->base, NULL);
+    memmove(&s->m->fault_sets[i], &s->m->fault_sets[i + 1],
+            sizeof(*s->m->fault_sets) * (s->m->n_fault_sets - i - 1));
+    s->m->n_fault_sets--;
+    return 0;
 }
 
 /* "host" part of host:port, for spotting two SDSs on one host. */
@@ -737,9 +1181,16 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
                      req->addr);
                 return -EEXIST;
             }
-        if (req->fault_set[0] && !valid_name(req->fault_set)) {
-            errf(err, errlen, "invalid fault set name '%s'", req->fault_set);
-            return -EINVAL;
+        if (req->fault_set[0]) {
+            size_t f;
+            for (f = 0; f < s->m->n_fault_sets; f++)
+                if (!strcmp(s->m->fault_sets[f]->name, req->fault_set))
+                    break;
+            if (f == s->m->n_fault_sets) {
+                errf(err, errlen, "no fault set named '%s' (declare it with 'cairn fault-set add %s')",
+                     req->fault_set, req->fault_set);
+                return -ENOENT;
+            }
         }
         Cairn__Pool *p = req_pool(s, req, err, errlen);
         if (!p)
@@ -749,7 +1200,7 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
         d->id = (uint32_t)s->m->next_id++;
         d->name = xstrdup(req->name);
         d->addr = xstrdup(req->addr);
-        d->fault_set = xstrdup(req->fault_set[0] ? req->fault_set : req->name);
+        d->fault_set = xstrdup(req->fault_set);
         if (!PB_APPEND(s->m->sds, s->m->n_sds, d))
             abort();
         int r = add_devices(s, req, d, p, err, errlen);
@@ -957,31 +1408,30 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
         membership_changed(s, 0, d->id);
         return 0;
     }
-    case CAIRN__MGMT_OP__OP_PG_REBUILT: {
-        Cairn__Pool *p = mdm_pool_by_id(s, req->pool_id);
-        if (!p || req->pg >= p->n_pgs) {
-            errf(err, errlen, "no PG %u in pool %u", req->pg, req->pool_id);
-            return -ENOENT;
-        }
-        Cairn__Pg *g = p->pgs[req->pg];
-        if (g->epoch != req->epoch || !u32_has(g->rebuilding, g->n_rebuilding, req->device_id)) {
-            errf(err, errlen, "PG %u.%u changed (epoch %llu, reported %llu); rebuild again",
-                 p->id, req->pg, (unsigned long long)g->epoch, (unsigned long long)req->epoch);
-            return -ESTALE;
-        }
-        u32_remove(g->rebuilding, &g->n_rebuilding, req->device_id);
-        u32_remove(g->catchup, &g->n_catchup, req->device_id);
-        uint32_t *nd = realloc(g->devices, (g->n_devices + 1) * sizeof(uint32_t));
-        if (!nd)
-            abort();
-        g->devices = nd;
-        g->devices[g->n_devices++] = req->device_id;
-        g->epoch++;
-        return 0;
-    }
+    case CAIRN__MGMT_OP__OP_PG_REBUILT:
+        return pg_rebuilt(s, req, err, errlen);
     case CAIRN__MGMT_OP__OP_SDS_REMOVE:
-        errf(err, errlen, "removing an SDS (drain, then forget) is not implemented yet");
-        return -ENOTSUP;
+    case CAIRN__MGMT_OP__OP_DEVICE_REMOVE: {
+        Cairn__Sds *d = req_sds(s, req->name, err, errlen);
+        if (!d)
+            return -ENOENT;
+        uint32_t dev_id = 0;
+        if (req->op == CAIRN__MGMT_OP__OP_DEVICE_REMOVE) {
+            for (size_t i = 0; i < s->m->n_devices && req->n_paths == 1; i++)
+                if (s->m->devices[i]->sds_id == d->id &&
+                    !strcmp(s->m->devices[i]->path, req->paths[0]))
+                    dev_id = s->m->devices[i]->id;
+            if (!dev_id) {
+                errf(err, errlen, "SDS '%s' has no device %s", d->name,
+                     req->n_paths == 1 ? req->paths[0] : "(name one device)");
+                return -ENOENT;
+            }
+        }
+        return remove_devices(s, d, dev_id, req->force, err, errlen);
+    }
+    case CAIRN__MGMT_OP__OP_FAULT_SET_ADD:
+    case CAIRN__MGMT_OP__OP_FAULT_SET_REMOVE:
+        return apply_fault_set(s, req, err, errlen);
     default:
         errf(err, errlen, "unknown operation %d", req->op);
         return -EINVAL;
@@ -998,6 +1448,27 @@ static int needs_undo(int op)
            op == CAIRN__MGMT_OP__OP_DEVICE_ADD;
 }
 
+/* Operations after which copies may have to move (or a drain may be done). */
+static int moves_copies(int op)
+{
+    switch (op) {
+    case CAIRN__MGMT_OP__OP_SDS_ADD:
+    case CAIRN__MGMT_OP__OP_DEVICE_ADD:
+    case CAIRN__MGMT_OP__OP_SDS_REMOVE:
+    case CAIRN__MGMT_OP__OP_DEVICE_REMOVE:
+    case CAIRN__MGMT_OP__OP_SDS_UP:
+    case CAIRN__MGMT_OP__OP_SDS_DOWN:
+    case CAIRN__MGMT_OP__OP_MAINTENANCE_EXIT:
+    case CAIRN__MGMT_OP__OP_GRACE_EXPIRED:
+    case CAIRN__MGMT_OP__OP_PG_REBUILT:
+    case CAIRN__MGMT_OP__OP_DEVICE_FAIL:
+    case CAIRN__MGMT_OP__OP_VOLUME_CREATE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int mdm_state_apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen)
 {
     err[0] = 0;
@@ -1006,11 +1477,18 @@ int mdm_state_apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *er
     int r;
     if (needs_undo(req->op) && (r = mdm_state_pack(s, &buf, &len)) < 0)
         return r;
+    size_t nprim;
+    uint32_t *prim = primaries(s, &nprim);
     r = apply(s, req, err, errlen);
     if (r < 0 && buf)
         mdm_state_restore(s, buf, len);
-    else if (r >= 0)
+    if (r >= 0) {
+        if (moves_copies(req->op))
+            rebalance_all(s);
         s->m->version++;
+        note_demotions(s, prim, nprim);
+    }
+    free(prim);
     free(buf);
     return r;
 }

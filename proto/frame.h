@@ -58,7 +58,8 @@ int frame_hdr_decode(const uint8_t in[FRAME_HDR_SIZE], struct frame_hdr *h);
 #define IO_FLAG_FUA 1u       /* durable before reply */
 #define IO_FLAG_REPLICA 2u   /* forwarded by the primary: apply locally only */
 #define IO_FLAG_NO_HOLE 4u   /* zero: keep the range allocated */
-#define IO_FLAGS_KNOWN (IO_FLAG_FUA | IO_FLAG_REPLICA | IO_FLAG_NO_HOLE)
+#define IO_FLAG_REBUILD 8u   /* with REPLICA: a rebuild, rebalance or drain copy */
+#define IO_FLAGS_KNOWN (IO_FLAG_FUA | IO_FLAG_REPLICA | IO_FLAG_NO_HOLE | IO_FLAG_REBUILD)
 
 struct io_hdr {
     uint64_t volume_id;

@@ -78,7 +78,7 @@ static void hb_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint
     Cairn__HeartbeatReply *rep = cairn__heartbeat_reply__unpack(NULL, msg_len, msg);
     int current = rep && rep->map_version == s->ops.map_version(s->ctx);
     if (rep && s->ops.on_heartbeat_ack)
-        s->ops.on_heartbeat_ack(s->ctx, sent, current);
+        s->ops.on_heartbeat_ack(s->ctx, sent, current, rep->demoted_version);
     if (rep && !current)
         mdm_session_fetch_map(s);
     if (rep)

@@ -21,8 +21,10 @@ struct mdm_session_ops {
     /* The version of the map held now (0: none). */
     uint64_t (*map_version)(void *ctx);
     /* A heartbeat sent at sent_ms (monotonic) was answered; map_current is 1
-     * if the MDM's map version equals ours. May be NULL. */
-    void (*on_heartbeat_ack)(void *ctx, uint64_t sent_ms, int map_current);
+     * if the MDM's map version equals ours; demoted_version is the version
+     * at which this SDS last stopped being some PG's primary. May be NULL. */
+    void (*on_heartbeat_ack)(void *ctx, uint64_t sent_ms, int map_current,
+                             uint64_t demoted_version);
     /* Requests the MDM sends us (may be NULL: they are refused). */
     rpc_request_cb on_request;
 };

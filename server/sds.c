@@ -113,6 +113,7 @@ struct sds {
     int rebuild_inflight;
     double rebuild_tokens;
     uint64_t rebuild_last_ms;
+    uint64_t rebuild_recv_bytes; /* copies received as a rebuild target */
     uint64_t rebuild_done_bytes, rebuild_rate_ewma, rebuild_rate_mark, rebuild_rate_mark_ms;
     uv_timer_t rebuild_timer;
     /* leases: see lease_ok() */
@@ -275,7 +276,7 @@ static void update_reservations(void)
 }
 
 static void rebuild_sync(void);
-static void drop_stale_for_targets(const Cairn__ClusterMap *old);
+static void drop_unowned(const Cairn__ClusterMap *old);
 static void fence_new_primaries(const Cairn__ClusterMap *old);
 static void trackers_sync(const Cairn__ClusterMap *old);
 static void dirty_add(uint32_t pool_id, uint32_t pg, uint64_t vol, uint64_t ext);
@@ -317,7 +318,7 @@ static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
         if (s)
             rpc_peer_set_addr(S.peers[i], s->addr);
     }
-    drop_stale_for_targets(old);
+    drop_unowned(old);
     fence_new_primaries(old);
     trackers_sync(old);
     if (old)
@@ -598,13 +599,24 @@ static struct lease *lease_of(uint32_t sds_id)
     return free_slot;
 }
 
-static int lease_ok(const Cairn__Pool *p, uint32_t pg, const Cairn__Pg *g)
+/* Is a PG fenced: just taken over from a primary that may still serve? No
+ * client I/O then, reads or writes: a write we took could be missed by a
+ * read the old primary serves. */
+static int fenced(const Cairn__Pool *p, uint32_t pg)
 {
     uint64_t now = now_ms();
     if (now < S.fence_max)
         for (size_t i = 0; i < S.nfences; i++)
             if (S.fences[i].pool_id == p->id && S.fences[i].pg == pg && now < S.fences[i].until)
-                return 0;
+                return 1;
+    return 0;
+}
+
+static int lease_ok(const Cairn__Pool *p, uint32_t pg, const Cairn__Pg *g)
+{
+    uint64_t now = now_ms();
+    if (fenced(p, pg))
+        return 0;
     if (now < S.mdm_lease_until)
         return 1;
     for (size_t k = 1; k < g->n_devices; k++) {
@@ -616,10 +628,16 @@ static int lease_ok(const Cairn__Pool *p, uint32_t pg, const Cairn__Pg *g)
     return 1;
 }
 
-static void session_heartbeat_ack(void *ctx, uint64_t sent_ms, int map_current)
+/* The MDM answered a heartbeat: we were alive to it at sent_ms. That is a
+ * lease if our map has every change that took a primary role from us (a map
+ * that is merely behind on other changes is fine: while a rebalance runs,
+ * the map changes every few milliseconds). */
+static void session_heartbeat_ack(void *ctx, uint64_t sent_ms, int map_current,
+                                  uint64_t demoted_version)
 {
     (void)ctx;
-    if (map_current && sent_ms + S.lease_ms > S.mdm_lease_until)
+    int ok = map_current || (S.map && S.map->version >= demoted_version);
+    if (ok && sent_ms + S.lease_ms > S.mdm_lease_until)
         S.mdm_lease_until = sent_ms + S.lease_ms;
 }
 
@@ -683,7 +701,9 @@ static void handle_ping(struct rpc_conn *c, const struct frame_hdr *h, const uin
     Cairn__Sds *o = cmap_sds(S.map, from);
     if (S.map && version > S.map->version)
         map_fetch();
-    if (!o || o->state != CAIRN__SDS_STATE__SDS_UP) {
+    /* no lease for an SDS that is down, or whose map still makes it primary
+     * of a PG that has moved on */
+    if (!o || o->state != CAIRN__SDS_STATE__SDS_UP || version < o->demoted_version) {
         reply_now(c, h, -ESTALE);
         return;
     }
@@ -713,8 +733,15 @@ static void fence_new_primaries(const Cairn__ClusterMap *old)
             uint32_t was_prim = cmap_copy_sds(old, op->pgs[gi], 0);
             if (now_prim != S.my_id || !was_prim || was_prim == S.my_id)
                 continue;
+            /* A primary that was moved (rebalance, drain) is alive and may
+             * hold an MDM lease from before the change, up to lease_ms old:
+             * wait all of it out. One that failed lost its MDM lease before
+             * it was marked down; only what we granted it remains. */
+            Cairn__Sds *old_sds = cmap_sds(S.map, was_prim);
             struct lease *l = lease_of(was_prim);
             uint64_t until = (l ? l->granted_at : now) + S.lease_ms + 100;
+            if (old_sds && old_sds->state == CAIRN__SDS_STATE__SDS_UP)
+                until = now + S.lease_ms + 100;
             if (until <= now)
                 continue;
             struct fence *nf = realloc(S.fences, (S.nfences + 1) * sizeof(*nf));
@@ -935,7 +962,8 @@ static int validate(struct ioreq *r)
         return -ESTALE; /* not a copy here, or not the primary */
     if ((size_t)mine >= g->n_devices && h_type_reads(r))
         return -ESTALE; /* a rebuilding copy serves no read */
-    if (mine == 0 && h_type_reads(r) && !(io->flags & IO_FLAG_REPLICA) && !lease_ok(p, pg, g))
+    if (mine == 0 && !(io->flags & IO_FLAG_REPLICA) &&
+        (h_type_reads(r) ? !lease_ok(p, pg, g) : fenced(p, pg)))
         return -EAGAIN; /* no lease (or fenced): the client retries */
     r->dev = dev_by_id(mydev);
     if (!r->dev || r->dev->failed)
@@ -1018,6 +1046,8 @@ static void handle_io(struct rpc_conn *c, const struct frame_hdr *h, const uint8
         req_reply(r);
         return;
     }
+    if (h->type == FT_IO_WRITE && (r->io.flags & IO_FLAG_REBUILD))
+        S.rebuild_recv_bytes += r->io.length;
     switch (h->type) {
     case FT_IO_READ:
         r->rbuf = rpc_buf_alloc(r->io.length);
@@ -1509,7 +1539,7 @@ static int rebuild_start_one(struct rjob *j)
         r->io = (struct io_hdr){.volume_id = vol,
                                 .offset = ext * p->extent_size,
                                 .length = (uint32_t)MIN(p->extent_size, v->size - ext * p->extent_size),
-                                .flags = IO_FLAG_REPLICA,
+                                .flags = IO_FLAG_REPLICA | IO_FLAG_REBUILD,
                                 .pool_id = p->id,
                                 .pg = j->pg,
                                 .epoch = g->epoch};
@@ -1698,13 +1728,53 @@ static void rebuild_sync(void)
     rebuild_pump();
 }
 
-/* A copy that joins a PG as a rebuild target starts empty: whatever this SDS
- * kept of that PG from an earlier membership is stale. */
-static void drop_stale_for_targets(const Cairn__ClusterMap *old)
+static int pg_member(const Cairn__Pg *g, uint32_t dev)
 {
+    return pg_has_dev(g->devices, g->n_devices, dev) ||
+           pg_has_dev(g->rebuilding, g->n_rebuilding, dev) ||
+           pg_has_dev(g->departed, g->n_departed, dev);
+}
+
+static int pg_full_target(const Cairn__Pg *g, uint32_t dev)
+{
+    return pg_has_dev(g->rebuilding, g->n_rebuilding, dev) &&
+           !pg_has_dev(g->catchup, g->n_catchup, dev);
+}
+
+/* Should this device drop what it holds of PG pg of pool p? Yes if the PG no
+ * longer counts it as a copy (moved away by a rebalance or drain, given up
+ * after a failure), or if it just became a full-rebuild target (whatever it
+ * kept from an earlier membership is stale: the copy starts empty). */
+static int pg_drops(const Cairn__ClusterMap *old, const Cairn__Pool *p, uint32_t pg, uint32_t dev)
+{
+    const Cairn__Pg *g = p->pgs[pg];
+    if (!pg_member(g, dev))
+        return 1;
+    const Cairn__Pool *op = old ? cmap_pool(old, p->id) : NULL;
+    int before = op && pg < op->n_pgs && pg_full_target(op->pgs[pg], dev);
+    return pg_full_target(g, dev) && !before;
+}
+
+static void drop_unowned(const Cairn__ClusterMap *old)
+{
+    /* a pass over the stores only if some PG changed that way for us */
+    int any = !old;
+    for (size_t pi = 0; pi < S.map->n_pools && !any; pi++) {
+        Cairn__Pool *p = S.map->pools[pi];
+        const Cairn__Pool *op = old ? cmap_pool(old, p->id) : NULL;
+        for (size_t gi = 0; gi < p->n_pgs && !any; gi++)
+            for (int di = 0; di < S.ndevs && !any; di++) {
+                uint32_t id = S.devs[di].id;
+                int was = op && gi < op->n_pgs && pg_member(op->pgs[gi], id);
+                any = pg_drops(old, p, (uint32_t)gi, id) && (was || pg_member(p->pgs[gi], id));
+            }
+    }
+    if (!any)
+        return;
     for (int di = 0; di < S.ndevs; di++) {
         struct dev *d = &S.devs[di];
-        if (d->failed)
+        Cairn__Device *md = cmap_device(S.map, d->id);
+        if (d->failed || !md)
             continue;
         uint64_t vols[1024], exts[1024];
         uint64_t cursor = 0;
@@ -1713,26 +1783,18 @@ static void drop_stale_for_targets(const Cairn__ClusterMap *old)
             for (size_t i = 0; i < n; i++) {
                 Cairn__Volume *v = cmap_volume(S.map, vols[i]);
                 Cairn__Pool *p = v ? cmap_pool(S.map, v->pool_id) : NULL;
-                if (!p || !p->n_pgs)
+                if (!p || !p->n_pgs || p->id != md->pool_id)
                     continue;
                 uint32_t pg = placement_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
-                Cairn__Pg *g = p->pgs[pg];
-                /* a full-rebuild target (not a catch-up one) that just became one */
-                int target_now = pg_has_dev(g->rebuilding, g->n_rebuilding, d->id) &&
-                                 !pg_has_dev(g->catchup, g->n_catchup, d->id);
-                int target_before = 0;
-                Cairn__Pool *op = old ? cmap_pool(old, p->id) : NULL;
-                if (op && pg < op->n_pgs)
-                    target_before = pg_has_dev(op->pgs[pg]->rebuilding, op->pgs[pg]->n_rebuilding,
-                                               d->id) &&
-                                    !pg_has_dev(op->pgs[pg]->catchup, op->pgs[pg]->n_catchup, d->id);
-                if (target_now && !target_before &&
+                if (pg_drops(old, p, pg, d->id) &&
                     store_free(d->st, vols[i], exts[i], purge_cb, NULL) == 0)
                     dropped++;
             }
         }
         if (dropped)
-            log_info("device %u: dropped %zu stale extents of PGs it rebuilds into", d->id, dropped);
+            log_info("device %u: dropped %zu extents of PGs it no longer holds or rebuilds "
+                     "afresh",
+                     d->id, dropped);
     }
 }
 
@@ -1880,6 +1942,7 @@ static void session_heartbeat(void *ctx, Cairn__Heartbeat *hb)
         rs.bytes_left += (j->n - j->next_i + (size_t)j->inflight) * (p ? p->extent_size : 0);
     }
     rs.bytes_done = S.rebuild_done_bytes;
+    rs.bytes_received = S.rebuild_recv_bytes;
     rs.rate = S.rebuild_rate_ewma;
     hb->rebuild = &rs;
     if (S.map)

@@ -78,6 +78,145 @@ static void build(struct mdm_state *s)
     CHECK_EQ(p->n_pgs, 128);
 }
 
+/* Report every rebuilding copy complete, as the primaries would. */
+static int complete_all(struct mdm_state *s)
+{
+    int n = 0;
+    for (int round = 0; round < 10; round++) {
+        int any = 0;
+        for (size_t pi = 0; pi < s->m->n_pools; pi++)
+            for (size_t gi = 0; gi < s->m->pools[pi]->n_pgs; gi++) {
+                Cairn__Pg *g = s->m->pools[pi]->pgs[gi];
+                if (!g->n_rebuilding)
+                    continue;
+                Cairn__MgmtRequest r = CAIRN__MGMT_REQUEST__INIT;
+                r.op = CAIRN__MGMT_OP__OP_PG_REBUILT;
+                r.pool_id = s->m->pools[pi]->id;
+                r.pg = (uint32_t)gi;
+                r.device_id = g->rebuilding[0];
+                r.epoch = g->epoch;
+                CHECK_EQ(apply(s, &r), 0);
+                any = 1;
+                n++;
+            }
+        if (!any)
+            break;
+    }
+    return n;
+}
+
+static uint32_t copies_on_sds(const struct mdm_state *s, const char *name)
+{
+    const Cairn__Sds *o = mdm_sds_by_name(s, name);
+    uint32_t n = 0;
+    for (size_t pi = 0; o && pi < s->m->n_pools; pi++)
+        for (size_t gi = 0; gi < s->m->pools[pi]->n_pgs; gi++) {
+            const Cairn__Pg *g = s->m->pools[pi]->pgs[gi];
+            for (size_t k = 0; k < g->n_devices; k++)
+                n += mdm_device_by_id(s, g->devices[k])->sds_id == o->id;
+        }
+    return n;
+}
+
+static int sds_op(struct mdm_state *s, int op, const char *name, int force)
+{
+    Cairn__MgmtRequest r = CAIRN__MGMT_REQUEST__INIT;
+    r.op = op;
+    r.name = (char *)name;
+    r.force = force;
+    return apply(s, &r);
+}
+
+/* Called with SDSs a (4G), b (6G), c (8G) holding volumes, d (8G) just added. */
+static void test_rebalance(struct mdm_state *s)
+{
+    Cairn__Pool *p = mdm_pool_by_name(s, "default");
+    size_t moving = 0;
+    for (size_t gi = 0; gi < p->n_pgs; gi++) {
+        Cairn__Pg *g = p->pgs[gi];
+        CHECK_EQ(g->n_leaving, g->n_rebuilding);
+        CHECK_EQ(g->n_devices, 2u);
+        moving += g->n_leaving;
+    }
+    /* d's fair share: 256 copies * 8/26 = 78.8 */
+    CHECK(moving >= 76 && moving <= 82);
+    CHECK_EQ(copies_on_sds(s, "d"), 0u);
+    /* a stale report is refused */
+    Cairn__MgmtRequest r = CAIRN__MGMT_REQUEST__INIT;
+    r.op = CAIRN__MGMT_OP__OP_PG_REBUILT;
+    for (size_t gi = 0; gi < p->n_pgs; gi++)
+        if (p->pgs[gi]->n_rebuilding) {
+            r.pool_id = p->id;
+            r.pg = (uint32_t)gi;
+            r.device_id = p->pgs[gi]->rebuilding[0];
+            r.epoch = p->pgs[gi]->epoch - 1;
+            break;
+        }
+    CHECK_EQ(apply(s, &r), -ESTALE);
+    CHECK_EQ(complete_all(s), (int)moving);
+    p = mdm_pool_by_name(s, "default");
+    uint32_t on_d = copies_on_sds(s, "d");
+    CHECK(on_d >= 77 && on_d <= 80);
+    for (size_t gi = 0; gi < p->n_pgs; gi++) {
+        Cairn__Pg *g = p->pgs[gi];
+        CHECK(!g->n_leaving && !g->n_rebuilding && g->n_devices == 2);
+        CHECK(mdm_device_by_id(s, g->devices[0])->sds_id !=
+              mdm_device_by_id(s, g->devices[1])->sds_id);
+    }
+    CHECK_EQ(complete_all(s), 0); /* balanced: nothing more moves */
+
+    /* draining c: refused while it would leave too few fault sets? no: a, b,
+     * d remain. Its copies move, then it is forgotten. */
+    uint32_t on_c = copies_on_sds(s, "c");
+    CHECK_EQ(sds_op(s, CAIRN__MGMT_OP__OP_SDS_REMOVE, "c", 0), 0);
+    CHECK(mdm_sds_by_name(s, "c")->removing);
+    int moved = complete_all(s);
+    printf("drain of an SDS holding %u copies: %d moved\n", on_c, moved);
+    CHECK(moved >= (int)on_c && moved <= (int)on_c * 12 / 10);
+    CHECK(!mdm_sds_by_name(s, "c"));
+    CHECK_EQ(copies_on_sds(s, "c"), 0u);
+    /* usable now: a 4 + b 6 + d 8 = 18 / 2 = 9 GiB, the thick volume's 8 fit */
+    CHECK_EQ(mdm_pool_usable_capacity(s, mdm_pool_by_name(s, "default")), 9ULL << 30);
+
+    /* removing b too would leave 12 GiB raw: a and d, 4 and 8 GiB: usable 4
+     * GiB, below the 8 GiB thick volume */
+    CHECK_EQ(sds_op(s, CAIRN__MGMT_OP__OP_SDS_REMOVE, "b", 0), -ENOSPC);
+    CHECK(strstr(err, "thick"));
+
+    /* fault sets: declared first, then used; never two copies in one */
+    Cairn__MgmtRequest f = CAIRN__MGMT_REQUEST__INIT;
+    f.op = CAIRN__MGMT_OP__OP_FAULT_SET_ADD;
+    f.fault_set = "rack1";
+    CHECK_EQ(sds_add(s, "e", "10.0.0.5:7000", "rack1", 8ULL << 30), -ENOENT);
+    CHECK(strstr(err, "fault-set add"));
+    CHECK_EQ(apply(s, &f), 0);
+    CHECK_EQ(apply(s, &f), -EEXIST);
+    CHECK_EQ(sds_add(s, "e", "10.0.0.5:7000", "rack1", 8ULL << 30), 0);
+    CHECK_EQ(sds_add(s, "f", "10.0.0.6:7000", "rack1", 8ULL << 30), 0);
+    complete_all(s);
+    p = mdm_pool_by_name(s, "default");
+    uint32_t e = mdm_sds_by_name(s, "e")->id, ff = mdm_sds_by_name(s, "f")->id;
+    for (size_t gi = 0; gi < p->n_pgs; gi++) {
+        Cairn__Pg *g = p->pgs[gi];
+        uint32_t s0 = mdm_device_by_id(s, g->devices[0])->sds_id;
+        uint32_t s1 = mdm_device_by_id(s, g->devices[1])->sds_id;
+        CHECK(!((s0 == e || s0 == ff) && (s1 == e || s1 == ff)));
+    }
+    f.op = CAIRN__MGMT_OP__OP_FAULT_SET_REMOVE;
+    CHECK_EQ(apply(s, &f), -EBUSY);
+
+    /* forced removal of a down SDS: its copies go at once, rebuilt elsewhere */
+    CHECK_EQ(sds_op(s, CAIRN__MGMT_OP__OP_SDS_DOWN, "d", 0), 0);
+    CHECK_EQ(sds_op(s, CAIRN__MGMT_OP__OP_SDS_REMOVE, "d", 0), -EINVAL);
+    CHECK(strstr(err, "--force"));
+    CHECK_EQ(sds_op(s, CAIRN__MGMT_OP__OP_SDS_REMOVE, "d", 1), 0);
+    CHECK(!mdm_sds_by_name(s, "d"));
+    p = mdm_pool_by_name(s, "default");
+    for (size_t gi = 0; gi < p->n_pgs; gi++)
+        CHECK_EQ(p->pgs[gi]->n_devices + p->pgs[gi]->n_rebuilding, 2u);
+    complete_all(s);
+}
+
 int main(void)
 {
     struct mdm_state s, t;
@@ -117,14 +256,10 @@ int main(void)
     CHECK_EQ(vol(&s, CAIRN__MGMT_OP__OP_VOLUME_GROW, "thin", 1ULL << 30, 0), -EINVAL);
     CHECK_EQ(vol(&s, CAIRN__MGMT_OP__OP_VOLUME_GROW, "thick", 9ULL << 30, 0), -ENOSPC);
 
-    /* a pool with volumes keeps its PG table when devices are added */
-    p = mdm_pool_by_name(&s, "default");
-    uint64_t epoch0 = p->pgs[0]->epoch;
-    uint32_t dev0 = p->pgs[0]->devices[0];
+    /* a pool with volumes keeps its copies where they are when devices are
+     * added: moves start, and complete one PG at a time */
     CHECK_EQ(sds_add(&s, "d", "10.0.0.4:7000", NULL, 8ULL << 30), 0);
-    p = mdm_pool_by_name(&s, "default");
-    CHECK_EQ(p->pgs[0]->epoch, epoch0);
-    CHECK_EQ(p->pgs[0]->devices[0], dev0);
+    test_rebalance(&s);
 
     /* SDCs, mappings, removal */
     Cairn__MgmtRequest r = CAIRN__MGMT_REQUEST__INIT;
