@@ -816,7 +816,8 @@ static void on_heartbeat(struct rpc_conn *c, const struct frame_hdr *h, const ui
     Cairn__HeartbeatReply rep = CAIRN__HEARTBEAT_REPLY__INIT;
     rep.map_version = M.st.m->version;
     Cairn__Sds *me = s->role == 1 && s->sds_id ? mdm_sds_by_id(&M.st, s->sds_id) : NULL;
-    rep.demoted_version = me ? me->demoted_version : 0;
+    /* an SDS the cluster does not know (removed) needs the newest map */
+    rep.demoted_version = me ? me->demoted_version : M.st.m->version;
     rpc_reply_pb(c, h, 0, &rep.base);
 }
 

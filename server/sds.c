@@ -148,6 +148,8 @@ struct sds {
     struct fence {
         uint32_t pool_id, pg;
         uint64_t until;
+        uint32_t old_primary; /* alive (a planned handover): lifted early once */
+        uint64_t version;     /* it shows a map at least this new */
     } *fences;
     size_t nfences;
     uint64_t fence_max;
@@ -281,6 +283,7 @@ static void fence_new_primaries(const Cairn__ClusterMap *old);
 static void trackers_sync(const Cairn__ClusterMap *old);
 static void dirty_add(uint32_t pool_id, uint32_t pg, uint64_t vol, uint64_t ext);
 static void map_fetch(void);
+static void ping_timer_cb(uv_timer_t *t);
 
 static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
 {
@@ -289,7 +292,14 @@ static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
         return;
     }
     Cairn__ClusterMap *old = S.map;
+    uint64_t old_version = old ? old->version : 0;
     S.map = m;
+    if (!my_id)
+        for (size_t i = 0; i < m->n_sds; i++)
+            if (!strcmp(m->sds[i]->name, S.name)) /* added since it registered */
+                my_id = m->sds[i]->id;
+    if (my_id && my_id != S.my_id)
+        log_info("this SDS is '%s', id %u", S.name, my_id);
     if (my_id)
         S.my_id = my_id;
     if (S.data_dir) {
@@ -326,6 +336,10 @@ static void install_map(Cairn__ClusterMap *m, uint32_t my_id)
     purge_removed();
     update_reservations();
     rebuild_sync();
+    /* tell the peers at once which map we hold: a new primary waiting for a
+     * moved one to learn of the move lifts its fence on our ping */
+    if (old_version != m->version)
+        ping_timer_cb(NULL);
     log_debug("map version %llu installed", (unsigned long long)m->version);
 }
 
@@ -701,6 +715,12 @@ static void handle_ping(struct rpc_conn *c, const struct frame_hdr *h, const uin
     Cairn__Sds *o = cmap_sds(S.map, from);
     if (S.map && version > S.map->version)
         map_fetch();
+    /* A map this new no longer makes it primary where we took over: it
+     * serves none of those PGs any more, so our fences against it can go. */
+    for (size_t i = 0; i < S.nfences; i++)
+        if (S.fences[i].old_primary == from && version >= S.fences[i].version)
+            S.fences[i].until = 0;
+
     /* no lease for an SDS that is down, or whose map still makes it primary
      * of a PG that has moved on */
     if (!o || o->state != CAIRN__SDS_STATE__SDS_UP || version < o->demoted_version) {
@@ -740,7 +760,9 @@ static void fence_new_primaries(const Cairn__ClusterMap *old)
             Cairn__Sds *old_sds = cmap_sds(S.map, was_prim);
             struct lease *l = lease_of(was_prim);
             uint64_t until = (l ? l->granted_at : now) + S.lease_ms + 100;
-            if (old_sds && old_sds->state == CAIRN__SDS_STATE__SDS_UP)
+            /* removed from the cluster counts as alive: it may not know yet */
+            int alive = !old_sds || old_sds->state == CAIRN__SDS_STATE__SDS_UP;
+            if (alive)
                 until = now + S.lease_ms + 100;
             if (until <= now)
                 continue;
@@ -748,7 +770,8 @@ static void fence_new_primaries(const Cairn__ClusterMap *old)
             if (!nf)
                 continue;
             S.fences = nf;
-            S.fences[S.nfences++] = (struct fence){(uint32_t)p->id, (uint32_t)gi, until};
+            S.fences[S.nfences++] = (struct fence){(uint32_t)p->id, (uint32_t)gi, until,
+                                                   alive ? was_prim : 0, S.map->version};
             S.fence_max = MAX(S.fence_max, until);
         }
     }
@@ -1885,8 +1908,6 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
 static void session_on_map(void *ctx, Cairn__MapReply *rep)
 {
     (void)ctx;
-    if (rep->sds_id && rep->sds_id != S.my_id)
-        log_info("this SDS is '%s', id %u", S.name, rep->sds_id);
     Cairn__ClusterMap *m = rep->map;
     uint32_t id = rep->sds_id;
     rep->map = NULL;

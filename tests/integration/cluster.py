@@ -81,8 +81,11 @@ class Daemon:
 
 class Cluster:
     def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
-                 extra_devices=None, copies=2, sds_args=(), mdm_args=()):
+                 extra_devices=None, copies=2, sds_args=(), mdm_args=(), initial=None):
         self.dir = str(workdir)
+        # SDSs started and added by start(); the rest wait for add_sds()
+        self.initial = len(sds_sizes) if initial is None else initial
+        self.members = set()
         self.mdm_args = list(mdm_args)
         self.copies = copies
         self.sds_args = list(sds_args)
@@ -128,7 +131,8 @@ class Cluster:
     def wait_sds_connected(self):
         def ok():
             st = self.status()
-            return len(st["sds"]) == len(self.sds_sizes) and all(s["connected"] for s in st["sds"])
+            return ({s["name"] for s in st["sds"]} == {f"sds{i + 1}" for i in self.members}
+                    and all(s["connected"] for s in st["sds"]))
         wait_for("every SDS connected", ok)
 
     def wait_sdc_registered(self):
@@ -138,24 +142,40 @@ class Cluster:
     def start(self):
         os.makedirs(self.dir, exist_ok=True)
         self.start_mdm()
-        for i in range(len(self.sds_sizes)):
+        for i in range(self.initial):
             self.start_sds(i)
         self.start_sdc()
         self.cairn("pool", "create", "default", "--pgs", str(self.pgs), "--copies",
                    str(self.copies))
-        for i, size in enumerate(self.sds_sizes):
-            dev = os.path.join(self.dir, f"dev{i + 1}.img")
-            with open(dev, "wb") as f:
-                f.truncate(size)
-            name = f"sds{i + 1}"
-            wait_for(f"{name} to connect to the MDM", lambda a=self.sds_addrs[i], n=name, d=dev:
-                     self.cairn("sds", "add", "--name", n, "--addr", a, "--device", d,
-                                check=False).returncode == 0)
-            for extra in self.extra_devices.get(i, []):
-                self.cairn("device", "add", "--sds", name, "--device", extra)
+        for i in range(self.initial):
+            self._add_sds(i)
         self.wait_sds_connected()
         self.wait_sdc_registered()
         return self
+
+    def _add_sds(self, i, fault_set=None):
+        dev = os.path.join(self.dir, f"dev{i + 1}.img")
+        with open(dev, "wb") as f:
+            f.truncate(self.sds_sizes[i])
+        name = f"sds{i + 1}"
+        fs = ["--fault-set", fault_set] if fault_set else []
+        wait_for(f"{name} to connect to the MDM", lambda a=self.sds_addrs[i], n=name, d=dev:
+                 self.cairn("sds", "add", "--name", n, "--addr", a, "--device", d, *fs,
+                            check=False).returncode == 0)
+        for extra in self.extra_devices.get(i, []):
+            self.cairn("device", "add", "--sds", name, "--device", extra)
+        self.members.add(i)
+
+    def add_sds(self, i, fault_set=None):
+        """Start SDS i (not started by start()) and add it to the cluster."""
+        self.start_sds(i)
+        self._add_sds(i, fault_set)
+        self.wait_sds_connected()
+
+    def forget_sds(self, i):
+        """SDS i was removed from the cluster: stop its daemon."""
+        self.members.discard(i)
+        self.daemons[f"sds{i + 1}"].stop()
 
     def stop_all(self, sig=signal.SIGTERM):
         order = ["sdc"] + [n for n in self.daemons if n.startswith("sds")] + ["mdm"]
@@ -165,7 +185,7 @@ class Cluster:
 
     def start_all(self):
         self.start_mdm()
-        for i in range(len(self.sds_sizes)):
+        for i in sorted(self.members):
             self.start_sds(i)
         self.start_sdc()
         self.wait_sds_connected()

@@ -31,8 +31,10 @@ def payload(block, gen):
 
 
 class Verifier:
-    def __init__(self, uri, size, seed=1, write_pct=60):
+    def __init__(self, uri, size, seed=1, write_pct=60, initial=None):
+        """initial(block) -> bytes: what a block held before the load (default zeroes)."""
         self.uri, self.nblocks = uri, size // BLOCK
+        self.initial = initial
         self.rng = random.Random(seed)
         self.write_pct = write_pct
         self.acked = {}       # block -> generation last acknowledged
@@ -68,7 +70,8 @@ class Verifier:
 
     def check(self, block, data):
         for g in self.allowed(block):
-            if (g == 0 and data == b"\0" * BLOCK) or (g and data == payload(block, g)):
+            before = self.initial(block) if self.initial else b"\0" * BLOCK
+            if (g == 0 and data == before) or (g and data == payload(block, g)):
                 return True
         self.errors.append(f"block {block}: read matches none of generations {sorted(self.allowed(block))}")
         return False
