@@ -223,7 +223,13 @@ int cli_locate(const Cairn__ClusterMap *map, const char *volume, uint64_t offset
         uint32_t devid = k < g->n_devices ? g->devices[k] : g->rebuilding[k - g->n_devices];
         const Cairn__Device *d = cmap_device(map, devid);
         const Cairn__Sds *s = d ? cmap_sds(map, d->sds_id) : NULL;
-        const char *role = k == 0 ? "primary" : k < g->n_devices ? "secondary" : "rebuilding";
+        int leaving = 0;
+        for (size_t j = 0; j < g->n_leaving; j++)
+            leaving |= k < g->n_devices && g->leaving[j] == devid;
+        const char *role = leaving ? (k == 0 ? "primary, leaving" : "secondary, leaving")
+                           : k == 0           ? "primary"
+                           : k < g->n_devices ? "secondary"
+                                              : "rebuilding";
         if (json) {
             printf("%s{\"role\":\"%s\",\"device\":%u,\"sds\":\"%s\",\"addr\":\"%s\"}", k ? "," : "",
                    role, devid, s ? s->name : "?", s ? s->addr : "?");

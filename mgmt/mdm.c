@@ -725,6 +725,15 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
             reply_error(c, h, -EEXIST, err);
             break;
         }
+        if (req->op == CAIRN__MGMT_OP__OP_SDS_ADD && req->fault_set[0] &&
+            !mdm_fault_set_by_name(&M.st, req->fault_set)) {
+            char err[256];
+            snprintf(err, sizeof(err),
+                     "no fault set named '%s' (declare it with 'cairn fault-set add %s')",
+                     req->fault_set, req->fault_set);
+            reply_error(c, h, -ENOENT, err);
+            break;
+        }
         start_probe(c, h, req);
         return; /* req now owned by the probe */
     case CAIRN__MGMT_OP__OP_SDS_REMOVE:

@@ -115,16 +115,20 @@ Cairn__Device *mdm_device_by_id(const struct mdm_state *s, uint32_t id)
 {
     return cmap_device(s->m, id);
 }
+Cairn__FaultSet *mdm_fault_set_by_name(const struct mdm_state *s, const char *name)
+{
+    for (size_t i = 0; i < s->m->n_fault_sets; i++)
+        if (!strcmp(s->m->fault_sets[i]->name, name))
+            return s->m->fault_sets[i];
+    return NULL;
+}
 
 /* Placement's fault set number of an SDS: its declared fault set's id, or,
  * for an SDS declared in none, one of its own. */
 static uint32_t fault_set_index(const struct mdm_state *s, const Cairn__Sds *sds)
 {
-    if (sds->fault_set[0])
-        for (size_t i = 0; i < s->m->n_fault_sets; i++)
-            if (!strcmp(s->m->fault_sets[i]->name, sds->fault_set))
-                return 0x80000000u | s->m->fault_sets[i]->id;
-    return sds->id;
+    const Cairn__FaultSet *f = sds->fault_set[0] ? mdm_fault_set_by_name(s, sds->fault_set) : NULL;
+    return f ? 0x80000000u | f->id : sds->id;
 }
 
 /* A device that may take copies: in the pool, working, not being removed. */
@@ -1182,11 +1186,7 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
                 return -EEXIST;
             }
         if (req->fault_set[0]) {
-            size_t f;
-            for (f = 0; f < s->m->n_fault_sets; f++)
-                if (!strcmp(s->m->fault_sets[f]->name, req->fault_set))
-                    break;
-            if (f == s->m->n_fault_sets) {
+            if (!mdm_fault_set_by_name(s, req->fault_set)) {
                 errf(err, errlen, "no fault set named '%s' (declare it with 'cairn fault-set add %s')",
                      req->fault_set, req->fault_set);
                 return -ENOENT;

@@ -4,7 +4,9 @@ and a fifth SDS are added and one of the first three is drained and removed.
 Every acknowledged write must read back, no I/O may fail, each rebalance may
 move at most 1.2x the minimum, and at the end every device's fill is within 5
 points of the pool's mean fill. Prints the figures for each step."""
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -171,5 +173,64 @@ def test_scale_out_and_in(tmp_path):
         for name, moved, need, *_ in figures:
             assert moved <= 1.2 * need, f"{name}: moved {moved} bytes, minimum {need}"
             assert moved >= 0.8 * need, f"{name}: moved {moved} bytes, less than it should"
+    finally:
+        c.shutdown()
+
+
+def test_fault_sets_and_forced_removal(tmp_path):
+    """Declared fault sets hold one copy of a PG at most; a removal that
+    would break the copies policy or run out of room is refused; a dead SDS
+    is removed by force and its copies are rebuilt from the others."""
+    c = NetCluster(tmp_path, sds_sizes=(256 * MiB,) * 5, pgs=64, copies=2, initial=0)
+    try:
+        c.start()
+        r = c.cairn("sds", "add", "--name", "x", "--addr", "10.0.0.1:1", "--device", "/x",
+                    "--fault-set", "rack1", check=False)
+        assert r.returncode != 0 and "fault-set add rack1" in r.stderr, r.stderr
+        c.cairn("fault-set", "add", "rack1")
+        c.cairn("fault-set", "add", "rack2")
+        for i, fs in enumerate(("rack1", "rack1", "rack2", "rack2")):
+            c.add_sds(i, fault_set=fs)
+        listing = c.cairn("fault-set", "list").stdout
+        assert "sds1, sds2" in listing and "sds3, sds4" in listing, listing
+        c.create_volume("vol", 192 * MiB)
+        src = tmp_path / "src.img"
+        with open(src, "wb") as f:
+            f.write(os.urandom(192 * MiB))
+        subprocess.run(["nbdcopy", str(src), c.uri("vol")], check=True, timeout=600)
+        wait_for("placement settled", lambda: settled(c), timeout=60)
+        st = c.status()
+        rack = {s["name"]: s["fault_set"] for s in st["sds"]}
+        for off in range(0, 192 * MiB, 3 * MiB):
+            loc = c.cairn("volume", "locate", "vol", "--offset", str(off), json_out=True).stdout
+            holders = [rack[cp["sds"]] for cp in json.loads(loc)["copies"]]
+            assert len(set(holders)) == len(holders) == 2, loc
+
+        # rack2 without sds3 and sds4 would leave one fault set for two copies
+        c.cairn("sds", "remove", "sds3")
+        r = c.cairn("sds", "remove", "sds4", check=False)
+        assert r.returncode != 0 and "fault set" in r.stderr, r.stderr
+        wait_for("sds3 drained and forgotten", lambda: settled(c) and "sds3" not in
+                 {s["name"] for s in c.status()["sds"]}, timeout=300)
+        c.forget_sds(2)
+        # sds4 alone is rack2 now: it holds a copy of every PG, 192 MiB of 256
+        c.add_sds(4, fault_set="rack1")
+        wait_for("rebalanced", lambda: settled(c), timeout=300)
+
+        # a dead SDS: drain refused (nothing to drain from), forced removal rebuilds
+        c.daemons["sds2"].stop(signal.SIGKILL)
+        wait_for("sds2 marked down", lambda: any(s["name"] == "sds2" and s["state"] == "down"
+                                                for s in c.status()["sds"]), timeout=30)
+        r = c.cairn("sds", "remove", "sds2", check=False)
+        assert r.returncode != 0 and "--force" in r.stderr, r.stderr
+        c.cairn("sds", "remove", "sds2", "--force")
+        c.members.discard(1)
+        wait_for("rebuilt without sds2", lambda: settled(c), timeout=300)
+        assert "sds2" not in {s["name"] for s in c.status()["sds"]}
+        got = subprocess.run(["nbdcopy", c.uri("vol"), "-"], capture_output=True, check=True,
+                             timeout=600).stdout
+        with open(src, "rb") as f:
+            assert got == f.read(), "data changed through drain, rebalance and forced removal"
+        c.cairn("volume", "check-copies", "vol")
     finally:
         c.shutdown()

@@ -205,6 +205,21 @@ static void test_rebalance(struct mdm_state *s)
     f.op = CAIRN__MGMT_OP__OP_FAULT_SET_REMOVE;
     CHECK_EQ(apply(s, &f), -EBUSY);
 
+    /* one device drains like an SDS; the SDS stays */
+    Cairn__MgmtRequest dr = CAIRN__MGMT_REQUEST__INIT;
+    char *path = "/dev/x";
+    dr.op = CAIRN__MGMT_OP__OP_DEVICE_REMOVE;
+    dr.name = "e";
+    dr.paths = &path;
+    dr.n_paths = 1;
+    uint32_t on_e = copies_on_sds(s, "e");
+    CHECK(on_e > 0);
+    CHECK_EQ(apply(s, &dr), 0);
+    complete_all(s);
+    CHECK_EQ(copies_on_sds(s, "e"), 0u);
+    CHECK(mdm_sds_by_name(s, "e"));
+    CHECK_EQ(apply(s, &dr), -ENOENT); /* forgotten */
+
     /* forced removal of a down SDS: its copies go at once, rebuilt elsewhere */
     CHECK_EQ(sds_op(s, CAIRN__MGMT_OP__OP_SDS_DOWN, "d", 0), 0);
     CHECK_EQ(sds_op(s, CAIRN__MGMT_OP__OP_SDS_REMOVE, "d", 0), -EINVAL);
