@@ -10,6 +10,7 @@
 #include "nbd_proto.h"
 #include "net.h"
 #include "rpc.h"
+#include "wqueue.h"
 #include "util.h"
 
 #define OPT_MAX (64u << 10)       /* longest option we accept */
@@ -45,6 +46,7 @@ struct nbd_conn {
     int inflight, nwrites;
     int closing, stop_reading, handle_closed;
     char peer[64];
+    struct wqueue wq; /* replies waiting for this loop turn's writev */
 };
 
 struct nreq {
@@ -57,10 +59,9 @@ struct nreq {
 };
 
 struct wreq {
-    uv_write_t w;
+    struct wq_item it; /* first: the queue hands it back */
     struct nbd_conn *c;
     void *free_buf;
-    uv_buf_t bufs[2];
     uint8_t hdr[];
 };
 
@@ -68,9 +69,9 @@ static void conn_maybe_close(struct nbd_conn *c);
 
 /* ---- output ---- */
 
-static void write_cb(uv_write_t *w, int status)
+static void write_cb(struct wq_item *it, int status)
 {
-    struct wreq *wr = (struct wreq *)w;
+    struct wreq *wr = (struct wreq *)it;
     struct nbd_conn *c = wr->c;
     (void)status;
     rpc_buf_free(wr->free_buf);
@@ -97,14 +98,13 @@ static void send_bytes(struct nbd_conn *c, const void *hdr, size_t hlen, void *d
     memcpy(wr->hdr, hdr, hlen);
     wr->c = c;
     wr->free_buf = own ? data : NULL;
-    wr->bufs[0] = uv_buf_init((char *)wr->hdr, (unsigned)hlen);
-    wr->bufs[1] = uv_buf_init(data, (unsigned)dlen);
-    if (uv_write(&wr->w, &c->u.s, wr->bufs, dlen ? 2 : 1, write_cb) < 0) {
-        if (own)
-            rpc_buf_free(data);
-        free(wr);
-        return;
-    }
+    wr->it.bufs[0] = uv_buf_init((char *)wr->hdr, (unsigned)hlen);
+    wr->it.bufs[1] = uv_buf_init(data, (unsigned)dlen);
+    wr->it.nbufs = dlen ? 2 : 1;
+    wr->it.done = write_cb;
+    if (!c->wq.stream)
+        wq_init(&c->wq, &c->u.s);
+    wq_push(&c->wq, &wr->it);
     c->nwrites++;
 }
 
@@ -818,6 +818,8 @@ static void conn_maybe_close(struct nbd_conn *c)
     if (c->nwrites > 0 && !c->closing)
         return; /* let replies drain (ABORT ack, DISC, bad handshake) */
     c->handle_closed = 1;
+    if (c->wq.stream)
+        wq_flush(&c->wq); /* queued replies go, or are cancelled by the close */
     uv_close(&c->u.h, free_cb);
 }
 
@@ -837,7 +839,9 @@ static void accept_cb(uv_stream_t *ls, int status)
     c->u.h.data = c;
     if (uv_accept(ls, &c->u.s) < 0) {
         c->handle_closed = 1;
-        uv_close(&c->u.h, free_cb);
+        if (c->wq.stream)
+        wq_flush(&c->wq); /* queued replies go, or are cancelled by the close */
+    uv_close(&c->u.h, free_cb);
         return;
     }
     if (!s->is_pipe)

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "net.h"
 #include "util.h"
+#include "wqueue.h"
 
 #define RPC_READ_BUF (256u << 10)
 #define RPC_BUCKETS 1024u
@@ -47,6 +48,8 @@ struct rpc_conn {
     uint64_t next_id;
     unsigned npending;
     struct rpc_pending *pend[RPC_BUCKETS];
+
+    struct wqueue wq; /* frames waiting for this loop turn's writev */
 };
 
 struct rpc_server {
@@ -58,10 +61,9 @@ struct rpc_server {
 };
 
 struct rpc_wreq {
-    uv_write_t w;
+    struct wq_item it; /* first: the queue hands it back */
     rpc_sent_cb cb;
     void *arg;
-    uv_buf_t bufs[8];
     uint8_t head[]; /* frame header + msg */
 };
 
@@ -136,6 +138,8 @@ void rpc_close(struct rpc_conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->wq.stream)
+        wq_flush(&c->wq); /* queued frames go, or are cancelled by the close */
     uv_read_stop(&c->u.s);
     uv_close((uv_handle_t *)&c->timer, conn_free_cb);
     uv_close(&c->u.h, conn_stream_closed_cb);
@@ -436,9 +440,9 @@ int rpc_connect(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h,
     return 0;
 }
 
-static void write_done_cb(uv_write_t *w, int status)
+static void write_done_cb(struct wq_item *it, int status)
 {
-    struct rpc_wreq *wr = (struct rpc_wreq *)w;
+    struct rpc_wreq *wr = (struct rpc_wreq *)it;
     if (wr->cb)
         wr->cb(wr->arg, status);
     free(wr);
@@ -471,16 +475,16 @@ static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status
         memcpy(wr->head + FRAME_HDR_SIZE, msg, msg_len);
     wr->cb = cb;
     wr->arg = arg;
-    wr->bufs[0] = uv_buf_init((char *)wr->head, FRAME_HDR_SIZE + msg_len);
+    wr->it.bufs[0] = uv_buf_init((char *)wr->head, FRAME_HDR_SIZE + msg_len);
     int nb = 1;
     for (int i = 0; i < npl; i++)
         if (pl[i].iov_len)
-            wr->bufs[nb++] = uv_buf_init(pl[i].iov_base, (unsigned)pl[i].iov_len);
-    int r = uv_write(&wr->w, &c->u.s, wr->bufs, (unsigned)nb, write_done_cb);
-    if (r < 0) {
-        free(wr);
-        return r;
-    }
+            wr->it.bufs[nb++] = uv_buf_init(pl[i].iov_base, (unsigned)pl[i].iov_len);
+    wr->it.nbufs = nb;
+    wr->it.done = write_done_cb;
+    if (!c->wq.stream)
+        wq_init(&c->wq, &c->u.s);
+    wq_push(&c->wq, &wr->it);
     return 0;
 }
 

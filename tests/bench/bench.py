@@ -423,7 +423,7 @@ def report(out, results, targets, meta, rebuild):
               "|---|--:|--:|---|"]
     for desc, val, bound, ok in ratio_checks(results):
         lines.append(f"| {desc} | {fmt(val, 2)} | {bound} | {'pass' if ok else 'SHORT'} |")
-    lines += ["", "## Cairn to each target, per job (IOPS ratio; latency ratio for QD1)", "",
+    lines += ["", "## Cairn's IOPS over each target's, per job", "",
               "| job | " + " | ".join(t.name for t in targets if t.name != "cairn") + " |",
               "|---|" + "--:|" * (len(targets) - 1)]
     for j in JOBS:
