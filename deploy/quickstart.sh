@@ -68,7 +68,7 @@ up() {
   wait_until "the SDC to register" sh -c "'$build/mgmt/cairn' --mdm $MDM sdc list | grep -q '^quickstart '"
   cairn volume show demo >/dev/null 2>&1 || cairn volume create demo --size 8G
   cairn volume map demo --sdc quickstart >/dev/null
-  wait_until "the demo export" nbdinfo --list "nbd://127.0.0.1:$NBD_PORT"
+  wait_until "the demo export" nbdinfo "nbd://127.0.0.1:$NBD_PORT/demo"
   cairn status
   cat <<MSG
 
