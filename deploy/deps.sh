@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages Cairn needs to build, run and test.
-# Usage: deploy/deps.sh [build|run|test]   (default: test, which is everything)
+# Usage: deploy/deps.sh [build|run|test|bench]
+#   (default: test; bench is test plus Ceph and matplotlib for tests/bench)
 set -euo pipefail
 what=${1:-test}
 build_pkgs=(build-essential cmake pkg-config libuv1-dev liburing-dev libprotobuf-c-dev
@@ -8,8 +9,12 @@ build_pkgs=(build-essential cmake pkg-config libuv1-dev liburing-dev libprotobuf
 run_pkgs=(libnbd-bin nbd-client)
 test_pkgs=(python3-libnbd python3-pytest fio qemu-utils fuse3 e2fsprogs iproute2 util-linux nbdkit
            procps psmisc qemu-system-x86 busybox-static cpio kmod xz-utils)
+bench_pkgs=(ceph-mon ceph-osd ceph-common python3-matplotlib)
 pkgs=("${build_pkgs[@]}" "${run_pkgs[@]}")
-[ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+case $what in
+  test) pkgs+=("${test_pkgs[@]}") ;;
+  bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -254,14 +254,13 @@ def measure(target, job, runtime):
             "mib_s": side["bw_bytes"] / MiB,
             "lat_mean_us": side["lat_ns"]["mean"] / 1000,
             "lat_p99_us": side["lat_ns"]["percentile"]["99.000000"] / 1000,
-            # the server's CPU over the whole run (ramp included) over every I/O done
-            "cpu_us_per_io": (server * 1e6 / (ios + side.get("short_ios", 0)) if pids and ios
-                              else None),
+            "cpu_us_per_io": None,
             "other_cpu_cores": other / wall,
             "idle_before": idle,
             "attempts": attempt + 1,
         }
-        # ramp_time I/Os are not in total_ios: scale the server CPU to the timed part
+        # the server's CPU per I/O; the ramp's I/Os are not in total_ios, so the
+        # CPU measured over ramp + runtime is scaled to the timed part
         if pids and ios and runtime:
             res["cpu_us_per_io"] = server * (runtime / (runtime + 2)) * 1e6 / ios
         disturbed = res["other_cpu_cores"] > 0.2

@@ -6,18 +6,7 @@
 # chart.png to tests/bench/results/<date>/ (not committed).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
-"$top/deploy/deps.sh" test
-need=()
-for p in ceph-mon ceph-osd ceph-common python3-matplotlib fio nbdkit; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "bench: installing ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+"$top/deploy/deps.sh" bench
 build=$top/build-bench
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
