@@ -28,8 +28,9 @@ enum frame_type {
     FT_SDC_REGISTER = 7, /* sdc -> mdm: SdcRegister / MapReply */
     FT_PG_REBUILT = 8,   /* sds -> mdm: MgmtRequest(OP_PG_REBUILT) / MgmtReply */
 
-    FT_PING = 9,
-    FT_PG_LIST = 10,     /* sds -> sds: u32 pool, u32 pg / payload: (u64 vol, u64 ext) pairs */         /* sds -> sds: u32 sender id, u64 map version / status 0 = lease granted */
+    FT_PING = 9,         /* sds -> sds: u32 sender id, u64 map version / status 0 = lease granted */
+    FT_PG_LIST = 10,     /* sds -> sds: u32 pool, u32 pg / payload: (u64 vol, u64 ext) pairs */
+    FT_LOCAL = 11,       /* sdc|sds -> sds: (empty) / LocalSocket: its unix socket on this host */
 
     FT_IO_READ = 16,  /* io_hdr / payload in reply */
     FT_IO_WRITE = 17, /* io_hdr + payload */

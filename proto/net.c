@@ -72,3 +72,23 @@ void net_peer_name(const union net_stream *s, char *buf, size_t len)
     }
     snprintf(buf, len, "%s:%d", ip, port);
 }
+
+/* Both ends of a TCP connection on one address: the peer is this host (in
+ * this network namespace). */
+int net_same_host(const union net_stream *s)
+{
+    if (s->h.type != UV_TCP)
+        return 0;
+    struct sockaddr_storage a, b;
+    int al = sizeof(a), bl = sizeof(b);
+    if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&a, &al) != 0 ||
+        uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&b, &bl) != 0 || a.ss_family != b.ss_family)
+        return 0;
+    if (a.ss_family == AF_INET)
+        return ((struct sockaddr_in *)&a)->sin_addr.s_addr ==
+               ((struct sockaddr_in *)&b)->sin_addr.s_addr;
+    if (a.ss_family == AF_INET6)
+        return !memcmp(&((struct sockaddr_in6 *)&a)->sin6_addr,
+                       &((struct sockaddr_in6 *)&b)->sin6_addr, sizeof(struct in6_addr));
+    return 0;
+}

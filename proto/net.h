@@ -22,5 +22,7 @@ int net_resolve(const char *addr, struct sockaddr_storage *ss);
 
 /* "ip:port" of a TCP peer, or "unix". */
 void net_peer_name(const union net_stream *s, char *buf, size_t len);
+/* 1 if a TCP connection joins two sockets of this host. */
+int net_same_host(const union net_stream *s);
 
 #endif

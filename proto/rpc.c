@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,12 +68,47 @@ struct rpc_wreq {
     uint8_t head[]; /* frame header + msg */
 };
 
+/* Payload buffers come and go with every request; fresh ones of 128 KiB and
+ * more are mmap()ed by malloc, so each would cost a page fault per 4 KiB and
+ * a munmap. Freed buffers wait here, per power-of-two size class, and are
+ * reused: up to BUF_CACHE_BYTES per thread. A buffer is a whole class (its
+ * size is rounded up), so its class is found again from malloc_usable_size(). */
+#define BUF_MIN_SHIFT 12
+#define BUF_MAX_SHIFT 22 /* 4 MiB: larger buffers are not kept */
+#define BUF_CACHE_BYTES (64u << 20)
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define BUF_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define BUF_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define BUF_POISON(p, n) ((void)(p), (void)(n))
+#define BUF_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+static __thread void *buf_cache[BUF_MAX_SHIFT + 1];
+static __thread size_t buf_cached;
+
+static int buf_class(size_t len)
+{
+    int k = BUF_MIN_SHIFT;
+    while (((size_t)1 << k) < len)
+        k++;
+    return k;
+}
+
 uint8_t *rpc_buf_alloc(size_t len)
 {
+    int k = buf_class(len ? len : 1);
+    if (k <= BUF_MAX_SHIFT && buf_cache[k]) {
+        void *p = buf_cache[k];
+        BUF_UNPOISON(p, (size_t)1 << k);
+        memcpy(&buf_cache[k], p, sizeof(void *));
+        buf_cached -= (size_t)1 << k;
+        return p;
+    }
     void *p = NULL;
-    size_t sz = (len + 4095) & ~(size_t)4095;
-    if (sz == 0)
-        sz = 4096;
+    size_t sz = k <= BUF_MAX_SHIFT ? (size_t)1 << k : (len + 4095) & ~(size_t)4095;
     if (posix_memalign(&p, 4096, sz))
         return NULL;
     return p;
@@ -80,6 +116,21 @@ uint8_t *rpc_buf_alloc(size_t len)
 
 void rpc_buf_free(void *buf)
 {
+    if (!buf)
+        return;
+    size_t have = malloc_usable_size(buf);
+    int k = BUF_MIN_SHIFT;
+    while (k < BUF_MAX_SHIFT && ((size_t)2 << k) <= have)
+        k++;
+    if (have >= ((size_t)1 << k) && have < ((size_t)2 << k) &&
+        buf_cached + ((size_t)1 << k) <= BUF_CACHE_BYTES) {
+        memcpy(buf, &buf_cache[k], sizeof(void *));
+        /* a use after free of a kept buffer is still caught */
+        BUF_POISON((uint8_t *)buf + sizeof(void *), ((size_t)1 << k) - sizeof(void *));
+        buf_cache[k] = buf;
+        buf_cached += (size_t)1 << k;
+        return;
+    }
     free(buf);
 }
 
@@ -94,6 +145,10 @@ void rpc_set_data(struct rpc_conn *c, void *data)
 const char *rpc_peer(const struct rpc_conn *c)
 {
     return c->peer;
+}
+int rpc_same_host(const struct rpc_conn *c)
+{
+    return net_same_host(&c->u);
 }
 int rpc_is_closing(const struct rpc_conn *c)
 {

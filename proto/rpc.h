@@ -54,6 +54,8 @@ void *rpc_data(struct rpc_conn *c);
 void rpc_set_data(struct rpc_conn *c, void *data);
 const char *rpc_peer(const struct rpc_conn *c);
 int rpc_is_closing(const struct rpc_conn *c);
+/* 1 if c is a TCP connection to another socket of this host. */
+int rpc_same_host(const struct rpc_conn *c);
 /* Number of calls waiting for a reply. */
 unsigned rpc_pending(const struct rpc_conn *c);
 

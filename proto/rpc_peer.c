@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cairn.pb-c.h"
+#include "frame.h"
 #include "log.h"
 
 struct waiting {
@@ -25,6 +27,10 @@ struct rpc_peer {
     char addr[128];
     struct rpc_conn *conn;
     int connecting;
+    /* a TCP connection to this host, while it is swapped for the peer's unix
+     * socket: probe is the TCP one, local the unix one being checked */
+    struct rpc_conn *probe, *local;
+    uint64_t token;
     struct waiting *head, **tail;
     uint64_t last_fail_log;
 };
@@ -52,6 +58,10 @@ void rpc_peer_set_addr(struct rpc_peer *p, const char *addr)
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     if (p->conn)
         rpc_close(p->conn);
+    if (p->probe)
+        rpc_close(p->probe);
+    if (p->local)
+        rpc_close(p->local);
 }
 
 static void on_close(struct rpc_conn *c)
@@ -59,6 +69,16 @@ static void on_close(struct rpc_conn *c)
     struct rpc_peer *p = rpc_data(c);
     if (p && p->conn == c)
         p->conn = NULL;
+    if (p && p->probe == c)
+        p->probe = NULL; /* the swap in progress sees it gone */
+    if (p && p->local == c)
+        p->local = NULL;
+}
+
+/* The TCP connection kept when the local socket is not used, or NULL. */
+static struct rpc_conn *usable(struct rpc_conn *c)
+{
+    return c && !rpc_is_closing(c) ? c : NULL;
 }
 
 static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
@@ -88,11 +108,81 @@ static void drain(struct rpc_peer *p, int err)
     }
 }
 
+static void use_conn(struct rpc_peer *p, struct rpc_conn *c)
+{
+    p->connecting = 0;
+    p->conn = c;
+    drain(p, c ? 0 : -ECONNRESET);
+}
+
+/* The local socket answered with the same token: it is the same SDS. */
+static void local_check_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                           uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)payload_len;
+    rpc_buf_free(payload);
+    struct rpc_peer *p = arg;
+    struct rpc_conn *tcp = p->probe, *local = p->local;
+    p->probe = p->local = NULL;
+    Cairn__LocalSocket *ls = status == 0 ? cairn__local_socket__unpack(NULL, msg_len, msg) : NULL;
+    int same = ls && ls->token == p->token;
+    if (ls)
+        cairn__local_socket__free_unpacked(ls, NULL);
+    if (same && usable(local)) {
+        if (tcp)
+            rpc_close(tcp);
+        use_conn(p, local);
+        return;
+    }
+    if (local)
+        rpc_close(local);
+    use_conn(p, usable(tcp));
+}
+
+static void local_connect_cb(struct rpc_conn *c, int status, void *arg)
+{
+    struct rpc_peer *p = arg;
+    struct rpc_conn *tcp = p->probe;
+    if (status == 0) {
+        p->local = c;
+        if (rpc_call(c, FT_LOCAL, NULL, 0, NULL, 0, 2000, local_check_cb, p) == 0)
+            return;
+        p->local = NULL;
+        rpc_close(c);
+    }
+    p->probe = NULL;
+    use_conn(p, usable(tcp));
+}
+
+static void local_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                           uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)payload_len;
+    rpc_buf_free(payload);
+    struct rpc_peer *p = arg;
+    struct rpc_conn *tcp = p->probe;
+    Cairn__LocalSocket *ls = status == 0 ? cairn__local_socket__unpack(NULL, msg_len, msg) : NULL;
+    if (ls && strncmp(ls->addr, "unix:", 5) == 0 && usable(tcp)) {
+        static const struct rpc_handlers h = {.on_request = on_request, .on_close = on_close};
+        p->token = ls->token;
+        int r = rpc_connect(p->loop, ls->addr, &h, p, local_connect_cb, p);
+        cairn__local_socket__free_unpacked(ls, NULL);
+        if (r == 0)
+            return;
+    } else if (ls) {
+        cairn__local_socket__free_unpacked(ls, NULL);
+    }
+    p->probe = NULL;
+    use_conn(p, usable(tcp));
+}
+
 static void connect_cb(struct rpc_conn *c, int status, void *arg)
 {
     struct rpc_peer *p = arg;
-    p->connecting = 0;
     if (status < 0) {
+        p->connecting = 0;
         uint64_t now = uv_now(p->loop);
         if (now - p->last_fail_log > 5000) {
             log_warn("cannot connect to %u at %s: %s", p->id, p->addr, uv_strerror(status));
@@ -101,8 +191,16 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
         drain(p, status == UV_ECONNREFUSED ? -ECONNREFUSED : -EHOSTUNREACH);
         return;
     }
-    p->conn = c;
-    drain(p, 0);
+    /* A peer on this host is reached through its unix socket if it has one:
+     * the same frames, without the TCP stack. An SDS without one (or an
+     * older one) answers FT_LOCAL with an error and TCP is kept. */
+    if (rpc_same_host(c)) {
+        p->probe = c;
+        if (rpc_call(c, FT_LOCAL, NULL, 0, NULL, 0, 2000, local_reply_cb, p) == 0)
+            return;
+        p->probe = NULL;
+    }
+    use_conn(p, c);
 }
 
 int rpc_peer_call(struct rpc_peer *p, uint16_t type, const void *msg, uint32_t msg_len,
@@ -148,6 +246,10 @@ void rpc_peer_close(struct rpc_peer *p)
 {
     if (p->conn)
         rpc_close(p->conn);
+    if (p->local)
+        rpc_close(p->local);
+    if (p->probe)
+        rpc_close(p->probe);
     if (!p->connecting)
         drain(p, -ECANCELED);
 }

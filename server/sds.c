@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -97,6 +99,9 @@ struct sds {
     struct rpc_peer *peers[MAX_PEERS];
     int npeers;
     struct rpc_server *server;
+    struct rpc_server *local_server; /* unix socket for peers on this host */
+    char local_addr[128];            /* "unix:PATH", or empty */
+    uint64_t local_token;
     struct mdm_session *mdm;
     uv_signal_t sigterm, sigint;
     int stopping;
@@ -1899,6 +1904,14 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
         handle_pg_list(c, h, msg);
         return;
     }
+    if (h->type == FT_LOCAL && S.local_server) {
+        rpc_buf_free(payload);
+        Cairn__LocalSocket ls = CAIRN__LOCAL_SOCKET__INIT;
+        ls.addr = S.local_addr;
+        ls.token = S.local_token;
+        rpc_reply_pb(c, h, 0, &ls.base);
+        return;
+    }
     (void)msg;
     rpc_buf_free(payload);
     log_warn("unknown request type %u from %s", h->type, rpc_peer(c));
@@ -2004,6 +2017,10 @@ static void signal_cb(uv_signal_t *sig, int signum)
     log_info("signal %d: shutting down", signum);
     if (S.server)
         rpc_server_close(S.server);
+    if (S.local_server) {
+        rpc_server_close(S.local_server);
+        unlink(S.local_addr + 5);
+    }
     mdm_session_stop(S.mdm);
     uv_timer_stop(&S.rebuild_timer);
     uv_close((uv_handle_t *)&S.rebuild_timer, NULL);
@@ -2026,9 +2043,44 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
-            "                 [--rebuild-rate MIB_PER_S] [--pidfile FILE] [-v]\n"
-            "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n");
+            "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none] [--pidfile FILE] [-v]\n"
+            "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
+            "  --local-socket  unix socket that SDCs and SDSs on this host use instead of TCP\n"
+            "                  (default DATA-DIR/sds.sock)\n");
     exit(2);
+}
+
+static void accept_close_cb(struct rpc_conn *c);
+
+/* Peers on this host find the unix socket through FT_LOCAL on their TCP
+ * connection and move to it; without one they stay on TCP. */
+static void listen_local(const char *path, const struct rpc_handlers *h)
+{
+    char def[512];
+    if (path && !strcmp(path, "none"))
+        return;
+    if (!path) {
+        snprintf(def, sizeof(def), "%s/sds.sock", S.data_dir);
+        path = def;
+    }
+    struct sockaddr_un sun;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        log_warn("local socket path %s is too long for a unix socket; peers on this host use TCP",
+                 path);
+        return;
+    }
+    snprintf(S.local_addr, sizeof(S.local_addr), "unix:%s", path);
+    if (getrandom(&S.local_token, sizeof(S.local_token), 0) != sizeof(S.local_token))
+        S.local_token = ((uint64_t)getpid() << 32) ^ now_ms();
+    int r = rpc_listen(S.loop, S.local_addr, h, NULL, &S.local_server);
+    if (r < 0) {
+        log_warn("cannot listen on %s: %s; peers on this host use TCP", S.local_addr,
+                 uv_strerror(r));
+        S.local_server = NULL;
+        S.local_addr[0] = 0;
+        return;
+    }
+    chmod(path, 0600);
 }
 
 static void accept_close_cb(struct rpc_conn *c)
@@ -2043,7 +2095,8 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"name", 1, 0, 'n'},    {"listen", 1, 0, 'l'}, {"mdm", 1, 0, 'm'}, {"data-dir", 1, 0, 'd'},
         {"pidfile", 1, 0, 'p'}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'},
-        {"rebuild-rate", 1, 0, 'r'}, {0, 0, 0, 0}};
+        {"rebuild-rate", 1, 0, 'r'}, {"local-socket", 1, 0, 'L'}, {0, 0, 0, 0}};
+    const char *local = NULL;
     int o;
     while ((o = getopt_long(argc, argv, "n:l:m:d:p:r:vh", opts, NULL)) != -1) {
         switch (o) {
@@ -2053,6 +2106,7 @@ int main(int argc, char **argv)
         case 'd': S.data_dir = optarg; break;
         case 'p': pidfile = optarg; break;
         case 'r': S.rebuild_rate = (uint64_t)atof(optarg) << 20; break;
+        case 'L': local = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -2084,6 +2138,7 @@ int main(int argc, char **argv)
         log_error("cannot listen on %s: %s", S.listen, uv_strerror(r));
         return 1;
     }
+    listen_local(local, &h);
     static const struct mdm_session_ops ops = {.register_type = FT_SDS_REGISTER,
                                                .registration = session_registration,
                                                .heartbeat = session_heartbeat,
@@ -2100,7 +2155,8 @@ int main(int argc, char **argv)
     uv_signal_init(S.loop, &S.sigint);
     uv_signal_start(&S.sigterm, signal_cb, SIGTERM);
     uv_signal_start(&S.sigint, signal_cb, SIGINT);
-    log_info("SDS '%s' listening on %s, MDM %s", S.name, S.listen, S.mdm_addr);
+    log_info("SDS '%s' listening on %s%s%s, MDM %s", S.name, S.listen, S.local_addr[0] ? " and " : "",
+             S.local_addr + (S.local_addr[0] ? 5 : 0), S.mdm_addr);
     if (pidfile) {
         char buf[32];
         snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
