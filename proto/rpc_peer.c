@@ -126,7 +126,7 @@ static void local_check_cb(struct rpc_conn *c, int status, const uint8_t *msg, u
     struct rpc_conn *tcp = p->probe, *local = p->local;
     p->probe = p->local = NULL;
     Cairn__LocalSocket *ls = status == 0 ? cairn__local_socket__unpack(NULL, msg_len, msg) : NULL;
-    int same = ls && ls->token == p->token;
+    int same = ls && ls->token == p->token, ls_ok = ls != NULL;
     if (ls)
         cairn__local_socket__free_unpacked(ls, NULL);
     if (same && usable(local)) {
@@ -135,6 +135,9 @@ static void local_check_cb(struct rpc_conn *c, int status, const uint8_t *msg, u
         use_conn(p, local);
         return;
     }
+    if (ls_ok && !same)
+        log_warn("the unix socket named by %u at %s belongs to another SDS; using TCP", p->id,
+                 p->addr);
     if (local)
         rpc_close(local);
     use_conn(p, usable(tcp));

@@ -105,7 +105,9 @@ int uring_ctx_init(uv_loop_t *loop, unsigned entries, struct uring_ctx **out)
     struct uring_ctx *u = calloc(1, sizeof(*u));
     if (!u)
         return -ENOMEM;
-    int r = io_uring_queue_init(entries, &u->ring, 0);
+    int r = io_uring_queue_init(entries, &u->ring, IORING_SETUP_COOP_TASKRUN);
+    if (r == -EINVAL) /* before Linux 5.19 */
+        r = io_uring_queue_init(entries, &u->ring, 0);
     if (r < 0) {
         free(u);
         return r;
