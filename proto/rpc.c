@@ -16,12 +16,15 @@
 #define RPC_READ_BUF (256u << 10)
 #define RPC_BUCKETS 1024u
 
+struct rpc_wreq;
+
 struct rpc_pending {
     struct rpc_pending *next;
     uint64_t req_id;
     uint64_t deadline; /* ms, 0 = none */
     rpc_reply_cb cb;
     void *arg;
+    struct rpc_wreq *unsent; /* its frame, while the caller's payload is not yet all sent */
 };
 
 enum { ST_HDR, ST_MSG, ST_PAYLOAD };
@@ -65,6 +68,7 @@ struct rpc_wreq {
     struct wq_item it; /* first: the queue hands it back */
     rpc_sent_cb cb;
     void *arg;
+    struct rpc_pending *pend; /* the call waiting for this frame's reply, if any */
     uint8_t head[]; /* frame header + msg */
 };
 
@@ -170,6 +174,13 @@ static void conn_free_cb(uv_handle_t *h)
     free(c);
 }
 
+static void pending_free(struct rpc_pending *p)
+{
+    if (p->unsent)
+        p->unsent->pend = NULL;
+    free(p);
+}
+
 static void conn_stream_closed_cb(uv_handle_t *h)
 {
     struct rpc_conn *c = h->data;
@@ -180,7 +191,7 @@ static void conn_stream_closed_cb(uv_handle_t *h)
             c->pend[b] = p->next;
             c->npending--;
             p->cb(c, -ECONNRESET, NULL, 0, NULL, 0, p->arg);
-            free(p);
+            pending_free(p);
         }
     }
     if (c->handlers.on_close)
@@ -225,8 +236,16 @@ static void timer_cb(uv_timer_t *t)
             if (p->deadline && p->deadline <= now) {
                 *pp = p->next;
                 c->npending--;
+                if (p->unsent) {
+                    /* The peer has not even taken the request: the caller
+                     * frees its payload when told, so no write may read it
+                     * after that. Closing stops them (and this peer is stuck). */
+                    log_warn("rpc %s: request %llu timed out before it was sent; closing",
+                             c->peer, (unsigned long long)p->req_id);
+                    rpc_close(c);
+                }
                 p->cb(c, -ETIMEDOUT, NULL, 0, NULL, 0, p->arg);
-                free(p);
+                pending_free(p);
             } else {
                 pp = &p->next;
             }
@@ -247,7 +266,7 @@ static void dispatch(struct rpc_conn *c)
         struct rpc_pending *p = pending_take(c, h.req_id);
         if (p) {
             p->cb(c, h.status, msg, h.msg_len, payload, h.payload_len, p->arg);
-            free(p);
+            pending_free(p);
         } else {
             log_debug("rpc %s: reply to unknown request %llu (timed out?)", c->peer,
                       (unsigned long long)h.req_id);
@@ -498,6 +517,8 @@ int rpc_connect(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h,
 static void write_done_cb(struct wq_item *it, int status)
 {
     struct rpc_wreq *wr = (struct rpc_wreq *)it;
+    if (wr->pend)
+        wr->pend->unsent = NULL;
     if (wr->cb)
         wr->cb(wr->arg, status);
     free(wr);
@@ -505,7 +526,7 @@ static void write_done_cb(struct wq_item *it, int status)
 
 static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status,
                       const void *msg, uint32_t msg_len, const struct iovec *pl, int npl,
-                      rpc_sent_cb cb, void *arg)
+                      rpc_sent_cb cb, void *arg, struct rpc_wreq **out)
 {
     if (c->closing)
         return -ECONNRESET;
@@ -530,6 +551,9 @@ static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status
         memcpy(wr->head + FRAME_HDR_SIZE, msg, msg_len);
     wr->cb = cb;
     wr->arg = arg;
+    wr->pend = NULL;
+    if (out)
+        *out = wr;
     wr->it.bufs[0] = uv_buf_init((char *)wr->head, FRAME_HDR_SIZE + msg_len);
     int nb = 1;
     for (int i = 0; i < npl; i++)
@@ -550,11 +574,19 @@ int rpc_call(struct rpc_conn *c, uint16_t type, const void *msg, uint32_t msg_le
     if (!p)
         return -ENOMEM;
     uint64_t id = c->next_id++;
-    int r = send_frame(c, type, id, 0, msg, msg_len, pl, npl, NULL, NULL);
+    struct rpc_wreq *wr;
+    int r = send_frame(c, type, id, 0, msg, msg_len, pl, npl, NULL, NULL, &wr);
     if (r < 0) {
         free(p);
         return r;
     }
+    p->unsent = NULL;
+    for (int i = 0; i < npl; i++)
+        if (pl[i].iov_len) {
+            p->unsent = wr; /* the payload is the caller's: see timer_cb */
+            wr->pend = p;
+            break;
+        }
     p->req_id = id;
     p->cb = cb;
     p->arg = arg;
@@ -586,7 +618,7 @@ int rpc_reply(struct rpc_conn *c, const struct frame_hdr *h, int status, const v
               uint32_t msg_len, const struct iovec *pl, int npl, rpc_sent_cb sent, void *arg)
 {
     return send_frame(c, (uint16_t)(h->type | FRAME_REPLY), h->req_id, status, msg, msg_len, pl,
-                      npl, sent, arg);
+                      npl, sent, arg, NULL);
 }
 
 int rpc_reply_pb(struct rpc_conn *c, const struct frame_hdr *h, int status,

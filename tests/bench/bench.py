@@ -122,10 +122,16 @@ class Device(Target):
 
 
 class Cairn(Target):
-    name, label = "cairn", "Cairn (3 SDSs, 2 copies, NBD via SDC)"
+    """fio reaches the SDC through its unix socket (as a hypervisor on the host
+    would, and as the nbdkit targets are reached); `cairn-tcp` through its TCP
+    port. The SDC reaches the SDSs, all on this host, through their unix sockets."""
 
-    def __init__(self, work, size, build):
+    def __init__(self, work, size, build, tcp=False):
         self.work, self.size, self.build = os.path.join(work, "cairn"), size, build
+        self.tcp = tcp
+        self.name = "cairn-tcp" if tcp else "cairn"
+        self.label = ("Cairn (3 SDSs, 2 copies, NBD via SDC, " +
+                      ("TCP 127.0.0.1)" if tcp else "unix socket)"))
 
     def setup(self):
         os.environ["CAIRN_BUILD"] = self.build
@@ -141,7 +147,8 @@ class Cairn(Target):
         return [d.proc.pid for d in self.c.daemons.values() if d.alive()]
 
     def fio_args(self):
-        return ["--ioengine=nbd", f"--uri={self.c.uri('bench')}", f"--size={self.size}"]
+        uri = self.c.uri("bench") if self.tcp else self.c.unix_uri("bench")
+        return ["--ioengine=nbd", f"--uri={uri}", f"--size={self.size}"]
 
 
 class Nbdkit(Target):
@@ -291,7 +298,7 @@ def rebuild_bench(work, build, fill, runtime):
             name = "cairn"
 
             def fio_args(self):
-                return ["--ioengine=nbd", f"--uri={c.uri('rb')}", f"--size={fill}"]
+                return ["--ioengine=nbd", f"--uri={c.unix_uri('rb')}", f"--size={fill}"]
         t = T()
         precondition(t, fill)
         wait_idle()
@@ -489,7 +496,8 @@ def main():
     ap.add_argument("--work", default=None, help="scratch folder on the disk under test")
     ap.add_argument("--size", default=1024, type=int, help="MiB per target")
     ap.add_argument("--runtime", default=15, type=int, help="seconds per job")
-    ap.add_argument("--targets", default="device,cairn,nbdkit-memory,nbdkit-file,ceph-rbd")
+    ap.add_argument("--targets",
+                    default="device,cairn,cairn-tcp,nbdkit-memory,nbdkit-file,ceph-rbd")
     ap.add_argument("--no-rebuild", action="store_true")
     a = ap.parse_args()
     size = a.size * MiB
@@ -499,6 +507,7 @@ def main():
     all_targets = {
         "device": lambda: Device(work, size),
         "cairn": lambda: Cairn(work, size, a.build),
+        "cairn-tcp": lambda: Cairn(work, size, a.build, tcp=True),
         "nbdkit-memory": lambda: Nbdkit(work, size, "memory"),
         "nbdkit-file": lambda: Nbdkit(work, size, "file"),
         "ceph-rbd": lambda: Ceph(work, size),
