@@ -79,6 +79,7 @@ Cairn is up. Volume "demo" (8 GiB, 2 copies) is exported by the SDC as NBD expor
   kernel:      modprobe nbd && nbd-client 127.0.0.1 $NBD_PORT /dev/nbd0 -N demo -b 4096 -C 4
                (detach: nbd-client -d /dev/nbd0)
   unix socket: nbd-client -u $qs/sdc/nbd.sock /dev/nbd0 -N demo
+               (faster on this host; as a URI: nbd+unix:///demo?socket=$qs/sdc/nbd.sock)
   QEMU/KVM:    qemu-system-x86_64 ... -drive file=nbd://127.0.0.1:$NBD_PORT/demo,format=raw,if=virtio
   fio:         fio --name=t --ioengine=nbd --uri=nbd://127.0.0.1:$NBD_PORT/demo --rw=randrw --bs=4k --iodepth=32 --size=1G
 
