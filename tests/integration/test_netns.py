@@ -23,6 +23,20 @@ def cluster(tmp_path_factory):
         c.shutdown()
 
 
+def connect_after_restore(addr):
+    """A connection made the moment a link comes back was seen reset once in
+    some 15 runs (ECONNRESET from connect, nothing in the SDS's log); what the
+    test checks is what the SDS answers, so connecting may take a few tries."""
+    deadline = time.time() + 5
+    while True:
+        try:
+            return SdsConn(addr)
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_cut_link_under_load(cluster):
     cluster.create_volume("cut", 128 << 20)
     fio = fio_job(cluster, "cut", "--size=64M", "--rate_iops=2000")
@@ -61,7 +75,7 @@ def test_cut_off_primary_serves_no_stale_read_when_back(cluster):
         wait_for("the cut-off SDS marked down", lambda: cluster.status()["sds"][i]["state"] == "down")
     finally:
         cluster.restore(i)
-    conn = SdsConn(primary["addr"])
+    conn = connect_after_restore(primary["addr"])
     deadline = time.time() + 3
     while time.time() < deadline:
         st, data = conn.call(FT_IO_READ, loc["volume_id"], off, 4096, loc["pool_id"], loc["pg"],
