@@ -93,17 +93,15 @@ struct rpc_wreq {
 static __thread void *buf_cache[BUF_MAX_SHIFT + 1];
 static __thread size_t buf_cached;
 
+/* the class of a request: the smallest power of two that holds len */
 static int buf_class(size_t len)
 {
-    int k = BUF_MIN_SHIFT;
-    while (((size_t)1 << k) < len)
-        k++;
-    return k;
+    return len <= ((size_t)1 << BUF_MIN_SHIFT) ? BUF_MIN_SHIFT : 64 - __builtin_clzll(len - 1);
 }
 
 uint8_t *rpc_buf_alloc(size_t len)
 {
-    int k = buf_class(len ? len : 1);
+    int k = buf_class(len);
     if (k <= BUF_MAX_SHIFT && buf_cache[k]) {
         void *p = buf_cache[k];
         BUF_UNPOISON(p, (size_t)1 << k);
@@ -122,11 +120,9 @@ void rpc_buf_free(void *buf)
 {
     if (!buf)
         return;
-    size_t have = malloc_usable_size(buf);
-    int k = BUF_MIN_SHIFT;
-    while (k < BUF_MAX_SHIFT && ((size_t)2 << k) <= have)
-        k++;
-    if (have >= ((size_t)1 << k) && have < ((size_t)2 << k) &&
+    /* the class it holds: malloc's usable size is the class plus a little */
+    int k = 63 - __builtin_clzll(malloc_usable_size(buf));
+    if (k >= BUF_MIN_SHIFT && k <= BUF_MAX_SHIFT &&
         buf_cached + ((size_t)1 << k) <= BUF_CACHE_BYTES) {
         memcpy(buf, &buf_cache[k], sizeof(void *));
         /* a use after free of a kept buffer is still caught */

@@ -491,16 +491,23 @@ static void unlock(struct ioreq *r)
 
 /* ---- peers (other copies) ---- */
 
+/* The connection to an SDS of the current map (NULL if the map has no such
+ * SDS). install_map() keeps the addresses of known peers current. */
 static struct rpc_peer *peer_get(uint32_t sds_id)
 {
+    Cairn__Sds *ms = S.map ? cmap_sds(S.map, sds_id) : NULL;
+    if (!ms)
+        return NULL;
     for (int i = 0; i < S.npeers; i++)
         if (rpc_peer_id(S.peers[i]) == sds_id)
             return S.peers[i];
     if (S.npeers == MAX_PEERS)
         return NULL;
     struct rpc_peer *p = rpc_peer_new(S.loop, sds_id);
-    if (p)
-        S.peers[S.npeers++] = p;
+    if (!p)
+        return NULL;
+    rpc_peer_set_addr(p, ms->addr);
+    S.peers[S.npeers++] = p;
     return p;
 }
 
@@ -569,15 +576,13 @@ static void forward(struct ioreq *r, uint32_t sds_id)
     }
     struct fwd *f = calloc(1, sizeof(*f));
     struct rpc_peer *p = peer_get(sds_id);
-    Cairn__Sds *ms = cmap_sds(S.map, sds_id);
-    if (!f || !p || !ms) {
+    if (!f || !p) {
         free(f);
         req_part_done(r, -EHOSTUNREACH);
         return;
     }
     f->req = r;
     f->sds_id = sds_id;
-    rpc_peer_set_addr(p, ms->addr);
     struct io_hdr h = r->io;
     h.flags |= IO_FLAG_REPLICA;
     uint8_t msg[IO_HDR_SIZE];
@@ -700,7 +705,6 @@ static void ping_timer_cb(uv_timer_t *t)
             free(pg);
             continue;
         }
-        rpc_peer_set_addr(p, o->addr);
         pg->sds_id = o->id;
         pg->sent_ms = now_ms();
         if (rpc_peer_call(p, FT_PING, msg, sizeof(msg), NULL, 0, S.lease_ms, ping_reply_cb, pg) < 0)
@@ -1484,13 +1488,11 @@ static void rebuild_read_cb(void *arg, int res)
         rebuild_copy_done(r, res < 0 ? res : 0);
         return;
     }
-    Cairn__Sds *ms = cmap_sds(S.map, j->target_sds);
     struct rpc_peer *p = peer_get(j->target_sds);
-    if (!ms || !p) {
+    if (!p) {
         rebuild_copy_done(r, -EHOSTUNREACH);
         return;
     }
-    rpc_peer_set_addr(p, ms->addr);
     uint8_t msg[IO_HDR_SIZE];
     io_hdr_encode(&r->io, msg);
     struct iovec iov = {r->payload, r->io.length};
@@ -1509,14 +1511,11 @@ static void rebuild_copy_locked(struct ioreq *r)
         return;
     }
     if (r->job->catchup && !store_allocated(r->dev->st, r->io.volume_id, r->ext)) {
-        struct rjob *j = r->job;
-        Cairn__Sds *ms = cmap_sds(S.map, j->target_sds);
-        struct rpc_peer *p = peer_get(j->target_sds);
-        if (!ms || !p) {
+        struct rpc_peer *p = peer_get(r->job->target_sds);
+        if (!p) {
             rebuild_copy_done(r, -EHOSTUNREACH);
             return;
         }
-        rpc_peer_set_addr(p, ms->addr);
         uint8_t msg[IO_HDR_SIZE];
         io_hdr_encode(&r->io, msg);
         int rc = rpc_peer_call(p, FT_IO_TRIM, msg, IO_HDR_SIZE, NULL, 0, FWD_TIMEOUT_MS,
@@ -1653,11 +1652,9 @@ static void pg_list_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint3
 
 static void pg_list_fetch(struct rjob *j)
 {
-    Cairn__Sds *ms = cmap_sds(S.map, j->target_sds);
     struct rpc_peer *p = peer_get(j->target_sds);
-    if (!ms || !p)
+    if (!p)
         return;
-    rpc_peer_set_addr(p, ms->addr);
     uint8_t msg[8];
     put_be32(msg, j->pool_id);
     put_be32(msg + 4, j->pg);
