@@ -179,9 +179,15 @@ class Cluster:
 
     def stop_all(self, sig=signal.SIGTERM):
         order = ["sdc"] + [n for n in self.daemons if n.startswith("sds")] + ["mdm"]
+        failed = []
         for n in order:
             if n in self.daemons:
-                self.daemons[n].stop(sig)
+                try:
+                    self.daemons[n].stop(sig)
+                except AssertionError as e:  # stop the others before reporting it
+                    failed.append(e)
+        if failed:
+            raise failed[0]
 
     def start_all(self):
         self.start_mdm()
