@@ -839,9 +839,7 @@ static void accept_cb(uv_stream_t *ls, int status)
     c->u.h.data = c;
     if (uv_accept(ls, &c->u.s) < 0) {
         c->handle_closed = 1;
-        if (c->wq.stream)
-        wq_flush(&c->wq); /* queued replies go, or are cancelled by the close */
-    uv_close(&c->u.h, free_cb);
+        uv_close(&c->u.h, free_cb);
         return;
     }
     if (!s->is_pipe)

@@ -115,17 +115,24 @@ static void use_conn(struct rpc_peer *p, struct rpc_conn *c)
     drain(p, c ? 0 : -ECONNRESET);
 }
 
+/* An FT_LOCAL reply: the SDS's unix socket and token, or NULL. */
+static Cairn__LocalSocket *local_socket_of(int status, const uint8_t *msg, uint32_t msg_len,
+                                           uint8_t *payload)
+{
+    rpc_buf_free(payload);
+    return status == 0 ? cairn__local_socket__unpack(NULL, msg_len, msg) : NULL;
+}
+
 /* The local socket answered with the same token: it is the same SDS. */
 static void local_check_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
                            uint8_t *payload, uint32_t payload_len, void *arg)
 {
     (void)c;
     (void)payload_len;
-    rpc_buf_free(payload);
     struct rpc_peer *p = arg;
     struct rpc_conn *tcp = p->probe, *local = p->local;
     p->probe = p->local = NULL;
-    Cairn__LocalSocket *ls = status == 0 ? cairn__local_socket__unpack(NULL, msg_len, msg) : NULL;
+    Cairn__LocalSocket *ls = local_socket_of(status, msg, msg_len, payload);
     int same = ls && ls->token == p->token, ls_ok = ls != NULL;
     if (ls)
         cairn__local_socket__free_unpacked(ls, NULL);
@@ -163,10 +170,9 @@ static void local_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, u
 {
     (void)c;
     (void)payload_len;
-    rpc_buf_free(payload);
     struct rpc_peer *p = arg;
     struct rpc_conn *tcp = p->probe;
-    Cairn__LocalSocket *ls = status == 0 ? cairn__local_socket__unpack(NULL, msg_len, msg) : NULL;
+    Cairn__LocalSocket *ls = local_socket_of(status, msg, msg_len, payload);
     if (ls && strncmp(ls->addr, "unix:", 5) == 0 && usable(tcp)) {
         static const struct rpc_handlers h = {.on_request = on_request, .on_close = on_close};
         p->token = ls->token;
