@@ -28,7 +28,7 @@
 #include "log.h"
 #include "nbd_proto.h"
 #include "nbd_server.h"
-#include "placement.h"
+#include "layout.h"
 #include "rpc.h"
 #include "mdm_session.h"
 #include "rpc_peer.h"
@@ -398,7 +398,7 @@ static void sub_send(struct sub *s)
         peer = sds_peer(s->sds_id);
     } else {
         uint64_t ext = s->off / p->extent_size;
-        h.pg = placement_pg_of(v->id, ext, (uint32_t)p->n_pgs);
+        h.pg = layout_pg_of(v->id, ext, (uint32_t)p->n_pgs);
         Cairn__Pg *g = p->pgs[h.pg];
         h.epoch = g->epoch;
         Cairn__Device *d = g->n_devices ? cmap_device(D.map, g->devices[0]) : NULL;

@@ -6,9 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "capacity.h"
 #include "cli_check.h"
 #include "cmap.h"
-#include "mdm_state.h"
 #include "rpc.h"
 #include "util.h"
 
@@ -211,12 +211,11 @@ static struct rebuild_stats rebuild_stats(const Cairn__MgmtReply *rep)
 
 static struct pool_stats pool_stats(const Cairn__MgmtReply *rep, const Cairn__Pool *p)
 {
-    struct mdm_state st = {.m = rep->map};
     struct pool_stats ps = {0};
-    ps.raw = mdm_pool_raw_capacity(&st, p);
-    ps.usable = mdm_pool_usable_capacity(&st, p);
-    ps.provisioned = mdm_pool_provisioned(&st, p, 0);
-    ps.thick = mdm_pool_provisioned(&st, p, 1);
+    ps.raw = capacity_pool_raw(rep->map, p);
+    ps.usable = capacity_pool_usable(rep->map, p);
+    ps.provisioned = capacity_pool_provisioned(rep->map, p, 0);
+    ps.thick = capacity_pool_provisioned(rep->map, p, 1);
     uint64_t used_raw = 0;
     for (size_t i = 0; i < rep->map->n_devices; i++) {
         const Cairn__Device *d = rep->map->devices[i];
@@ -801,7 +800,7 @@ int main(int argc, char **argv)
         else if (!strcmp(obj, "sdc"))
             print_sdcs(rep);
         else {
-            if (name && !mdm_volume_by_name(&(struct mdm_state){.m = rep->map}, name))
+            if (name && !cmap_volume_by_name(rep->map, name))
                 die("no volume named '%s'", name);
             print_volumes(rep, name);
         }

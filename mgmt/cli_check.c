@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cmap.h"
-#include "placement.h"
+#include "layout.h"
 #include "rpc.h"
 #include "util.h"
 
@@ -104,7 +104,7 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
     uint64_t next = (v->size + p->extent_size - 1) / p->extent_size;
     uint64_t checked = 0, holes = 0, mismatches = 0, errors = 0, stale = 0;
     for (uint64_t e = 0; e < next; e++) {
-        uint32_t pg = placement_pg_of(v->id, e, (uint32_t)p->n_pgs);
+        uint32_t pg = layout_pg_of(v->id, e, (uint32_t)p->n_pgs);
         const Cairn__Pg *g = p->pgs[pg];
         uint64_t off = e * p->extent_size;
         struct io_hdr h = {.volume_id = v->id, .offset = off,
@@ -208,7 +208,7 @@ int cli_locate(const Cairn__ClusterMap *map, const char *volume, uint64_t offset
         return 1;
     }
     uint64_t ext = offset / p->extent_size;
-    uint32_t pg = placement_pg_of(v->id, ext, (uint32_t)p->n_pgs);
+    uint32_t pg = layout_pg_of(v->id, ext, (uint32_t)p->n_pgs);
     const Cairn__Pg *g = p->pgs[pg];
     if (json)
         printf("{\"volume_id\":%llu,\"pool_id\":%u,\"extent\":%llu,\"pg\":%u,\"epoch\":%llu,"

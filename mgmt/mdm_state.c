@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capacity.h"
 #include "cmap.h"
 #include "placement.h"
 #include "util.h"
@@ -123,89 +124,7 @@ Cairn__FaultSet *mdm_fault_set_by_name(const struct mdm_state *s, const char *na
     return NULL;
 }
 
-/* Placement's fault set number of an SDS: its declared fault set's id, or,
- * for an SDS declared in none, one of its own. */
-static uint32_t fault_set_index(const struct mdm_state *s, const Cairn__Sds *sds)
-{
-    const Cairn__FaultSet *f = sds->fault_set[0] ? mdm_fault_set_by_name(s, sds->fault_set) : NULL;
-    return f ? 0x80000000u | f->id : sds->id;
-}
-
-/* A device that may take copies: in the pool, working, not being removed. */
-static int device_placeable(const Cairn__Device *d, const Cairn__Pool *p)
-{
-    return d->pool_id == p->id && !d->failed && !d->removing;
-}
-
 static int u32_has(const uint32_t *arr, size_t n, uint32_t v);
-
-uint64_t mdm_pool_raw_capacity(const struct mdm_state *s, const Cairn__Pool *p)
-{
-    /* Every working device counts from the moment it is added: new capacity
-     * is usable at once, while rebalance moves copies onto it. */
-    uint64_t sum = 0;
-    for (size_t i = 0; i < s->m->n_devices; i++)
-        if (device_placeable(s->m->devices[i], p))
-            sum += s->m->devices[i]->capacity;
-    return sum;
-}
-
-static int cmp_u64_desc(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* What the pool can store: the largest D with sum over fault sets of
- * min(capacity, D) >= copies * D (a fault set holds one copy of a PG at
- * most, so a fault set bigger than the rest cannot be filled). */
-uint64_t mdm_pool_usable_capacity(const struct mdm_state *s, const Cairn__Pool *p)
-{
-    size_t n = 0;
-    uint32_t *fs = calloc(s->m->n_devices + 1, sizeof(uint32_t));
-    uint64_t *w = calloc(s->m->n_devices + 1, sizeof(uint64_t));
-    if (!fs || !w)
-        abort();
-    for (size_t i = 0; i < s->m->n_devices; i++) {
-        Cairn__Device *d = s->m->devices[i];
-        Cairn__Sds *o = mdm_sds_by_id(s, d->sds_id);
-        if (!device_placeable(d, p) || !o)
-            continue;
-        uint32_t f = fault_set_index(s, o);
-        size_t j;
-        for (j = 0; j < n && fs[j] != f; j++)
-            ;
-        if (j == n)
-            fs[n++] = f;
-        w[j] += d->capacity;
-    }
-    qsort(w, n, sizeof(uint64_t), cmp_u64_desc);
-    uint64_t rest = 0, usable = 0;
-    for (size_t i = 0; i < n; i++)
-        rest += w[i];
-    for (size_t k = 0; k < p->copies && k < n; k++) {
-        uint64_t d = rest / (p->copies - k);
-        if (w[k] <= d) {
-            usable = d;
-            break;
-        }
-        rest -= w[k];
-    }
-    free(fs);
-    free(w);
-    return usable;
-}
-
-uint64_t mdm_pool_provisioned(const struct mdm_state *s, const Cairn__Pool *p, int thick_only)
-{
-    uint64_t sum = 0;
-    for (size_t i = 0; i < s->m->n_volumes; i++) {
-        Cairn__Volume *v = s->m->volumes[i];
-        if (v->pool_id == p->id && (!thick_only || v->thick))
-            sum += v->size;
-    }
-    return sum;
-}
 
 static int pool_has_volumes(const struct mdm_state *s, const Cairn__Pool *p)
 {
@@ -231,11 +150,11 @@ static int pool_place(struct mdm_state *s, Cairn__Pool *p)
     }
     for (size_t i = 0; i < s->m->n_devices; i++) {
         Cairn__Device *d = s->m->devices[i];
-        if (!device_placeable(d, p))
+        if (!capacity_device_placeable(d, p))
             continue;
         Cairn__Sds *sds = mdm_sds_by_id(s, d->sds_id);
         devs[nd].id = d->id;
-        devs[nd].fault_set = fault_set_index(s, sds);
+        devs[nd].fault_set = capacity_fault_domain(s->m, sds);
         devs[nd].weight = d->capacity >> 20;
         nd++;
     }
@@ -339,24 +258,24 @@ static int pg_replenish(struct mdm_state *s, const Cairn__Pool *p, uint32_t pgno
             Cairn__Device *d = mdm_device_by_id(s, g->devices[k]);
             Cairn__Sds *o = d ? mdm_sds_by_id(s, d->sds_id) : NULL;
             if (o)
-                used[nused++] = fault_set_index(s, o);
+                used[nused++] = capacity_fault_domain(s->m, o);
         }
         for (size_t k = 0; k < g->n_rebuilding + g->n_departed && nused < 8; k++) {
             uint32_t id = k < g->n_rebuilding ? g->rebuilding[k] : g->departed[k - g->n_rebuilding];
             Cairn__Device *d = mdm_device_by_id(s, id);
             Cairn__Sds *o = d ? mdm_sds_by_id(s, d->sds_id) : NULL;
             if (o)
-                used[nused++] = fault_set_index(s, o);
+                used[nused++] = capacity_fault_domain(s->m, o);
         }
         struct placement_dev devs[256];
         int nd = 0;
         for (size_t i = 0; i < s->m->n_devices && nd < 256; i++) {
             Cairn__Device *d = s->m->devices[i];
-            if (!device_placeable(d, p) || !sds_up(s, d->sds_id))
+            if (!capacity_device_placeable(d, p) || !sds_up(s, d->sds_id))
                 continue;
             Cairn__Sds *o = mdm_sds_by_id(s, d->sds_id);
             devs[nd].id = d->id;
-            devs[nd].fault_set = fault_set_index(s, o);
+            devs[nd].fault_set = capacity_fault_domain(s->m, o);
             devs[nd].weight = d->capacity >> 20;
             nd++;
         }
@@ -624,7 +543,7 @@ static int pool_rebalance(struct mdm_state *s, Cairn__Pool *p)
         if (d->pool_id != p->id || d->failed)
             continue;
         devs[nd].id = d->id;
-        devs[nd].fault_set = fault_set_index(s, mdm_sds_by_id(s, d->sds_id));
+        devs[nd].fault_set = capacity_fault_domain(s->m, mdm_sds_by_id(s, d->sds_id));
         devs[nd].weight = d->removing ? 0 : MAX(d->capacity >> 20, 1);
         nd++;
     }
@@ -785,13 +704,13 @@ static int remove_devices(struct mdm_state *s, Cairn__Sds *sds, uint32_t dev_id,
         size_t nfs = 0;
         for (size_t i = 0; i < s->m->n_devices; i++) {
             Cairn__Device *d = s->m->devices[i];
-            if (!device_placeable(d, p))
+            if (!capacity_device_placeable(d, p))
                 continue;
-            uint32_t f = fault_set_index(s, mdm_sds_by_id(s, d->sds_id));
+            uint32_t f = capacity_fault_domain(s->m, mdm_sds_by_id(s, d->sds_id));
             if (!u32_has(fsl, nfs, f) && nfs < 256)
                 fsl[nfs++] = f;
         }
-        uint64_t usable = mdm_pool_usable_capacity(s, p);
+        uint64_t usable = capacity_pool_usable(s->m, p);
         for (size_t i = 0; i < s->m->n_devices; i++)
             s->m->devices[i]->removing = was[i];
         free(was);
@@ -802,7 +721,7 @@ static int remove_devices(struct mdm_state *s, Cairn__Sds *sds, uint32_t dev_id,
                  what, p->name, nfs, nfs == 1 ? "" : "s", p->copies);
             return -ENOSPC;
         }
-        uint64_t thick = mdm_pool_provisioned(s, p, 1);
+        uint64_t thick = capacity_pool_provisioned(s->m, p, 1);
         if (thick > usable) {
             char a[32], b[32];
             fmt_bytes(a, sizeof(a), thick);
@@ -1080,10 +999,10 @@ static int apply_volume_create(struct mdm_state *s, const Cairn__MgmtRequest *re
              p->name, p->copies);
         return -ENOSPC;
     }
-    uint64_t usable = mdm_pool_usable_capacity(s, p);
+    uint64_t usable = capacity_pool_usable(s->m, p);
     char a[32], b[32];
     if (req->thick) {
-        uint64_t reserved = mdm_pool_provisioned(s, p, 1);
+        uint64_t reserved = capacity_pool_provisioned(s->m, p, 1);
         uint64_t free_cap = usable > reserved ? usable - reserved : 0;
         if (req->size > free_cap) {
             fmt_bytes(a, sizeof(a), req->size);
@@ -1096,7 +1015,7 @@ static int apply_volume_create(struct mdm_state *s, const Cairn__MgmtRequest *re
         }
     }
     uint64_t limit = (uint64_t)((unsigned __int128)usable * p->overcommit_pct / 100);
-    uint64_t prov = mdm_pool_provisioned(s, p, 0);
+    uint64_t prov = capacity_pool_provisioned(s->m, p, 0);
     if (prov + req->size > limit) {
         fmt_bytes(a, sizeof(a), prov + req->size);
         fmt_bytes(b, sizeof(b), limit);
@@ -1230,13 +1149,13 @@ static int apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, 
             return -EINVAL;
         }
         Cairn__Pool *p = mdm_pool_by_id(s, v->pool_id);
-        uint64_t usable = mdm_pool_usable_capacity(s, p);
+        uint64_t usable = capacity_pool_usable(s->m, p);
         uint64_t grow = req->size - v->size;
-        if (v->thick && mdm_pool_provisioned(s, p, 1) + grow > usable) {
+        if (v->thick && capacity_pool_provisioned(s->m, p, 1) + grow > usable) {
             errf(err, errlen, "pool '%s' has no room to grow thick volume '%s'", p->name, v->name);
             return -ENOSPC;
         }
-        if (mdm_pool_provisioned(s, p, 0) + grow > (uint64_t)((unsigned __int128)usable * p->overcommit_pct / 100)) {
+        if (capacity_pool_provisioned(s->m, p, 0) + grow > (uint64_t)((unsigned __int128)usable * p->overcommit_pct / 100)) {
             errf(err, errlen, "growing '%s' would exceed pool '%s' overcommit limit (%u%%)",
                  v->name, p->name, p->overcommit_pct);
             return -ENOSPC;

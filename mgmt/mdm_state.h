@@ -48,11 +48,4 @@ Cairn__Sdc *mdm_sdc_by_name(const struct mdm_state *s, const char *name);
 Cairn__Device *mdm_device_by_id(const struct mdm_state *s, uint32_t id);
 Cairn__FaultSet *mdm_fault_set_by_name(const struct mdm_state *s, const char *name);
 
-/* Raw capacity of the devices that hold the pool's PGs, and what the pool can
- * store with its copies policy. */
-uint64_t mdm_pool_raw_capacity(const struct mdm_state *s, const Cairn__Pool *p);
-uint64_t mdm_pool_usable_capacity(const struct mdm_state *s, const Cairn__Pool *p);
-/* Sum of volume sizes in the pool (thick only if thick_only). */
-uint64_t mdm_pool_provisioned(const struct mdm_state *s, const Cairn__Pool *p, int thick_only);
-
 #endif

@@ -54,18 +54,4 @@ void placement_ideal(const struct placement_dev *devs, int ndev, int copies, uin
 int placement_balance(const struct placement_dev *devs, int ndev, int copies, uint32_t pg_count,
                       uint32_t *table, const uint8_t *frozen, uint64_t seed, int max_moves);
 
-/* The PG of an extent. A volume's extents go round the PGs in turn from a
- * start fixed by its id, so a volume written full puts the same amount of
- * data (to one extent) in every PG; balanced PGs then mean balanced devices. */
-static inline uint32_t placement_pg_of(uint64_t volume_id, uint64_t extent, uint32_t pg_count)
-{
-    uint64_t x = volume_id * 0x9e3779b97f4a7c15ULL;
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return (uint32_t)((x % pg_count + extent % pg_count) % pg_count);
-}
-
 #endif

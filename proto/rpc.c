@@ -10,11 +10,16 @@
 
 #include "log.h"
 #include "net.h"
+#include "pool.h"
 #include "util.h"
 #include "wqueue.h"
 
 #define RPC_READ_BUF (256u << 10)
 #define RPC_BUCKETS 1024u
+/* Messages up to these sizes (every data-path header) need no allocation:
+ * a received one is read into the connection, a sent one into its frame. */
+#define RPC_INLINE_RX_MSG 256u
+#define RPC_INLINE_TX_MSG 64u
 
 struct rpc_wreq;
 
@@ -46,8 +51,9 @@ struct rpc_conn {
     uint8_t hbuf[FRAME_HDR_SIZE];
     uint32_t have;
     struct frame_hdr hdr;
-    uint8_t *msg;
+    uint8_t *msg; /* msg_inline, or malloc'd for a long message */
     uint8_t *payload;
+    uint8_t msg_inline[RPC_INLINE_RX_MSG];
 
     uint64_t next_id;
     unsigned npending;
@@ -69,8 +75,20 @@ struct rpc_wreq {
     rpc_sent_cb cb;
     void *arg;
     struct rpc_pending *pend; /* the call waiting for this frame's reply, if any */
+    int pooled;               /* from wreq_pool (head has room for a short message) */
     uint8_t head[]; /* frame header + msg */
 };
+
+/* Calls and frames in flight come from these (one loop per thread). */
+static __thread struct pool pending_pool = POOL_INIT(struct rpc_pending, 4096);
+static __thread struct pool wreq_pool = {
+    .size = sizeof(struct rpc_wreq) + FRAME_HDR_SIZE + RPC_INLINE_TX_MSG, .max_free = 4096};
+
+static void msg_free(struct rpc_conn *c, uint8_t *msg)
+{
+    if (msg != c->msg_inline)
+        free(msg);
+}
 
 /* Payload buffers come and go with every request; fresh ones of 128 KiB and
  * more are mmap()ed by malloc, so each would cost a page fault per 4 KiB and
@@ -165,7 +183,7 @@ static void conn_free_cb(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     free(c->rbuf);
-    free(c->msg);
+    msg_free(c, c->msg);
     rpc_buf_free(c->payload);
     free(c);
 }
@@ -174,7 +192,7 @@ static void pending_free(struct rpc_pending *p)
 {
     if (p->unsent)
         p->unsent->pend = NULL;
-    free(p);
+    pool_put(&pending_pool, p);
 }
 
 static void conn_stream_closed_cb(uv_handle_t *h)
@@ -271,14 +289,15 @@ static void dispatch(struct rpc_conn *c)
     } else {
         c->handlers.on_request(c, &h, msg, payload);
     }
-    free(msg);
+    /* the callbacks are done with msg: the next frame may reuse the buffer */
+    msg_free(c, msg);
 }
 
 static void begin_body(struct rpc_conn *c)
 {
     if (c->hdr.msg_len) {
         c->stage = ST_MSG;
-        c->msg = malloc(c->hdr.msg_len);
+        c->msg = c->hdr.msg_len <= RPC_INLINE_RX_MSG ? c->msg_inline : malloc(c->hdr.msg_len);
     } else if (c->hdr.payload_len) {
         c->stage = ST_PAYLOAD;
     }
@@ -423,6 +442,11 @@ static void accept_cb(uv_stream_t *ls, int status)
         rpc_close(c);
         return;
     }
+    if (s->handlers.on_accept && s->handlers.on_accept(c, s->data) < 0) {
+        c->handlers.on_close = NULL; /* it never became the server's connection */
+        rpc_close(c);
+        return;
+    }
     conn_start(c);
 }
 
@@ -517,7 +541,10 @@ static void write_done_cb(struct wq_item *it, int status)
         wr->pend->unsent = NULL;
     if (wr->cb)
         wr->cb(wr->arg, status);
-    free(wr);
+    if (wr->pooled)
+        pool_put(&wreq_pool, wr);
+    else
+        free(wr);
 }
 
 static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status,
@@ -533,9 +560,12 @@ static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status
         plen += pl[i].iov_len;
     if (plen > FRAME_MAX_PAYLOAD)
         return -EMSGSIZE;
-    struct rpc_wreq *wr = malloc(sizeof(*wr) + FRAME_HDR_SIZE + msg_len);
+    int pooled = msg_len <= RPC_INLINE_TX_MSG;
+    struct rpc_wreq *wr =
+        pooled ? pool_get(&wreq_pool) : malloc(sizeof(*wr) + FRAME_HDR_SIZE + msg_len);
     if (!wr)
         return -ENOMEM;
+    wr->pooled = pooled;
     struct frame_hdr h = {.version = FRAME_VERSION_MAX,
                           .type = type,
                           .req_id = id,
@@ -566,14 +596,14 @@ static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status
 int rpc_call(struct rpc_conn *c, uint16_t type, const void *msg, uint32_t msg_len,
              const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb, void *arg)
 {
-    struct rpc_pending *p = malloc(sizeof(*p));
+    struct rpc_pending *p = pool_get(&pending_pool);
     if (!p)
         return -ENOMEM;
     uint64_t id = c->next_id++;
     struct rpc_wreq *wr;
     int r = send_frame(c, type, id, 0, msg, msg_len, pl, npl, NULL, NULL, &wr);
     if (r < 0) {
-        free(p);
+        pool_put(&pending_pool, p);
         return r;
     }
     p->unsent = NULL;

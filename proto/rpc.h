@@ -39,6 +39,10 @@ typedef void (*rpc_sent_cb)(void *arg, int status);
 struct rpc_handlers {
     rpc_request_cb on_request;
     rpc_close_cb on_close; /* may be NULL */
+    /* A listening server accepted c (may be NULL). c's data is the server's
+     * data until this sets its own (a per-connection object, say); it runs
+     * before any request of c. Returns 0, or -errno to close c at once. */
+    int (*on_accept)(struct rpc_conn *c, void *server_data);
 };
 
 /* addr: "host:port" or "unix:/path". 0 or -errno. */

@@ -25,7 +25,7 @@
 #include "disk_uring.h"
 #include "extent_store.h"
 #include "log.h"
-#include "placement.h"
+#include "layout.h"
 #include "rpc.h"
 #include "mdm_session.h"
 #include "rpc_peer.h"
@@ -272,7 +272,7 @@ static void update_reservations(void)
                 continue;
             uint64_t next = (v->size + p->extent_size - 1) / p->extent_size;
             for (uint64_t e = 0; e < next; e++) {
-                Cairn__Pg *g = p->pgs[placement_pg_of(v->id, e, (uint32_t)p->n_pgs)];
+                Cairn__Pg *g = p->pgs[layout_pg_of(v->id, e, (uint32_t)p->n_pgs)];
                 for (size_t c = 0; c < g->n_devices; c++)
                     if (g->devices[c] == d->id && !store_allocated(d->st, v->id, e))
                         need++;
@@ -955,7 +955,7 @@ static int validate(struct ioreq *r)
     r->off = (uint32_t)(io->offset % p->extent_size);
     if (r->off + (uint64_t)io->length > p->extent_size)
         return -EINVAL; /* a request never spans extents */
-    uint32_t pg = placement_pg_of(io->volume_id, r->ext, (uint32_t)p->n_pgs);
+    uint32_t pg = layout_pg_of(io->volume_id, r->ext, (uint32_t)p->n_pgs);
     if (io->pg != pg)
         return -EINVAL;
     Cairn__Pg *g = p->pgs[pg];
@@ -1282,7 +1282,7 @@ static void handle_pg_list(struct rpc_conn *c, const struct frame_hdr *h, const 
             for (size_t i = 0; i < k; i++) {
                 Cairn__Volume *v = cmap_volume(S.map, vols[i]);
                 if (!v || v->pool_id != pool_id ||
-                    placement_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs) != pg)
+                    layout_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs) != pg)
                     continue;
                 if (n == cap) {
                     uint8_t *bigger = rpc_buf_alloc(cap * 2 * 16);
@@ -1737,7 +1737,7 @@ static void rebuild_sync(void)
                     Cairn__Pool *p = v ? cmap_pool(S.map, v->pool_id) : NULL;
                     if (!p || !p->n_pgs)
                         continue;
-                    uint32_t pg = placement_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
+                    uint32_t pg = layout_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
                     if (p->pgs[pg]->n_devices && p->pgs[pg]->devices[0] != S.devs[di].id)
                         continue;
                     for (struct rjob *j = S.jobs; j; j = j->next)
@@ -1810,7 +1810,7 @@ static void drop_unowned(const Cairn__ClusterMap *old)
                 Cairn__Pool *p = v ? cmap_pool(S.map, v->pool_id) : NULL;
                 if (!p || !p->n_pgs || p->id != md->pool_id)
                     continue;
-                uint32_t pg = placement_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
+                uint32_t pg = layout_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
                 if (pg_drops(old, p, pg, d->id) &&
                     store_free(d->st, vols[i], exts[i], purge_cb, NULL) == 0)
                     dropped++;

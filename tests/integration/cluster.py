@@ -44,14 +44,38 @@ def wait_for(what, pred, timeout=30.0, interval=0.05):
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
 
 
+ALLOC_HOOK = os.path.join(BUILD, "tests", "libcairn_alloc_count.so")
+
+
+def alloc_env(count_file, binary):
+    """Environment that loads the allocation counter (tests/tools/alloc_count.c)
+    into a daemon; under ASan its runtime must come first."""
+    preload = [ALLOC_HOOK]
+    libs = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    if "libasan" in libs:
+        asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                              text=True).stdout.strip()
+        preload.insert(0, asan)
+    return {"LD_PRELOAD": " ".join(preload), "CAIRN_ALLOC_COUNT": count_file}
+
+
+def read_alloc_count(count_file):
+    """(allocations, bytes) a daemon has made since it started."""
+    import struct
+    with open(count_file, "rb") as f:
+        return struct.unpack("=QQ", f.read(16))
+
+
 class Daemon:
-    def __init__(self, name, argv, log):
-        self.name, self.argv, self.log = name, argv, log
+    def __init__(self, name, argv, log, env=None):
+        self.name, self.argv, self.log, self.env = name, argv, log, env
         self.proc = None
 
     def start(self):
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.argv, stdout=self.logf, stderr=subprocess.STDOUT)
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(self.argv, stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env=env)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -81,7 +105,8 @@ class Daemon:
 
 class Cluster:
     def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
-                 extra_devices=None, copies=2, sds_args=(), mdm_args=(), initial=None):
+                 extra_devices=None, copies=2, sds_args=(), mdm_args=(), initial=None,
+                 count_allocations=False):
         self.dir = str(workdir)
         # SDSs started and added by start(); the rest wait for add_sds()
         self.initial = len(sds_sizes) if initial is None else initial
@@ -99,10 +124,18 @@ class Cluster:
         self.sds_addrs = [f"127.0.0.1:{p}" for p in ports[3:]]
         self.daemons = {}
         self.sdc_name = "sdc1"
+        self.count_allocations = count_allocations
+
+    def alloc_file(self, name):
+        return os.path.join(self.dir, f"{name}.alloc")
 
     # ---- processes ----
     def _daemon(self, name, argv):
-        d = Daemon(name, argv, os.path.join(self.dir, f"{name}.log"))
+        env = None
+        if self.count_allocations:
+            binary = next(a for a in argv if a.startswith(BUILD))
+            env = alloc_env(self.alloc_file(name), binary)
+        d = Daemon(name, argv, os.path.join(self.dir, f"{name}.log"), env)
         self.daemons[name] = d
         return d
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "capacity.h"
 #include "mdm_state.h"
 
 static char err[512];
@@ -176,7 +177,7 @@ static void test_rebalance(struct mdm_state *s)
     CHECK(!mdm_sds_by_name(s, "c"));
     CHECK_EQ(copies_on_sds(s, "c"), 0u);
     /* usable now: a 4 + b 6 + d 8 = 18 / 2 = 9 GiB, the thick volume's 8 fit */
-    CHECK_EQ(mdm_pool_usable_capacity(s, mdm_pool_by_name(s, "default")), 9ULL << 30);
+    CHECK_EQ(capacity_pool_usable(s->m, mdm_pool_by_name(s, "default")), 9ULL << 30);
 
     /* removing b too would leave 12 GiB raw: a and d, 4 and 8 GiB: usable 4
      * GiB, below the 8 GiB thick volume */
@@ -258,7 +259,7 @@ int main(void)
 
     /* usable = (4+6+8) / 2 = 9 GiB; overcommit 300% = 27 GiB */
     Cairn__Pool *p = mdm_pool_by_name(&s, "default");
-    CHECK_EQ(mdm_pool_usable_capacity(&s, p), 9ULL << 30);
+    CHECK_EQ(capacity_pool_usable(s.m, p), 9ULL << 30);
     CHECK_EQ(vol(&s, CAIRN__MGMT_OP__OP_VOLUME_CREATE, "thick", 10ULL << 30, 1), -ENOSPC);
     CHECK(strstr(err, "thick"));
     CHECK_EQ(vol(&s, CAIRN__MGMT_OP__OP_VOLUME_CREATE, "thick", 8ULL << 30, 1), 0);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "layout.h"
 #include "placement.h"
 
 #define PGS 4096
@@ -44,8 +45,8 @@ static void test_basic(void)
     CHECK_EQ(placement_compute(d, 3, 0, PGS, 7, a), -EINVAL);
     CHECK_EQ(placement_compute(d, 3, 2, 0, 7, a), -EINVAL);
     /* the PG of an extent is a fixed function */
-    CHECK_EQ(placement_pg_of(5, 9, 1024), placement_pg_of(5, 9, 1024));
-    CHECK(placement_pg_of(5, 9, 1024) < 1024);
+    CHECK_EQ(layout_pg_of(5, 9, 1024), layout_pg_of(5, 9, 1024));
+    CHECK(layout_pg_of(5, 9, 1024) < 1024);
 }
 
 /* Equal devices: every device's share within 15% of the mean. */

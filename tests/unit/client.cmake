@@ -1,0 +1,1 @@
+# client/: the SDC and its NBD server.

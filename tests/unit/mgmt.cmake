@@ -1,0 +1,8 @@
+# mgmt/: placement and the MDM's state machine.
+foreach(t placement mdm_state)
+  add_executable(test_${t} test_${t}.c)
+  target_link_libraries(test_${t} cairn_mdm_state)
+  target_include_directories(test_${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+  add_test(NAME unit_${t} COMMAND test_${t})
+  set_tests_properties(unit_${t} PROPERTIES TIMEOUT 120)
+endforeach()
