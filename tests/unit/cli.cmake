@@ -1,0 +1,1 @@
+# mgmt/: the CLI (argument parsing).
