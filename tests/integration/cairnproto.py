@@ -4,6 +4,7 @@ import socket
 import struct
 
 MAGIC = 0x43524E31
+FT_PING = 9
 FT_IO_READ, FT_IO_WRITE = 16, 17
 IO_FLAG_REPLICA = 2
 
@@ -26,6 +27,14 @@ class SdsConn:
     def call(self, ftype, vol, off, length, pool, pg, epoch, flags=0, payload=b""):
         """Returns (status, payload)."""
         io = struct.pack(">QQIIIIQ", vol, off, length, flags, pool, pg, epoch)
+        return self._frame(ftype, io, payload)
+
+    def ping(self, sender_id, map_version):
+        """Ask for a lease as SDS sender_id holding map_version would: 0 if
+        granted, -ESTALE if this SDS's map says the sender is not up."""
+        return self._frame(FT_PING, struct.pack(">IQ", sender_id, map_version), b"")[0]
+
+    def _frame(self, ftype, io, payload):
         rid = self.req
         self.req += 1
         hdr = struct.pack(">IHHQIIiI", MAGIC, 1, ftype, rid, len(io), len(payload), 0, 0)

@@ -28,9 +28,10 @@ def free_ports(n):
 
 
 def wait_for(what, pred, timeout=30.0, interval=0.05):
-    deadline = time.time() + timeout
+    """Poll pred until it returns something true (returned) or timeout passes."""
+    deadline = time.monotonic() + timeout
     last = None
-    while time.time() < deadline:
+    while time.monotonic() < deadline:
         try:
             v = pred()
             if v:
@@ -41,10 +42,36 @@ def wait_for(what, pred, timeout=30.0, interval=0.05):
     raise TimeoutError(f"timed out waiting for {what} (last error: {last})")
 
 
+def hold_for(what, pred, seconds, interval=0.1):
+    """Check that pred stays true for the whole of the next `seconds`: for a
+    thing that must NOT happen within a window (a false failure, a rebuild
+    that should not start), watched over the window in which it could."""
+    end = time.monotonic() + seconds
+    while True:
+        assert pred(), f"{what} stopped holding"
+        if time.monotonic() >= end:
+            return
+        time.sleep(interval)
+
+
+def wait_settled(what, read, interval, timeout=60.0):
+    """The value of read() once two readings `interval` seconds apart agree
+    (figures that arrive with periodic heartbeats)."""
+    state = {"last": read()}
+
+    def same():
+        now = read()
+        agreed = now == state["last"]
+        state["last"] = now
+        return (now,) if agreed else None
+    return wait_for(what, same, timeout=timeout, interval=interval)[0]
+
+
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
 
 
-ALLOC_HOOK = os.path.join(BUILD, "tests", "libcairn_alloc_count.so")
+ALLOC_HOOK = os.environ.get("CAIRN_ALLOC_HOOK",
+                            os.path.join(BUILD, "tests", "libcairn_alloc_count.so"))
 
 
 def alloc_env(count_file, binary):
@@ -106,7 +133,7 @@ class Daemon:
 class Cluster:
     def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
                  extra_devices=None, copies=2, sds_args=(), mdm_args=(), initial=None,
-                 count_allocations=False):
+                 count_allocations=False, devices=None):
         self.dir = str(workdir)
         # SDSs started and added by start(); the rest wait for add_sds()
         self.initial = len(sds_sizes) if initial is None else initial
@@ -115,6 +142,7 @@ class Cluster:
         self.copies = copies
         self.sds_args = list(sds_args)
         self.extra_devices = extra_devices or {}  # SDS index -> more device paths
+        self.devices = devices or {}  # SDS index -> its first device, instead of a file
         self.sds_sizes = sds_sizes
         self.pgs = pgs
         ports = free_ports(3 + len(sds_sizes))
@@ -173,23 +201,42 @@ class Cluster:
                  lambda: any(s["name"] == self.sdc_name for s in self.status()["sdcs"]))
 
     def start(self):
-        os.makedirs(self.dir, exist_ok=True)
-        self.start_mdm()
-        for i in range(self.initial):
-            self.start_sds(i)
-        self.start_sdc()
-        self.cairn("pool", "create", "default", "--pgs", str(self.pgs), "--copies",
-                   str(self.copies))
-        for i in range(self.initial):
-            self._add_sds(i)
-        self.wait_sds_connected()
-        self.wait_sdc_registered()
-        return self
+        """Start and form the cluster. If that fails half-way, whatever was
+        started is stopped before the error goes up (callers that have no
+        cluster yet cannot clean up after it)."""
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            self.start_mdm()
+            for i in range(self.initial):
+                self.start_sds(i)
+            self.start_sdc()
+            self.cairn("pool", "create", "default", "--pgs", str(self.pgs), "--copies",
+                       str(self.copies))
+            for i in range(self.initial):
+                self._add_sds(i)
+            self.wait_sds_connected()
+            self.wait_sdc_registered()
+            return self
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self):
+        """Kill every daemon at once (a failed start or test); never raises."""
+        for d in self.daemons.values():
+            try:
+                if d.alive():
+                    d.proc.kill()
+                    d.proc.wait(30)
+            except Exception:  # noqa: BLE001 - best effort, the next one must go too
+                pass
 
     def _add_sds(self, i, fault_set=None):
-        dev = os.path.join(self.dir, f"dev{i + 1}.img")
-        with open(dev, "wb") as f:
-            f.truncate(self.sds_sizes[i])
+        dev = self.devices.get(i)
+        if not dev:
+            dev = os.path.join(self.dir, f"dev{i + 1}.img")
+            with open(dev, "wb") as f:
+                f.truncate(self.sds_sizes[i])
         name = f"sds{i + 1}"
         fs = ["--fault-set", fault_set] if fault_set else []
         wait_for(f"{name} to connect to the MDM", lambda a=self.sds_addrs[i], n=name, d=dev:
@@ -293,7 +340,11 @@ class NetCluster(Cluster):
         port = free_ports(1)[0]
         self.mdm_addr = f"{self.net}.1:{port}"
         self.sds_addrs = [f"{self.net}.{10 + i}:7000" for i in range(len(self.sds_sizes))]
-        self._setup_net()
+        try:
+            self._setup_net()
+        except BaseException:
+            self._teardown_net()
+            raise
 
     def _setup_net(self):
         sh("ip", "link", "add", "name", self.bridge, "type", "bridge")
@@ -325,11 +376,18 @@ class NetCluster(Cluster):
     def restore(self, i):
         sh("ip", "link", "set", self.hveth[i], "up")
 
+    def _teardown_net(self):
+        for i, ns in enumerate(self.ns):
+            subprocess.run(["ip", "link", "del", self.hveth[i]], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+    def abort(self):
+        super().abort()
+        self._teardown_net()
+
     def shutdown(self):
         try:
             super().shutdown()
         finally:
-            for i, ns in enumerate(self.ns):
-                subprocess.run(["ip", "link", "del", self.hveth[i]], capture_output=True)
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-            subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+            self._teardown_net()

@@ -9,6 +9,9 @@ from cluster import Cluster  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("cairn")).start()
-    yield c
-    c.shutdown()
+    c = Cluster(tmp_path_factory.mktemp("cairn"))
+    try:
+        c.start()  # a cluster that fails half-way is stopped all the same
+        yield c
+    finally:
+        c.shutdown()

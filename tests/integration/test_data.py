@@ -5,6 +5,9 @@ import subprocess
 
 import nbd
 
+from cluster import Cluster, wait_for, wait_settled
+from devices import LoggedDevice
+
 
 def run(*argv, **kw):
     r = subprocess.run(list(argv), capture_output=True, text=True, timeout=kw.pop("timeout", 600), **kw)
@@ -96,20 +99,46 @@ def test_fio_verify(cluster):
         "--numjobs=2", "--size=32M", "--offset=0", "--offset_increment=32M")
 
 
-def test_multi_conn_flush_barrier(cluster):
-    cluster.create_volume("mc", 8 << 20)
-    h1, h2, h3 = nbd.NBD(), nbd.NBD(), nbd.NBD()
-    for h in (h1, h2, h3):
-        h.connect_uri(cluster.uri("mc"))
-        assert h.can_multi_conn()
-    for i in range(20):
-        data = os.urandom(4096 + i)
-        off = (i * 300007) % ((8 << 20) - len(data))
-        h1.pwrite(data, off)
-        h2.flush()
-        assert h3.pread(len(data), off) == data
-    for h in (h1, h2, h3):
-        h.shutdown()
+def test_multi_conn_flush_barrier(tmp_path):
+    """CAN_MULTI_CONN: a write answered on one connection, then a FLUSH answered
+    on another, is durable on every copy and read back on a third. Each SDS's
+    device records what reaches it, so the test sees the FLUSH land: the write
+    alone brings no flush to either device, the FLUSH brings one to both."""
+    devs = [LoggedDevice(tmp_path / f"dev{i}", 1 << 30) for i in range(2)]
+    c = None
+    try:
+        c = Cluster(tmp_path / "c", sds_sizes=(1 << 30,) * 2, pgs=16,
+                    devices={i: d.loop for i, d in enumerate(devs)})
+        c.start()
+        c.create_volume("mc", 8 << 20)
+        h1, h2, h3 = nbd.NBD(), nbd.NBD(), nbd.NBD()
+        for h in (h1, h2, h3):
+            h.connect_uri(c.uri("mc"))
+            assert h.can_multi_conn()
+        # every extent gets its slot first (allocating writes are durable at once)
+        h1.pwrite(os.urandom(8 << 20), 0)
+        h1.flush()
+        for i in range(20):
+            data = os.urandom(4096 + i)
+            off = (i * 300007) % ((8 << 20) - len(data))
+            before = [d.completed("Flush") for d in devs]
+            h1.pwrite(data, off)
+            assert [d.completed("Flush") for d in devs] == before, \
+                "a plain write flushed a device: the test could not tell FLUSH's effect"
+            h2.flush()
+            after = [d.completed("Flush") for d in devs]
+            assert all(a > b for a, b in zip(after, before)), \
+                f"FLUSH did not reach every copy's device ({before} -> {after})"
+            assert h3.pread(len(data), off) == data
+        for h in (h1, h2, h3):
+            h.shutdown()
+    finally:
+        try:
+            if c:
+                c.shutdown()
+        finally:
+            for d in devs:
+                d.close()
 
 
 def test_copies_identical(cluster):
@@ -127,18 +156,13 @@ def test_copies_identical(cluster):
     assert rep["copies_per_extent"] == 2
 
 
+def used_bytes(cluster):
+    return sum(d["used"] for s in cluster.status()["sds"] for d in s["devices"])
+
+
 def settled_usage(cluster):
     """Raw bytes used on all devices, once two heartbeats agree."""
-    import time
-    def used():
-        return sum(d["used"] for s in cluster.status()["sds"] for d in s["devices"])
-    last = used()
-    while True:
-        time.sleep(1.2)
-        now = used()
-        if now == last:
-            return now
-        last = now
+    return wait_settled("the devices' usage to settle", lambda: used_bytes(cluster), 1.2)
 
 
 def test_grow_and_remove_frees_space(cluster):
@@ -160,7 +184,6 @@ def test_grow_and_remove_frees_space(cluster):
             return h.get_size() == 24 << 20
         finally:
             h.shutdown()
-    from cluster import wait_for
     wait_for("the new size at the SDC", grown)
     h = nbd.NBD()
     h.connect_uri(cluster.uri("grow"))
@@ -170,7 +193,7 @@ def test_grow_and_remove_frees_space(cluster):
     h.shutdown()
 
     def used():
-        return sum(d["used"] for s in cluster.status()["sds"] for d in s["devices"])
+        return used_bytes(cluster)
     # 17 extents of 1 MiB, two copies each
     wait_for("usage to include the volume", lambda: used() == base + 2 * (17 << 20))
     cluster.cairn("volume", "unmap", "grow", "--sdc", cluster.sdc_name)

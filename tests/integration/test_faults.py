@@ -1,6 +1,7 @@
 """Faults under a verifying load, with every SDS in a network namespace of its
 own: acknowledged writes survive, I/O resumes, every PG gets its copies back,
 and a deposed primary serves no stale read."""
+import errno
 import json
 import os
 import signal
@@ -11,7 +12,8 @@ import nbd
 import pytest
 
 from cairnproto import FT_IO_READ, FT_IO_WRITE, SdsConn
-from cluster import NetCluster as Cluster, wait_for  # every SDS a host of its own
+from cluster import NetCluster as Cluster, hold_for, wait_for  # every SDS a host of its own
+from devices import FaultyDevice
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +53,29 @@ def fio_result(proc):
     return job
 
 
+def data_bytes(cluster, vol):
+    """Bytes of the volume that hold data (BLOCK_STATUS through the SDC)."""
+    r = subprocess.run(["nbdinfo", "--map", "--json", cluster.uri(vol)], capture_output=True,
+                       text=True, timeout=60, check=True)
+    return sum(e["length"] for e in json.loads(r.stdout) if not e["type"] & 1)
+
+
+def wait_load_landing(cluster, vol, proc, min_bytes=16 << 20):
+    """Wait until the load proc (fio) has written min_bytes more of vol: the
+    fault that follows then falls in the middle of a running load."""
+    base = data_bytes(cluster, vol)
+
+    def landing():
+        assert proc.poll() is None, "the load ended before the fault"
+        return data_bytes(cluster, vol) >= base + min_bytes
+    wait_for(f"the load on {vol} to be under way", landing, timeout=60, interval=0.2)
+
+
 def test_kill9_under_load_then_second_failure(cluster):
     cluster.create_volume("load", 192 << 20)
     # about 12 s of writes at 2000 IOPS; fio verifies every block at the end
     fio = fio_job(cluster, "load", "--size=96M", "--rate_iops=2000")
-    time.sleep(3)
+    wait_load_landing(cluster, "load", fio)
     t0 = time.time()
     cluster.daemons["sds2"].stop(signal.SIGKILL)
     job = fio_result(fio)
@@ -70,7 +90,7 @@ def test_kill9_under_load_then_second_failure(cluster):
 
     # a second failure once the first rebuild is done: still nothing lost
     fio = fio_job(cluster, "load", "--size=96M", "--offset=96M", "--rate_iops=2000")
-    time.sleep(3)
+    wait_load_landing(cluster, "load", fio)
     cluster.daemons["sds3"].stop(signal.SIGKILL)
     fio_result(fio)
     wait_protected(cluster)
@@ -113,7 +133,21 @@ def test_deposed_primary_serves_no_stale_read(cluster):
         assert h.pread(4096, off) == new
         wait_for("the stopped SDS marked down", lambda: any(
             s["name"] == primary["sds"] and s["state"] == "down" for s in cluster.status()["sds"]))
-        time.sleep(2)  # the new map reaches every live SDS (heartbeats are 1 s apart)
+        # every live SDS has the map that says so: it refuses the stopped one a lease
+        now = cluster.status()
+        victim_id = next(s["id"] for s in now["sds"] if s["name"] == primary["sds"])
+        live = [s["addr"] for s in now["sds"] if s["name"] != primary["sds"]]
+
+        def refused_everywhere():
+            for addr in live:
+                conn = SdsConn(addr)
+                try:
+                    if conn.ping(victim_id, now["map_version"]) != -errno.ESTALE:
+                        return False
+                finally:
+                    conn.close()
+            return True
+        wait_for("every live SDS to know the stopped one is down", refused_everywhere)
         # The deposed primary must not learn of its replacement from the MDM:
         # only its lease can stop it from serving.
         cluster.daemons["mdm"].proc.send_signal(signal.SIGSTOP)
@@ -123,19 +157,21 @@ def test_deposed_primary_serves_no_stale_read(cluster):
         # Ask the deposed primary directly, with the old epoch, as a client
         # with a stale map would: it must refuse, never answer the old bytes.
         conn = SdsConn(primary["addr"])
-        deadline = time.time() + 4
-        refused = 0
-        while time.time() < deadline:
+        refused = [0]
+
+        def refuses():
             st, data = conn.call(FT_IO_READ, loc["volume_id"], off, 4096, loc["pool_id"],
                                  loc["pg"], loc["epoch"])
             assert st < 0 or data == new, "a deposed primary served a stale read"
-            refused += st < 0
+            refused[0] += st < 0
             st, _ = conn.call(FT_IO_WRITE, loc["volume_id"], off, 4096, loc["pool_id"],
                               loc["pg"], loc["epoch"], payload=b"X" * 4096)
             assert st < 0, "a deposed primary acknowledged a write"
-            time.sleep(0.05)
+            return True
+        # over longer than its lease (2 s) would last had it kept one
+        hold_for("the deposed primary refusing", refuses, 4, interval=0.05)
         conn.close()
-        assert refused > 0
+        assert refused[0] > 0
         # the SDC keeps serving from the new primary while the MDM is away
         assert h.pread(4096, off) == new
     finally:
@@ -148,41 +184,6 @@ def test_deposed_primary_serves_no_stale_read(cluster):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-class FaultyDevice:
-    """A block device that fails on demand, built from real parts: nbdkit's
-    error filter over a file, exposed by nbdfuse, attached as a loop device.
-    While the trigger file exists every read and write gets EIO."""
-
-    def __init__(self, base, size):
-        self.base = str(base)
-        os.makedirs(f"{self.base}/fuse", exist_ok=True)
-        with open(f"{self.base}/backing.img", "wb") as f:
-            f.truncate(size)
-        self.trigger = f"{self.base}/trigger"
-        subprocess.run(["nbdkit", "--filter=error", "-U", f"{self.base}/nbd.sock",
-                        "-P", f"{self.base}/nbdkit.pid", "file", f"{self.base}/backing.img",
-                        "error=EIO", "error-rate=100%", f"error-file={self.trigger}"], check=True)
-        wait_for("nbdkit", lambda: os.path.exists(f"{self.base}/nbdkit.pid"))
-        self.fuse = subprocess.Popen(["nbdfuse", "-P", f"{self.base}/fuse.pid",
-                                      f"{self.base}/fuse/dev", "--unix", f"{self.base}/nbd.sock"])
-        wait_for("nbdfuse", lambda: os.path.exists(f"{self.base}/fuse.pid"))
-        self.loop = subprocess.run(["losetup", "--direct-io=on", "-f", "--show",
-                                    f"{self.base}/fuse/dev"], check=True, capture_output=True,
-                                   text=True).stdout.strip()
-
-    def fail(self):
-        open(self.trigger, "w").close()
-
-    def close(self):
-        if os.path.exists(self.trigger):
-            os.unlink(self.trigger)
-        subprocess.run(["losetup", "-d", self.loop])
-        subprocess.run(["fusermount3", "-u", f"{self.base}/fuse"])
-        self.fuse.wait(30)
-        with open(f"{self.base}/nbdkit.pid") as f:
-            os.kill(int(f.read()), signal.SIGTERM)
-
-
 def test_device_io_error_fails_over_that_device_only(tmp_path):
     dev = FaultyDevice(tmp_path / "faulty", 1 << 30)
     c = None
@@ -192,7 +193,7 @@ def test_device_io_error_fails_over_that_device_only(tmp_path):
         c.start()
         c.create_volume("dev", 128 << 20)
         fio = fio_job(c, "dev", "--size=64M", "--rate_iops=2000")
-        time.sleep(3)
+        wait_load_landing(c, "dev", fio)
         dev.fail()
         fio_result(fio)  # no error reached the client; every block verifies
 
@@ -208,9 +209,11 @@ def test_device_io_error_fails_over_that_device_only(tmp_path):
         r = c.cairn("volume", "check-copies", "dev")
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
-        if c:
-            c.shutdown()
-        dev.close()
+        try:
+            if c:
+                c.shutdown()
+        finally:
+            dev.close()  # even when the cluster did not stop cleanly
 
 
 def catchup_lines(cluster):
@@ -240,8 +243,12 @@ def maintenance_round(cluster, h, model, round_, restart_primary, seen):
     model[e << 20] = b"\0" * (1 << 20)
     touched.add(e)
     h.flush()
-    time.sleep(2)
-    assert cluster.status()["pools"][0]["pgs_rebuilding"] == 0, "maintenance must not rebuild"
+    # sds4 is silent: the MDM must not take that for a failure (no rebuild) for
+    # longer than it would take to detect one (--sds-timeout 4 s, or 30 s)
+    def no_rebuild():
+        st = cluster.status()
+        return st["pools"][0]["pgs_rebuilding"] == 0 and st["sds"][3]["state"] == "maintenance"
+    hold_for("maintenance without a rebuild", no_rebuild, 5)
     if restart_primary:
         # sds1 forgets what changed: the copies it leads are compared instead
         cluster.daemons["sds1"].stop(signal.SIGTERM)

@@ -9,8 +9,8 @@ import nbd
 import pytest
 
 from cairnproto import FT_IO_READ, FT_IO_WRITE, SdsConn
-from cluster import NetCluster, wait_for
-from test_faults import fio_job, fio_result, wait_protected
+from cluster import NetCluster, hold_for, wait_for
+from test_faults import fio_job, fio_result, wait_load_landing, wait_protected
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +27,13 @@ def connect_after_restore(addr):
     """A connection made the moment a link comes back was seen reset once in
     some 15 runs (ECONNRESET from connect, nothing in the SDS's log); what the
     test checks is what the SDS answers, so connecting may take a few tries."""
-    deadline = time.time() + 5
-    while True:
-        try:
-            return SdsConn(addr)
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.2)
+    return wait_for(f"a connection to {addr}", lambda: SdsConn(addr), timeout=5, interval=0.2)
 
 
 def test_cut_link_under_load(cluster):
     cluster.create_volume("cut", 128 << 20)
     fio = fio_job(cluster, "cut", "--size=64M", "--rate_iops=2000")
-    time.sleep(3)
+    wait_load_landing(cluster, "cut", fio)
     cluster.cut(1)
     try:
         job = fio_result(fio)
@@ -76,14 +69,16 @@ def test_cut_off_primary_serves_no_stale_read_when_back(cluster):
     finally:
         cluster.restore(i)
     conn = connect_after_restore(primary["addr"])
-    deadline = time.time() + 3
-    while time.time() < deadline:
+
+    def refuses():
         st, data = conn.call(FT_IO_READ, loc["volume_id"], off, 4096, loc["pool_id"], loc["pg"],
                              loc["epoch"])
         assert st < 0 or data == b"N" * 4096, "a primary cut off and back served a stale read"
         st, _ = conn.call(FT_IO_WRITE, loc["volume_id"], off, 4096, loc["pool_id"], loc["pg"],
                           loc["epoch"], payload=b"X" * 4096)
         assert st < 0, "a deposed primary acknowledged a write"
+        return True
+    hold_for("the cut-off primary refusing", refuses, 3, interval=0)
     conn.close()
     assert h.pread(4096, off) == b"N" * 4096
     h.shutdown()

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from cluster import NetCluster, wait_for
+from cluster import NetCluster, wait_for, wait_settled
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../tools"))
 from cairn_verify import Verifier  # noqa: E402
@@ -58,7 +58,7 @@ class Rate:
     def run(self):
         while not self.stop.is_set():
             self.samples.append((time.monotonic(), self.v.ops))
-            time.sleep(0.25)
+            self.stop.wait(0.25)  # the sampling period
 
     def iops(self, t0, t1):
         pts = [(t, n) for t, n in self.samples if t0 <= t <= t1]
@@ -91,23 +91,32 @@ def test_scale_out_and_in(tmp_path):
         load = threading.Thread(target=v.run, daemon=True)
         load.start()
         rate = Rate(v)
-        time.sleep(6)
+        quiet = {"since": time.monotonic()}  # the load has run undisturbed since then
+
+        def measured_quiet_load():
+            """Enough undisturbed load since the last step to measure its IOPS."""
+            ops0 = v.ops
+            wait_for("a measure of the undisturbed load", lambda: v.ops >= ops0 + 400
+                     and len([t for t, _ in rate.samples if t >= quiet["since"]]) >= 8,
+                     timeout=120)
 
         def step(name, action, min_bytes):
+            measured_quiet_load()
             before = received(c.status())
             t0 = time.monotonic()
             action()
             st = wait_for(f"the rebalance after '{name}' to finish", lambda: settled(c),
                           timeout=600, interval=0.25)
             t1 = time.monotonic()
-            time.sleep(2.5)  # the SDSs' byte counters arrive with their next heartbeats
+            # the SDSs' byte counters arrive with their heartbeats: take them
+            # once two readings a heartbeat apart agree
+            after = wait_settled("the rebuild byte counters", lambda: received(c.status()), 1.2)
             st = c.status()
-            after = received(st)
             moved = sum(after[n] - before.get(n, 0) for n in after)
             slow = [lat for t, lat in v.lat_log if t0 <= t <= t1 + 0.1]
-            figures.append((name, moved, min_bytes(), t1 - t0, rate.iops(t0 - 5, t0),
+            figures.append((name, moved, min_bytes(), t1 - t0, rate.iops(quiet["since"], t0),
                             rate.iops(t0, t1), max(slow, default=0)))
-            time.sleep(2.5)  # a window of quiet load before the next step
+            quiet["since"] = time.monotonic()
             return st
 
         def used_raw(st):

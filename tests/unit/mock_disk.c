@@ -19,6 +19,7 @@ struct mdisk {
     struct disk_io **q;
     size_t nq, capq;
     uint64_t fail_off, fail_len;
+    int dead; /* crashed and not revived: every request fails */
 };
 
 static void apply(struct mdisk *m, const struct pw *w)
@@ -132,7 +133,7 @@ int mock_disk_run_n(struct disk *d, int shuffle, int max)
         memmove(&m->q[i], &m->q[i + 1], (m->nq - i - 1) * sizeof(*m->q));
         m->nq--;
         int res;
-        if (io->op != DISK_SYNC && overlaps_fail(m, io->off, io->len)) {
+        if (m->dead || (io->op != DISK_SYNC && overlaps_fail(m, io->off, io->len))) {
             res = -EIO;
         } else if (io->op == DISK_READ) {
             read_current(m, io->buf, io->len, io->off);
@@ -153,8 +154,8 @@ int mock_disk_run_n(struct disk *d, int shuffle, int max)
 void mock_disk_crash(struct disk *d, int keep_pct)
 {
     struct mdisk *m = (struct mdisk *)d;
-    /* In-flight requests never completed: they are lost with the power. */
-    m->nq = 0;
+    /* In-flight requests never reach the medium: they fail when run. */
+    m->dead = 1;
     /* Rebuild durable: the synced image, then the kept pending writes in order.
      * dsync writes are always kept (they were durable when acknowledged). */
     for (size_t i = 0; i < m->npend; i++) {
@@ -164,6 +165,12 @@ void mock_disk_crash(struct disk *d, int keep_pct)
         free(w->data);
     }
     m->npend = 0;
+}
+
+void mock_disk_revive(struct disk *d)
+{
+    struct mdisk *m = (struct mdisk *)d;
+    m->dead = 0;
 }
 
 void mock_disk_fail(struct disk *d, uint64_t off, uint64_t len)

@@ -12,8 +12,13 @@ struct disk *mock_disk_new(uint64_t size);
 int mock_disk_run(struct disk *d, int shuffle);
 /* Complete at most max requests (completions may submit more). */
 int mock_disk_run_n(struct disk *d, int shuffle, int max);
-/* Power loss: keep each unsynced write with probability keep_pct/100. */
+/* Power loss: keep each unsynced write with probability keep_pct/100. The
+ * requests in flight never reach the medium: like every request submitted
+ * after the crash, they complete with -EIO when run, until the disk is
+ * revived (so their owners can finish and free them). */
 void mock_disk_crash(struct disk *d, int keep_pct);
+/* Power back: requests work again. */
+void mock_disk_revive(struct disk *d);
 /* Fail every later request whose range overlaps [off, off+len). */
 void mock_disk_fail(struct disk *d, uint64_t off, uint64_t len);
 void mock_disk_free(struct disk *d);

@@ -49,18 +49,44 @@ int main(void)
     put_be32(ib + 20, 0x80);
     CHECK_EQ(io_hdr_decode(ib, IO_HDR_SIZE, &jo), -EINVAL); /* unknown flag */
 
-    /* random bytes: decoding never crashes and never accepts a bad magic */
+    /* random bytes: decoding never crashes, and it accepts exactly the headers
+     * an independent reading of the format allows: a bad magic, version or
+     * reserved word is -EPROTO, an oversize length -EMSGSIZE */
     srand(1);
+    int accepted = 0, bad_magic = 0;
     for (int i = 0; i < 100000; i++) {
         for (int k = 0; k < FRAME_HDR_SIZE; k++)
             bad[k] = (uint8_t)rand();
         if (i % 2)
             put_be32(bad, FRAME_MAGIC);
-        int r = frame_hdr_decode(bad, &g);
-        if (r == 0)
-            CHECK(g.msg_len <= FRAME_MAX_MSG && g.payload_len <= FRAME_MAX_PAYLOAD);
+        if (i % 4 == 1)
+            put_be32(bad + 28, 0); /* reserved word clear */
+        if (i % 8 == 1)
+            put_be16(bad + 4, FRAME_VERSION_MAX);
+        if (i % 16 == 1) {
+            put_be32(bad + 16, get_be32(bad + 16) % (FRAME_MAX_MSG + 1));
+            put_be32(bad + 20, get_be32(bad + 20) % (FRAME_MAX_PAYLOAD + 1));
+        }
+        uint16_t version = get_be16(bad + 4);
+        int want;
+        if (get_be32(bad) != FRAME_MAGIC || get_be32(bad + 28) != 0 ||
+            version < FRAME_VERSION_MIN || version > FRAME_VERSION_MAX)
+            want = -EPROTO;
+        else if (get_be32(bad + 16) > FRAME_MAX_MSG || get_be32(bad + 20) > FRAME_MAX_PAYLOAD)
+            want = -EMSGSIZE;
         else
-            CHECK(r == -EPROTO || r == -EMSGSIZE);
+            want = 0;
+        int r = frame_hdr_decode(bad, &g);
+        CHECK_EQ(r, want);
+        if (r == 0) {
+            CHECK_EQ(g.msg_len, get_be32(bad + 16));
+            CHECK_EQ(g.payload_len, get_be32(bad + 20));
+            accepted++;
+        }
+        bad_magic += get_be32(bad) != FRAME_MAGIC;
     }
+    /* the cases above were all reached */
+    CHECK(accepted > 1000);
+    CHECK(bad_magic > 40000);
     return 0;
 }
