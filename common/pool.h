@@ -21,8 +21,10 @@ struct pool {
 };
 
 /* A pool of objects of type T that keeps at most max of them. */
-#define POOL_INIT(T, max) {.size = sizeof(T) < sizeof(void *) ? sizeof(void *) : sizeof(T), \
-                           .max_free = (max)}
+#define POOL_INIT(T, max)                                                                          \
+    {                                                                                              \
+        .size = sizeof(T) < sizeof(void *) ? sizeof(void *) : sizeof(T), .max_free = (max)         \
+    }
 
 /* A zeroed object (as calloc would give), or NULL if memory is exhausted. */
 void *pool_get(struct pool *p);

@@ -112,15 +112,33 @@ int parse_size(const char *s, uint64_t *out)
         return -EINVAL;
     uint64_t mul = 1;
     switch (*end) {
-    case 0:
+    case 0: break;
+    case 'k':
+    case 'K':
+        mul = 1ULL << 10;
+        end++;
         break;
-    case 'k': case 'K': mul = 1ULL << 10; end++; break;
-    case 'm': case 'M': mul = 1ULL << 20; end++; break;
-    case 'g': case 'G': mul = 1ULL << 30; end++; break;
-    case 't': case 'T': mul = 1ULL << 40; end++; break;
-    case 'p': case 'P': mul = 1ULL << 50; end++; break;
-    default:
-        return -EINVAL;
+    case 'm':
+    case 'M':
+        mul = 1ULL << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ULL << 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        mul = 1ULL << 40;
+        end++;
+        break;
+    case 'p':
+    case 'P':
+        mul = 1ULL << 50;
+        end++;
+        break;
+    default: return -EINVAL;
     }
     if (*end == 'i' || *end == 'B')
         end++;

@@ -73,8 +73,7 @@ uint64_t capacity_pool_usable(const Cairn__ClusterMap *m, const Cairn__Pool *p)
     return usable;
 }
 
-uint64_t capacity_pool_provisioned(const Cairn__ClusterMap *m, const Cairn__Pool *p,
-                                   int thick_only)
+uint64_t capacity_pool_provisioned(const Cairn__ClusterMap *m, const Cairn__Pool *p, int thick_only)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < m->n_volumes; i++) {

@@ -190,8 +190,7 @@ static int can_take(const struct bal *b, uint32_t pg, int k, int u)
     for (int j = 0; j < b->copies; j++) {
         if (row[j] == (uint32_t)u)
             return 0;
-        if (j != k && row[j] != PLACEMENT_NONE &&
-            b->devs[row[j]].fault_set == b->devs[u].fault_set)
+        if (j != k && row[j] != PLACEMENT_NONE && b->devs[row[j]].fault_set == b->devs[u].fault_set)
             return 0;
     }
     return 1;

@@ -28,9 +28,9 @@ enum frame_type {
     FT_SDC_REGISTER = 7, /* sdc -> mdm: SdcRegister / MapReply */
     FT_PG_REBUILT = 8,   /* sds -> mdm: MgmtRequest(OP_PG_REBUILT) / MgmtReply */
 
-    FT_PING = 9,         /* sds -> sds: u32 sender id, u64 map version / status 0 = lease granted */
-    FT_PG_LIST = 10,     /* sds -> sds: u32 pool, u32 pg / payload: (u64 vol, u64 ext) pairs */
-    FT_LOCAL = 11,       /* sdc|sds -> sds: (empty) / LocalSocket: its unix socket on this host */
+    FT_PING = 9,     /* sds -> sds: u32 sender id, u64 map version / status 0 = lease granted */
+    FT_PG_LIST = 10, /* sds -> sds: u32 pool, u32 pg / payload: (u64 vol, u64 ext) pairs */
+    FT_LOCAL = 11,   /* sdc|sds -> sds: (empty) / LocalSocket: its unix socket on this host */
 
     FT_IO_READ = 16,  /* io_hdr / payload in reply */
     FT_IO_WRITE = 17, /* io_hdr + payload */
@@ -56,10 +56,10 @@ int frame_hdr_decode(const uint8_t in[FRAME_HDR_SIZE], struct frame_hdr *h);
 
 /* Data-path request header: the message of every FT_IO_* request. */
 #define IO_HDR_SIZE 40
-#define IO_FLAG_FUA 1u       /* durable before reply */
-#define IO_FLAG_REPLICA 2u   /* forwarded by the primary: apply locally only */
-#define IO_FLAG_NO_HOLE 4u   /* zero: keep the range allocated */
-#define IO_FLAG_REBUILD 8u   /* with REPLICA: a rebuild, rebalance or drain copy */
+#define IO_FLAG_FUA 1u     /* durable before reply */
+#define IO_FLAG_REPLICA 2u /* forwarded by the primary: apply locally only */
+#define IO_FLAG_NO_HOLE 4u /* zero: keep the range allocated */
+#define IO_FLAG_REBUILD 8u /* with REPLICA: a rebuild, rebalance or drain copy */
 #define IO_FLAGS_KNOWN (IO_FLAG_FUA | IO_FLAG_REPLICA | IO_FLAG_NO_HOLE | IO_FLAG_REBUILD)
 
 struct io_hdr {

@@ -1,8 +1,8 @@
 #include "mdm_session.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -29,7 +29,8 @@ static void map_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uin
     Cairn__MapReply *rep = msg ? cairn__map_reply__unpack(NULL, msg_len, msg) : NULL;
     if (status < 0) {
         if (status != -ECONNRESET)
-            log_warn("the MDM refused us: %s", rep && rep->error[0] ? rep->error : strerror(-status));
+            log_warn("the MDM refused us: %s",
+                     rep && rep->error[0] ? rep->error : strerror(-status));
     } else if (!rep || !rep->map) {
         log_warn("malformed map from the MDM at %s", s->addr);
     } else {
@@ -53,8 +54,8 @@ static void do_register(struct mdm_session *s)
 {
     if (s->fetching)
         return;
-    if (rpc_call_pb(s->conn, s->ops.register_type, s->ops.registration(s->ctx), 10000,
-                    map_reply_cb, s) == 0)
+    if (rpc_call_pb(s->conn, s->ops.register_type, s->ops.registration(s->ctx), 10000, map_reply_cb,
+                    s) == 0)
         s->fetching = 1;
 }
 

@@ -76,7 +76,7 @@ struct rpc_wreq {
     void *arg;
     struct rpc_pending *pend; /* the call waiting for this frame's reply, if any */
     int pooled;               /* from wreq_pool (head has room for a short message) */
-    uint8_t head[]; /* frame header + msg */
+    uint8_t head[];           /* frame header + msg */
 };
 
 /* Calls and frames in flight come from these (one loop per thread). */
@@ -254,8 +254,8 @@ static void timer_cb(uv_timer_t *t)
                     /* The peer has not even taken the request: the caller
                      * frees its payload when told, so no write may read it
                      * after that. Closing stops them (and this peer is stuck). */
-                    log_warn("rpc %s: request %llu timed out before it was sent; closing",
-                             c->peer, (unsigned long long)p->req_id);
+                    log_warn("rpc %s: request %llu timed out before it was sent; closing", c->peer,
+                             (unsigned long long)p->req_id);
                     rpc_close(c);
                 }
                 p->cb(c, -ETIMEDOUT, NULL, 0, NULL, 0, p->arg);
@@ -547,9 +547,9 @@ static void write_done_cb(struct wq_item *it, int status)
         free(wr);
 }
 
-static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status,
-                      const void *msg, uint32_t msg_len, const struct iovec *pl, int npl,
-                      rpc_sent_cb cb, void *arg, struct rpc_wreq **out)
+static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status, const void *msg,
+                      uint32_t msg_len, const struct iovec *pl, int npl, rpc_sent_cb cb, void *arg,
+                      struct rpc_wreq **out)
 {
     if (c->closing)
         return -ECONNRESET;

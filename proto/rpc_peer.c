@@ -99,8 +99,8 @@ static void drain(struct rpc_peer *p, int err)
         struct waiting *n = w->next;
         int r = err;
         if (!r)
-            r = rpc_call(p->conn, w->type, w->msg, w->msg_len, w->pl, w->npl, w->timeout_ms,
-                         w->cb, w->arg);
+            r = rpc_call(p->conn, w->type, w->msg, w->msg_len, w->pl, w->npl, w->timeout_ms, w->cb,
+                         w->arg);
         if (r < 0)
             w->cb(NULL, r, NULL, 0, NULL, 0, w->arg);
         free(w);
@@ -213,8 +213,7 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
 }
 
 int rpc_peer_call(struct rpc_peer *p, uint16_t type, const void *msg, uint32_t msg_len,
-                  const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb,
-                  void *arg)
+                  const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb, void *arg)
 {
     if (p->conn && !rpc_is_closing(p->conn))
         return rpc_call(p->conn, type, msg, msg_len, pl, npl, timeout_ms, cb, arg);

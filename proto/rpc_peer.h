@@ -14,8 +14,7 @@ struct rpc_peer *rpc_peer_new(uv_loop_t *loop, uint32_t id);
 void rpc_peer_set_addr(struct rpc_peer *p, const char *addr);
 uint32_t rpc_peer_id(const struct rpc_peer *p);
 int rpc_peer_call(struct rpc_peer *p, uint16_t type, const void *msg, uint32_t msg_len,
-                  const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb,
-                  void *arg);
+                  const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb, void *arg);
 /* Close the connection; waiting calls fail with -ECANCELED. The peer object
  * stays valid (peers live as long as their daemon). */
 void rpc_peer_close(struct rpc_peer *p);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Build Cairn with ASan+UBSan and run every test through ctest.
+# Check formatting, build Cairn with ASan+UBSan and run every test through ctest.
 # Usage: tests/run.sh [ctest args...]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/deploy/deps.sh" test
+"$top/tests/check_format.sh"
 build=${CAIRN_TEST_BUILD:-$top/build-test}
 cmake -S "$top" -B "$build" -DCAIRN_ASAN=ON -DCAIRN_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"

@@ -266,8 +266,8 @@ static void crash_round(unsigned seed)
                     cand_add(&model[e][s], o->tag);
             }
             int r = o->kind ? store_free(st, 1, e, done_cb, &o->dn)
-                            : store_write(st, 1, e, o->off, o->len, o->buf,
-                                          o->fua ? STORE_FUA : 0, done_cb, &o->dn);
+                            : store_write(st, 1, e, o->off, o->len, o->buf, o->fua ? STORE_FUA : 0,
+                                          done_cb, &o->dn);
             CHECK(r >= 0);
             if (r == 1)
                 o->dn.n = 1;
@@ -331,7 +331,8 @@ static void crash_round(unsigned seed)
                 ok = memcmp(want, buf + s * SECT, SECT) == 0;
             }
             if (!ok) {
-                fprintf(stderr, "seed %u: extent %llu sector %u holds none of its %d allowed values\n",
+                fprintf(stderr,
+                        "seed %u: extent %llu sector %u holds none of its %d allowed values\n",
                         seed, (unsigned long long)e, s, c->n);
                 exit(1);
             }

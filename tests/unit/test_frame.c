@@ -10,8 +10,12 @@
 int main(void)
 {
     uint8_t b[FRAME_HDR_SIZE];
-    struct frame_hdr h = {.version = 1, .type = FT_IO_WRITE | FRAME_REPLY, .req_id = 0x1122334455667788ULL,
-                          .msg_len = 40, .payload_len = 4096, .status = -ENOSPC};
+    struct frame_hdr h = {.version = 1,
+                          .type = FT_IO_WRITE | FRAME_REPLY,
+                          .req_id = 0x1122334455667788ULL,
+                          .msg_len = 40,
+                          .payload_len = 4096,
+                          .status = -ENOSPC};
     frame_hdr_encode(&h, b);
     struct frame_hdr g;
     CHECK_EQ(frame_hdr_decode(b, &g), 0);
@@ -38,8 +42,13 @@ int main(void)
     put_be32(bad + 20, FRAME_MAX_PAYLOAD + 1);
     CHECK_EQ(frame_hdr_decode(bad, &g), -EMSGSIZE);
 
-    struct io_hdr io = {.volume_id = 7, .offset = 1ULL << 40, .length = 65536,
-                        .flags = IO_FLAG_FUA | IO_FLAG_REPLICA, .pool_id = 3, .pg = 1023, .epoch = 42};
+    struct io_hdr io = {.volume_id = 7,
+                        .offset = 1ULL << 40,
+                        .length = 65536,
+                        .flags = IO_FLAG_FUA | IO_FLAG_REPLICA,
+                        .pool_id = 3,
+                        .pg = 1023,
+                        .epoch = 42};
     uint8_t ib[IO_HDR_SIZE];
     io_hdr_encode(&io, ib);
     struct io_hdr jo;

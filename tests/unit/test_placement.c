@@ -77,7 +77,8 @@ static void test_balance_weighted(void)
     double total = 0;
     srand(3);
     for (int i = 0; i < N; i++) {
-        d[i] = (struct placement_dev){(uint32_t)i + 1, (uint32_t)i, (uint64_t)(1000 + rand() % 3000)};
+        d[i] =
+            (struct placement_dev){(uint32_t)i + 1, (uint32_t)i, (uint64_t)(1000 + rand() % 3000)};
         total += (double)d[i].weight;
     }
     static uint32_t out[PGS * 2];
@@ -116,7 +117,6 @@ static void test_movement(void)
            moved / ideal);
     CHECK(moved <= 1.3 * ideal);
 }
-
 
 /* ---- balancing on simulated clusters ---- */
 
@@ -219,8 +219,8 @@ static void simulate(int nsds, int copies, uint32_t pgs)
 
     /* add an SDS with one device */
     memcpy(before, s.table, tsz * sizeof(uint32_t));
-    s.d[s.n] = (struct placement_dev){(uint32_t)s.n + 1, (uint32_t)nsds,
-                                      (uint64_t)(1000 + rnd() % 3000)};
+    s.d[s.n] =
+        (struct placement_dev){(uint32_t)s.n + 1, (uint32_t)nsds, (uint64_t)(1000 + rnd() % 3000)};
     s.n++;
     double *ideal = calloc((size_t)s.n, sizeof(double));
     placement_ideal(s.d, s.n, copies, pgs, ideal);
@@ -246,8 +246,8 @@ static void simulate(int nsds, int copies, uint32_t pgs)
     printf("%5d SDSs %5d devices %dx %6u PGs | worst device off its share: straw2 %5.1f%%, "
            "balanced %4.1f%% | add 1 SDS: moved %.2fx its share, then %4.1f%% | drain 1 device: "
            "moved %.2fx its copies, then %4.1f%%%s\n",
-           nsds, s.n - 1, copies, pgs, straw * 100, bal * 100, moved_add / need_add,
-           bal_add * 100, held ? (double)moved_rm / held : 1.0, bal_rm * 100,
+           nsds, s.n - 1, copies, pgs, straw * 100, bal * 100, moved_add / need_add, bal_add * 100,
+           held ? (double)moved_rm / held : 1.0, bal_rm * 100,
            capped ? " (a fault set is capped)" : "");
     fflush(stdout);
     CHECK(bal <= 0.05 && bal_add <= 0.05 && bal_rm <= 0.05);
@@ -304,7 +304,7 @@ int main(void)
     static const struct {
         int sds, copies;
         uint32_t pgs;
-    } sims[] = {{3, 2, 1024}, {3, 3, 1024}, {4, 2, 1024}, {5, 2, 1024}, {8, 3, 2048},
+    } sims[] = {{3, 2, 1024},  {3, 3, 1024},    {4, 2, 1024},    {5, 2, 1024},    {8, 3, 2048},
                 {20, 2, 4096}, {100, 3, 16384}, {300, 2, 16384}, {1000, 2, 32768}};
     for (size_t i = 0; i < sizeof(sims) / sizeof(sims[0]); i++)
         simulate(sims[i].sds, sims[i].copies, sims[i].pgs);
