@@ -3,7 +3,13 @@
 # kernel and modules, busybox, nbd-client and mke2fs in an initramfs.
 # Usage: build_guest.sh CACHE_DIR        prints nothing; leaves vmlinux, modules.txt
 #                                        and a base initramfs tree in CACHE_DIR.
-# See shared/KERNEL-NBD.md for why each step is there.
+# Why it is built this way: the host kernel here may have no nbd module, so
+# the test boots Debian's own kernel (the versioned package behind
+# linux-image-amd64, unpacked, never installed; the .deb ships no modules.dep,
+# hence depmod) under qemu/TCG. The uncompressed ELF vmlinux (cut at the first
+# XZ magic) boots faster under TCG than the bzImage, as does an uncompressed
+# cpio initramfs. modprobe -C /dev/null keeps the host's module options out of
+# the insmod order it prints.
 set -euo pipefail
 cache=$1
 mkdir -p "$cache"
