@@ -16,9 +16,12 @@
 
 enum nbd_io_cmd { NBDIO_READ, NBDIO_WRITE, NBDIO_FLUSH, NBDIO_TRIM, NBDIO_ZERO, NBDIO_STATUS };
 
-#define NBDIO_FUA 1
-#define NBDIO_NO_HOLE 2
-#define NBDIO_FAST_ZERO 4
+/* Bits of nbd_io.flags. */
+enum nbd_io_flag {
+    NBDIO_FUA = 1,       /* durable on every copy before the completion */
+    NBDIO_NO_HOLE = 2,   /* ZERO: keep the range allocated */
+    NBDIO_FAST_ZERO = 4, /* ZERO: fail with -ENOTSUP unless zeroing is cheap */
+};
 
 struct nbd_extent {
     uint32_t len;
@@ -26,17 +29,18 @@ struct nbd_extent {
 };
 
 struct nbd_io {
-    int cmd;
-    int flags;
+    enum nbd_io_cmd cmd;
+    int flags; /* enum nbd_io_flag bits */
     uint64_t off;
     uint32_t len;
     uint8_t *buf; /* READ: filled by the backend (len bytes, 4096-aligned, owned by the
                      server); WRITE: the payload */
     struct nbd_extent ext[NBD_MAX_EXTENTS]; /* STATUS: filled by the backend */
-    int next;
-    void *backend; /* backend's own use */
+    int next;                               /* STATUS: extents filled */
+    void *backend;                          /* backend's own use */
 };
 
+/* The backend's functions all receive ctx as their first argument. */
 struct nbd_backend {
     void *ctx;
     /* Find an export; returns a handle (with a reference taken) or NULL. */
@@ -44,6 +48,10 @@ struct nbd_backend {
     void (*close)(void *ctx, void *exp);
     /* Call emit for every export name. */
     void (*list)(void *ctx, void (*emit)(void *arg, const char *name), void *arg);
+    /* Run io on exp (a handle from open). io and its buffer stay valid, and
+     * the export open, until the backend calls nbd_io_done(io) - later,
+     * from the loop. CACHE and zero-length requests other than FLUSH are
+     * answered by the server and never come here. */
     void (*submit)(void *ctx, void *exp, struct nbd_io *io);
 };
 

@@ -1,0 +1,283 @@
+/* NBD connections: accepting, reading (with payloads read straight into
+ * their buffers), write batching and closing.
+ *
+ * Lifetime: a connection closes only once every request it took has been
+ * answered (inflight == 0), so no backend completion can find it gone; its
+ * handle's close callback frees it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "nbd_internal.h"
+#include "rpc.h"
+#include "util.h"
+
+#define IN_CHUNK (64u << 10)
+
+/* Objects kept for reuse per server: enough for a few connections at the
+ * kernel's 128 requests each. */
+#define REQ_POOL_KEEP 1024
+#define WREQ_SMALL_POOL_KEEP 1024
+#define WREQ_LARGE_POOL_KEEP 64
+
+/* ---- output ---- */
+
+static void write_cb(struct wq_item *it, int status)
+{
+    struct nbd_wreq *wr = (struct nbd_wreq *)it;
+    struct nbd_conn *c = wr->c;
+    (void)status;
+    rpc_buf_free(wr->free_buf);
+    pool_put(wr->large ? &c->srv->wreq_large_pool : &c->srv->wreq_small_pool, wr);
+    c->nwrites--;
+    nbd_conn_maybe_close(c);
+}
+
+void nbd_conn_send(struct nbd_conn *c, const void *hdr, size_t hlen, void *data, size_t dlen,
+                   bool own)
+{
+    if (c->handle_closed) {
+        if (own)
+            rpc_buf_free(data);
+        return;
+    }
+    bool large = hlen > NBD_WREQ_HDR_SMALL;
+    struct nbd_wreq *wr = pool_get(large ? &c->srv->wreq_large_pool : &c->srv->wreq_small_pool);
+    if (!wr) {
+        if (own)
+            rpc_buf_free(data);
+        return;
+    }
+    memcpy(wr->hdr, hdr, hlen);
+    wr->c = c;
+    wr->large = large;
+    wr->free_buf = own ? data : NULL;
+    wr->it.bufs[0] = uv_buf_init((char *)wr->hdr, (unsigned)hlen);
+    wr->it.bufs[1] = uv_buf_init(data, (unsigned)dlen);
+    wr->it.nbufs = dlen ? 2 : 1;
+    wr->it.done = write_cb;
+    if (!c->wq.stream)
+        wq_init(&c->wq, &c->u.s);
+    wq_push(&c->wq, &wr->it);
+    c->nwrites++;
+}
+
+/* ---- input ---- */
+
+void nbd_conn_expect_payload(struct nbd_conn *c, struct nbd_req *r)
+{
+    c->rx = r;
+    c->rx_have = 0;
+}
+
+void nbd_conn_discard_payload(struct nbd_conn *c, struct nbd_req *r, uint64_t len)
+{
+    c->discard = len;
+    c->drain_req = r;
+}
+
+/* The payload of c->rx is complete: run its request. */
+static void rx_complete(struct nbd_conn *c)
+{
+    struct nbd_req *r = c->rx;
+    c->rx = NULL;
+    nbd_transmit_dispatch(c, r);
+}
+
+/* Consume c->in; returns -1 when the connection must close. */
+static int process_input(struct nbd_conn *c)
+{
+    size_t pos = 0;
+    int ret = 0;
+    while (pos < c->in_len && !c->stop_reading) {
+        uint8_t *p = c->in + pos;
+        size_t n = c->in_len - pos;
+        if (c->discard) {
+            size_t k = (size_t)MIN((uint64_t)n, c->discard);
+            c->discard -= k;
+            pos += k;
+            if (c->discard == 0 && c->drain_req) {
+                struct nbd_req *r = c->drain_req;
+                c->drain_req = NULL;
+                nbd_transmit_dispatch(c, r);
+            }
+            continue;
+        }
+        if (c->rx) {
+            size_t k = MIN(n, (size_t)(c->rx->io.len - c->rx_have));
+            memcpy(c->rx->io.buf + c->rx_have, p, k);
+            c->rx_have += (uint32_t)k;
+            pos += k;
+            if (c->rx_have == c->rx->io.len)
+                rx_complete(c);
+            continue;
+        }
+        int k = c->phase == NBD_PHASE_TRANS ? nbd_transmit_input(c, p, n)
+                                            : nbd_handshake_input(c, p, n);
+        if (k < 0) {
+            ret = -1;
+            break;
+        }
+        if (k == 0)
+            break;
+        pos += (size_t)k;
+    }
+    memmove(c->in, c->in + pos, c->in_len - pos);
+    c->in_len -= pos;
+    return ret;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct nbd_conn *c = h->data;
+    /* A large payload goes straight into its buffer. */
+    if (c->rx && c->in_len == 0 && c->rx->io.len - c->rx_have >= IN_CHUNK) {
+        buf->base = (char *)c->rx->io.buf + c->rx_have;
+        buf->len = c->rx->io.len - c->rx_have;
+        return;
+    }
+    if (c->in_cap - c->in_len < IN_CHUNK) {
+        size_t cap = c->in_len + IN_CHUNK;
+        uint8_t *n = realloc(c->in, cap);
+        if (!n) {
+            buf->base = NULL;
+            buf->len = 0;
+            return;
+        }
+        c->in = n;
+        c->in_cap = cap;
+    }
+    buf->base = (char *)c->in + c->in_len;
+    buf->len = c->in_cap - c->in_len;
+}
+
+static void conn_close(struct nbd_conn *c);
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct nbd_conn *c = s->data;
+    if (n < 0) {
+        if (n != UV_EOF && n != UV_ECONNRESET)
+            log_info("nbd %s: read: %s", c->peer, uv_strerror((int)n));
+        conn_close(c);
+        return;
+    }
+    if (n == 0)
+        return;
+    if (c->rx && buf->base == (char *)c->rx->io.buf + c->rx_have) {
+        c->rx_have += (uint32_t)n;
+        if (c->rx_have == c->rx->io.len)
+            rx_complete(c);
+        return;
+    }
+    c->in_len += (size_t)n;
+    if (process_input(c) < 0)
+        nbd_conn_stop(c);
+    /* Keep the buffer small once a burst is parsed. */
+    if (c->in_len == 0 && c->in_cap > 4 * IN_CHUNK) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
+/* ---- closing ---- */
+
+static void free_cb(uv_handle_t *h)
+{
+    struct nbd_conn *c = h->data;
+    struct nbd_server *srv = c->srv;
+    if (c->exp)
+        srv->be.close(srv->be.ctx, c->exp);
+    nbd_req_release(srv, c->rx);
+    nbd_req_release(srv, c->drain_req);
+    free(c->in);
+    free(c);
+}
+
+void nbd_conn_stop(struct nbd_conn *c)
+{
+    if (!c->stop_reading) {
+        c->stop_reading = true;
+        uv_read_stop(&c->u.s);
+    }
+    nbd_conn_maybe_close(c);
+}
+
+/* The peer is gone (or must be): queued replies are cancelled by the close. */
+static void conn_close(struct nbd_conn *c)
+{
+    c->closing = true;
+    nbd_conn_stop(c);
+}
+
+/* Close once nothing is in flight: every request gets its one reply (or the
+ * peer is gone), and DISC finishes in-flight requests before the socket goes. */
+void nbd_conn_maybe_close(struct nbd_conn *c)
+{
+    if (c->handle_closed || !c->stop_reading)
+        return;
+    if (c->inflight > 0)
+        return;
+    if (c->nwrites > 0 && !c->closing)
+        return; /* let replies drain (ABORT ack, DISC, bad handshake) */
+    c->handle_closed = true;
+    if (c->wq.stream)
+        wq_flush(&c->wq); /* queued replies go, or are cancelled by the close */
+    uv_close(&c->u.h, free_cb);
+}
+
+/* ---- accepting ---- */
+
+static void accept_cb(uv_stream_t *ls, int status)
+{
+    struct nbd_server *s = ls->data;
+    if (status < 0)
+        return;
+    struct nbd_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->srv = s;
+    if (s->is_pipe)
+        uv_pipe_init(s->loop, &c->u.pipe, 0);
+    else
+        uv_tcp_init(s->loop, &c->u.tcp);
+    c->u.h.data = c;
+    if (uv_accept(ls, &c->u.s) < 0) {
+        c->handle_closed = true;
+        uv_close(&c->u.h, free_cb);
+        return;
+    }
+    if (!s->is_pipe)
+        uv_tcp_nodelay(&c->u.tcp, 1);
+    net_peer_name(&c->u, c->peer, sizeof(c->peer));
+    nbd_handshake_greet(c);
+    uv_read_start(&c->u.s, alloc_cb, read_cb);
+}
+
+int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backend *be,
+                      struct nbd_server **out)
+{
+    struct nbd_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->loop = loop;
+    s->be = *be;
+    s->req_pool = (struct pool)POOL_INIT(struct nbd_req, REQ_POOL_KEEP);
+    s->wreq_small_pool = (struct pool){.size = sizeof(struct nbd_wreq) + NBD_WREQ_HDR_SMALL,
+                                       .max_free = WREQ_SMALL_POOL_KEEP};
+    s->wreq_large_pool = (struct pool){.size = sizeof(struct nbd_wreq) + NBD_WREQ_HDR_LARGE,
+                                       .max_free = WREQ_LARGE_POOL_KEEP};
+    snprintf(s->addr, sizeof(s->addr), "%s", addr);
+    int r = net_listen(loop, addr, &s->u, &s->is_pipe, accept_cb);
+    s->u.h.data = s;
+    if (r < 0) {
+        uv_close(&s->u.h, (uv_close_cb)free);
+        return r;
+    }
+    *out = s;
+    return 0;
+}

@@ -1,0 +1,186 @@
+/* cairn-sdc's entry: options, its identity on disk, startup of the NBD
+ * listeners and the MDM session, and shutdown on SIGTERM/SIGINT. The
+ * daemon itself is described in sdc.h. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "log.h"
+#include "mdm_session.h"
+#include "nbd_server.h"
+#include "sdc.h"
+#include "util.h"
+
+/* The SDC's stable id: DATA-DIR/sdc.guid, made from a fresh UUID on first
+ * start. 0 or -errno. */
+static int load_guid(struct sdc *s)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/sdc.guid", s->data_dir);
+    char *buf;
+    size_t len;
+    if (file_read_all(path, &buf, &len) == 0) {
+        snprintf(s->guid, sizeof(s->guid), "%.*s", (int)strcspn(buf, "\n"), buf);
+        free(buf);
+        if (s->guid[0])
+            return 0;
+    }
+    FILE *f = fopen("/proc/sys/kernel/random/uuid", "r");
+    if (!f || !fgets(s->guid, sizeof(s->guid), f)) {
+        if (f)
+            fclose(f);
+        return -EIO;
+    }
+    fclose(f);
+    s->guid[strcspn(s->guid, "\n")] = 0;
+    char line[80];
+    snprintf(line, sizeof(line), "%s\n", s->guid);
+    return file_write_atomic(path, line, strlen(line));
+}
+
+/* The host name, with anything a name may not hold turned into '-'. */
+static const char *default_name(struct sdc *s)
+{
+    gethostname(s->hostname, sizeof(s->hostname) - 1);
+    for (char *p = s->hostname; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            *p = '-';
+    return s->hostname;
+}
+
+static void signal_cb(uv_signal_t *sig, int signum)
+{
+    struct sdc *s = sig->data;
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    log_info("signal %d: shutting down", signum);
+    uv_stop(s->loop);
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: cairn-sdc --mdm HOST:PORT --data-dir DIR [--name NAME]\n"
+            "                 [--nbd-listen HOST:PORT] [--nbd-socket PATH]\n"
+            "                 [--io-timeout SECONDS] [--pidfile FILE] [-v]\n"
+            "  --nbd-listen  NBD over TCP (default 127.0.0.1:10809; 'none' to disable)\n"
+            "  --nbd-socket  NBD over a unix socket (default DATA-DIR/nbd.sock)\n"
+            "  --io-timeout  how long to retry a request the cluster can heal (default 60)\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    /* The daemon's one instance: static, so what it holds stays reachable
+     * (for LeakSanitizer) after main returns. */
+    static struct sdc sdc = {
+        .nbd_tcp = "127.0.0.1:10809", .io_timeout_ms = 60000, .reg = CAIRN__SDC_REGISTER__INIT};
+    struct sdc *s = &sdc;
+    const char *pidfile = NULL, *sock = NULL;
+    int verbose = 0;
+    static const struct option opts[] = {{"mdm", 1, 0, 'm'},        {"data-dir", 1, 0, 'd'},
+                                         {"name", 1, 0, 'n'},       {"nbd-listen", 1, 0, 'l'},
+                                         {"nbd-socket", 1, 0, 's'}, {"io-timeout", 1, 0, 't'},
+                                         {"pidfile", 1, 0, 'p'},    {"verbose", 0, 0, 'v'},
+                                         {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "m:d:n:l:s:t:p:vh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'm':
+            s->mdm_addr = optarg;
+            break;
+        case 'd':
+            s->data_dir = optarg;
+            break;
+        case 'n':
+            s->name = optarg;
+            break;
+        case 'l':
+            s->nbd_tcp = optarg;
+            break;
+        case 's':
+            sock = optarg;
+            break;
+        case 't':
+            s->io_timeout_ms = (uint32_t)atoi(optarg) * 1000;
+            break;
+        case 'p':
+            pidfile = optarg;
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (!s->mdm_addr || !s->data_dir || optind != argc || s->io_timeout_ms == 0)
+        usage();
+    log_init("cairn-sdc", verbose ? LOG_DEBUG : LOG_INFO);
+    signal(SIGPIPE, SIG_IGN);
+    if (mkdir(s->data_dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", s->data_dir, strerror(errno));
+        return 1;
+    }
+    if (load_guid(s) < 0) {
+        log_error("cannot read or create %s/sdc.guid", s->data_dir);
+        return 1;
+    }
+    if (!s->name)
+        s->name = default_name(s);
+    if (sock)
+        snprintf(s->nbd_unix, sizeof(s->nbd_unix), "unix:%s", sock);
+    else
+        snprintf(s->nbd_unix, sizeof(s->nbd_unix), "unix:%s/nbd.sock", s->data_dir);
+    s->loop = uv_default_loop();
+    sdc_io_init(s);
+
+    const struct nbd_backend be = {.ctx = s,
+                                   .open = sdc_export_open,
+                                   .close = sdc_export_close,
+                                   .list = sdc_export_list,
+                                   .submit = sdc_io_submit};
+    int r;
+    if (strcmp(s->nbd_tcp, "none")) {
+        r = nbd_server_listen(s->loop, s->nbd_tcp, &be, &s->tcp_srv);
+        if (r < 0) {
+            log_error("cannot listen for NBD on %s: %s", s->nbd_tcp, uv_strerror(r));
+            return 1;
+        }
+    }
+    r = nbd_server_listen(s->loop, s->nbd_unix, &be, &s->unix_srv);
+    if (r < 0) {
+        log_error("cannot listen for NBD on %s: %s", s->nbd_unix, uv_strerror(r));
+        return 1;
+    }
+    s->mdm = mdm_session_start(s->loop, s->mdm_addr, &sdc_session_ops, s, 1000);
+    uv_signal_init(s->loop, &s->sigterm);
+    uv_signal_init(s->loop, &s->sigint);
+    s->sigterm.data = s;
+    s->sigint.data = s;
+    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&s->sigint, signal_cb, SIGINT);
+    log_info("SDC '%s' (%s): NBD on %s and %s, MDM %s", s->name, s->guid, s->nbd_tcp, s->nbd_unix,
+             s->mdm_addr);
+    if (pidfile) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+        file_write_atomic(pidfile, buf, strlen(buf));
+    }
+    uv_run(s->loop, UV_RUN_DEFAULT);
+
+    sdc_io_shutdown(s);
+    if (s->map)
+        cairn__cluster_map__free_unpacked(s->map, NULL);
+    log_info("SDC stopped");
+    return 0;
+}

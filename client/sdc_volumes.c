@@ -1,0 +1,152 @@
+/* Which volumes are mapped to this SDC: the NBD exports, their sync with
+ * every new map, and the MDM session that brings the maps.
+ *
+ * A volume unmapped while an NBD connection still has it open stays (not
+ * present: no new connection finds it) until its last reference goes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mdm_session.h"
+#include "sdc.h"
+
+/* ---- exports ---- */
+
+static struct sdc_vol *vol_by_name(struct sdc *s, const char *name)
+{
+    for (int i = 0; i < s->nvols; i++)
+        if (s->vols[i]->present && !strcmp(s->vols[i]->name, name))
+            return s->vols[i];
+    return NULL;
+}
+
+void sdc_vol_unref(struct sdc *s, struct sdc_vol *v)
+{
+    if (--v->refs > 0 || v->present)
+        return;
+    for (int i = 0; i < s->nvols; i++)
+        if (s->vols[i] == v) {
+            s->vols[i] = s->vols[--s->nvols];
+            break;
+        }
+    free(v);
+}
+
+void *sdc_export_open(void *ctx, const char *name, uint64_t *size, int *ro)
+{
+    struct sdc_vol *v = vol_by_name(ctx, name);
+    if (!v)
+        return NULL;
+    v->refs++;
+    *size = v->size;
+    *ro = v->ro;
+    return v;
+}
+
+void sdc_export_close(void *ctx, void *exp)
+{
+    sdc_vol_unref(ctx, exp);
+}
+
+void sdc_export_list(void *ctx, void (*emit)(void *arg, const char *name), void *arg)
+{
+    struct sdc *s = ctx;
+    for (int i = 0; i < s->nvols; i++)
+        if (s->vols[i]->present)
+            emit(arg, s->vols[i]->name);
+}
+
+/* The volumes of a new map: mappings to this SDC appear as exports, those
+ * gone disappear (once no connection holds them). */
+static void sync_volumes(struct sdc *s)
+{
+    for (int i = 0; i < s->nvols; i++)
+        s->vols[i]->present = false;
+    for (size_t j = 0; j < s->map->n_mappings; j++) {
+        Cairn__Mapping *m = s->map->mappings[j];
+        if (m->sdc_id != s->sdc_id || !s->sdc_id)
+            continue;
+        Cairn__Volume *mv = NULL;
+        for (size_t k = 0; k < s->map->n_volumes; k++)
+            if (s->map->volumes[k]->id == m->volume_id)
+                mv = s->map->volumes[k];
+        if (!mv)
+            continue;
+        struct sdc_vol *v = NULL;
+        for (int i = 0; i < s->nvols && !v; i++)
+            if (s->vols[i]->id == mv->id)
+                v = s->vols[i];
+        if (!v) {
+            if (s->nvols == SDC_MAX_VOLS)
+                continue;
+            v = calloc(1, sizeof(*v));
+            if (!v)
+                continue;
+            v->id = mv->id;
+            v->refs = 0;
+            s->vols[s->nvols++] = v;
+            log_info("volume '%s' (%llu bytes) is mapped here: export '%s'", mv->name,
+                     (unsigned long long)mv->size, mv->name);
+        }
+        snprintf(v->name, sizeof(v->name), "%s", mv->name);
+        v->size = mv->size;
+        v->pool_id = mv->pool_id;
+        v->ro = m->read_only;
+        v->present = true;
+    }
+    for (int i = 0; i < s->nvols;) {
+        struct sdc_vol *v = s->vols[i];
+        if (!v->present && v->refs == 0) {
+            log_info("volume '%s' is no longer mapped here", v->name);
+            s->vols[i] = s->vols[--s->nvols];
+            free(v);
+        } else {
+            i++;
+        }
+    }
+}
+
+/* ---- the MDM session ---- */
+
+static void session_on_map(void *ctx, Cairn__MapReply *rep)
+{
+    struct sdc *s = ctx;
+    if (rep->sdc_id && rep->sdc_id != s->sdc_id) {
+        s->sdc_id = rep->sdc_id;
+        log_info("registered with the MDM as SDC %u ('%s')", s->sdc_id, s->name);
+    }
+    /* an older map (a reply overtaken by a newer one) is dropped */
+    if (!s->map || rep->map->version >= s->map->version) {
+        if (s->map)
+            cairn__cluster_map__free_unpacked(s->map, NULL);
+        s->map = rep->map;
+        rep->map = NULL;
+        sync_volumes(s);
+    }
+    cairn__map_reply__free_unpacked(rep, NULL);
+}
+
+static uint64_t session_map_version(void *ctx)
+{
+    struct sdc *s = ctx;
+    return s->map ? s->map->version : 0;
+}
+
+static const ProtobufCMessage *session_registration(void *ctx)
+{
+    struct sdc *s = ctx;
+    s->reg.guid = s->guid;
+    s->reg.name = (char *)s->name;
+    return &s->reg.base;
+}
+
+const struct mdm_session_ops sdc_session_ops = {.register_type = FT_SDC_REGISTER,
+                                                .registration = session_registration,
+                                                .on_map = session_on_map,
+                                                .map_version = session_map_version};
+
+void sdc_map_refresh(struct sdc *s)
+{
+    mdm_session_fetch_map(s->mdm);
+}
