@@ -73,13 +73,14 @@ static int get_status(const struct cli_env *env, Cairn__MgmtReply **rep)
     return cli_mdm_call(env->mdm, &req, rep);
 }
 
-/* A size option the spec requires (so it is there). */
+/* The value of a size option the spec requires (so it is there): 0, or
+ * -EINVAL after saying why. */
 static int size_arg(const struct cli_args *a, const char *name, uint64_t *v)
 {
     const char *s = cli_args_get(a, name);
     if (parse_size(s, v) < 0) {
         cli_fail("invalid size '%s' (use e.g. 8G, 512M)", s);
-        return -1;
+        return -EINVAL;
     }
     return 0;
 }
@@ -507,7 +508,8 @@ static void usage_line(const struct cli_command *c)
             depth += (*e == '[') - (*e == ']');
         int len = (int)(e - s);
         if (!line_start && col + 1 + len > USAGE_WIDTH) {
-            col = fprintf(stderr, "\n%*s", indent, "") - 1;
+            fprintf(stderr, "\n%*s", indent, "");
+            col = indent;
             line_start = 1;
         }
         col += fprintf(stderr, "%s%.*s", line_start ? "" : " ", len, s);
@@ -567,7 +569,8 @@ static int bad_args(const struct cli_args *a, int r)
  * parse of the other arguments. Returns the exit code. */
 static int no_command(const char *obj, const char *verb, const struct cli_args *a, int r)
 {
-    /* with both words there, the rest belongs to a command that is not */
+    /* A word is missing when an option stopped the search for them: then
+     * that option is to blame. With both words there, the command is. */
     if (!verb && r < 0)
         return bad_args(a, r);
     if (obj)
