@@ -187,6 +187,9 @@ void cli_print_sds(const Cairn__MgmtReply *rep, int json)
             printf(",\"rebuild_bytes_sent\":%llu,\"rebuild_bytes_received\":%llu",
                    (unsigned long long)(st && st->rebuild ? st->rebuild->bytes_done : 0),
                    (unsigned long long)(st && st->rebuild ? st->rebuild->bytes_received : 0));
+            if (st && st->connected)
+                printf(",\"last_heartbeat_ms_ago\":%llu",
+                       (unsigned long long)st->last_heartbeat_ms_ago);
             printf(",\"connected\":%s,\"removing\":%s,\"state\":\"%s\",\"devices\":[",
                    st && st->connected ? "true" : "false", s->removing ? "true" : "false",
                    s->state == CAIRN__SDS_STATE__SDS_UP            ? "up"

@@ -49,6 +49,16 @@ class FuseMount:
             self.proc.kill()
             raise
 
+    def close(self):
+        """After a failure: unmount and stop nbdfuse whatever state they are
+        in (lazily, so a busy or dead mount goes too); never raises."""
+        subprocess.run(["umount", "-l", self.mnt], capture_output=True)
+        subprocess.run(["fusermount3", "-uz", self.fdir], capture_output=True)
+        proc = getattr(self, "proc", None)
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
 
 def write_files(root, n, size, seed):
     sums = {}
@@ -72,27 +82,30 @@ def check_files(sums):
 def test_ext4_survives_sigterm_and_kill9(cluster, tmp_path):
     cluster.create_volume("fs", 1 << 30)
     m = FuseMount(cluster, "fs", str(tmp_path))
-    disk = m.attach()
-    sh("mkfs.ext4", "-q", "-F", disk)
-    m.mount()
-    sums = write_files(m.mnt, 40, 1 << 20, "a")
-    sums.update(write_files(m.mnt, 200, 8 << 10, "b"))
-    check_files(sums)
-    m.umount()
-    m.detach()
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        cluster.stop_all(sig)
-        cluster.start_all()
-        cluster.wait_export("fs")
-        m.attach()
-        sh("e2fsck", "-fn", f"{m.fdir}/disk")
+    try:
+        disk = m.attach()
+        sh("mkfs.ext4", "-q", "-F", disk)
         m.mount()
-        check_files(sums)
-        sums.update(write_files(m.mnt, 20, 256 << 10, f"after-{int(sig)}"))
+        sums = write_files(m.mnt, 40, 1 << 20, "a")
+        sums.update(write_files(m.mnt, 200, 8 << 10, "b"))
         check_files(sums)
         m.umount()
         m.detach()
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            cluster.stop_all(sig)
+            cluster.start_all()
+            cluster.wait_export("fs")
+            m.attach()
+            sh("e2fsck", "-fn", f"{m.fdir}/disk")
+            m.mount()
+            check_files(sums)
+            sums.update(write_files(m.mnt, 20, 256 << 10, f"after-{int(sig)}"))
+            check_files(sums)
+            m.umount()
+            m.detach()
+    finally:
+        m.close()
 
 
 def test_acknowledged_writes_survive_kill9_without_flush(cluster):
