@@ -191,9 +191,12 @@ void mdm_detector_heard(struct mdm *m, uint32_t sds_id, uint64_t when);
 
 /* Listen for CLI, SDS and SDC connections. 0 or a libuv error. */
 int mdm_sessions_listen(struct mdm *m, const char *addr);
-/* Stop listening and close every session (shutdown). */
+/* Stop listening and close every listed session, i.e. every connection
+ * that sent a request (shutdown). */
 void mdm_sessions_close(struct mdm *m);
-/* The session of the SDS connected with this registered address, or NULL. */
+/* The session of the SDS connected with this registered address, or NULL.
+ * Valid until that connection's close callback: do not keep it across
+ * loop iterations. */
 struct mdm_conn *mdm_sessions_find_sds(struct mdm *m, const char *addr);
 /* Answer h with an error (a MgmtReply or a MapReply, as h's type wants). */
 void mdm_reply_error(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg);
