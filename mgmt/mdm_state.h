@@ -33,6 +33,10 @@ void mdm_state_free(struct mdm_state *s);
  * apply or a restore, successful or not: look objects up again. */
 int mdm_state_apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen);
 
+/* The name of an operation for logs ("SDS_ADD"), or NULL if the state
+ * machine does not apply op (mdm_state_apply refuses it). Static string. */
+const char *mdm_state_op_name(int op);
+
 /* Snapshot: packed ClusterMap in a malloc'd buffer (caller frees). */
 int mdm_state_pack(const struct mdm_state *s, uint8_t **buf, size_t *len);
 /* Replace the state by a packed snapshot. 0 or -EINVAL (state unchanged). */

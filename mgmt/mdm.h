@@ -1,0 +1,213 @@
+/* cairn-mdm, the metadata manager: its internal header, a section per file,
+ * so that it doubles as an index of the daemon.
+ *
+ * The cluster state (mdm_state) is a Raft state machine. Every change arrives
+ * as a MgmtRequest from the CLI (or an SDC registering, or the leader's own
+ * failure detector), is completed by the leader (device capacities probed on
+ * the SDS that owns them), then appended to the Raft log; it changes the
+ * state only when applied, on every MDM alike. Runtime facts (which SDS is
+ * connected, device usage) are not replicated: they are soft state rebuilt
+ * from heartbeats.
+ *
+ *   mdm_main.c   options, startup, signals and shutdown
+ *   raft_fsm.c   Raft: startup and close, the FSM (entry framing, apply,
+ *                snapshot, restore), proposals and their tracking
+ *   probe.c      device probes on the SDS before SDS_ADD / DEVICE_ADD
+ *   detector.c   failure detection: up/down proposals, grace expiry
+ *   sessions.c   connections: registrations, heartbeats, map fetches,
+ *                request dispatch, the removal room check, replies
+ *   status.c     the status reply (the map plus soft state)
+ *
+ * Everything lives in one struct mdm, owned by main; nothing is global.
+ * Callbacks find it through their context: the FSM's data, each Raft
+ * proposal's raft_apply.data, each connection's session (its rpc data, set
+ * by the server's on_accept), each probe, the timers' and signals' data.
+ * Everything runs on the one loop of the daemon: no locks.
+ */
+#ifndef CAIRN_MDM_H
+#define CAIRN_MDM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "mdm_state.h"
+#include "rpc.h"
+
+#define MDM_MAX_SESSIONS 1024
+#define MDM_MAX_PROPOSALS 4096
+#define MDM_MAX_PROBES 64
+#define MDM_MAX_SEEN 1024
+
+/* What a connection registered as. */
+enum mdm_role {
+    MDM_ROLE_UNKNOWN = 0, /* no registration yet (the CLI never registers) */
+    MDM_ROLE_SDS = 1,     /* sent FT_SDS_REGISTER */
+    MDM_ROLE_SDC = 2,     /* sent FT_SDC_REGISTER */
+    MDM_ROLE_CLI = 3,     /* reserved: nothing sets it today */
+};
+
+struct mdm;
+
+/* The MDM's side of one connection. Allocated when the connection is
+ * accepted (its rpc data from then on), listed in mdm->sessions from its
+ * first request, freed in its close callback. */
+struct mdm_conn {
+    struct mdm *mdm; /* the daemon it belongs to */
+    struct rpc_conn *conn;
+    int slot; /* its index in mdm->sessions; -1 until its first request */
+    enum mdm_role role;
+    char sds_name[MDM_NAME_MAX + 1]; /* MDM_ROLE_SDS: as registered */
+    char sds_addr[128];
+    uint32_t sds_id; /* 0 until the SDS is added to the cluster */
+    uint64_t last_hb;
+    Cairn__Heartbeat *hb; /* last heartbeat (usage), owned */
+};
+
+/* What to answer when a proposal is applied. */
+enum mdm_proposal_kind {
+    MDM_PROPOSAL_MGMT = 0,         /* a MgmtReply with the new map */
+    MDM_PROPOSAL_SDC_REGISTER = 1, /* a MapReply with the SDC's id */
+};
+
+/* One change on its way through the Raft log. */
+struct mdm_proposal {
+    struct raft_apply req; /* first member: Raft's callback gets &req; req.data is the mdm */
+    struct rpc_conn *conn; /* who waits for the answer; NULL: nobody (or it went away) */
+    struct frame_hdr hdr;  /* the request answered */
+    enum mdm_proposal_kind kind;
+    uint32_t sds_id; /* the detector's proposals: the SDS they are about */
+    char guid[80];   /* MDM_PROPOSAL_SDC_REGISTER: the SDC */
+};
+
+/* The failure detector's record of one SDS (leader only, soft state). */
+struct mdm_seen {
+    uint32_t sds_id; /* 0: free slot */
+    uint64_t last_hb;
+    uint64_t down_since; /* first seen down by this leader, 0 if up */
+    uint64_t away_at;    /* last seen in maintenance: silence before that does not count */
+    int proposing;       /* an SDS_UP/SDS_DOWN proposal is in flight */
+    int expiring;        /* a GRACE_EXPIRED proposal is in flight */
+};
+
+/* The devices of one SDS_ADD / DEVICE_ADD being probed, one at a time. */
+struct mdm_probe {
+    struct mdm *mdm;
+    struct rpc_conn *cli;    /* the requester; NULL once it went away */
+    struct frame_hdr hdr;    /* its request */
+    Cairn__MgmtRequest *req; /* owned; capacities filled in as probes answer */
+    size_t next;             /* the device probed now */
+    char sds_name[MDM_NAME_MAX + 1];
+};
+
+struct mdm {
+    uv_loop_t *loop;
+
+    /* mdm_main.c */
+    uv_signal_t sigterm, sigint;
+    int stopping;
+
+    /* raft_fsm.c */
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    struct mdm_state st; /* the replicated state: changed only by the FSM */
+    /* result of the last fsm apply, read by the apply callback that follows */
+    int apply_status;
+    char apply_err[512];
+    /* pending proposals point at their connection; a closing connection
+     * forgets them */
+    struct mdm_proposal *proposals[MDM_MAX_PROPOSALS];
+    uv_timer_t stop_fallback;
+
+    /* sessions.c */
+    struct rpc_server *server;
+    struct mdm_conn *sessions[MDM_MAX_SESSIONS];
+
+    /* probe.c: one per CLI request in flight; a closing connection orphans
+     * its probe */
+    struct mdm_probe *probes[MDM_MAX_PROBES];
+
+    /* detector.c */
+    unsigned sds_timeout_ms; /* silence after which an SDS is marked down */
+    unsigned grace_ms;       /* how long a down SDS's copies stay on record */
+    uv_timer_t detector;
+    uint64_t leader_since; /* 0 while not leader */
+    uint64_t last_tick;    /* the detector's previous run, to spot stalls */
+    struct mdm_seen seen[MDM_MAX_SEEN];
+};
+
+/* ---- raft_fsm.c: Raft, the FSM, proposals ---- */
+
+/* Open the Raft log in dir, bootstrap a single-voter configuration if it is
+ * new, start Raft. 0, or -1 after logging why. */
+int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_addr,
+                   unsigned snap_threshold);
+/* Close Raft and its I/O; the loop then runs dry (a timer stops it after
+ * 2 s if handles linger). */
+void mdm_raft_close(struct mdm *m);
+/* 1 if this MDM leads. */
+int mdm_is_leader(struct mdm *m);
+
+/* Propose req and answer c's request h with its outcome (kind) once it is
+ * applied; c NULL: nobody waits (then a follower returns -EAGAIN quietly).
+ * Not the leader: answers with the leader's address at once. Any failure
+ * is answered too. 0 or -errno. req is copied: the caller keeps it. */
+int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                const Cairn__MgmtRequest *req, enum mdm_proposal_kind kind);
+/* Frame req as a Raft entry and append it; p (calloc'd, owned by the caller
+ * until this returns 0, then freed by mdm_proposal_done_cb, which cb must
+ * end with) is tracked until cb runs. 0 or -errno. */
+int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
+                     raft_apply_cb cb);
+/* Stop tracking p, answer its requester if any, free p. */
+void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result);
+/* c is closing: its pending proposals will answer nobody. */
+void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c);
+
+/* ---- probe.c: device probes before SDS_ADD / DEVICE_ADD ---- */
+
+/* Ask the SDS (connected from req->addr; for DEVICE_ADD, the SDS's
+ * registered address) for the capacity of each device of req, then propose
+ * req with them. Takes ownership of req. Every outcome answers c's h. */
+void mdm_probe_start(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                     Cairn__MgmtRequest *req);
+/* c is closing: its probes stop at their next step. */
+void mdm_probes_forget_conn(struct mdm *m, struct rpc_conn *c);
+
+/* ---- detector.c: failure detection (leader only) ---- */
+
+/* Run the detector every 250 ms on m->loop. */
+void mdm_detector_start(struct mdm *m);
+void mdm_detector_stop(struct mdm *m);
+/* SDS sds_id heartbeated at `when` (now_ms()). */
+void mdm_detector_heard(struct mdm *m, uint32_t sds_id, uint64_t when);
+
+/* ---- sessions.c: connections and request dispatch ---- */
+
+/* Listen for CLI, SDS and SDC connections. 0 or a libuv error. */
+int mdm_sessions_listen(struct mdm *m, const char *addr);
+/* Stop listening and close every listed session, i.e. every connection
+ * that sent a request (shutdown). */
+void mdm_sessions_close(struct mdm *m);
+/* The session of the SDS connected with this registered address, or NULL.
+ * Valid until that connection's close callback: do not keep it across
+ * loop iterations. */
+struct mdm_conn *mdm_sessions_find_sds(struct mdm *m, const char *addr);
+/* Answer h with an error (a MgmtReply or a MapReply, as h's type wants). */
+void mdm_reply_error(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg);
+/* Answer h with the current map and the peer's ids. */
+void mdm_reply_map(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h, uint32_t sds_id,
+                   uint32_t sdc_id);
+
+/* ---- status.c ---- */
+
+/* Answer an OP_STATUS: the map, every SDS's connection and last heartbeat
+ * as this MDM sees them, and this MDM's Raft role. */
+void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h);
+
+#endif

@@ -1,0 +1,173 @@
+/* cairn-mdm: options, startup, signals and shutdown. The daemon's one
+ * struct mdm lives here; mdm.h says how every other part reaches it. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mdm.h"
+#include "util.h"
+
+/* Shutdown: stop taking requests, close every connection and timer, then
+ * Raft; the loop runs dry once Raft's handles are closed. */
+static void signal_cb(uv_signal_t *sig, int signum)
+{
+    struct mdm *m = sig->data;
+    if (m->stopping)
+        return;
+    m->stopping = 1;
+    log_info("mdm: signal %d: shutting down", signum);
+    mdm_sessions_close(m);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    mdm_detector_stop(m);
+    mdm_raft_close(m);
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: cairn-mdm --data-dir DIR [--listen ADDR] [--raft-addr ADDR] [--id N] [-v]\n"
+            "  --listen ADDR     address for CLI, SDS and SDC connections (default "
+            "127.0.0.1:6611)\n"
+            "  --raft-addr ADDR  address for Raft peers (default 127.0.0.1:6612)\n"
+            "  --id N            this MDM's Raft id (default 1)\n"
+            "  --pidfile FILE    write the PID once ready\n"
+            "  --snapshot-threshold N  snapshot the state every N log entries (default 1024)\n"
+            "  --sds-timeout SECONDS   mark an SDS down after this long without heartbeats "
+            "(default 4)\n"
+            "  --grace SECONDS         a down SDS that returns within this catches up instead "
+            "of\n"
+            "                          being rebuilt from scratch (default 60)\n");
+    exit(2);
+}
+
+/* The cluster's id: read from dir/cluster_id, or made (a random UUID) and
+ * written there on first start. 0 or -errno. */
+static int load_cluster_id(const char *dir, char *out, size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/cluster_id", dir);
+    char *buf;
+    size_t n;
+    if (file_read_all(path, &buf, &n) == 0) {
+        snprintf(out, len, "%.*s", (int)strcspn(buf, "\n"), buf);
+        free(buf);
+        return 0;
+    }
+    FILE *f = fopen("/proc/sys/kernel/random/uuid", "r");
+    if (!f || !fgets(out, (int)len, f)) {
+        if (f)
+            fclose(f);
+        return -EIO;
+    }
+    fclose(f);
+    out[strcspn(out, "\n")] = 0;
+    char line[128];
+    snprintf(line, sizeof(line), "%s\n", out);
+    return file_write_atomic(path, line, strlen(line));
+}
+
+int main(int argc, char **argv)
+{
+    static struct mdm mdm; /* the daemon's state: large, and alive until exit */
+    struct mdm *m = &mdm;
+    const char *dir = NULL, *listen = "127.0.0.1:6611", *raft_addr = "127.0.0.1:6612";
+    const char *pidfile = NULL;
+    unsigned long long id = 1;
+    unsigned snap_threshold = 1024;
+    m->sds_timeout_ms = 4000;
+    m->grace_ms = 60000;
+    int verbose = 0;
+    static const struct option opts[] = {{"data-dir", 1, 0, 'd'},
+                                         {"listen", 1, 0, 'l'},
+                                         {"raft-addr", 1, 0, 'r'},
+                                         {"id", 1, 0, 'i'},
+                                         {"pidfile", 1, 0, 'p'},
+                                         {"verbose", 0, 0, 'v'},
+                                         {"snapshot-threshold", 1, 0, 's'},
+                                         {"sds-timeout", 1, 0, 't'},
+                                         {"grace", 1, 0, 'g'},
+                                         {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "d:l:r:i:p:s:t:g:vh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd':
+            dir = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
+        case 'r':
+            raft_addr = optarg;
+            break;
+        case 'i':
+            id = strtoull(optarg, NULL, 10);
+            break;
+        case 'p':
+            pidfile = optarg;
+            break;
+        case 's':
+            snap_threshold = (unsigned)atoi(optarg);
+            break;
+        case 't':
+            m->sds_timeout_ms = (unsigned)(atof(optarg) * 1000);
+            break;
+        case 'g':
+            m->grace_ms = (unsigned)(atof(optarg) * 1000);
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (!dir || optind != argc || id == 0 || snap_threshold < 2 || m->sds_timeout_ms < 500)
+        usage();
+    log_init("cairn-mdm", verbose ? LOG_DEBUG : LOG_INFO);
+    signal(SIGPIPE, SIG_IGN);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create data directory %s: %s", dir, strerror(errno));
+        return 1;
+    }
+    char cluster_id[64];
+    if (load_cluster_id(dir, cluster_id, sizeof(cluster_id)) < 0) {
+        log_error("cannot read or create %s/cluster_id", dir);
+        return 1;
+    }
+    m->loop = uv_default_loop();
+    if (mdm_state_init(&m->st, cluster_id) < 0)
+        return 1;
+    if (mdm_raft_start(m, dir, id, raft_addr, snap_threshold) < 0)
+        return 1;
+    int r = mdm_sessions_listen(m, listen);
+    if (r < 0) {
+        log_error("cannot listen on %s: %s", listen, uv_strerror(r));
+        return 1;
+    }
+    mdm_detector_start(m);
+    uv_signal_init(m->loop, &m->sigterm);
+    uv_signal_init(m->loop, &m->sigint);
+    m->sigterm.data = m;
+    m->sigint.data = m;
+    uv_signal_start(&m->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&m->sigint, signal_cb, SIGINT);
+    log_info("mdm: cluster %s, listening on %s, raft id %llu at %s, data in %s", cluster_id, listen,
+             id, raft_addr, dir);
+    if (pidfile) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+        file_write_atomic(pidfile, buf, strlen(buf));
+    }
+    uv_run(m->loop, UV_RUN_DEFAULT);
+    mdm_state_free(&m->st);
+    log_info("mdm: stopped");
+    return 0;
+}

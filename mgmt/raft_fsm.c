@@ -1,0 +1,286 @@
+/* Raft in the MDM: startup and close, the state machine's FSM callbacks,
+ * and proposals (a change framed as a log entry, answered once applied).
+ *
+ * Raft entries and snapshots are [u64 length][protobuf][zero padding to a
+ * multiple of 8]: libraft 0.15 pads entries on disk but its loader of closed
+ * segments steps over the unpadded size, so every payload we give it is
+ * already a multiple of 8 bytes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mdm.h"
+#include "util.h"
+
+/* ---- entry framing ---- */
+
+static size_t framed_size(size_t len)
+{
+    return 8 + ((len + 7) & ~(size_t)7);
+}
+
+static const uint8_t *unframe(const struct raft_buffer *buf, size_t *len)
+{
+    if (buf->len < 8)
+        return NULL;
+    uint64_t n = get_be64(buf->base);
+    if (n > buf->len - 8)
+        return NULL;
+    *len = (size_t)n;
+    return (const uint8_t *)buf->base + 8;
+}
+
+/* ---- the FSM ---- */
+
+/* Apply one committed entry. The outcome goes to the apply callback of the
+ * proposal (if this MDM made it) through m->apply_status / apply_err: Raft
+ * runs that callback right after this, before the next entry. */
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct mdm *m = fsm->data;
+    size_t len = 0;
+    const uint8_t *body = unframe(buf, &len);
+    Cairn__MgmtRequest *req = body ? cairn__mgmt_request__unpack(NULL, len, body) : NULL;
+    if (!req) {
+        m->apply_status = -EINVAL;
+        snprintf(m->apply_err, sizeof(m->apply_err), "corrupt log entry");
+        log_error("raft: undecodable log entry of %zu bytes ignored", buf->len);
+    } else {
+        m->apply_status = mdm_state_apply(&m->st, req, m->apply_err, sizeof(m->apply_err));
+        if (m->apply_status < 0)
+            log_info("refused op %d: %s", req->op, m->apply_err);
+        else
+            log_debug("raft: applied %s, map version %llu", mdm_state_op_name(req->op),
+                      (unsigned long long)m->st.m->version);
+        cairn__mgmt_request__free_unpacked(req, NULL);
+    }
+    *result = m;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct mdm *m = fsm->data;
+    uint8_t *buf;
+    size_t len;
+    int r = mdm_state_pack(&m->st, &buf, &len);
+    if (r < 0)
+        return RAFT_NOMEM;
+    *bufs = raft_malloc(sizeof(**bufs));
+    uint8_t *copy = raft_calloc(1, framed_size(len));
+    if (!*bufs || !copy) {
+        free(buf);
+        return RAFT_NOMEM;
+    }
+    put_be64(copy, len);
+    memcpy(copy + 8, buf, len);
+    free(buf);
+    (*bufs)[0].base = copy;
+    (*bufs)[0].len = framed_size(len);
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct mdm *m = fsm->data;
+    size_t len = 0;
+    const uint8_t *body = unframe(buf, &len);
+    if (!body || mdm_state_restore(&m->st, body, len) < 0)
+        return RAFT_MALFORMED;
+    raft_free(buf->base);
+    log_info("state restored from snapshot (map version %llu)",
+             (unsigned long long)m->st.m->version);
+    return 0;
+}
+
+/* ---- startup and close ---- */
+
+int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_addr,
+                   unsigned snap_threshold)
+{
+    int r = raft_uv_tcp_init(&m->transport, m->loop);
+    if (r == 0)
+        r = raft_uv_init(&m->io, m->loop, dir, &m->transport);
+    if (r != 0) {
+        log_error("raft storage in %s: %s", dir, raft_strerror(r));
+        return -1;
+    }
+    m->fsm.version = 1;
+    m->fsm.data = m;
+    m->fsm.apply = fsm_apply;
+    m->fsm.snapshot = fsm_snapshot;
+    m->fsm.restore = fsm_restore;
+    r = raft_init(&m->raft, &m->io, &m->fsm, id, raft_addr);
+    if (r != 0) {
+        log_error("raft_init: %s", raft_strerror(r));
+        return -1;
+    }
+    m->raft.data = m;
+    raft_set_election_timeout(&m->raft, 500);
+    raft_set_heartbeat_timeout(&m->raft, 100);
+    raft_set_snapshot_threshold(&m->raft, snap_threshold);
+    raft_set_snapshot_trailing(&m->raft, snap_threshold / 2);
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    raft_configuration_add(&conf, id, raft_addr, RAFT_VOTER);
+    r = raft_bootstrap(&m->raft, &conf);
+    if (r != 0 && r != RAFT_CANTBOOTSTRAP) {
+        log_error("raft_bootstrap: %s", raft_strerror(r));
+        return -1;
+    }
+    raft_configuration_close(&conf);
+    r = raft_start(&m->raft);
+    if (r != 0) {
+        log_error("raft_start: %s (%s)", raft_strerror(r), raft_errmsg(&m->raft));
+        return -1;
+    }
+    return 0;
+}
+
+int mdm_is_leader(struct mdm *m)
+{
+    return raft_state(&m->raft) == RAFT_LEADER;
+}
+
+static void stop_fallback_cb(uv_timer_t *t)
+{
+    struct mdm *m = t->data;
+    log_warn("mdm: handles still open 2 s after shutdown; stopping the loop");
+    uv_stop(m->loop);
+}
+
+static void raft_closed_cb(struct raft *r)
+{
+    struct mdm *m = r->data;
+    /* Let the loop run dry so raft's own close callbacks free its memory;
+     * an unreferenced timer stops it anyway if something lingers. */
+    raft_uv_close(&m->io);
+    raft_uv_tcp_close(&m->transport);
+    uv_timer_init(m->loop, &m->stop_fallback);
+    m->stop_fallback.data = m;
+    uv_timer_start(&m->stop_fallback, stop_fallback_cb, 2000, 0);
+    uv_unref((uv_handle_t *)&m->stop_fallback);
+}
+
+void mdm_raft_close(struct mdm *m)
+{
+    raft_close(&m->raft, raft_closed_cb);
+}
+
+/* ---- proposals ---- */
+
+static void proposal_track(struct mdm *m, struct mdm_proposal *p)
+{
+    for (int i = 0; i < MDM_MAX_PROPOSALS; i++)
+        if (!m->proposals[i]) {
+            m->proposals[i] = p;
+            return;
+        }
+}
+
+void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c)
+{
+    for (int i = 0; i < MDM_MAX_PROPOSALS; i++)
+        if (m->proposals[i] && m->proposals[i]->conn == c)
+            m->proposals[i]->conn = NULL;
+}
+
+/* Answer the requester (if it is still there) with the outcome. */
+static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
+{
+    int st = status ? -EIO : m->apply_status;
+    const char *err = status ? raft_strerror(status) : m->apply_err;
+    if (!p->conn)
+        return;
+    if (st < 0) {
+        mdm_reply_error(p->conn, &p->hdr, st, err);
+        return;
+    }
+    switch (p->kind) {
+    case MDM_PROPOSAL_SDC_REGISTER: {
+        Cairn__Sdc *sdc = mdm_sdc_by_guid(&m->st, p->guid);
+        mdm_reply_map(m, p->conn, &p->hdr, 0, sdc ? sdc->id : 0);
+        break;
+    }
+    case MDM_PROPOSAL_MGMT: {
+        Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
+        rep.map = m->st.m;
+        rpc_reply_pb(p->conn, &p->hdr, 0, &rep.base);
+        break;
+    }
+    }
+}
+
+void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result)
+{
+    (void)result; /* the mdm, when status is 0: req->data says the same */
+    struct mdm_proposal *p = (struct mdm_proposal *)req;
+    struct mdm *m = req->data;
+    for (int i = 0; i < MDM_MAX_PROPOSALS; i++)
+        if (m->proposals[i] == p)
+            m->proposals[i] = NULL;
+    proposal_answer(m, p, status);
+    free(p);
+}
+
+int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
+                     raft_apply_cb cb)
+{
+    size_t len = protobuf_c_message_get_packed_size(&req->base);
+    struct raft_buffer buf = {.base = raft_calloc(1, framed_size(len)), .len = framed_size(len)};
+    if (!buf.base)
+        return -ENOMEM;
+    put_be64(buf.base, len);
+    protobuf_c_message_pack(&req->base, (uint8_t *)buf.base + 8);
+    p->req.data = m;
+    int r = raft_apply(&m->raft, &p->req, &buf, 1, cb);
+    if (r != 0) {
+        raft_free(buf.base);
+        log_warn("mdm: raft_apply: %s", raft_strerror(r));
+        return -EIO;
+    }
+    proposal_track(m, p);
+    return 0;
+}
+
+int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                const Cairn__MgmtRequest *req, enum mdm_proposal_kind kind)
+{
+    if (!mdm_is_leader(m) && !c)
+        return -EAGAIN;
+    if (!mdm_is_leader(m)) {
+        raft_id id;
+        const char *addr = NULL;
+        raft_leader(&m->raft, &id, &addr);
+        char msg[256];
+        snprintf(msg, sizeof(msg), "this MDM is not the leader%s%s; retry there",
+                 addr ? " (leader's raft address: " : "", addr ? addr : "");
+        if (addr)
+            strncat(msg, ")", sizeof(msg) - strlen(msg) - 1);
+        mdm_reply_error(c, h, -EAGAIN, msg);
+        return -EAGAIN;
+    }
+    struct mdm_proposal *p = calloc(1, sizeof(*p));
+    if (!p) {
+        if (c)
+            mdm_reply_error(c, h, -ENOMEM, "out of memory");
+        return -ENOMEM;
+    }
+    p->conn = c;
+    if (h)
+        p->hdr = *h;
+    p->kind = kind;
+    if (req->guid)
+        snprintf(p->guid, sizeof(p->guid), "%s", req->guid);
+    int r = mdm_raft_propose(m, req, p, mdm_proposal_done_cb);
+    if (r < 0) {
+        free(p);
+        if (c)
+            mdm_reply_error(c, h, r,
+                            r == -ENOMEM ? "out of memory" : "the Raft log refused the change");
+    }
+    return r;
+}

@@ -1,0 +1,44 @@
+/* SDCs in the state machine: an SDC registers by its stable guid when it
+ * starts (the leader proposes it), under a name of its choice or its guid;
+ * registering again renames it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state_internal.h"
+
+int state_sdcs_register(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
+                        size_t errlen)
+{
+    if (!req->guid[0] || strlen(req->guid) > 64) {
+        state_errf(err, errlen, "an SDC needs a guid of 1-64 bytes");
+        return -EINVAL;
+    }
+    if (req->name[0] && !state_valid_name(req->name)) {
+        state_errf(err, errlen, "invalid SDC name '%s'", req->name);
+        return -EINVAL;
+    }
+    Cairn__Sdc *c = mdm_sdc_by_guid(s, req->guid);
+    const char *name = req->name[0] ? req->name : req->guid;
+    Cairn__Sdc *other = mdm_sdc_by_name(s, name);
+    if (other && other != c) {
+        state_errf(err, errlen, "another SDC is already named '%s'", name);
+        return -EEXIST;
+    }
+    if (c) {
+        char *old = c->name;
+        c->name = state_xstrdup(name);
+        /* an absent string is protobuf-c's static "", never freed */
+        if (old != protobuf_c_empty_string)
+            free(old);
+        return 0;
+    }
+    c = malloc(sizeof(*c));
+    cairn__sdc__init(c);
+    c->id = (uint32_t)s->m->next_id++;
+    c->guid = state_xstrdup(req->guid);
+    c->name = state_xstrdup(name);
+    if (!PB_APPEND(s->m->sdcs, s->m->n_sdcs, c))
+        abort();
+    return 0;
+}

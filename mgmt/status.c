@@ -1,0 +1,50 @@
+/* The status reply: the replicated map plus what only this MDM knows (which
+ * SDSs are connected, their last heartbeats and reported usage, its own
+ * Raft role). Any MDM answers it, leader or not. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mdm.h"
+#include "util.h"
+
+void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h)
+{
+    Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
+    rep.map = m->st.m;
+    size_t n = m->st.m->n_sds;
+    Cairn__SdsStatus *st = calloc(n ? n : 1, sizeof(*st));
+    Cairn__SdsStatus **stp = calloc(n ? n : 1, sizeof(*stp));
+    uint64_t now = now_ms();
+    for (size_t i = 0; i < n; i++) {
+        cairn__sds_status__init(&st[i]);
+        stp[i] = &st[i];
+        st[i].sds_id = m->st.m->sds[i]->id;
+        st[i].state = m->st.m->sds[i]->state == CAIRN__SDS_STATE__SDS_UP ? "up" : "down";
+        for (int j = 0; j < MDM_MAX_SESSIONS; j++) {
+            struct mdm_conn *s = m->sessions[j];
+            if (s && s->role == MDM_ROLE_SDS && s->sds_id == st[i].sds_id) {
+                st[i].connected = 1;
+                st[i].last_heartbeat_ms_ago = s->last_hb ? now - s->last_hb : 0;
+                if (s->hb) {
+                    st[i].n_usage = s->hb->n_usage;
+                    st[i].usage = s->hb->usage;
+                    st[i].enospc_count = s->hb->enospc_count;
+                    st[i].rebuild = s->hb->rebuild;
+                }
+            }
+        }
+    }
+    rep.n_sds_status = n;
+    rep.sds_status = stp;
+    char info[256];
+    raft_id lid;
+    const char *laddr = NULL;
+    raft_leader(&m->raft, &lid, &laddr);
+    snprintf(info, sizeof(info), "raft: %s, leader id %llu, applied index %llu",
+             mdm_is_leader(m) ? "leader" : "follower", (unsigned long long)lid,
+             (unsigned long long)raft_last_applied(&m->raft));
+    rep.info = info;
+    rpc_reply_pb(c, h, 0, &rep.base);
+    free(st);
+    free(stp);
+}
