@@ -18,6 +18,20 @@
 #include "state_internal.h"
 #include "util.h"
 
+/* Empty every membership list of pg but its in-sync devices; 1 if one had
+ * members. */
+static int pg_lists_clear(Cairn__Pg *pg)
+{
+    int had = pg->n_rebuilding || pg->n_departed || pg->n_catchup || pg->n_leaving;
+    free(pg->rebuilding);
+    free(pg->departed);
+    free(pg->catchup);
+    free(pg->leaving);
+    pg->rebuilding = pg->departed = pg->catchup = pg->leaving = NULL;
+    pg->n_rebuilding = pg->n_departed = pg->n_catchup = pg->n_leaving = 0;
+    return had;
+}
+
 int rebalance_place(struct mdm_state *s, Cairn__Pool *p)
 {
     if (state_pool_has_volumes(s, p))
@@ -74,6 +88,20 @@ int rebalance_place(struct mdm_state *s, Cairn__Pool *p)
     for (size_t g = 0; g < p->n_pgs; g++) {
         Cairn__Pg *pg = p->pgs[g];
         int changed = 0;
+        if (pg->n_devices != p->copies) {
+            /* copies lost or back while the pool was empty: the new table
+             * gives it exactly `copies` again */
+            uint32_t *grown = realloc(pg->devices, p->copies * sizeof(uint32_t));
+            if (!grown)
+                abort();
+            for (size_t k = pg->n_devices; k < p->copies; k++)
+                grown[k] = 0;
+            pg->devices = grown;
+            pg->n_devices = p->copies;
+            changed = 1;
+        }
+        /* nothing is stored: nothing to rebuild, catch up or move */
+        changed |= pg_lists_clear(pg);
         for (size_t k = 0; k < p->copies; k++) {
             uint32_t dev = devs[out[g * p->copies + k]].id;
             if (pg->devices[k] != dev) {

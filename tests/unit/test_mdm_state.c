@@ -233,8 +233,52 @@ static void test_rebalance(struct mdm_state *s)
     complete_all(s);
 }
 
+static int sds_state(struct mdm_state *s, int op, const char *name)
+{
+    Cairn__MgmtRequest r = CAIRN__MGMT_REQUEST__INIT;
+    r.op = op;
+    r.name = (char *)name;
+    return apply(s, &r);
+}
+
+/* An empty pool's table is recomputed outright on every change: each PG
+ * ends with exactly `copies` in-sync devices and nothing to rebuild, catch
+ * up or move (there is no data), even after an SDS went down and came back
+ * across a snapshot restore, which sizes every list exactly. This wrote past
+ * the end of a PG's device list before. */
+static void test_empty_pool_recomputed_after_down_restore_up(void)
+{
+    struct mdm_state s, u;
+    CHECK_EQ(mdm_state_init(&s, "cluster-1"), 0);
+    CHECK_EQ(pool_create(&s, "default", 2), 0);
+    CHECK_EQ(sds_add(&s, "a", "10.0.0.1:1", NULL, 8ULL << 30), 0);
+    CHECK_EQ(sds_add(&s, "b", "10.0.0.2:1", NULL, 8ULL << 30), 0);
+    CHECK_EQ(sds_add(&s, "c", "10.0.0.3:1", NULL, 8ULL << 30), 0);
+    CHECK_EQ(sds_state(&s, CAIRN__MGMT_OP__OP_SDS_DOWN, "b"), 0);
+    uint8_t *snap;
+    size_t slen;
+    CHECK_EQ(mdm_state_pack(&s, &snap, &slen), 0);
+    CHECK_EQ(mdm_state_init(&u, "x"), 0);
+    CHECK_EQ(mdm_state_restore(&u, snap, slen), 0);
+    free(snap);
+    CHECK_EQ(sds_state(&u, CAIRN__MGMT_OP__OP_SDS_UP, "b"), 0);
+    CHECK_EQ(sds_state(&s, CAIRN__MGMT_OP__OP_SDS_UP, "b"), 0);
+    CHECK(same(&s, &u)); /* a restored follower applies it alike */
+    Cairn__Pool *p = mdm_pool_by_name(&u, "default");
+    CHECK_EQ(p->n_pgs, 128);
+    for (size_t g = 0; g < p->n_pgs; g++) {
+        Cairn__Pg *pg = p->pgs[g];
+        CHECK_EQ(pg->n_devices, 2);
+        CHECK(pg->devices[0] != pg->devices[1]);
+        CHECK_EQ(pg->n_rebuilding + pg->n_departed + pg->n_catchup + pg->n_leaving, 0);
+    }
+    mdm_state_free(&s);
+    mdm_state_free(&u);
+}
+
 int main(void)
 {
+    test_empty_pool_recomputed_after_down_restore_up();
     struct mdm_state s, t;
     build(&s);
     build(&t);
