@@ -126,17 +126,18 @@ class Cairn(Target):
     would, and as the nbdkit targets are reached); `cairn-tcp` through its TCP
     port. The SDC reaches the SDSs, all on this host, through their unix sockets."""
 
-    def __init__(self, work, size, build, tcp=False):
-        self.work, self.size, self.build = os.path.join(work, "cairn"), size, build
+    def __init__(self, work, size, build, tcp=False, suffix=""):
+        self.name = ("cairn-tcp" if tcp else "cairn") + suffix
+        self.work, self.size, self.build = os.path.join(work, self.name), size, build
         self.tcp = tcp
-        self.name = "cairn-tcp" if tcp else "cairn"
-        self.label = ("Cairn (3 SDSs, 2 copies, NBD via SDC, " +
+        self.label = ("Cairn" + (f" ({suffix[1:]} build)" if suffix else "") +
+                      " (3 SDSs, 2 copies, NBD via SDC, " +
                       ("TCP 127.0.0.1)" if tcp else "unix socket)"))
 
     def setup(self):
-        os.environ["CAIRN_BUILD"] = self.build
         from cluster import Cluster
-        self.c = Cluster(self.work, sds_sizes=(4 * GiB, 6 * GiB, 8 * GiB), pgs=1024).start()
+        self.c = Cluster(self.work, sds_sizes=(4 * GiB, 6 * GiB, 8 * GiB), pgs=1024,
+                         build=self.build).start()
         self.c.create_volume("bench", self.size)
 
     def teardown(self):
@@ -286,9 +287,8 @@ def precondition(target, size):
 # ---- the rebuild benchmark ----
 
 def rebuild_bench(work, build, fill, runtime):
-    os.environ["CAIRN_BUILD"] = build
     from cluster import Cluster, wait_for
-    c = Cluster(os.path.join(work, "rebuild"), sds_sizes=(4 * GiB,) * 4, pgs=1024)
+    c = Cluster(os.path.join(work, "rebuild"), sds_sizes=(4 * GiB,) * 4, pgs=1024, build=build)
     res = {}
     try:
         c.start()
@@ -499,6 +499,8 @@ def main():
     ap.add_argument("--targets",
                     default="device,cairn,cairn-tcp,nbdkit-memory,nbdkit-file,ceph-rbd")
     ap.add_argument("--no-rebuild", action="store_true")
+    ap.add_argument("--baseline-build", default=None,
+                    help="a build of another commit: adds targets cairn-base and cairn-tcp-base")
     a = ap.parse_args()
     size = a.size * MiB
     os.makedirs(a.out, exist_ok=True)
@@ -512,6 +514,10 @@ def main():
         "nbdkit-file": lambda: Nbdkit(work, size, "file"),
         "ceph-rbd": lambda: Ceph(work, size),
     }
+    if a.baseline_build:
+        all_targets["cairn-base"] = lambda: Cairn(work, size, a.baseline_build, suffix="-base")
+        all_targets["cairn-tcp-base"] = lambda: Cairn(work, size, a.baseline_build, tcp=True,
+                                                      suffix="-base")
     targets = [all_targets[n]() for n in a.targets.split(",")]
     fio_v = subprocess.run(["fio", "--version"], capture_output=True, text=True).stdout.strip()
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "fio": fio_v, "runtime": a.runtime,

@@ -133,8 +133,9 @@ class Daemon:
 class Cluster:
     def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
                  extra_devices=None, copies=2, sds_args=(), mdm_args=(), initial=None,
-                 count_allocations=False, devices=None):
+                 count_allocations=False, devices=None, build=None):
         self.dir = str(workdir)
+        self.build = build or BUILD  # the daemons and CLI of this build directory
         # SDSs started and added by start(); the rest wait for add_sds()
         self.initial = len(sds_sizes) if initial is None else initial
         self.members = set()
@@ -161,7 +162,7 @@ class Cluster:
     def _daemon(self, name, argv):
         env = None
         if self.count_allocations:
-            binary = next(a for a in argv if a.startswith(BUILD))
+            binary = next(a for a in argv if a.startswith(self.build))
             env = alloc_env(self.alloc_file(name), binary)
         d = Daemon(name, argv, os.path.join(self.dir, f"{name}.log"), env)
         self.daemons[name] = d
@@ -169,7 +170,7 @@ class Cluster:
 
     def start_mdm(self):
         d = self.daemons.get("mdm") or self._daemon("mdm", [
-            f"{BUILD}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm",
+            f"{self.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm",
             "--listen", self.mdm_addr, "--raft-addr", self.raft_addr,
             "--snapshot-threshold", "64"] + self.mdm_args)  # snapshots get exercised
         d.start()
@@ -178,13 +179,13 @@ class Cluster:
     def start_sds(self, i):
         name = f"sds{i + 1}"
         d = self.daemons.get(name) or self._daemon(name, [
-            f"{BUILD}/server/cairn-sds", "--name", name, "--listen", self.sds_addrs[i],
+            f"{self.build}/server/cairn-sds", "--name", name, "--listen", self.sds_addrs[i],
             "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/{name}"] + self.sds_args)
         d.start()
 
     def start_sdc(self):
         d = self.daemons.get("sdc") or self._daemon("sdc", [
-            f"{BUILD}/client/cairn-sdc", "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/sdc",
+            f"{self.build}/client/cairn-sdc", "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/sdc",
             "--name", self.sdc_name, "--nbd-listen", f"127.0.0.1:{self.nbd_port}",
             "--io-timeout", "60"])
         d.start()
@@ -286,7 +287,7 @@ class Cluster:
 
     # ---- CLI ----
     def cairn(self, *args, check=True, json_out=False):
-        argv = [f"{BUILD}/mgmt/cairn", "--mdm", self.mdm_addr] + (["--json"] if json_out else []) + list(args)
+        argv = [f"{self.build}/mgmt/cairn", "--mdm", self.mdm_addr] + (["--json"] if json_out else []) + list(args)
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if check and r.returncode != 0:
             raise AssertionError(f"cairn {' '.join(args)} failed ({r.returncode}): {r.stderr}")
@@ -365,7 +366,7 @@ class NetCluster(Cluster):
         name = f"sds{i + 1}"
         if name not in self.daemons:
             self._daemon(name, ["ip", "netns", "exec", self.ns[i],
-                                f"{BUILD}/server/cairn-sds", "--name", name, "--listen",
+                                f"{self.build}/server/cairn-sds", "--name", name, "--listen",
                                 self.sds_addrs[i], "--mdm", self.mdm_addr, "--data-dir",
                                 f"{self.dir}/{name}"] + self.sds_args)
         self.daemons[name].start()
