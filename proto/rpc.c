@@ -20,16 +20,21 @@
  * a received one is read into the connection, a sent one into its frame. */
 #define RPC_INLINE_RX_MSG 256u
 #define RPC_INLINE_TX_MSG 64u
+/* Replies an accepted connection may have waiting for its peer to read
+ * before we stop reading its requests (rpc_set_tx_limit changes it). */
+#define RPC_TX_LIMIT_DEFAULT (8u << 20)
+#define RPC_PAUSE_TX (1u << 31)
 
 struct rpc_wreq;
 
 struct rpc_pending {
     struct rpc_pending *next;
     uint64_t req_id;
-    uint64_t deadline; /* ms, 0 = none */
+    uint64_t deadline; /* ms; armed when the request is all written; 0 = none */
+    uint32_t timeout_ms;
     rpc_reply_cb cb;
     void *arg;
-    struct rpc_wreq *unsent; /* its frame, while the caller's payload is not yet all sent */
+    struct rpc_wreq *unsent; /* its frame, until it is all written */
 };
 
 enum { ST_HDR, ST_MSG, ST_PAYLOAD };
@@ -42,8 +47,21 @@ struct rpc_conn {
     void *data;
     char peer[80];
     int closing;
-    int open_handles;
+    int open_handles; /* the stream and the timer */
     int timer_on;
+    int fail_status; /* what the calls still pending get when it closes */
+
+    /* flow control (see rpc_pause): reading stops while any reason is set;
+     * bytes already read wait in rest until reading resumes */
+    unsigned pause;
+    int reading;
+    const uint8_t *rest;
+    size_t nrest;
+    struct rpc_conn *resume_next;
+    int resume_queued;
+    size_t tx_bytes, tx_limit; /* frames queued and not yet written */
+    unsigned nwreqs;           /* such frames: each keeps the connection's memory */
+    struct rpc_wreq *calls_head, *calls_tail; /* calls' frames not yet written, oldest first */
 
     /* read state */
     uint8_t *rbuf;
@@ -72,11 +90,16 @@ struct rpc_server {
 
 struct rpc_wreq {
     struct wq_item it; /* first: the queue hands it back */
+    struct rpc_conn *c;
+    size_t bytes; /* header, message and payload */
     rpc_sent_cb cb;
     void *arg;
     struct rpc_pending *pend; /* the call waiting for this frame's reply, if any */
-    int pooled;               /* from wreq_pool (head has room for a short message) */
-    uint8_t head[];           /* frame header + msg */
+    uint64_t stall_at;        /* a call's: the peer is stuck if it is not written by then */
+    uint32_t timeout_ms;      /* that call's */
+    struct rpc_wreq *cprev, *cnext; /* in calls_head/tail while a call's and unwritten */
+    int pooled;                     /* from wreq_pool (head has room for a short message) */
+    uint8_t head[];                 /* frame header + msg */
 };
 
 /* Calls and frames in flight come from these (one loop per thread). */
@@ -88,68 +111,6 @@ static void msg_free(struct rpc_conn *c, uint8_t *msg)
 {
     if (msg != c->msg_inline)
         free(msg);
-}
-
-/* Payload buffers come and go with every request; fresh ones of 128 KiB and
- * more are mmap()ed by malloc, so each would cost a page fault per 4 KiB and
- * a munmap. Freed buffers wait here, per power-of-two size class, and are
- * reused: up to BUF_CACHE_BYTES per thread. A buffer is a whole class (its
- * size is rounded up), so its class is found again from malloc_usable_size(). */
-#define BUF_MIN_SHIFT 12
-#define BUF_MAX_SHIFT 22 /* 4 MiB: larger buffers are not kept */
-#define BUF_CACHE_BYTES (64u << 20)
-
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define BUF_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define BUF_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define BUF_POISON(p, n) ((void)(p), (void)(n))
-#define BUF_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
-static __thread void *buf_cache[BUF_MAX_SHIFT + 1];
-static __thread size_t buf_cached;
-
-/* the class of a request: the smallest power of two that holds len */
-static int buf_class(size_t len)
-{
-    return len <= ((size_t)1 << BUF_MIN_SHIFT) ? BUF_MIN_SHIFT : 64 - __builtin_clzll(len - 1);
-}
-
-uint8_t *rpc_buf_alloc(size_t len)
-{
-    int k = buf_class(len);
-    if (k <= BUF_MAX_SHIFT && buf_cache[k]) {
-        void *p = buf_cache[k];
-        BUF_UNPOISON(p, (size_t)1 << k);
-        memcpy(&buf_cache[k], p, sizeof(void *));
-        buf_cached -= (size_t)1 << k;
-        return p;
-    }
-    void *p = NULL;
-    size_t sz = k <= BUF_MAX_SHIFT ? (size_t)1 << k : (len + 4095) & ~(size_t)4095;
-    if (posix_memalign(&p, 4096, sz))
-        return NULL;
-    return p;
-}
-
-void rpc_buf_free(void *buf)
-{
-    if (!buf)
-        return;
-    /* the class it holds: malloc's usable size is the class plus a little */
-    int k = 63 - __builtin_clzll(malloc_usable_size(buf));
-    if (k >= BUF_MIN_SHIFT && k <= BUF_MAX_SHIFT &&
-        buf_cached + ((size_t)1 << k) <= BUF_CACHE_BYTES) {
-        memcpy(buf, &buf_cache[k], sizeof(void *));
-        /* a use after free of a kept buffer is still caught */
-        BUF_POISON((uint8_t *)buf + sizeof(void *), ((size_t)1 << k) - sizeof(void *));
-        buf_cache[k] = buf;
-        buf_cached += (size_t)1 << k;
-        return;
-    }
-    free(buf);
 }
 
 void *rpc_data(struct rpc_conn *c)
@@ -177,15 +138,26 @@ unsigned rpc_pending(const struct rpc_conn *c)
     return c->npending;
 }
 
-static void conn_free_cb(uv_handle_t *h)
+static void resume_forget(struct rpc_conn *c);
+
+/* The memory of a connection goes once its handles are closed and no frame
+ * of it is still being written (done callbacks may run a turn later). */
+static void conn_release(struct rpc_conn *c)
 {
-    struct rpc_conn *c = h->data;
-    if (--c->open_handles > 0)
+    if (c->open_handles > 0 || c->nwreqs > 0)
         return;
+    resume_forget(c);
     free(c->rbuf);
     msg_free(c, c->msg);
     rpc_buf_free(c->payload);
     free(c);
+}
+
+static void conn_free_cb(uv_handle_t *h)
+{
+    struct rpc_conn *c = h->data;
+    c->open_handles--;
+    conn_release(c);
 }
 
 static void pending_free(struct rpc_pending *p)
@@ -204,7 +176,7 @@ static void conn_stream_closed_cb(uv_handle_t *h)
             struct rpc_pending *p = c->pend[b];
             c->pend[b] = p->next;
             c->npending--;
-            p->cb(c, -ECONNRESET, NULL, 0, NULL, 0, p->arg);
+            p->cb(c, c->fail_status, NULL, 0, NULL, 0, p->arg);
             pending_free(p);
         }
     }
@@ -221,6 +193,7 @@ void rpc_close(struct rpc_conn *c)
     if (c->wq.stream)
         wq_flush(&c->wq); /* queued frames go, or are cancelled by the close */
     uv_read_stop(&c->u.s);
+    c->reading = 0;
     uv_close((uv_handle_t *)&c->timer, conn_free_cb);
     uv_close(&c->u.h, conn_stream_closed_cb);
 }
@@ -239,10 +212,27 @@ static struct rpc_pending *pending_take(struct rpc_conn *c, uint64_t id)
     return NULL;
 }
 
+/* Timeouts. A call's time runs from when its request is all written, not
+ * from when it was queued: a busy peer that reads slowly is not a failed
+ * one. A peer that takes no request at all is stuck: when the oldest call
+ * still unwritten has waited out its own timeout, the connection closes and
+ * every call pending on it fails with -ETIMEDOUT. (A call may time out only
+ * once its frame is written, so no write can read a payload the caller
+ * frees when told; a stuck connection's writes are cancelled by the close
+ * before its calls are failed.) */
 static void timer_cb(uv_timer_t *t)
 {
     struct rpc_conn *c = t->data;
     uint64_t now = now_ms();
+    struct rpc_wreq *oldest = c->calls_head;
+    if (oldest && oldest->stall_at && oldest->stall_at <= now) {
+        LOG_LIMITED(LOG_WARN, 5000,
+                    "rpc %s: the peer took no request within %u ms; closing the connection",
+                    c->peer, oldest->timeout_ms);
+        c->fail_status = -ETIMEDOUT;
+        rpc_close(c);
+        return;
+    }
     for (unsigned b = 0; b < RPC_BUCKETS && !c->closing; b++) {
         struct rpc_pending **pp = &c->pend[b];
         while (*pp) {
@@ -250,14 +240,6 @@ static void timer_cb(uv_timer_t *t)
             if (p->deadline && p->deadline <= now) {
                 *pp = p->next;
                 c->npending--;
-                if (p->unsent) {
-                    /* The peer has not even taken the request: the caller
-                     * frees its payload when told, so no write may read it
-                     * after that. Closing stops them (and this peer is stuck). */
-                    log_warn("rpc %s: request %llu timed out before it was sent; closing", c->peer,
-                             (unsigned long long)p->req_id);
-                    rpc_close(c);
-                }
                 p->cb(c, -ETIMEDOUT, NULL, 0, NULL, 0, p->arg);
                 pending_free(p);
             } else {
@@ -318,6 +300,12 @@ static void begin_body(struct rpc_conn *c)
 static int consume(struct rpc_conn *c, const uint8_t *p, size_t n)
 {
     while (n && !c->closing) {
+        if (c->pause && c->stage == ST_HDR && c->have == 0) {
+            /* paused between frames: the rest waits for rpc_resume() */
+            c->rest = p;
+            c->nrest = n;
+            return 0;
+        }
         if (c->stage == ST_HDR) {
             size_t k = MIN(n, FRAME_HDR_SIZE - c->have);
             memcpy(c->hbuf + c->have, p, k);
@@ -408,6 +396,7 @@ static struct rpc_conn *conn_new(uv_loop_t *loop, const struct rpc_handlers *h, 
     c->handlers = *h;
     c->data = data;
     c->next_id = 1;
+    c->fail_status = -ECONNRESET;
     c->u.h.data = c;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
@@ -420,7 +409,10 @@ static void conn_start(struct rpc_conn *c)
     if (c->u.h.type == UV_TCP)
         uv_tcp_nodelay(&c->u.tcp, 1);
     net_peer_name(&c->u, c->peer, sizeof(c->peer));
-    uv_read_start(&c->u.s, alloc_cb, read_cb);
+    if (!c->pause) {
+        uv_read_start(&c->u.s, alloc_cb, read_cb);
+        c->reading = 1;
+    }
 }
 
 static void accept_cb(uv_stream_t *ls, int status)
@@ -438,6 +430,7 @@ static void accept_cb(uv_stream_t *ls, int status)
     else
         uv_tcp_init(ls->loop, &c->u.tcp);
     c->u.h.data = c;
+    c->tx_limit = RPC_TX_LIMIT_DEFAULT; /* its peer must read what it asked for */
     if (uv_accept(ls, &c->u.s) < 0) {
         rpc_close(c);
         return;
@@ -534,17 +527,42 @@ int rpc_connect(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h,
     return 0;
 }
 
+static void calls_unlink(struct rpc_conn *c, struct rpc_wreq *wr)
+{
+    if (wr->cprev)
+        wr->cprev->cnext = wr->cnext;
+    else if (c->calls_head == wr)
+        c->calls_head = wr->cnext;
+    if (wr->cnext)
+        wr->cnext->cprev = wr->cprev;
+    else if (c->calls_tail == wr)
+        c->calls_tail = wr->cprev;
+    wr->cprev = wr->cnext = NULL;
+}
+
 static void write_done_cb(struct wq_item *it, int status)
 {
     struct rpc_wreq *wr = (struct rpc_wreq *)it;
-    if (wr->pend)
+    struct rpc_conn *c = wr->c;
+    if (wr->pend) {
+        /* the request is all with the peer: its time starts now */
         wr->pend->unsent = NULL;
+        if (status == 0 && wr->pend->timeout_ms)
+            wr->pend->deadline = now_ms() + wr->pend->timeout_ms;
+    }
+    if (wr->stall_at)
+        calls_unlink(c, wr);
     if (wr->cb)
         wr->cb(wr->arg, status);
+    c->tx_bytes -= wr->bytes;
+    c->nwreqs--;
     if (wr->pooled)
         pool_put(&wreq_pool, wr);
     else
         free(wr);
+    if ((c->pause & RPC_PAUSE_TX) && c->tx_bytes <= c->tx_limit / 2)
+        rpc_resume(c, RPC_PAUSE_TX);
+    conn_release(c);
 }
 
 static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status, const void *msg,
@@ -575,9 +593,13 @@ static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status
     frame_hdr_encode(&h, wr->head);
     if (msg_len)
         memcpy(wr->head + FRAME_HDR_SIZE, msg, msg_len);
+    wr->c = c;
+    wr->bytes = FRAME_HDR_SIZE + msg_len + plen;
     wr->cb = cb;
     wr->arg = arg;
     wr->pend = NULL;
+    wr->stall_at = 0;
+    wr->cprev = wr->cnext = NULL;
     if (out)
         *out = wr;
     wr->it.bufs[0] = uv_buf_init((char *)wr->head, FRAME_HDR_SIZE + msg_len);
@@ -590,6 +612,10 @@ static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status
     if (!c->wq.stream)
         wq_init(&c->wq, &c->u.s);
     wq_push(&c->wq, &wr->it);
+    c->nwreqs++;
+    c->tx_bytes += wr->bytes;
+    if (c->tx_limit && c->tx_bytes > c->tx_limit && !(c->pause & RPC_PAUSE_TX))
+        rpc_pause(c, RPC_PAUSE_TX); /* the peer is not reading what it asked for */
     return 0;
 }
 
@@ -606,17 +632,23 @@ int rpc_call(struct rpc_conn *c, uint16_t type, const void *msg, uint32_t msg_le
         pool_put(&pending_pool, p);
         return r;
     }
-    p->unsent = NULL;
-    for (int i = 0; i < npl; i++)
-        if (pl[i].iov_len) {
-            p->unsent = wr; /* the payload is the caller's: see timer_cb */
-            wr->pend = p;
-            break;
-        }
+    p->unsent = wr;
+    wr->pend = p;
     p->req_id = id;
     p->cb = cb;
     p->arg = arg;
-    p->deadline = timeout_ms ? now_ms() + timeout_ms : 0;
+    p->timeout_ms = timeout_ms;
+    p->deadline = 0; /* armed once the request is written: see timer_cb */
+    if (timeout_ms) {
+        wr->stall_at = now_ms() + timeout_ms;
+        wr->timeout_ms = timeout_ms;
+        wr->cprev = c->calls_tail;
+        if (c->calls_tail)
+            c->calls_tail->cnext = wr;
+        else
+            c->calls_head = wr;
+        c->calls_tail = wr;
+    }
     p->next = c->pend[id % RPC_BUCKETS];
     c->pend[id % RPC_BUCKETS] = p;
     c->npending++;
@@ -658,4 +690,89 @@ int rpc_reply_pb(struct rpc_conn *c, const struct frame_hdr *h, int status,
     int r = rpc_reply(c, h, status, buf, (uint32_t)len, NULL, 0, NULL, NULL);
     free(buf);
     return r;
+}
+
+/* ---- flow control ---- */
+
+/* Connections whose reading resumes on the next loop turn (one loop per
+ * thread): the bytes they hold are consumed from there, never from inside
+ * rpc_resume(), whose caller may be in the middle of a completion. */
+static __thread struct rpc_conn *resume_head;
+static __thread uv_idle_t resume_idle;
+static __thread int resume_idle_ready;
+
+static void resume_forget(struct rpc_conn *c)
+{
+    if (!c->resume_queued)
+        return;
+    for (struct rpc_conn **pp = &resume_head; *pp; pp = &(*pp)->resume_next)
+        if (*pp == c) {
+            *pp = c->resume_next;
+            break;
+        }
+    c->resume_queued = 0;
+}
+
+static void resume_cb(uv_idle_t *h)
+{
+    while (resume_head) {
+        struct rpc_conn *c = resume_head;
+        resume_head = c->resume_next;
+        c->resume_queued = 0;
+        if (c->closing || c->pause)
+            continue;
+        if (c->nrest) {
+            const uint8_t *p = c->rest;
+            size_t n = c->nrest;
+            c->rest = NULL;
+            c->nrest = 0;
+            if (consume(c, p, n) < 0 || c->pause)
+                continue;
+        }
+        if (!c->reading) {
+            uv_read_start(&c->u.s, alloc_cb, read_cb);
+            c->reading = 1;
+        }
+    }
+    uv_idle_stop(h);
+}
+
+void rpc_pause(struct rpc_conn *c, unsigned reasons)
+{
+    c->pause |= reasons;
+    if (c->reading) {
+        uv_read_stop(&c->u.s);
+        c->reading = 0;
+    }
+}
+
+void rpc_resume(struct rpc_conn *c, unsigned reasons)
+{
+    c->pause &= ~reasons;
+    if (c->pause || c->closing || c->resume_queued)
+        return;
+    if (!resume_idle_ready) {
+        uv_idle_init(c->loop, &resume_idle);
+        uv_unref((uv_handle_t *)&resume_idle);
+        resume_idle_ready = 1;
+    }
+    c->resume_next = resume_head;
+    resume_head = c;
+    c->resume_queued = 1;
+    uv_idle_start(&resume_idle, resume_cb);
+}
+
+int rpc_paused(const struct rpc_conn *c)
+{
+    return c->pause != 0;
+}
+
+void rpc_set_tx_limit(struct rpc_conn *c, size_t bytes)
+{
+    c->tx_limit = bytes;
+}
+
+size_t rpc_tx_queued(const struct rpc_conn *c)
+{
+    return c->tx_bytes;
 }

@@ -64,7 +64,9 @@ int rpc_same_host(const struct rpc_conn *c);
 unsigned rpc_pending(const struct rpc_conn *c);
 
 /* Send a request; cb runs exactly once, later (reply, close, or timeout).
- * timeout_ms 0 means none. 0 or -errno (cb not called). */
+ * timeout_ms counts from when the request is all written (0: none); a peer
+ * that has taken no request for that long is stuck, and its connection is
+ * closed (its calls get -ETIMEDOUT). 0 or -errno (cb not called). */
 int rpc_call(struct rpc_conn *c, uint16_t type, const void *msg, uint32_t msg_len,
              const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb, void *arg);
 int rpc_call_pb(struct rpc_conn *c, uint16_t type, const ProtobufCMessage *m, uint32_t timeout_ms,
@@ -79,6 +81,21 @@ int rpc_reply_pb(struct rpc_conn *c, const struct frame_hdr *h, int status,
 
 /* Close; pending calls fail with -ECONNRESET, then on_close runs. Idempotent. */
 void rpc_close(struct rpc_conn *c);
+
+/* Flow control. Reading from c stops while any of the caller's reason bits
+ * (bits 0-30) is set with rpc_pause(), and resumes on the next loop turn
+ * once rpc_resume() has cleared the last; bytes already read wait, and no
+ * request is dispatched in between (a frame begun is finished). An
+ * accepted connection also stops reading by itself while more than its tx
+ * limit (8 MiB unless set) of replies waits for the peer to read them, and
+ * resumes below half of it: a peer that does not read what it asked for
+ * is not read from. */
+void rpc_pause(struct rpc_conn *c, unsigned reasons);
+void rpc_resume(struct rpc_conn *c, unsigned reasons);
+int rpc_paused(const struct rpc_conn *c);
+/* The bytes of frames queued on c and not yet written; 0 = no limit. */
+void rpc_set_tx_limit(struct rpc_conn *c, size_t bytes);
+size_t rpc_tx_queued(const struct rpc_conn *c);
 
 uint8_t *rpc_buf_alloc(size_t len);
 void rpc_buf_free(void *buf);

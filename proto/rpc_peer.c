@@ -8,18 +8,28 @@
 #include "cairn.pb-c.h"
 #include "frame.h"
 #include "log.h"
+#include "pool.h"
 
-struct waiting {
-    struct waiting *next;
+#define CALL_INLINE_MSG 64 /* every data-path header fits */
+
+/* One call, from the moment it is made until its callback has run. */
+struct call {
+    struct call *next; /* in the waiting FIFO */
+    struct rpc_peer *p;
+    const void *owner;
     uint16_t type;
     uint32_t msg_len;
+    uint8_t *msg; /* msg_inline, or malloc'd for a long message */
     struct iovec pl[4];
     int npl;
+    size_t bytes; /* payload */
     uint32_t timeout_ms;
     rpc_reply_cb cb;
     void *arg;
-    uint8_t msg[];
+    uint8_t msg_inline[CALL_INLINE_MSG];
 };
+
+static __thread struct pool call_pool = POOL_INIT(struct call, 4096);
 
 struct rpc_peer {
     uv_loop_t *loop;
@@ -31,9 +41,19 @@ struct rpc_peer {
      * socket: probe is the TCP one, local the unix one being checked */
     struct rpc_conn *probe, *local;
     uint64_t token;
-    struct waiting *head, **tail;
+    struct call *head, **tail; /* waiting to be sent, oldest first */
+    unsigned nwaiting;
+    unsigned inflight, max_calls;
+    size_t inflight_bytes, max_bytes;
     uint64_t last_fail_log;
 };
+
+static void call_free(struct call *k)
+{
+    if (k->msg != k->msg_inline)
+        free(k->msg);
+    pool_put(&call_pool, k);
+}
 
 struct rpc_peer *rpc_peer_new(uv_loop_t *loop, uint32_t id)
 {
@@ -43,7 +63,25 @@ struct rpc_peer *rpc_peer_new(uv_loop_t *loop, uint32_t id)
     p->loop = loop;
     p->id = id;
     p->tail = &p->head;
+    p->max_calls = RPC_PEER_WINDOW_CALLS;
+    p->max_bytes = RPC_PEER_WINDOW_BYTES;
     return p;
+}
+
+void rpc_peer_set_window(struct rpc_peer *p, unsigned calls, size_t bytes)
+{
+    p->max_calls = calls ? calls : 1;
+    p->max_bytes = bytes;
+}
+
+unsigned rpc_peer_inflight(const struct rpc_peer *p)
+{
+    return p->inflight;
+}
+
+unsigned rpc_peer_waiting(const struct rpc_peer *p)
+{
+    return p->nwaiting;
 }
 
 uint32_t rpc_peer_id(const struct rpc_peer *p)
@@ -64,11 +102,17 @@ void rpc_peer_set_addr(struct rpc_peer *p, const char *addr)
         rpc_close(p->local);
 }
 
+static int start_connect(struct rpc_peer *p);
+
 static void on_close(struct rpc_conn *c)
 {
     struct rpc_peer *p = rpc_data(c);
-    if (p && p->conn == c)
+    if (p && p->conn == c) {
         p->conn = NULL;
+        /* calls still waiting for room in the window go on a new one */
+        if (p->head && !p->connecting)
+            start_connect(p);
+    }
     if (p && p->probe == c)
         p->probe = NULL; /* the swap in progress sees it gone */
     if (p && p->local == c)
@@ -90,21 +134,69 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
     rpc_reply(c, h, -EOPNOTSUPP, NULL, 0, NULL, 0, NULL, NULL);
 }
 
+static struct call *pop(struct rpc_peer *p)
+{
+    struct call *k = p->head;
+    p->head = k->next;
+    if (!p->head)
+        p->tail = &p->head;
+    k->next = NULL;
+    p->nwaiting--;
+    return k;
+}
+
+static void pump(struct rpc_peer *p);
+
+static void call_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                          uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    struct call *k = arg;
+    struct rpc_peer *p = k->p;
+    p->inflight--;
+    p->inflight_bytes -= k->bytes;
+    k->cb(c, status, msg, msg_len, payload, payload_len, k->arg);
+    call_free(k);
+    pump(p);
+}
+
+static int send_call(struct rpc_peer *p, struct call *k)
+{
+    int r = rpc_call(p->conn, k->type, k->msg, k->msg_len, k->pl, k->npl, k->timeout_ms,
+                     call_reply_cb, k);
+    if (r == 0) {
+        p->inflight++;
+        p->inflight_bytes += k->bytes;
+    }
+    return r;
+}
+
+static int window_open(const struct rpc_peer *p, const struct call *k)
+{
+    return p->inflight < p->max_calls &&
+           (p->inflight == 0 || p->inflight_bytes + k->bytes <= p->max_bytes);
+}
+
+/* Send waiting calls while the window has room (from a callback, never
+ * from inside rpc_peer_call: a call that cannot be sent fails here). */
+static void pump(struct rpc_peer *p)
+{
+    while (p->head && p->conn && !rpc_is_closing(p->conn) && window_open(p, p->head)) {
+        struct call *k = pop(p);
+        int r = send_call(p, k);
+        if (r < 0) {
+            k->cb(NULL, r, NULL, 0, NULL, 0, k->arg);
+            call_free(k);
+        }
+    }
+}
+
+/* Complete every waiting call with err (connecting failed, or closed). */
 static void drain(struct rpc_peer *p, int err)
 {
-    struct waiting *w = p->head;
-    p->head = NULL;
-    p->tail = &p->head;
-    while (w) {
-        struct waiting *n = w->next;
-        int r = err;
-        if (!r)
-            r = rpc_call(p->conn, w->type, w->msg, w->msg_len, w->pl, w->npl, w->timeout_ms, w->cb,
-                         w->arg);
-        if (r < 0)
-            w->cb(NULL, r, NULL, 0, NULL, 0, w->arg);
-        free(w);
-        w = n;
+    while (p->head) {
+        struct call *k = pop(p);
+        k->cb(NULL, err, NULL, 0, NULL, 0, k->arg);
+        call_free(k);
     }
 }
 
@@ -112,7 +204,10 @@ static void use_conn(struct rpc_peer *p, struct rpc_conn *c)
 {
     p->connecting = 0;
     p->conn = c;
-    drain(p, c ? 0 : -ECONNRESET);
+    if (c)
+        pump(p);
+    else
+        drain(p, -ECONNRESET);
 }
 
 /* An FT_LOCAL reply: the SDS's unix socket and token, or NULL. */
@@ -212,42 +307,99 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
     use_conn(p, c);
 }
 
-int rpc_peer_call(struct rpc_peer *p, uint16_t type, const void *msg, uint32_t msg_len,
-                  const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb, void *arg)
+/* 0, or -errno (nothing started: the calls waiting stay for the next try). */
+static int start_connect(struct rpc_peer *p)
 {
-    if (p->conn && !rpc_is_closing(p->conn))
-        return rpc_call(p->conn, type, msg, msg_len, pl, npl, timeout_ms, cb, arg);
-    if (npl > 4 || !p->addr[0])
+    static const struct rpc_handlers h = {.on_request = on_request, .on_close = on_close};
+    p->connecting = 1;
+    int r = rpc_connect(p->loop, p->addr, &h, p, connect_cb, p);
+    if (r < 0)
+        p->connecting = 0;
+    return r;
+}
+
+int rpc_peer_call_owned(struct rpc_peer *p, const void *owner, uint16_t type, const void *msg,
+                        uint32_t msg_len, const struct iovec *pl, int npl, uint32_t timeout_ms,
+                        rpc_reply_cb cb, void *arg)
+{
+    if (npl < 0 || npl > 4 || !p->addr[0])
         return -EINVAL;
-    struct waiting *w = malloc(sizeof(*w) + msg_len);
-    if (!w)
+    struct call *k = pool_get(&call_pool);
+    if (!k)
         return -ENOMEM;
-    w->next = NULL;
-    w->type = type;
-    w->msg_len = msg_len;
-    memcpy(w->msg, msg, msg_len);
-    for (int i = 0; i < npl; i++)
-        w->pl[i] = pl[i];
-    w->npl = npl;
-    w->timeout_ms = timeout_ms;
-    w->cb = cb;
-    w->arg = arg;
-    *p->tail = w;
-    p->tail = &w->next;
-    if (!p->connecting) {
-        static const struct rpc_handlers h = {.on_request = on_request, .on_close = on_close};
-        p->connecting = 1;
-        int r = rpc_connect(p->loop, p->addr, &h, p, connect_cb, p);
+    k->msg = msg_len <= CALL_INLINE_MSG ? k->msg_inline : malloc(msg_len);
+    if (!k->msg) {
+        pool_put(&call_pool, k);
+        return -ENOMEM;
+    }
+    k->p = p;
+    k->owner = owner;
+    k->type = type;
+    k->msg_len = msg_len;
+    if (msg_len)
+        memcpy(k->msg, msg, msg_len);
+    for (int i = 0; i < npl; i++) {
+        k->pl[i] = pl[i];
+        k->bytes += pl[i].iov_len;
+    }
+    k->npl = npl;
+    k->timeout_ms = timeout_ms;
+    k->cb = cb;
+    k->arg = arg;
+    int usable = p->conn && !rpc_is_closing(p->conn);
+    if (usable && !p->head && window_open(p, k)) {
+        int r = send_call(p, k);
+        if (r < 0)
+            call_free(k);
+        return r;
+    }
+    if (!usable && !p->connecting) {
+        int r = start_connect(p);
         if (r < 0) {
-            p->connecting = 0;
-            /* fail later, never from inside the call: unlink ours and report */
-            p->head = NULL;
-            p->tail = &p->head;
-            free(w);
+            call_free(k);
             return r;
         }
     }
+    /* behind the calls already waiting: order is kept */
+    *p->tail = k;
+    p->tail = &k->next;
+    p->nwaiting++;
     return 0;
+}
+
+int rpc_peer_call(struct rpc_peer *p, uint16_t type, const void *msg, uint32_t msg_len,
+                  const struct iovec *pl, int npl, uint32_t timeout_ms, rpc_reply_cb cb, void *arg)
+{
+    return rpc_peer_call_owned(p, NULL, type, msg, msg_len, pl, npl, timeout_ms, cb, arg);
+}
+
+unsigned rpc_peer_cancel(struct rpc_peer *p, const void *owner)
+{
+    struct call *mine = NULL, **mt = &mine;
+    unsigned n = 0;
+    for (struct call **pp = &p->head; *pp;) {
+        struct call *k = *pp;
+        if (k->owner == owner) {
+            *pp = k->next;
+            k->next = NULL;
+            *mt = k;
+            mt = &k->next;
+            p->nwaiting--;
+            n++;
+        } else {
+            pp = &k->next;
+        }
+    }
+    p->tail = &p->head;
+    while (*p->tail)
+        p->tail = &(*p->tail)->next;
+    while (mine) {
+        struct call *k = mine;
+        mine = k->next;
+        k->cb(NULL, -ECANCELED, NULL, 0, NULL, 0, k->arg);
+        call_free(k);
+    }
+    return n;
 }
 
 void rpc_peer_close(struct rpc_peer *p)
