@@ -6,8 +6,8 @@ add_test(NAME unit_extent_store COMMAND test_extent_store)
 # The crash test abandons requests that were in flight at the "power loss".
 set_tests_properties(unit_extent_store PROPERTIES TIMEOUT 300 ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
 
-# server/: the SDS's pure logic: range locks.
-foreach(t range_lock)
+# server/: the SDS's pure logic: range locks, leases and fences, request validation.
+foreach(t range_lock lease validate)
   add_executable(test_sds_${t} test_sds_${t}.c)
   target_link_libraries(test_sds_${t} cairn_sds_logic)
   target_include_directories(test_sds_${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
