@@ -322,18 +322,21 @@ static void test_random_against_model(void)
     teardown();
 }
 
+/* Run a case; its name is printed once it has passed. */
+#define RUN(t) (t(), printf("ok %s\n", #t))
+
 int main(void)
 {
-    test_non_overlapping_granted_at_once();
-    test_overlapping_waits();
-    test_fifo_among_overlapping_waiters();
-    test_later_non_overlapping_not_blocked_by_waiter();
-    test_trim_zero_lock_whole_extent();
-    test_4k_rounding_of_unaligned_ranges();
-    test_release_wakes_exactly_the_right_waiters();
-    test_callback_may_release();
-    test_deep_queue_releases_in_linear_time();
-    test_random_against_model();
+    RUN(test_non_overlapping_granted_at_once);
+    RUN(test_overlapping_waits);
+    RUN(test_fifo_among_overlapping_waiters);
+    RUN(test_later_non_overlapping_not_blocked_by_waiter);
+    RUN(test_trim_zero_lock_whole_extent);
+    RUN(test_4k_rounding_of_unaligned_ranges);
+    RUN(test_release_wakes_exactly_the_right_waiters);
+    RUN(test_callback_may_release);
+    RUN(test_deep_queue_releases_in_linear_time);
+    RUN(test_random_against_model);
     printf("range lock tests passed\n");
     return 0;
 }
