@@ -80,7 +80,7 @@ int lease_grant(struct leases *ls, const Cairn__ClusterMap *m, uint32_t from, ui
     Cairn__Sds *o = cmap_sds(m, from);
     /* A map this new no longer makes it primary where we took over: it
      * serves none of those PGs any more, so our fences against it can go. */
-    for (size_t i = 0; i < ls->nfences; i++)
+    for (size_t i = 0; from && i < ls->nfences; i++) /* 0 marks a failed primary's fence */
         if (ls->fences[i].old_primary == from && version >= ls->fences[i].version)
             ls->fences[i].until = 0;
 

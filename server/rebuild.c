@@ -336,8 +336,10 @@ static int start_one(struct rjob *j)
         if (!v || !d || ext * p->extent_size >= v->size)
             continue; /* volume removed or shrunk away since listing */
         struct rcopy *c = pool_get(&s->rebuild.copies);
-        if (!c)
+        if (!c) {
+            j->next_i--; /* no memory now: this extent is the next one again */
             return 0;
+        }
         c->job = j;
         c->dev = d;
         c->ext = ext;
@@ -360,7 +362,27 @@ static int start_one(struct rjob *j)
     return 0;
 }
 
+static void rebuild_pump_once(struct sds *s);
+
+/* Start what the throttle allows. A copy that ends at once inside the loop
+ * (its target unreachable, say) pumps again: that runs after the loop, not
+ * inside it, which may then be holding a job the inner pump would free. */
 static void rebuild_pump(struct sds *s)
+{
+    struct rebuild *rb = &s->rebuild;
+    if (rb->pumping) {
+        rb->repump = 1;
+        return;
+    }
+    rb->pumping = 1;
+    do {
+        rb->repump = 0;
+        rebuild_pump_once(s);
+    } while (rb->repump);
+    rb->pumping = 0;
+}
+
+static void rebuild_pump_once(struct sds *s)
 {
     struct rebuild *rb = &s->rebuild;
     uint64_t now = now_ms();

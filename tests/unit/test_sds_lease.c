@@ -94,6 +94,10 @@ static void test_fence_blocks_until_granted_lease_expires(void)
     CHECK_EQ(lease_fenced(&L, until - 1, 1, 3), 1);
     CHECK_EQ(lease_fenced(&L, until, 1, 3), 0);
     CHECK_EQ(lease_fenced(&L, 6000, 1, 2), 0); /* only the PG taken over */
+    /* a failed primary's fence is no planned handover's: no ping lifts it,
+     * not even one that claims sender id 0 with the newest map */
+    CHECK_EQ(lease_grant(&L, &M.m, 0, 1000, 6000), -ESTALE);
+    CHECK_EQ(lease_fenced(&L, 6000, 1, 3), 1);
     /* a fenced PG has no lease even with the MDM's */
     lease_mdm_ack(&L, &M.m, 6000, 1, 0);
     CHECK_EQ(held(6000, 3), 0);
