@@ -125,14 +125,9 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
     if (h->type == FT_IO_WRITE && (r->io.flags & IO_FLAG_REBUILD))
         s->rebuild.recv_bytes += r->io.length;
     switch (h->type) {
-    case FT_IO_READ:
-        read_start(r);
-        return;
-    case FT_IO_STAT:
-        read_stat(r);
-        return;
-    default:
-        write_start(r); /* WRITE, TRIM, ZERO */
+    case FT_IO_READ: read_start(r); return;
+    case FT_IO_STAT: read_stat(r); return;
+    default: write_start(r); /* WRITE, TRIM, ZERO */
     }
 }
 
@@ -147,12 +142,8 @@ void dispatch_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8
     }
     rpc_buf_free(payload);
     switch (h->type) {
-    case FT_PING:
-        ping_handle(s, c, h, msg);
-        return;
-    case FT_PG_LIST:
-        rebuild_serve_pg_list(s, c, h, msg);
-        return;
+    case FT_PING: ping_handle(s, c, h, msg); return;
+    case FT_PG_LIST: rebuild_serve_pg_list(s, c, h, msg); return;
     case FT_LOCAL:
         if (s->local_server) {
             Cairn__LocalSocket ls = CAIRN__LOCAL_SOCKET__INIT;
@@ -162,8 +153,7 @@ void dispatch_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8
             return;
         }
         break;
-    default:
-        break;
+    default: break;
     }
     log_warn("unknown request type %u from %s", h->type, rpc_peer(c));
     dispatch_status(c, h, -EOPNOTSUPP);

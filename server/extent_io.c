@@ -323,8 +323,7 @@ static int dispatch(struct sop *op)
         table_update(op, 1);
         return 0;
     }
-    case K_FLUSH:
-        break; /* flushes go straight to the disk (store_flush) */
+    case K_FLUSH: break; /* flushes go straight to the disk (store_flush) */
     }
     return -EINVAL;
 }

@@ -258,14 +258,10 @@ static void rcopy_continue(struct rcopy *c)
     struct rjob *j = c->job;
     struct sds *s = j->sds;
     switch (c->stage) {
-    case RC_LOCK:
-        break;
-    case RC_LOCKED:
-        goto resume_locked;
-    case RC_READ:
-        goto resume_read;
-    case RC_SENT:
-        goto resume_sent;
+    case RC_LOCK: break;
+    case RC_LOCKED: goto resume_locked;
+    case RC_READ: goto resume_read;
+    case RC_SENT: goto resume_sent;
     }
 
     /* 1. The extent's range lock, as client writes take it. */

@@ -358,8 +358,8 @@ struct rebuild {
     uint64_t recv_bytes; /* copies received as a rebuild target */
     uint64_t done_bytes, rate_ewma, rate_mark, rate_mark_ms;
     uv_timer_t timer;
-    struct pool copies; /* struct rcopy */
-    int pumping, repump;  /* rebuild_pump() running; asked again meanwhile */
+    struct pool copies;  /* struct rcopy */
+    int pumping, repump; /* rebuild_pump() running; asked again meanwhile */
 };
 
 void rebuild_init(struct sds *s);

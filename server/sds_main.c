@@ -123,32 +123,15 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "n:l:m:d:p:r:vh", opts, NULL)) != -1) {
         switch (o) {
-        case 'n':
-            s->name = optarg;
-            break;
-        case 'l':
-            s->listen = optarg;
-            break;
-        case 'm':
-            s->mdm_addr = optarg;
-            break;
-        case 'd':
-            s->data_dir = optarg;
-            break;
-        case 'p':
-            pidfile = optarg;
-            break;
-        case 'r':
-            s->rebuild.rate = (uint64_t)atof(optarg) << 20;
-            break;
-        case 'L':
-            local = optarg;
-            break;
-        case 'v':
-            verbose = 1;
-            break;
-        default:
-            usage();
+        case 'n': s->name = optarg; break;
+        case 'l': s->listen = optarg; break;
+        case 'm': s->mdm_addr = optarg; break;
+        case 'd': s->data_dir = optarg; break;
+        case 'p': pidfile = optarg; break;
+        case 'r': s->rebuild.rate = (uint64_t)atof(optarg) << 20; break;
+        case 'L': local = optarg; break;
+        case 'v': verbose = 1; break;
+        default: usage();
         }
     }
     if (!s->rebuild.rate)

@@ -78,8 +78,7 @@ static void apply_local(struct ioreq *r)
         else
             rc = store_write(st, vol, ext, off, len, s->zeroes, flags, local_done_cb, r);
         break;
-    default:
-        rc = -EINVAL;
+    default: rc = -EINVAL;
     }
     if (rc != 0) /* done already (1) or refused; no callback follows */
         write_part_done(r, rc > 0 ? 0 : rc);
@@ -109,17 +108,11 @@ static void write_continue(struct ioreq *r)
 {
     struct sds *s = r->sds;
     switch (r->stage) {
-    case WS_LOCK:
-        break;
-    case WS_LOCKED:
-        goto resume_locked;
-    case WS_COPIES:
-        goto resume_copies;
-    case WS_UNDO:
-        goto resume_undone;
-    case WS_DONE:
-        assert(!"write resumed after its reply");
-        return;
+    case WS_LOCK: break;
+    case WS_LOCKED: goto resume_locked;
+    case WS_COPIES: goto resume_copies;
+    case WS_UNDO: goto resume_undone;
+    case WS_DONE: assert(!"write resumed after its reply"); return;
     }
 
     /* 1. Order. Overlapping mutations of an extent apply in arrival order.
