@@ -191,9 +191,7 @@ static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_
         enter_transmission(c);
         return 0;
     }
-    case NBD_OPT_ABORT:
-        opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
-        return -1;
+    case NBD_OPT_ABORT: opt_reply(c, opt, NBD_REP_ACK, NULL, 0); return -1;
     case NBD_OPT_LIST:
         if (len) {
             opt_error(c, opt, NBD_REP_ERR_INVALID, "LIST takes no data");
@@ -203,9 +201,7 @@ static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_
         opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
         return 0;
     case NBD_OPT_INFO:
-    case NBD_OPT_GO:
-        do_info_go(c, opt, d, len);
-        return 0;
+    case NBD_OPT_GO: do_info_go(c, opt, d, len); return 0;
     case NBD_OPT_STRUCTURED_REPLY:
         if (len)
             opt_error(c, opt, NBD_REP_ERR_INVALID, "STRUCTURED_REPLY takes no data");
@@ -217,9 +213,7 @@ static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_
         }
         return 0;
     case NBD_OPT_LIST_META_CONTEXT:
-    case NBD_OPT_SET_META_CONTEXT:
-        do_meta(c, opt, d, len);
-        return 0;
+    case NBD_OPT_SET_META_CONTEXT: do_meta(c, opt, d, len); return 0;
     case NBD_OPT_STARTTLS:
         opt_error(c, opt, NBD_REP_ERR_UNSUP, "TLS is not supported by this SDC yet");
         return 0;

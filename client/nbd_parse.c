@@ -24,26 +24,19 @@ int nbd_request_validate(const struct nbd_conn_state *st, const struct nbd_reque
     /* FUA is advertised, so every command must accept it (NBD.md). */
     uint16_t allowed = NBD_CMD_FLAG_FUA;
     switch (rq->type) {
-    case NBD_CMD_DISC:
-        return 0;
+    case NBD_CMD_DISC: return 0;
     case NBD_CMD_READ:
         /* DF is only advertised with structured replies */
         if (st->structured)
             allowed |= NBD_CMD_FLAG_DF;
         break;
-    case NBD_CMD_WRITE_ZEROES:
-        allowed |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
-        break;
-    case NBD_CMD_BLOCK_STATUS:
-        allowed |= NBD_CMD_FLAG_REQ_ONE;
-        break;
+    case NBD_CMD_WRITE_ZEROES: allowed |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO; break;
+    case NBD_CMD_BLOCK_STATUS: allowed |= NBD_CMD_FLAG_REQ_ONE; break;
     case NBD_CMD_WRITE:
     case NBD_CMD_FLUSH:
     case NBD_CMD_TRIM:
-    case NBD_CMD_CACHE:
-        break;
-    default:
-        return -EINVAL;
+    case NBD_CMD_CACHE: break;
+    default: return -EINVAL;
     }
     if (rq->flags & ~allowed)
         return -EINVAL;

@@ -1,5 +1,5 @@
 /* An NBD server (fixed newstyle) on a libuv loop, serving exports that a
- * backend provides. Follows shared/NBD.md: pipelined requests replied out of
+ * backend provides. Follows docs/nbd.md: pipelined requests replied out of
  * order, structured replies, base:allocation, requests up to 32 MiB.
  *
  * The backend completes every nbd_io it is given exactly once, with

@@ -19,27 +19,18 @@
 static uint32_t nbd_errno(int err)
 {
     switch (-err) {
-    case 0:
-        return 0;
+    case 0: return 0;
     case EPERM:
-    case EROFS:
-        return NBD_EPERM;
-    case ENOMEM:
-        return NBD_ENOMEM;
-    case EINVAL:
-        return NBD_EINVAL;
+    case EROFS: return NBD_EPERM;
+    case ENOMEM: return NBD_ENOMEM;
+    case EINVAL: return NBD_EINVAL;
     case ENOSPC:
     case EDQUOT:
-    case EFBIG:
-        return NBD_ENOSPC;
-    case EOVERFLOW:
-        return NBD_EOVERFLOW;
-    case ENOTSUP:
-        return NBD_ENOTSUP;
-    case ESHUTDOWN:
-        return NBD_ESHUTDOWN;
-    default:
-        return NBD_EIO;
+    case EFBIG: return NBD_ENOSPC;
+    case EOVERFLOW: return NBD_EOVERFLOW;
+    case ENOTSUP: return NBD_ENOTSUP;
+    case ESHUTDOWN: return NBD_ESHUTDOWN;
+    default: return NBD_EIO;
     }
 }
 
@@ -161,18 +152,12 @@ void nbd_req_release(struct nbd_server *srv, struct nbd_req *r)
 static enum nbd_io_cmd io_cmd(uint16_t type)
 {
     switch (type) {
-    case NBD_CMD_READ:
-        return NBDIO_READ;
-    case NBD_CMD_WRITE:
-        return NBDIO_WRITE;
-    case NBD_CMD_TRIM:
-        return NBDIO_TRIM;
-    case NBD_CMD_WRITE_ZEROES:
-        return NBDIO_ZERO;
-    case NBD_CMD_BLOCK_STATUS:
-        return NBDIO_STATUS;
-    default:
-        return NBDIO_FLUSH; /* FLUSH, and CACHE (answered here) */
+    case NBD_CMD_READ: return NBDIO_READ;
+    case NBD_CMD_WRITE: return NBDIO_WRITE;
+    case NBD_CMD_TRIM: return NBDIO_TRIM;
+    case NBD_CMD_WRITE_ZEROES: return NBDIO_ZERO;
+    case NBD_CMD_BLOCK_STATUS: return NBDIO_STATUS;
+    default: return NBDIO_FLUSH; /* FLUSH, and CACHE (answered here) */
     }
 }
 
@@ -248,15 +233,9 @@ int nbd_transmit_input(struct nbd_conn *c, const uint8_t *p, size_t n)
         log_info("nbd %s: rejecting command %u flags %#x at %llu+%u: %s", c->peer, rq.type,
                  rq.flags, (unsigned long long)rq.off, rq.len, strerror(-r->err));
     switch (nbd_request_payload(&rq, r->err)) {
-    case NBD_PAYLOAD_NONE:
-        nbd_transmit_dispatch(c, r);
-        break;
-    case NBD_PAYLOAD_DISCONNECT:
-        nbd_req_release(c->srv, r);
-        return -1;
-    case NBD_PAYLOAD_DISCARD:
-        nbd_conn_discard_payload(c, r, rq.len);
-        break;
+    case NBD_PAYLOAD_NONE: nbd_transmit_dispatch(c, r); break;
+    case NBD_PAYLOAD_DISCONNECT: nbd_req_release(c->srv, r); return -1;
+    case NBD_PAYLOAD_DISCARD: nbd_conn_discard_payload(c, r, rq.len); break;
     case NBD_PAYLOAD_RECEIVE:
         r->io.buf = rpc_buf_alloc(rq.len);
         if (!r->io.buf) {

@@ -33,18 +33,12 @@ static void op_finish_later(struct sdc_op *o, int err);
 static enum frame_type frame_type_of(enum nbd_io_cmd cmd)
 {
     switch (cmd) {
-    case NBDIO_READ:
-        return FT_IO_READ;
-    case NBDIO_WRITE:
-        return FT_IO_WRITE;
-    case NBDIO_TRIM:
-        return FT_IO_TRIM;
-    case NBDIO_ZERO:
-        return FT_IO_ZERO;
-    case NBDIO_STATUS:
-        return FT_IO_STAT;
-    default:
-        return FT_IO_FLUSH;
+    case NBDIO_READ: return FT_IO_READ;
+    case NBDIO_WRITE: return FT_IO_WRITE;
+    case NBDIO_TRIM: return FT_IO_TRIM;
+    case NBDIO_ZERO: return FT_IO_ZERO;
+    case NBDIO_STATUS: return FT_IO_STAT;
+    default: return FT_IO_FLUSH;
     }
 }
 
@@ -211,10 +205,8 @@ static bool transient(int err)
     case ECANCELED:
     case ENOTCONN:
     case EPIPE:
-    case EIO:
-        return true;
-    default:
-        return false;
+    case EIO: return true;
+    default: return false;
     }
 }
 

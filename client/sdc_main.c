@@ -95,32 +95,15 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "m:d:n:l:s:t:p:vh", opts, NULL)) != -1) {
         switch (o) {
-        case 'm':
-            s->mdm_addr = optarg;
-            break;
-        case 'd':
-            s->data_dir = optarg;
-            break;
-        case 'n':
-            s->name = optarg;
-            break;
-        case 'l':
-            s->nbd_tcp = optarg;
-            break;
-        case 's':
-            sock = optarg;
-            break;
-        case 't':
-            s->io_timeout_ms = (uint32_t)atoi(optarg) * 1000;
-            break;
-        case 'p':
-            pidfile = optarg;
-            break;
-        case 'v':
-            verbose = 1;
-            break;
-        default:
-            usage();
+        case 'm': s->mdm_addr = optarg; break;
+        case 'd': s->data_dir = optarg; break;
+        case 'n': s->name = optarg; break;
+        case 'l': s->nbd_tcp = optarg; break;
+        case 's': sock = optarg; break;
+        case 't': s->io_timeout_ms = (uint32_t)atoi(optarg) * 1000; break;
+        case 'p': pidfile = optarg; break;
+        case 'v': verbose = 1; break;
+        default: usage();
         }
     }
     if (!s->mdm_addr || !s->data_dir || optind != argc || s->io_timeout_ms == 0)

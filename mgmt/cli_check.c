@@ -107,9 +107,12 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
         uint32_t pg = layout_pg_of(v->id, e, (uint32_t)p->n_pgs);
         const Cairn__Pg *g = p->pgs[pg];
         uint64_t off = e * p->extent_size;
-        struct io_hdr h = {.volume_id = v->id, .offset = off,
+        struct io_hdr h = {.volume_id = v->id,
+                           .offset = off,
                            .length = (uint32_t)MIN(p->extent_size, v->size - off),
-                           .flags = IO_FLAG_REPLICA, .pool_id = p->id, .pg = pg,
+                           .flags = IO_FLAG_REPLICA,
+                           .pool_id = p->id,
+                           .pg = pg,
                            .epoch = g->epoch};
         int alloc[8] = {0};
         uint8_t *data[8] = {0};
@@ -182,10 +185,11 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
     if (stale && !mismatches && !quiet_retry_done)
         return 2;
     if (json)
-        printf("{\"volume\":\"%s\",\"extents_checked\":%llu,\"holes\":%llu,\"copies_per_extent\":%u,"
-               "\"mismatches\":%llu,\"errors\":%llu}\n",
-               v->name, (unsigned long long)checked, (unsigned long long)holes, p->copies,
-               (unsigned long long)mismatches, (unsigned long long)errors);
+        printf(
+            "{\"volume\":\"%s\",\"extents_checked\":%llu,\"holes\":%llu,\"copies_per_extent\":%u,"
+            "\"mismatches\":%llu,\"errors\":%llu}\n",
+            v->name, (unsigned long long)checked, (unsigned long long)holes, p->copies,
+            (unsigned long long)mismatches, (unsigned long long)errors);
     else
         printf("volume %s: %llu allocated extents checked on %u copies each, %llu holes: "
                "%llu mismatched, %llu unreadable\n",
@@ -226,7 +230,7 @@ int cli_locate(const Cairn__ClusterMap *map, const char *volume, uint64_t offset
         int leaving = 0;
         for (size_t j = 0; j < g->n_leaving; j++)
             leaving |= k < g->n_devices && g->leaving[j] == devid;
-        const char *role = leaving ? (k == 0 ? "primary, leaving" : "secondary, leaving")
+        const char *role = leaving            ? (k == 0 ? "primary, leaving" : "secondary, leaving")
                            : k == 0           ? "primary"
                            : k < g->n_devices ? "secondary"
                                               : "rebuilding";

@@ -98,35 +98,16 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "d:l:r:i:p:s:t:g:vh", opts, NULL)) != -1) {
         switch (o) {
-        case 'd':
-            dir = optarg;
-            break;
-        case 'l':
-            listen = optarg;
-            break;
-        case 'r':
-            raft_addr = optarg;
-            break;
-        case 'i':
-            id = strtoull(optarg, NULL, 10);
-            break;
-        case 'p':
-            pidfile = optarg;
-            break;
-        case 's':
-            snap_threshold = (unsigned)atoi(optarg);
-            break;
-        case 't':
-            m->sds_timeout_ms = (unsigned)(atof(optarg) * 1000);
-            break;
-        case 'g':
-            m->grace_ms = (unsigned)(atof(optarg) * 1000);
-            break;
-        case 'v':
-            verbose = 1;
-            break;
-        default:
-            usage();
+        case 'd': dir = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'r': raft_addr = optarg; break;
+        case 'i': id = strtoull(optarg, NULL, 10); break;
+        case 'p': pidfile = optarg; break;
+        case 's': snap_threshold = (unsigned)atoi(optarg); break;
+        case 't': m->sds_timeout_ms = (unsigned)(atof(optarg) * 1000); break;
+        case 'g': m->grace_ms = (unsigned)(atof(optarg) * 1000); break;
+        case 'v': verbose = 1; break;
+        default: usage();
         }
     }
     if (!dir || optind != argc || id == 0 || snap_threshold < 2 || m->sds_timeout_ms < 500)

@@ -143,9 +143,7 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
         return;
     }
     switch (req->op) {
-    case CAIRN__MGMT_OP__OP_STATUS:
-        mdm_status_reply(m, c, h);
-        break;
+    case CAIRN__MGMT_OP__OP_STATUS: mdm_status_reply(m, c, h); break;
     case CAIRN__MGMT_OP__OP_SDS_ADD:
     case CAIRN__MGMT_OP__OP_DEVICE_ADD:
         if (!mdm_is_leader(m)) {
@@ -341,24 +339,12 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
         return;
     }
     switch (h->type) {
-    case FT_MGMT:
-        on_mgmt(c, h, msg);
-        break;
-    case FT_SDS_REGISTER:
-        on_sds_register(c, h, msg);
-        break;
-    case FT_HEARTBEAT:
-        on_heartbeat(c, h, msg);
-        break;
-    case FT_MAP_GET:
-        mdm_reply_map(s->mdm, c, h, s->sds_id, 0);
-        break;
-    case FT_SDC_REGISTER:
-        on_sdc_register(c, h, msg);
-        break;
-    case FT_PG_REBUILT:
-        on_pg_rebuilt(c, h, msg);
-        break;
+    case FT_MGMT: on_mgmt(c, h, msg); break;
+    case FT_SDS_REGISTER: on_sds_register(c, h, msg); break;
+    case FT_HEARTBEAT: on_heartbeat(c, h, msg); break;
+    case FT_MAP_GET: mdm_reply_map(s->mdm, c, h, s->sds_id, 0); break;
+    case FT_SDC_REGISTER: on_sdc_register(c, h, msg); break;
+    case FT_PG_REBUILT: on_pg_rebuilt(c, h, msg); break;
     default:
         log_warn("mdm: unknown request type %u from %s", h->type, rpc_peer(c));
         rpc_reply(c, h, -EOPNOTSUPP, NULL, 0, NULL, 0, NULL, NULL);

@@ -170,6 +170,11 @@ struct mdm_session *mdm_session_start(uv_loop_t *loop, const char *addr,
     return s;
 }
 
+void *mdm_session_ctx(const struct mdm_session *s)
+{
+    return s->ctx;
+}
+
 struct rpc_conn *mdm_session_conn(const struct mdm_session *s)
 {
     return s->conn;

@@ -25,13 +25,17 @@ struct mdm_session_ops {
      * at which this SDS last stopped being some PG's primary. May be NULL. */
     void (*on_heartbeat_ack)(void *ctx, uint64_t sent_ms, int map_current,
                              uint64_t demoted_version);
-    /* Requests the MDM sends us (may be NULL: they are refused). */
+    /* Requests the MDM sends us (may be NULL: they are refused). They arrive
+     * on a connection whose rpc_data() is the session: mdm_session_ctx()
+     * gives the ctx back. */
     rpc_request_cb on_request;
 };
 
 struct mdm_session *mdm_session_start(uv_loop_t *loop, const char *addr,
                                       const struct mdm_session_ops *ops, void *ctx,
                                       unsigned interval_ms);
+/* The ctx given to mdm_session_start(). */
+void *mdm_session_ctx(const struct mdm_session *s);
 /* Ask for the map now (e.g. after a stale epoch). */
 void mdm_session_fetch_map(struct mdm_session *s);
 /* The connection, or NULL while disconnected. */

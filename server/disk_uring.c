@@ -2,8 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <liburing.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,17 +48,13 @@ static int prep(struct uring_ctx *u, struct udisk *ud, struct disk_io *io)
     if (!sqe)
         return -EBUSY;
     switch (io->op) {
-    case DISK_READ:
-        io_uring_prep_read(sqe, ud->fd, io->buf, io->len, io->off);
-        break;
+    case DISK_READ: io_uring_prep_read(sqe, ud->fd, io->buf, io->len, io->off); break;
     case DISK_WRITE:
         io_uring_prep_write(sqe, ud->fd, io->buf, io->len, io->off);
         if (io->dsync)
             sqe->rw_flags = RWF_DSYNC;
         break;
-    default:
-        io_uring_prep_fsync(sqe, ud->fd, IORING_FSYNC_DATASYNC);
-        break;
+    default: io_uring_prep_fsync(sqe, ud->fd, IORING_FSYNC_DATASYNC); break;
     }
     io_uring_sqe_set_data(sqe, io);
     u->queued++;

@@ -38,8 +38,7 @@ typedef void (*store_cb)(void *arg, int res);
 #define STORE_THICK 2 /* may take a slot kept in reserve for thick volumes */
 
 /* Write a fresh superblock and an empty table (synchronous, durable). */
-int store_format(struct disk *d, const char *cluster_id, uint32_t device_id,
-                 uint64_t extent_size);
+int store_format(struct disk *d, const char *cluster_id, uint32_t device_id, uint64_t extent_size);
 /* Load a formatted device. -ENODATA: not formatted; -EINVAL: another cluster
  * or device id (msg says which); -EIO: unreadable. The store uses d until
  * store_close(). */

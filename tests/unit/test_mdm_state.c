@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
 #include "capacity.h"
+#include "check.h"
 #include "mdm_state.h"
 
 static char err[512];

@@ -1,0 +1,300 @@
+/* The extent store's on-disk layout (superblock, table, slots: see
+ * extent_store.h), formatting and loading a device, and the in-memory index
+ * of slots with the queries on it. The request path is in extent_io.c. */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "extent_store_impl.h"
+#include "log.h"
+
+static uint64_t hkey(uint64_t vol, uint64_t ext)
+{
+    return hash_mix64(vol * 0x9e3779b97f4a7c15ULL + ext);
+}
+
+static uint64_t e_vol(const uint8_t *e)
+{
+    return get_be64(e);
+}
+static uint64_t e_ext(const uint8_t *e)
+{
+    return get_be64(e + 8);
+}
+static uint64_t e_gen(const uint8_t *e)
+{
+    return get_be64(e + 16);
+}
+
+uint32_t store_lookup(const struct extent_store *st, uint64_t vol, uint64_t ext)
+{
+    uint32_t s = st->buckets[hkey(vol, ext) % st->nbuckets];
+    while (s != NO_SLOT) {
+        if (st->kvol[s] == vol && st->kext[s] == ext)
+            return s;
+        s = st->hnext[s];
+    }
+    return NO_SLOT;
+}
+
+void store_hash_insert(struct extent_store *st, uint32_t slot, uint64_t vol, uint64_t ext)
+{
+    uint32_t b = (uint32_t)(hkey(vol, ext) % st->nbuckets);
+    st->kvol[slot] = vol;
+    st->kext[slot] = ext;
+    st->hnext[slot] = st->buckets[b];
+    st->buckets[b] = slot;
+}
+
+void store_hash_remove(struct extent_store *st, uint32_t slot, uint64_t vol, uint64_t ext)
+{
+    uint32_t *pp = &st->buckets[hkey(vol, ext) % st->nbuckets];
+    while (*pp != NO_SLOT) {
+        if (*pp == slot) {
+            *pp = st->hnext[slot];
+            st->kvol[slot] = 0;
+            st->kext[slot] = 0;
+            return;
+        }
+        pp = &st->hnext[*pp];
+    }
+    assert(!"slot not in hash");
+}
+
+void store_set_entry(struct extent_store *st, uint32_t slot, uint64_t vol, uint64_t ext)
+{
+    uint8_t *e = store_entry(st, slot);
+    memset(e, 0, ENTRY_SIZE);
+    put_be64(e, vol);
+    put_be64(e + 8, ext);
+    put_be64(e + 16, ++st->gen);
+}
+
+static void layout(uint64_t size, uint64_t ext, uint64_t *nslots, uint64_t *table_off,
+                   uint64_t *data_off)
+{
+    uint64_t n = size > BLK ? (size - BLK) / (ext + ENTRY_SIZE) : 0;
+    for (;;) {
+        uint64_t tbytes = (n * ENTRY_SIZE + BLK - 1) / BLK * BLK;
+        uint64_t doff = (BLK + tbytes + ext - 1) / ext * ext;
+        if (n == 0 || doff + n * ext <= size) {
+            *nslots = n;
+            *table_off = BLK;
+            *data_off = doff;
+            return;
+        }
+        n--;
+    }
+}
+
+static void sb_encode(uint8_t *b, const char *cluster, uint32_t dev, uint64_t ext, uint64_t nslots)
+{
+    memset(b, 0, BLK);
+    memcpy(b, SB_MAGIC, 8);
+    put_be32(b + 8, SB_VERSION);
+    put_be32(b + 12, dev);
+    put_be64(b + 16, ext);
+    put_be64(b + 24, nslots);
+    snprintf((char *)b + 64, 64, "%s", cluster);
+}
+
+int store_format(struct disk *d, const char *cluster_id, uint32_t device_id, uint64_t extent_size)
+{
+    uint64_t nslots, toff, doff;
+    layout(d->size, extent_size, &nslots, &toff, &doff);
+    if (nslots < 1)
+        return -ENOSPC;
+    uint8_t *b = NULL;
+    size_t chunk = 1u << 20;
+    if (posix_memalign((void **)&b, BLK, chunk))
+        return -ENOMEM;
+    memset(b, 0, chunk);
+    int r = 0;
+    /* Table first, superblock last: a half-formatted device is not formatted. */
+    for (uint64_t off = toff; off < doff && r == 0; off += chunk) {
+        uint32_t n = (uint32_t)MIN(chunk, doff - off);
+        r = d->ops->pwrite(d, b, n, off);
+    }
+    if (r == 0) {
+        sb_encode(b, cluster_id, device_id, extent_size, nslots);
+        r = d->ops->pwrite(d, b, BLK, 0);
+    }
+    free(b);
+    return r;
+}
+
+int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
+               struct extent_store **out, char *msg, size_t msglen)
+{
+    uint8_t *sb;
+    if (posix_memalign((void **)&sb, BLK, BLK))
+        return -ENOMEM;
+    int r = d->ops->pread(d, sb, BLK, 0);
+    if (r < 0) {
+        snprintf(msg, msglen, "cannot read superblock: %s", strerror(-r));
+        free(sb);
+        return -EIO;
+    }
+    if (memcmp(sb, SB_MAGIC, 8)) {
+        free(sb);
+        snprintf(msg, msglen, "not formatted");
+        return -ENODATA;
+    }
+    char cl[65];
+    snprintf(cl, sizeof(cl), "%.*s", 63, (char *)sb + 64);
+    uint32_t dev = get_be32(sb + 12);
+    uint64_t ext = get_be64(sb + 16), nslots = get_be64(sb + 24);
+    uint32_t ver = get_be32(sb + 8);
+    free(sb);
+    if (strcmp(cl, cluster_id) || dev != device_id) {
+        snprintf(msg, msglen, "belongs to cluster %s as device %u, not cluster %s device %u", cl,
+                 dev, cluster_id, device_id);
+        return -EINVAL;
+    }
+    uint64_t n2, toff, doff;
+    if (ver != SB_VERSION || ext < BLK || (ext & (ext - 1)))
+        goto corrupt;
+    layout(d->size, ext, &n2, &toff, &doff);
+    if (n2 != nslots || nslots >= NO_SLOT)
+        goto corrupt;
+
+    struct extent_store *st = calloc(1, sizeof(*st));
+    st->d = d;
+    st->extent_size = ext;
+    st->nslots = nslots;
+    st->table_off = toff;
+    st->data_off = doff;
+    uint64_t tbytes = doff - toff;
+    st->ntblocks = (nslots * ENTRY_SIZE + BLK - 1) / BLK;
+    st->nbuckets = (uint32_t)MAX(nslots, 64);
+    if (posix_memalign((void **)&st->table, BLK, tbytes))
+        st->table = NULL;
+    st->state = calloc(nslots, 1);
+    st->edirty = calloc(nslots, 1);
+    st->hnext = malloc(nslots * sizeof(uint32_t));
+    st->kvol = calloc(nslots, sizeof(uint64_t));
+    st->kext = calloc(nslots, sizeof(uint64_t));
+    st->buckets = malloc(st->nbuckets * sizeof(uint32_t));
+    st->freelist = malloc(nslots * sizeof(uint32_t));
+    st->waiters = calloc(nslots, sizeof(struct sop *));
+    st->tblocks = calloc(st->ntblocks, sizeof(struct tblock));
+    st->sops = (struct pool)POOL_INIT(struct sop, 4096);
+    if (!st->table || !st->state || !st->edirty || !st->hnext || !st->kvol || !st->kext ||
+        !st->buckets || !st->freelist || !st->waiters || !st->tblocks) {
+        store_close(st);
+        return -ENOMEM;
+    }
+    for (uint64_t off = 0; off < tbytes; off += 1u << 20) {
+        uint32_t n = (uint32_t)MIN(1u << 20, tbytes - off);
+        r = d->ops->pread(d, st->table + off, n, toff + off);
+        if (r < 0) {
+            snprintf(msg, msglen, "cannot read extent table: %s", strerror(-r));
+            store_close(st);
+            return -EIO;
+        }
+    }
+    for (uint32_t b = 0; b < st->nbuckets; b++)
+        st->buckets[b] = NO_SLOT;
+    /* Build the index; free slots are pushed so that low slots come out first. */
+    for (uint64_t i = nslots; i-- > 0;) {
+        uint8_t *e = store_entry(st, (uint32_t)i);
+        uint64_t vol = e_vol(e);
+        if (vol == 0) {
+            st->freelist[st->nfree++] = (uint32_t)i;
+            continue;
+        }
+        st->gen = MAX(st->gen, e_gen(e));
+        uint32_t other = store_lookup(st, vol, e_ext(e));
+        if (other != NO_SLOT) {
+            /* Two slots claim one extent: the newer generation wins. */
+            uint32_t loser = e_gen(store_entry(st, other)) > e_gen(e) ? (uint32_t)i : other;
+            log_warn("%s: extent %llu/%llu in slots %u and %llu; keeping the newer", d->name,
+                     (unsigned long long)vol, (unsigned long long)e_ext(e), other,
+                     (unsigned long long)i);
+            if (loser == other) {
+                store_hash_remove(st, other, vol, e_ext(e));
+                st->state[other] = SLOT_FREE;
+                memset(store_entry(st, other), 0, ENTRY_SIZE);
+                st->freelist[st->nfree++] = other;
+            } else {
+                memset(e, 0, ENTRY_SIZE);
+                st->freelist[st->nfree++] = (uint32_t)i;
+                continue;
+            }
+        }
+        store_hash_insert(st, (uint32_t)i, vol, e_ext(e));
+        st->state[i] = SLOT_READY;
+    }
+    *out = st;
+    return 0;
+corrupt:
+    snprintf(msg, msglen, "superblock is corrupt or from an unsupported version");
+    return -EIO;
+}
+
+void store_close(struct extent_store *st)
+{
+    if (!st)
+        return;
+    for (uint64_t i = 0; st->tblocks && i < st->ntblocks; i++)
+        free(st->tblocks[i].buf);
+    free(st->table);
+    free(st->state);
+    free(st->edirty);
+    free(st->hnext);
+    free(st->kvol);
+    free(st->kext);
+    free(st->buckets);
+    free(st->freelist);
+    free(st->waiters);
+    free(st->tblocks);
+    pool_drain(&st->sops);
+    free(st);
+}
+
+int store_allocated(const struct extent_store *st, uint64_t vol, uint64_t ext)
+{
+    uint32_t s = store_lookup(st, vol, ext);
+    return s != NO_SLOT && st->state[s] != SLOT_ALLOCATING;
+}
+
+void store_usage(const struct extent_store *st, uint64_t *used, uint64_t *total)
+{
+    *used = st->nslots - st->nfree;
+    *total = st->nslots;
+}
+
+void store_set_reserved(struct extent_store *st, uint64_t n)
+{
+    st->reserved = n;
+}
+
+uint64_t store_enospc(const struct extent_store *st)
+{
+    return st->enospc;
+}
+
+size_t store_list_volume(const struct extent_store *st, uint64_t vol, uint64_t *out, size_t max)
+{
+    size_t n = 0;
+    for (uint64_t i = 0; i < st->nslots && n < max; i++)
+        if (st->state[i] == SLOT_READY && st->kvol[i] == vol)
+            out[n++] = st->kext[i];
+    return n;
+}
+
+size_t store_list_all(const struct extent_store *st, uint64_t *cursor, uint64_t *vols,
+                      uint64_t *exts, size_t max)
+{
+    size_t n = 0;
+    for (; *cursor < st->nslots && n < max; (*cursor)++) {
+        if (st->state[*cursor] != SLOT_READY)
+            continue;
+        vols[n] = st->kvol[*cursor];
+        exts[n] = st->kext[*cursor];
+        n++;
+    }
+    return n;
+}

@@ -1,0 +1,196 @@
+/* cairn-sds: the storage data server. Options, startup, shutdown, signals.
+ * sds.h indexes the rest of the daemon. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "disk_uring.h"
+#include "extent_store.h"
+#include "log.h"
+#include "mdm_session.h"
+#include "rpc_peer.h"
+#include "sds.h"
+#include "util.h"
+
+static const struct rpc_handlers handlers = {
+    .on_request = dispatch_request, .on_close = dispatch_close, .on_accept = dispatch_accept};
+
+static void shutdown_flush_cb(void *arg, int res)
+{
+    struct sds *s = arg;
+    if (res < 0)
+        log_error("final flush failed: %s", strerror(-res));
+    if (--s->shutdown_flushes == 0) {
+        uring_ctx_close(s->uring);
+        uv_stop(s->loop);
+    }
+}
+
+static void signal_cb(uv_signal_t *sig, int signum)
+{
+    struct sds *s = sig->data;
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    log_info("signal %d: shutting down", signum);
+    if (s->server)
+        rpc_server_close(s->server);
+    if (s->local_server) {
+        rpc_server_close(s->local_server);
+        unlink(s->local_addr + 5);
+    }
+    mdm_session_stop(s->mdm);
+    uv_timer_stop(&s->rebuild.timer);
+    uv_close((uv_handle_t *)&s->rebuild.timer, NULL);
+    uv_timer_stop(&s->ping_timer);
+    uv_close((uv_handle_t *)&s->ping_timer, NULL);
+    for (int i = 0; i < s->npeers; i++)
+        rpc_peer_close(s->peers[i]);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    /* Acknowledged data is already on the devices (O_DIRECT); a last flush
+     * makes the device caches durable too. The loop stops when it is done. */
+    s->shutdown_flushes = 1;
+    for (int i = 0; i < s->ndevs; i++)
+        if (!s->devs[i].failed && store_flush(s->devs[i].st, shutdown_flush_cb, s) == 0)
+            s->shutdown_flushes++;
+    shutdown_flush_cb(s, 0);
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
+            "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none] [--pidfile "
+            "FILE] [-v]\n"
+            "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
+            "  --local-socket  unix socket that SDCs and SDSs on this host use instead of TCP\n"
+            "                  (default DATA-DIR/sds.sock)\n");
+    exit(2);
+}
+
+/* Peers on this host find the unix socket through FT_LOCAL on their TCP
+ * connection and move to it; without one they stay on TCP. */
+static void listen_local(struct sds *s, const char *path)
+{
+    char def[512];
+    if (path && !strcmp(path, "none"))
+        return;
+    if (!path) {
+        snprintf(def, sizeof(def), "%s/sds.sock", s->data_dir);
+        path = def;
+    }
+    struct sockaddr_un sun;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        log_warn("local socket path %s is too long for a unix socket; peers on this host use TCP",
+                 path);
+        return;
+    }
+    snprintf(s->local_addr, sizeof(s->local_addr), "unix:%s", path);
+    if (getrandom(&s->local_token, sizeof(s->local_token), 0) != sizeof(s->local_token))
+        s->local_token = ((uint64_t)getpid() << 32) ^ now_ms();
+    int r = rpc_listen(s->loop, s->local_addr, &handlers, s, &s->local_server);
+    if (r < 0) {
+        log_warn("cannot listen on %s: %s; peers on this host use TCP", s->local_addr,
+                 uv_strerror(r));
+        s->local_server = NULL;
+        s->local_addr[0] = 0;
+        return;
+    }
+    chmod(path, 0600);
+}
+
+int main(int argc, char **argv)
+{
+    /* the daemon; static so that what it holds at exit is still reachable */
+    static struct sds sds;
+    struct sds *s = &sds;
+    const char *pidfile = NULL;
+    int verbose = 0;
+    static const struct option opts[] = {{"name", 1, 0, 'n'},         {"listen", 1, 0, 'l'},
+                                         {"mdm", 1, 0, 'm'},          {"data-dir", 1, 0, 'd'},
+                                         {"pidfile", 1, 0, 'p'},      {"verbose", 0, 0, 'v'},
+                                         {"help", 0, 0, 'h'},         {"rebuild-rate", 1, 0, 'r'},
+                                         {"local-socket", 1, 0, 'L'}, {0, 0, 0, 0}};
+    const char *local = NULL;
+    int o;
+    while ((o = getopt_long(argc, argv, "n:l:m:d:p:r:vh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'n': s->name = optarg; break;
+        case 'l': s->listen = optarg; break;
+        case 'm': s->mdm_addr = optarg; break;
+        case 'd': s->data_dir = optarg; break;
+        case 'p': pidfile = optarg; break;
+        case 'r': s->rebuild.rate = (uint64_t)atof(optarg) << 20; break;
+        case 'L': local = optarg; break;
+        case 'v': verbose = 1; break;
+        default: usage();
+        }
+    }
+    if (!s->rebuild.rate)
+        s->rebuild.rate = 64ull << 20;
+    s->leases.lease_ms = 2000; /* must stay below the MDM's --sds-timeout (default 4 s) */
+    if (!s->name || !s->listen || !s->mdm_addr || !s->data_dir || optind != argc)
+        usage();
+    log_init("cairn-sds", verbose ? LOG_DEBUG : LOG_INFO);
+    signal(SIGPIPE, SIG_IGN);
+    if (mkdir(s->data_dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", s->data_dir, strerror(errno));
+        return 1;
+    }
+    s->loop = uv_default_loop();
+    s->ioreqs = (struct pool)POOL_INIT(struct ioreq, 4096);
+    rebuild_init(s);
+    s->locks = range_locks_new();
+    s->zeroes_len = 32u << 20;
+    s->zeroes = rpc_buf_alloc(s->zeroes_len);
+    if (!s->locks || !s->zeroes) {
+        log_error("out of memory");
+        return 1;
+    }
+    memset(s->zeroes, 0, s->zeroes_len);
+    int r = uring_ctx_init(s->loop, 512, &s->uring);
+    if (r < 0) {
+        log_error("io_uring setup failed: %s", strerror(-r));
+        return 1;
+    }
+    /* The session first (it only arms a timer): installing the saved map may
+     * already want to reach the MDM (a finished rebuild to report). */
+    mdm_link_start(s);
+    map_load_saved(s);
+    r = rpc_listen(s->loop, s->listen, &handlers, s, &s->server);
+    if (r < 0) {
+        log_error("cannot listen on %s: %s", s->listen, uv_strerror(r));
+        return 1;
+    }
+    listen_local(s, local);
+    uv_timer_init(s->loop, &s->rebuild.timer);
+    s->rebuild.timer.data = s;
+    uv_timer_start(&s->rebuild.timer, rebuild_timer_cb, 100, 100);
+    uv_timer_init(s->loop, &s->ping_timer);
+    s->ping_timer.data = s;
+    uv_timer_start(&s->ping_timer, ping_timer_cb, 0, 500);
+    uv_signal_init(s->loop, &s->sigterm);
+    uv_signal_init(s->loop, &s->sigint);
+    s->sigterm.data = s->sigint.data = s;
+    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&s->sigint, signal_cb, SIGINT);
+    log_info("SDS '%s' listening on %s%s%s, MDM %s", s->name, s->listen,
+             s->local_addr[0] ? " and " : "", s->local_addr + (s->local_addr[0] ? 5 : 0),
+             s->mdm_addr);
+    if (pidfile) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+        file_write_atomic(pidfile, buf, strlen(buf));
+    }
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    log_info("SDS '%s' stopped", s->name);
+    return 0;
+}
