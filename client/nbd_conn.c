@@ -2,8 +2,9 @@
  * their buffers), write batching and closing.
  *
  * Lifetime: a connection closes only once every request it took has been
- * answered (inflight == 0), so no backend completion can find it gone; its
- * handle's close callback frees it. */
+ * answered (inflight == 0), so no backend completion can find it gone; it
+ * is freed once its handle is closed and the last of its write records is
+ * done (a record's done callback may run a loop turn after the close). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,14 +25,22 @@
 
 /* ---- output ---- */
 
+static void conn_free(struct nbd_conn *c);
+
 static void write_cb(struct wq_item *it, int status)
 {
     struct nbd_wreq *wr = (struct nbd_wreq *)it;
     struct nbd_conn *c = wr->c;
     (void)status;
     rpc_buf_free(wr->free_buf);
+    nbd_flow_tx(c, -(long)wr->bytes);
     pool_put(wr->large ? &c->srv->wreq_large_pool : &c->srv->wreq_small_pool, wr);
     c->nwrites--;
+    if (c->handle_gone) {
+        if (c->nwrites == 0)
+            conn_free(c);
+        return;
+    }
     nbd_conn_maybe_close(c);
 }
 
@@ -58,10 +67,12 @@ void nbd_conn_send(struct nbd_conn *c, const void *hdr, size_t hlen, void *data,
     wr->it.bufs[1] = uv_buf_init(data, (unsigned)dlen);
     wr->it.nbufs = dlen ? 2 : 1;
     wr->it.done = write_cb;
+    wr->bytes = hlen + (own ? rpc_buf_size(dlen) : dlen); /* the memory it keeps */
     if (!c->wq.stream)
         wq_init(&c->wq, &c->u.s);
     wq_push(&c->wq, &wr->it);
     c->nwrites++;
+    nbd_flow_tx(c, (long)wr->bytes);
 }
 
 /* ---- input ---- */
@@ -86,7 +97,9 @@ static void rx_complete(struct nbd_conn *c)
     nbd_transmit_dispatch(c, r);
 }
 
-/* Consume c->in; returns -1 when the connection must close. */
+/* Consume c->in; returns -1 when the connection must close. A request that
+ * may not start yet (flow control) stops it: the rest waits in c->in until
+ * nbd_conn_kick(). */
 static int process_input(struct nbd_conn *c)
 {
     size_t pos = 0;
@@ -114,6 +127,9 @@ static int process_input(struct nbd_conn *c)
                 rx_complete(c);
             continue;
         }
+        if (c->phase == NBD_PHASE_TRANS && n >= NBD_REQUEST_SIZE &&
+            !nbd_flow_may_start(c, nbd_flow_cost(get_be16(p + 6), get_be32(p + 24))))
+            break;
         int k = c->phase == NBD_PHASE_TRANS ? nbd_transmit_input(c, p, n)
                                             : nbd_handshake_input(c, p, n);
         if (k < 0) {
@@ -127,6 +143,58 @@ static int process_input(struct nbd_conn *c)
     memmove(c->in, c->in + pos, c->in_len - pos);
     c->in_len -= pos;
     return ret;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* After input was consumed or read: count the read-ahead, stop reading
+ * while it is full, read again once there is room. */
+static void update_reading(struct nbd_conn *c)
+{
+    bool room = nbd_flow_readahead(c);
+    if (c->stop_reading || c->handle_closed)
+        return;
+    if (!room && !c->read_stopped) {
+        uv_read_stop(&c->u.s);
+        c->read_stopped = true;
+    } else if (room && c->read_stopped) {
+        uv_read_start(&c->u.s, alloc_cb, read_cb);
+        c->read_stopped = false;
+    }
+    /* Keep the buffer small once a burst is parsed. */
+    if (c->in_len == 0 && c->in_cap > 4 * IN_CHUNK) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
+static void kick_cb(uv_idle_t *h)
+{
+    struct nbd_budget *b = h->data;
+    while (b->kick_head) {
+        struct nbd_conn *c = b->kick_head;
+        b->kick_head = c->knext;
+        c->kick_queued = false;
+        if (c->stop_reading || c->handle_closed)
+            continue;
+        if (process_input(c) < 0)
+            nbd_conn_stop(c);
+        update_reading(c);
+    }
+    uv_idle_stop(h);
+}
+
+void nbd_conn_kick(struct nbd_conn *c)
+{
+    struct nbd_budget *b = c->srv->budget;
+    if (c->kick_queued || c->stop_reading || c->handle_closed)
+        return;
+    c->kick_queued = true;
+    c->knext = b->kick_head;
+    b->kick_head = c;
+    uv_idle_start(&b->kick, kick_cb);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -176,26 +244,33 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     c->in_len += (size_t)n;
     if (process_input(c) < 0)
         nbd_conn_stop(c);
-    /* Keep the buffer small once a burst is parsed. */
-    if (c->in_len == 0 && c->in_cap > 4 * IN_CHUNK) {
-        free(c->in);
-        c->in = NULL;
-        c->in_cap = 0;
-    }
+    update_reading(c);
 }
 
 /* ---- closing ---- */
 
-static void free_cb(uv_handle_t *h)
+static void conn_free(struct nbd_conn *c)
 {
-    struct nbd_conn *c = h->data;
     struct nbd_server *srv = c->srv;
     if (c->exp)
         srv->be.close(srv->be.ctx, c->exp);
+    if (c->rx)
+        nbd_flow_finish(c, c->rx);
     nbd_req_release(srv, c->rx);
+    if (c->drain_req)
+        nbd_flow_finish(c, c->drain_req);
     nbd_req_release(srv, c->drain_req);
+    nbd_flow_forget(c);
     free(c->in);
     free(c);
+}
+
+static void free_cb(uv_handle_t *h)
+{
+    struct nbd_conn *c = h->data;
+    c->handle_gone = true;
+    if (c->nwrites == 0)
+        conn_free(c);
 }
 
 void nbd_conn_stop(struct nbd_conn *c)
@@ -207,9 +282,17 @@ void nbd_conn_stop(struct nbd_conn *c)
     nbd_conn_maybe_close(c);
 }
 
-/* The peer is gone (or must be): queued replies are cancelled by the close. */
+/* The peer is gone (or must be): queued replies are cancelled by the close,
+ * and its requests still in flight are of no use to anyone: the backend
+ * may drop those it has not started. */
 static void conn_close(struct nbd_conn *c)
 {
+    if (!c->closing && c->reqs) {
+        for (struct nbd_req *r = c->reqs; r; r = r->cnext)
+            r->io.cancelled = 1;
+        if (c->srv->be.cancel)
+            c->srv->be.cancel(c->srv->be.ctx, c);
+    }
     c->closing = true;
     nbd_conn_stop(c);
 }
@@ -259,13 +342,15 @@ static void accept_cb(uv_stream_t *ls, int status)
 }
 
 int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backend *be,
-                      struct nbd_server **out)
+                      struct nbd_budget *budget, struct nbd_server **out)
 {
     struct nbd_server *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     s->loop = loop;
     s->be = *be;
+    s->budget = budget;
+    budget->kick.data = budget;
     s->req_pool = (struct pool)POOL_INIT(struct nbd_req, REQ_POOL_KEEP);
     s->wreq_small_pool = (struct pool){.size = sizeof(struct nbd_wreq) + NBD_WREQ_HDR_SMALL,
                                        .max_free = WREQ_SMALL_POOL_KEEP};

@@ -136,6 +136,7 @@ struct nbd_server {
     union net_stream u;
     uv_loop_t *loop;
     struct nbd_backend be;
+    struct nbd_budget *budget; /* shared with the process's other servers */
     int is_pipe;
     char addr[128];
     /* per-I/O objects of every connection of this server (which outlives
@@ -165,12 +166,25 @@ struct nbd_conn {
                                   has finished sending */
     struct nbd_conn_state st;
     bool no_zeroes;
-    void *exp;          /* the backend's export handle (a reference), or NULL */
-    int inflight;       /* requests taken and not yet answered */
-    int nwrites;        /* write records queued or being written */
-    bool stop_reading;  /* no more requests are read (DISC, an error, EOF) */
-    bool closing;       /* the peer is gone: close without letting replies drain */
-    bool handle_closed; /* uv_close() called: nothing more is sent */
+    void *exp;            /* the backend's export handle (a reference), or NULL */
+    int inflight;         /* requests taken and not yet answered */
+    int nwrites;          /* write records queued or being written */
+    struct nbd_req *reqs; /* those requests (for cancelling when the client goes) */
+    /* flow control (nbd_flow.c) */
+    unsigned started;       /* requests started (payload or buffer taken), not finished */
+    size_t held;            /* their data */
+    size_t tx;              /* reply bytes queued, not yet in the socket */
+    size_t counted_in;      /* in_len as counted in the budget's read-ahead */
+    bool blocked;           /* a request waits to be started */
+    bool on_total;          /* ... for the totals (in the budget's waiting list) */
+    bool read_stopped;      /* not read: the read-ahead is full */
+    bool kick_queued;       /* on the budget's list to run again */
+    struct nbd_conn *wnext; /* in the budget's waiting list */
+    struct nbd_conn *knext; /* in the budget's kick list */
+    bool stop_reading;      /* no more requests are read (DISC, an error, EOF) */
+    bool closing;           /* the peer is gone: close without letting replies drain */
+    bool handle_closed;     /* uv_close() called: nothing more is sent */
+    bool handle_gone;       /* its close callback ran: freed with its last write record */
     char peer[64];
     struct wqueue wq; /* replies waiting for this loop turn's writev */
 };
@@ -180,6 +194,7 @@ struct nbd_wreq {
     struct wq_item it; /* first: the queue hands it back */
     struct nbd_conn *c;
     void *free_buf; /* rpc_buf_free()d once written, or NULL */
+    size_t bytes;   /* counted in c->tx until written */
     bool large;     /* from wreq_large_pool */
     uint8_t hdr[];  /* NBD_WREQ_HDR_SMALL or NBD_WREQ_HDR_LARGE bytes */
 };
@@ -203,6 +218,41 @@ void nbd_conn_stop(struct nbd_conn *c);
  * inflight or nwrites drops. */
 void nbd_conn_maybe_close(struct nbd_conn *c);
 
+/* Run c's input again on the next loop turn (a request it could not start
+ * may be startable now), and read again if it stopped. */
+void nbd_conn_kick(struct nbd_conn *c);
+
+/* ---- nbd_flow.c: what a connection, and all of them, may hold ----
+ *
+ * See struct nbd_limits. The budget is one per process (its servers share
+ * it); every counter below is kept by the functions here only. */
+
+struct nbd_budget {
+    uv_loop_t *loop;
+    struct nbd_limits l;
+    size_t held;                                  /* data and queued replies of every connection */
+    size_t readahead;                             /* input read and not started, every connection */
+    struct nbd_conn *waiting_head, *waiting_tail; /* blocked on the totals, oldest first */
+    struct nbd_conn *kick_head;                   /* to run again on the next loop turn */
+    uv_idle_t kick;
+};
+
+/* The data a request holds: a READ's or WRITE's length, else nothing. */
+size_t nbd_flow_cost(uint16_t type, uint32_t len);
+/* May c start a request of that cost now? If not, c is blocked (and, when
+ * the totals are why, queued behind the others blocked on them) until
+ * something is released. */
+bool nbd_flow_may_start(struct nbd_conn *c, size_t cost);
+/* Count a started request r / release it when its backend completion came. */
+void nbd_flow_start(struct nbd_conn *c, struct nbd_req *r, size_t cost);
+void nbd_flow_finish(struct nbd_conn *c, struct nbd_req *r);
+/* Reply bytes queued (> 0) or written (< 0). */
+void nbd_flow_tx(struct nbd_conn *c, long delta);
+/* c->in_len changed: count it; returns whether c may read more. */
+bool nbd_flow_readahead(struct nbd_conn *c);
+/* c is closing: take it off the budget's lists, give back what it counts. */
+void nbd_flow_forget(struct nbd_conn *c);
+
 /* ---- nbd_handshake.c: fixed-newstyle option haggling ---- */
 
 /* Queue the server's greeting (on accept). */
@@ -217,6 +267,9 @@ int nbd_handshake_input(struct nbd_conn *c, const uint8_t *p, size_t n);
 struct nbd_req {
     struct nbd_io io; /* first: nbd_io_done() casts back */
     struct nbd_conn *c;
+    struct nbd_req *cprev, *cnext; /* in c->reqs while dispatched */
+    size_t held;                   /* its data, counted by nbd_flow_start */
+    bool started;                  /* counted by nbd_flow_start */
     uint64_t cookie;
     uint16_t type, flags; /* as sent (NBD_CMD_*, NBD_CMD_FLAG_*) */
     int err;              /* validation's verdict, answered instead of running it */

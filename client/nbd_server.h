@@ -38,6 +38,8 @@ struct nbd_io {
     struct nbd_extent ext[NBD_MAX_EXTENTS]; /* STATUS: filled by the backend */
     int next;                               /* STATUS: extents filled */
     void *backend;                          /* backend's own use */
+    const void *owner;                      /* its connection (see cancel) */
+    int cancelled;                          /* its client is gone: no one waits for it */
 };
 
 /* The backend's functions all receive ctx as their first argument. */
@@ -53,7 +55,34 @@ struct nbd_backend {
      * from the loop. CACHE and zero-length requests other than FLUSH are
      * answered by the server and never come here. */
     void (*submit)(void *ctx, void *exp, struct nbd_io *io);
+    /* The client of owner is gone: its requests in flight have cancelled set,
+     * and those the backend has not started may end at once with
+     * -ECANCELED (may be NULL). Every io still completes exactly once. */
+    void (*cancel)(void *ctx, const void *owner);
 };
+
+/* What the NBD connections of a process may hold: one budget shared by its
+ * servers. Past a connection's limits its requests are not started (it may
+ * read ahead up to conn_readahead bytes of them, then is not read at all,
+ * and TCP slows the client); past the totals, no connection starts one. A
+ * request's data counts from when it is started (a write's payload, a
+ * read's buffer) until its reply is handed to the client's socket. */
+struct nbd_limits {
+    unsigned conn_requests; /* started and not finished, per connection */
+    size_t conn_bytes;      /* their data and the replies the client has not read */
+    size_t conn_readahead;  /* requests read and not started */
+    size_t total_bytes;     /* data, all connections together */
+    size_t total_readahead; /* read-ahead, all connections together */
+};
+#define NBD_LIMITS_DEFAULT                                                                         \
+    {                                                                                              \
+        .conn_requests = 256, .conn_bytes = 64u << 20, .conn_readahead = 16u << 20,                \
+        .total_bytes = 256u << 20, .total_readahead = 64u << 20                                    \
+    }
+
+struct nbd_budget;
+/* A budget for the servers of loop. NULL if memory is exhausted. */
+struct nbd_budget *nbd_budget_new(uv_loop_t *loop, const struct nbd_limits *l);
 
 /* res: 0 or -errno. For READ, io->buf may be replaced by the backend first
  * (the server frees whatever io->buf holds with rpc_buf_free). */
@@ -62,6 +91,6 @@ void nbd_io_done(struct nbd_io *io, int res);
 struct nbd_server;
 /* addr: "host:port" or "unix:/path". 0 or -errno. */
 int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backend *be,
-                      struct nbd_server **out);
+                      struct nbd_budget *budget, struct nbd_server **out);
 
 #endif

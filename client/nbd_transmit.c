@@ -118,12 +118,12 @@ void nbd_io_done(struct nbd_io *io, int res)
 {
     struct nbd_req *r = (struct nbd_req *)io;
     struct nbd_conn *c = r->c;
-    if (res < 0 && res != -ENOSPC && res != -ENOTSUP)
-        log_warn("nbd %s: %s at %llu+%u failed: %s", c->peer,
-                 io->cmd == NBDIO_READ    ? "read"
-                 : io->cmd == NBDIO_WRITE ? "write"
-                                          : "request",
-                 (unsigned long long)io->off, io->len, strerror(-res));
+    if (res < 0 && res != -ENOSPC && res != -ENOTSUP && !io->cancelled)
+        LOG_LIMITED(LOG_WARN, 5000, "nbd %s: %s at %llu+%u failed: %s", c->peer,
+                    io->cmd == NBDIO_READ    ? "read"
+                    : io->cmd == NBDIO_WRITE ? "write"
+                                             : "request",
+                    (unsigned long long)io->off, io->len, strerror(-res));
     if (io->cmd == NBDIO_READ) {
         reply_read(c, r, res);
     } else if (io->cmd == NBDIO_STATUS) {
@@ -133,6 +133,13 @@ void nbd_io_done(struct nbd_io *io, int res)
         rpc_buf_free(io->buf);
         io->buf = NULL;
     }
+    if (r->cprev)
+        r->cprev->cnext = r->cnext;
+    else
+        c->reqs = r->cnext;
+    if (r->cnext)
+        r->cnext->cprev = r->cprev;
+    nbd_flow_finish(c, r);
     nbd_req_release(c->srv, r);
     c->inflight--;
     nbd_conn_maybe_close(c);
@@ -165,6 +172,12 @@ void nbd_transmit_dispatch(struct nbd_conn *c, struct nbd_req *r)
 {
     struct nbd_io *io = &r->io;
     c->inflight++;
+    io->owner = c;
+    r->cprev = NULL;
+    r->cnext = c->reqs;
+    if (c->reqs)
+        c->reqs->cprev = r;
+    c->reqs = r;
     if (r->err) {
         /* answer later in order with other completions: go through
          * nbd_io_done, with the reply shape of the command */
@@ -229,16 +242,21 @@ int nbd_transmit_input(struct nbd_conn *c, const uint8_t *p, size_t n)
     r->io.off = rq.off;
     r->io.len = rq.len;
     r->err = nbd_request_validate(&c->st, &rq);
+    nbd_flow_start(c, r, r->err ? 0 : nbd_flow_cost(rq.type, rq.len));
     if (r->err)
         log_info("nbd %s: rejecting command %u flags %#x at %llu+%u: %s", c->peer, rq.type,
                  rq.flags, (unsigned long long)rq.off, rq.len, strerror(-r->err));
     switch (nbd_request_payload(&rq, r->err)) {
     case NBD_PAYLOAD_NONE: nbd_transmit_dispatch(c, r); break;
-    case NBD_PAYLOAD_DISCONNECT: nbd_req_release(c->srv, r); return -1;
+    case NBD_PAYLOAD_DISCONNECT:
+        nbd_flow_finish(c, r);
+        nbd_req_release(c->srv, r);
+        return -1;
     case NBD_PAYLOAD_DISCARD: nbd_conn_discard_payload(c, r, rq.len); break;
     case NBD_PAYLOAD_RECEIVE:
         r->io.buf = rpc_buf_alloc(rq.len);
         if (!r->io.buf) {
+            nbd_flow_finish(c, r);
             nbd_req_release(c->srv, r);
             return -1;
         }

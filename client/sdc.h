@@ -78,7 +78,7 @@ struct sdc_op {
     enum frame_type type; /* of every piece: FT_IO_* */
     int pending;          /* pieces not done */
     int err;              /* the first error of a piece, or 0 */
-    uint64_t deadline;    /* monotonic ms: no retry after this */
+    uint64_t deadline;    /* monotonic ms: no retry after this; 0 until first sent */
     uint32_t npieces;
     struct sdc_piece *pieces;  /* inline_pieces, or malloc'd for a long span */
     struct sdc_op *later_next; /* on the complete-from-the-loop list */
@@ -143,6 +143,9 @@ void sdc_io_shutdown(struct sdc *s);
  * into pieces, send each to its SDS, retry what the cluster can heal until
  * the I/O timeout, complete io with nbd_io_done() from the loop. */
 void sdc_io_submit(void *ctx, void *exp, struct nbd_io *io);
+/* The NBD backend's cancel: the pieces of owner's requests not yet sent go
+ * no further (their requests end with -ECANCELED, answered to nobody). */
+void sdc_io_cancel(void *ctx, const void *owner);
 
 /* ---- sdc_split.c: pure request cutting and merging ---- */
 

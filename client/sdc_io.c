@@ -60,7 +60,7 @@ void sdc_io_submit(void *ctx, void *exp, struct nbd_io *io)
     v->refs++;
     o->type = frame_type_of(io->cmd);
     o->pieces = o->inline_pieces;
-    o->deadline = now_ms() + s->io_timeout_ms;
+    o->deadline = 0; /* the I/O timeout starts when it is sent: see piece_send */
     io->backend = o;
 
     Cairn__Pool *p = cmap_pool(s->map, v->pool_id);
@@ -141,6 +141,15 @@ static void piece_send(struct sdc_piece *pc)
     struct sdc *s = o->sdc;
     struct sdc_vol *v = o->v;
     struct rpc_peer *peer;
+    if (o->io->cancelled) {
+        piece_done(pc, -ECANCELED); /* its client is gone */
+        return;
+    }
+    /* A request that waits because the cluster is busy is not failing: its
+     * time counts from when it first goes to an SDS, not from when the
+     * client queued it. */
+    if (!o->deadline)
+        o->deadline = now_ms() + s->io_timeout_ms;
     struct io_hdr h = {.volume_id = v->id, .offset = pc->off, .length = pc->len};
     if (o->io->flags & NBDIO_FUA)
         h.flags |= IO_FLAG_FUA;
@@ -183,8 +192,8 @@ static void piece_send(struct sdc_piece *pc)
         iov = (struct iovec){o->io->buf + pc->boff, pc->len};
         npl = 1;
     }
-    int r = rpc_peer_call(peer, o->type, msg, IO_HDR_SIZE, &iov, npl, PIECE_TIMEOUT_MS,
-                          piece_reply_cb, pc);
+    int r = rpc_peer_call_owned(peer, o->io->owner, o->type, msg, IO_HDR_SIZE, &iov, npl,
+                                PIECE_TIMEOUT_MS, piece_reply_cb, pc);
     if (r < 0)
         piece_retry(pc, r);
 }
@@ -218,6 +227,11 @@ static void piece_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, u
     (void)msg_len;
     struct sdc_piece *pc = arg;
     struct sdc_op *o = pc->op;
+    if (o->io->cancelled) {
+        rpc_buf_free(payload);
+        piece_done(pc, status < 0 ? status : -ECANCELED);
+        return;
+    }
     if (status < 0 && transient(status)) {
         rpc_buf_free(payload);
         piece_retry(pc, status);
@@ -225,8 +239,9 @@ static void piece_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, u
     }
     if (status >= 0 && o->type == FT_IO_READ) {
         if (payload_len != pc->len) {
-            log_warn("volume %s: SDS returned %u bytes for a %u-byte read; retrying", o->v->name,
-                     payload_len, pc->len);
+            LOG_LIMITED(LOG_WARN, 5000,
+                        "volume %s: SDS returned %u bytes for a %u-byte read; retrying", o->v->name,
+                        payload_len, pc->len);
             rpc_buf_free(payload);
             piece_retry(pc, -EIO);
             return;
@@ -273,9 +288,14 @@ static void piece_retry(struct sdc_piece *pc, int err)
 {
     struct sdc_op *o = pc->op;
     struct sdc *s = o->sdc;
-    if (now_ms() >= o->deadline) {
-        log_warn("volume %s: %u bytes at %llu: giving up after %u ms: %s", o->v->name, pc->len,
-                 (unsigned long long)pc->off, s->io_timeout_ms, strerror(-err));
+    if (o->io->cancelled) {
+        piece_done(pc, -ECANCELED);
+        return;
+    }
+    if (o->deadline && now_ms() >= o->deadline) {
+        LOG_LIMITED(LOG_WARN, 5000, "volume %s: %u bytes at %llu: giving up after %u ms: %s",
+                    o->v->name, pc->len, (unsigned long long)pc->off, s->io_timeout_ms,
+                    strerror(-err));
         piece_done(pc, -EIO);
         return;
     }
@@ -371,6 +391,16 @@ void sdc_io_init(struct sdc *s)
     uv_timer_init(s->loop, &s->later_timer);
     s->later_timer.data = s;
     s->later_tail = &s->later_head;
+}
+
+void sdc_io_cancel(void *ctx, const void *owner)
+{
+    struct sdc *s = ctx;
+    unsigned n = 0;
+    for (int i = 0; i < s->nsds; i++)
+        n += rpc_peer_cancel(s->sds[i], owner);
+    if (n)
+        log_debug("a client went away: %u of its requests not sent", n);
 }
 
 void sdc_io_shutdown(struct sdc *s)

@@ -71,10 +71,16 @@ static void usage(void)
     fprintf(stderr,
             "usage: cairn-sdc --mdm HOST:PORT --data-dir DIR [--name NAME]\n"
             "                 [--nbd-listen HOST:PORT] [--nbd-socket PATH]\n"
-            "                 [--io-timeout SECONDS] [--pidfile FILE] [-v]\n"
-            "  --nbd-listen  NBD over TCP (default 127.0.0.1:10809; 'none' to disable)\n"
-            "  --nbd-socket  NBD over a unix socket (default DATA-DIR/nbd.sock)\n"
-            "  --io-timeout  how long to retry a request the cluster can heal (default 60)\n");
+            "                 [--io-timeout SECONDS] [--io-memory MIB] [--queue-depth N]\n"
+            "                 [--pidfile FILE] [-v]\n"
+            "  --nbd-listen   NBD over TCP (default 127.0.0.1:10809; 'none' to disable)\n"
+            "  --nbd-socket   NBD over a unix socket (default DATA-DIR/nbd.sock)\n"
+            "  --io-timeout   how long to retry a request the cluster can heal, from when\n"
+            "                 it is first sent to an SDS (default 60)\n"
+            "  --io-memory    MiB that NBD requests in progress and replies not yet read by\n"
+            "                 their clients may hold, all connections together (default 256;\n"
+            "                 a connection at most 64, plus 16 of requests read ahead)\n"
+            "  --queue-depth  requests one NBD connection may have in progress (default 256)\n");
     exit(2);
 }
 
@@ -87,11 +93,12 @@ int main(int argc, char **argv)
     struct sdc *s = &sdc;
     const char *pidfile = NULL, *sock = NULL;
     int verbose = 0;
-    static const struct option opts[] = {{"mdm", 1, 0, 'm'},        {"data-dir", 1, 0, 'd'},
-                                         {"name", 1, 0, 'n'},       {"nbd-listen", 1, 0, 'l'},
-                                         {"nbd-socket", 1, 0, 's'}, {"io-timeout", 1, 0, 't'},
-                                         {"pidfile", 1, 0, 'p'},    {"verbose", 0, 0, 'v'},
-                                         {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"mdm", 1, 0, 'm'},        {"data-dir", 1, 0, 'd'},    {"name", 1, 0, 'n'},
+        {"nbd-listen", 1, 0, 'l'}, {"nbd-socket", 1, 0, 's'},  {"io-timeout", 1, 0, 't'},
+        {"pidfile", 1, 0, 'p'},    {"verbose", 0, 0, 'v'},     {"help", 0, 0, 'h'},
+        {"io-memory", 1, 0, 'M'},  {"queue-depth", 1, 0, 'Q'}, {0, 0, 0, 0}};
+    struct nbd_limits limits = NBD_LIMITS_DEFAULT;
     int o;
     while ((o = getopt_long(argc, argv, "m:d:n:l:s:t:p:vh", opts, NULL)) != -1) {
         switch (o) {
@@ -102,12 +109,20 @@ int main(int argc, char **argv)
         case 's': sock = optarg; break;
         case 't': s->io_timeout_ms = (uint32_t)atoi(optarg) * 1000; break;
         case 'p': pidfile = optarg; break;
+        case 'M': limits.total_bytes = (size_t)atof(optarg) << 20; break;
+        case 'Q': limits.conn_requests = (unsigned)atoi(optarg); break;
         case 'v': verbose = 1; break;
         default: usage();
         }
     }
-    if (!s->mdm_addr || !s->data_dir || optind != argc || s->io_timeout_ms == 0)
+    if (!s->mdm_addr || !s->data_dir || optind != argc || s->io_timeout_ms == 0 ||
+        limits.total_bytes < (1u << 20) || limits.conn_requests == 0)
         usage();
+    /* a connection may take a quarter of the whole at most; read-ahead, a
+     * quarter of the whole in all */
+    if (limits.conn_bytes > limits.total_bytes / 4)
+        limits.conn_bytes = limits.total_bytes / 4;
+    limits.total_readahead = limits.total_bytes / 4;
     log_init("cairn-sdc", verbose ? LOG_DEBUG : LOG_INFO);
     signal(SIGPIPE, SIG_IGN);
     if (mkdir(s->data_dir, 0700) < 0 && errno != EEXIST) {
@@ -131,16 +146,22 @@ int main(int argc, char **argv)
                                    .open = sdc_export_open,
                                    .close = sdc_export_close,
                                    .list = sdc_export_list,
-                                   .submit = sdc_io_submit};
+                                   .submit = sdc_io_submit,
+                                   .cancel = sdc_io_cancel};
+    struct nbd_budget *budget = nbd_budget_new(s->loop, &limits);
+    if (!budget) {
+        log_error("out of memory");
+        return 1;
+    }
     int r;
     if (strcmp(s->nbd_tcp, "none")) {
-        r = nbd_server_listen(s->loop, s->nbd_tcp, &be, &s->tcp_srv);
+        r = nbd_server_listen(s->loop, s->nbd_tcp, &be, budget, &s->tcp_srv);
         if (r < 0) {
             log_error("cannot listen for NBD on %s: %s", s->nbd_tcp, uv_strerror(r));
             return 1;
         }
     }
-    r = nbd_server_listen(s->loop, s->nbd_unix, &be, &s->unix_srv);
+    r = nbd_server_listen(s->loop, s->nbd_unix, &be, budget, &s->unix_srv);
     if (r < 0) {
         log_error("cannot listen for NBD on %s: %s", s->nbd_unix, uv_strerror(r));
         return 1;

@@ -33,6 +33,12 @@ static int buf_class(size_t len)
     return len <= ((size_t)1 << BUF_MIN_SHIFT) ? BUF_MIN_SHIFT : 64 - __builtin_clzll(len - 1);
 }
 
+size_t rpc_buf_size(size_t len)
+{
+    int k = buf_class(len);
+    return k <= BUF_MAX_SHIFT ? (size_t)1 << k : (len + 4095) & ~(size_t)4095;
+}
+
 uint8_t *rpc_buf_alloc(size_t len)
 {
     int k = buf_class(len);
@@ -67,4 +73,3 @@ void rpc_buf_free(void *buf)
     }
     free(buf);
 }
-

@@ -23,7 +23,11 @@
 /* Replies an accepted connection may have waiting for its peer to read
  * before we stop reading its requests (rpc_set_tx_limit changes it). */
 #define RPC_TX_LIMIT_DEFAULT (8u << 20)
+/* Requests an accepted connection may have unanswered before we stop
+ * reading more of them (rpc_set_request_limit changes it). */
+#define RPC_REQUEST_LIMIT_DEFAULT 1024
 #define RPC_PAUSE_TX (1u << 31)
+#define RPC_PAUSE_REQUESTS (1u << 30)
 
 struct rpc_wreq;
 
@@ -59,8 +63,9 @@ struct rpc_conn {
     size_t nrest;
     struct rpc_conn *resume_next;
     int resume_queued;
-    size_t tx_bytes, tx_limit; /* frames queued and not yet written */
-    unsigned nwreqs;           /* such frames: each keeps the connection's memory */
+    size_t tx_bytes, tx_limit;                /* frames queued and not yet written */
+    unsigned rx_open, rx_limit;               /* requests received and not yet answered */
+    unsigned nwreqs;                          /* such frames: each keeps the connection's memory */
     struct rpc_wreq *calls_head, *calls_tail; /* calls' frames not yet written, oldest first */
 
     /* read state */
@@ -94,9 +99,9 @@ struct rpc_wreq {
     size_t bytes; /* header, message and payload */
     rpc_sent_cb cb;
     void *arg;
-    struct rpc_pending *pend; /* the call waiting for this frame's reply, if any */
-    uint64_t stall_at;        /* a call's: the peer is stuck if it is not written by then */
-    uint32_t timeout_ms;      /* that call's */
+    struct rpc_pending *pend;       /* the call waiting for this frame's reply, if any */
+    uint64_t stall_at;              /* a call's: the peer is stuck if it is not written by then */
+    uint32_t timeout_ms;            /* that call's */
     struct rpc_wreq *cprev, *cnext; /* in calls_head/tail while a call's and unwritten */
     int pooled;                     /* from wreq_pool (head has room for a short message) */
     uint8_t head[];                 /* frame header + msg */
@@ -269,6 +274,9 @@ static void dispatch(struct rpc_conn *c)
             rpc_buf_free(payload);
         }
     } else {
+        c->rx_open++;
+        if (c->rx_limit && c->rx_open >= c->rx_limit)
+            rpc_pause(c, RPC_PAUSE_REQUESTS); /* from the next frame on */
         c->handlers.on_request(c, &h, msg, payload);
     }
     /* the callbacks are done with msg: the next frame may reuse the buffer */
@@ -431,6 +439,7 @@ static void accept_cb(uv_stream_t *ls, int status)
         uv_tcp_init(ls->loop, &c->u.tcp);
     c->u.h.data = c;
     c->tx_limit = RPC_TX_LIMIT_DEFAULT; /* its peer must read what it asked for */
+    c->rx_limit = RPC_REQUEST_LIMIT_DEFAULT;
     if (uv_accept(ls, &c->u.s) < 0) {
         rpc_close(c);
         return;
@@ -672,9 +681,19 @@ int rpc_call_pb(struct rpc_conn *c, uint16_t type, const ProtobufCMessage *m, ui
     return r;
 }
 
+/* A request is answered: one fewer open (see rpc_set_request_limit). */
+static void request_answered(struct rpc_conn *c)
+{
+    if (c->rx_open)
+        c->rx_open--;
+    if ((c->pause & RPC_PAUSE_REQUESTS) && c->rx_open <= c->rx_limit / 2)
+        rpc_resume(c, RPC_PAUSE_REQUESTS);
+}
+
 int rpc_reply(struct rpc_conn *c, const struct frame_hdr *h, int status, const void *msg,
               uint32_t msg_len, const struct iovec *pl, int npl, rpc_sent_cb sent, void *arg)
 {
+    request_answered(c);
     return send_frame(c, (uint16_t)(h->type | FRAME_REPLY), h->req_id, status, msg, msg_len, pl,
                       npl, sent, arg, NULL);
 }
@@ -770,6 +789,16 @@ int rpc_paused(const struct rpc_conn *c)
 void rpc_set_tx_limit(struct rpc_conn *c, size_t bytes)
 {
     c->tx_limit = bytes;
+}
+
+void rpc_set_request_limit(struct rpc_conn *c, unsigned n)
+{
+    c->rx_limit = n;
+}
+
+unsigned rpc_requests_open(const struct rpc_conn *c)
+{
+    return c->rx_open;
 }
 
 size_t rpc_tx_queued(const struct rpc_conn *c)

@@ -83,7 +83,7 @@ int rpc_reply_pb(struct rpc_conn *c, const struct frame_hdr *h, int status,
 void rpc_close(struct rpc_conn *c);
 
 /* Flow control. Reading from c stops while any of the caller's reason bits
- * (bits 0-30) is set with rpc_pause(), and resumes on the next loop turn
+ * (bits 0-29) is set with rpc_pause(), and resumes on the next loop turn
  * once rpc_resume() has cleared the last; bytes already read wait, and no
  * request is dispatched in between (a frame begun is finished). An
  * accepted connection also stops reading by itself while more than its tx
@@ -96,8 +96,17 @@ int rpc_paused(const struct rpc_conn *c);
 /* The bytes of frames queued on c and not yet written; 0 = no limit. */
 void rpc_set_tx_limit(struct rpc_conn *c, size_t bytes);
 size_t rpc_tx_queued(const struct rpc_conn *c);
+/* An accepted connection also stops reading while n of its requests (1024
+ * unless set; 0: no limit) have no reply yet, and resumes at half: every
+ * request gets exactly one rpc_reply(), so this bounds what a peer can make
+ * us hold. */
+void rpc_set_request_limit(struct rpc_conn *c, unsigned n);
+unsigned rpc_requests_open(const struct rpc_conn *c);
 
 uint8_t *rpc_buf_alloc(size_t len);
+/* The memory rpc_buf_alloc(len) takes (a whole size class): what flow
+ * control counts for a buffer of len bytes. */
+size_t rpc_buf_size(size_t len);
 void rpc_buf_free(void *buf);
 
 #endif

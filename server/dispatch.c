@@ -9,6 +9,10 @@
 #include "sds.h"
 #include "util.h"
 
+/* Reading stops for these (rpc_pause reasons). */
+#define PAUSE_OWN 1u
+#define PAUSE_TOTAL 2u
+
 int dispatch_accept(struct rpc_conn *c, void *server_data)
 {
     struct sds_conn *sc = calloc(1, sizeof(*sc));
@@ -17,7 +21,22 @@ int dispatch_accept(struct rpc_conn *c, void *server_data)
     sc->sds = server_data;
     sc->conn = c;
     rpc_set_data(c, sc);
+    rpc_set_request_limit(c, SDS_CONN_REQUESTS);
     return 0;
+}
+
+static void budget_unwait(struct sds *s, struct sds_conn *sc)
+{
+    if (!sc->over_total)
+        return;
+    if (sc->wprev)
+        sc->wprev->wnext = sc->wnext;
+    else
+        s->budget_waiting = sc->wnext;
+    if (sc->wnext)
+        sc->wnext->wprev = sc->wprev;
+    sc->wprev = sc->wnext = NULL;
+    sc->over_total = 0;
 }
 
 void dispatch_close(struct rpc_conn *c)
@@ -25,10 +44,73 @@ void dispatch_close(struct rpc_conn *c)
     struct sds_conn *sc = rpc_data(c);
     if (!sc)
         return;
+    budget_unwait(sc->sds, sc);
     for (struct ioreq *r = sc->reqs; r; r = r->cnext)
         r->client = NULL;
     /* requests unlink themselves from sc only while r->client is set */
     free(sc);
+}
+
+/* ---- flow control ----
+ *
+ * A request holds its data from the moment it is read (a write's payload)
+ * or started (a read's buffer) until its reply is queued: that is what a
+ * connection's share and the clients' budget count. Past its share a
+ * connection is not read; past the budget, neither is any connection that
+ * brings another client request, in the order they came to it, until it has
+ * drained to three quarters. (Replies not yet read by the peer are bounded
+ * by the RPC layer's own limit.) */
+
+static void count_request(struct sds_conn *sc, struct ioreq *r)
+{
+    struct sds *s = sc->sds;
+    r->held = r->io.length;
+    sc->held += r->held;
+    if (sc->held >= SDS_CONN_BYTES && !sc->over_own) {
+        sc->over_own = 1;
+        rpc_pause(sc->conn, PAUSE_OWN);
+    }
+    if (r->io.flags & IO_FLAG_REPLICA)
+        return;
+    r->counted_total = 1;
+    s->io_held += r->held;
+    if (s->io_held >= s->io_memory && !sc->over_total) {
+        sc->over_total = 1;
+        sc->wprev = NULL;
+        sc->wnext = s->budget_waiting;
+        if (s->budget_waiting)
+            s->budget_waiting->wprev = sc;
+        s->budget_waiting = sc;
+        rpc_pause(sc->conn, PAUSE_TOTAL);
+    }
+}
+
+static void uncount_request(struct ioreq *r)
+{
+    struct sds *s = r->sds;
+    struct sds_conn *sc = r->client;
+    if (sc) {
+        sc->held -= r->held;
+        if (sc->over_own && sc->held <= SDS_CONN_BYTES / 4 * 3) {
+            sc->over_own = 0;
+            rpc_resume(sc->conn, PAUSE_OWN);
+        }
+    }
+    if (r->counted_total) {
+        s->io_held -= r->held;
+        /* the longest waiting first (the list is newest first: go to its end) */
+        struct sds_conn *w = s->budget_waiting;
+        while (w && w->wnext)
+            w = w->wnext;
+        while (w && s->io_held <= s->io_memory / 4 * 3) {
+            struct sds_conn *prev = w->wprev;
+            budget_unwait(s, w);
+            rpc_resume(w->conn, PAUSE_TOTAL);
+            w = prev;
+        }
+    }
+    r->held = 0;
+    r->counted_total = 0;
 }
 
 void dispatch_status(struct rpc_conn *c, const struct frame_hdr *h, int status)
@@ -44,6 +126,7 @@ static void read_sent_cb(void *arg, int status)
 
 static void req_free(struct ioreq *r)
 {
+    uncount_request(r);
     if (r->client) {
         if (r->cprev)
             r->cprev->cnext = r->cnext;
@@ -122,6 +205,7 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
         return;
     }
     r->io.epoch = r->t.epoch; /* a client's older epoch: we serve it in ours */
+    count_request(sc, r);
     if (h->type == FT_IO_WRITE && (r->io.flags & IO_FLAG_REBUILD))
         s->rebuild.recv_bytes += r->io.length;
     switch (h->type) {

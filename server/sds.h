@@ -204,7 +204,23 @@ struct sds_conn {
     struct sds *sds;
     struct rpc_conn *conn;
     struct ioreq *reqs;
+    /* flow control: the bytes its requests in progress hold, and whether
+     * it waits (not read) for its own share or for the SDS-wide budget */
+    size_t held;
+    int over_own, over_total;
+    struct sds_conn *wprev, *wnext; /* in sds->budget_waiting while over_total */
 };
+
+/* What one connection's requests in progress may hold (data of writes
+ * received and reads being read), and how many of them may be open; past
+ * either it is not read until they drain (TCP then slows the sender). */
+#define SDS_CONN_REQUESTS 256
+#define SDS_CONN_BYTES (64u << 20)
+/* Clients' requests of all connections together (--io-memory); requests
+ * forwarded by other copies are not counted, so a copy never stops taking
+ * its primaries' writes because its own clients are busy (two primaries
+ * waiting on each other's copies would deadlock). */
+#define SDS_IO_MEMORY_DEFAULT (256u << 20)
 
 /* A forward of one request to one other copy (replicate.c; the rpc call's
  * arg), embedded in the request. */
@@ -240,6 +256,8 @@ struct ioreq {
     int status;  /* the first failure of a part, or 0 */
     struct range_lock lock;
     struct fwd fwd[SDS_MAX_COPIES];
+    size_t held;       /* bytes counted against its connection's share */
+    int counted_total; /* ... and against the SDS-wide budget (a client's) */
 };
 
 /* rpc handlers of the SDS's listening sockets (server data: the sds). */
@@ -404,7 +422,9 @@ struct sds {
     struct rpc_server *local_server; /* unix socket for peers on this host */
     char local_addr[128];            /* "unix:PATH", or empty */
     uint64_t local_token;
-    struct pool ioreqs; /* struct ioreq */
+    struct pool ioreqs;              /* struct ioreq */
+    size_t io_memory, io_held;       /* the clients' budget, and what it holds now */
+    struct sds_conn *budget_waiting; /* connections not read until it drains */
     struct range_locks *locks;
     uint8_t *zeroes; /* what a ZERO that keeps its allocation writes */
     uint64_t zeroes_len;

@@ -68,9 +68,11 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
-            "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none] [--pidfile "
-            "FILE] [-v]\n"
+            "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none]\n"
+            "                 [--io-memory MIB] [--pidfile FILE] [-v]\n"
             "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
+            "  --io-memory     MiB that clients' requests in progress may hold, all connections\n"
+            "                  together (default 256; each connection at most 64)\n"
             "  --local-socket  unix socket that SDCs and SDSs on this host use instead of TCP\n"
             "                  (default DATA-DIR/sds.sock)\n");
     exit(2);
@@ -114,11 +116,17 @@ int main(int argc, char **argv)
     struct sds *s = &sds;
     const char *pidfile = NULL;
     int verbose = 0;
-    static const struct option opts[] = {{"name", 1, 0, 'n'},         {"listen", 1, 0, 'l'},
-                                         {"mdm", 1, 0, 'm'},          {"data-dir", 1, 0, 'd'},
-                                         {"pidfile", 1, 0, 'p'},      {"verbose", 0, 0, 'v'},
-                                         {"help", 0, 0, 'h'},         {"rebuild-rate", 1, 0, 'r'},
-                                         {"local-socket", 1, 0, 'L'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"name", 1, 0, 'n'},
+                                         {"listen", 1, 0, 'l'},
+                                         {"mdm", 1, 0, 'm'},
+                                         {"data-dir", 1, 0, 'd'},
+                                         {"pidfile", 1, 0, 'p'},
+                                         {"verbose", 0, 0, 'v'},
+                                         {"help", 0, 0, 'h'},
+                                         {"rebuild-rate", 1, 0, 'r'},
+                                         {"local-socket", 1, 0, 'L'},
+                                         {"io-memory", 1, 0, 'M'},
+                                         {0, 0, 0, 0}};
     const char *local = NULL;
     int o;
     while ((o = getopt_long(argc, argv, "n:l:m:d:p:r:vh", opts, NULL)) != -1) {
@@ -130,12 +138,15 @@ int main(int argc, char **argv)
         case 'p': pidfile = optarg; break;
         case 'r': s->rebuild.rate = (uint64_t)atof(optarg) << 20; break;
         case 'L': local = optarg; break;
+        case 'M': s->io_memory = (size_t)atof(optarg) << 20; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
     }
     if (!s->rebuild.rate)
         s->rebuild.rate = 64ull << 20;
+    if (!s->io_memory)
+        s->io_memory = SDS_IO_MEMORY_DEFAULT;
     s->leases.lease_ms = 2000; /* must stay below the MDM's --sds-timeout (default 4 s) */
     if (!s->name || !s->listen || !s->mdm_addr || !s->data_dir || optind != argc)
         usage();

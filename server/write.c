@@ -133,6 +133,12 @@ static void write_continue(struct ioreq *r)
         goto reply;
     }
 resume_locked:
+    if (r->t.role == COPY_PRIMARY && !r->client) {
+        /* its client went away while it waited: nobody is there to be told,
+         * so it is not served (a client that reconnects sends it again) */
+        r->status = -ECANCELED;
+        goto resume_undone;
+    }
     if (r->t.role == COPY_PRIMARY)
         r->fresh = !store_allocated(r->t.dev->st, r->io.volume_id, r->t.ext);
 
