@@ -54,19 +54,6 @@ def hold_for(what, pred, seconds, interval=0.1):
         time.sleep(interval)
 
 
-def wait_settled(what, read, interval, timeout=60.0):
-    """The value of read() once two readings `interval` seconds apart agree
-    (figures that arrive with periodic heartbeats)."""
-    state = {"last": read()}
-
-    def same():
-        now = read()
-        agreed = now == state["last"]
-        state["last"] = now
-        return (now,) if agreed else None
-    return wait_for(what, same, timeout=timeout, interval=interval)[0]
-
-
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
 
 
@@ -295,6 +282,18 @@ class Cluster:
 
     def status(self):
         return json.loads(self.cairn("status", json_out=True).stdout)
+
+    def status_after(self, t, margin=0.5, timeout=60):
+        """The status once every connected SDS's last heartbeat was received
+        more than margin seconds after monotonic time t: what the SDSs
+        report (usage, rebuild counters) arrives with their heartbeats, so
+        only then does it include everything that happened before t."""
+        def fresh():
+            st = self.status()
+            now = time.monotonic()
+            beats = [now - s["last_heartbeat_ms_ago"] / 1000 for s in st["sds"] if s["connected"]]
+            return st if all(b > t + margin for b in beats) else None
+        return wait_for("a heartbeat from every SDS", fresh, timeout=timeout, interval=0.2)
 
     def create_volume(self, name, size, thick=False, map_it=True):
         args = ["volume", "create", name, "--size", str(size)] + (["--thick"] if thick else [])

@@ -41,6 +41,42 @@ def _kill(pid, timeout=10):
             return
 
 
+def loops_of(path):
+    """Loop devices whose backing file is path."""
+    r = subprocess.run(["losetup", "-j", path, "-O", "NAME", "-n"], capture_output=True,
+                       text=True)
+    return [l.strip() for l in r.stdout.splitlines() if l.strip()]
+
+
+def detach_loops(path, timeout=30):
+    """Detach every loop device backed by path and wait until the kernel has
+    let go of the file: a detach only completes once nothing holds the loop
+    device open, and until then the file (a FUSE file, say) stays busy."""
+    for dev in loops_of(path):
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+    wait_for(f"the loop devices of {path} to go", lambda: not loops_of(path), timeout=timeout,
+             interval=0.1)
+
+
+def fuse_unmount(mountpoint, proc=None, timeout=30):
+    """Unmount a FUSE file system and wait for its server (proc) to exit. A
+    mount that stays busy past the timeout is unmounted lazily and its server
+    killed; never raises."""
+    def unmounted():
+        return subprocess.run(["fusermount3", "-u", mountpoint],
+                              capture_output=True).returncode == 0 or \
+            not os.path.ismount(mountpoint)
+    try:
+        wait_for(f"{mountpoint} to unmount", unmounted, timeout=timeout, interval=0.2)
+        if proc:
+            proc.wait(timeout)
+    except (TimeoutError, subprocess.TimeoutExpired):
+        subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class NbdkitDevice:
     """nbdkit FILTER over a sparse file of size bytes, as /dev/loopN."""
 
@@ -73,18 +109,23 @@ class NbdkitDevice:
             raise
 
     def close(self):
-        """Detach and stop everything; safe to call at any point, and twice."""
+        """Detach and stop everything, in order (loop device, FUSE mount,
+        nbdkit); safe to call at any point, and twice; never raises."""
         if self.loop:
-            subprocess.run(["losetup", "-d", self.loop], capture_output=True)
+            try:
+                detach_loops(f"{self.base}/fuse/dev")
+            except TimeoutError:
+                pass  # the unmount below goes lazily then
             self.loop = None
         if self.fuse:
-            subprocess.run(["fusermount3", "-u", f"{self.base}/fuse"], capture_output=True)
-            try:
-                self.fuse.wait(30)
-            except subprocess.TimeoutExpired:
-                self.fuse.kill()
-                self.fuse.wait()
+            fuse_unmount(f"{self.base}/fuse", self.fuse)
             self.fuse = None
+        if not self.nbdkit_pid:
+            try:  # started, but the setup failed before it was noted
+                with open(f"{self.base}/nbdkit.pid") as f:
+                    self.nbdkit_pid = int(f.read())
+            except (OSError, ValueError):
+                pass
         if self.nbdkit_pid:
             _kill(self.nbdkit_pid)
             self.nbdkit_pid = None

@@ -9,6 +9,7 @@ import time
 import nbd
 
 from cluster import wait_for
+from devices import detach_loops, fuse_unmount
 
 
 def sh(*argv, timeout=300):
@@ -40,24 +41,24 @@ class FuseMount:
 
     def umount(self):
         sh("umount", self.mnt)
+        # the mount's loop device lets go of the FUSE file a moment later:
+        # until then the FUSE file system is busy
+        detach_loops(f"{self.fdir}/disk")
 
     def detach(self):
         sh("fusermount3", "-u", self.fdir)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
+        self.proc.wait(30)
 
     def close(self):
         """After a failure: unmount and stop nbdfuse whatever state they are
         in (lazily, so a busy or dead mount goes too); never raises."""
         subprocess.run(["umount", "-l", self.mnt], capture_output=True)
-        subprocess.run(["fusermount3", "-uz", self.fdir], capture_output=True)
+        try:
+            detach_loops(f"{self.fdir}/disk")
+        except TimeoutError:
+            pass
         proc = getattr(self, "proc", None)
-        if proc and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        fuse_unmount(self.fdir, proc if proc and proc.poll() is None else None)
 
 
 def write_files(root, n, size, seed):
