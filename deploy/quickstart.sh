@@ -19,7 +19,16 @@ NBD_PORT=${CAIRN_NBD_PORT:-10809}
 SDS_SIZES=(4G 6G 8G)
 cairn() { "$build/mgmt/cairn" --mdm "$MDM" "$@"; }
 
-running() { [ -f "$qs/$1.pid" ] && kill -0 "$(cat "$qs/$1.pid")" 2>/dev/null; }
+# A pid is alive if its process exists, is not a zombie (a daemon killed with
+# -9 stays one until it is reaped, and kill -0 still succeeds on it) and is
+# still a Cairn daemon (the pid was not reused).
+alive() { # pid
+  local st
+  st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ] && grep -qa cairn- "/proc/$1/cmdline" 2>/dev/null
+}
+
+running() { [ -f "$qs/$1.pid" ] && alive "$(cat "$qs/$1.pid")"; }
 
 wait_until() { # what, command...
   local what=$1; shift
@@ -67,8 +76,8 @@ up() {
   done
   wait_until "the SDC to register" sh -c "'$build/mgmt/cairn' --mdm $MDM sdc list | grep -q '^quickstart '"
   cairn volume show demo >/dev/null 2>&1 || cairn volume create demo --size 8G
-  cairn volume map demo --sdc quickstart >/dev/null
-  wait_until "the demo export" nbdinfo "nbd://127.0.0.1:$NBD_PORT/demo"
+  cairn volume map demo --sdc quickstart >/dev/null # returns once the SDC serves it ...
+  wait_until "the demo export" nbdinfo "nbd://127.0.0.1:$NBD_PORT/demo" # ... if it is connected
   cairn status
   cat <<MSG
 
@@ -96,8 +105,8 @@ down() {
       any=1
       pid=$(cat "$qs/$name.pid")
       kill -TERM "$pid"
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      if kill -0 "$pid" 2>/dev/null; then
+      for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
+      if alive "$pid"; then
         echo "quickstart: $name did not stop; killing it" >&2
         kill -KILL "$pid"
       fi

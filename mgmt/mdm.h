@@ -27,6 +27,9 @@
 #ifndef CAIRN_MDM_H
 #define CAIRN_MDM_H
 
+/* Requests a session may have waiting for their reply (see sessions.c). */
+#define MDM_SESSION_REQUESTS 64
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +66,7 @@ struct mdm_conn {
     char sds_name[MDM_NAME_MAX + 1]; /* MDM_ROLE_SDS: as registered */
     char sds_addr[128];
     uint32_t sds_id; /* 0 until the SDS is added to the cluster */
+    char sdc_guid[65]; /* MDM_ROLE_SDC: as registered */
     uint64_t last_hb;
     Cairn__Heartbeat *hb; /* last heartbeat (usage), owned */
 };

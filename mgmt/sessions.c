@@ -275,6 +275,7 @@ static void on_sdc_register(struct rpc_conn *c, const struct frame_hdr *h, const
         return;
     }
     s->role = MDM_ROLE_SDC;
+    snprintf(s->sdc_guid, sizeof(s->sdc_guid), "%s", req->guid);
     Cairn__Sdc *sdc = mdm_sdc_by_guid(&m->st, req->guid);
     const char *want = req->name[0] ? req->name : req->guid;
     if (sdc && !strcmp(sdc->name, want)) {
@@ -306,6 +307,11 @@ static int on_accept(struct rpc_conn *c, void *server_data)
     s->conn = c;
     s->slot = -1;
     rpc_set_data(c, s);
+    /* A session's requests wait for Raft or a probe at most this many at a
+     * time; a peer that sends more is not read until they are answered (and
+     * one that does not read its replies, maps included, is not read past
+     * the RPC layer's limit of unread replies). */
+    rpc_set_request_limit(c, MDM_SESSION_REQUESTS);
     return 0;
 }
 

@@ -3,6 +3,7 @@
  * Raft role). Any MDM answers it, leader or not. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mdm.h"
 #include "util.h"
@@ -36,6 +37,25 @@ void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr 
     }
     rep.n_sds_status = n;
     rep.sds_status = stp;
+    size_t nc = m->st.m->n_sdcs;
+    Cairn__SdcStatus *cs = calloc(nc ? nc : 1, sizeof(*cs));
+    Cairn__SdcStatus **csp = calloc(nc ? nc : 1, sizeof(*csp));
+    for (size_t i = 0; i < nc; i++) {
+        const Cairn__Sdc *sdc = m->st.m->sdcs[i];
+        cairn__sdc_status__init(&cs[i]);
+        csp[i] = &cs[i];
+        cs[i].sdc_id = sdc->id;
+        for (int j = 0; j < MDM_MAX_SESSIONS; j++) {
+            struct mdm_conn *s = m->sessions[j];
+            if (s && s->role == MDM_ROLE_SDC && !strcmp(s->sdc_guid, sdc->guid)) {
+                cs[i].connected = 1;
+                cs[i].last_heartbeat_ms_ago = s->last_hb ? now - s->last_hb : 0;
+                cs[i].map_version = s->hb ? s->hb->map_version : 0;
+            }
+        }
+    }
+    rep.n_sdc_status = nc;
+    rep.sdc_status = csp;
     char info[256];
     raft_id lid;
     const char *laddr = NULL;
@@ -47,4 +67,6 @@ void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr 
     rpc_reply_pb(c, h, 0, &rep.base);
     free(st);
     free(stp);
+    free(cs);
+    free(csp);
 }

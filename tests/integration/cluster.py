@@ -120,7 +120,7 @@ class Daemon:
 class Cluster:
     def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
                  extra_devices=None, copies=2, sds_args=(), mdm_args=(), initial=None,
-                 count_allocations=False, devices=None, build=None):
+                 count_allocations=False, devices=None, build=None, sdc_args=()):
         self.dir = str(workdir)
         self.build = build or BUILD  # the daemons and CLI of this build directory
         # SDSs started and added by start(); the rest wait for add_sds()
@@ -129,6 +129,7 @@ class Cluster:
         self.mdm_args = list(mdm_args)
         self.copies = copies
         self.sds_args = list(sds_args)
+        self.sdc_args = list(sdc_args)
         self.extra_devices = extra_devices or {}  # SDS index -> more device paths
         self.devices = devices or {}  # SDS index -> its first device, instead of a file
         self.sds_sizes = sds_sizes
@@ -174,7 +175,7 @@ class Cluster:
         d = self.daemons.get("sdc") or self._daemon("sdc", [
             f"{self.build}/client/cairn-sdc", "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/sdc",
             "--name", self.sdc_name, "--nbd-listen", f"127.0.0.1:{self.nbd_port}",
-            "--io-timeout", "60"])
+            "--io-timeout", "60"] + self.sdc_args)
         d.start()
 
     def wait_sds_connected(self):
