@@ -8,13 +8,16 @@
 #   deploy/quickstart.sh down     stop every daemon (data is kept; "up" again resumes)
 #   deploy/quickstart.sh purge    stop and delete all state
 #
-# All state lives in $CAIRN_QS_DIR (default: .qs in the repository).
+# All state lives in $CAIRN_QS_DIR (default: .qs in the repository); ports:
+# $CAIRN_NBD_PORT (NBD, default 10809) and $CAIRN_QS_PORT_BASE (default 6600:
+# the MDM on 6611, its Raft port 6612, the SDSs on 6701-6703).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 qs=${CAIRN_QS_DIR:-$top/.qs}
 build=${CAIRN_BUILD:-$top/build}
-MDM=127.0.0.1:6611
-RAFT=127.0.0.1:6612
+PORT_BASE=${CAIRN_QS_PORT_BASE:-6600} # MDM +11, Raft +12, SDSs +101..+103
+MDM=127.0.0.1:$((PORT_BASE + 11))
+RAFT=127.0.0.1:$((PORT_BASE + 12))
 NBD_PORT=${CAIRN_NBD_PORT:-10809}
 SDS_SIZES=(4G 6G 8G)
 cairn() { "$build/mgmt/cairn" --mdm "$MDM" "$@"; }
@@ -58,7 +61,7 @@ up() {
   start mdm "$build/mgmt/cairn-mdm" --data-dir "$qs/mdm" --listen "$MDM" --raft-addr "$RAFT"
   wait_until "the MDM" cairn status
   for i in 1 2 3; do
-    start "sds$i" "$build/server/cairn-sds" --name "sds$i" --listen "127.0.0.1:670$i" \
+    start "sds$i" "$build/server/cairn-sds" --name "sds$i" --listen "127.0.0.1:$((PORT_BASE + 100 + i))" \
       --mdm "$MDM" --data-dir "$qs/sds$i"
   done
   start sdc "$build/client/cairn-sdc" --mdm "$MDM" --data-dir "$qs/sdc" --name quickstart \
@@ -69,7 +72,7 @@ up() {
     if ! cairn sds list | grep -q "^sds$i "; then
       # sparse files: space is taken as extents are written
       [ -f "$dev" ] || truncate -s "${SDS_SIZES[$((i - 1))]}" "$dev"
-      wait_until "sds$i to reach the MDM" cairn sds add --name "sds$i" --addr "127.0.0.1:670$i" \
+      wait_until "sds$i to reach the MDM" cairn sds add --name "sds$i" --addr "127.0.0.1:$((PORT_BASE + 100 + i))" \
         --device "$dev"
     fi
     wait_until "sds$i to connect" sds_connected "sds$i"
@@ -122,5 +125,5 @@ case "${1:-}" in
   down) down ;;
   status) cairn status ;;
   purge) down; rm -rf "$qs"; echo "removed $qs" ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
