@@ -65,7 +65,7 @@ struct mdm_conn {
     enum mdm_role role;
     char sds_name[MDM_NAME_MAX + 1]; /* MDM_ROLE_SDS: as registered */
     char sds_addr[128];
-    uint32_t sds_id; /* 0 until the SDS is added to the cluster */
+    uint32_t sds_id;   /* 0 until the SDS is added to the cluster */
     char sdc_guid[65]; /* MDM_ROLE_SDC: as registered */
     uint64_t last_hb;
     Cairn__Heartbeat *hb; /* last heartbeat (usage), owned */
