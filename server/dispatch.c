@@ -64,7 +64,10 @@ void dispatch_close(struct rpc_conn *c)
 static void count_request(struct sds_conn *sc, struct ioreq *r)
 {
     struct sds *s = sc->sds;
-    r->held = r->io.length;
+    /* the buffer it holds (a write's payload, a read's data): TRIM and ZERO
+     * hold none */
+    int data = r->hdr.type == FT_IO_READ || r->hdr.type == FT_IO_WRITE;
+    r->held = data ? rpc_buf_size(r->io.length) : 0;
     sc->held += r->held;
     if (sc->held >= SDS_CONN_BYTES && !sc->over_own) {
         sc->over_own = 1;
