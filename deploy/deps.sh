@@ -9,7 +9,7 @@ build_pkgs=(build-essential cmake pkg-config libuv1-dev liburing-dev libprotobuf
 run_pkgs=(libnbd-bin nbd-client)
 test_pkgs=(clang-format python3-libnbd python3-pytest fio qemu-utils fuse3 e2fsprogs iproute2 util-linux nbdkit
            procps psmisc qemu-system-x86 busybox-static cpio kmod xz-utils)
-bench_pkgs=(ceph-mon ceph-osd ceph-common python3-matplotlib)
+bench_pkgs=(ceph-mon ceph-osd ceph-common python3-matplotlib valgrind)
 pkgs=("${build_pkgs[@]}" "${run_pkgs[@]}")
 case $what in
   test) pkgs+=("${test_pkgs[@]}") ;;

@@ -279,6 +279,39 @@ def measure(target, job, runtime):
     return res
 
 
+def run_rounds(targets, size, runtime, rounds):
+    """Every target up at once; each job run rounds times on each target in
+    turn, the first target of a round rotating; per job and target, the run
+    of median IOPS, with the others' range in iops_min/iops_max."""
+    up = []
+    results = {}
+    try:
+        for t in targets:
+            log(f"== {t.label}")
+            t.setup()
+            up.append(t)
+            precondition(t, size)
+        for j in JOBS:
+            runs = {t.name: [] for t in up}
+            for r in range(rounds):
+                for k in range(len(up)):
+                    t = up[(r + k) % len(up)]
+                    runs[t.name].append(measure(t, j, runtime))
+            for t in up:
+                rs = sorted(runs[t.name], key=lambda x: x["iops"])
+                med = dict(rs[len(rs) // 2])
+                med["iops_min"], med["iops_max"] = rs[0]["iops"], rs[-1]["iops"]
+                med["rounds"] = rounds
+                results.setdefault(t.name, {})[j[0]] = med
+                log(f"  {t.name:16} {j[0]:18} median {med['iops']:10,.0f} IOPS "
+                    f"(range {med['iops_min']:,.0f}-{med['iops_max']:,.0f}) mean "
+                    f"{med['lat_mean_us']:8.1f} µs cpu/io {fmt(med['cpu_us_per_io'], 1)} µs")
+    finally:
+        for t in up:
+            t.teardown()
+    return results
+
+
 def precondition(target, size):
     log(f"  preconditioning {target.name}: writing {size // MiB} MiB once")
     fio(target, "write", "1M", 8, None)
@@ -422,6 +455,9 @@ def report(out, results, targets, meta, rebuild):
                 note.append("machine busy before")
             if r["attempts"] > 1:
                 note.append(f"{r['attempts']} runs")
+            if r.get("rounds"):
+                note.append(f"median of {r['rounds']}, IOPS {fmt(r['iops_min'])}-"
+                            f"{fmt(r['iops_max'])}")
             lines.append(f"| {j[0]} | {t.name} | {fmt(r['iops'])} | {fmt(r['mib_s'], 1)} | "
                          f"{fmt(r['lat_mean_us'], 1)} | {fmt(r['lat_p99_us'], 1)} | "
                          f"{fmt(r['cpu_us_per_io'], 1)} | {', '.join(note)} |")
@@ -499,6 +535,10 @@ def main():
     ap.add_argument("--targets",
                     default="device,cairn,cairn-tcp,nbdkit-memory,nbdkit-file,ceph-rbd")
     ap.add_argument("--no-rebuild", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="set every target up at once and run each job ROUNDS times on each, "
+                         "in turn (the order rotating), and report the median run: for comparing "
+                         "two builds on a machine whose speed drifts")
     ap.add_argument("--baseline-build", default=None,
                     help="a build of another commit: adds targets cairn-base and cairn-tcp-base")
     a = ap.parse_args()
@@ -525,7 +565,9 @@ def main():
             "machine": f"{os.cpu_count()} CPUs, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / GiB:.0f} GiB, "
                        f"{os.uname().sysname} {os.uname().release}"}
     results = {}
-    for t in targets:
+    if a.rounds > 1:
+        results = run_rounds(targets, size, a.runtime, a.rounds)
+    for t in targets if a.rounds <= 1 else []:
         log(f"== {t.label}")
         try:
             t.setup()
