@@ -34,7 +34,8 @@ struct rpc_wreq;
 struct rpc_pending {
     struct rpc_pending *next;
     uint64_t req_id;
-    uint64_t deadline; /* ms; armed when the request is all written; 0 = none */
+    uint64_t deadline;   /* ms; armed when the request is all written; 0 = none */
+    uint64_t written_ms; /* when it was */
     uint32_t timeout_ms;
     rpc_reply_cb cb;
     void *arg;
@@ -54,6 +55,7 @@ struct rpc_conn {
     int open_handles; /* the stream and the timer */
     int timer_on;
     int fail_status; /* what the calls still pending get when it closes */
+    uint64_t last_rx_ms; /* when the peer last sent us anything */
 
     /* flow control (see rpc_pause): reading stops while any reason is set;
      * bytes already read wait in rest until reading resumes */
@@ -217,20 +219,26 @@ static struct rpc_pending *pending_take(struct rpc_conn *c, uint64_t id)
     return NULL;
 }
 
-/* Timeouts. A call's time runs from when its request is all written, not
- * from when it was queued: a busy peer that reads slowly is not a failed
- * one. A peer that takes no request at all is stuck: when the oldest call
- * still unwritten has waited out its own timeout, the connection closes and
- * every call pending on it fails with -ETIMEDOUT. (A call may time out only
- * once its frame is written, so no write can read a payload the caller
- * frees when told; a stuck connection's writes are cancelled by the close
- * before its calls are failed.) */
+/* Timeouts are for peers that fail, not for peers that are busy. A call's
+ * time runs from when its request is all written, not from when it was
+ * queued, and it runs out only while the peer is silent: a peer that still
+ * sends us replies (to other calls) is alive and working through a queue,
+ * and the call waits on, up to RPC_PATIENCE times its timeout (a peer that
+ * answers others but never this one). A peer that takes no request and says
+ * nothing within a call's timeout is stuck (stopped, cut off): the
+ * connection closes and every call pending on it fails with -ETIMEDOUT.
+ * (A call times out only once its frame is written, so no write can read a
+ * payload the caller frees when told; a stuck connection's writes are
+ * cancelled by the close before its calls are failed.) */
+#define RPC_PATIENCE 8
+
 static void timer_cb(uv_timer_t *t)
 {
     struct rpc_conn *c = t->data;
     uint64_t now = now_ms();
     struct rpc_wreq *oldest = c->calls_head;
-    if (oldest && oldest->stall_at && oldest->stall_at <= now) {
+    if (oldest && oldest->stall_at && oldest->stall_at <= now &&
+        now - c->last_rx_ms >= oldest->timeout_ms) {
         LOG_LIMITED(LOG_WARN, 5000,
                     "rpc %s: the peer took no request within %u ms; closing the connection",
                     c->peer, oldest->timeout_ms);
@@ -242,7 +250,12 @@ static void timer_cb(uv_timer_t *t)
         struct rpc_pending **pp = &c->pend[b];
         while (*pp) {
             struct rpc_pending *p = *pp;
-            if (p->deadline && p->deadline <= now) {
+            uint64_t quiet = MAX(p->written_ms, c->last_rx_ms);
+            if (p->deadline && p->deadline <= now && quiet + p->timeout_ms > now &&
+                now < p->written_ms + (uint64_t)RPC_PATIENCE * p->timeout_ms) {
+                p->deadline = quiet + p->timeout_ms; /* it is talking: wait on */
+                pp = &p->next;
+            } else if (p->deadline && p->deadline <= now) {
                 *pp = p->next;
                 c->npending--;
                 p->cb(c, -ETIMEDOUT, NULL, 0, NULL, 0, p->arg);
@@ -381,6 +394,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0)
         return;
+    c->last_rx_ms = now_ms(); /* the peer is alive (see timer_cb) */
     if (buf->base != (char *)c->rbuf) {
         c->have += (uint32_t)n;
         if (c->have == c->hdr.payload_len)
@@ -405,6 +419,7 @@ static struct rpc_conn *conn_new(uv_loop_t *loop, const struct rpc_handlers *h, 
     c->data = data;
     c->next_id = 1;
     c->fail_status = -ECONNRESET;
+    c->last_rx_ms = now_ms();
     c->u.h.data = c;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
@@ -556,8 +571,9 @@ static void write_done_cb(struct wq_item *it, int status)
     if (wr->pend) {
         /* the request is all with the peer: its time starts now */
         wr->pend->unsent = NULL;
+        wr->pend->written_ms = now_ms();
         if (status == 0 && wr->pend->timeout_ms)
-            wr->pend->deadline = now_ms() + wr->pend->timeout_ms;
+            wr->pend->deadline = wr->pend->written_ms + wr->pend->timeout_ms;
     }
     if (wr->stall_at)
         calls_unlink(c, wr);

@@ -98,6 +98,13 @@ static void uncount_request(struct ioreq *r)
             sc->over_own = 0;
             rpc_resume(sc->conn, PAUSE_OWN);
         }
+        if (sc->over_total && sc->reqs == r && !r->cnext) {
+            /* its last request: a connection waiting for the budget always
+             * has one in progress, so it is never left silent (which its
+             * peer would take for a failure), and it gets its turn */
+            budget_unwait(s, sc);
+            rpc_resume(sc->conn, PAUSE_TOTAL);
+        }
     }
     if (r->counted_total) {
         s->io_held -= r->held;
