@@ -133,13 +133,14 @@ void nbd_flow_tx(struct nbd_conn *c, long delta)
 bool nbd_flow_readahead(struct nbd_conn *c)
 {
     struct nbd_budget *b = c->srv->budget;
-    b->readahead += c->in_len;
+    /* the buffer's span in use, parsed prefix included: that is its memory */
+    size_t used = c->in_off + c->in_len;
+    b->readahead += used;
     b->readahead -= c->counted_in;
-    c->counted_in = c->in_len;
+    c->counted_in = used;
     /* a connection that has no read-ahead may always read: it needs one
      * request to make progress */
-    return c->in_len == 0 ||
-           (c->in_len < b->l.conn_readahead && b->readahead < b->l.total_readahead);
+    return used == 0 || (used < b->l.conn_readahead && b->readahead < b->l.total_readahead);
 }
 
 void nbd_flow_forget(struct nbd_conn *c)

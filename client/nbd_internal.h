@@ -156,7 +156,9 @@ struct nbd_conn {
     union net_stream u; /* u.h.data is this connection */
     struct nbd_server *srv;
     enum nbd_phase phase;
-    uint8_t *in; /* bytes read and not yet parsed */
+    uint8_t *in;   /* bytes read: in[in_off, in_off + in_len) not yet parsed */
+    size_t in_off; /* parsed bytes before them (moved out once they are a
+                      quarter of the rest, not at every request) */
     size_t in_len, in_cap;
     struct nbd_req *rx; /* WRITE whose payload is arriving */
     uint32_t rx_have;
@@ -174,7 +176,7 @@ struct nbd_conn {
     unsigned started;       /* requests started (payload or buffer taken), not finished */
     size_t held;            /* their data */
     size_t tx;              /* reply bytes queued, not yet in the socket */
-    size_t counted_in;      /* in_len as counted in the budget's read-ahead */
+    size_t counted_in;      /* in_off + in_len as counted in the read-ahead */
     bool blocked;           /* a request waits to be started */
     bool on_total;          /* ... for the totals (in the budget's waiting list) */
     bool read_stopped;      /* not read: the read-ahead is full */

@@ -104,8 +104,11 @@ void rpc_set_request_limit(struct rpc_conn *c, unsigned n);
 unsigned rpc_requests_open(const struct rpc_conn *c);
 
 uint8_t *rpc_buf_alloc(size_t len);
-/* The memory rpc_buf_alloc(len) takes (a whole size class): what flow
- * control counts for a buffer of len bytes. */
+/* The memory rpc_buf_alloc(len) takes: a whole size class (a power of two
+ * from 512 bytes) and, from 4 KiB on, the page that aligning it to 4096
+ * costs malloc (the piece before an aligned chunk is left free, and only
+ * smaller allocations fit there: a 4 KiB buffer takes 8 KiB of the heap).
+ * What flow control counts for len bytes. */
 size_t rpc_buf_size(size_t len);
 void rpc_buf_free(void *buf);
 
