@@ -13,8 +13,8 @@
  * more are mmap()ed by malloc, so each would cost a page fault per 4 KiB and
  * a munmap. Freed buffers wait here, per power-of-two size class, and are
  * reused: up to BUF_CACHE_BYTES per thread, counted at what they cost
- * (BUF_COST). A buffer is a whole class (its
- * size is rounded up), so its class is found again from malloc_usable_size(). */
+ * (BUF_COST). A buffer is a whole class (its size is rounded up), so its
+ * class is found again from malloc_usable_size(). */
 #define BUF_MIN_SHIFT 9    /* 512 bytes */
 #define BUF_ALIGN_SHIFT 12 /* from here on 4096-aligned */
 #define BUF_MAX_SHIFT 22   /* 4 MiB: larger buffers are not kept */

@@ -93,15 +93,6 @@ def wait_quiet(c, seconds=2.0, timeout=60):
     return last
 
 
-def fill(c, vol, blocks, gen, block=1024):
-    path = os.path.join(c.dir, f"{vol}.img")
-    with open(path, "wb") as f:
-        for b in range(0, blocks, 4096):
-            f.write(b"".join(P.pattern(x, gen, block) for x in range(b, min(b + 4096, blocks))))
-    subprocess.run(["nbdcopy", path, c.unix_uri(vol)], check=True, timeout=900)
-    os.unlink(path)
-
-
 def prewrite(c, vol, size):
     path = os.path.join(c.dir, f"{vol}.img")
     with open(path, "wb") as f:
@@ -157,7 +148,7 @@ def run_scenario(build, sc, runtime, guard_gib):
         if sc in ("reads", "writes"):
             c.create_volume("pipe", 512 * MiB)
             if sc == "reads":
-                fill(c, "pipe", N, 1)
+                P.fill(c.unix_uri("pipe"), N, 1, os.path.join(c.dir, "pipe.img"))
         else:
             # written once first: the first writes into the SDSs' sparse
             # device files cost the file system an allocation each, and

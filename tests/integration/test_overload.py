@@ -104,14 +104,10 @@ def addr(cluster):
     return f"unix:{cluster.dir}/sdc/nbd.sock"
 
 
-def fill(cluster, vol, blocks, gen, block=1024, path=None):
+def fill(cluster, vol, blocks, gen, block=1024):
     """Write generation gen over blocks [0, blocks) with nbdcopy (fast)."""
-    path = path or os.path.join(cluster.dir, f"{vol}-{gen}.img")
-    with open(path, "wb") as f:
-        for b in range(0, blocks, 4096):
-            f.write(b"".join(P.pattern(x, gen, block) for x in range(b, min(b + 4096, blocks))))
-    subprocess.run(["nbdcopy", path, cluster.unix_uri(vol)], check=True, timeout=600)
-    os.unlink(path)
+    P.fill(cluster.unix_uri(vol), blocks, gen, os.path.join(cluster.dir, f"{vol}-{gen}.img"),
+           block)
 
 
 def test_300k_pipelined_reads_then_writes(cluster):
