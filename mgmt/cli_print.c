@@ -6,6 +6,7 @@
 
 #include "capacity.h"
 #include "cli.h"
+#include "cluster_stats.h"
 #include "cmap.h"
 #include "util.h"
 
@@ -27,117 +28,6 @@ static void jstr(const char *s)
 static const char *human(uint64_t b, char *buf)
 {
     return fmt_bytes(buf, 32, b);
-}
-
-static const Cairn__SdsStatus *sds_status(const Cairn__MgmtReply *rep, uint32_t id)
-{
-    for (size_t i = 0; i < rep->n_sds_status; i++)
-        if (rep->sds_status[i]->sds_id == id)
-            return rep->sds_status[i];
-    return NULL;
-}
-
-static const Cairn__DeviceUsage *dev_usage(const Cairn__MgmtReply *rep, const Cairn__Device *d)
-{
-    const Cairn__SdsStatus *s = sds_status(rep, d->sds_id);
-    if (!s)
-        return NULL;
-    for (size_t i = 0; i < s->n_usage; i++)
-        if (s->usage[i]->device_id == d->id)
-            return s->usage[i];
-    return NULL;
-}
-
-struct pool_stats {
-    uint64_t raw, usable, used, provisioned, thick, enospc;
-    int full_devices, failed_devices;
-    size_t pgs_full, pgs_degraded, pgs_no_copy, pgs_rebuilding, pgs_moving;
-};
-
-/* A PG's in-sync copies on SDSs that are up. */
-static size_t live_copies(const Cairn__MgmtReply *rep, const Cairn__Pg *g)
-{
-    size_t n = 0;
-    for (size_t k = 0; k < g->n_devices; k++) {
-        const Cairn__Device *d = cmap_device(rep->map, g->devices[k]);
-        const Cairn__Sds *s = d ? cmap_sds(rep->map, d->sds_id) : NULL;
-        n += s && s->state == CAIRN__SDS_STATE__SDS_UP && !d->failed;
-    }
-    return n;
-}
-
-struct rebuild_stats {
-    uint64_t left, rate, done, received;
-    uint32_t pgs;
-};
-
-static struct rebuild_stats rebuild_stats(const Cairn__MgmtReply *rep)
-{
-    struct rebuild_stats r = {0};
-    for (size_t i = 0; i < rep->n_sds_status; i++) {
-        const Cairn__RebuildStatus *b = rep->sds_status[i]->rebuild;
-        if (!b)
-            continue;
-        r.left += b->bytes_left;
-        r.done += b->bytes_done;
-        r.received += b->bytes_received;
-        r.rate += b->rate;
-        r.pgs += b->pgs_left;
-    }
-    return r;
-}
-
-static struct pool_stats pool_stats(const Cairn__MgmtReply *rep, const Cairn__Pool *p)
-{
-    struct pool_stats ps = {0};
-    ps.raw = capacity_pool_raw(rep->map, p);
-    ps.usable = capacity_pool_usable(rep->map, p);
-    ps.provisioned = capacity_pool_provisioned(rep->map, p, 0);
-    ps.thick = capacity_pool_provisioned(rep->map, p, 1);
-    uint64_t used_raw = 0;
-    for (size_t i = 0; i < rep->map->n_devices; i++) {
-        const Cairn__Device *d = rep->map->devices[i];
-        if (d->pool_id != p->id)
-            continue;
-        const Cairn__DeviceUsage *u = dev_usage(rep, d);
-        if (u) {
-            used_raw += u->used_extents * p->extent_size;
-            if (!u->failed && u->used_extents >= u->total_extents)
-                ps.full_devices++;
-            if (u->failed)
-                ps.failed_devices++;
-        }
-    }
-    for (size_t i = 0; i < rep->n_sds_status; i++)
-        ps.enospc += rep->sds_status[i]->enospc_count;
-    ps.used = p->copies ? used_raw / p->copies : 0;
-    for (size_t g = 0; g < p->n_pgs; g++) {
-        size_t live = live_copies(rep, p->pgs[g]);
-        if (live == 0)
-            ps.pgs_no_copy++;
-        else if (live < p->copies)
-            ps.pgs_degraded++;
-        else
-            ps.pgs_full++;
-        ps.pgs_rebuilding += p->pgs[g]->n_rebuilding > 0;
-        ps.pgs_moving += p->pgs[g]->n_leaving > 0;
-    }
-    return ps;
-}
-
-static const char *pool_health(const struct pool_stats *ps, const Cairn__Pool *p)
-{
-    if (p->n_pgs == 0)
-        return "NO PLACEMENT (too few fault sets)";
-    if (ps->pgs_no_copy)
-        return "DATA UNAVAILABLE (PGs with no live copy)";
-    if (ps->pgs_degraded)
-        return ps->pgs_rebuilding ? "DEGRADED (rebuilding)" : "DEGRADED";
-    if (ps->full_devices)
-        return "OUT OF SPACE (writes needing new space fail)";
-    if (ps->failed_devices)
-        return "DEGRADED (failed devices)";
-    return "ok";
 }
 
 static const char *vol_name(const Cairn__ClusterMap *m, uint64_t id)
@@ -177,7 +67,7 @@ void cli_print_sds(const Cairn__MgmtReply *rep, int json)
         printf("[");
         for (size_t i = 0; i < m->n_sds; i++) {
             const Cairn__Sds *s = m->sds[i];
-            const Cairn__SdsStatus *st = sds_status(rep, s->id);
+            const Cairn__SdsStatus *st = cluster_sds_status(rep, s->id);
             printf("%s{\"id\":%u,\"name\":", i ? "," : "", s->id);
             jstr(s->name);
             printf(",\"addr\":");
@@ -200,7 +90,7 @@ void cli_print_sds(const Cairn__MgmtReply *rep, int json)
                 const Cairn__Device *d = m->devices[j];
                 if (d->sds_id != s->id)
                     continue;
-                const Cairn__DeviceUsage *u = dev_usage(rep, d);
+                const Cairn__DeviceUsage *u = cluster_dev_usage(rep, d);
                 const Cairn__Pool *p = NULL;
                 for (size_t k = 0; k < m->n_pools; k++)
                     if (m->pools[k]->id == d->pool_id)
@@ -228,7 +118,7 @@ void cli_print_sds(const Cairn__MgmtReply *rep, int json)
            "DEVICES", "CAPACITY", "USED");
     for (size_t i = 0; i < m->n_sds; i++) {
         const Cairn__Sds *s = m->sds[i];
-        const Cairn__SdsStatus *st = sds_status(rep, s->id);
+        const Cairn__SdsStatus *st = cluster_sds_status(rep, s->id);
         uint64_t cap = 0, used = 0;
         int nd = 0;
         for (size_t j = 0; j < m->n_devices; j++) {
@@ -237,7 +127,7 @@ void cli_print_sds(const Cairn__MgmtReply *rep, int json)
                 continue;
             nd++;
             cap += d->capacity;
-            const Cairn__DeviceUsage *u = dev_usage(rep, d);
+            const Cairn__DeviceUsage *u = cluster_dev_usage(rep, d);
             for (size_t k = 0; u && k < m->n_pools; k++)
                 if (m->pools[k]->id == d->pool_id)
                     used += u->used_extents * m->pools[k]->extent_size;
@@ -265,7 +155,7 @@ void cli_print_devices(const Cairn__MgmtReply *rep, int json)
            "STATE");
     for (size_t j = 0; j < m->n_devices; j++) {
         const Cairn__Device *d = m->devices[j];
-        const Cairn__DeviceUsage *u = dev_usage(rep, d);
+        const Cairn__DeviceUsage *u = cluster_dev_usage(rep, d);
         uint64_t ext = 0;
         for (size_t k = 0; k < m->n_pools; k++)
             if (m->pools[k]->id == d->pool_id)
@@ -288,7 +178,7 @@ void cli_print_pools(const Cairn__MgmtReply *rep, int json)
         printf("[");
         for (size_t i = 0; i < m->n_pools; i++) {
             const Cairn__Pool *p = m->pools[i];
-            struct pool_stats ps = pool_stats(rep, p);
+            struct cluster_pool_stats ps = cluster_pool_stats(rep, p);
             printf("%s{\"id\":%u,\"name\":", i ? "," : "", p->id);
             jstr(p->name);
             printf(",\"copies\":%u,\"extent_size\":%llu,\"pg_count\":%zu,\"overcommit_pct\":%u,"
@@ -304,7 +194,7 @@ void cli_print_pools(const Cairn__MgmtReply *rep, int json)
                    (unsigned long long)ps.provisioned, (unsigned long long)ps.thick,
                    ps.full_devices, (unsigned long long)ps.enospc, ps.pgs_full, ps.pgs_degraded,
                    ps.pgs_no_copy, ps.pgs_rebuilding, ps.pgs_moving);
-            jstr(pool_health(&ps, p));
+            jstr(cluster_pool_health(&ps, p));
             printf("}");
         }
         printf("]");
@@ -314,11 +204,11 @@ void cli_print_pools(const Cairn__MgmtReply *rep, int json)
            "FREE", "PROVISIONED", "HEALTH");
     for (size_t i = 0; i < m->n_pools; i++) {
         const Cairn__Pool *p = m->pools[i];
-        struct pool_stats ps = pool_stats(rep, p);
+        struct cluster_pool_stats ps = cluster_pool_stats(rep, p);
         printf("%-10s %6u %5zu %11s %11s %11s %11s  %s", p->name, p->copies, p->n_pgs,
                human(ps.usable, b1), human(ps.used, b2),
                human(ps.usable > ps.used ? ps.usable - ps.used : 0, b3), human(ps.provisioned, b4),
-               pool_health(&ps, p));
+               cluster_pool_health(&ps, p));
         if (ps.enospc)
             printf("; %llu writes refused with ENOSPC", (unsigned long long)ps.enospc);
         printf("\n");
@@ -480,7 +370,7 @@ void cli_print_status(const Cairn__MgmtReply *rep, int json)
         jstr(rep->map->cluster_id);
         printf(",\"map_version\":%llu,\"mdm\":", (unsigned long long)rep->map->version);
         jstr(rep->info);
-        struct rebuild_stats rb = rebuild_stats(rep);
+        struct cluster_rebuild_stats rb = cluster_rebuild_stats(rep);
         printf(",\"rebuild\":{\"pg_copies_left\":%u,\"bytes_left\":%llu,\"rate\":%llu,"
                "\"bytes_copied_total\":%llu,\"bytes_received_total\":%llu,\"eta_seconds\":%llu}",
                rb.pgs, (unsigned long long)rb.left, (unsigned long long)rb.rate,
@@ -499,7 +389,7 @@ void cli_print_status(const Cairn__MgmtReply *rep, int json)
     }
     printf("Cluster %s (map version %llu; %s)\n", rep->map->cluster_id,
            (unsigned long long)rep->map->version, rep->info);
-    struct rebuild_stats rb = rebuild_stats(rep);
+    struct cluster_rebuild_stats rb = cluster_rebuild_stats(rep);
     if (rb.pgs) {
         char b1[32], b2[32];
         printf("Rebuild: %u PG copies, %s left at %s/s, ETA ", rb.pgs, human(rb.left, b1),

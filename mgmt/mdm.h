@@ -17,6 +17,11 @@
  *   sessions.c   connections: registrations, heartbeats, map fetches,
  *                request dispatch, the removal room check, replies
  *   status.c     the status reply (the map plus soft state)
+ *   rest.c       the REST API (/api/v1/...) and the dashboard, over HTTP:
+ *                each request becomes a MgmtRequest to this MDM's own
+ *                request API, so it shares the CLI's validation and errors
+ *   mdm_metrics.c Prometheus metrics: Raft, changes applied, PG health,
+ *                rebuild and rebalance progress, capacity
  *
  * Everything lives in one struct mdm, owned by main; nothing is global.
  * Callbacks find it through their context: the FSM's data, each Raft
@@ -143,6 +148,17 @@ struct mdm {
     uint64_t leader_since; /* 0 while not leader */
     uint64_t last_tick;    /* the detector's previous run, to spot stalls */
     struct mdm_seen seen[MDM_MAX_SEEN];
+
+    /* rest.c */
+    struct mdm_rest *rest; /* NULL unless --http-listen */
+    char listen_addr[128]; /* the request API's address, which rest.c calls */
+
+    /* mdm_metrics.c */
+    struct metrics_server *metrics; /* NULL unless --metrics-listen */
+    uint64_t applied_total;         /* FSM entries applied since start */
+    uint64_t apply_errors_total;    /* of which refused by the state machine */
+    uint64_t elections_total;       /* terms this MDM saw begin since start */
+    uint64_t last_term;
 };
 
 /* ---- raft_fsm.c: Raft, the FSM, proposals ---- */
@@ -190,6 +206,20 @@ void mdm_detector_start(struct mdm *m);
 void mdm_detector_stop(struct mdm *m);
 /* SDS sds_id heartbeated at `when` (now_ms()). */
 void mdm_detector_heard(struct mdm *m, uint32_t sds_id, uint64_t when);
+
+/* ---- rest.c: the REST API and the dashboard ---- */
+
+/* Serve the REST API and the dashboard on addr ("host:port"). 0, or -1
+ * after logging why. */
+int mdm_rest_start(struct mdm *m, const char *addr);
+/* Stop (shutdown): requests waiting for the MDM are answered 503. */
+void mdm_rest_stop(struct mdm *m);
+
+/* ---- mdm_metrics.c: Prometheus metrics ---- */
+
+/* Serve GET /metrics on addr. 0, or -1 after logging why. */
+int mdm_metrics_start(struct mdm *m, const char *addr);
+void mdm_metrics_stop(struct mdm *m);
 
 /* ---- sessions.c: connections and request dispatch ---- */
 

@@ -22,6 +22,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
         return;
     m->stopping = 1;
     log_info("mdm: signal %d: shutting down", signum);
+    mdm_rest_stop(m);
+    mdm_metrics_stop(m);
     mdm_sessions_close(m);
     uv_close((uv_handle_t *)&m->sigterm, NULL);
     uv_close((uv_handle_t *)&m->sigint, NULL);
@@ -38,6 +40,8 @@ static void usage(void)
             "  --raft-addr ADDR  address for Raft peers (default 127.0.0.1:6612)\n"
             "  --id N            this MDM's Raft id (default 1)\n"
             "  --pidfile FILE    write the PID once ready\n"
+            "  --http-listen ADDR     serve the REST API and the dashboard (default: off)\n"
+            "  --metrics-listen ADDR  serve Prometheus metrics at /metrics (default: off)\n"
             "  --snapshot-threshold N  snapshot the state every N log entries (default 1024)\n"
             "  --sds-timeout SECONDS   mark an SDS down after this long without heartbeats "
             "(default 4)\n"
@@ -78,7 +82,7 @@ int main(int argc, char **argv)
     static struct mdm mdm; /* the daemon's state: large, and alive until exit */
     struct mdm *m = &mdm;
     const char *dir = NULL, *listen = "127.0.0.1:6611", *raft_addr = "127.0.0.1:6612";
-    const char *pidfile = NULL;
+    const char *pidfile = NULL, *http_listen = NULL, *metrics_listen = NULL;
     unsigned long long id = 1;
     unsigned snap_threshold = 1024;
     m->sds_timeout_ms = 4000;
@@ -93,6 +97,8 @@ int main(int argc, char **argv)
                                          {"snapshot-threshold", 1, 0, 's'},
                                          {"sds-timeout", 1, 0, 't'},
                                          {"grace", 1, 0, 'g'},
+                                         {"http-listen", 1, 0, 'H'},
+                                         {"metrics-listen", 1, 0, 'M'},
                                          {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
     int o;
@@ -106,6 +112,8 @@ int main(int argc, char **argv)
         case 's': snap_threshold = (unsigned)atoi(optarg); break;
         case 't': m->sds_timeout_ms = (unsigned)(atof(optarg) * 1000); break;
         case 'g': m->grace_ms = (unsigned)(atof(optarg) * 1000); break;
+        case 'H': http_listen = optarg; break;
+        case 'M': metrics_listen = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -133,6 +141,11 @@ int main(int argc, char **argv)
         log_error("cannot listen on %s: %s", listen, uv_strerror(r));
         return 1;
     }
+    snprintf(m->listen_addr, sizeof(m->listen_addr), "%s", listen);
+    if (metrics_listen && mdm_metrics_start(m, metrics_listen) < 0)
+        return 1;
+    if (http_listen && mdm_rest_start(m, http_listen) < 0)
+        return 1;
     mdm_detector_start(m);
     uv_signal_init(m->loop, &m->sigterm);
     uv_signal_init(m->loop, &m->sigint);
