@@ -120,7 +120,8 @@ class Daemon:
 class Cluster:
     def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
                  extra_devices=None, copies=2, sds_args=(), mdm_args=(), initial=None,
-                 count_allocations=False, devices=None, build=None, sdc_args=()):
+                 count_allocations=False, devices=None, build=None, sdc_args=(),
+                 metrics=False, http=False):
         self.dir = str(workdir)
         self.build = build or BUILD  # the daemons and CLI of this build directory
         # SDSs started and added by start(); the rest wait for add_sds()
@@ -142,6 +143,23 @@ class Cluster:
         self.daemons = {}
         self.sdc_name = "sdc1"
         self.count_allocations = count_allocations
+        # metrics: every daemon serves /metrics on a port of its own
+        # (metrics_addrs: daemon name -> host:port); http: the MDM serves
+        # the REST API and the dashboard at http_url
+        self.metrics = metrics
+        self.metrics_addrs = {}
+        if metrics:
+            mp = free_ports(2 + len(sds_sizes))
+            self.metrics_addrs["mdm"] = f"127.0.0.1:{mp[0]}"
+            self.metrics_addrs["sdc"] = f"127.0.0.1:{mp[1]}"
+            for i in range(len(sds_sizes)):
+                self.metrics_addrs[f"sds{i + 1}"] = f"127.0.0.1:{mp[2 + i]}"
+        self.http_url = None
+        if http:
+            self.http_url = f"http://127.0.0.1:{free_ports(1)[0]}"
+
+    def _metrics_args(self, name):
+        return ["--metrics-listen", self.metrics_addrs[name]] if name in self.metrics_addrs else []
 
     def alloc_file(self, name):
         return os.path.join(self.dir, f"{name}.alloc")
@@ -160,7 +178,10 @@ class Cluster:
         d = self.daemons.get("mdm") or self._daemon("mdm", [
             f"{self.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm",
             "--listen", self.mdm_addr, "--raft-addr", self.raft_addr,
-            "--snapshot-threshold", "64"] + self.mdm_args)  # snapshots get exercised
+            "--snapshot-threshold", "64"]  # snapshots get exercised
+            + self._metrics_args("mdm")
+            + (["--http-listen", self.http_url[len("http://"):]] if self.http_url else [])
+            + self.mdm_args)
         d.start()
         wait_for("the MDM", lambda: self.cairn("status", check=False).returncode == 0)
 
@@ -168,14 +189,15 @@ class Cluster:
         name = f"sds{i + 1}"
         d = self.daemons.get(name) or self._daemon(name, [
             f"{self.build}/server/cairn-sds", "--name", name, "--listen", self.sds_addrs[i],
-            "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/{name}"] + self.sds_args)
+            "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/{name}"]
+            + self._metrics_args(name) + self.sds_args)
         d.start()
 
     def start_sdc(self):
         d = self.daemons.get("sdc") or self._daemon("sdc", [
             f"{self.build}/client/cairn-sdc", "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/sdc",
             "--name", self.sdc_name, "--nbd-listen", f"127.0.0.1:{self.nbd_port}",
-            "--io-timeout", "60"] + self.sdc_args)
+            "--io-timeout", "60"] + self._metrics_args("sdc") + self.sdc_args)
         d.start()
 
     def wait_sds_connected(self):
