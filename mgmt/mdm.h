@@ -172,6 +172,8 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
 void mdm_raft_close(struct mdm *m);
 /* 1 if this MDM leads. */
 int mdm_is_leader(struct mdm *m);
+/* This MDM's Raft role: "leader", "follower", "candidate" or "unavailable". */
+const char *mdm_raft_role(struct mdm *m);
 
 /* Propose req and answer c's request h with its outcome (kind) once it is
  * applied; c NULL: nobody waits (then a follower returns -EAGAIN quietly).

@@ -145,6 +145,16 @@ int mdm_is_leader(struct mdm *m)
     return raft_state(&m->raft) == RAFT_LEADER;
 }
 
+const char *mdm_raft_role(struct mdm *m)
+{
+    switch (raft_state(&m->raft)) {
+    case RAFT_LEADER: return "leader";
+    case RAFT_CANDIDATE: return "candidate";
+    case RAFT_FOLLOWER: return "follower";
+    default: return "unavailable";
+    }
+}
+
 static void stop_fallback_cb(uv_timer_t *t)
 {
     struct mdm *m = t->data;

@@ -64,7 +64,33 @@ void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr 
              mdm_is_leader(m) ? "leader" : "follower", (unsigned long long)lid,
              (unsigned long long)raft_last_applied(&m->raft));
     rep.info = info;
+    /* The MDMs: this one from its own Raft state, the others as the
+     * configuration lists them (their term and indexes only they know). */
+    const struct raft_configuration *conf = &m->raft.configuration;
+    size_t nm = conf->n;
+    Cairn__MdmStatus *ms = calloc(nm ? nm : 1, sizeof(*ms));
+    Cairn__MdmStatus **msp = calloc(nm ? nm : 1, sizeof(*msp));
+    for (size_t i = 0; ms && msp && i < nm; i++) {
+        const struct raft_server *sv = &conf->servers[i];
+        cairn__mdm_status__init(&ms[i]);
+        msp[i] = &ms[i];
+        ms[i].id = sv->id;
+        ms[i].raft_addr = (char *)sv->address;
+        ms[i].self = sv->id == m->raft.id;
+        if (ms[i].self) {
+            ms[i].role = (char *)mdm_raft_role(m);
+            ms[i].term = m->raft.current_term;
+            ms[i].commit_index = m->raft.commit_index;
+            ms[i].applied_index = raft_last_applied(&m->raft);
+        } else {
+            ms[i].role = sv->id == lid ? "leader" : "follower";
+        }
+    }
+    rep.n_mdms = ms && msp ? nm : 0;
+    rep.mdms = msp;
     rpc_reply_pb(c, h, 0, &rep.base);
+    free(ms);
+    free(msp);
     free(st);
     free(stp);
     free(cs);
