@@ -51,7 +51,10 @@ struct metrics_out {
     size_t len, cap;
     int failed; /* an allocation failed: the text is incomplete */
 };
-#define METRICS_OUT_INIT {NULL, 0, 0, 0}
+#define METRICS_OUT_INIT                                                                           \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
 
 /* "# HELP" and "# TYPE" lines of a family; type is "counter", "gauge" or
  * "histogram". Write it once, then its samples. */

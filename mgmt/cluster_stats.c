@@ -109,4 +109,3 @@ const char *cluster_pool_health(const struct cluster_pool_stats *ps, const Cairn
         return "DEGRADED (failed devices)";
     return "ok";
 }
-

@@ -49,6 +49,7 @@
 #define MDM_MAX_PROPOSALS 4096
 #define MDM_MAX_PROBES 64
 #define MDM_MAX_SEEN 1024
+#define MDM_METRIC_OPS 64
 
 /* What a connection registered as. */
 enum mdm_role {
@@ -155,10 +156,12 @@ struct mdm {
 
     /* mdm_metrics.c */
     struct metrics_server *metrics; /* NULL unless --metrics-listen */
-    uint64_t applied_total;         /* FSM entries applied since start */
-    uint64_t apply_errors_total;    /* of which refused by the state machine */
-    uint64_t elections_total;       /* terms this MDM saw begin since start */
-    uint64_t last_term;
+    /* FSM entries applied since start, by MgmtOp (the last slot: any op
+     * beyond the table), and of those the ones the state machine refused */
+    uint64_t applied_by_op[MDM_METRIC_OPS];
+    uint64_t refused_by_op[MDM_METRIC_OPS];
+    uint64_t corrupt_entries;
+    uint64_t term_at_start; /* elections since start: current term minus this */
 };
 
 /* ---- raft_fsm.c: Raft, the FSM, proposals ---- */
@@ -242,8 +245,25 @@ void mdm_reply_map(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
 
 /* ---- status.c ---- */
 
-/* Answer an OP_STATUS: the map, every SDS's connection and last heartbeat
- * as this MDM sees them, and this MDM's Raft role. */
+#define MDM_STATUS_ALLOCS 16
+
+/* A status reply being built: rep borrows the map and the sessions' last
+ * heartbeats (valid until the loop runs again), and owns what alloc lists. */
+struct mdm_status {
+    Cairn__MgmtReply rep;
+    char info[256];
+    void *alloc[MDM_STATUS_ALLOCS];
+    int n_alloc;
+    int failed;
+};
+
+/* Fill s with the status: the map, every SDS's and SDC's connection and
+ * last heartbeat as this MDM sees them, the volumes' recent I/O, and the
+ * MDMs. 0, or -ENOMEM (nothing to clear). Use it before the loop runs
+ * again, then mdm_status_clear(). */
+int mdm_status_fill(struct mdm *m, struct mdm_status *s);
+void mdm_status_clear(struct mdm_status *s);
+/* Answer an OP_STATUS with mdm_status_fill()'s reply. */
 void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h);
 
 #endif

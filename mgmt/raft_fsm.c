@@ -45,10 +45,15 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     Cairn__MgmtRequest *req = body ? cairn__mgmt_request__unpack(NULL, len, body) : NULL;
     if (!req) {
         m->apply_status = -EINVAL;
+        m->corrupt_entries++;
         snprintf(m->apply_err, sizeof(m->apply_err), "corrupt log entry");
         log_error("raft: undecodable log entry of %zu bytes ignored", buf->len);
     } else {
         m->apply_status = mdm_state_apply(&m->st, req, m->apply_err, sizeof(m->apply_err));
+        unsigned op = (unsigned)req->op < MDM_METRIC_OPS ? (unsigned)req->op : MDM_METRIC_OPS - 1;
+        m->applied_by_op[op]++;
+        if (m->apply_status < 0)
+            m->refused_by_op[op]++;
         if (m->apply_status < 0)
             log_info("refused op %d: %s", req->op, m->apply_err);
         else

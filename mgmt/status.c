@@ -1,6 +1,7 @@
 /* The status reply: the replicated map plus what only this MDM knows (which
  * SDSs are connected, their last heartbeats and reported usage, its own
  * Raft role). Any MDM answers it, leader or not. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,13 +9,31 @@
 #include "mdm.h"
 #include "util.h"
 
-void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h)
+/* n zeroed elements of size sz, listed in s->alloc to be freed by
+ * mdm_status_clear(); NULL (and s->failed) when memory or slots ran out. */
+static void *status_alloc(struct mdm_status *s, size_t n, size_t sz)
 {
-    Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
-    rep.map = m->st.m;
+    if (s->n_alloc >= MDM_STATUS_ALLOCS) {
+        s->failed = 1;
+        return NULL;
+    }
+    void *p = calloc(n ? n : 1, sz);
+    if (!p) {
+        s->failed = 1;
+        return NULL;
+    }
+    s->alloc[s->n_alloc++] = p;
+    return p;
+}
+
+static void fill_sds(struct mdm *m, struct mdm_status *out)
+{
+    Cairn__MgmtReply *rep = &out->rep;
     size_t n = m->st.m->n_sds;
-    Cairn__SdsStatus *st = calloc(n ? n : 1, sizeof(*st));
-    Cairn__SdsStatus **stp = calloc(n ? n : 1, sizeof(*stp));
+    Cairn__SdsStatus *st = status_alloc(out, n, sizeof(*st));
+    Cairn__SdsStatus **stp = status_alloc(out, n, sizeof(*stp));
+    if (!st || !stp)
+        return;
     uint64_t now = now_ms();
     for (size_t i = 0; i < n; i++) {
         cairn__sds_status__init(&st[i]);
@@ -35,11 +54,19 @@ void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr 
             }
         }
     }
-    rep.n_sds_status = n;
-    rep.sds_status = stp;
+    rep->n_sds_status = n;
+    rep->sds_status = stp;
+}
+
+static void fill_sdcs(struct mdm *m, struct mdm_status *out)
+{
+    Cairn__MgmtReply *rep = &out->rep;
     size_t nc = m->st.m->n_sdcs;
-    Cairn__SdcStatus *cs = calloc(nc ? nc : 1, sizeof(*cs));
-    Cairn__SdcStatus **csp = calloc(nc ? nc : 1, sizeof(*csp));
+    Cairn__SdcStatus *cs = status_alloc(out, nc, sizeof(*cs));
+    Cairn__SdcStatus **csp = status_alloc(out, nc, sizeof(*csp));
+    if (!cs || !csp)
+        return;
+    uint64_t now = now_ms();
     for (size_t i = 0; i < nc; i++) {
         const Cairn__Sdc *sdc = m->st.m->sdcs[i];
         cairn__sdc_status__init(&cs[i]);
@@ -54,23 +81,21 @@ void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr 
             }
         }
     }
-    rep.n_sdc_status = nc;
-    rep.sdc_status = csp;
-    char info[256];
-    raft_id lid;
-    const char *laddr = NULL;
-    raft_leader(&m->raft, &lid, &laddr);
-    snprintf(info, sizeof(info), "raft: %s, leader id %llu, applied index %llu",
-             mdm_is_leader(m) ? "leader" : "follower", (unsigned long long)lid,
-             (unsigned long long)raft_last_applied(&m->raft));
-    rep.info = info;
-    /* The MDMs: this one from its own Raft state, the others as the
-     * configuration lists them (their term and indexes only they know). */
+    rep->n_sdc_status = nc;
+    rep->sdc_status = csp;
+}
+
+/* The MDMs: this one from its own Raft state, the others as the
+ * configuration lists them (their term and indexes only they know). */
+static void fill_mdms(struct mdm *m, struct mdm_status *out, raft_id leader)
+{
     const struct raft_configuration *conf = &m->raft.configuration;
     size_t nm = conf->n;
-    Cairn__MdmStatus *ms = calloc(nm ? nm : 1, sizeof(*ms));
-    Cairn__MdmStatus **msp = calloc(nm ? nm : 1, sizeof(*msp));
-    for (size_t i = 0; ms && msp && i < nm; i++) {
+    Cairn__MdmStatus *ms = status_alloc(out, nm, sizeof(*ms));
+    Cairn__MdmStatus **msp = status_alloc(out, nm, sizeof(*msp));
+    if (!ms || !msp)
+        return;
+    for (size_t i = 0; i < nm; i++) {
         const struct raft_server *sv = &conf->servers[i];
         cairn__mdm_status__init(&ms[i]);
         msp[i] = &ms[i];
@@ -83,16 +108,52 @@ void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr 
             ms[i].commit_index = m->raft.commit_index;
             ms[i].applied_index = raft_last_applied(&m->raft);
         } else {
-            ms[i].role = sv->id == lid ? "leader" : "follower";
+            ms[i].role = sv->id == leader ? "leader" : "follower";
         }
     }
-    rep.n_mdms = ms && msp ? nm : 0;
-    rep.mdms = msp;
-    rpc_reply_pb(c, h, 0, &rep.base);
-    free(ms);
-    free(msp);
-    free(st);
-    free(stp);
-    free(cs);
-    free(csp);
+    out->rep.n_mdms = nm;
+    out->rep.mdms = msp;
+}
+
+int mdm_status_fill(struct mdm *m, struct mdm_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    cairn__mgmt_reply__init(&out->rep);
+    out->rep.map = m->st.m;
+    fill_sds(m, out);
+    fill_sdcs(m, out);
+    raft_id lid;
+    const char *laddr = NULL;
+    raft_leader(&m->raft, &lid, &laddr);
+    snprintf(out->info, sizeof(out->info), "raft: %s, leader id %llu, applied index %llu",
+             mdm_is_leader(m) ? "leader" : "follower", (unsigned long long)lid,
+             (unsigned long long)raft_last_applied(&m->raft));
+    out->rep.info = out->info;
+    fill_mdms(m, out, lid);
+    if (out->failed) {
+        mdm_status_clear(out);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void mdm_status_clear(struct mdm_status *s)
+{
+    for (int i = 0; i < s->n_alloc; i++)
+        free(s->alloc[i]);
+    s->n_alloc = 0;
+    cairn__mgmt_reply__init(&s->rep);
+}
+
+void mdm_status_reply(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h)
+{
+    struct mdm_status st;
+    if (mdm_status_fill(m, &st) < 0) {
+        Cairn__MgmtReply err = CAIRN__MGMT_REPLY__INIT;
+        err.error = "out of memory";
+        rpc_reply_pb(c, h, 0, &err.base);
+        return;
+    }
+    rpc_reply_pb(c, h, 0, &st.rep.base);
+    mdm_status_clear(&st);
 }
