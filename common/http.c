@@ -279,18 +279,31 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_warn("http: %s", line);
 }
 
+/* "host:port" or "[v6]:port"; port 0 lets the kernel pick one. */
 static int parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr)
+        return -EINVAL;
     char host[256];
-    int port;
-    if (addr_split(addr, host, sizeof(host), &port) < 0 || port < 0 || port > 65535)
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == 0 || *end || port < 0 || port > 65535)
         return -EINVAL;
     struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
                              .ai_socktype = SOCK_STREAM};
     struct addrinfo *res;
-    char ps[8];
-    snprintf(ps, sizeof(ps), "%d", port);
-    if (getaddrinfo(host, ps, &hints, &res) != 0)
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
         return -EINVAL;
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *len = res->ai_addrlen;
@@ -316,10 +329,10 @@ struct http_server *http_start(uv_loop_t *loop, const char *addr, http_handler_c
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->d =
-        MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)30, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+        MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+                         completed_cb, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
     if (!s->d) {
         log_error("http: cannot listen on %s: %s", addr, strerror(errno ? errno : EADDRINUSE));
         free(s);

@@ -6,3 +6,11 @@ foreach(t frame rpc log)
   add_test(NAME unit_${t} COMMAND test_${t})
   set_tests_properties(unit_${t} PROPERTIES TIMEOUT 60)
 endforeach()
+
+# common/http.c and common/metrics.c: the HTTP server on a loop, the
+# Prometheus writer.
+add_executable(test_metrics test_metrics.c)
+target_link_libraries(test_metrics cairn_http)
+target_include_directories(test_metrics PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+add_test(NAME unit_metrics COMMAND test_metrics)
+set_tests_properties(unit_metrics PROPERTIES TIMEOUT 60)
