@@ -10,7 +10,9 @@
 #
 # All state lives in $CAIRN_QS_DIR (default: .qs in the repository); ports:
 # $CAIRN_NBD_PORT (NBD, default 10809) and $CAIRN_QS_PORT_BASE (default 6600:
-# the MDM on 6611, its Raft port 6612, the SDSs on 6701-6703).
+# the MDM on 6611, its Raft port 6612, the SDSs on 6701-6703, the REST API and
+# dashboard on 6680, Prometheus metrics of the MDM on 6691, of the SDSs on
+# 6791-6793, of the SDC on 6891). Everything listens on 127.0.0.1 only.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 qs=${CAIRN_QS_DIR:-$top/.qs}
@@ -19,6 +21,10 @@ PORT_BASE=${CAIRN_QS_PORT_BASE:-6600} # MDM +11, Raft +12, SDSs +101..+103
 MDM=127.0.0.1:$((PORT_BASE + 11))
 RAFT=127.0.0.1:$((PORT_BASE + 12))
 NBD_PORT=${CAIRN_NBD_PORT:-10809}
+HTTP=127.0.0.1:$((PORT_BASE + 80))
+MDM_METRICS=127.0.0.1:$((PORT_BASE + 91))
+sds_metrics() { echo "127.0.0.1:$((PORT_BASE + 190 + $1))"; }
+SDC_METRICS=127.0.0.1:$((PORT_BASE + 291))
 SDS_SIZES=(4G 6G 8G)
 cairn() { "$build/mgmt/cairn" --mdm "$MDM" "$@"; }
 
@@ -58,14 +64,15 @@ up() {
   cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
   cmake --build "$build" -j"$(nproc)" >/dev/null
   mkdir -p "$qs"
-  start mdm "$build/mgmt/cairn-mdm" --data-dir "$qs/mdm" --listen "$MDM" --raft-addr "$RAFT"
+  start mdm "$build/mgmt/cairn-mdm" --data-dir "$qs/mdm" --listen "$MDM" --raft-addr "$RAFT" \
+    --http-listen "$HTTP" --metrics-listen "$MDM_METRICS"
   wait_until "the MDM" cairn status
   for i in 1 2 3; do
     start "sds$i" "$build/server/cairn-sds" --name "sds$i" --listen "127.0.0.1:$((PORT_BASE + 100 + i))" \
-      --mdm "$MDM" --data-dir "$qs/sds$i"
+      --mdm "$MDM" --data-dir "$qs/sds$i" --metrics-listen "$(sds_metrics "$i")"
   done
   start sdc "$build/client/cairn-sdc" --mdm "$MDM" --data-dir "$qs/sdc" --name quickstart \
-    --nbd-listen "127.0.0.1:$NBD_PORT"
+    --nbd-listen "127.0.0.1:$NBD_PORT" --metrics-listen "$SDC_METRICS"
   cairn pool list | grep -q '^default ' || cairn pool create default
   for i in 1 2 3; do
     dev="$qs/dev$i.img"
@@ -81,6 +88,10 @@ up() {
   cairn volume show demo >/dev/null 2>&1 || cairn volume create demo --size 8G
   cairn volume map demo --sdc quickstart >/dev/null # returns once the SDC serves it ...
   wait_until "the demo export" nbdinfo "nbd://127.0.0.1:$NBD_PORT/demo" # ... if it is connected
+  # a scrape configuration for this cluster, from the one in deploy/
+  sed -e "s/@MDM@/$MDM_METRICS/" -e "s/@SDS1@/$(sds_metrics 1)/" -e "s/@SDS2@/$(sds_metrics 2)/" \
+    -e "s/@SDS3@/$(sds_metrics 3)/" -e "s/@SDC@/$SDC_METRICS/" \
+    "$top/deploy/prometheus/quickstart.yml" >"$qs/prometheus.yml"
   cairn status
   cat <<MSG
 
@@ -95,7 +106,14 @@ Cairn is up. Volume "demo" (8 GiB, 2 copies) is exported by the SDC as NBD expor
   QEMU/KVM:    qemu-system-x86_64 ... -drive file=nbd://127.0.0.1:$NBD_PORT/demo,format=raw,if=virtio
   fio:         fio --name=t --ioengine=nbd --uri=nbd://127.0.0.1:$NBD_PORT/demo --rw=randrw --bs=4k --iodepth=32 --size=1G
 
-  CLI:         $build/mgmt/cairn --mdm $MDM status      (also: sds list, volume list, --json)
+  CLI:         $build/mgmt/cairn --mdm $MDM status      (also: sds list, volume list, --json,
+               status --watch, top, rebuild wait)
+  dashboard:   http://$HTTP/
+  REST API:    http://$HTTP/api/v1/status       (described by docs/openapi.yaml)
+  metrics:     http://$MDM_METRICS/metrics (MDM), http://$(sds_metrics 1)/metrics .. $(sds_metrics 3) (SDSs),
+               http://$SDC_METRICS/metrics (SDC)
+  Prometheus:  prometheus --config.file=$qs/prometheus.yml --storage.tsdb.path=$qs/prometheus
+               (Grafana: import deploy/grafana/cairn-dashboard.json)
   logs:        $qs/*.log
   stop:        deploy/quickstart.sh down      (keeps data)   |   deploy/quickstart.sh purge
 MSG
