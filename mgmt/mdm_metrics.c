@@ -5,6 +5,7 @@
  * the REST API show (mdm_status_fill + cluster_stats.h), so all three agree.
  * Followers serve them too: their map is the replicated one, their soft
  * state (heartbeats) is what reached them. */
+#include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +17,22 @@
 #include "metrics.h"
 #include "util.h"
 
+/* An operation as a label value: its name in lower case ("volume_create"). */
+static const char *op_label(unsigned op, char *buf, size_t n)
+{
+    const char *name = mdm_state_op_name((int)op);
+    if (!name)
+        name = "unknown";
+    size_t i = 0;
+    for (; name[i] && i + 1 < n; i++)
+        buf[i] = (char)tolower((unsigned char)name[i]);
+    buf[i] = 0;
+    return buf;
+}
+
 static void raft_metrics(struct metrics_out *o, struct mdm *m)
 {
+    char opl[48];
     char l[64];
     static const char *const roles[] = {"leader", "follower", "candidate", "unavailable"};
     const char *role = mdm_raft_role(m);
@@ -49,14 +64,14 @@ static void raft_metrics(struct metrics_out *o, struct mdm *m)
     for (unsigned op = 0; op < MDM_METRIC_OPS; op++)
         if (m->applied_by_op[op])
             metrics_u64(o, "cairn_mdm_changes_applied_total",
-                        metrics_labels(l, sizeof(l), "op", mdm_state_op_name((int)op), NULL),
+                        metrics_labels(l, sizeof(l), "op", op_label(op, opl, sizeof(opl)), NULL),
                         m->applied_by_op[op]);
     metrics_family(o, "cairn_mdm_changes_refused_total", "counter",
                    "Applied entries the state machine refused (validation), by operation.");
     for (unsigned op = 0; op < MDM_METRIC_OPS; op++)
         if (m->refused_by_op[op])
             metrics_u64(o, "cairn_mdm_changes_refused_total",
-                        metrics_labels(l, sizeof(l), "op", mdm_state_op_name((int)op), NULL),
+                        metrics_labels(l, sizeof(l), "op", op_label(op, opl, sizeof(opl)), NULL),
                         m->refused_by_op[op]);
     metrics_family(o, "cairn_mdm_corrupt_entries_total", "counter",
                    "Raft log entries that could not be decoded.");
