@@ -13,6 +13,7 @@ which processes other than fio and the target used more than a fifth of a
 core is run again (at most twice more) and marked if it stayed disturbed.
 """
 import argparse
+import threading
 import json
 import os
 import shutil
@@ -126,10 +127,14 @@ class Cairn(Target):
     would, and as the nbdkit targets are reached); `cairn-tcp` through its TCP
     port. The SDC reaches the SDSs, all on this host, through their unix sockets."""
 
-    def __init__(self, work, size, build, tcp=False, suffix=""):
+    def __init__(self, work, size, build, tcp=False, suffix="", metrics=False):
         self.name = ("cairn-tcp" if tcp else "cairn") + suffix
         self.work, self.size, self.build = os.path.join(work, self.name), size, build
         self.tcp = tcp
+        # metrics: every daemon serves /metrics and is scraped every second
+        # while the target is up (Prometheus's usual interval is 15 s)
+        self.metrics = metrics
+        self.scraper = None
         self.label = ("Cairn" + (f" ({suffix[1:]} build)" if suffix else "") +
                       " (3 SDSs, 2 copies, NBD via SDC, " +
                       ("TCP 127.0.0.1)" if tcp else "unix socket)"))
@@ -137,10 +142,28 @@ class Cairn(Target):
     def setup(self):
         from cluster import Cluster
         self.c = Cluster(self.work, sds_sizes=(4 * GiB, 6 * GiB, 8 * GiB), pgs=1024,
-                         build=self.build).start()
+                         build=self.build, metrics=self.metrics).start()
         self.c.create_volume("bench", self.size)
+        if self.metrics:
+            self.scraping = threading.Event()
+            self.scraper = threading.Thread(target=self._scrape, daemon=True)
+            self.scraper.start()
+
+    def _scrape(self):
+        import urllib.request
+        while not self.scraping.wait(1.0):
+            for addr in self.c.metrics_addrs.values():
+                try:
+                    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
+                        r.read()
+                except OSError:
+                    pass
 
     def teardown(self):
+        if self.scraper:
+            self.scraping.set()
+            self.scraper.join()
+            self.scraper = None
         self.c.shutdown()
         shutil.rmtree(self.work, ignore_errors=True)
 
@@ -541,6 +564,9 @@ def main():
                          "two builds on a machine whose speed drifts")
     ap.add_argument("--baseline-build", default=None,
                     help="a build of another commit: adds targets cairn-base and cairn-tcp-base")
+    ap.add_argument("--metrics", action="store_true",
+                    help="targets cairn and cairn-tcp serve metrics, scraped every second "
+                         "(the baseline targets do not)")
     a = ap.parse_args()
     size = a.size * MiB
     os.makedirs(a.out, exist_ok=True)
@@ -548,8 +574,8 @@ def main():
     os.makedirs(work, exist_ok=True)
     all_targets = {
         "device": lambda: Device(work, size),
-        "cairn": lambda: Cairn(work, size, a.build),
-        "cairn-tcp": lambda: Cairn(work, size, a.build, tcp=True),
+        "cairn": lambda: Cairn(work, size, a.build, metrics=a.metrics),
+        "cairn-tcp": lambda: Cairn(work, size, a.build, tcp=True, metrics=a.metrics),
         "nbdkit-memory": lambda: Nbdkit(work, size, "memory"),
         "nbdkit-file": lambda: Nbdkit(work, size, "file"),
         "ceph-rbd": lambda: Ceph(work, size),
