@@ -271,6 +271,7 @@ static void conn_free(struct nbd_conn *c)
         nbd_flow_finish(c, c->drain_req);
     nbd_req_release(srv, c->drain_req);
     nbd_flow_forget(c);
+    srv->nconns--;
     free(c->in);
     free(c);
 }
@@ -334,6 +335,7 @@ static void accept_cb(uv_stream_t *ls, int status)
     if (!c)
         return;
     c->srv = s;
+    s->nconns++; /* until conn_free(), which every path below reaches */
     if (s->is_pipe)
         uv_pipe_init(s->loop, &c->u.pipe, 0);
     else
@@ -375,4 +377,14 @@ int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backen
     }
     *out = s;
     return 0;
+}
+
+unsigned nbd_server_connections(const struct nbd_server *s)
+{
+    return s ? s->nconns : 0;
+}
+
+size_t nbd_server_requests(const struct nbd_server *s)
+{
+    return s ? s->req_pool.nlive : 0;
 }

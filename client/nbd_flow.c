@@ -26,6 +26,11 @@ struct nbd_budget *nbd_budget_new(uv_loop_t *loop, const struct nbd_limits *l)
     return b;
 }
 
+size_t nbd_budget_held(const struct nbd_budget *b)
+{
+    return b->held;
+}
+
 size_t nbd_flow_cost(uint16_t type, uint32_t len)
 {
     if (type != NBD_CMD_READ && type != NBD_CMD_WRITE)

@@ -62,6 +62,7 @@ static int open_export(struct nbd_conn *c, const char *name)
     if (c->exp)
         be->close(be->ctx, c->exp);
     c->exp = e;
+    c->stats = be->stats ? be->stats(be->ctx, e) : NULL;
     c->st.size = size;
     c->st.ro = ro;
     return 0;

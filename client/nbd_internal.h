@@ -144,6 +144,7 @@ struct nbd_server {
     struct pool req_pool;        /* struct nbd_req */
     struct pool wreq_small_pool; /* struct nbd_wreq + NBD_WREQ_HDR_SMALL */
     struct pool wreq_large_pool; /* struct nbd_wreq + NBD_WREQ_HDR_LARGE */
+    unsigned nconns;             /* accepted and not yet freed */
 };
 
 enum nbd_phase {
@@ -168,10 +169,11 @@ struct nbd_conn {
                                   has finished sending */
     struct nbd_conn_state st;
     bool no_zeroes;
-    void *exp;            /* the backend's export handle (a reference), or NULL */
-    int inflight;         /* requests taken and not yet answered */
-    int nwrites;          /* write records queued or being written */
-    struct nbd_req *reqs; /* those requests (for cancelling when the client goes) */
+    void *exp;               /* the backend's export handle (a reference), or NULL */
+    struct nbd_stats *stats; /* where exp's requests are counted, or NULL */
+    int inflight;            /* requests taken and not yet answered */
+    int nwrites;             /* write records queued or being written */
+    struct nbd_req *reqs;    /* those requests (for cancelling when the client goes) */
     /* flow control (nbd_flow.c) */
     unsigned started;       /* requests started (payload or buffer taken), not finished */
     size_t held;            /* their data */
@@ -273,6 +275,7 @@ struct nbd_req {
     size_t held;                   /* its data, counted by nbd_flow_start */
     bool started;                  /* counted by nbd_flow_start */
     uint64_t cookie;
+    uint64_t arrived;     /* uv_hrtime() when its header was parsed */
     uint16_t type, flags; /* as sent (NBD_CMD_*, NBD_CMD_FLAG_*) */
     int err;              /* validation's verdict, answered instead of running it */
 };

@@ -8,8 +8,11 @@
 #ifndef CAIRN_NBD_SERVER_H
 #define CAIRN_NBD_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "metrics.h"
 
 #define NBD_MAX_PAYLOAD (32u << 20)
 #define NBD_MAX_EXTENTS 64
@@ -42,6 +45,33 @@ struct nbd_io {
     int cancelled;                          /* its client is gone: no one waits for it */
 };
 
+/* The other commands, as counted in nbd_stats.other. */
+enum nbd_stat_op {
+    NBD_STAT_FLUSH,
+    NBD_STAT_TRIM,
+    NBD_STAT_ZERO,
+    NBD_STAT_CACHE,
+    NBD_STAT_BLOCK_STATUS,
+    NBD_STAT_OPS
+};
+
+/* What the clients of one export did, counted by the server when it queues
+ * each reply (a request whose client has gone is not counted: nobody saw
+ * its answer). The backend owns the storage (nbd_backend.stats); the server
+ * only adds to it, on the loop, so the backend may read it at any time.
+ * reads and writes count every READ and WRITE answered, failed ones too, so
+ * they always equal the count of their latency histogram; the byte counts
+ * are of those that succeeded. Latency runs from when the request's header
+ * was parsed to when its reply was queued: what the client sees, less the
+ * network. */
+struct nbd_stats {
+    uint64_t reads, writes;
+    uint64_t read_bytes, write_bytes;
+    uint64_t errors; /* requests of any command answered with an error */
+    uint64_t other[NBD_STAT_OPS];
+    struct metrics_hist read_lat, write_lat;
+};
+
 /* The backend's functions all receive ctx as their first argument. */
 struct nbd_backend {
     void *ctx;
@@ -59,6 +89,10 @@ struct nbd_backend {
      * and those the backend has not started may end at once with
      * -ECANCELED (may be NULL). Every io still completes exactly once. */
     void (*cancel)(void *ctx, const void *owner);
+    /* Where the requests of exp (a handle from open) are counted, asked once
+     * per open; it must stay valid until exp is closed. NULL (or no
+     * function): not counted. */
+    struct nbd_stats *(*stats)(void *ctx, void *exp);
 };
 
 /* What the NBD connections of a process may hold: one budget shared by its
@@ -84,6 +118,10 @@ struct nbd_budget;
 /* A budget for the servers of loop. NULL if memory is exhausted. */
 struct nbd_budget *nbd_budget_new(uv_loop_t *loop, const struct nbd_limits *l);
 
+/* What the budget counts now: the data of requests in progress and the
+ * replies not yet read, every connection together (the --io-memory). */
+size_t nbd_budget_held(const struct nbd_budget *b);
+
 /* res: 0 or -errno. For READ, io->buf may be replaced by the backend first
  * (the server frees whatever io->buf holds with rpc_buf_free). */
 void nbd_io_done(struct nbd_io *io, int res);
@@ -92,5 +130,9 @@ struct nbd_server;
 /* addr: "host:port" or "unix:/path". 0 or -errno. */
 int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backend *be,
                       struct nbd_budget *budget, struct nbd_server **out);
+/* Connections open now (handshaking or serving), and requests read from
+ * them and not yet answered (for metrics; s may be NULL: 0). */
+unsigned nbd_server_connections(const struct nbd_server *s);
+size_t nbd_server_requests(const struct nbd_server *s);
 
 #endif

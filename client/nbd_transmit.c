@@ -114,6 +114,35 @@ static void reply_status(struct nbd_conn *c, struct nbd_req *r, int res)
     nbd_conn_send(c, h, 24 + 8 * (size_t)n, NULL, 0, false);
 }
 
+/* Count r, answered with res, in its export's stats: two increments and, for
+ * READ and WRITE, one histogram observation (the second clock read of the
+ * request; the first was at its arrival). */
+static void count_reply(struct nbd_stats *st, const struct nbd_req *r, int res)
+{
+    if (res < 0)
+        st->errors++;
+    switch (r->type) {
+    case NBD_CMD_READ:
+        st->reads++;
+        if (res >= 0)
+            st->read_bytes += r->io.len;
+        metrics_hist_observe(&st->read_lat, uv_hrtime() - r->arrived);
+        break;
+    case NBD_CMD_WRITE:
+        st->writes++;
+        if (res >= 0)
+            st->write_bytes += r->io.len;
+        metrics_hist_observe(&st->write_lat, uv_hrtime() - r->arrived);
+        break;
+    case NBD_CMD_FLUSH: st->other[NBD_STAT_FLUSH]++; break;
+    case NBD_CMD_TRIM: st->other[NBD_STAT_TRIM]++; break;
+    case NBD_CMD_WRITE_ZEROES: st->other[NBD_STAT_ZERO]++; break;
+    case NBD_CMD_CACHE: st->other[NBD_STAT_CACHE]++; break;
+    case NBD_CMD_BLOCK_STATUS: st->other[NBD_STAT_BLOCK_STATUS]++; break;
+    default: break; /* an unknown command: only its error counts */
+    }
+}
+
 void nbd_io_done(struct nbd_io *io, int res)
 {
     struct nbd_req *r = (struct nbd_req *)io;
@@ -133,6 +162,8 @@ void nbd_io_done(struct nbd_io *io, int res)
         rpc_buf_free(io->buf);
         io->buf = NULL;
     }
+    if (c->stats && !io->cancelled)
+        count_reply(c->stats, r, res);
     if (r->cprev)
         r->cprev->cnext = r->cnext;
     else
@@ -236,6 +267,7 @@ int nbd_transmit_input(struct nbd_conn *c, const uint8_t *p, size_t n)
     if (!r)
         return -1;
     r->c = c;
+    r->arrived = uv_hrtime();
     r->cookie = rq.cookie;
     r->type = rq.type;
     r->flags = rq.flags;

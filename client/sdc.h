@@ -5,6 +5,7 @@
  *   sdc_volumes.c  which volumes are mapped here: exports, the MDM session
  *   sdc_io.c       routing each piece to its primary, retries, flush fan-out
  *   sdc_split.c    pure: cutting requests into pieces, merging block status
+ *   sdc_metrics.c  Prometheus metrics (--metrics-listen)
  *
  * Serves every volume mapped to this SDC as an NBD export (named after the
  * volume) and sends each request straight to the primary SDS of each extent
@@ -34,6 +35,7 @@
 #include "cairn.pb-c.h"
 #include "frame.h"
 #include "mdm_session.h"
+#include "metrics.h"
 #include "nbd_server.h"
 #include "pool.h"
 
@@ -53,6 +55,10 @@ struct sdc_vol {
     bool ro;      /* mapped read-only */
     int refs;     /* open exports and ops in flight */
     bool present; /* in the current map, mapped to this SDC */
+    /* what its NBD clients did since it was mapped here (the NBD server
+     * counts into it: see nbd_backend.stats); the metrics and the
+     * heartbeat's VolumeIo read it */
+    struct nbd_stats io;
 };
 
 struct sdc_op;
@@ -115,7 +121,19 @@ struct sdc {
     struct sdc_op *later_head, **later_tail;
     struct nbd_io *nomem_head; /* failed without an op, linked through io->backend */
     struct nbd_server *tcp_srv, *unix_srv;
-    uv_signal_t sigterm, sigint; /* data: this sdc */
+    struct nbd_budget *budget;
+    /* what the retries of the data path did since start (sdc_io.c) */
+    uint64_t retries;      /* pieces sent again after a failure the cluster heals */
+    uint64_t sds_timeouts; /* pieces an SDS did not answer within PIECE_TIMEOUT_MS */
+    uint64_t io_timeouts;  /* pieces given up (-EIO) when the I/O timeout ran out */
+    /* the heartbeat's VolumeIo, one per volume (sdc_volumes.c): kept here,
+     * grown as volumes come, so that a heartbeat allocates nothing */
+    Cairn__VolumeIo *hb_io;
+    Cairn__VolumeIo **hb_iop;
+    int hb_cap;
+    const char *metrics_listen;
+    struct metrics_server *metrics; /* NULL unless --metrics-listen */
+    uv_signal_t sigterm, sigint;    /* data: this sdc */
     bool stopping;
 };
 
@@ -132,6 +150,10 @@ void sdc_vol_unref(struct sdc *s, struct sdc_vol *v);
 extern const struct mdm_session_ops sdc_session_ops;
 /* Ask the MDM for the map now (after a stale epoch, say). */
 void sdc_map_refresh(struct sdc *s);
+/* The NBD backend's stats: where an export's requests are counted. */
+struct nbd_stats *sdc_export_stats(void *ctx, void *exp);
+/* Free what the heartbeat keeps (after the loop stopped). */
+void sdc_volumes_shutdown(struct sdc *s);
 
 /* ---- sdc_io.c: the data path ---- */
 
@@ -146,6 +168,12 @@ void sdc_io_submit(void *ctx, void *exp, struct nbd_io *io);
 /* The NBD backend's cancel: the pieces of owner's requests not yet sent go
  * no further (their requests end with -ECANCELED, answered to nobody). */
 void sdc_io_cancel(void *ctx, const void *owner);
+
+/* ---- sdc_metrics.c: Prometheus metrics ---- */
+
+/* Write every family of the SDC (the metrics server's render callback;
+ * data: the sdc). Runs on the loop, so it reads the counters directly. */
+void sdc_metrics_render(struct metrics_out *o, void *data);
 
 /* ---- sdc_split.c: pure request cutting and merging ---- */
 

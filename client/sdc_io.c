@@ -233,6 +233,8 @@ static void piece_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, u
         return;
     }
     if (status < 0 && transient(status)) {
+        if (status == -ETIMEDOUT)
+            o->sdc->sds_timeouts++;
         rpc_buf_free(payload);
         piece_retry(pc, status);
         return;
@@ -296,9 +298,11 @@ static void piece_retry(struct sdc_piece *pc, int err)
         LOG_LIMITED(LOG_WARN, 5000, "volume %s: %u bytes at %llu: giving up after %u ms: %s",
                     o->v->name, pc->len, (unsigned long long)pc->off, s->io_timeout_ms,
                     strerror(-err));
+        s->io_timeouts++;
         piece_done(pc, -EIO);
         return;
     }
+    s->retries++;
     if (err == -ESTALE || err == -EAGAIN)
         sdc_map_refresh(s);
     pc->rnext = s->retry_head;

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "mdm_session.h"
+#include "metrics.h"
 #include "nbd_server.h"
 #include "sdc.h"
 #include "util.h"
@@ -63,6 +64,9 @@ static void signal_cb(uv_signal_t *sig, int signum)
         return;
     s->stopping = true;
     log_info("signal %d: shutting down", signum);
+    /* its handles close in this loop turn, before uv_run() returns */
+    metrics_server_stop(s->metrics);
+    s->metrics = NULL;
     uv_stop(s->loop);
 }
 
@@ -72,7 +76,7 @@ static void usage(void)
             "usage: cairn-sdc --mdm HOST:PORT --data-dir DIR [--name NAME]\n"
             "                 [--nbd-listen HOST:PORT] [--nbd-socket PATH]\n"
             "                 [--io-timeout SECONDS] [--io-memory MIB] [--queue-depth N]\n"
-            "                 [--pidfile FILE] [-v]\n"
+            "                 [--metrics-listen HOST:PORT] [--pidfile FILE] [-v]\n"
             "  --nbd-listen   NBD over TCP (default 127.0.0.1:10809; 'none' to disable)\n"
             "  --nbd-socket   NBD over a unix socket (default DATA-DIR/nbd.sock)\n"
             "  --io-timeout   how long to retry a request the cluster can heal, from when\n"
@@ -80,7 +84,9 @@ static void usage(void)
             "  --io-memory    MiB that NBD requests in progress and replies not yet read by\n"
             "                 their clients may hold, all connections together (default 256;\n"
             "                 a connection at most 64, plus 16 of requests read ahead)\n"
-            "  --queue-depth  requests one NBD connection may have in progress (default 256)\n");
+            "  --queue-depth  requests one NBD connection may have in progress (default 256)\n"
+            "  --metrics-listen  serve Prometheus metrics at http://HOST:PORT/metrics (default: "
+            "off)\n");
     exit(2);
 }
 
@@ -93,11 +99,19 @@ int main(int argc, char **argv)
     struct sdc *s = &sdc;
     const char *pidfile = NULL, *sock = NULL;
     int verbose = 0;
-    static const struct option opts[] = {
-        {"mdm", 1, 0, 'm'},        {"data-dir", 1, 0, 'd'},    {"name", 1, 0, 'n'},
-        {"nbd-listen", 1, 0, 'l'}, {"nbd-socket", 1, 0, 's'},  {"io-timeout", 1, 0, 't'},
-        {"pidfile", 1, 0, 'p'},    {"verbose", 0, 0, 'v'},     {"help", 0, 0, 'h'},
-        {"io-memory", 1, 0, 'M'},  {"queue-depth", 1, 0, 'Q'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"mdm", 1, 0, 'm'},
+                                         {"data-dir", 1, 0, 'd'},
+                                         {"name", 1, 0, 'n'},
+                                         {"nbd-listen", 1, 0, 'l'},
+                                         {"nbd-socket", 1, 0, 's'},
+                                         {"io-timeout", 1, 0, 't'},
+                                         {"pidfile", 1, 0, 'p'},
+                                         {"verbose", 0, 0, 'v'},
+                                         {"help", 0, 0, 'h'},
+                                         {"io-memory", 1, 0, 'M'},
+                                         {"queue-depth", 1, 0, 'Q'},
+                                         {"metrics-listen", 1, 0, 'X'},
+                                         {0, 0, 0, 0}};
     struct nbd_limits limits = NBD_LIMITS_DEFAULT;
     int o;
     while ((o = getopt_long(argc, argv, "m:d:n:l:s:t:p:vh", opts, NULL)) != -1) {
@@ -111,6 +125,7 @@ int main(int argc, char **argv)
         case 'p': pidfile = optarg; break;
         case 'M': limits.total_bytes = (size_t)atof(optarg) << 20; break;
         case 'Q': limits.conn_requests = (unsigned)atoi(optarg); break;
+        case 'X': s->metrics_listen = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -147,8 +162,10 @@ int main(int argc, char **argv)
                                    .close = sdc_export_close,
                                    .list = sdc_export_list,
                                    .submit = sdc_io_submit,
-                                   .cancel = sdc_io_cancel};
+                                   .cancel = sdc_io_cancel,
+                                   .stats = sdc_export_stats};
     struct nbd_budget *budget = nbd_budget_new(s->loop, &limits);
+    s->budget = budget;
     if (!budget) {
         log_error("out of memory");
         return 1;
@@ -166,7 +183,13 @@ int main(int argc, char **argv)
         log_error("cannot listen for NBD on %s: %s", s->nbd_unix, uv_strerror(r));
         return 1;
     }
+    /* every second: the MDM's live view of volume I/O is as fresh as this */
     s->mdm = mdm_session_start(s->loop, s->mdm_addr, &sdc_session_ops, s, 1000);
+    if (s->metrics_listen) {
+        s->metrics = metrics_serve(s->loop, s->metrics_listen, sdc_metrics_render, s);
+        if (!s->metrics)
+            return 1; /* metrics_serve() said why */
+    }
     uv_signal_init(s->loop, &s->sigterm);
     uv_signal_init(s->loop, &s->sigint);
     s->sigterm.data = s;
@@ -183,6 +206,7 @@ int main(int argc, char **argv)
     uv_run(s->loop, UV_RUN_DEFAULT);
 
     sdc_io_shutdown(s);
+    sdc_volumes_shutdown(s);
     if (s->map)
         cairn__cluster_map__free_unpacked(s->map, NULL);
     log_info("SDC stopped");

@@ -49,6 +49,13 @@ void sdc_export_close(void *ctx, void *exp)
     sdc_vol_unref(ctx, exp);
 }
 
+struct nbd_stats *sdc_export_stats(void *ctx, void *exp)
+{
+    (void)ctx;
+    struct sdc_vol *v = exp;
+    return &v->io;
+}
+
 void sdc_export_list(void *ctx, void (*emit)(void *arg, const char *name), void *arg)
 {
     struct sdc *s = ctx;
@@ -133,6 +140,53 @@ static uint64_t session_map_version(void *ctx)
     return s->map ? s->map->version : 0;
 }
 
+/* What the volumes' clients did, cumulative since each was mapped here (the
+ * MDM turns two heartbeats into rates; a count that goes back means the
+ * volume was mapped again). Every volume still held is reported, unmapped
+ * ones whose connections linger too: they are still being served. The
+ * message points into s->hb_io, valid until the next heartbeat. */
+static void session_heartbeat(void *ctx, Cairn__Heartbeat *hb)
+{
+    struct sdc *s = ctx;
+    if (s->nvols > s->hb_cap) {
+        int cap = s->nvols + 16;
+        Cairn__VolumeIo *io = realloc(s->hb_io, (size_t)cap * sizeof(*io));
+        if (io)
+            s->hb_io = io;
+        Cairn__VolumeIo **iop = realloc(s->hb_iop, (size_t)cap * sizeof(*iop));
+        if (iop)
+            s->hb_iop = iop;
+        if (!io || !iop)
+            return; /* this heartbeat goes without; the next tries again */
+        s->hb_cap = cap;
+    }
+    for (int i = 0; i < s->nvols; i++) {
+        const struct sdc_vol *v = s->vols[i];
+        Cairn__VolumeIo *io = &s->hb_io[i];
+        cairn__volume_io__init(io);
+        io->volume_id = v->id;
+        io->reads = v->io.reads;
+        io->writes = v->io.writes;
+        io->read_bytes = v->io.read_bytes;
+        io->write_bytes = v->io.write_bytes;
+        io->read_usec = v->io.read_lat.sum_ns / 1000;
+        io->write_usec = v->io.write_lat.sum_ns / 1000;
+        io->errors = v->io.errors;
+        s->hb_iop[i] = io;
+    }
+    hb->n_volume_io = (size_t)s->nvols;
+    hb->volume_io = s->hb_iop;
+}
+
+void sdc_volumes_shutdown(struct sdc *s)
+{
+    free(s->hb_io);
+    free(s->hb_iop);
+    s->hb_io = NULL;
+    s->hb_iop = NULL;
+    s->hb_cap = 0;
+}
+
 static const ProtobufCMessage *session_registration(void *ctx)
 {
     struct sdc *s = ctx;
@@ -143,6 +197,7 @@ static const ProtobufCMessage *session_registration(void *ctx)
 
 const struct mdm_session_ops sdc_session_ops = {.register_type = FT_SDC_REGISTER,
                                                 .registration = session_registration,
+                                                .heartbeat = session_heartbeat,
                                                 .on_map = session_on_map,
                                                 .map_version = session_map_version};
 

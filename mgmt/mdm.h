@@ -75,6 +75,11 @@ struct mdm_conn {
     char sdc_guid[65]; /* MDM_ROLE_SDC: as registered */
     uint64_t last_hb;
     Cairn__Heartbeat *hb; /* last heartbeat (usage), owned */
+    /* MDM_ROLE_SDC: the heartbeat before hb (owned, or NULL) and when each
+     * of the two arrived (now_ms()): their volume_io counts, cumulative,
+     * give the volumes' I/O rates over that interval (status.c) */
+    Cairn__Heartbeat *prev_hb;
+    uint64_t hb_at, prev_hb_at;
 };
 
 /* What to answer when a proposal is applied. */
@@ -212,7 +217,7 @@ void mdm_detector_stop(struct mdm *m);
 /* SDS sds_id heartbeated at `when` (now_ms()). */
 void mdm_detector_heard(struct mdm *m, uint32_t sds_id, uint64_t when);
 
-/* ---- rest.c: the REST API and the dashboard ---- */
+/* ---- rest.c: the REST API and the dashboard (its files: rest.h) ---- */
 
 /* Serve the REST API and the dashboard on addr ("host:port"). 0, or -1
  * after logging why. */

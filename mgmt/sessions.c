@@ -253,9 +253,17 @@ static void on_heartbeat(struct rpc_conn *c, const struct frame_hdr *h, const ui
             mdm_propose(m, NULL, NULL, &mr, MDM_PROPOSAL_MGMT);
         }
     }
-    if (s->hb)
+    if (s->role == MDM_ROLE_SDC) {
+        /* keep one heartbeat more: rates need two */
+        if (s->prev_hb)
+            cairn__heartbeat__free_unpacked(s->prev_hb, NULL);
+        s->prev_hb = s->hb;
+        s->prev_hb_at = s->hb_at;
+    } else if (s->hb) {
         cairn__heartbeat__free_unpacked(s->hb, NULL);
+    }
     s->hb = hb;
+    s->hb_at = s->last_hb;
     Cairn__HeartbeatReply rep = CAIRN__HEARTBEAT_REPLY__INIT;
     rep.map_version = m->st.m->version;
     Cairn__Sds *me = s->role == MDM_ROLE_SDS && s->sds_id ? mdm_sds_by_id(&m->st, s->sds_id) : NULL;
@@ -369,6 +377,8 @@ static void on_close(struct rpc_conn *c)
         m->sessions[s->slot] = NULL;
     if (s->hb)
         cairn__heartbeat__free_unpacked(s->hb, NULL);
+    if (s->prev_hb)
+        cairn__heartbeat__free_unpacked(s->prev_hb, NULL);
     free(s);
 }
 

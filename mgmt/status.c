@@ -85,6 +85,149 @@ static void fill_sdcs(struct mdm *m, struct mdm_status *out)
     rep->sdc_status = csp;
 }
 
+/* ---- the volumes' recent I/O ----
+ *
+ * Each SDC heartbeats (every second) the I/O its NBD clients did to each
+ * volume, cumulative since it started serving it. The rate of one SDC is
+ * the difference between its last two heartbeats over the time between
+ * them; the reply sums those over every connected SDC. An SDC silent for
+ * more than three intervals contributes nothing: its last rates are no
+ * longer what is happening. */
+
+/* What every SDC did to one volume over its last interval. */
+struct vol_io_sum {
+    double reads, writes, read_bytes, write_bytes; /* per second */
+    double read_usec, write_usec;                  /* latency sums over the interval */
+    double dreads, dwrites;                        /* operations over the interval */
+};
+
+/* The increase of a cumulative count; a count that went back was reset
+ * (the volume was mapped again on that SDC), and all of it is new. */
+static double delta(uint64_t cur, uint64_t prev)
+{
+    return (double)(cur >= prev ? cur - prev : cur);
+}
+
+/* Add to sum what cur, a volume's counts in a heartbeat dt_ms after prev's
+ * (prev NULL: the SDC had not reported the volume), says of the interval. */
+static void vol_io_add(struct vol_io_sum *sum, const Cairn__VolumeIo *cur,
+                       const Cairn__VolumeIo *prev, uint64_t dt_ms)
+{
+    static const Cairn__VolumeIo zero = CAIRN__VOLUME_IO__INIT;
+    if (!prev)
+        prev = &zero;
+    double sec = (double)dt_ms / 1000.0;
+    double dr = delta(cur->reads, prev->reads), dw = delta(cur->writes, prev->writes);
+    sum->reads += dr / sec;
+    sum->writes += dw / sec;
+    sum->read_bytes += delta(cur->read_bytes, prev->read_bytes) / sec;
+    sum->write_bytes += delta(cur->write_bytes, prev->write_bytes) / sec;
+    sum->read_usec += delta(cur->read_usec, prev->read_usec);
+    sum->write_usec += delta(cur->write_usec, prev->write_usec);
+    sum->dreads += dr;
+    sum->dwrites += dw;
+}
+
+/* The entry of hb for volume id: at index hint (the SDC lists its volumes
+ * in the same order from one heartbeat to the next, unless the set
+ * changed), else searched; NULL if none. */
+static const Cairn__VolumeIo *vol_io_find(const Cairn__Heartbeat *hb, uint64_t id, size_t hint)
+{
+    if (hint < hb->n_volume_io && hb->volume_io[hint]->volume_id == id)
+        return hb->volume_io[hint];
+    for (size_t i = 0; i < hb->n_volume_io; i++)
+        if (hb->volume_io[i]->volume_id == id)
+            return hb->volume_io[i];
+    return NULL;
+}
+
+struct vol_index {
+    uint64_t id;
+    size_t i; /* in the map's volumes */
+};
+
+static int vol_index_cmp(const void *a, const void *b)
+{
+    const struct vol_index *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Index in the map's volumes of volume id, or -1. */
+static long vol_lookup(const struct vol_index *idx, size_t n, uint64_t id)
+{
+    struct vol_index key = {.id = id};
+    const struct vol_index *f = bsearch(&key, idx, n, sizeof(*idx), vol_index_cmp);
+    return f ? (long)f->i : -1;
+}
+
+/* One entry per volume of the map that a connected SDC serves (reports in
+ * its heartbeat) or has mapped, in map order; rates 0 when idle. */
+static void fill_volume_io(struct mdm *m, struct mdm_status *out)
+{
+    const Cairn__ClusterMap *map = m->st.m;
+    size_t nv = map->n_volumes;
+    struct vol_index *idx = status_alloc(out, nv, sizeof(*idx));
+    struct vol_io_sum *sum = status_alloc(out, nv, sizeof(*sum));
+    char *served = status_alloc(out, nv, 1);
+    if (!idx || !sum || !served)
+        return;
+    for (size_t i = 0; i < nv; i++)
+        idx[i] = (struct vol_index){map->volumes[i]->id, i};
+    qsort(idx, nv, sizeof(*idx), vol_index_cmp);
+    uint64_t now = now_ms();
+    for (int j = 0; j < MDM_MAX_SESSIONS; j++) {
+        const struct mdm_conn *s = m->sessions[j];
+        if (!s || s->role != MDM_ROLE_SDC)
+            continue;
+        const Cairn__Sdc *sdc = mdm_sdc_by_guid(&m->st, s->sdc_guid);
+        for (size_t k = 0; sdc && k < map->n_mappings; k++) {
+            long vi = map->mappings[k]->sdc_id == sdc->id
+                          ? vol_lookup(idx, nv, map->mappings[k]->volume_id)
+                          : -1;
+            if (vi >= 0)
+                served[vi] = 1;
+        }
+        if (!s->hb)
+            continue;
+        uint64_t dt = s->prev_hb && s->hb_at > s->prev_hb_at ? s->hb_at - s->prev_hb_at : 0;
+        int fresh = dt && now - s->hb_at <= 3 * dt;
+        for (size_t k = 0; k < s->hb->n_volume_io; k++) {
+            const Cairn__VolumeIo *cur = s->hb->volume_io[k];
+            long vi = vol_lookup(idx, nv, cur->volume_id);
+            if (vi < 0)
+                continue; /* removed since */
+            served[vi] = 1;
+            if (fresh)
+                vol_io_add(&sum[vi], cur, vol_io_find(s->prev_hb, cur->volume_id, k), dt);
+        }
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < nv; i++)
+        n += served[i];
+    Cairn__VolumeIoRate *r = status_alloc(out, n, sizeof(*r));
+    Cairn__VolumeIoRate **rp = status_alloc(out, n, sizeof(*rp));
+    if (!r || !rp)
+        return;
+    size_t o = 0;
+    for (size_t i = 0; i < nv; i++) {
+        if (!served[i])
+            continue;
+        const struct vol_io_sum *v = &sum[i];
+        cairn__volume_io_rate__init(&r[o]);
+        r[o].volume_id = map->volumes[i]->id;
+        r[o].read_iops = v->reads;
+        r[o].write_iops = v->writes;
+        r[o].read_bytes_per_sec = v->read_bytes;
+        r[o].write_bytes_per_sec = v->write_bytes;
+        r[o].read_latency_us = v->dreads > 0 ? v->read_usec / v->dreads : 0;
+        r[o].write_latency_us = v->dwrites > 0 ? v->write_usec / v->dwrites : 0;
+        rp[o] = &r[o];
+        o++;
+    }
+    out->rep.n_volume_io = n;
+    out->rep.volume_io = rp;
+}
+
 /* The MDMs: this one from its own Raft state, the others as the
  * configuration lists them (their term and indexes only they know). */
 static void fill_mdms(struct mdm *m, struct mdm_status *out, raft_id leader)
@@ -122,6 +265,7 @@ int mdm_status_fill(struct mdm *m, struct mdm_status *out)
     out->rep.map = m->st.m;
     fill_sds(m, out);
     fill_sdcs(m, out);
+    fill_volume_io(m, out);
     raft_id lid;
     const char *laddr = NULL;
     raft_leader(&m->raft, &lid, &laddr);

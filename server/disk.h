@@ -24,6 +24,7 @@ struct disk_io {
     uint32_t len;
     disk_cb cb;
     void *arg;
+    struct disk *disk; /* set by the implementation's submit: whose stats count it */
 };
 
 struct disk;
@@ -34,10 +35,22 @@ struct disk_ops {
     void (*close)(struct disk *d);
 };
 
+/* What was asked of a device since it was opened, kept by the io_uring
+ * implementation on the loop (the mock keeps none): operations counted when
+ * they complete, by kind, with their bytes if they succeeded; inflight is
+ * what the device has now (submitted or queued for the next submit). */
+struct disk_stats {
+    uint64_t reads, writes, syncs;
+    uint64_t read_bytes, write_bytes;
+    uint64_t errors; /* operations that completed with an error */
+    uint32_t inflight;
+};
+
 struct disk {
     const struct disk_ops *ops;
     uint64_t size;
     char name[256];
+    struct disk_stats stats;
 };
 
 static inline int disk_submit(struct disk *d, struct disk_io *io)

@@ -29,6 +29,28 @@ struct udisk {
     int fd;
 };
 
+/* A device operation completed with res: count it. */
+static void count_done(struct disk_io *io, int res)
+{
+    struct disk_stats *st = &io->disk->stats;
+    st->inflight--;
+    if (res < 0) {
+        st->errors++;
+        return;
+    }
+    switch (io->op) {
+    case DISK_READ:
+        st->reads++;
+        st->read_bytes += (uint64_t)res;
+        break;
+    case DISK_WRITE:
+        st->writes++;
+        st->write_bytes += (uint64_t)res;
+        break;
+    default: st->syncs++; break;
+    }
+}
+
 static void drain(struct uring_ctx *u)
 {
     struct io_uring_cqe *cqe;
@@ -37,8 +59,10 @@ static void drain(struct uring_ctx *u)
         int res = cqe->res;
         io_uring_cqe_seen(&u->ring, cqe);
         u->inflight--;
-        if (io)
+        if (io) {
+            count_done(io, res);
             io->cb(io, res);
+        }
     }
 }
 
@@ -57,6 +81,8 @@ static int prep(struct uring_ctx *u, struct udisk *ud, struct disk_io *io)
     default: io_uring_prep_fsync(sqe, ud->fd, IORING_FSYNC_DATASYNC); break;
     }
     io_uring_sqe_set_data(sqe, io);
+    io->disk = &ud->d;
+    ud->d.stats.inflight++;
     u->queued++;
     return 0;
 }

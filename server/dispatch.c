@@ -19,6 +19,7 @@ int dispatch_accept(struct rpc_conn *c, void *server_data)
     if (!sc)
         return -ENOMEM;
     sc->sds = server_data;
+    sc->sds->counters.conns++;
     sc->conn = c;
     rpc_set_data(c, sc);
     rpc_set_request_limit(c, SDS_CONN_REQUESTS);
@@ -45,6 +46,7 @@ void dispatch_close(struct rpc_conn *c)
     if (!sc)
         return;
     budget_unwait(sc->sds, sc);
+    sc->sds->counters.conns--;
     for (struct ioreq *r = sc->reqs; r; r = r->cnext)
         r->client = NULL;
     /* requests unlink themselves from sc only while r->client is set */
@@ -149,8 +151,39 @@ static void req_free(struct ioreq *r)
     pool_put(&r->sds->ioreqs, r);
 }
 
+/* How the metrics count a request of this type and these flags. */
+static enum sds_op op_of(uint16_t type, uint32_t flags)
+{
+    int rebuild = (flags & IO_FLAG_REBUILD) != 0, replica = (flags & IO_FLAG_REPLICA) != 0;
+    switch (type) {
+    case FT_IO_READ: return SDS_OP_READ;
+    case FT_IO_WRITE:
+        return rebuild ? SDS_OP_REBUILD_WRITE : replica ? SDS_OP_REPLICA_WRITE : SDS_OP_WRITE;
+    case FT_IO_TRIM:
+        return rebuild ? SDS_OP_REBUILD_TRIM : replica ? SDS_OP_REPLICA_TRIM : SDS_OP_TRIM;
+    case FT_IO_ZERO: return replica ? SDS_OP_REPLICA_ZERO : SDS_OP_ZERO;
+    case FT_IO_STAT: return SDS_OP_STAT;
+    default: return SDS_OP_FLUSH;
+    }
+}
+
+/* Count r, answered now: a few increments, and for a client's read or
+ * write the second clock read of the request (the first at its arrival). */
+static void count_reply(struct ioreq *r)
+{
+    struct sds_counters *k = &r->sds->counters;
+    k->requests[r->metric]++;
+    if (r->status < 0)
+        k->errors[r->metric]++;
+    if (r->metric == SDS_OP_READ)
+        metrics_hist_observe(&k->read_lat, uv_hrtime() - r->arrived);
+    else if (r->metric == SDS_OP_WRITE)
+        metrics_hist_observe(&k->write_lat, uv_hrtime() - r->arrived);
+}
+
 void dispatch_reply(struct ioreq *r)
 {
+    count_reply(r);
     struct rpc_conn *c = r->client ? r->client->conn : NULL;
     if (c) {
         if (r->rbuf && r->status >= 0) {
@@ -187,6 +220,10 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
         sc->reqs->cprev = r;
     sc->reqs = r;
     int rc = io_hdr_decode(msg, h->msg_len, &r->io);
+    r->metric = op_of(h->type, rc == 0 ? r->io.flags : 0);
+    /* the clock is read only for what the latency histograms time */
+    if (r->metric == SDS_OP_READ || r->metric == SDS_OP_WRITE)
+        r->arrived = uv_hrtime();
     if (rc == 0 && h->type == FT_IO_FLUSH) {
         flush_start(r);
         return;

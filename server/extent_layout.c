@@ -266,6 +266,11 @@ void store_usage(const struct extent_store *st, uint64_t *used, uint64_t *total)
     *total = st->nslots;
 }
 
+uint64_t store_extent_size(const struct extent_store *st)
+{
+    return st->extent_size;
+}
+
 void store_set_reserved(struct extent_store *st, uint64_t n)
 {
     st->reserved = n;

@@ -50,6 +50,8 @@ void store_close(struct extent_store *st);
 /* 1 if the extent has a slot, else 0. */
 int store_allocated(const struct extent_store *st, uint64_t vol, uint64_t ext);
 void store_usage(const struct extent_store *st, uint64_t *used, uint64_t *total);
+/* The extent (slot) size it was formatted with, in bytes. */
+uint64_t store_extent_size(const struct extent_store *st);
 /* Keep n free slots for thick volumes: a write without STORE_THICK gets
  * -ENOSPC rather than take one of them. */
 void store_set_reserved(struct extent_store *st, uint64_t n);

@@ -210,12 +210,22 @@ static void rcopy_sent_cb(struct rpc_conn *conn, int status, const uint8_t *msg,
     rcopy_continue(c);
 }
 
+/* 1 if j moves a copy rather than restoring one: its PG has a leaving copy
+ * (the one j's target replaces, for balance or a drain), in the map now. */
+static int rjob_rebalance(const struct rjob *j)
+{
+    Cairn__Pool *p = cmap_pool(j->sds->map, j->pool_id);
+    return p && j->pg < p->n_pgs && p->pgs[j->pg]->n_leaving > 0;
+}
+
 static void rcopy_done(struct rcopy *c, int status)
 {
     struct rjob *j = c->job;
     struct sds *s = j->sds;
     if (status == 0) {
         s->rebuild.done_bytes += c->io.length;
+        if (rjob_rebalance(j))
+            s->rebuild.rebalance_done_bytes += c->io.length;
     } else if (!j->cancelled) {
         /* try this extent again after a pause (the map may be changing) */
         if (status != -ESTALE && status != -EAGAIN)
@@ -429,10 +439,16 @@ void rebuild_fill_status(struct sds *s, Cairn__RebuildStatus *rs)
         if (j->cancelled)
             continue;
         Cairn__Pool *p = cmap_pool(s->map, j->pool_id);
+        uint64_t left = (j->n - j->next_i + (size_t)j->inflight) * (p ? p->extent_size : 0);
         rs->pgs_left++;
-        rs->bytes_left += (j->n - j->next_i + (size_t)j->inflight) * (p ? p->extent_size : 0);
+        rs->bytes_left += left;
+        if (rjob_rebalance(j)) {
+            rs->rebalance_pgs_left++;
+            rs->rebalance_bytes_left += left;
+        }
     }
     rs->bytes_done = s->rebuild.done_bytes;
+    rs->rebalance_bytes_done = s->rebuild.rebalance_done_bytes;
     rs->bytes_received = s->rebuild.recv_bytes;
     rs->rate = s->rebuild.rate_ewma;
 }

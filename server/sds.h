@@ -25,6 +25,7 @@
 
 #include "cairn.pb-c.h"
 #include "frame.h"
+#include "metrics.h"
 #include "pool.h"
 #include "range_lock.h"
 #include "rpc.h"
@@ -238,9 +239,42 @@ enum write_stage {
     WS_DONE,
 };
 
+/* What a data request is, as the metrics count it: a client's (an SDC's)
+ * request by its type; a mutation forwarded by a PG's primary to an
+ * in-sync copy (replica_*); a copy sent to a copy being filled by rebuild,
+ * rebalance or drain (rebuild_*: TRIM frees an extent the source does not
+ * hold). */
+enum sds_op {
+    SDS_OP_READ,
+    SDS_OP_WRITE,
+    SDS_OP_TRIM,
+    SDS_OP_ZERO,
+    SDS_OP_STAT,
+    SDS_OP_FLUSH,
+    SDS_OP_REPLICA_WRITE,
+    SDS_OP_REPLICA_TRIM,
+    SDS_OP_REPLICA_ZERO,
+    SDS_OP_REBUILD_WRITE,
+    SDS_OP_REBUILD_TRIM,
+    SDS_OPS
+};
+
+/* What dispatch counts of the requests answered, for the metrics
+ * (sds_metrics.c): by kind, failed ones (any status < 0, the ESTALE and
+ * EAGAIN that clients retry included), and the latency of clients' reads
+ * and writes from their arrival to their reply being queued. */
+struct sds_counters {
+    uint64_t requests[SDS_OPS];
+    uint64_t errors[SDS_OPS];
+    struct metrics_hist read_lat, write_lat;
+    unsigned conns; /* accepted connections open now (SDCs and SDSs) */
+};
+
 /* A data request from a client or a peer; from sds->ioreqs. */
 struct ioreq {
     struct sds *sds;
+    uint64_t arrived;        /* uv_hrtime() when dispatch took it */
+    enum sds_op metric;      /* how the metrics count it */
     struct sds_conn *client; /* NULL once its connection closed: no reply */
     struct ioreq *cprev, *cnext;
     struct frame_hdr hdr;
@@ -375,6 +409,7 @@ struct rebuild {
     uint64_t last_ms;
     uint64_t recv_bytes; /* copies received as a rebuild target */
     uint64_t done_bytes, rate_ewma, rate_mark, rate_mark_ms;
+    uint64_t rebalance_done_bytes; /* the part of done_bytes that was rebalance */
     uv_timer_t timer;
     struct pool copies;  /* struct rcopy */
     int pumping, repump; /* rebuild_pump() running; asked again meanwhile */
@@ -387,7 +422,10 @@ void rebuild_timer_cb(uv_timer_t *t);
 /* FT_PG_LIST: the extents this SDS holds of a PG (for a catch-up compare). */
 void rebuild_serve_pg_list(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h,
                            const uint8_t *msg);
-/* What the heartbeat reports of the jobs. */
+/* What the heartbeat (and the metrics) report of the jobs. A job counts as
+ * rebalance when its PG has a leaving copy (the target replaces it: balance
+ * or a drain), else as rebuild (lost redundancy restored); the rebalance_*
+ * fields are the rebalance part of the totals. */
 void rebuild_fill_status(struct sds *s, Cairn__RebuildStatus *rs);
 
 /* ---- reclaim.c: giving space back: extents of PGs no longer held here,
@@ -402,6 +440,12 @@ void reclaim_update_reservations(struct sds *s);
  * content, maps, leases from heartbeats, the MDM's requests ---- */
 
 void mdm_link_start(struct sds *s);
+
+/* ---- sds_metrics.c: Prometheus metrics (--metrics-listen) ---- */
+
+/* Write every family of the SDS (the metrics server's render callback;
+ * data: the sds). Runs on the loop, so it reads the counters directly. */
+void sds_metrics_render(struct metrics_out *o, void *data);
 
 /* ---- sds_main.c: options, startup, shutdown, signals; the daemon ---- */
 
@@ -442,6 +486,11 @@ struct sds {
     struct rebuild rebuild;
     uint64_t *purged; /* removed volumes whose extents are all freed */
     size_t npurged;
+
+    /* metrics */
+    struct sds_counters counters;
+    const char *metrics_listen;
+    struct metrics_server *metrics; /* NULL unless --metrics-listen */
 
     uv_signal_t sigterm, sigint;
     int stopping;

@@ -15,6 +15,7 @@
 #include "extent_store.h"
 #include "log.h"
 #include "mdm_session.h"
+#include "metrics.h"
 #include "rpc_peer.h"
 #include "sds.h"
 #include "util.h"
@@ -47,6 +48,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
         unlink(s->local_addr + 5);
     }
     mdm_session_stop(s->mdm);
+    metrics_server_stop(s->metrics);
+    s->metrics = NULL;
     uv_timer_stop(&s->rebuild.timer);
     uv_close((uv_handle_t *)&s->rebuild.timer, NULL);
     uv_timer_stop(&s->ping_timer);
@@ -66,15 +69,17 @@ static void signal_cb(uv_signal_t *sig, int signum)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
-            "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none]\n"
-            "                 [--io-memory MIB] [--pidfile FILE] [-v]\n"
-            "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
-            "  --io-memory     MiB that clients' requests in progress may hold, all connections\n"
-            "                  together (default 256; each connection at most 64)\n"
-            "  --local-socket  unix socket that SDCs and SDSs on this host use instead of TCP\n"
-            "                  (default DATA-DIR/sds.sock)\n");
+    fprintf(
+        stderr,
+        "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
+        "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none]\n"
+        "                 [--io-memory MIB] [--metrics-listen HOST:PORT] [--pidfile FILE] [-v]\n"
+        "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
+        "  --io-memory     MiB that clients' requests in progress may hold, all connections\n"
+        "                  together (default 256; each connection at most 64)\n"
+        "  --local-socket  unix socket that SDCs and SDSs on this host use instead of TCP\n"
+        "                  (default DATA-DIR/sds.sock)\n"
+        "  --metrics-listen serve Prometheus metrics at http://HOST:PORT/metrics (default: off)\n");
     exit(2);
 }
 
@@ -116,17 +121,11 @@ int main(int argc, char **argv)
     struct sds *s = &sds;
     const char *pidfile = NULL;
     int verbose = 0;
-    static const struct option opts[] = {{"name", 1, 0, 'n'},
-                                         {"listen", 1, 0, 'l'},
-                                         {"mdm", 1, 0, 'm'},
-                                         {"data-dir", 1, 0, 'd'},
-                                         {"pidfile", 1, 0, 'p'},
-                                         {"verbose", 0, 0, 'v'},
-                                         {"help", 0, 0, 'h'},
-                                         {"rebuild-rate", 1, 0, 'r'},
-                                         {"local-socket", 1, 0, 'L'},
-                                         {"io-memory", 1, 0, 'M'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"name", 1, 0, 'n'},      {"listen", 1, 0, 'l'},         {"mdm", 1, 0, 'm'},
+        {"data-dir", 1, 0, 'd'},  {"pidfile", 1, 0, 'p'},        {"verbose", 0, 0, 'v'},
+        {"help", 0, 0, 'h'},      {"rebuild-rate", 1, 0, 'r'},   {"local-socket", 1, 0, 'L'},
+        {"io-memory", 1, 0, 'M'}, {"metrics-listen", 1, 0, 'X'}, {0, 0, 0, 0}};
     const char *local = NULL;
     int o;
     while ((o = getopt_long(argc, argv, "n:l:m:d:p:r:vh", opts, NULL)) != -1) {
@@ -139,6 +138,7 @@ int main(int argc, char **argv)
         case 'r': s->rebuild.rate = (uint64_t)atof(optarg) << 20; break;
         case 'L': local = optarg; break;
         case 'M': s->io_memory = (size_t)atof(optarg) << 20; break;
+        case 'X': s->metrics_listen = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -182,6 +182,11 @@ int main(int argc, char **argv)
         return 1;
     }
     listen_local(s, local);
+    if (s->metrics_listen) {
+        s->metrics = metrics_serve(s->loop, s->metrics_listen, sds_metrics_render, s);
+        if (!s->metrics)
+            return 1; /* metrics_serve() said why */
+    }
     uv_timer_init(s->loop, &s->rebuild.timer);
     s->rebuild.timer.data = s;
     uv_timer_start(&s->rebuild.timer, rebuild_timer_cb, 100, 100);
