@@ -1,15 +1,350 @@
-/* The REST API and the dashboard: placeholder until they land. */
+/* The REST API and the dashboard over HTTP (--http-listen): the server.
+ *
+ * An HTTP request for /api/ goes to rest_api.c, which turns it into the
+ * MgmtRequest the CLI would send and sends it here, over one persistent RPC
+ * connection to this MDM's own request API (m->listen_addr), exactly as a
+ * CLI would: the MDM validates it and words its refusals, for every surface
+ * alike. Any other GET is one of the dashboard's built-in files.
+ *
+ * Every HTTP request is answered exactly once: by its route, by its reply
+ * callback, with 503 when the connection is down or fails under it, or
+ * with 503 at shutdown (the RPC layer's late callbacks then only free it).
+ * The connection is made again, every REST_RETRY_MS, whenever it is lost.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "log.h"
 #include "mdm.h"
+#include "rest.h"
+#include "util.h"
+#include "web_assets.h"
+
+#define REST_RETRY_MS 500
+#define REST_CALL_TIMEOUT_MS 30000
+/* HTTP requests waiting for the MDM at once; the HTTP server takes 64
+ * connections, so this is only a bound. */
+#define REST_MAX_WAITING 256
+
+struct mdm_rest {
+    struct mdm *m;
+    struct http_server *http;
+    struct rpc_conn *conn; /* NULL while disconnected */
+    int connecting;        /* an rpc_connect() is in flight */
+    uv_timer_t retry;
+    int timer_open;
+    int stopping;
+    int lost; /* the connection is down and that was logged */
+    struct rest_req *waiting;
+    unsigned n_waiting;
+};
+
+static void connect_start(struct mdm_rest *rest);
+
+/* ---- life cycle ---- */
+
+/* After a shutdown, rest goes once nothing can call back into it. */
+static void maybe_free(struct mdm_rest *rest)
+{
+    if (rest->stopping && !rest->conn && !rest->connecting && !rest->timer_open && !rest->waiting)
+        free(rest);
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+    struct mdm_rest *rest = t->data;
+    if (!rest->stopping && !rest->conn && !rest->connecting)
+        connect_start(rest);
+}
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+    struct mdm_rest *rest = h->data;
+    rest->timer_open = 0;
+    maybe_free(rest);
+}
+
+static void lost(struct mdm_rest *rest, const char *why)
+{
+    if (!rest->lost)
+        log_warn("mdm: REST API: %s the request API at %s; retrying every %d ms", why,
+                 rest->m->listen_addr, REST_RETRY_MS);
+    rest->lost = 1;
+    if (!rest->stopping)
+        uv_timer_start(&rest->retry, retry_cb, REST_RETRY_MS, 0);
+}
+
+/* The MDM never sends its clients requests: such a peer is not our MDM. */
+static void on_unexpected_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
+                                  uint8_t *payload)
+{
+    (void)h;
+    (void)msg;
+    rpc_buf_free(payload);
+    log_warn("mdm: REST API: unexpected request from %s; closing", rpc_peer(c));
+    rpc_close(c);
+}
+
+/* Runs after the RPC layer failed every call still waiting on c. */
+static void on_conn_close(struct rpc_conn *c)
+{
+    struct mdm_rest *rest = rpc_data(c);
+    if (rest->conn == c)
+        rest->conn = NULL;
+    if (rest->stopping)
+        maybe_free(rest);
+    else
+        lost(rest, "lost its connection to");
+}
+
+static void connect_cb(struct rpc_conn *c, int status, void *arg)
+{
+    struct mdm_rest *rest = arg;
+    rest->connecting = 0;
+    if (rest->stopping) {
+        if (c)
+            rpc_close(c); /* on_conn_close frees rest */
+        else
+            maybe_free(rest);
+        return;
+    }
+    if (status < 0) {
+        lost(rest, "cannot connect to");
+        return;
+    }
+    rest->conn = c;
+    if (rest->lost)
+        log_info("mdm: REST API: connected to the request API at %s", rest->m->listen_addr);
+    rest->lost = 0;
+}
+
+static void connect_start(struct mdm_rest *rest)
+{
+    static const struct rpc_handlers h = {.on_request = on_unexpected_request,
+                                          .on_close = on_conn_close};
+    int r = rpc_connect(rest->m->loop, rest->m->listen_addr, &h, rest, connect_cb, rest);
+    if (r < 0) {
+        lost(rest, "cannot connect to");
+        return;
+    }
+    rest->connecting = 1;
+}
+
+static void on_http(struct http_request *r, void *data);
 
 int mdm_rest_start(struct mdm *m, const char *addr)
 {
-    (void)m;
-    log_error("mdm: --http-listen %s: the REST API is not built yet", addr);
-    return -1;
+    struct mdm_rest *rest = calloc(1, sizeof(*rest));
+    if (!rest) {
+        log_error("mdm: --http-listen %s: out of memory", addr);
+        return -1;
+    }
+    rest->m = m;
+    rest->http = http_start(m->loop, addr, on_http, rest);
+    if (!rest->http) {
+        free(rest);
+        return -1;
+    }
+    uv_timer_init(m->loop, &rest->retry);
+    rest->retry.data = rest;
+    rest->timer_open = 1;
+    connect_start(rest);
+    m->rest = rest;
+    log_info("mdm: REST API and dashboard on http://%s/ (API at /api/v1/)", addr);
+    return 0;
 }
 
 void mdm_rest_stop(struct mdm *m)
 {
-    (void)m;
+    struct mdm_rest *rest = m->rest;
+    if (!rest)
+        return;
+    m->rest = NULL;
+    rest->stopping = 1;
+    /* Answer every waiting request now; their calls fail (and free them)
+     * when the connection's close has run. */
+    for (struct rest_req *q = rest->waiting; q; q = q->next)
+        if (q->http) {
+            rest_answer_error(rest, q->http, 503, "the MDM is shutting down");
+            q->http = NULL;
+        }
+    http_stop(rest->http);
+    rest->http = NULL;
+    if (rest->conn)
+        rpc_close(rest->conn);
+    uv_close((uv_handle_t *)&rest->retry, timer_closed_cb);
+}
+
+/* ---- calls to the request API ---- */
+
+static void unlist(struct rest_req *q)
+{
+    struct mdm_rest *rest = q->rest;
+    if (!q->listed)
+        return;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        rest->waiting = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    q->prev = q->next = NULL;
+    q->listed = 0;
+    rest->n_waiting--;
+}
+
+static void reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                     uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)payload_len;
+    struct rest_req *q = arg;
+    struct mdm_rest *rest = q->rest;
+    rpc_buf_free(payload);
+    unlist(q);
+    if (!q->http) {
+        /* answered at shutdown */
+        q->free(q);
+        maybe_free(rest);
+        return;
+    }
+    Cairn__MgmtReply *rep = msg ? cairn__mgmt_reply__unpack(NULL, msg_len, msg) : NULL;
+    if (!rep && status >= 0)
+        status = -EPROTO;
+    if (!rep && msg)
+        log_warn("mdm: REST API: malformed reply from the request API");
+    q->cb(q, status, rep); /* q may be gone now */
+    if (rep)
+        cairn__mgmt_reply__free_unpacked(rep, NULL);
+}
+
+int rest_send(struct rest_req *q, const Cairn__MgmtRequest *req)
+{
+    struct mdm_rest *rest = q->rest;
+    if (rest->stopping || !rest->conn || rpc_is_closing(rest->conn))
+        return -ENOTCONN;
+    if (rest->n_waiting >= REST_MAX_WAITING)
+        return -EBUSY;
+    int r = rpc_call_pb(rest->conn, FT_MGMT, &req->base, REST_CALL_TIMEOUT_MS, reply_cb, q);
+    if (r < 0)
+        return r;
+    q->prev = NULL;
+    q->next = rest->waiting;
+    if (rest->waiting)
+        rest->waiting->prev = q;
+    rest->waiting = q;
+    q->listed = 1;
+    rest->n_waiting++;
+    return 0;
+}
+
+const char *rest_mdm_addr(const struct mdm_rest *rest)
+{
+    return rest->m->listen_addr;
+}
+
+/* ---- answers ---- */
+
+static void respond_json(struct http_request *r, unsigned code, json_t *doc)
+{
+    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!s) {
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        http_respond(r, 500, "application/json", oom, sizeof(oom) - 1);
+        return;
+    }
+    http_respond_take(r, code, "application/json", s, strlen(s));
+}
+
+void rest_answer_json(struct rest_req *q, unsigned code, json_t *doc)
+{
+    respond_json(q->http, code, doc);
+    q->http = NULL;
+}
+
+void rest_answer_error(struct mdm_rest *rest, struct http_request *r, unsigned code,
+                       const char *msg)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "error", rest_json_str(msg));
+    if (code == 503) {
+        struct mdm *m = rest->m;
+        raft_id id = 0;
+        const char *addr = NULL;
+        raft_leader(&m->raft, &id, &addr);
+        if (addr && id != m->raft.id)
+            json_object_set_new(o, "leader", rest_json_str(addr));
+    }
+    respond_json(r, code, o);
+}
+
+/* The MDM's errors are -errno values chosen per refusal (state_*.c,
+ * mdm_state.c, drain.c, pg_membership.c, sessions.c, probe.c, raft_fsm.c);
+ * their words were read to check each pairing. Only EINVAL mixes bad input
+ * with a state that forbids the change ("SDS 'x' is not up", "... is in
+ * maintenance"); those words make it a conflict. */
+unsigned rest_http_status(int status, const char *msg)
+{
+    static const char *const state_words[] = {" is not up", " is down", " is in maintenance",
+                                              " is not in maintenance"};
+    size_t n = msg ? strlen(msg) : 0;
+    if (n >= 7 && !strcmp(msg + n - 7, "; retry"))
+        return 503; /* "too many device probes in flight; retry" */
+    switch (status) {
+    case -ENOENT: return 404;
+    case -EEXIST: /* already exists, already uses that address */
+    case -EBUSY:  /* still mapped, still has SDSs, holds the only copy */
+    case -ENOSPC: /* no room, no placement yet, overcommit limit */
+    case -ESTALE: /* the PG changed */
+    case -EHOSTUNREACH: /* no cairn-sds connected from that address */ return 409;
+    case -EINVAL:
+        for (size_t i = 0; msg && i < ARRAY_SIZE(state_words); i++)
+            if (strstr(msg, state_words[i]))
+                return 409;
+        return 400;
+    case -EAGAIN:     /* not the leader */
+    case -ENOMEM:     /* out of memory */
+    case -EIO:        /* the Raft log refused the change */
+    case -ECONNRESET: /* the SDS probed or the MDM went away */
+    case -ETIMEDOUT:
+    case -ENOTCONN:
+    case -EPROTO: return 503;
+    default: return 400; /* what an SDS said of a device it probed */
+    }
+}
+
+/* ---- HTTP ---- */
+
+/* The dashboard's files: GET (or HEAD) of any path outside /api/. */
+static void serve_static(struct mdm_rest *rest, struct http_request *r)
+{
+    const char *method = http_method(r);
+    const char *path = http_path(r);
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        http_add_header(r, "Allow", "GET, HEAD");
+        rest_answer_error(rest, r, 405, "only GET and HEAD are served outside /api/");
+        return;
+    }
+    /* the table holds files of mgmt/web alone; a path that climbs out of
+     * it never names one */
+    const struct web_asset *a = strstr(path, "/..") ? NULL : web_asset_find(path);
+    if (!a) {
+        static const char msg[] = "not found\n";
+        http_respond(r, 404, "text/plain; charset=utf-8", msg, sizeof(msg) - 1);
+        return;
+    }
+    http_respond(r, 200, a->content_type, a->data, a->len);
+}
+
+static void on_http(struct http_request *r, void *data)
+{
+    struct mdm_rest *rest = data;
+    const char *path = http_path(r);
+    if (!strncmp(path, "/api/", 5) || !strcmp(path, "/api"))
+        rest_api_handle(rest, r);
+    else
+        serve_static(rest, r);
 }
