@@ -2,6 +2,7 @@
  * it, the handlers, and main(): find the command words, parse the rest
  * against that command's options, run its handler. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,66 @@ static int run_report(const struct cli_command *c, const struct cli_args *a,
     c->print(rep, env->json);
     cairn__mgmt_reply__free_unpacked(rep, NULL);
     return 0;
+}
+
+/* The seconds an option gives (def when it is not given), at least min:
+ * 0, or -EINVAL after saying why. */
+static int seconds_arg(const struct cli_args *a, const char *name, double def, double min,
+                       double *v)
+{
+    const char *s = cli_args_get(a, name);
+    *v = def;
+    if (!s)
+        return 0;
+    char *end;
+    double d = strtod(s, &end);
+    if (end == s || *end || !isfinite(d) || d < min || d <= 0 || d > 1e7) {
+        cli_fail("invalid %s '%s' (want seconds, at least %g)", name, s, min);
+        return -EINVAL;
+    }
+    *v = d;
+    return 0;
+}
+
+static int run_status(const struct cli_command *c, const struct cli_args *a,
+                      const struct cli_env *env)
+{
+    if (!cli_args_count(a, "--watch")) {
+        if (cli_args_get(a, "--interval"))
+            return cli_fail("--interval goes with --watch");
+        return run_report(c, a, env);
+    }
+    double interval;
+    if (seconds_arg(a, "--interval", 2, 0.1, &interval) < 0)
+        return 1;
+    return cli_watch_status(env->mdm, env->json, interval);
+}
+
+static int run_top(const struct cli_command *c, const struct cli_args *a, const struct cli_env *env)
+{
+    (void)c;
+    double interval;
+    if (seconds_arg(a, "--interval", 2, 0.1, &interval) < 0)
+        return 1;
+    long count = 0;
+    const char *s = cli_args_get(a, "--count");
+    if (s) {
+        char *end;
+        errno = 0;
+        count = strtol(s, &end, 10);
+        if (end == s || *end || errno || count <= 0)
+            return cli_fail("invalid --count '%s' (want a number of refreshes, at least 1)", s);
+    }
+    return cli_watch_top(env->mdm, env->json, interval, count);
+}
+
+static int run_wait(const struct cli_command *c, const struct cli_args *a,
+                    const struct cli_env *env)
+{
+    double timeout;
+    if (seconds_arg(a, "--timeout", 0, 0, &timeout) < 0)
+        return 1;
+    return cli_watch_wait(env->mdm, env->json, (enum cli_work)c->op, timeout);
 }
 
 static void print_volume_list(const Cairn__MgmtReply *rep, int json)
@@ -406,10 +467,32 @@ static const struct cli_opt globals[] = {
  * ones that show a part of the status. */
 static const struct cli_command commands[] = {
     {.obj = "status",
-     .usage = "status",
-     .help = "cluster overview",
-     .run = run_report,
+     .usage = "status [--watch [--interval SECONDS]]",
+     .help = "cluster overview;\n"
+             "--watch: redrawn every SECONDS (2)",
+     .spec = {.opts = OPTS(FLAG("--watch"), VALUE("--interval"))},
+     .run = run_status,
      .print = cli_print_status},
+    {.obj = "top",
+     .usage = "top [--interval SECONDS] [--count N]",
+     .help = "live per-volume IOPS, bandwidth, latency;\n"
+             "--count: stop after N refreshes",
+     .spec = {.opts = OPTS(VALUE("--interval"), VALUE("--count"))},
+     .run = run_top},
+    {.obj = "rebuild",
+     .verb = "wait",
+     .usage = "rebuild wait [--timeout SECONDS]",
+     .help = "until every PG has all its copies",
+     .spec = {.opts = OPTS(VALUE("--timeout"))},
+     .run = run_wait,
+     .op = CLI_WORK_REBUILD},
+    {.obj = "rebalance",
+     .verb = "wait",
+     .usage = "rebalance wait [--timeout SECONDS]",
+     .help = "until no copy is left to move",
+     .spec = {.opts = OPTS(VALUE("--timeout"))},
+     .run = run_wait,
+     .op = CLI_WORK_REBALANCE},
 
     {.obj = "pool",
      .verb = "create",

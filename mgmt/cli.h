@@ -9,6 +9,9 @@
  *   cli_print.c  the printers: status, SDSs, devices, pools, volumes, SDCs,
  *                fault sets; text and JSON
  *   cli_check.c  volume check-copies and volume locate (cli_check.h)
+ *   cli_watch.c  the live views: status --watch, top, rebuild|rebalance wait
+ *   cli_progress.c  what a status says of a rebuild's or rebalance's work,
+ *                and its progress as words, a bar, JSON (cli_progress.h)
  *
  * No globals: main() hands each handler the MDM's address and the --json
  * choice; the printers take the choice as an argument.
@@ -19,6 +22,7 @@
 #include "cairn.pb-c.h"
 #include "cli_args.h"
 #include "cli_check.h"
+#include "cli_progress.h"
 
 /* ---- cli.c ---- */
 
@@ -34,6 +38,10 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * after printing why on stderr: the MDM unreachable, the request failed,
  * or the MDM refused it (then its own message). req is only read. */
 int cli_mdm_call(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **rep);
+/* The same, but the message (no "cairn: " prefix) goes to err[errlen]
+ * instead of stderr: for the live views, which show it in place. */
+int cli_mdm_call_quiet(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **rep, char *err,
+                       size_t errlen);
 
 /* ---- cli_print.c ---- */
 
@@ -50,5 +58,36 @@ void cli_print_pools(const Cairn__MgmtReply *rep, int json);
 void cli_print_volumes(const Cairn__MgmtReply *rep, const char *only, int json);
 void cli_print_sdcs(const Cairn__MgmtReply *rep, int json);
 void cli_print_fault_sets(const Cairn__MgmtReply *rep, int json);
+/* The recent I/O rates the status reports for volume id, or NULL (no recent
+ * I/O, or an MDM that does not report them). Points into rep. */
+const Cairn__VolumeIoRate *cli_volume_io(const Cairn__MgmtReply *rep, uint64_t id);
+/* A rate as the printers show it: a negative or non-finite value from the
+ * MDM reads 0. */
+double cli_io_value(double x);
+
+/* ---- cli_watch.c ---- */
+
+/* The live views. Each asks the MDM for its status, shows it, sleeps and
+ * asks again, and returns the process's exit code. With stdout a terminal
+ * it redraws in place (ANSI); otherwise it prints plain text, one block or
+ * line at a time, flushed. --json (json) prints one JSON object or array a
+ * line, on a terminal or not. SIGINT and SIGTERM end a view with the
+ * terminal restored (the cursor shown, the line ended): exit code 0 for
+ * status and top, 130 for a wait. */
+
+/* cairn status --watch: the status every interval seconds (> 0), separated
+ * by a timestamp line off a terminal. An MDM that does not answer is shown
+ * as such, and asked again; runs until a signal. */
+int cli_watch_status(const char *mdm, int json, double interval);
+
+/* cairn top: per-volume IOPS, bandwidth and mean latency (the MDM's rates
+ * from the SDCs' heartbeats), sorted by total IOPS, every interval seconds;
+ * count refreshes (0: until a signal). */
+int cli_watch_top(const char *mdm, int json, double interval, long count);
+
+/* cairn rebuild|rebalance wait: poll until cli_progress_assess() says DONE
+ * (0), STUCK for a few seconds on end, or timeout seconds pass (> 0; 0: no
+ * limit), showing the progress; 1 with the reason on stderr otherwise. */
+int cli_watch_wait(const char *mdm, int json, enum cli_work work, double timeout);
 
 #endif

@@ -54,33 +54,46 @@ static void on_req_unexpected(struct rpc_conn *c, const struct frame_hdr *h, con
     rpc_close(c);
 }
 
-int cli_mdm_call(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **out)
+int cli_mdm_call_quiet(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **out, char *err,
+                       size_t errlen)
 {
     uv_loop_t *loop = uv_default_loop();
     struct call call = {.req = req};
     static const struct rpc_handlers h = {.on_request = on_req_unexpected};
     *out = NULL;
+    err[0] = 0;
     int r = rpc_connect(loop, addr, &h, NULL, connect_cb, &call);
     if (r < 0) {
-        cli_fail("cannot reach the MDM at %s: %s", addr, uv_strerror(r));
+        snprintf(err, errlen, "cannot reach the MDM at %s: %s", addr, uv_strerror(r));
         return r;
     }
     /* runs until the connection is closed: by reply_cb, or on a failure */
     uv_run(loop, UV_RUN_DEFAULT);
     if (!call.rep) {
         if (call.status == -ECONNREFUSED)
-            cli_fail("cannot reach the MDM at %s: connection refused (is cairn-mdm running?)",
+            snprintf(err, errlen,
+                     "cannot reach the MDM at %s: connection refused (is cairn-mdm running?)",
                      addr);
         else
-            cli_fail("request to the MDM at %s failed: %s", addr, strerror(-call.status));
+            snprintf(err, errlen, "request to the MDM at %s failed: %s", addr,
+                     strerror(-call.status));
         return call.status < 0 ? call.status : -EPROTO;
     }
     if (call.status < 0) {
         /* the MDM's own words first: they name the object and the reason */
-        cli_fail("%s", call.rep->error[0] ? call.rep->error : strerror(-call.status));
+        snprintf(err, errlen, "%s", call.rep->error[0] ? call.rep->error : strerror(-call.status));
         cairn__mgmt_reply__free_unpacked(call.rep, NULL);
         return call.status;
     }
     *out = call.rep;
     return 0;
+}
+
+int cli_mdm_call(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **out)
+{
+    char err[512];
+    int r = cli_mdm_call_quiet(addr, req, out, err, sizeof(err));
+    if (r < 0)
+        cli_fail("%s", err);
+    return r;
 }

@@ -1,6 +1,7 @@
 /* cairn's printers: the cluster's status, SDSs, devices, pools, volumes,
  * SDCs and fault sets, as tables for people or as JSON for scripts. Tests
  * and scripts parse both: keep every byte of them stable. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -220,8 +221,36 @@ void cli_print_pools(const Cairn__MgmtReply *rep, int json)
     }
 }
 
-static void print_volume_json(const Cairn__ClusterMap *m, const Cairn__Volume *v)
+const Cairn__VolumeIoRate *cli_volume_io(const Cairn__MgmtReply *rep, uint64_t id)
 {
+    for (size_t i = 0; i < rep->n_volume_io; i++)
+        if (rep->volume_io[i]->volume_id == id)
+            return rep->volume_io[i];
+    return NULL;
+}
+
+double cli_io_value(double x)
+{
+    return isfinite(x) && x > 0 ? x : 0;
+}
+
+/* The volume's I/O rates, zeros without recent I/O: appended to the
+ * volume's object, after the keys scripts have always parsed. */
+static void print_volume_io_json(const Cairn__VolumeIoRate *r)
+{
+    static const Cairn__VolumeIoRate zero = CAIRN__VOLUME_IO_RATE__INIT;
+    if (!r)
+        r = &zero;
+    printf(",\"io\":{\"read_iops\":%.1f,\"write_iops\":%.1f,\"read_bytes_per_sec\":%.0f,"
+           "\"write_bytes_per_sec\":%.0f,\"read_latency_us\":%.1f,\"write_latency_us\":%.1f}",
+           cli_io_value(r->read_iops), cli_io_value(r->write_iops),
+           cli_io_value(r->read_bytes_per_sec), cli_io_value(r->write_bytes_per_sec),
+           cli_io_value(r->read_latency_us), cli_io_value(r->write_latency_us));
+}
+
+static void print_volume_json(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
+{
+    const Cairn__ClusterMap *m = rep->map;
     printf("{\"id\":%llu,\"name\":", (unsigned long long)v->id);
     jstr(v->name);
     printf(",\"pool\":");
@@ -236,7 +265,9 @@ static void print_volume_json(const Cairn__ClusterMap *m, const Cairn__Volume *v
             printf(",\"read_only\":%s}", m->mappings[j]->read_only ? "true" : "false");
             first = 0;
         }
-    printf("]}");
+    printf("]");
+    print_volume_io_json(cli_volume_io(rep, v->id));
+    printf("}");
 }
 
 void cli_print_volumes(const Cairn__MgmtReply *rep, const char *only, int json)
@@ -252,7 +283,7 @@ void cli_print_volumes(const Cairn__MgmtReply *rep, const char *only, int json)
                 continue;
             if (!first)
                 printf(",");
-            print_volume_json(m, m->volumes[i]);
+            print_volume_json(rep, m->volumes[i]);
             first = 0;
         }
         if (!only)

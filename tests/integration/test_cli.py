@@ -13,7 +13,12 @@ CAIRN = f"{BUILD}/mgmt/cairn"
 USAGE = """\
 usage: cairn [--mdm ADDR] [--json] COMMAND
 
-  status                                     cluster overview
+  status [--watch [--interval SECONDS]]      cluster overview;
+                                             --watch: redrawn every SECONDS (2)
+  top [--interval SECONDS] [--count N]       live per-volume IOPS, bandwidth, latency;
+                                             --count: stop after N refreshes
+  rebuild wait [--timeout SECONDS]           until every PG has all its copies
+  rebalance wait [--timeout SECONDS]         until no copy is left to move
   pool create NAME [--copies 2|3] [--pgs N] [--overcommit PCT]
   pool set NAME --overcommit PCT
   pool list

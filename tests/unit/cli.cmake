@@ -7,3 +7,12 @@ foreach(t cli_args)
   add_test(NAME unit_${t} COMMAND test_${t})
   set_tests_properties(unit_${t} PROPERTIES TIMEOUT 60)
 endforeach()
+
+# mgmt/cli_progress.c: what a status reply says of a rebuild's or a
+# rebalance's work, on replies built by hand (pure, with the shared stats).
+add_executable(test_cli_progress test_cli_progress.c ${PROJECT_SOURCE_DIR}/mgmt/cli_progress.c)
+target_include_directories(test_cli_progress PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
+                           ${PROJECT_SOURCE_DIR}/mgmt)
+target_link_libraries(test_cli_progress cairn_capacity m)
+add_test(NAME unit_cli_progress COMMAND test_cli_progress)
+set_tests_properties(unit_cli_progress PROPERTIES TIMEOUT 60)
