@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "rest.h"
 #include "util.h"
@@ -190,9 +191,30 @@ static int take_fields(struct rest_ctx *x, const struct rest_field *fields, char
     return 0;
 }
 
-/* Parse the body as a JSON object. 0, or -1 with err set. */
-static int parse_body(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
+/* 1 if the request says its body is JSON. Requiring it is what keeps a web
+ * page of another origin from changing the cluster through an operator's
+ * browser: a cross-origin POST of application/json needs a CORS preflight,
+ * which this server never grants, while text/plain or a form needs none. */
+static int body_is_json(struct http_request *r)
 {
+    const char *t = http_header(r, "Content-Type");
+    static const char want[] = "application/json";
+    if (!t || strncasecmp(t, want, sizeof(want) - 1))
+        return 0;
+    char next = t[sizeof(want) - 1];
+    return next == 0 || next == ';' || next == ' ';
+}
+
+/* Parse the body as a JSON object. 0, or -1 with err set (*code too when it
+ * is not 400). */
+static int parse_body(struct rest_ctx *x, struct http_request *r, char *err, size_t len,
+                      unsigned *code)
+{
+    if (!body_is_json(r)) {
+        *code = 415;
+        rest_errf(err, len, "send the request body as JSON, with Content-Type: application/json");
+        return -1;
+    }
     size_t n;
     const uint8_t *b = http_body(r, &n);
     json_error_t je;
@@ -367,7 +389,7 @@ void rest_api_handle(struct mdm_rest *rest, struct http_request *r)
             if (x->rt->params[k] != REST_NO_PARAM)
                 *(const char **)req_at(x, x->rt->params[k]) = names[k];
         x->req.op = x->rt->op;
-        if (x->rt->fields && (parse_body(x, r, err, sizeof(err)) < 0 ||
+        if (x->rt->fields && (parse_body(x, r, err, sizeof(err), &code) < 0 ||
                               take_fields(x, x->rt->fields, err, sizeof(err)) < 0)) {
             /* err says why */
         } else if (x->rt->build) {

@@ -302,6 +302,24 @@ def test_errors_are_the_cli_s(api, rc):
     rc.cairn("volume", "remove", "dup")
 
 
+def test_bodies_must_be_json(api, rc):
+    """A body not labelled application/json is refused (415) before it is
+    read: a page of another origin can send text/plain or a form without a
+    CORS preflight, never application/json."""
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                  "application/jsonp"):
+        r = api.client.request("POST", API + "/volumes",
+                               raw=b'{"name": "csrf", "size": "8M"}',
+                               headers={"Content-Type": ctype})
+        assert r.status == 415, (ctype, r)
+        assert "application/json" in r.json["error"]
+    r = api.client.request("POST", API + "/volumes", raw=b'{"name": "csrf", "size": "8M"}',
+                           headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status == 201, r
+    api.call("DELETE", "/volumes/{name}", expect=200, name="csrf")
+    assert "csrf" not in {v["name"] for v in cli_json(rc, "volume", "list")}
+
+
 def test_methods_and_paths(api):
     """Every documented path answers 405 (with the documented methods in
     Allow) to the methods it does not document; an undocumented path is
