@@ -160,8 +160,17 @@ static void ctx_free_cb(uv_handle_t *h)
     }
 }
 
+unsigned uring_ctx_inflight(const struct uring_ctx *u)
+{
+    return u->queued + u->inflight;
+}
+
 void uring_ctx_close(struct uring_ctx *u)
 {
+    if (u->queued || u->inflight)
+        log_error("io_uring closed with %u operations queued and %u in flight: their "
+                  "completions are lost",
+                  u->queued, u->inflight);
     uv_poll_stop(&u->poll);
     uv_check_stop(&u->check);
     uv_close((uv_handle_t *)&u->poll, NULL);

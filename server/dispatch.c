@@ -268,6 +268,14 @@ void dispatch_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8
     struct sds_conn *sc = rpc_data(c);
     struct sds *s = sc->sds;
     if (h->type >= FT_IO_READ && h->type <= FT_IO_STAT) {
+        if (s->stopping) {
+            /* Shutting down: the requests under way drain, no new one
+             * starts (under steady load they never would), and the sender
+             * retries, by then elsewhere. */
+            rpc_buf_free(payload);
+            dispatch_status(c, h, -EAGAIN);
+            return;
+        }
         io_request(sc, h, msg, payload);
         return;
     }

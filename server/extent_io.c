@@ -390,6 +390,13 @@ int store_free(struct extent_store *st, uint64_t vol, uint64_t ext, store_cb cb,
     return start(sop_new(st, K_FREE, vol, ext, 0, 0, NULL, 0, cb, arg));
 }
 
+/* Every request, from sop_new() until finish() or sop_put(), is a live
+ * object of the pool: that count is what is still to complete. */
+uint64_t store_busy(const struct extent_store *st)
+{
+    return st->sops.nlive;
+}
+
 int store_flush(struct extent_store *st, store_cb cb, void *arg)
 {
     struct sop *op = sop_new(st, K_FLUSH, 0, 0, 0, 0, NULL, 0, cb, arg);

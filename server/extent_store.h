@@ -46,6 +46,12 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
                struct extent_store **out, char *msg, size_t msglen);
 /* Close; no request may be in flight. Does not close the disk. */
 void store_close(struct extent_store *st);
+/* Requests accepted (their call returned 0) whose cb has not run yet:
+ * on the device, or queued here behind a slot being allocated or freed or
+ * behind a table block write. Each ends by itself while the loop runs; 0
+ * means no completion of this store is pending (the daemon's shutdown
+ * waits for that before it closes the ring). */
+uint64_t store_busy(const struct extent_store *st);
 
 /* 1 if the extent has a slot, else 0. */
 int store_allocated(const struct extent_store *st, uint64_t vol, uint64_t ext);

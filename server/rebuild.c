@@ -228,7 +228,7 @@ static void rcopy_done(struct rcopy *c, int status)
             s->rebuild.rebalance_done_bytes += c->io.length;
     } else if (!j->cancelled) {
         /* try this extent again after a pause (the map may be changing) */
-        if (status != -ESTALE && status != -EAGAIN)
+        if (status != -ESTALE && status != -EAGAIN && status != -ECANCELED)
             log_warn("PG %u.%u: copying extent %llu/%llu to device %u failed: %s", j->pool_id,
                      j->pg, (unsigned long long)c->io.volume_id, (unsigned long long)c->ext,
                      j->target_dev, strerror(-status));
@@ -288,6 +288,13 @@ static void rcopy_continue(struct rcopy *c)
 resume_locked:
     if (j->cancelled) {
         rcopy_done(c, 0);
+        return;
+    }
+    if (s->stopping) {
+        /* shutting down: no new store read or send for this copy; the
+         * jobs end with the daemon and are planned again from the map
+         * when it (or the next primary) starts */
+        rcopy_done(c, -ECANCELED);
         return;
     }
     if (j->catchup && !store_allocated(c->dev->st, c->io.volume_id, c->ext)) {
@@ -391,6 +398,10 @@ static void rebuild_pump(struct sds *s)
 static void rebuild_pump_once(struct sds *s)
 {
     struct rebuild *rb = &s->rebuild;
+    /* Shutting down: the copies under way end, no new one starts, so the
+     * work the shutdown waits for only shrinks. */
+    if (s->stopping)
+        return;
     uint64_t now = now_ms();
     if (rb->last_ms) {
         rb->tokens += (double)rb->rate * (double)(now - rb->last_ms) / 1000.0;
@@ -466,7 +477,7 @@ static void pg_list_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint3
     if (status < 0 || payload_len % 16) {
         j->retry_at = now_ms() + 1000;
         rpc_buf_free(payload);
-        if (!j->cancelled)
+        if (!j->cancelled && !j->sds->stopping)
             pg_list_fetch(j); /* try again; the job cannot finish without it */
         else if (!j->inflight && !j->reporting)
             rjob_unlink_free(j);

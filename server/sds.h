@@ -492,8 +492,17 @@ struct sds {
     const char *metrics_listen;
     struct metrics_server *metrics; /* NULL unless --metrics-listen */
 
+    /* Shutdown (sds_main.c): on SIGTERM no new work is taken (data
+     * requests are refused, rebuild starts no copy), then the loop runs on
+     * until every request, copy and store operation under way has
+     * completed, checked at each tick of shutdown_timer; only then the
+     * final flush, and the ring is closed once it is done. Stopping the loop
+     * with an operation on the ring loses its completion, and with it the
+     * operation and its caller. */
     uv_signal_t sigterm, sigint;
     int stopping;
+    uv_timer_t shutdown_timer;
+    uint64_t shutdown_deadline; /* now_ms() past which it stops regardless */
     int shutdown_flushes;
 };
 

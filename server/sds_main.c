@@ -23,15 +23,64 @@
 static const struct rpc_handlers handlers = {
     .on_request = dispatch_request, .on_close = dispatch_close, .on_accept = dispatch_accept};
 
+/* How long shutdown waits for the work under way: a store operation takes
+ * milliseconds, a forward or a copy fails within SDS_FWD_TIMEOUT_MS once its
+ * peer is gone; past this a device must be hung, and the daemon stops
+ * anyway (it says what it leaves behind) rather than never. */
+#define SDS_SHUTDOWN_DRAIN_MS 12000
+#define SDS_SHUTDOWN_TICK_MS 5
+
 static void shutdown_flush_cb(void *arg, int res)
 {
     struct sds *s = arg;
     if (res < 0)
         log_error("final flush failed: %s", strerror(-res));
+    /* Nothing else is on the ring (shutdown_tick_cb waited for that, and
+     * nothing new started since), so closing it loses no completion. */
     if (--s->shutdown_flushes == 0) {
         uring_ctx_close(s->uring);
         uv_stop(s->loop);
     }
+}
+
+/* Store operations not yet completed, over every device. */
+static uint64_t stores_busy(const struct sds *s)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < s->ndevs; i++)
+        if (s->devs[i].st)
+            n += store_busy(s->devs[i].st);
+    return n;
+}
+
+/* A tick of shutdown: once the requests, copies and store operations under
+ * way have all completed (their callbacks run, their objects given back),
+ * the last flush. Checked from a timer rather than from the completions
+ * themselves, so that it never runs inside a callback of the objects it
+ * waits for. */
+static void shutdown_tick_cb(uv_timer_t *t)
+{
+    struct sds *s = t->data;
+    size_t reqs = s->ioreqs.nlive;
+    int copies = s->rebuild.inflight;
+    uint64_t ops = stores_busy(s);
+    unsigned ring = uring_ctx_inflight(s->uring);
+    if (reqs || copies || ops || ring) {
+        if (now_ms() < s->shutdown_deadline)
+            return;
+        log_error("shutdown: still %zu requests, %d rebuild copies, %llu store operations and "
+                  "%u device operations under way after %d ms; stopping without them",
+                  reqs, copies, (unsigned long long)ops, ring, SDS_SHUTDOWN_DRAIN_MS);
+    }
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, NULL);
+    /* Acknowledged data is already on the devices (O_DIRECT); a last flush
+     * makes the device caches durable too. The loop stops when it is done. */
+    s->shutdown_flushes = 1;
+    for (int i = 0; i < s->ndevs; i++)
+        if (!s->devs[i].failed && store_flush(s->devs[i].st, shutdown_flush_cb, s) == 0)
+            s->shutdown_flushes++;
+    shutdown_flush_cb(s, 0);
 }
 
 static void signal_cb(uv_signal_t *sig, int signum)
@@ -58,13 +107,13 @@ static void signal_cb(uv_signal_t *sig, int signum)
         rpc_peer_close(s->peers[i]);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
-    /* Acknowledged data is already on the devices (O_DIRECT); a last flush
-     * makes the device caches durable too. The loop stops when it is done. */
-    s->shutdown_flushes = 1;
-    for (int i = 0; i < s->ndevs; i++)
-        if (!s->devs[i].failed && store_flush(s->devs[i].st, shutdown_flush_cb, s) == 0)
-            s->shutdown_flushes++;
-    shutdown_flush_cb(s, 0);
+    /* What is under way still completes: writes queued behind a range lock,
+     * rebuild copies, reclaim's frees, their store operations on the ring.
+     * The final flush waits for all of it (shutdown_tick_cb). */
+    s->shutdown_deadline = now_ms() + SDS_SHUTDOWN_DRAIN_MS;
+    uv_timer_init(s->loop, &s->shutdown_timer);
+    s->shutdown_timer.data = s;
+    uv_timer_start(&s->shutdown_timer, shutdown_tick_cb, 0, SDS_SHUTDOWN_TICK_MS);
 }
 
 static void usage(void)
