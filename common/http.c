@@ -24,6 +24,7 @@ struct http_server {
     struct MHD_Daemon *d;
     uv_poll_t poll;
     uv_timer_t timer;
+    uv_idle_t idle; /* MHD has work now: run it on the loop's next turn */
     int handles_open;
     int stopping;
     http_handler_cb cb;
@@ -63,17 +64,33 @@ static void timer_cb(uv_timer_t *t)
     run(t->data);
 }
 
-/* Let MHD do what is ready, then arm the timer for its next deadline. */
+static void idle_cb(uv_idle_t *i)
+{
+    run(i->data);
+}
+
+/* Let MHD do what is ready, then arrange for its next deadline. "Now" (a
+ * timeout of 0) goes to an idle handle, which runs once per turn of the
+ * loop, after its I/O: a 0 ms timer started from a timer callback would
+ * run again in the same pass of libuv's timers (1.44), so a server that
+ * kept saying "now" would never let the loop poll, and the daemon would
+ * stop answering anything. */
 static void run(struct http_server *s)
 {
     if (!s->d)
         return;
     MHD_run(s->d);
     MHD_UNSIGNED_LONG_LONG to;
-    if (MHD_get_timeout(s->d, &to) == MHD_YES)
-        uv_timer_start(&s->timer, timer_cb, to, 0);
-    else
+    if (MHD_get_timeout(s->d, &to) != MHD_YES) {
+        uv_idle_stop(&s->idle);
         uv_timer_stop(&s->timer);
+    } else if (to == 0) {
+        uv_timer_stop(&s->timer);
+        uv_idle_start(&s->idle, idle_cb);
+    } else {
+        uv_idle_stop(&s->idle);
+        uv_timer_start(&s->timer, timer_cb, to, 0);
+    }
 }
 
 static void unlink_waiting(struct http_request *r)
@@ -134,9 +151,9 @@ static void set_response(struct http_request *r, unsigned status, const char *ty
     if (r->suspended) {
         unlink_waiting(r);
         MHD_resume_connection(r->conn);
-        /* MHD's inter-thread channel wakes the epoll descriptor; the timer
-         * makes sure the resumed connection runs even if it did not. */
-        uv_timer_start(&r->s->timer, timer_cb, 0, 0);
+        /* MHD's inter-thread channel wakes the epoll descriptor; the idle
+         * handle makes sure the resumed connection runs even if it did not. */
+        uv_idle_start(&r->s->idle, idle_cb);
     }
 }
 
@@ -348,9 +365,11 @@ struct http_server *http_start(uv_loop_t *loop, const char *addr, http_handler_c
         return NULL;
     }
     uv_timer_init(loop, &s->timer);
+    uv_idle_init(loop, &s->idle);
     s->poll.data = s;
     s->timer.data = s;
-    s->handles_open = 2;
+    s->idle.data = s;
+    s->handles_open = 3;
     uv_poll_start(&s->poll, UV_READABLE, poll_cb);
     run(s);
     return s;
@@ -383,6 +402,7 @@ void http_stop(struct http_server *s)
     s->d = NULL;
     uv_close((uv_handle_t *)&s->poll, handle_closed);
     uv_close((uv_handle_t *)&s->timer, handle_closed);
+    uv_close((uv_handle_t *)&s->idle, handle_closed);
 }
 
 const char *http_method(const struct http_request *r)
