@@ -558,6 +558,8 @@ def main():
     ap.add_argument("--targets",
                     default="device,cairn,cairn-tcp,nbdkit-memory,nbdkit-file,ceph-rbd")
     ap.add_argument("--no-rebuild", action="store_true")
+    ap.add_argument("--jobs", default=None,
+                    help="only these jobs (comma-separated names, e.g. '4k randwrite QD32,1M write QD8')")
     ap.add_argument("--rounds", type=int, default=1,
                     help="set every target up at once and run each job ROUNDS times on each, "
                          "in turn (the order rotating), and report the median run: for comparing "
@@ -568,6 +570,12 @@ def main():
                     help="targets cairn and cairn-tcp serve metrics, scraped every second "
                          "(the baseline targets do not)")
     a = ap.parse_args()
+    if a.jobs:
+        wanted = [j.strip() for j in a.jobs.split(",")]
+        unknown = [w for w in wanted if w not in [j[0] for j in JOBS]]
+        if unknown:
+            ap.error(f"unknown jobs {unknown}; the jobs are: {', '.join(j[0] for j in JOBS)}")
+        JOBS[:] = [j for j in JOBS if j[0] in wanted]
     size = a.size * MiB
     os.makedirs(a.out, exist_ok=True)
     work = a.work or os.path.join(a.out, "work")
