@@ -99,7 +99,6 @@ struct sdc {
     /* options */
     const char *mdm_addr, *data_dir, *name, *nbd_tcp;
     char nbd_unix[512];
-    char hostname[65]; /* the default name */
     uint32_t io_timeout_ms;
     /* who we are to the MDM */
     char guid[64];

@@ -46,17 +46,6 @@ static int load_guid(struct sdc *s)
     return file_write_atomic(path, line, strlen(line));
 }
 
-/* The host name, with anything a name may not hold turned into '-'. */
-static const char *default_name(struct sdc *s)
-{
-    gethostname(s->hostname, sizeof(s->hostname) - 1);
-    for (char *p = s->hostname; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '_' || *p == '.'))
-            *p = '-';
-    return s->hostname;
-}
-
 static void signal_cb(uv_signal_t *sig, int signum)
 {
     struct sdc *s = sig->data;
@@ -85,6 +74,8 @@ static void usage(void)
             "                 their clients may hold, all connections together (default 256;\n"
             "                 a connection at most 64, plus 16 of requests read ahead)\n"
             "  --queue-depth  requests one NBD connection may have in progress (default 256)\n"
+            "  --credentials  this SDC's credential (default: $CAIRN_CREDENTIALS); --name\n"
+            "                 defaults to the name it was issued for\n"
             "  --metrics-listen  serve Prometheus metrics at http://HOST:PORT/metrics (default: "
             "off)\n");
     exit(2);
@@ -97,21 +88,16 @@ int main(int argc, char **argv)
     static struct sdc sdc = {
         .nbd_tcp = "127.0.0.1:10809", .io_timeout_ms = 60000, .reg = CAIRN__SDC_REGISTER__INIT};
     struct sdc *s = &sdc;
-    const char *pidfile = NULL, *sock = NULL;
+    const char *pidfile = NULL, *sock = NULL, *cred_path = NULL;
+    static struct auth_cred cred;
     int verbose = 0;
-    static const struct option opts[] = {{"mdm", 1, 0, 'm'},
-                                         {"data-dir", 1, 0, 'd'},
-                                         {"name", 1, 0, 'n'},
-                                         {"nbd-listen", 1, 0, 'l'},
-                                         {"nbd-socket", 1, 0, 's'},
-                                         {"io-timeout", 1, 0, 't'},
-                                         {"pidfile", 1, 0, 'p'},
-                                         {"verbose", 0, 0, 'v'},
-                                         {"help", 0, 0, 'h'},
-                                         {"io-memory", 1, 0, 'M'},
-                                         {"queue-depth", 1, 0, 'Q'},
-                                         {"metrics-listen", 1, 0, 'X'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"mdm", 1, 0, 'm'},         {"data-dir", 1, 0, 'd'},
+                                         {"name", 1, 0, 'n'},        {"nbd-listen", 1, 0, 'l'},
+                                         {"nbd-socket", 1, 0, 's'},  {"io-timeout", 1, 0, 't'},
+                                         {"pidfile", 1, 0, 'p'},     {"verbose", 0, 0, 'v'},
+                                         {"help", 0, 0, 'h'},        {"io-memory", 1, 0, 'M'},
+                                         {"queue-depth", 1, 0, 'Q'}, {"metrics-listen", 1, 0, 'X'},
+                                         {"credentials", 1, 0, 'C'}, {0, 0, 0, 0}};
     struct nbd_limits limits = NBD_LIMITS_DEFAULT;
     int o;
     while ((o = getopt_long(argc, argv, "m:d:n:l:s:t:p:vh", opts, NULL)) != -1) {
@@ -126,6 +112,7 @@ int main(int argc, char **argv)
         case 'M': limits.total_bytes = (size_t)atof(optarg) << 20; break;
         case 'Q': limits.conn_requests = (unsigned)atoi(optarg); break;
         case 'X': s->metrics_listen = optarg; break;
+        case 'C': cred_path = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -148,8 +135,15 @@ int main(int argc, char **argv)
         log_error("cannot read or create %s/sdc.guid", s->data_dir);
         return 1;
     }
+    if (rpc_auth_setup(cred_path, AUTH_ROLE_SDC, &cred) < 0)
+        return 1;
+    /* the SDC is the one its credential names */
     if (!s->name)
-        s->name = default_name(s);
+        s->name = cred.name;
+    if (strcmp(cred.name, s->name) != 0) {
+        log_error("the credential is for SDC '%s', not '%s'", cred.name, s->name);
+        return 1;
+    }
     if (sock)
         snprintf(s->nbd_unix, sizeof(s->nbd_unix), "unix:%s", sock);
     else

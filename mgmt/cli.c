@@ -13,31 +13,6 @@
 #include "cmap.h"
 #include "util.h"
 
-/* What every handler needs from the command line beyond its own options. */
-struct cli_env {
-    const char *mdm; /* the MDM's address */
-    int json;        /* --json: print JSON */
-};
-
-struct cli_command;
-/* Returns the process's exit code. */
-typedef int cli_run_fn(const struct cli_command *c, const struct cli_args *a,
-                       const struct cli_env *env);
-typedef void cli_print_fn(const Cairn__MgmtReply *rep, int json);
-
-struct cli_command {
-    const char *obj;
-    const char *verb; /* NULL: the object alone is the command ("status") */
-    /* Its line in the usage text; NULL: it shares the line of the entry
-     * before it ("fault-set add|remove NAME"). */
-    const char *usage;
-    const char *help; /* the description column; '\n' between its lines */
-    struct cli_args_spec spec;
-    cli_run_fn *run;
-    int op;              /* the request, where one handler serves two commands */
-    cli_print_fn *print; /* for the handlers that show a part of the status */
-};
-
 int cli_fail(const char *fmt, ...)
 {
     va_list ap;
@@ -101,9 +76,7 @@ static int run_list(const struct cli_command *c, const struct cli_args *a,
     return 0;
 }
 
-/* A report from the status whose printer ends its own output. */
-static int run_report(const struct cli_command *c, const struct cli_args *a,
-                      const struct cli_env *env)
+int cli_run_report(const struct cli_command *c, const struct cli_args *a, const struct cli_env *env)
 {
     (void)a;
     Cairn__MgmtReply *rep;
@@ -112,66 +85,6 @@ static int run_report(const struct cli_command *c, const struct cli_args *a,
     c->print(rep, env->json);
     cairn__mgmt_reply__free_unpacked(rep, NULL);
     return 0;
-}
-
-/* The seconds an option gives (def when it is not given), at least min:
- * 0, or -EINVAL after saying why. */
-static int seconds_arg(const struct cli_args *a, const char *name, double def, double min,
-                       double *v)
-{
-    const char *s = cli_args_get(a, name);
-    *v = def;
-    if (!s)
-        return 0;
-    char *end;
-    double d = strtod(s, &end);
-    if (end == s || *end || !isfinite(d) || d < min || d <= 0 || d > 1e7) {
-        cli_fail("invalid %s '%s' (want seconds, at least %g)", name, s, min);
-        return -EINVAL;
-    }
-    *v = d;
-    return 0;
-}
-
-static int run_status(const struct cli_command *c, const struct cli_args *a,
-                      const struct cli_env *env)
-{
-    if (!cli_args_count(a, "--watch")) {
-        if (cli_args_get(a, "--interval"))
-            return cli_fail("--interval goes with --watch");
-        return run_report(c, a, env);
-    }
-    double interval;
-    if (seconds_arg(a, "--interval", 2, 0.1, &interval) < 0)
-        return 1;
-    return cli_watch_status(env->mdm, env->json, interval);
-}
-
-static int run_top(const struct cli_command *c, const struct cli_args *a, const struct cli_env *env)
-{
-    (void)c;
-    double interval;
-    if (seconds_arg(a, "--interval", 2, 0.1, &interval) < 0)
-        return 1;
-    long count = 0;
-    const char *s = cli_args_get(a, "--count");
-    if (s) {
-        char *end;
-        errno = 0;
-        count = strtol(s, &end, 10);
-        if (end == s || *end || errno || count <= 0)
-            return cli_fail("invalid --count '%s' (want a number of refreshes, at least 1)", s);
-    }
-    return cli_watch_top(env->mdm, env->json, interval, count);
-}
-
-static int run_wait(const struct cli_command *c, const struct cli_args *a,
-                    const struct cli_env *env)
-{
-    double timeout;
-    if (seconds_arg(a, "--timeout", 0, 0, &timeout) < 0)
-        return 1;
-    return cli_watch_wait(env->mdm, env->json, (enum cli_work)c->op, timeout);
 }
 
 static void print_volume_list(const Cairn__MgmtReply *rep, int json)
@@ -456,10 +369,7 @@ static int run_map(const struct cli_command *c, const struct cli_args *a, const 
 
 /* Accepted by every command, before, between or after its words. */
 static const struct cli_opt globals[] = {
-    VALUE("--mdm"),
-    FLAG("--json"),
-    FLAG("--help"),
-    {NULL, 0, NULL},
+    VALUE("--mdm"), VALUE("--credentials"), FLAG("--json"), FLAG("--help"), {NULL, 0, NULL},
 };
 
 /* In the order of the usage text. Options that every command takes are in
@@ -471,28 +381,47 @@ static const struct cli_command commands[] = {
      .help = "cluster overview;\n"
              "--watch: redrawn every SECONDS (2)",
      .spec = {.opts = OPTS(FLAG("--watch"), VALUE("--interval"))},
-     .run = run_status,
+     .run = cli_run_status,
      .print = cli_print_status},
     {.obj = "top",
      .usage = "top [--interval SECONDS] [--count N]",
      .help = "live per-volume IOPS, bandwidth, latency;\n"
              "--count: stop after N refreshes",
      .spec = {.opts = OPTS(VALUE("--interval"), VALUE("--count"))},
-     .run = run_top},
+     .run = cli_run_top},
     {.obj = "rebuild",
      .verb = "wait",
      .usage = "rebuild wait [--timeout SECONDS]",
      .help = "until every PG has all its copies",
      .spec = {.opts = OPTS(VALUE("--timeout"))},
-     .run = run_wait,
+     .run = cli_run_wait,
      .op = CLI_WORK_REBUILD},
     {.obj = "rebalance",
      .verb = "wait",
      .usage = "rebalance wait [--timeout SECONDS]",
      .help = "until no copy is left to move",
      .spec = {.opts = OPTS(VALUE("--timeout"))},
-     .run = run_wait,
+     .run = cli_run_wait,
      .op = CLI_WORK_REBALANCE},
+
+    {.obj = "credentials",
+     .verb = "init-ca",
+     .usage = "credentials init-ca FILE",
+     .help = "make the cluster's CA key (once; keep it safe)",
+     .spec = {.args = {"FILE"}, .n_args = 1, .n_required = 1},
+     .run = cli_run_init_ca},
+    {.obj = "credentials",
+     .verb = "issue",
+     .usage = "credentials issue --ca FILE --role ROLE --name NAME --out FILE",
+     .help = "a credential signed by the CA;\n"
+             "ROLE: mdm, sds, sdc, admin or monitor",
+     .spec = {.opts = OPTS(NEEDED("--ca"), NEEDED("--role"), NEEDED("--name"), NEEDED("--out"))},
+     .run = cli_run_issue},
+    {.obj = "credentials",
+     .verb = "show",
+     .usage = "credentials show FILE",
+     .spec = {.args = {"FILE"}, .n_args = 1, .n_required = 1},
+     .run = cli_run_cred_show},
 
     {.obj = "pool",
      .verb = "create",
@@ -572,7 +501,7 @@ static const struct cli_command commands[] = {
     {.obj = "fault-set",
      .verb = "list",
      .usage = "fault-set list",
-     .run = run_report,
+     .run = cli_run_report,
      .print = cli_print_fault_sets},
 
     {.obj = "volume",
@@ -672,13 +601,14 @@ static void usage_line(const struct cli_command *c)
 /* Print the usage text (on stderr) and return its exit code, 2. */
 static int usage(void)
 {
-    fprintf(stderr, "usage: cairn [--mdm ADDR] [--json] COMMAND\n\n");
+    fprintf(stderr, "usage: cairn [--mdm ADDR] [--credentials FILE] [--json] COMMAND\n\n");
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         if (commands[i].usage)
             usage_line(&commands[i]);
     fprintf(stderr, "\n"
                     "SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.\n"
-                    "The MDM address also comes from $CAIRN_MDM.\n");
+                    "The MDM address also comes from $CAIRN_MDM, the credential\n"
+                    "(--credentials FILE) from $CAIRN_CREDENTIALS.\n");
     return 2;
 }
 
@@ -757,7 +687,11 @@ int main(int argc, char **argv)
         env.json = cli_args_count(&a, "--json") > 0;
         if (cli_args_get(&a, "--mdm"))
             env.mdm = cli_args_get(&a, "--mdm");
-        rc = cmd->run(cmd, &a, &env);
+        /* every command but these talks to the cluster, with a credential */
+        if (!strcmp(cmd->obj, "credentials") || !cli_auth_setup(cli_args_get(&a, "--credentials")))
+            rc = cmd->run(cmd, &a, &env);
+        else
+            rc = 1;
     }
     cli_args_free(&a);
     free(rest);

@@ -26,6 +26,35 @@
 
 /* ---- cli.c ---- */
 
+/* What every handler needs from the command line beyond its own options. */
+struct cli_env {
+    const char *mdm; /* the MDM's address */
+    int json;        /* --json: print JSON */
+};
+
+struct cli_command;
+/* Returns the process's exit code. */
+typedef int cli_run_fn(const struct cli_command *c, const struct cli_args *a,
+                       const struct cli_env *env);
+typedef void cli_print_fn(const Cairn__MgmtReply *rep, int json);
+
+struct cli_command {
+    const char *obj;
+    const char *verb; /* NULL: the object alone is the command ("status") */
+    /* Its line in the usage text; NULL: it shares the line of the entry
+     * before it ("fault-set add|remove NAME"). */
+    const char *usage;
+    const char *help; /* the description column; '\n' between its lines */
+    struct cli_args_spec spec;
+    cli_run_fn *run;
+    int op;              /* the request, where one handler serves two commands */
+    cli_print_fn *print; /* for the handlers that show a part of the status */
+};
+
+/* A report from the status whose printer (c->print) ends its own output. */
+int cli_run_report(const struct cli_command *c, const struct cli_args *a,
+                   const struct cli_env *env);
+
 /* Print "cairn: <message>" on stderr. Returns 1, the exit code of a failed
  * command, so that a handler can end with `return cli_fail(...)`. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -89,5 +118,16 @@ int cli_watch_top(const char *mdm, int json, double interval, long count);
  * (0), STUCK for a few seconds on end, or timeout seconds pass (> 0; 0: no
  * limit), showing the progress; 1 with the reason on stderr otherwise. */
 int cli_watch_wait(const char *mdm, int json, enum cli_work work, double timeout);
+
+/* The handlers of status (--watch), top, and rebuild|rebalance wait. */
+cli_run_fn cli_run_status, cli_run_top, cli_run_wait;
+
+/* ---- cli_auth.c ---- */
+
+/* credentials init-ca|issue|show: the cluster's CA and its credentials. */
+cli_run_fn cli_run_init_ca, cli_run_issue, cli_run_cred_show;
+/* Load the credential at path (or $CAIRN_CREDENTIALS) for every link the
+ * CLI opens. 0, or 1 after saying why. */
+int cli_auth_setup(const char *path);
 
 #endif

@@ -60,7 +60,8 @@ static struct rpc_conn *conn_to(const Cairn__ClusterMap *map, struct sds_conn *c
         if (map->sds[i]->id == sds_id)
             addr = map->sds[i]->addr;
     struct rpc_conn *c = NULL;
-    static const struct rpc_handlers h = {.on_request = on_req};
+    static const struct rpc_handlers h = {.on_request = on_req,
+                                          .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_SDS)};
     if (addr && rpc_connect(uv_default_loop(), addr, &h, NULL, conn_cb, &c) == 0)
         uv_run(uv_default_loop(), UV_RUN_ONCE);
     while (addr && !c && uv_run(uv_default_loop(), UV_RUN_NOWAIT))

@@ -59,7 +59,8 @@ int cli_mdm_call_quiet(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtRep
 {
     uv_loop_t *loop = uv_default_loop();
     struct call call = {.req = req};
-    static const struct rpc_handlers h = {.on_request = on_req_unexpected};
+    static const struct rpc_handlers h = {.on_request = on_req_unexpected,
+                                          .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
     *out = NULL;
     err[0] = 0;
     int r = rpc_connect(loop, addr, &h, NULL, connect_cb, &call);

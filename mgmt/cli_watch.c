@@ -603,3 +603,63 @@ int cli_watch_wait(const char *mdm, int json, enum cli_work work, double timeout
             return view_end(130);
     }
 }
+
+/* ---- the handlers of the live views' commands ---- */
+
+/* The seconds an option gives (def when it is not given), at least min:
+ * 0, or -EINVAL after saying why. */
+static int seconds_arg(const struct cli_args *a, const char *name, double def, double min,
+                       double *v)
+{
+    const char *s = cli_args_get(a, name);
+    *v = def;
+    if (!s)
+        return 0;
+    char *end;
+    double d = strtod(s, &end);
+    if (end == s || *end || !isfinite(d) || d < min || d <= 0 || d > 1e7) {
+        cli_fail("invalid %s '%s' (want seconds, at least %g)", name, s, min);
+        return -EINVAL;
+    }
+    *v = d;
+    return 0;
+}
+
+int cli_run_status(const struct cli_command *c, const struct cli_args *a, const struct cli_env *env)
+{
+    if (!cli_args_count(a, "--watch")) {
+        if (cli_args_get(a, "--interval"))
+            return cli_fail("--interval goes with --watch");
+        return cli_run_report(c, a, env);
+    }
+    double interval;
+    if (seconds_arg(a, "--interval", 2, 0.1, &interval) < 0)
+        return 1;
+    return cli_watch_status(env->mdm, env->json, interval);
+}
+
+int cli_run_top(const struct cli_command *c, const struct cli_args *a, const struct cli_env *env)
+{
+    (void)c;
+    double interval;
+    if (seconds_arg(a, "--interval", 2, 0.1, &interval) < 0)
+        return 1;
+    long count = 0;
+    const char *s = cli_args_get(a, "--count");
+    if (s) {
+        char *end;
+        errno = 0;
+        count = strtol(s, &end, 10);
+        if (end == s || *end || errno || count <= 0)
+            return cli_fail("invalid --count '%s' (want a number of refreshes, at least 1)", s);
+    }
+    return cli_watch_top(env->mdm, env->json, interval, count);
+}
+
+int cli_run_wait(const struct cli_command *c, const struct cli_args *a, const struct cli_env *env)
+{
+    double timeout;
+    if (seconds_arg(a, "--timeout", 0, 0, &timeout) < 0)
+        return 1;
+    return cli_watch_wait(env->mdm, env->json, (enum cli_work)c->op, timeout);
+}

@@ -39,6 +39,7 @@ static void usage(void)
             "127.0.0.1:6611)\n"
             "  --raft-addr ADDR  address for Raft peers (default 127.0.0.1:6612)\n"
             "  --id N            this MDM's Raft id (default 1)\n"
+            "  --credentials FILE  this MDM's credential (default: $CAIRN_CREDENTIALS)\n"
             "  --pidfile FILE    write the PID once ready\n"
             "  --http-listen ADDR     serve the REST API and the dashboard (default: off)\n"
             "  --metrics-listen ADDR  serve Prometheus metrics at /metrics (default: off)\n"
@@ -82,7 +83,8 @@ int main(int argc, char **argv)
     static struct mdm mdm; /* the daemon's state: large, and alive until exit */
     struct mdm *m = &mdm;
     const char *dir = NULL, *listen = "127.0.0.1:6611", *raft_addr = "127.0.0.1:6612";
-    const char *pidfile = NULL, *http_listen = NULL, *metrics_listen = NULL;
+    const char *pidfile = NULL, *http_listen = NULL, *metrics_listen = NULL, *cred_path = NULL;
+    static struct auth_cred cred;
     unsigned long long id = 1;
     unsigned snap_threshold = 1024;
     m->sds_timeout_ms = 4000;
@@ -99,6 +101,7 @@ int main(int argc, char **argv)
                                          {"grace", 1, 0, 'g'},
                                          {"http-listen", 1, 0, 'H'},
                                          {"metrics-listen", 1, 0, 'M'},
+                                         {"credentials", 1, 0, 'C'},
                                          {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
     int o;
@@ -114,6 +117,7 @@ int main(int argc, char **argv)
         case 'g': m->grace_ms = (unsigned)(atof(optarg) * 1000); break;
         case 'H': http_listen = optarg; break;
         case 'M': metrics_listen = optarg; break;
+        case 'C': cred_path = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -122,6 +126,8 @@ int main(int argc, char **argv)
         usage();
     log_init("cairn-mdm", verbose ? LOG_DEBUG : LOG_INFO);
     signal(SIGPIPE, SIG_IGN);
+    if (rpc_auth_setup(cred_path, AUTH_ROLE_MDM, &cred) < 0)
+        return 1;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         log_error("cannot create data directory %s: %s", dir, strerror(errno));
         return 1;

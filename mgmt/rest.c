@@ -123,7 +123,8 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
 static void connect_start(struct mdm_rest *rest)
 {
     static const struct rpc_handlers h = {.on_request = on_unexpected_request,
-                                          .on_close = on_conn_close};
+                                          .on_close = on_conn_close,
+                                          .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
     int r = rpc_connect(rest->m->loop, rest->m->listen_addr, &h, rest, connect_cb, rest);
     if (r < 0) {
         lost(rest, "cannot connect to");

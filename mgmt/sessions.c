@@ -142,6 +142,15 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
         mdm_reply_error(c, h, -EINVAL, "malformed request");
         return;
     }
+    enum auth_role role = rpc_peer_role(c);
+    if (role == AUTH_ROLE_MONITOR && req->op != CAIRN__MGMT_OP__OP_STATUS) {
+        LOG_LIMITED(LOG_WARN, 1000, "mdm: refused a change from monitor '%s' at %s",
+                    rpc_peer_name(c), rpc_peer(c));
+        mdm_reply_error(c, h, -EACCES,
+                        "permission denied: a monitor credential may query, not change");
+        cairn__mgmt_request__free_unpacked(req, NULL);
+        return;
+    }
     switch (req->op) {
     case CAIRN__MGMT_OP__OP_STATUS: mdm_status_reply(m, c, h); break;
     case CAIRN__MGMT_OP__OP_SDS_ADD:
@@ -199,6 +208,15 @@ static void on_sds_register(struct rpc_conn *c, const struct frame_hdr *h, const
         mdm_reply_error(c, h, -EINVAL, "malformed registration");
         if (req)
             cairn__sds_register__free_unpacked(req, NULL);
+        return;
+    }
+    if (rpc_peer_role(c) != AUTH_ROLE_NONE && strcmp(req->name, rpc_peer_name(c)) != 0) {
+        char err[256];
+        snprintf(err, sizeof(err), "the credential of SDS '%s' cannot register SDS '%s'",
+                 rpc_peer_name(c), req->name);
+        log_warn("mdm: %s (from %s)", err, rpc_peer(c));
+        mdm_reply_error(c, h, -EACCES, err);
+        cairn__sds_register__free_unpacked(req, NULL);
         return;
     }
     Cairn__Sds *sds = mdm_sds_by_name(&m->st, req->name);
@@ -282,6 +300,16 @@ static void on_sdc_register(struct rpc_conn *c, const struct frame_hdr *h, const
         mdm_reply_error(c, h, -EINVAL, "malformed registration");
         return;
     }
+    if (rpc_peer_role(c) != AUTH_ROLE_NONE &&
+        strcmp(req->name[0] ? req->name : req->guid, rpc_peer_name(c)) != 0) {
+        char err[256];
+        snprintf(err, sizeof(err), "the credential of SDC '%s' cannot register SDC '%s'",
+                 rpc_peer_name(c), req->name[0] ? req->name : req->guid);
+        log_warn("mdm: %s (from %s)", err, rpc_peer(c));
+        mdm_reply_error(c, h, -EACCES, err);
+        cairn__sdc_register__free_unpacked(req, NULL);
+        return;
+    }
     s->role = MDM_ROLE_SDC;
     snprintf(s->sdc_guid, sizeof(s->sdc_guid), "%s", req->guid);
     Cairn__Sdc *sdc = mdm_sdc_by_guid(&m->st, req->guid);
@@ -337,6 +365,25 @@ static int session_listed(struct mdm *m, struct mdm_conn *s)
     return 0;
 }
 
+/* Which proved roles may send each request (any, on a plain link). */
+static int role_may(const struct rpc_conn *c, uint16_t type)
+{
+    uint32_t r = AUTH_ROLE_BIT(rpc_peer_role(c)), allowed;
+    switch (type) {
+    case FT_MGMT:
+        allowed = AUTH_ROLE_BIT(AUTH_ROLE_ADMIN) | AUTH_ROLE_BIT(AUTH_ROLE_MONITOR) |
+                  AUTH_ROLE_BIT(AUTH_ROLE_MDM); /* the REST API, which checks its own users */
+        break;
+    case FT_SDS_REGISTER:
+    case FT_PG_REBUILT: allowed = AUTH_ROLE_BIT(AUTH_ROLE_SDS); break;
+    case FT_SDC_REGISTER: allowed = AUTH_ROLE_BIT(AUTH_ROLE_SDC); break;
+    case FT_HEARTBEAT:
+    case FT_MAP_GET: allowed = AUTH_ROLE_BIT(AUTH_ROLE_SDS) | AUTH_ROLE_BIT(AUTH_ROLE_SDC); break;
+    default: return 1; /* answered as unknown */
+    }
+    return rpc_peer_role(c) == AUTH_ROLE_NONE || (r & allowed);
+}
+
 static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
                        uint8_t *payload)
 {
@@ -350,6 +397,12 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
     if (!session_listed(s->mdm, s)) {
         log_warn("mdm: too many connections; dropping %s", rpc_peer(c));
         rpc_close(c);
+        return;
+    }
+    if (!role_may(c, h->type)) {
+        LOG_LIMITED(LOG_WARN, 1000, "mdm: %s '%s' at %s may not send request type %u; refused",
+                    auth_role_name(rpc_peer_role(c)), rpc_peer_name(c), rpc_peer(c), h->type);
+        mdm_reply_error(c, h, -EACCES, "permission denied for this credential's role");
         return;
     }
     switch (h->type) {
@@ -385,7 +438,12 @@ static void on_close(struct rpc_conn *c)
 int mdm_sessions_listen(struct mdm *m, const char *addr)
 {
     static const struct rpc_handlers h = {
-        .on_request = on_request, .on_close = on_close, .on_accept = on_accept};
+        .on_request = on_request,
+        .on_close = on_close,
+        .on_accept = on_accept,
+        .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_SDS) | AUTH_ROLE_BIT(AUTH_ROLE_SDC) |
+                      AUTH_ROLE_BIT(AUTH_ROLE_ADMIN) | AUTH_ROLE_BIT(AUTH_ROLE_MONITOR) |
+                      AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
     return rpc_listen(m->loop, addr, &h, m, &m->server);
 }
 

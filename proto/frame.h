@@ -17,6 +17,9 @@
 #define FRAME_MAX_PAYLOAD (33u << 20) /* one extent, with headroom */
 
 #define FRAME_REPLY 0x8000u
+/* Once a link is authenticated, every frame is followed by this many bytes:
+ * a MAC over its header, message and payload (rpc_auth.c). */
+#define FRAME_TAG_SIZE 16
 
 enum frame_type {
     FT_HELLO = 1,
@@ -28,9 +31,11 @@ enum frame_type {
     FT_SDC_REGISTER = 7, /* sdc -> mdm: SdcRegister / MapReply */
     FT_PG_REBUILT = 8,   /* sds -> mdm: MgmtRequest(OP_PG_REBUILT) / MgmtReply */
 
-    FT_PING = 9,     /* sds -> sds: u32 sender id, u64 map version / status 0 = lease granted */
-    FT_PG_LIST = 10, /* sds -> sds: u32 pool, u32 pg / payload: (u64 vol, u64 ext) pairs */
-    FT_LOCAL = 11,   /* sdc|sds -> sds: (empty) / LocalSocket: its unix socket on this host */
+    FT_PING = 9,        /* sds -> sds: u32 sender id, u64 map version / status 0 = lease granted */
+    FT_PG_LIST = 10,    /* sds -> sds: u32 pool, u32 pg / payload: (u64 vol, u64 ext) pairs */
+    FT_LOCAL = 11,      /* sdc|sds -> sds: (empty) / LocalSocket: its unix socket on this host */
+    FT_AUTH_HELLO = 12, /* the link handshake (rpc_auth.c): AuthHello / AuthProof */
+    FT_AUTH_PROOF = 13, /* AuthProof / AuthResult */
 
     FT_IO_READ = 16,  /* io_hdr / payload in reply */
     FT_IO_WRITE = 17, /* io_hdr + payload */

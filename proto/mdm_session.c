@@ -130,7 +130,8 @@ static void tick_cb(uv_timer_t *t)
         if (s->connecting)
             return;
         struct rpc_handlers h = {.on_request = s->ops.on_request ? s->ops.on_request : refuse_cb,
-                                 .on_close = close_cb};
+                                 .on_close = close_cb,
+                                 .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
         s->connecting = 1;
         if (rpc_connect(s->loop, s->addr, &h, s, connect_cb, s) < 0)
             s->connecting = 0;

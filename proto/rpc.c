@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "log.h"
 #include "rpc_internal.h"
 #include "util.h"
@@ -48,6 +50,9 @@ void rpc_conn_release(struct rpc_conn *c)
     if (c->open_handles > 0 || c->nwreqs > 0)
         return;
     rpc_resume_forget(c);
+    rpc_auth_free(c);
+    sodium_memzero(c->tx_key, sizeof(c->tx_key));
+    sodium_memzero(c->rx_key, sizeof(c->rx_key));
     free(c->rbuf);
     msg_free(c, c->msg);
     rpc_buf_free(c->payload);
@@ -113,7 +118,7 @@ static struct rpc_pending *pending_take(struct rpc_conn *c, uint64_t id)
     return NULL;
 }
 
-static void dispatch(struct rpc_conn *c)
+void rpc_dispatch(struct rpc_conn *c)
 {
     struct frame_hdr h = c->hdr;
     uint8_t *msg = c->msg;
@@ -136,10 +141,25 @@ static void dispatch(struct rpc_conn *c)
         c->rx_open++;
         if (c->rx_limit && c->rx_open >= c->rx_limit)
             rpc_pause(c, RPC_PAUSE_REQUESTS); /* from the next frame on */
-        c->handlers.on_request(c, &h, msg, payload);
+        if (c->auth == RPC_AUTH_HANDSHAKE)
+            rpc_auth_request(c, &h, msg, payload);
+        else
+            c->handlers.on_request(c, &h, msg, payload);
     }
     /* the callbacks are done with msg: the next frame may reuse the buffer */
     msg_free(c, msg);
+}
+
+/* Header, message and payload are in: the MAC follows on an authenticated
+ * link, else the frame is complete. */
+static void body_done(struct rpc_conn *c)
+{
+    if (c->auth == RPC_AUTH_ON) {
+        c->stage = ST_TAG;
+        c->have = 0;
+    } else {
+        rpc_dispatch(c);
+    }
 }
 
 static void begin_body(struct rpc_conn *c)
@@ -160,7 +180,7 @@ static void begin_body(struct rpc_conn *c)
     }
     c->have = 0;
     if (!c->hdr.msg_len && !c->hdr.payload_len)
-        dispatch(c);
+        body_done(c);
 }
 
 /* Consume bytes from the read buffer; returns 0, or -1 if the conn closed. */
@@ -200,16 +220,29 @@ int rpc_consume(struct rpc_conn *c, const uint8_t *p, size_t n)
                 if (c->hdr.payload_len)
                     c->stage = ST_PAYLOAD;
                 else
-                    dispatch(c);
+                    body_done(c);
             }
-        } else {
+        } else if (c->stage == ST_PAYLOAD) {
             size_t k = MIN(n, c->hdr.payload_len - c->have);
             memcpy(c->payload + c->have, p, k);
             c->have += (uint32_t)k;
             p += k;
             n -= k;
             if (c->have == c->hdr.payload_len)
-                dispatch(c);
+                body_done(c);
+        } else {
+            size_t k = MIN(n, FRAME_TAG_SIZE - c->have);
+            memcpy(c->rx_tag + c->have, p, k);
+            c->have += (uint32_t)k;
+            p += k;
+            n -= k;
+            if (c->have < FRAME_TAG_SIZE)
+                continue;
+            if (rpc_auth_check_rx(c) < 0) {
+                rpc_close(c);
+                return -1;
+            }
+            rpc_dispatch(c);
         }
     }
     return c->closing ? -1 : 0;
@@ -244,7 +277,7 @@ void rpc_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (buf->base != (char *)c->rbuf) {
         c->have += (uint32_t)n;
         if (c->have == c->hdr.payload_len)
-            dispatch(c);
+            body_done(c);
         return;
     }
     rpc_consume(c, (const uint8_t *)buf->base, (size_t)n);
@@ -305,6 +338,12 @@ static void accept_cb(uv_stream_t *ls, int status)
         rpc_close(c);
         return;
     }
+    if (rpc_auth_cred()) {
+        /* on_accept runs once the peer is proved (rpc_auth.c) */
+        conn_start(c);
+        rpc_auth_server_start(c);
+        return;
+    }
     if (s->handlers.on_accept && s->handlers.on_accept(c, s->data) < 0) {
         c->handlers.on_close = NULL; /* it never became the server's connection */
         rpc_close(c);
@@ -352,6 +391,9 @@ static void connect_done_cb(uv_connect_t *req, int status)
         c->handlers.on_close = NULL;
         rpc_close(c);
         cr->cb(NULL, status, cr->arg);
+    } else if (rpc_auth_cred()) {
+        conn_start(c);
+        rpc_auth_client_start(c, cr->cb, cr->arg);
     } else {
         conn_start(c);
         cr->cb(c, 0, cr->arg);

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "frame.h"
 
 #include <protobuf-c/protobuf-c.h>
@@ -43,7 +44,25 @@ struct rpc_handlers {
      * data until this sets its own (a per-connection object, say); it runs
      * before any request of c. Returns 0, or -errno to close c at once. */
     int (*on_accept)(struct rpc_conn *c, void *server_data);
+    /* On authenticated links: the roles the peer may have (AUTH_ROLE_BIT
+     * of each). A peer with another role is refused in the handshake. */
+    uint32_t peer_roles;
 };
+
+/* Authenticate every link of this process with cred (kept, not copied):
+ * each connection, accepted or made, proves both ends' credentials before
+ * any request is handed on (on_accept runs, connect callbacks report
+ * success, only then), and every frame after carries a MAC. Without it
+ * (tests of this layer alone) links are plain. Call once, before any
+ * connection; 0 or -errno. */
+int rpc_auth_init(const struct auth_cred *cred);
+/* The peer's proved role and name (AUTH_ROLE_NONE and "" on plain links). */
+enum auth_role rpc_peer_role(const struct rpc_conn *c);
+/* A daemon's start: load its credential (option, else $CAIRN_CREDENTIALS)
+ * into cred, check it is of role want, and rpc_auth_init() it. 0, or
+ * -errno after logging why. */
+int rpc_auth_setup(const char *option, enum auth_role want, struct auth_cred *cred);
+const char *rpc_peer_name(const struct rpc_conn *c);
 
 /* addr: "host:port" or "unix:/path". 0 or -errno. */
 int rpc_listen(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, void *data,

@@ -3,11 +3,13 @@
  *   rpc.c       connections: accepting, connecting, reading frames, closing
  *   rpc_send.c  frames out: calls, replies, their timeouts
  *   rpc_flow.c  flow control: pausing and resuming reading, the limits
+ *   rpc_auth.c  the link handshake and the MACs of frames
  *
  * Nothing outside proto/ includes this: rpc.h is the interface. */
 #ifndef CAIRN_RPC_INTERNAL_H
 #define CAIRN_RPC_INTERNAL_H
 
+#include "auth.h"
 #include "net.h"
 #include "pool.h"
 #include "rpc.h"
@@ -41,7 +43,12 @@ struct rpc_pending {
     struct rpc_wreq *unsent; /* its frame, until it is all written */
 };
 
-enum { ST_HDR, ST_MSG, ST_PAYLOAD };
+enum { ST_HDR, ST_MSG, ST_PAYLOAD, ST_TAG };
+
+/* Where a connection is in authenticating its peer. */
+enum { RPC_AUTH_OFF = 0, RPC_AUTH_HANDSHAKE = 1, RPC_AUTH_ON = 2 };
+
+struct rpc_handshake;
 
 struct rpc_conn {
     union net_stream u;
@@ -84,6 +91,15 @@ struct rpc_conn {
     struct rpc_pending *pend[RPC_BUCKETS];
 
     struct wqueue wq; /* frames waiting for this loop turn's writev */
+
+    /* authentication (rpc_auth.c): off when the process has no credential */
+    int auth;                 /* RPC_AUTH_* */
+    struct rpc_handshake *hs; /* while RPC_AUTH_HANDSHAKE */
+    enum auth_role peer_role; /* once RPC_AUTH_ON */
+    char peer_name[AUTH_NAME_MAX + 1];
+    uint8_t tx_key[32], rx_key[32]; /* each direction's MAC key */
+    uint64_t tx_seq, rx_seq;        /* frames sent and received since */
+    uint8_t rx_tag[FRAME_TAG_SIZE];
 };
 
 struct rpc_server {
@@ -105,6 +121,7 @@ struct rpc_wreq {
     uint32_t timeout_ms;            /* that call's */
     struct rpc_wreq *cprev, *cnext; /* in calls_head/tail while a call's and unwritten */
     int pooled;                     /* from wreq_pool (head has room for a short message) */
+    uint8_t tag[FRAME_TAG_SIZE];    /* its MAC, on an authenticated link */
     uint8_t head[];                 /* frame header + msg */
 };
 
@@ -120,6 +137,29 @@ int rpc_consume(struct rpc_conn *c, const uint8_t *p, size_t n);
 /* The libuv read callbacks of every connection. */
 void rpc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void rpc_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* The frame is all read (and its MAC, if any): hand it to its handler. */
+void rpc_dispatch(struct rpc_conn *c);
+
+/* ---- rpc_auth.c ---- */
+
+/* The credential of this process, or NULL: links are not authenticated. */
+const struct auth_cred *rpc_auth_cred(void);
+/* A connection is open: begin its handshake. The server waits for the
+ * client's hello; the client sends it, and cb runs once the peer is proved
+ * (c) or refused (NULL, -EACCES and the like). */
+void rpc_auth_server_start(struct rpc_conn *c);
+void rpc_auth_client_start(struct rpc_conn *c, rpc_connect_cb cb, void *arg);
+/* A request frame during the handshake (the server's side). */
+void rpc_auth_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
+                      uint8_t *payload);
+/* The MAC of a frame (header+message, payload pieces) on c's next frame
+ * out; and the check of one in. */
+void rpc_auth_tag_tx(struct rpc_conn *c, const uint8_t *head, size_t head_len,
+                     const struct iovec *pl, int npl, uint8_t tag[FRAME_TAG_SIZE]);
+int rpc_auth_check_rx(struct rpc_conn *c);
+/* c closes: forget its handshake. */
+void rpc_auth_free(struct rpc_conn *c);
 
 /* ---- rpc_send.c ---- */
 

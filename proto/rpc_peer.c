@@ -269,7 +269,9 @@ static void local_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, u
     struct rpc_conn *tcp = p->probe;
     Cairn__LocalSocket *ls = local_socket_of(status, msg, msg_len, payload);
     if (ls && strncmp(ls->addr, "unix:", 5) == 0 && usable(tcp)) {
-        static const struct rpc_handlers h = {.on_request = on_request, .on_close = on_close};
+        static const struct rpc_handlers h = {.on_request = on_request,
+                                              .on_close = on_close,
+                                              .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_SDS)};
         p->token = ls->token;
         int r = rpc_connect(p->loop, ls->addr, &h, p, local_connect_cb, p);
         cairn__local_socket__free_unpacked(ls, NULL);
@@ -310,7 +312,8 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
 /* 0, or -errno (nothing started: the calls waiting stay for the next try). */
 static int start_connect(struct rpc_peer *p)
 {
-    static const struct rpc_handlers h = {.on_request = on_request, .on_close = on_close};
+    static const struct rpc_handlers h = {
+        .on_request = on_request, .on_close = on_close, .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_SDS)};
     p->connecting = 1;
     int r = rpc_connect(p->loop, p->addr, &h, p, connect_cb, p);
     if (r < 0)

@@ -17,7 +17,7 @@
 
 #include <uv.h>
 
-#define WQ_MAX_BUFS 8
+#define WQ_MAX_BUFS 9 /* header+message, up to 7 payload pieces, a MAC */
 
 struct wq_item {
     struct wq_item *next;

@@ -262,11 +262,39 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
     }
 }
 
+/* Which proved roles may send a request: SDSs anything; SDCs their I/O;
+ * the CLI (check-copies) reads and allocation queries of any copy. Any, on
+ * a plain link. */
+static int role_may(const struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg)
+{
+    enum auth_role role = rpc_peer_role(c);
+    if (role == AUTH_ROLE_NONE || role == AUTH_ROLE_SDS)
+        return 1;
+    int io = h->type >= FT_IO_READ && h->type <= FT_IO_STAT;
+    if (role == AUTH_ROLE_ADMIN || role == AUTH_ROLE_MONITOR)
+        return h->type == FT_IO_READ || h->type == FT_IO_STAT;
+    if (role != AUTH_ROLE_SDC)
+        return 0;
+    if (h->type == FT_LOCAL)
+        return 1;
+    /* an SDC's I/O is never a replica's or a rebuild's */
+    struct io_hdr io_h;
+    return io && io_hdr_decode(msg, h->msg_len, &io_h) == 0 &&
+           !(io_h.flags & (IO_FLAG_REPLICA | IO_FLAG_REBUILD));
+}
+
 void dispatch_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
                       uint8_t *payload)
 {
     struct sds_conn *sc = rpc_data(c);
     struct sds *s = sc->sds;
+    if (!role_may(c, h, msg)) {
+        LOG_LIMITED(LOG_WARN, 1000, "%s '%s' at %s may not send request type %u; refused",
+                    auth_role_name(rpc_peer_role(c)), rpc_peer_name(c), rpc_peer(c), h->type);
+        rpc_buf_free(payload);
+        dispatch_status(c, h, -EACCES);
+        return;
+    }
     if (h->type >= FT_IO_READ && h->type <= FT_IO_STAT) {
         if (s->stopping) {
             /* Shutting down: the requests under way drain, no new one

@@ -21,7 +21,11 @@
 #include "util.h"
 
 static const struct rpc_handlers handlers = {
-    .on_request = dispatch_request, .on_close = dispatch_close, .on_accept = dispatch_accept};
+    .on_request = dispatch_request,
+    .on_close = dispatch_close,
+    .on_accept = dispatch_accept,
+    .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_SDS) | AUTH_ROLE_BIT(AUTH_ROLE_SDC) |
+                  AUTH_ROLE_BIT(AUTH_ROLE_ADMIN) | AUTH_ROLE_BIT(AUTH_ROLE_MONITOR)};
 
 /* How long shutdown waits for the work under way: a store operation takes
  * milliseconds, a forward or a copy fails within SDS_FWD_TIMEOUT_MS once its
@@ -128,7 +132,9 @@ static void usage(void)
         "                  together (default 256; each connection at most 64)\n"
         "  --local-socket  unix socket that SDCs and SDSs on this host use instead of TCP\n"
         "                  (default DATA-DIR/sds.sock)\n"
-        "  --metrics-listen serve Prometheus metrics at http://HOST:PORT/metrics (default: off)\n");
+        "  --metrics-listen serve Prometheus metrics at http://HOST:PORT/metrics (default: off)\n"
+        "  --credentials FILE  this SDS's credential, issued for NAME (default: "
+        "$CAIRN_CREDENTIALS)\n");
     exit(2);
 }
 
@@ -170,12 +176,21 @@ int main(int argc, char **argv)
     struct sds *s = &sds;
     const char *pidfile = NULL;
     int verbose = 0;
-    static const struct option opts[] = {
-        {"name", 1, 0, 'n'},      {"listen", 1, 0, 'l'},         {"mdm", 1, 0, 'm'},
-        {"data-dir", 1, 0, 'd'},  {"pidfile", 1, 0, 'p'},        {"verbose", 0, 0, 'v'},
-        {"help", 0, 0, 'h'},      {"rebuild-rate", 1, 0, 'r'},   {"local-socket", 1, 0, 'L'},
-        {"io-memory", 1, 0, 'M'}, {"metrics-listen", 1, 0, 'X'}, {0, 0, 0, 0}};
-    const char *local = NULL;
+    static const struct option opts[] = {{"name", 1, 0, 'n'},
+                                         {"listen", 1, 0, 'l'},
+                                         {"mdm", 1, 0, 'm'},
+                                         {"data-dir", 1, 0, 'd'},
+                                         {"pidfile", 1, 0, 'p'},
+                                         {"verbose", 0, 0, 'v'},
+                                         {"help", 0, 0, 'h'},
+                                         {"rebuild-rate", 1, 0, 'r'},
+                                         {"local-socket", 1, 0, 'L'},
+                                         {"io-memory", 1, 0, 'M'},
+                                         {"metrics-listen", 1, 0, 'X'},
+                                         {"credentials", 1, 0, 'C'},
+                                         {0, 0, 0, 0}};
+    const char *local = NULL, *cred_path = NULL;
+    static struct auth_cred cred;
     int o;
     while ((o = getopt_long(argc, argv, "n:l:m:d:p:r:vh", opts, NULL)) != -1) {
         switch (o) {
@@ -188,6 +203,7 @@ int main(int argc, char **argv)
         case 'L': local = optarg; break;
         case 'M': s->io_memory = (size_t)atof(optarg) << 20; break;
         case 'X': s->metrics_listen = optarg; break;
+        case 'C': cred_path = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -201,6 +217,12 @@ int main(int argc, char **argv)
         usage();
     log_init("cairn-sds", verbose ? LOG_DEBUG : LOG_INFO);
     signal(SIGPIPE, SIG_IGN);
+    if (rpc_auth_setup(cred_path, AUTH_ROLE_SDS, &cred) < 0)
+        return 1;
+    if (strcmp(cred.name, s->name) != 0) {
+        log_error("the credential is for SDS '%s', not '%s'", cred.name, s->name);
+        return 1;
+    }
     if (mkdir(s->data_dir, 0700) < 0 && errno != EEXIST) {
         log_error("cannot create %s: %s", s->data_dir, strerror(errno));
         return 1;

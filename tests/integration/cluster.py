@@ -158,6 +158,25 @@ class Cluster:
         if http:
             self.http_url = f"http://127.0.0.1:{free_ports(1)[0]}"
 
+    # ---- credentials (proto/auth.h): one CA per cluster, one credential each ----
+    def credential(self, role, name):
+        """The path of this cluster's credential for (role, name), issued
+        by its CA on first use."""
+        d = os.path.join(self.dir, "creds")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        ca = os.path.join(d, "ca.key")
+        cli = f"{self.build}/mgmt/cairn"
+        if not os.path.exists(ca):
+            subprocess.run([cli, "credentials", "init-ca", ca], check=True, capture_output=True)
+        path = os.path.join(d, f"{role}-{name}.cred")
+        if not os.path.exists(path):
+            subprocess.run([cli, "credentials", "issue", "--ca", ca, "--role", role, "--name",
+                            name, "--out", path], check=True, capture_output=True)
+        return path
+
+    def _cred_args(self, role, name):
+        return ["--credentials", self.credential(role, name)]
+
     def _metrics_args(self, name):
         return ["--metrics-listen", self.metrics_addrs[name]] if name in self.metrics_addrs else []
 
@@ -179,6 +198,7 @@ class Cluster:
             f"{self.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm",
             "--listen", self.mdm_addr, "--raft-addr", self.raft_addr,
             "--snapshot-threshold", "64"]  # snapshots get exercised
+            + self._cred_args("mdm", "mdm1")
             + self._metrics_args("mdm")
             + (["--http-listen", self.http_url[len("http://"):]] if self.http_url else [])
             + self.mdm_args)
@@ -190,14 +210,15 @@ class Cluster:
         d = self.daemons.get(name) or self._daemon(name, [
             f"{self.build}/server/cairn-sds", "--name", name, "--listen", self.sds_addrs[i],
             "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/{name}"]
-            + self._metrics_args(name) + self.sds_args)
+            + self._cred_args("sds", name) + self._metrics_args(name) + self.sds_args)
         d.start()
 
     def start_sdc(self):
         d = self.daemons.get("sdc") or self._daemon("sdc", [
             f"{self.build}/client/cairn-sdc", "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/sdc",
             "--name", self.sdc_name, "--nbd-listen", f"127.0.0.1:{self.nbd_port}",
-            "--io-timeout", "60"] + self._metrics_args("sdc") + self.sdc_args)
+            "--io-timeout", "60"] + self._cred_args("sdc", self.sdc_name)
+            + self._metrics_args("sdc") + self.sdc_args)
         d.start()
 
     def wait_sds_connected(self):
@@ -297,7 +318,8 @@ class Cluster:
 
     # ---- CLI ----
     def cairn(self, *args, check=True, json_out=False):
-        argv = [f"{self.build}/mgmt/cairn", "--mdm", self.mdm_addr] + (["--json"] if json_out else []) + list(args)
+        argv = ([f"{self.build}/mgmt/cairn", "--mdm", self.mdm_addr]
+                + self._cred_args("admin", "admin") + (["--json"] if json_out else []) + list(args))
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if check and r.returncode != 0:
             raise AssertionError(f"cairn {' '.join(args)} failed ({r.returncode}): {r.stderr}")
@@ -390,7 +412,8 @@ class NetCluster(Cluster):
             self._daemon(name, ["ip", "netns", "exec", self.ns[i],
                                 f"{self.build}/server/cairn-sds", "--name", name, "--listen",
                                 self.sds_addrs[i], "--mdm", self.mdm_addr, "--data-dir",
-                                f"{self.dir}/{name}"] + self.sds_args)
+                                f"{self.dir}/{name}"] + self._cred_args("sds", name)
+                                + self.sds_args)
         self.daemons[name].start()
 
     def cut(self, i):

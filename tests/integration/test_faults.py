@@ -140,7 +140,7 @@ def test_deposed_primary_serves_no_stale_read(cluster):
 
         def refused_everywhere():
             for addr in live:
-                conn = SdsConn(addr)
+                conn = SdsConn(addr, cluster.credential("sds", primary["sds"]))
                 try:
                     if conn.ping(victim_id, now["map_version"]) != -errno.ESTALE:
                         return False
@@ -156,7 +156,7 @@ def test_deposed_primary_serves_no_stale_read(cluster):
     try:
         # Ask the deposed primary directly, with the old epoch, as a client
         # with a stale map would: it must refuse, never answer the old bytes.
-        conn = SdsConn(primary["addr"])
+        conn = SdsConn(primary["addr"], cluster.credential("sdc", cluster.sdc_name))
         refused = [0]
 
         def refuses():

@@ -6,7 +6,6 @@ rates in its status reply.
 Scraped with urllib and parsed by prom.py, which refuses what Prometheus
 would (a sample outside a declared family, a malformed line)."""
 import os
-import socket
 import struct
 import threading
 
@@ -14,7 +13,7 @@ import nbd
 import pytest
 
 import prom
-from cairnproto import MAGIC
+from cairnproto import FT_MGMT, Conn
 from cluster import Cluster, wait_for
 
 BLK = 4096
@@ -208,14 +207,12 @@ def pb_fields(b):
 def mdm_volume_io(c):
     """The MDM's status reply's volume_io, read over the request API itself
     (OP_STATUS): {volume id: {rate name: value}}."""
-    host, port = c.mdm_addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        msg = b"\x08\x01"  # MgmtRequest{op: OP_STATUS}
-        s.sendall(struct.pack(">IHHQIIiI", MAGIC, 1, FT_MGMT, 1, len(msg), 0, 0, 0) + msg)
-        f = s.makefile("rb")
-        magic, _, _, _, mlen, plen, status, _ = struct.unpack(">IHHQIIiI", f.read(32))
-        assert magic == MAGIC and status == 0
-        reply = f.read(mlen)
+    conn = Conn(c.mdm_addr, c.credential("monitor", "monitor"))
+    try:
+        status, reply, _ = conn.request(FT_MGMT, b"\x08\x01")  # MgmtRequest{op: OP_STATUS}
+        assert status == 0
+    finally:
+        conn.close()
     rates = {}
     for field, v in pb_fields(reply):
         if field == 6:

@@ -23,11 +23,11 @@ def cluster(tmp_path_factory):
         c.shutdown()
 
 
-def connect_after_restore(addr):
+def connect_after_restore(addr, cred):
     """A connection made the moment a link comes back was seen reset once in
     some 15 runs (ECONNRESET from connect, nothing in the SDS's log); what the
     test checks is what the SDS answers, so connecting may take a few tries."""
-    return wait_for(f"a connection to {addr}", lambda: SdsConn(addr), timeout=5, interval=0.2)
+    return wait_for(f"a connection to {addr}", lambda: SdsConn(addr, cred), timeout=5, interval=0.2)
 
 
 def test_cut_link_under_load(cluster):
@@ -68,7 +68,7 @@ def test_cut_off_primary_serves_no_stale_read_when_back(cluster):
         wait_for("the cut-off SDS marked down", lambda: cluster.status()["sds"][i]["state"] == "down")
     finally:
         cluster.restore(i)
-    conn = connect_after_restore(primary["addr"])
+    conn = connect_after_restore(primary["addr"], cluster.credential("sdc", cluster.sdc_name))
 
     def refuses():
         st, data = conn.call(FT_IO_READ, loc["volume_id"], off, 4096, loc["pool_id"], loc["pg"],
