@@ -44,6 +44,39 @@ static void write_cb(struct wq_item *it, int status)
     nbd_conn_maybe_close(c);
 }
 
+/* Queue a write record: hdr copied, data (if own, an rpc_buf freed once
+ * written) sent from where it is; bytes is the memory it keeps. */
+static void queue(struct nbd_conn *c, const void *hdr, size_t hlen, void *data, size_t dlen,
+                  bool own, size_t bytes)
+{
+    bool large = hlen > NBD_WREQ_HDR_SMALL;
+    struct nbd_wreq *wr = pool_get(large ? &c->srv->wreq_large_pool : &c->srv->wreq_small_pool);
+    if (!wr) {
+        if (own)
+            rpc_buf_free(data);
+        return;
+    }
+    wr->c = c;
+    wr->large = large;
+    wr->free_buf = own ? data : NULL;
+    if (hlen) {
+        memcpy(wr->hdr, hdr, hlen);
+        wr->it.bufs[0] = uv_buf_init((char *)wr->hdr, (unsigned)hlen);
+        wr->it.bufs[1] = uv_buf_init(data, (unsigned)dlen);
+        wr->it.nbufs = dlen ? 2 : 1;
+    } else {
+        wr->it.bufs[0] = uv_buf_init(data, (unsigned)dlen);
+        wr->it.nbufs = 1;
+    }
+    wr->it.done = write_cb;
+    wr->bytes = bytes;
+    if (!c->wq.stream)
+        wq_init(&c->wq, &c->u.s);
+    wq_push(&c->wq, &wr->it);
+    c->nwrites++;
+    nbd_flow_tx(c, (long)wr->bytes);
+}
+
 void nbd_conn_send(struct nbd_conn *c, const void *hdr, size_t hlen, void *data, size_t dlen,
                    bool own)
 {
@@ -52,27 +85,24 @@ void nbd_conn_send(struct nbd_conn *c, const void *hdr, size_t hlen, void *data,
             rpc_buf_free(data);
         return;
     }
-    bool large = hlen > NBD_WREQ_HDR_SMALL;
-    struct nbd_wreq *wr = pool_get(large ? &c->srv->wreq_large_pool : &c->srv->wreq_small_pool);
-    if (!wr) {
+    if (c->tls) {
+        /* a copy: the records are what waits for the socket */
+        nbd_tls_send(c, hdr, hlen, data, dlen);
         if (own)
             rpc_buf_free(data);
         return;
     }
-    memcpy(wr->hdr, hdr, hlen);
-    wr->c = c;
-    wr->large = large;
-    wr->free_buf = own ? data : NULL;
-    wr->it.bufs[0] = uv_buf_init((char *)wr->hdr, (unsigned)hlen);
-    wr->it.bufs[1] = uv_buf_init(data, (unsigned)dlen);
-    wr->it.nbufs = dlen ? 2 : 1;
-    wr->it.done = write_cb;
-    wr->bytes = hlen + (own ? rpc_buf_size(dlen) : dlen); /* the memory it keeps */
-    if (!c->wq.stream)
-        wq_init(&c->wq, &c->u.s);
-    wq_push(&c->wq, &wr->it);
-    c->nwrites++;
-    nbd_flow_tx(c, (long)wr->bytes);
+    queue(c, hdr, hlen, data, dlen, own, hlen + (own ? rpc_buf_size(dlen) : dlen));
+}
+
+void nbd_conn_send_raw(struct nbd_conn *c, uint8_t *buf, size_t len, size_t cap)
+{
+    /* nbd_tls_bye() queues its close_notify just before handle_closed is set */
+    if (c->handle_closed) {
+        rpc_buf_free(buf);
+        return;
+    }
+    queue(c, NULL, 0, buf, len, true, rpc_buf_size(cap));
 }
 
 /* ---- input ---- */
@@ -97,8 +127,9 @@ static void rx_complete(struct nbd_conn *c)
     nbd_transmit_dispatch(c, r);
 }
 
-/* Consume c->in; returns -1 when the connection must close. A request that
- * may not start yet (flow control) stops it: the rest waits in c->in until
+/* Consume c->in; returns -1 when the connection must close, 1 when TLS
+ * started and took bytes that were read as plaintext. A request that may
+ * not start yet (flow control) stops it: the rest waits in c->in until
  * nbd_conn_kick(). */
 static int process_input(struct nbd_conn *c)
 {
@@ -139,6 +170,18 @@ static int process_input(struct nbd_conn *c)
         if (k == 0)
             break;
         pos += (size_t)k;
+        if (nbd_tls_handshaking(c)) {
+            /* STARTTLS: what follows it is TLS's (a client should have
+             * waited for the ACK, but nothing is lost if it did not) */
+            if (pos < c->in_len) {
+                if (nbd_tls_adopt(c, c->in + c->in_off + pos, c->in_len - pos) < 0)
+                    ret = -1;
+                else
+                    ret = 1;
+                pos = c->in_len;
+            }
+            break;
+        }
     }
     c->in_off += pos;
     c->in_len -= pos;
@@ -180,6 +223,28 @@ static void update_reading(struct nbd_conn *c)
     }
 }
 
+static void conn_close(struct nbd_conn *c);
+
+/* Parse what c->in holds (and, when STARTTLS handed bytes over to TLS,
+ * what they decrypt to), then adjust reading. */
+static void run_input(struct nbd_conn *c)
+{
+    int r;
+    while ((r = process_input(c)) == 1) {
+        int t = nbd_tls_input(c, 0);
+        if (t < 0) {
+            if (t == -EPIPE)
+                conn_close(c);
+            else
+                nbd_conn_stop(c);
+            return;
+        }
+    }
+    if (r < 0)
+        nbd_conn_stop(c);
+    update_reading(c);
+}
+
 static void kick_cb(uv_idle_t *h)
 {
     struct nbd_budget *b = h->data;
@@ -189,9 +254,7 @@ static void kick_cb(uv_idle_t *h)
         c->kick_queued = false;
         if (c->stop_reading || c->handle_closed)
             continue;
-        if (process_input(c) < 0)
-            nbd_conn_stop(c);
-        update_reading(c);
+        run_input(c);
     }
     uv_idle_stop(h);
 }
@@ -211,6 +274,10 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     struct nbd_conn *c = h->data;
+    if (c->tls) {
+        nbd_tls_alloc(c, buf); /* raw bytes: decrypted into c->in */
+        return;
+    }
     /* A large payload goes straight into its buffer. */
     if (c->rx && c->in_len == 0 && c->rx->io.len - c->rx_have >= IN_CHUNK) {
         buf->base = (char *)c->rx->io.buf + c->rx_have;
@@ -232,8 +299,6 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = c->in_cap - c->in_off - c->in_len;
 }
 
-static void conn_close(struct nbd_conn *c);
-
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct nbd_conn *c = s->data;
@@ -245,6 +310,19 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0)
         return;
+    if (c->tls) {
+        int r = nbd_tls_input(c, (size_t)n);
+        if (r == -EPIPE) {
+            conn_close(c);
+            return;
+        }
+        if (r < 0) {
+            nbd_conn_stop(c); /* an alert may be queued: let it go */
+            return;
+        }
+        run_input(c);
+        return;
+    }
     if (c->rx && buf->base == (char *)c->rx->io.buf + c->rx_have) {
         c->rx_have += (uint32_t)n;
         if (c->rx_have == c->rx->io.len)
@@ -252,9 +330,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     c->in_len += (size_t)n;
-    if (process_input(c) < 0)
-        nbd_conn_stop(c);
-    update_reading(c);
+    run_input(c);
 }
 
 /* ---- closing ---- */
@@ -271,6 +347,7 @@ static void conn_free(struct nbd_conn *c)
         nbd_flow_finish(c, c->drain_req);
     nbd_req_release(srv, c->drain_req);
     nbd_flow_forget(c);
+    nbd_tls_conn_free(c);
     srv->nconns--;
     free(c->in);
     free(c);
@@ -308,6 +385,11 @@ static void conn_close(struct nbd_conn *c)
     nbd_conn_stop(c);
 }
 
+void nbd_conn_abort(struct nbd_conn *c)
+{
+    conn_close(c);
+}
+
 /* Close once nothing is in flight: every request gets its one reply (or the
  * peer is gone), and DISC finishes in-flight requests before the socket goes. */
 void nbd_conn_maybe_close(struct nbd_conn *c)
@@ -318,6 +400,8 @@ void nbd_conn_maybe_close(struct nbd_conn *c)
         return;
     if (c->nwrites > 0 && !c->closing)
         return; /* let replies drain (ABORT ack, DISC, bad handshake) */
+    if (!c->closing)
+        nbd_tls_bye(c);
     c->handle_closed = true;
     if (c->wq.stream)
         wq_flush(&c->wq); /* queued replies go, or are cancelled by the close */
@@ -377,6 +461,11 @@ int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backen
     }
     *out = s;
     return 0;
+}
+
+void nbd_server_set_tls(struct nbd_server *s, struct nbd_tls *tls)
+{
+    s->tls = tls;
 }
 
 unsigned nbd_server_connections(const struct nbd_server *s)

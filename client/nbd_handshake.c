@@ -1,7 +1,10 @@
 /* Fixed-newstyle handshake: the greeting, the client's flags, then option
  * haggling until GO or EXPORT_NAME enters transmission (NBD.md §2,
  * "Handshake"). Options are parsed by the pure functions of nbd_parse.c;
- * this file decides what to answer and keeps the connection's state. */
+ * this file decides what to answer and keeps the connection's state. TLS:
+ * STARTTLS and the modes' rules (FORCEDTLS under --tls require) are
+ * answered here, allow lists are asked of nbd_tls.c; the handshake itself
+ * and the encryption are nbd_tls.c's. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,9 +78,30 @@ static void enter_transmission(struct nbd_conn *c)
              c->st.ro ? ", read-only" : "", c->st.structured ? ", structured replies" : "");
 }
 
+/* May c see export name? Otherwise answer opt with the error (TLS_REQD or
+ * POLICY) and return false. */
+static bool export_allowed(struct nbd_conn *c, uint32_t opt, const char *name)
+{
+    uint32_t err = nbd_tls_check_export(c, name);
+    if (err == 0)
+        return true;
+    char msg[160];
+    if (err == NBD_REP_ERR_TLS_REQD) {
+        snprintf(msg, sizeof(msg), "export '%.64s' requires TLS", name);
+    } else {
+        log_info("nbd %s: identity '%.64s' may not use export '%.64s': refused", c->peer,
+                 nbd_tls_identity(c), name);
+        snprintf(msg, sizeof(msg), "export '%.64s' is not available to this client", name);
+    }
+    opt_error(c, opt, err, msg);
+    return false;
+}
+
 static void list_emit(void *arg, const char *name)
 {
     struct nbd_conn *c = arg;
+    if (nbd_tls_check_export(c, name))
+        return; /* not shown to whom may not use it */
     uint8_t buf[4 + NBD_NAME_MAX];
     uint32_t n = (uint32_t)MIN(strlen(name), NBD_NAME_MAX);
     put_be32(buf, n);
@@ -96,6 +120,8 @@ static void do_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint3
     char name[NBD_NAME_MAX + 1];
     memcpy(name, go.name, go.name_len);
     name[go.name_len] = 0;
+    if (!export_allowed(c, opt, name))
+        return;
     if (open_export(c, name) < 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "no export named '%.64s' is mapped to this SDC", name);
@@ -147,6 +173,8 @@ static void do_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t
     char name[NBD_NAME_MAX + 1];
     memcpy(name, m.name, m.name_len);
     name[m.name_len] = 0;
+    if (!export_allowed(c, opt, name))
+        return;
     /* the export must exist, but is not chosen by this */
     struct nbd_backend *be = &c->srv->be;
     uint64_t size;
@@ -171,9 +199,52 @@ static void do_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t
     opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 }
 
+/* Returns 0, or -1 when the connection must close. */
+static int do_starttls(struct nbd_conn *c, uint32_t len)
+{
+    if (nbd_tls_mode(c->srv) == NBD_TLS_OFF) {
+        opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP, "TLS is not enabled on this SDC");
+    } else if (c->tls) {
+        opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already negotiated");
+    } else if (len) {
+        opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "STARTTLS takes no data");
+    } else {
+        /* the ACK goes in plaintext, queued before anything TLS sends */
+        opt_reply(c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0);
+        if (nbd_tls_start(c) < 0) {
+            log_warn("nbd %s: out of memory for TLS; closing", c->peer);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Under --tls require, before TLS: what the spec's FORCEDTLS mode answers.
+ * Returns 1 if opt may go on, 0 if it was refused, -1 to close. */
+static int forced_tls(struct nbd_conn *c, uint32_t opt)
+{
+    if (nbd_tls_mode(c->srv) != NBD_TLS_REQUIRE || c->tls || opt == NBD_OPT_STARTTLS ||
+        opt == NBD_OPT_ABORT)
+        return 1;
+    if (!c->plain_refused) {
+        log_info("nbd %s: plaintext client refused: TLS is required (option %u before STARTTLS)",
+                 c->peer, opt);
+        c->plain_refused = true;
+    }
+    if (opt == NBD_OPT_EXPORT_NAME) {
+        log_info("nbd %s: EXPORT_NAME without TLS; closing", c->peer);
+        return -1; /* it has no error reply */
+    }
+    opt_error(c, opt, NBD_REP_ERR_TLS_REQD, "TLS is required: send NBD_OPT_STARTTLS first");
+    return 0;
+}
+
 /* Handle one complete option. Returns 0, or -1 when the connection ends. */
 static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 {
+    int f = forced_tls(c, opt);
+    if (f <= 0)
+        return f;
     switch (opt) {
     case NBD_OPT_EXPORT_NAME: {
         char name[NBD_NAME_MAX + 1];
@@ -181,6 +252,11 @@ static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_
             return -1;
         memcpy(name, d, len);
         name[len] = 0;
+        if (nbd_tls_check_export(c, name)) {
+            log_info("nbd %s: EXPORT_NAME '%.64s' is not available to identity '%.64s'; closing",
+                     c->peer, name, nbd_tls_identity(c));
+            return -1;
+        }
         if (open_export(c, name) < 0) {
             log_info("nbd %s: EXPORT_NAME '%.64s' is not mapped here; closing", c->peer, name);
             return -1;
@@ -215,9 +291,7 @@ static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_
         return 0;
     case NBD_OPT_LIST_META_CONTEXT:
     case NBD_OPT_SET_META_CONTEXT: do_meta(c, opt, d, len); return 0;
-    case NBD_OPT_STARTTLS:
-        opt_error(c, opt, NBD_REP_ERR_UNSUP, "TLS is not supported by this SDC yet");
-        return 0;
+    case NBD_OPT_STARTTLS: return do_starttls(c, len);
     default:
         /* its data was consumed with it, so the stream stays in sync */
         opt_error(c, opt, NBD_REP_ERR_UNSUP, "unsupported option");

@@ -5,6 +5,8 @@
  *   nbd_conn.c       accepting, reading, write batching, closing
  *   nbd_handshake.c  fixed-newstyle option haggling
  *   nbd_transmit.c   requests to the backend, replies to the client
+ *   nbd_tls.c        STARTTLS: gnutls between the socket and the parser
+ *   nbd_tls_creds.c  TLS credentials (X.509, PSK) and allow lists
  *
  * Everything runs on the loop the server listens on; nothing here locks.
  * The public side (the backend interface) is nbd_server.h.
@@ -137,6 +139,7 @@ struct nbd_server {
     uv_loop_t *loop;
     struct nbd_backend be;
     struct nbd_budget *budget; /* shared with the process's other servers */
+    struct nbd_tls *tls;       /* credentials and policy, or NULL (TLS off) */
     int is_pipe;
     char addr[128];
     /* per-I/O objects of every connection of this server (which outlives
@@ -190,7 +193,9 @@ struct nbd_conn {
     bool handle_closed;     /* uv_close() called: nothing more is sent */
     bool handle_gone;       /* its close callback ran: freed with its last write record */
     char peer[64];
-    struct wqueue wq; /* replies waiting for this loop turn's writev */
+    struct wqueue wq;         /* replies waiting for this loop turn's writev */
+    struct nbd_tls_conn *tls; /* from STARTTLS on, or NULL */
+    bool plain_refused;       /* "TLS required" logged for it */
 };
 
 /* One queued write: a header copied in, and maybe data sent from where it is. */
@@ -209,6 +214,9 @@ struct nbd_wreq {
  * until then. Nothing is sent on a closed connection. */
 void nbd_conn_send(struct nbd_conn *c, const void *hdr, size_t hlen, void *data, size_t dlen,
                    bool own);
+/* Queue buf[0..len) (an rpc_buf of cap bytes, freed once written) as it
+ * is: TLS records (nbd_tls.c); nothing else goes around the encryption. */
+void nbd_conn_send_raw(struct nbd_conn *c, uint8_t *buf, size_t len, size_t cap);
 /* The payload of WRITE r (r->io.buf of r->io.len bytes) follows: read it
  * into the buffer, then dispatch r. */
 void nbd_conn_expect_payload(struct nbd_conn *c, struct nbd_req *r);
@@ -218,6 +226,9 @@ void nbd_conn_discard_payload(struct nbd_conn *c, struct nbd_req *r, uint64_t le
 /* Read no more; close once every request in flight has been answered and
  * the replies queued have gone (DISC, ABORT, a bad handshake). */
 void nbd_conn_stop(struct nbd_conn *c);
+/* The connection is unusable (a TLS failure while sending): close it
+ * without letting replies drain; requests in flight are cancelled. */
+void nbd_conn_abort(struct nbd_conn *c);
 /* Close now if nothing holds the connection open any more; call whenever
  * inflight or nwrites drops. */
 void nbd_conn_maybe_close(struct nbd_conn *c);
@@ -265,6 +276,60 @@ void nbd_handshake_greet(struct nbd_conn *c);
  * consumed (one client flags word or one whole option), 0 if more are needed,
  * -1 if the connection must close. May move c to NBD_PHASE_TRANS. */
 int nbd_handshake_input(struct nbd_conn *c, const uint8_t *p, size_t n);
+
+/* ---- nbd_tls_creds.c: credentials and policy (struct nbd_tls) ---- */
+
+struct gnutls_session_int; /* gnutls_session_t points to it */
+
+#define NBD_TLS_NAME_MAX 256 /* an identity (PSK identity, CN, DNS name), NUL included */
+
+/* The mode of s's connections (OFF when it has no TLS). */
+enum nbd_tls_mode nbd_tls_mode(const struct nbd_server *s);
+/* Give a new server session t's priorities and credentials (and, with
+ * --tls-verify-peer, the certificate check the handshake fails on). */
+void nbd_tls_setup_session(const struct nbd_tls *t, struct gnutls_session_int *s);
+/* Does export name have an allow list? May identity id use it (true when
+ * it has no list)? */
+bool nbd_tls_restricted(const struct nbd_tls *t, const char *name);
+bool nbd_tls_permits(const struct nbd_tls *t, const char *name, const char *id);
+
+/* ---- nbd_tls.c: STARTTLS with gnutls ----
+ *
+ * A connection's TLS state (c->tls) lives from its STARTTLS to its free.
+ * While it is set, every byte read is raw (nbd_tls_alloc, nbd_tls_input)
+ * and every reply is encrypted (nbd_conn_send calls nbd_tls_send). */
+
+struct nbd_tls_conn;
+
+/* STARTTLS was acknowledged (the ACK is queued in plaintext): from now on
+ * the client speaks TLS. Resets what was negotiated before. 0 or -ENOMEM. */
+int nbd_tls_start(struct nbd_conn *c);
+/* TLS is up (handshake done) / TLS was started and its handshake is not done. */
+bool nbd_tls_active(const struct nbd_conn *c);
+bool nbd_tls_handshaking(const struct nbd_conn *c);
+/* Where the next raw read goes. */
+void nbd_tls_alloc(struct nbd_conn *c, uv_buf_t *buf);
+/* Bytes the client sent before the handshake that were read as plaintext:
+ * they are TLS's. 0 or -ENOMEM. */
+int nbd_tls_adopt(struct nbd_conn *c, const uint8_t *p, size_t n);
+/* n raw bytes arrived where nbd_tls_alloc said (n may be 0: run on what is
+ * held): the handshake goes on, records are decrypted into c->in. 0; -EPIPE
+ * when the peer is gone; another -errno (logged) when the connection must
+ * close. */
+int nbd_tls_input(struct nbd_conn *c, size_t n);
+/* Encrypt hdr[0..hlen) (hlen <= NBD_WREQ_HDR_LARGE) then data[0..dlen) and
+ * queue the records; a failure aborts the connection. */
+void nbd_tls_send(struct nbd_conn *c, const void *hdr, size_t hlen, const uint8_t *data,
+                  size_t dlen);
+/* Queue TLS's close_notify (a clean close of an active session). */
+void nbd_tls_bye(struct nbd_conn *c);
+void nbd_tls_conn_free(struct nbd_conn *c);
+/* May c use export name? 0; NBD_REP_ERR_TLS_REQD when the export has an
+ * allow list and c has no TLS; NBD_REP_ERR_POLICY when c's identity is not
+ * on it. */
+uint32_t nbd_tls_check_export(const struct nbd_conn *c, const char *name);
+/* For messages: the client's identity. */
+const char *nbd_tls_identity(const struct nbd_conn *c);
 
 /* ---- nbd_transmit.c: requests to the backend, replies to the client ---- */
 

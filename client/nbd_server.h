@@ -8,6 +8,7 @@
 #ifndef CAIRN_NBD_SERVER_H
 #define CAIRN_NBD_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -127,6 +128,33 @@ size_t nbd_budget_held(const struct nbd_budget *b);
 void nbd_io_done(struct nbd_io *io, int res);
 
 struct nbd_server;
+/* TLS (NBD_OPT_STARTTLS; docs/nbd.md, "TLS"). OFF answers STARTTLS with
+ * UNSUP; ON lets each client choose (the spec's SELECTIVETLS); REQUIRE
+ * refuses every option but STARTTLS and ABORT before TLS (FORCEDTLS). */
+enum nbd_tls_mode { NBD_TLS_OFF, NBD_TLS_ON, NBD_TLS_REQUIRE };
+
+struct nbd_tls_opts {
+    enum nbd_tls_mode mode;
+    const char *certs_dir;    /* ca-cert.pem, server-cert.pem, server-key.pem; or NULL */
+    const char *psk_file;     /* "identity:hexkey" lines (psktool); or NULL */
+    bool verify_peer;         /* require a client certificate signed by ca-cert.pem */
+    const char *const *allow; /* nallow "VOLUME=ID[,ID...]": only these identities (a PSK
+                                 identity, a certificate's CN or DNS SAN) see VOLUME */
+    int nallow;
+};
+
+struct nbd_tls;
+/* Load the credentials of o (the strings need not outlive the call). With
+ * mode OFF *out is NULL (and any credential is an error). 0, or -errno
+ * after logging why: no credentials, a key or PSK file that group or
+ * others may access, a file that does not parse. The result lives as long
+ * as the process. */
+int nbd_tls_new(const struct nbd_tls_opts *o, struct nbd_tls **out);
+/* "off", "on" or "require" into *mode. 0 or -EINVAL. */
+int nbd_tls_mode_parse(const char *s, enum nbd_tls_mode *mode);
+/* Serve s's new connections with tls (NULL: off). */
+void nbd_server_set_tls(struct nbd_server *s, struct nbd_tls *tls);
+
 /* addr: "host:port" or "unix:/path". 0 or -errno. */
 int nbd_server_listen(uv_loop_t *loop, const char *addr, const struct nbd_backend *be,
                       struct nbd_budget *budget, struct nbd_server **out);

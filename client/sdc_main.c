@@ -78,6 +78,13 @@ static void usage(void)
             "                 defaults to the name it was issued for\n"
             "  --metrics-listen  serve Prometheus metrics at http://HOST:PORT/metrics (default: "
             "off)\n");
+    fprintf(stderr, "NBD over TLS (docs/nbd.md, \"TLS\"):\n"
+                    "  --tls off|on|require  STARTTLS refused (default), offered, or required\n"
+                    "  --tls-certs DIR       X.509: ca-cert.pem, server-cert.pem, server-key.pem\n"
+                    "  --tls-verify-peer     require a client certificate signed by that CA\n"
+                    "  --tls-psk FILE        pre-shared keys, 'identity:hexkey' lines (psktool)\n"
+                    "  --tls-allow VOLUME=ID[,ID...]  only these identities (PSK identity,\n"
+                    "                        certificate CN or DNS name) may use VOLUME\n");
     exit(2);
 }
 
@@ -91,14 +98,32 @@ int main(int argc, char **argv)
     const char *pidfile = NULL, *sock = NULL, *cred_path = NULL;
     static struct auth_cred cred;
     int verbose = 0;
-    static const struct option opts[] = {{"mdm", 1, 0, 'm'},         {"data-dir", 1, 0, 'd'},
-                                         {"name", 1, 0, 'n'},        {"nbd-listen", 1, 0, 'l'},
-                                         {"nbd-socket", 1, 0, 's'},  {"io-timeout", 1, 0, 't'},
-                                         {"pidfile", 1, 0, 'p'},     {"verbose", 0, 0, 'v'},
-                                         {"help", 0, 0, 'h'},        {"io-memory", 1, 0, 'M'},
-                                         {"queue-depth", 1, 0, 'Q'}, {"metrics-listen", 1, 0, 'X'},
-                                         {"credentials", 1, 0, 'C'}, {0, 0, 0, 0}};
+    /* clang-format off */
+    static const struct option opts[] = {{"mdm", 1, 0, 'm'},
+                                         {"data-dir", 1, 0, 'd'},
+                                         {"name", 1, 0, 'n'},
+                                         {"nbd-listen", 1, 0, 'l'},
+                                         {"nbd-socket", 1, 0, 's'},
+                                         {"io-timeout", 1, 0, 't'},
+                                         {"pidfile", 1, 0, 'p'},
+                                         {"verbose", 0, 0, 'v'},
+                                         {"help", 0, 0, 'h'},
+                                         {"io-memory", 1, 0, 'M'},
+                                         {"queue-depth", 1, 0, 'Q'},
+                                         {"metrics-listen", 1, 0, 'X'},
+                                         {"tls", 1, 0, 'T'},
+                                         {"tls-certs", 1, 0, 'C'},
+                                         {"tls-verify-peer", 0, 0, 'V'},
+                                         {"tls-psk", 1, 0, 'K'},
+                                         {"tls-allow", 1, 0, 'A'},
+                                         {"credentials", 1, 0, 'R'},
+                                         {0, 0, 0, 0}};
+    /* clang-format on */
     struct nbd_limits limits = NBD_LIMITS_DEFAULT;
+    /* NBD TLS: its options here, the rest in client/nbd_tls*.c */
+    struct nbd_tls_opts tls_opts = {.mode = NBD_TLS_OFF};
+    const char **tls_allow = calloc((size_t)argc, sizeof(*tls_allow));
+    static struct nbd_tls *tls; /* static: reachable for LeakSanitizer */
     int o;
     while ((o = getopt_long(argc, argv, "m:d:n:l:s:t:p:vh", opts, NULL)) != -1) {
         switch (o) {
@@ -112,7 +137,15 @@ int main(int argc, char **argv)
         case 'M': limits.total_bytes = (size_t)atof(optarg) << 20; break;
         case 'Q': limits.conn_requests = (unsigned)atoi(optarg); break;
         case 'X': s->metrics_listen = optarg; break;
-        case 'C': cred_path = optarg; break;
+        case 'R': cred_path = optarg; break;
+        case 'T':
+            if (nbd_tls_mode_parse(optarg, &tls_opts.mode) < 0)
+                usage();
+            break;
+        case 'C': tls_opts.certs_dir = optarg; break;
+        case 'V': tls_opts.verify_peer = true; break;
+        case 'K': tls_opts.psk_file = optarg; break;
+        case 'A': tls_allow[tls_opts.nallow++] = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -126,6 +159,11 @@ int main(int argc, char **argv)
         limits.conn_bytes = limits.total_bytes / 4;
     limits.total_readahead = limits.total_bytes / 4;
     log_init("cairn-sdc", verbose ? LOG_DEBUG : LOG_INFO);
+    tls_opts.allow = tls_allow;
+    int tr = nbd_tls_new(&tls_opts, &tls);
+    free(tls_allow);
+    if (tr < 0)
+        return 1; /* nbd_tls_new() said why */
     signal(SIGPIPE, SIG_IGN);
     if (mkdir(s->data_dir, 0700) < 0 && errno != EEXIST) {
         log_error("cannot create %s: %s", s->data_dir, strerror(errno));
@@ -171,12 +209,14 @@ int main(int argc, char **argv)
             log_error("cannot listen for NBD on %s: %s", s->nbd_tcp, uv_strerror(r));
             return 1;
         }
+        nbd_server_set_tls(s->tcp_srv, tls);
     }
     r = nbd_server_listen(s->loop, s->nbd_unix, &be, budget, &s->unix_srv);
     if (r < 0) {
         log_error("cannot listen for NBD on %s: %s", s->nbd_unix, uv_strerror(r));
         return 1;
     }
+    nbd_server_set_tls(s->unix_srv, tls);
     /* every second: the MDM's live view of volume I/O is as fresh as this */
     s->mdm = mdm_session_start(s->loop, s->mdm_addr, &sdc_session_ops, s, 1000);
     if (s->metrics_listen) {

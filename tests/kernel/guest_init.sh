@@ -30,5 +30,22 @@ echo "STEP verify OK $sum2"
 umount /mnt || fail "final umount"
 /sbin/nbd-client -d /dev/nbd0 || fail "detach"
 echo "STEP detach OK"
+# TLS: the export allowed only to alice is refused in plaintext, then
+# attached with her certificate (nbd-client's TLS proxy), read and written
+/sbin/nbd-client 10.0.2.2 "$NBD_PORT" /dev/nbd1 -N "$TLS_EXPORT" -b 4096 >/dev/null 2>&1 && fail "plaintext attach of $TLS_EXPORT was allowed"
+echo "STEP tls-refused OK"
+T=/etc/tls
+/sbin/nbd-client 10.0.2.2 "$NBD_PORT" /dev/nbd1 -N "$TLS_EXPORT" -b 4096 -t 30 \
+  -certfile $T/client-cert.pem -keyfile $T/client-key.pem -cacertfile $T/ca-cert.pem \
+  -tlshostname localhost || fail "nbd-client with TLS"
+i=0; while [ "$(cat /sys/block/nbd1/size 2>/dev/null || echo 0)" = 0 ]; do i=$((i+1)); [ $i -gt 100 ] && fail "no size (TLS)"; sleep 0.1; done
+echo "STEP tls-attach OK size=$(cat /sys/block/nbd1/size)"
+[ "$(dd if=/dev/nbd1 bs=1M count=1 2>/dev/null | md5sum)" = "$(md5sum < /etc/tls_in)" ] || fail "TLS read differs"
+dd if=/etc/tls_out of=/dev/nbd1 bs=1M seek=1 conv=fsync 2>/dev/null || fail "TLS write"
+echo 3 > /proc/sys/vm/drop_caches
+[ "$(dd if=/dev/nbd1 bs=1M skip=1 count=1 2>/dev/null | md5sum)" = "$(md5sum < /etc/tls_out)" ] || fail "TLS read back differs"
+echo "STEP tls-verify OK"
+/sbin/nbd-client -d /dev/nbd1 || fail "TLS detach"
+echo "STEP tls-detach OK"
 echo "RESULT PASS"
 poweroff -f
