@@ -43,7 +43,8 @@ struct rpc_handshake {
     uint8_t peer_eph[crypto_kx_PUBLICKEYBYTES];
     uint8_t transcript[crypto_generichash_BYTES]; /* once both fresh keys are known */
     int stage;                                    /* the server's: HS_* */
-    rpc_connect_cb cb;                            /* the client's */
+    rpc_close_cb on_close; /* the server's, held back until the peer is accepted */
+    rpc_connect_cb cb;     /* the client's */
     void *arg;
 };
 
@@ -170,6 +171,9 @@ void rpc_auth_server_start(struct rpc_conn *c)
         return;
     }
     c->auth = RPC_AUTH_HANDSHAKE;
+    /* it is not the server's connection until on_accept took it */
+    c->hs->on_close = c->handlers.on_close;
+    c->handlers.on_close = NULL;
     uv_timer_start(&c->timer, auth_timeout_cb, AUTH_TIMEOUT_MS, 0);
 }
 
@@ -250,6 +254,7 @@ static void server_proof(struct rpc_conn *c, const struct frame_hdr *h, const ui
     cairn__auth_proof__free_unpacked(m, NULL);
     sodium_memzero(rx, sizeof(rx));
     sodium_memzero(tx, sizeof(tx));
+    rpc_close_cb on_close = hs->on_close;
     rpc_auth_free(c);
     uv_timer_stop(&c->timer);
     /* the answer goes plain; every frame after it, both ways, has a MAC */
@@ -261,9 +266,10 @@ static void server_proof(struct rpc_conn *c, const struct frame_hdr *h, const ui
     log_debug("rpc %s: authenticated as %s '%s'", c->peer, auth_role_name(c->peer_role),
               c->peer_name);
     if (c->handlers.on_accept && c->handlers.on_accept(c, c->data) < 0) {
-        c->handlers.on_close = NULL; /* it never became the server's connection */
-        rpc_close(c);
+        rpc_close(c); /* it never became the server's connection: no on_close */
+        return;
     }
+    c->handlers.on_close = on_close;
 }
 
 void rpc_auth_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 BUILD = os.environ.get("CAIRN_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
@@ -360,6 +361,26 @@ class Cluster:
 
     def unix_uri(self, vol=""):
         return f"nbd+unix:///{vol}?socket={self.dir}/sdc/nbd.sock"
+
+
+_lone = {}
+
+
+def lone_credential(role="admin"):
+    """A credential of a CA no cluster uses (made once per test process):
+    for commands that must get past the CLI's credential check and never
+    reach an MDM, and for peers that must be refused."""
+    if role not in _lone:
+        d = _lone.setdefault("dir", tempfile.mkdtemp(prefix="cairn-lone-"))
+        cli = f"{BUILD}/mgmt/cairn"
+        ca = os.path.join(d, "ca.key")
+        if not os.path.exists(ca):
+            subprocess.run([cli, "credentials", "init-ca", ca], check=True, capture_output=True)
+        path = os.path.join(d, f"{role}.cred")
+        subprocess.run([cli, "credentials", "issue", "--ca", ca, "--role", role, "--name",
+                        f"lone-{role}", "--out", path], check=True, capture_output=True)
+        _lone[role] = path
+    return _lone[role]
 
 
 def sh(*argv):

@@ -5,13 +5,13 @@ import json
 import os
 import subprocess
 
-from cluster import BUILD, free_ports, wait_for
+from cluster import BUILD, free_ports, lone_credential, wait_for
 
 CAIRN = f"{BUILD}/mgmt/cairn"
 
 # The usage text, byte for byte: it is generated from the command table.
 USAGE = """\
-usage: cairn [--mdm ADDR] [--json] COMMAND
+usage: cairn [--mdm ADDR] [--credentials FILE] [--json] COMMAND
 
   status [--watch [--interval SECONDS]]      cluster overview;
                                              --watch: redrawn every SECONDS (2)
@@ -19,6 +19,11 @@ usage: cairn [--mdm ADDR] [--json] COMMAND
                                              --count: stop after N refreshes
   rebuild wait [--timeout SECONDS]           until every PG has all its copies
   rebalance wait [--timeout SECONDS]         until no copy is left to move
+  credentials init-ca FILE                   make the cluster's CA key (once; keep it safe)
+  credentials issue --ca FILE --role ROLE --name NAME --out FILE
+                                             a credential signed by the CA;
+                                             ROLE: mdm, sds, sdc, admin or monitor
+  credentials show FILE
   pool create NAME [--copies 2|3] [--pgs N] [--overcommit PCT]
   pool set NAME --overcommit PCT
   pool list
@@ -45,16 +50,21 @@ usage: cairn [--mdm ADDR] [--json] COMMAND
   sdc list
 
 SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.
-The MDM address also comes from $CAIRN_MDM.
+The MDM address also comes from $CAIRN_MDM, the credential
+(--credentials FILE) from $CAIRN_CREDENTIALS.
 """
 
 OK_JSON = '{"ok":true}\n'
 
 
-def raw(*args, env=None):
-    """The cairn binary with exactly these arguments (no --mdm added)."""
+def raw(*args, env=None, cluster=None):
+    """The cairn binary with exactly these arguments (no --mdm added), and a
+    credential in $CAIRN_CREDENTIALS: the cluster's admin one, or one of
+    another CA (enough for commands that never reach an MDM)."""
     e = dict(os.environ)
     e.pop("CAIRN_MDM", None)
+    e["CAIRN_CREDENTIALS"] = (cluster.credential("admin", "admin") if cluster
+                              else lone_credential())
     e.update(env or {})
     return subprocess.run([CAIRN] + list(args), capture_output=True, text=True, timeout=60,
                           env=e)
@@ -134,21 +144,21 @@ def test_global_options_anywhere(cluster):
                  ["volume", "list", f"--mdm={mdm}", "--json"],
                  ["status", "--json", "--mdm", mdm],
                  ["--mdm", mdm, "status", "--json"]):
-        r = raw(*args)
+        r = raw(*args, cluster=cluster)
         assert r.returncode == 0, (args, r.stderr)
         json.loads(r.stdout)
     # the environment gives the address, --mdm overrides it
-    r = raw("pool", "list", env={"CAIRN_MDM": mdm})
+    r = raw("pool", "list", env={"CAIRN_MDM": mdm}, cluster=cluster)
     assert r.returncode == 0 and r.stdout.startswith("POOL "), r.stdout + r.stderr
     dead = f"127.0.0.1:{free_ports(1)[0]}"
-    r = raw("pool", "list", "--mdm", mdm, env={"CAIRN_MDM": dead})
+    r = raw("pool", "list", "--mdm", mdm, env={"CAIRN_MDM": dead}, cluster=cluster)
     assert r.returncode == 0, r.stderr
-    r = raw("pool", "list", env={"CAIRN_MDM": dead})
+    r = raw("pool", "list", env={"CAIRN_MDM": dead}, cluster=cluster)
     assert r.returncode == 1 and f"cannot reach the MDM at {dead}" in r.stderr, r.stderr
     r = raw("volume", "list", "--mdm")
     assert r.returncode == 1 and r.stderr == "cairn: --mdm needs a value\n", r.stderr
     # text without --json, wherever the other options are
-    r = raw("sds", "list", "--mdm", mdm)
+    r = raw("sds", "list", "--mdm", mdm, cluster=cluster)
     assert r.returncode == 0 and r.stdout.split()[:3] == ["SDS", "ADDRESS", "FAULT-SET"], r.stdout
 
 

@@ -18,14 +18,15 @@ import time
 import nbd
 import pytest
 
-from cluster import BUILD, Cluster, free_ports, wait_for
+from cluster import BUILD, Cluster, free_ports, lone_credential, wait_for
 
 CAIRN = f"{BUILD}/mgmt/cairn"
 ESC = "\x1b"
 
 
 def cairn_argv(cluster, *args):
-    return [CAIRN, "--mdm", cluster.mdm_addr, *args]
+    return [CAIRN, "--mdm", cluster.mdm_addr, "--credentials",
+            cluster.credential("admin", "admin"), *args]
 
 
 def read_until(fd, pred, timeout, chunks):
@@ -142,7 +143,8 @@ def test_status_watch_json_lines(cluster):
 
 def test_status_watch_mdm_unreachable_keeps_trying():
     addr = f"127.0.0.1:{free_ports(1)[0]}"  # nothing listens there
-    p = subprocess.Popen([CAIRN, "--mdm", addr, "status", "--watch", "--interval", "0.2"],
+    p = subprocess.Popen([CAIRN, "--mdm", addr, "--credentials", lone_credential(), "status",
+                          "--watch", "--interval", "0.2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         chunks = []
