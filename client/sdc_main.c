@@ -76,7 +76,8 @@ static void usage(void)
             "usage: cairn-sdc --mdm HOST:PORT --data-dir DIR [--name NAME]\n"
             "                 [--nbd-listen HOST:PORT] [--nbd-socket PATH]\n"
             "                 [--io-timeout SECONDS] [--io-memory MIB] [--queue-depth N]\n"
-            "                 [--metrics-listen HOST:PORT] [--pidfile FILE] [-v]\n"
+            "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
+            "                 [--pidfile FILE] [-v]\n"
             "  --nbd-listen   NBD over TCP (default 127.0.0.1:10809; 'none' to disable)\n"
             "  --nbd-socket   NBD over a unix socket (default DATA-DIR/nbd.sock)\n"
             "  --io-timeout   how long to retry a request the cluster can heal, from when\n"
@@ -86,7 +87,8 @@ static void usage(void)
             "                 a connection at most 64, plus 16 of requests read ahead)\n"
             "  --queue-depth  requests one NBD connection may have in progress (default 256)\n"
             "  --metrics-listen  serve Prometheus metrics at http://HOST:PORT/metrics (default: "
-            "off)\n");
+            "off)\n"
+            "  --metrics-token-file  the token scrapers must send (one token; mode 0600)\n");
     exit(2);
 }
 
@@ -97,7 +99,7 @@ int main(int argc, char **argv)
     static struct sdc sdc = {
         .nbd_tcp = "127.0.0.1:10809", .io_timeout_ms = 60000, .reg = CAIRN__SDC_REGISTER__INIT};
     struct sdc *s = &sdc;
-    const char *pidfile = NULL, *sock = NULL;
+    const char *pidfile = NULL, *sock = NULL, *metrics_token = NULL;
     int verbose = 0;
     static const struct option opts[] = {{"mdm", 1, 0, 'm'},
                                          {"data-dir", 1, 0, 'd'},
@@ -111,6 +113,7 @@ int main(int argc, char **argv)
                                          {"io-memory", 1, 0, 'M'},
                                          {"queue-depth", 1, 0, 'Q'},
                                          {"metrics-listen", 1, 0, 'X'},
+                                         {"metrics-token-file", 1, 0, 'T'},
                                          {0, 0, 0, 0}};
     struct nbd_limits limits = NBD_LIMITS_DEFAULT;
     int o;
@@ -126,6 +129,7 @@ int main(int argc, char **argv)
         case 'M': limits.total_bytes = (size_t)atof(optarg) << 20; break;
         case 'Q': limits.conn_requests = (unsigned)atoi(optarg); break;
         case 'X': s->metrics_listen = optarg; break;
+        case 'T': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -186,7 +190,8 @@ int main(int argc, char **argv)
     /* every second: the MDM's live view of volume I/O is as fresh as this */
     s->mdm = mdm_session_start(s->loop, s->mdm_addr, &sdc_session_ops, s, 1000);
     if (s->metrics_listen) {
-        s->metrics = metrics_serve(s->loop, s->metrics_listen, sdc_metrics_render, s);
+        s->metrics =
+            metrics_serve(s->loop, s->metrics_listen, metrics_token, sdc_metrics_render, s);
         if (!s->metrics)
             return 1; /* metrics_serve() said why */
     }

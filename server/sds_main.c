@@ -122,13 +122,15 @@ static void usage(void)
         stderr,
         "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
         "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none]\n"
-        "                 [--io-memory MIB] [--metrics-listen HOST:PORT] [--pidfile FILE] [-v]\n"
+        "                 [--io-memory MIB] [--pidfile FILE] [-v]\n"
+        "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
         "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
         "  --io-memory     MiB that clients' requests in progress may hold, all connections\n"
         "                  together (default 256; each connection at most 64)\n"
         "  --local-socket  unix socket that SDCs and SDSs on this host use instead of TCP\n"
         "                  (default DATA-DIR/sds.sock)\n"
-        "  --metrics-listen serve Prometheus metrics at http://HOST:PORT/metrics (default: off)\n");
+        "  --metrics-listen serve Prometheus metrics at http://HOST:PORT/metrics (default: off)\n"
+        "  --metrics-token-file  the token scrapers must send (one token; mode 0600)\n");
     exit(2);
 }
 
@@ -170,12 +172,20 @@ int main(int argc, char **argv)
     struct sds *s = &sds;
     const char *pidfile = NULL;
     int verbose = 0;
-    static const struct option opts[] = {
-        {"name", 1, 0, 'n'},      {"listen", 1, 0, 'l'},         {"mdm", 1, 0, 'm'},
-        {"data-dir", 1, 0, 'd'},  {"pidfile", 1, 0, 'p'},        {"verbose", 0, 0, 'v'},
-        {"help", 0, 0, 'h'},      {"rebuild-rate", 1, 0, 'r'},   {"local-socket", 1, 0, 'L'},
-        {"io-memory", 1, 0, 'M'}, {"metrics-listen", 1, 0, 'X'}, {0, 0, 0, 0}};
-    const char *local = NULL;
+    static const struct option opts[] = {{"name", 1, 0, 'n'},
+                                         {"listen", 1, 0, 'l'},
+                                         {"mdm", 1, 0, 'm'},
+                                         {"data-dir", 1, 0, 'd'},
+                                         {"pidfile", 1, 0, 'p'},
+                                         {"verbose", 0, 0, 'v'},
+                                         {"help", 0, 0, 'h'},
+                                         {"rebuild-rate", 1, 0, 'r'},
+                                         {"local-socket", 1, 0, 'L'},
+                                         {"io-memory", 1, 0, 'M'},
+                                         {"metrics-listen", 1, 0, 'X'},
+                                         {"metrics-token-file", 1, 0, 'T'},
+                                         {0, 0, 0, 0}};
+    const char *local = NULL, *metrics_token = NULL;
     int o;
     while ((o = getopt_long(argc, argv, "n:l:m:d:p:r:vh", opts, NULL)) != -1) {
         switch (o) {
@@ -188,6 +198,7 @@ int main(int argc, char **argv)
         case 'L': local = optarg; break;
         case 'M': s->io_memory = (size_t)atof(optarg) << 20; break;
         case 'X': s->metrics_listen = optarg; break;
+        case 'T': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -232,7 +243,8 @@ int main(int argc, char **argv)
     }
     listen_local(s, local);
     if (s->metrics_listen) {
-        s->metrics = metrics_serve(s->loop, s->metrics_listen, sds_metrics_render, s);
+        s->metrics =
+            metrics_serve(s->loop, s->metrics_listen, metrics_token, sds_metrics_render, s);
         if (!s->metrics)
             return 1; /* metrics_serve() said why */
     }
