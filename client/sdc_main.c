@@ -65,7 +65,8 @@ static void usage(void)
             "usage: cairn-sdc --mdm HOST:PORT --data-dir DIR [--name NAME]\n"
             "                 [--nbd-listen HOST:PORT] [--nbd-socket PATH]\n"
             "                 [--io-timeout SECONDS] [--io-memory MIB] [--queue-depth N]\n"
-            "                 [--metrics-listen HOST:PORT] [--pidfile FILE] [-v]\n"
+            "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
+            "                 [--pidfile FILE] [-v]\n"
             "  --nbd-listen   NBD over TCP (default 127.0.0.1:10809; 'none' to disable)\n"
             "  --nbd-socket   NBD over a unix socket (default DATA-DIR/nbd.sock)\n"
             "  --io-timeout   how long to retry a request the cluster can heal, from when\n"
@@ -77,7 +78,8 @@ static void usage(void)
             "  --credentials  this SDC's credential (default: $CAIRN_CREDENTIALS); --name\n"
             "                 defaults to the name it was issued for\n"
             "  --metrics-listen  serve Prometheus metrics at http://HOST:PORT/metrics (default: "
-            "off)\n");
+            "off)\n"
+            "  --metrics-token-file  the token scrapers must send (one token; mode 0600)\n");
     fprintf(stderr, "NBD over TLS (docs/nbd.md, \"TLS\"):\n"
                     "  --tls off|on|require  STARTTLS refused (default), offered, or required\n"
                     "  --tls-certs DIR       X.509: ca-cert.pem, server-cert.pem, server-key.pem\n"
@@ -95,7 +97,7 @@ int main(int argc, char **argv)
     static struct sdc sdc = {
         .nbd_tcp = "127.0.0.1:10809", .io_timeout_ms = 60000, .reg = CAIRN__SDC_REGISTER__INIT};
     struct sdc *s = &sdc;
-    const char *pidfile = NULL, *sock = NULL, *cred_path = NULL;
+    const char *pidfile = NULL, *sock = NULL, *cred_path = NULL, *metrics_token = NULL;
     static struct auth_cred cred;
     int verbose = 0;
     /* clang-format off */
@@ -117,6 +119,7 @@ int main(int argc, char **argv)
                                          {"tls-psk", 1, 0, 'K'},
                                          {"tls-allow", 1, 0, 'A'},
                                          {"credentials", 1, 0, 'R'},
+                                         {"metrics-token-file", 1, 0, 'W'},
                                          {0, 0, 0, 0}};
     /* clang-format on */
     struct nbd_limits limits = NBD_LIMITS_DEFAULT;
@@ -146,6 +149,7 @@ int main(int argc, char **argv)
         case 'V': tls_opts.verify_peer = true; break;
         case 'K': tls_opts.psk_file = optarg; break;
         case 'A': tls_allow[tls_opts.nallow++] = optarg; break;
+        case 'W': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -220,7 +224,8 @@ int main(int argc, char **argv)
     /* every second: the MDM's live view of volume I/O is as fresh as this */
     s->mdm = mdm_session_start(s->loop, s->mdm_addr, &sdc_session_ops, s, 1000);
     if (s->metrics_listen) {
-        s->metrics = metrics_serve(s->loop, s->metrics_listen, sdc_metrics_render, s);
+        s->metrics =
+            metrics_serve(s->loop, s->metrics_listen, metrics_token, sdc_metrics_render, s);
         if (!s->metrics)
             return 1; /* metrics_serve() said why */
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "http_auth.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -141,6 +142,7 @@ void metrics_out_free(struct metrics_out *o)
 
 struct metrics_server {
     struct http_server *http;
+    struct http_auth *auth;
     metrics_render_cb render;
     void *data;
 };
@@ -149,6 +151,15 @@ static void metrics_request(struct http_request *r, void *data)
 {
     struct metrics_server *s = data;
     static const char text[] = "text/plain; charset=utf-8";
+    const char *why;
+    /* before anything else: without the token, not even a 404 */
+    if (!http_auth_check(s->auth, r, &why)) {
+        static const char msg[] = "unauthorized: send Authorization: Bearer TOKEN, the token of "
+                                  "--metrics-token-file\n";
+        http_auth_refuse(r, 401, why);
+        http_respond(r, 401, text, msg, sizeof(msg) - 1);
+        return;
+    }
     if (strcmp(http_path(r), "/metrics") != 0) {
         static const char msg[] = "not found: metrics are at /metrics\n";
         http_respond(r, 404, text, msg, sizeof(msg) - 1);
@@ -177,16 +188,25 @@ static void metrics_request(struct http_request *r, void *data)
     http_respond_take(r, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
 }
 
-struct metrics_server *metrics_serve(uv_loop_t *loop, const char *addr, metrics_render_cb render,
-                                     void *data)
+struct metrics_server *metrics_serve(uv_loop_t *loop, const char *addr, const char *token_file,
+                                     metrics_render_cb render, void *data)
 {
+    if (!token_file) {
+        log_error("--metrics-listen %s needs --metrics-token-file FILE: a file holding the one "
+                  "token scrapers must send (Authorization: Bearer TOKEN), mode 0600",
+                  addr);
+        return NULL;
+    }
     struct metrics_server *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     s->render = render;
     s->data = data;
-    s->http = http_start(loop, addr, metrics_request, s);
+    s->auth = http_auth_load(token_file, 0, "--metrics-token-file");
+    if (s->auth)
+        s->http = http_start(loop, addr, metrics_request, s);
     if (!s->http) {
+        http_auth_free(s->auth);
         free(s);
         return NULL;
     }
@@ -199,5 +219,6 @@ void metrics_server_stop(struct metrics_server *s)
     if (!s)
         return;
     http_stop(s->http);
+    http_auth_free(s->auth);
     free(s);
 }

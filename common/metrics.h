@@ -78,12 +78,16 @@ char *metrics_out_take(struct metrics_out *o, size_t *len);
 void metrics_out_free(struct metrics_out *o);
 
 /* Serve GET /metrics on addr ("host:port") from the loop: each scrape calls
- * render(o, data) to write every family. Other paths get 404, other
- * methods 405. NULL after logging why. */
+ * render(o, data) to write every family. Every request must carry the
+ * token of token_file (--metrics-token-file, one token: http_auth.h) as
+ * "Authorization: Bearer TOKEN", or gets 401 whatever its path; then other
+ * paths get 404, other methods 405. token_file is required (NULL: refused,
+ * with a message naming the option) and read here, once. NULL after
+ * logging why. */
 typedef void (*metrics_render_cb)(struct metrics_out *o, void *data);
 struct metrics_server;
-struct metrics_server *metrics_serve(uv_loop_t *loop, const char *addr, metrics_render_cb render,
-                                     void *data);
+struct metrics_server *metrics_serve(uv_loop_t *loop, const char *addr, const char *token_file,
+                                     metrics_render_cb render, void *data);
 void metrics_server_stop(struct metrics_server *s);
 
 #endif

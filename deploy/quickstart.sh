@@ -13,6 +13,9 @@
 # the MDM on 6611, its Raft port 6612, the SDSs on 6701-6703, the REST API and
 # dashboard on 6680, Prometheus metrics of the MDM on 6691, of the SDSs on
 # 6791-6793, of the SDC on 6891). Everything listens on 127.0.0.1 only.
+# The HTTP ports want a token: $CAIRN_QS_DIR/http-tokens (an admin and a
+# monitor token, for the REST API and the dashboard) and metrics.token (for
+# /metrics) are made on the first "up", mode 0600, and kept.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 qs=${CAIRN_QS_DIR:-$top/.qs}
@@ -54,6 +57,33 @@ start() { # name, argv...
   wait_until "$name to start" test -s "$qs/$name.pid"
 }
 
+# 32 random bytes, in hex
+new_token() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+
+# The token files, made once (a scrape configuration or a browser tab that
+# holds a token keeps working across down and up). Written through a
+# temporary file under umask 077, so no other user can ever read them.
+make_tokens() {
+  (
+    umask 077
+    if [ ! -s "$qs/http-tokens" ]; then
+      {
+        echo "# cairn-mdm --http-tokens: the REST API and the dashboard."
+        echo "# admin: everything; monitor: read only (GET)."
+        echo "admin $(new_token)"
+        echo "monitor $(new_token)"
+      } >"$qs/http-tokens.tmp"
+      mv "$qs/http-tokens.tmp" "$qs/http-tokens"
+    fi
+    if [ ! -s "$qs/metrics.token" ]; then
+      new_token >"$qs/metrics.token.tmp"
+      echo >>"$qs/metrics.token.tmp"
+      mv "$qs/metrics.token.tmp" "$qs/metrics.token"
+    fi
+  )
+  chmod 600 "$qs/http-tokens" "$qs/metrics.token"
+}
+
 sds_connected() { # name
   cairn --json sds list | grep -q "\"name\":\"$1\"[^}]*\"connected\":true"
 }
@@ -64,15 +94,19 @@ up() {
   cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
   cmake --build "$build" -j"$(nproc)" >/dev/null
   mkdir -p "$qs"
+  make_tokens
+  local mtok="$qs/metrics.token"
   start mdm "$build/mgmt/cairn-mdm" --data-dir "$qs/mdm" --listen "$MDM" --raft-addr "$RAFT" \
-    --http-listen "$HTTP" --metrics-listen "$MDM_METRICS"
+    --http-listen "$HTTP" --http-tokens "$qs/http-tokens" \
+    --metrics-listen "$MDM_METRICS" --metrics-token-file "$mtok"
   wait_until "the MDM" cairn status
   for i in 1 2 3; do
     start "sds$i" "$build/server/cairn-sds" --name "sds$i" --listen "127.0.0.1:$((PORT_BASE + 100 + i))" \
-      --mdm "$MDM" --data-dir "$qs/sds$i" --metrics-listen "$(sds_metrics "$i")"
+      --mdm "$MDM" --data-dir "$qs/sds$i" --metrics-listen "$(sds_metrics "$i")" \
+      --metrics-token-file "$mtok"
   done
   start sdc "$build/client/cairn-sdc" --mdm "$MDM" --data-dir "$qs/sdc" --name quickstart \
-    --nbd-listen "127.0.0.1:$NBD_PORT" --metrics-listen "$SDC_METRICS"
+    --nbd-listen "127.0.0.1:$NBD_PORT" --metrics-listen "$SDC_METRICS" --metrics-token-file "$mtok"
   cairn pool list | grep -q '^default ' || cairn pool create default
   for i in 1 2 3; do
     dev="$qs/dev$i.img"
@@ -88,9 +122,11 @@ up() {
   cairn volume show demo >/dev/null 2>&1 || cairn volume create demo --size 8G
   cairn volume map demo --sdc quickstart >/dev/null # returns once the SDC serves it ...
   wait_until "the demo export" nbdinfo "nbd://127.0.0.1:$NBD_PORT/demo" # ... if it is connected
-  # a scrape configuration for this cluster, from the one in deploy/
+  # a scrape configuration for this cluster, from the one in deploy/; it
+  # names the token file (Prometheus reads the token from it)
   sed -e "s/@MDM@/$MDM_METRICS/" -e "s/@SDS1@/$(sds_metrics 1)/" -e "s/@SDS2@/$(sds_metrics 2)/" \
     -e "s/@SDS3@/$(sds_metrics 3)/" -e "s/@SDC@/$SDC_METRICS/" \
+    -e "s|@METRICS_TOKEN_FILE@|$mtok|" \
     "$top/deploy/prometheus/quickstart.yml" >"$qs/prometheus.yml"
   cairn status
   cat <<MSG
@@ -108,10 +144,15 @@ Cairn is up. Volume "demo" (8 GiB, 2 copies) is exported by the SDC as NBD expor
 
   CLI:         $build/mgmt/cairn --mdm $MDM status      (also: sds list, volume list, --json,
                status --watch, top, rebuild wait)
-  dashboard:   http://$HTTP/
-  REST API:    http://$HTTP/api/v1/status       (described by docs/openapi.yaml)
+  tokens:      $qs/http-tokens    (REST API and dashboard: an "admin" and a "monitor" token)
+               $mtok   (Prometheus metrics); both mode 0600, kept across down and up
+  dashboard:   http://$HTTP/   sign in with the admin token: the second word of the
+               "admin" line of $qs/http-tokens (the monitor token gives a read-only view)
+  REST API:    curl -H "Authorization: Bearer \$(awk '\$1 == "admin" {print \$2}' $qs/http-tokens)" \\
+                 http://$HTTP/api/v1/status       (described by docs/openapi.yaml)
   metrics:     http://$MDM_METRICS/metrics (MDM), http://$(sds_metrics 1)/metrics .. $(sds_metrics 3) (SDSs),
-               http://$SDC_METRICS/metrics (SDC)
+               http://$SDC_METRICS/metrics (SDC), each with the token of $mtok:
+               curl -H "Authorization: Bearer \$(cat $mtok)" http://$MDM_METRICS/metrics
   Prometheus:  prometheus --config.file=$qs/prometheus.yml --storage.tsdb.path=$qs/prometheus
                (Grafana: import deploy/grafana/cairn-dashboard.json)
   logs:        $qs/*.log
@@ -143,5 +184,5 @@ case "${1:-}" in
   down) down ;;
   status) cairn status ;;
   purge) down; rm -rf "$qs"; echo "removed $qs" ;;
-  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

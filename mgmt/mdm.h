@@ -219,16 +219,18 @@ void mdm_detector_heard(struct mdm *m, uint32_t sds_id, uint64_t when);
 
 /* ---- rest.c: the REST API and the dashboard (its files: rest.h) ---- */
 
-/* Serve the REST API and the dashboard on addr ("host:port"). 0, or -1
- * after logging why. */
-int mdm_rest_start(struct mdm *m, const char *addr);
+/* Serve the REST API and the dashboard on addr ("host:port"), with the
+ * tokens of tokens_file (--http-tokens: required, NULL is refused; roles as
+ * in http_auth.h). 0, or -1 after logging why. */
+int mdm_rest_start(struct mdm *m, const char *addr, const char *tokens_file);
 /* Stop (shutdown): requests waiting for the MDM are answered 503. */
 void mdm_rest_stop(struct mdm *m);
 
 /* ---- mdm_metrics.c: Prometheus metrics ---- */
 
-/* Serve GET /metrics on addr. 0, or -1 after logging why. */
-int mdm_metrics_start(struct mdm *m, const char *addr);
+/* Serve GET /metrics on addr to holders of token_file's token (see
+ * metrics_serve()). 0, or -1 after logging why. */
+int mdm_metrics_start(struct mdm *m, const char *addr, const char *token_file);
 void mdm_metrics_stop(struct mdm *m);
 
 /* ---- sessions.c: connections and request dispatch ---- */

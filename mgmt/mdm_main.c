@@ -42,7 +42,11 @@ static void usage(void)
             "  --credentials FILE  this MDM's credential (default: $CAIRN_CREDENTIALS)\n"
             "  --pidfile FILE    write the PID once ready\n"
             "  --http-listen ADDR     serve the REST API and the dashboard (default: off)\n"
+            "  --http-tokens FILE     its tokens, lines 'admin TOKEN' or 'monitor TOKEN'\n"
+            "                         (required with --http-listen; mode 0600)\n"
             "  --metrics-listen ADDR  serve Prometheus metrics at /metrics (default: off)\n"
+            "  --metrics-token-file FILE  the token scrapers must send (required with\n"
+            "                         --metrics-listen; one token; mode 0600)\n"
             "  --snapshot-threshold N  snapshot the state every N log entries (default 1024)\n"
             "  --sds-timeout SECONDS   mark an SDS down after this long without heartbeats "
             "(default 4)\n"
@@ -85,6 +89,7 @@ int main(int argc, char **argv)
     const char *dir = NULL, *listen = "127.0.0.1:6611", *raft_addr = "127.0.0.1:6612";
     const char *pidfile = NULL, *http_listen = NULL, *metrics_listen = NULL, *cred_path = NULL;
     static struct auth_cred cred;
+    const char *http_tokens = NULL, *metrics_token = NULL;
     unsigned long long id = 1;
     unsigned snap_threshold = 1024;
     m->sds_timeout_ms = 4000;
@@ -102,6 +107,8 @@ int main(int argc, char **argv)
                                          {"http-listen", 1, 0, 'H'},
                                          {"metrics-listen", 1, 0, 'M'},
                                          {"credentials", 1, 0, 'C'},
+                                         {"http-tokens", 1, 0, 'T'},
+                                         {"metrics-token-file", 1, 0, 'K'},
                                          {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
     int o;
@@ -118,6 +125,8 @@ int main(int argc, char **argv)
         case 'H': http_listen = optarg; break;
         case 'M': metrics_listen = optarg; break;
         case 'C': cred_path = optarg; break;
+        case 'T': http_tokens = optarg; break;
+        case 'K': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -148,9 +157,9 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(m->listen_addr, sizeof(m->listen_addr), "%s", listen);
-    if (metrics_listen && mdm_metrics_start(m, metrics_listen) < 0)
+    if (metrics_listen && mdm_metrics_start(m, metrics_listen, metrics_token) < 0)
         return 1;
-    if (http_listen && mdm_rest_start(m, http_listen) < 0)
+    if (http_listen && mdm_rest_start(m, http_listen, http_tokens) < 0)
         return 1;
     mdm_detector_start(m);
     uv_signal_init(m->loop, &m->sigterm);

@@ -267,10 +267,10 @@ static void render(struct metrics_out *o, void *data)
     mdm_status_clear(&st);
 }
 
-int mdm_metrics_start(struct mdm *m, const char *addr)
+int mdm_metrics_start(struct mdm *m, const char *addr, const char *token_file)
 {
     m->term_at_start = m->raft.current_term;
-    m->metrics = metrics_serve(m->loop, addr, render, m);
+    m->metrics = metrics_serve(m->loop, addr, token_file, render, m);
     return m->metrics ? 0 : -1;
 }
 

@@ -6,6 +6,12 @@
  * CLI would: the MDM validates it and words its refusals, for every surface
  * alike. Any other GET is one of the dashboard's built-in files.
  *
+ * Every /api/ request but the OpenAPI document carries a bearer token of
+ * --http-tokens (http_auth.h), checked here before anything else looks at
+ * it: none or a wrong one is answered 401, a monitor token's change 403.
+ * The dashboard's files are served to anyone: they hold no cluster data,
+ * and the page asks for a token before its first call.
+ *
  * Every HTTP request is answered exactly once: by its route, by its reply
  * callback, with 503 when the connection is down or fails under it, or
  * with 503 at shutdown (the RPC layer's late callbacks then only free it).
@@ -16,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_auth.h"
 #include "log.h"
 #include "mdm.h"
 #include "rest.h"
@@ -31,6 +38,7 @@
 struct mdm_rest {
     struct mdm *m;
     struct http_server *http;
+    struct http_auth *auth;
     struct rpc_conn *conn; /* NULL while disconnected */
     int connecting;        /* an rpc_connect() is in flight */
     uv_timer_t retry;
@@ -135,16 +143,25 @@ static void connect_start(struct mdm_rest *rest)
 
 static void on_http(struct http_request *r, void *data);
 
-int mdm_rest_start(struct mdm *m, const char *addr)
+int mdm_rest_start(struct mdm *m, const char *addr, const char *tokens_file)
 {
+    if (!tokens_file) {
+        log_error("mdm: --http-listen %s needs --http-tokens FILE: lines 'admin TOKEN' and "
+                  "'monitor TOKEN' (mode 0600); every API call must send one of them",
+                  addr);
+        return -1;
+    }
     struct mdm_rest *rest = calloc(1, sizeof(*rest));
     if (!rest) {
         log_error("mdm: --http-listen %s: out of memory", addr);
         return -1;
     }
     rest->m = m;
-    rest->http = http_start(m->loop, addr, on_http, rest);
+    rest->auth = http_auth_load(tokens_file, 1, "--http-tokens");
+    if (rest->auth)
+        rest->http = http_start(m->loop, addr, on_http, rest);
     if (!rest->http) {
+        http_auth_free(rest->auth);
         free(rest);
         return -1;
     }
@@ -173,6 +190,8 @@ void mdm_rest_stop(struct mdm *m)
         }
     http_stop(rest->http);
     rest->http = NULL;
+    http_auth_free(rest->auth);
+    rest->auth = NULL;
     if (rest->conn)
         rpc_close(rest->conn);
     uv_close((uv_handle_t *)&rest->retry, timer_closed_cb);
@@ -340,12 +359,60 @@ static void serve_static(struct mdm_rest *rest, struct http_request *r)
     http_respond(r, 200, a->content_type, a->data, a->len);
 }
 
+/* The role r's token grants, if it grants r's method; else r is answered
+ * (401, 403) and HTTP_ROLE_NONE returned. */
+static enum http_role authorize(struct mdm_rest *rest, struct http_request *r)
+{
+    const char *why, *method = http_method(r);
+    char msg[256];
+    enum http_role role = http_auth_check(rest->auth, r, &why);
+    if (!role) {
+        http_auth_refuse(r, 401, why);
+        snprintf(msg, sizeof(msg),
+                 "unauthorized (%s): send 'Authorization: Bearer TOKEN' with a token of the "
+                 "MDM's --http-tokens file",
+                 why);
+        rest_answer_error(rest, r, 401, msg);
+        return HTTP_ROLE_NONE;
+    }
+    if (role == HTTP_ROLE_MONITOR && strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        http_auth_refuse(r, 403, "a monitor token may only read");
+        snprintf(msg, sizeof(msg),
+                 "forbidden: this is a monitor token, which may only read (GET); %.16s needs an "
+                 "admin token",
+                 method);
+        rest_answer_error(rest, r, 403, msg);
+        return HTTP_ROLE_NONE;
+    }
+    return role;
+}
+
+/* GET /api/v1/whoami: what the token may do, for the dashboard. */
+static void serve_whoami(struct mdm_rest *rest, struct http_request *r, enum http_role role)
+{
+    if (strcmp(http_method(r), "GET") && strcmp(http_method(r), "HEAD")) {
+        http_add_header(r, "Allow", "GET, HEAD");
+        rest_answer_error(rest, r, 405, "method not allowed");
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "role", json_string(role == HTTP_ROLE_ADMIN ? "admin" : "monitor"));
+    respond_json(r, 200, o);
+}
+
 static void on_http(struct http_request *r, void *data)
 {
     struct mdm_rest *rest = data;
     const char *path = http_path(r);
-    if (!strncmp(path, "/api/", 5) || !strcmp(path, "/api"))
-        rest_api_handle(rest, r);
-    else
+    enum http_role role;
+    if (strncmp(path, "/api/", 5) && strcmp(path, "/api"))
         serve_static(rest, r);
+    else if (!strcmp(path, "/api/v1/openapi.yaml")) /* public, like the page */
+        rest_api_handle(rest, r);
+    else if (!(role = authorize(rest, r)))
+        return;
+    else if (!strcmp(path, "/api/v1/whoami"))
+        serve_whoami(rest, r, role);
+    else
+        rest_api_handle(rest, r);
 }

@@ -126,7 +126,8 @@ static void usage(void)
         stderr,
         "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
         "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none]\n"
-        "                 [--io-memory MIB] [--metrics-listen HOST:PORT] [--pidfile FILE] [-v]\n"
+        "                 [--io-memory MIB] [--pidfile FILE] [-v]\n"
+        "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
         "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
         "  --io-memory     MiB that clients' requests in progress may hold, all connections\n"
         "                  together (default 256; each connection at most 64)\n"
@@ -134,7 +135,8 @@ static void usage(void)
         "                  (default DATA-DIR/sds.sock)\n"
         "  --metrics-listen serve Prometheus metrics at http://HOST:PORT/metrics (default: off)\n"
         "  --credentials FILE  this SDS's credential, issued for NAME (default: "
-        "$CAIRN_CREDENTIALS)\n");
+        "$CAIRN_CREDENTIALS)\n"
+        "  --metrics-token-file  the token scrapers must send (one token; mode 0600)\n");
     exit(2);
 }
 
@@ -188,8 +190,9 @@ int main(int argc, char **argv)
                                          {"io-memory", 1, 0, 'M'},
                                          {"metrics-listen", 1, 0, 'X'},
                                          {"credentials", 1, 0, 'C'},
+                                         {"metrics-token-file", 1, 0, 'T'},
                                          {0, 0, 0, 0}};
-    const char *local = NULL, *cred_path = NULL;
+    const char *local = NULL, *cred_path = NULL, *metrics_token = NULL;
     static struct auth_cred cred;
     int o;
     while ((o = getopt_long(argc, argv, "n:l:m:d:p:r:vh", opts, NULL)) != -1) {
@@ -204,6 +207,7 @@ int main(int argc, char **argv)
         case 'M': s->io_memory = (size_t)atof(optarg) << 20; break;
         case 'X': s->metrics_listen = optarg; break;
         case 'C': cred_path = optarg; break;
+        case 'T': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
         default: usage();
         }
@@ -254,7 +258,8 @@ int main(int argc, char **argv)
     }
     listen_local(s, local);
     if (s->metrics_listen) {
-        s->metrics = metrics_serve(s->loop, s->metrics_listen, sds_metrics_render, s);
+        s->metrics =
+            metrics_serve(s->loop, s->metrics_listen, metrics_token, sds_metrics_render, s);
         if (!s->metrics)
             return 1; /* metrics_serve() said why */
     }

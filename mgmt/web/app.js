@@ -1,7 +1,7 @@
 // Cairn dashboard: polls the MDM's REST API (GET api/v1/status) and draws
-// the cluster; the actions call the same API. No framework, no build step,
-// nothing fetched from any other host. The API owns every rule and every
-// error message; the page only shows them.
+// the cluster; the actions call the same API, with the token of auth.js.
+// No framework, no build step, nothing fetched from any other host. The API
+// owns every rule and every error message; the page only shows them.
 'use strict';
 
 const POLL_MS = 1000;          // one status a second
@@ -101,6 +101,9 @@ function setText(el, text) {
   if (el && el.textContent !== text) el.textContent = text;
 }
 
+// Disables a control that changes the cluster, for a monitor token.
+const roAttr = () => (auth.readOnly() ? ' disabled title="read-only: signed in with a monitor token"' : '');
+
 const badge = (text, kind) => `<span class="badge ${esc(kind)}">${esc(text)}</span>`;
 
 const STATE_KIND = {up: 'ok', down: 'bad', maintenance: 'info', draining: 'purple', removed: 'muted'};
@@ -136,7 +139,7 @@ function toast(text, kind = 'ok') {
 
 // The API's JSON, or an Error carrying its {"error": msg}.
 async function api(method, path, body) {
-  const opts = {method, cache: 'no-store', headers: {}};
+  const opts = {method, cache: 'no-store', headers: auth.headers()};
   if (body !== undefined) {
     opts.headers['Content-Type'] = 'application/json';
     opts.body = JSON.stringify(body);
@@ -150,6 +153,7 @@ async function api(method, path, body) {
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+  if (r.status === 401) auth.refused();
   if (!r.ok) {
     const msg = data && typeof data.error === 'string' ? data.error : (text.trim() || r.statusText);
     const err = new Error(msg);
@@ -491,7 +495,7 @@ function renderVolumes(st) {
   setText($('#volumes-hint'), `${vols.length} volume${vols.length === 1 ? '' : 's'} · ${fmtBytes(prov)} provisioned`);
   const rows = shown.map((v) => {
     const maps = (v.mapped_to || []).map((m) => `<span class="chip map" data-sdc="${esc(m.sdc)}">${esc(m.sdc)}${m.read_only ? ' <b class="ro">RO</b>' : ''}` +
-      `<button type="button" class="chip-x" data-action="unmap" data-volume="${esc(v.name)}" data-sdc="${esc(m.sdc)}" title="Unmap from ${esc(m.sdc)}" aria-label="Unmap ${esc(v.name)} from ${esc(m.sdc)}">×</button></span>`).join(' ');
+      `<button type="button" class="chip-x" data-action="unmap" data-volume="${esc(v.name)}" data-sdc="${esc(m.sdc)}" title="Unmap from ${esc(m.sdc)}"${roAttr()} aria-label="Unmap ${esc(v.name)} from ${esc(m.sdc)}">×</button></span>`).join(' ');
     const canMap = sdcs.some((s) => !(v.mapped_to || []).some((m) => m.sdc === s.name));
     return `<tr class="vol-row${v.name === state.selected ? ' selected' : ''}" data-volume="${esc(v.name)}" data-size="${v.size}">
   <td><button type="button" class="link" data-action="select" data-volume="${esc(v.name)}">${esc(v.name)}</button> <span class="muted">#${v.id}</span></td>
@@ -503,9 +507,9 @@ function renderVolumes(st) {
   <td class="num" data-live="iops" data-volume="${esc(v.name)}"></td>
   <td class="num" data-live="lat" data-volume="${esc(v.name)}"></td>
   <td class="actions">
-    <button type="button" class="btn small" data-action="grow" data-volume="${esc(v.name)}">Grow</button>
-    <button type="button" class="btn small" data-action="map" data-volume="${esc(v.name)}"${canMap ? '' : ' disabled title="mapped to every SDC"'}>Map</button>
-    <button type="button" class="btn small danger" data-action="remove" data-volume="${esc(v.name)}">Remove</button>
+    <button type="button" class="btn small" data-action="grow" data-volume="${esc(v.name)}"${roAttr()}>Grow</button>
+    <button type="button" class="btn small" data-action="map" data-volume="${esc(v.name)}"${canMap ? roAttr() : ' disabled title="mapped to every SDC"'}>Map</button>
+    <button type="button" class="btn small danger" data-action="remove" data-volume="${esc(v.name)}"${roAttr()}>Remove</button>
   </td>
 </tr>`;
   });
@@ -875,6 +879,7 @@ function onClick(e) {
   const b = e.target.closest('[data-action]');
   if (b) {
     const vol = b.dataset.volume;
+    if (b.disabled || (auth.readOnly() && b.dataset.action !== 'select')) return;
     switch (b.dataset.action) {
       case 'create': openCreate(); break;
       case 'grow': openGrow(vol); break;
@@ -903,7 +908,7 @@ function init() {
   $('#volume-filter').addEventListener('input', (e) => { state.filter = e.target.value; render(); });
   window.addEventListener('resize', () => render());
   showView();
-  poll();
+  auth.start(poll); // polling starts once signed in
 }
 
 init();

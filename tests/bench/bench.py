@@ -154,7 +154,10 @@ class Cairn(Target):
         while not self.scraping.wait(1.0):
             for addr in self.c.metrics_addrs.values():
                 try:
-                    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
+                    req = urllib.request.Request(
+                        f"http://{addr}/metrics",
+                        headers={"Authorization": f"Bearer {self.c.metrics_token}"})
+                    with urllib.request.urlopen(req, timeout=5) as r:
                         r.read()
                 except OSError:
                     pass

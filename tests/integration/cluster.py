@@ -7,6 +7,7 @@ holds no sanitizer report.
 """
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,6 +27,16 @@ def free_ports(n):
     for s in socks:
         s.close()
     return ports
+
+
+def write_private(path, text):
+    """Write a token file as the daemons want it: mode 0600 from the start."""
+    if os.path.exists(path):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 def wait_for(what, pred, timeout=30.0, interval=0.05):
@@ -145,11 +156,18 @@ class Cluster:
         self.sdc_name = "sdc1"
         self.count_allocations = count_allocations
         # metrics: every daemon serves /metrics on a port of its own
-        # (metrics_addrs: daemon name -> host:port); http: the MDM serves
-        # the REST API and the dashboard at http_url
+        # (metrics_addrs: daemon name -> host:port) to holders of
+        # metrics_token (in metrics_token_file); http: the MDM serves the
+        # REST API and the dashboard at http_url, with the tokens
+        # http_admin_token and http_monitor_token (in http_tokens_file)
         self.metrics = metrics
         self.metrics_addrs = {}
+        self.metrics_token = self.http_admin_token = self.http_monitor_token = None
+        os.makedirs(self.dir, exist_ok=True)
         if metrics:
+            self.metrics_token = secrets.token_hex(32)
+            self.metrics_token_file = write_private(os.path.join(self.dir, "metrics.token"),
+                                                    self.metrics_token + "\n")
             mp = free_ports(2 + len(sds_sizes))
             self.metrics_addrs["mdm"] = f"127.0.0.1:{mp[0]}"
             self.metrics_addrs["sdc"] = f"127.0.0.1:{mp[1]}"
@@ -158,6 +176,12 @@ class Cluster:
         self.http_url = None
         if http:
             self.http_url = f"http://127.0.0.1:{free_ports(1)[0]}"
+            self.http_admin_token = secrets.token_hex(32)
+            self.http_monitor_token = secrets.token_hex(32)
+            self.http_tokens_file = write_private(
+                os.path.join(self.dir, "http-tokens"),
+                f"# REST API and dashboard\nadmin {self.http_admin_token}\n"
+                f"monitor {self.http_monitor_token}\n")
 
     # ---- credentials (proto/auth.h): one CA per cluster, one credential each ----
     def credential(self, role, name):
@@ -179,7 +203,16 @@ class Cluster:
         return ["--credentials", self.credential(role, name)]
 
     def _metrics_args(self, name):
-        return ["--metrics-listen", self.metrics_addrs[name]] if name in self.metrics_addrs else []
+        if name not in self.metrics_addrs:
+            return []
+        return ["--metrics-listen", self.metrics_addrs[name],
+                "--metrics-token-file", self.metrics_token_file]
+
+    def _http_args(self):
+        if not self.http_url:
+            return []
+        return ["--http-listen", self.http_url[len("http://"):],
+                "--http-tokens", self.http_tokens_file]
 
     def alloc_file(self, name):
         return os.path.join(self.dir, f"{name}.alloc")
@@ -201,7 +234,7 @@ class Cluster:
             "--snapshot-threshold", "64"]  # snapshots get exercised
             + self._cred_args("mdm", "mdm1")
             + self._metrics_args("mdm")
-            + (["--http-listen", self.http_url[len("http://"):]] if self.http_url else [])
+            + self._http_args()
             + self.mdm_args)
         d.start()
         wait_for("the MDM", lambda: self.cairn("status", check=False).returncode == 0)

@@ -4,7 +4,7 @@ would refuse: every sample must belong to a family declared by a # TYPE
 line before it, histogram samples must be _bucket (with le), _sum or
 _count, values must be numbers, and a family is declared once.
 
-    m = prom.scrape("127.0.0.1:9100")
+    m = prom.scrape("127.0.0.1:9100", token)               # the --metrics-token-file token
     m.value("cairn_sdc_volume_writes_total", volume="v1")   # one sample, or 0
     m.sum("cairn_sds_device_written_bytes_total")            # over every sample
     m.samples("cairn_sds_requests_total", op="read")         # [(labels, value)]
@@ -114,17 +114,26 @@ class Exposition:
         return name in self.by_name
 
 
-def get(addr, path="/metrics", timeout=10):
-    """(status, body text) of GET http://addr/path; HTTP errors are returned."""
+def get_full(addr, path="/metrics", token=None, timeout=10):
+    """(status, headers, body text) of GET http://addr/path, sending token
+    as a bearer token if given; HTTP errors are returned."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    req = urllib.request.Request(f"http://{addr}{path}", headers=headers)
     try:
-        with urllib.request.urlopen(f"http://{addr}{path}", timeout=timeout) as r:
-            return r.status, r.read().decode()
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
+        return e.code, e.headers, e.read().decode(errors="replace")
 
 
-def scrape(addr, timeout=10):
-    status, body = get(addr, "/metrics", timeout)
+def get(addr, path="/metrics", token=None, timeout=10):
+    """(status, body text) of GET http://addr/path, as get_full()."""
+    status, _, body = get_full(addr, path, token, timeout)
+    return status, body
+
+
+def scrape(addr, token, timeout=10):
+    status, body = get(addr, "/metrics", token, timeout)
     if status != 200:
         raise AssertionError(f"GET http://{addr}/metrics: {status}")
     return Exposition(body)

@@ -1,7 +1,7 @@
 """A small client for the MDM's REST API (urllib only) and a validator of
 its answers against docs/openapi.yaml, for any test that drives the API.
 
-    api = RestClient(cluster.http_url)
+    api = RestClient(cluster.http_url, cluster.http_admin_token)   # token: None sends none
     r = api.get("/api/v1/volumes")           # r.status, r.headers, r.body, r.json
     spec = OpenApi.load()
     spec.validate("GET", "/volumes", r)      # the documented schema of r.status
@@ -34,8 +34,9 @@ class Response:
 
 
 class RestClient:
-    def __init__(self, base_url, timeout=60):
+    def __init__(self, base_url, token=None, timeout=60):
         self.base = base_url.rstrip("/")
+        self.token = token  # sent as "Authorization: Bearer TOKEN" unless None
         self.timeout = timeout
 
     def request(self, method, path, body=None, raw=None, headers=None):
@@ -43,6 +44,8 @@ class RestClient:
         HTTP status comes back as a Response (never raises for 4xx/5xx)."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         h = {"Content-Type": "application/json"} if data is not None else {}
+        if self.token is not None:
+            h["Authorization"] = f"Bearer {self.token}"
         h.update(headers or {})
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=h)
         try:

@@ -4,8 +4,11 @@ page shows what `cairn status --json` shows, its forms create, grow, map,
 unmap and remove volumes (each through its confirmation dialog) as the CLI
 then sees, an SDS killed with SIGKILL turns down in the page, a volume under
 a running writer charts non-zero IOPS, and the browser asks no host but the
-MDM and logs no error. Every wait is explicit (WebDriverWait on a
-condition).
+MDM and logs no error. Signing in: before a token is given the page shows
+only its sign-in form and asks the API for nothing; a wrong token is
+refused with a message; a monitor token shows the cluster with every
+change control disabled; a token refused later signs the page out. Every
+wait is explicit (WebDriverWait on a condition).
 
 CAIRN_SCREENSHOTS=DIR saves the main views there (overview, sds, volumes,
 create-volume); docs/img/ holds copies made that way."""
@@ -174,6 +177,22 @@ class Browser:
             "{name: r.dataset.volume, size: Number(r.dataset.size),"
             " maps: [...r.querySelectorAll('.chip.map')].map(c => c.textContent.replace('×', '').trim())}))")}
 
+    def sign_in(self, token):
+        """Sign in through the form, and wait until the page shows it."""
+        self.wait("the sign-in form", lambda: self.js(
+            "return !document.getElementById('signin').hidden"))
+        self.fill("#signin-token", token)
+        self.click("#signin-submit")
+        self.wait("signed in", lambda: self.js(
+            "return document.body.classList.contains('signed-in')"))
+
+    def signed_out(self):
+        """The form shows, and nothing else of the page."""
+        return self.js(
+            "return !document.getElementById('signin').hidden"
+            " && !document.body.classList.contains('signed-in')"
+            " && [...document.querySelectorAll('.needs-auth')].every(e => e.offsetParent === null)")
+
     def banner(self):
         return self.js("const b = document.getElementById('banner');"
                        "return {health: b.dataset.health, text: b.textContent.trim()}")
@@ -184,18 +203,91 @@ def page(cluster):
     b = Browser(cluster.http_url)
     try:
         b.d.get(cluster.http_url + "/")
+        b.sign_in(cluster.http_admin_token)
+        assert b.js("return document.getElementById('who-role').textContent") == "admin"
         yield b
     finally:
         b.d.quit()
 
 
 def api_status(cluster):
-    with urllib.request.urlopen(cluster.http_url + "/api/v1/status", timeout=10) as r:
+    req = urllib.request.Request(cluster.http_url + "/api/v1/status",
+                                 headers={"Authorization": f"Bearer {cluster.http_admin_token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)
 
 
 def volumes(cluster):
     return {v["name"]: v for v in json.loads(cluster.cairn("volume", "list", json_out=True).stdout)}
+
+
+def test_sign_in(cluster):
+    """A browser of its own: signed out, wrong token, monitor token, a
+    token refused later, sign out."""
+    cluster.create_volume("ro-vol", 64 << 20)  # mapped to the SDC: an unmap control to show
+    st = api_status(cluster)
+    secrets = [st["cluster_id"], "ro-vol", cluster.sdc_name, "sds1"]
+
+    def shows_no_data():
+        text = b.js("return document.documentElement.outerHTML")
+        return not any(x in text for x in secrets)
+    b = Browser(cluster.http_url)
+    try:
+        b.d.get(cluster.http_url + "/")
+        b.wait("the sign-in form alone", b.signed_out)
+        assert shows_no_data()
+        assert b.js("return sessionStorage.getItem('cairn-token')") is None
+        b.collect()
+        assert [u for u in b.requests if "/api/" in u] == [], b.requests  # asked for nothing
+        # a wrong token: refused, with a message; still nothing shown
+        b.fill("#signin-token", "f" * 64)
+        b.click("#signin-submit")
+        b.wait("the refusal", lambda: b.js(
+            "const e = document.getElementById('signin-error'); return !e.hidden && e.textContent"))
+        msg = b.js("return document.getElementById('signin-error').textContent")
+        assert "does not accept this token (401" in msg, msg
+        assert b.signed_out() and shows_no_data()
+        assert b.js("return sessionStorage.getItem('cairn-token')") is None
+        # a monitor token: the cluster, read-only
+        b.fill("#signin-token", "")
+        b.sign_in(cluster.http_monitor_token)
+        assert b.js("return document.getElementById('who-role').textContent") == \
+            "monitor · read-only"
+        assert b.js("return document.body.classList.contains('read-only')")
+        b.tab("volumes")
+        b.wait("ro-vol listed", lambda: "ro-vol" in b.volume_rows())
+        controls = b.js(
+            "return [...document.querySelectorAll('#btn-create, [data-action=grow],"
+            " [data-action=map], [data-action=remove], [data-action=unmap]')]"
+            ".map(e => [e.dataset.action, e.disabled])")
+        assert {a for a, _ in controls} == {"create", "grow", "map", "remove", "unmap"}, controls
+        assert all(d for _, d in controls), controls
+        b.js("document.querySelector('[data-action=remove][data-volume=\"ro-vol\"]')"
+             ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+        assert not b.dialog_open("dlg-confirm")
+        assert "ro-vol" in volumes(cluster)
+        # the token refused while signed in (as after the MDM's tokens
+        # changed): the next poll's 401 signs the page out, with why
+        b.js("sessionStorage.setItem('cairn-token', 'e'.repeat(64))")
+        b.wait("signed out by the 401", lambda: b.signed_out() and b.js(
+            "return document.getElementById('signin-error').textContent").startswith(
+            "The MDM refused the token (401"))
+        assert shows_no_data()
+        assert b.js("return sessionStorage.getItem('cairn-token')") is None
+        # signed in again, and out with the link
+        b.sign_in(cluster.http_admin_token)
+        b.tab("volumes")
+        b.wait("ro-vol listed", lambda: "ro-vol" in b.volume_rows())
+        assert not b.js("return document.getElementById('btn-create').disabled")
+        b.click("#signout")
+        b.wait("signed out", lambda: b.signed_out() and b.js(
+            "return document.getElementById('signin-error').textContent") == "Signed out.")
+        assert shows_no_data()
+        assert b.js("return sessionStorage.getItem('cairn-token')") is None
+    finally:
+        b.d.quit()
+        cluster.cairn("volume", "unmap", "ro-vol", "--sdc", cluster.sdc_name)
+        cluster.cairn("volume", "remove", "ro-vol")
 
 
 def test_page_shows_the_clusters_sdss_and_volumes(cluster, page):

@@ -7,14 +7,17 @@ Scraped with urllib and parsed by prom.py, which refuses what Prometheus
 would (a sample outside a declared family, a malformed line)."""
 import os
 import struct
+import subprocess
 import threading
+import urllib.error
+import urllib.request
 
 import nbd
 import pytest
 
 import prom
 from cairnproto import FT_MGMT, Conn
-from cluster import Cluster, wait_for
+from cluster import SANITIZER_MARKS, Cluster, free_ports, wait_for, write_private
 
 BLK = 4096
 
@@ -30,11 +33,11 @@ def mc(tmp_path_factory):
 
 
 def sdc(c):
-    return prom.scrape(c.metrics_addrs["sdc"])
+    return prom.scrape(c.metrics_addrs["sdc"], c.metrics_token)
 
 
 def sdss(c):
-    return [prom.scrape(c.metrics_addrs[f"sds{i + 1}"]) for i in sorted(c.members)]
+    return [prom.scrape(c.metrics_addrs[f"sds{i + 1}"], c.metrics_token) for i in sorted(c.members)]
 
 
 def total(scrapes, name, **labels):
@@ -44,12 +47,12 @@ def total(scrapes, name, **labels):
 def test_exposition_parses_and_other_paths_404(mc):
     for name in ["sdc"] + [f"sds{i + 1}" for i in sorted(mc.members)]:
         addr = mc.metrics_addrs[name]
-        status, body = prom.get(addr, "/metrics")
+        status, body = prom.get(addr, "/metrics", mc.metrics_token)
         assert status == 200
         m = prom.Exposition(body)  # raises on a sample outside a # TYPE family
         assert m.types, f"{name}: no families"
-        assert prom.get(addr, "/")[0] == 404
-        assert prom.get(addr, "/metrics/x")[0] == 404
+        assert prom.get(addr, "/", mc.metrics_token)[0] == 404
+        assert prom.get(addr, "/metrics/x", mc.metrics_token)[0] == 404
     s = sdc(mc)
     assert s.value("cairn_sdc_map_version", sdc="sdc1") > 0
     for fam in ("cairn_sdc_retries_total", "cairn_sdc_io_timeouts_total",
@@ -70,6 +73,74 @@ def test_exposition_parses_and_other_paths_404(mc):
         assert m.has("cairn_sds_rebuild_rate_bytes_per_second")
         assert m.has("cairn_sds_rebuild_received_bytes_total")
         assert m.value("cairn_sds_connections", sds=f"sds{i + 1}") >= 0
+
+
+def test_metrics_need_the_token(mc):
+    """Every daemon's /metrics: no token, a wrong one (or the right one
+    in another scheme) get 401 with a Bearer challenge and no series, on
+    any path; each refusal is logged with the peer's address."""
+    wrong = "0" * 64
+    for name in ["mdm", "sdc"] + [f"sds{i + 1}" for i in sorted(mc.members)]:
+        addr = mc.metrics_addrs[name]
+        for path in ("/metrics", "/", "/metrics/x"):
+            status, headers, body = prom.get_full(addr, path)
+            assert status == 401, (name, path, status)
+            assert headers["WWW-Authenticate"] == 'Bearer realm="cairn"', (name, headers)
+            assert "cairn_" not in body, (name, body)
+        status, headers, body = prom.get_full(addr, "/metrics", wrong)
+        assert status == 401 and "cairn_" not in body, (name, status)
+        assert headers["WWW-Authenticate"] == 'Bearer realm="cairn", error="invalid_token"'
+        assert prom.get(addr, "/metrics", mc.metrics_token[:-1])[0] == 401  # a prefix
+        assert prom.get(addr, "/metrics", mc.metrics_token + "0")[0] == 401
+        status, _, _ = prom.get_full(addr, "/metrics", f"{mc.metrics_token} {mc.metrics_token}")
+        assert status == 401
+        # the right token, but not as a bearer token
+        req = urllib.request.Request(f"http://{addr}/metrics",
+                                     headers={"Authorization": f"Basic {mc.metrics_token}"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 401
+        assert prom.get(addr, "/metrics", mc.metrics_token)[0] == 200
+
+        def logged(d=mc.daemons[name]):
+            with open(d.log, errors="replace") as f:
+                return "http: refused GET /metrics from 127.0.0.1:" in f.read()
+        wait_for(f"{name} to log the refusal", logged, timeout=10)
+
+
+def daemon_argv(c, tmp, name, metrics_port):
+    """The command line of daemon name ("mdm", "sds", "sdc") with metrics on
+    metrics_port, for a cluster that is not there (it must not start)."""
+    l1, l2, l3 = free_ports(3)
+    d = os.path.join(tmp, name)
+    return {"mdm": [f"{c.build}/mgmt/cairn-mdm", "--data-dir", d, "--listen", f"127.0.0.1:{l1}",
+                    "--raft-addr", f"127.0.0.1:{l2}"],
+            "sds": [f"{c.build}/server/cairn-sds", "--name", "x", "--listen", f"127.0.0.1:{l1}",
+                    "--mdm", f"127.0.0.1:{l2}", "--data-dir", d],
+            "sdc": [f"{c.build}/client/cairn-sdc", "--mdm", f"127.0.0.1:{l2}", "--data-dir", d,
+                    "--nbd-listen", f"127.0.0.1:{l3}"]}[name] + \
+        ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
+
+
+def test_token_file_others_may_read_refused(mc, tmp_path):
+    """No daemon starts its metrics with a token file that group or others
+    may read, nor without one; each says what to do."""
+    tok = write_private(str(tmp_path / "metrics.token"), "a" * 64 + "\n")
+    port = free_ports(1)[0]
+    for name in ("mdm", "sds", "sdc"):
+        argv = daemon_argv(mc, str(tmp_path), name, port)
+        for mode in (0o644, 0o660):
+            os.chmod(tok, mode)
+            r = subprocess.run(argv + ["--metrics-token-file", tok], capture_output=True,
+                               text=True, timeout=60)
+            assert r.returncode == 1, (name, mode, r.returncode, r.stderr)
+            assert f"--metrics-token-file {tok}: the file is readable or writable by group or " \
+                   f"others (mode 0{mode:o})" in r.stderr and f"chmod 600 {tok}" in r.stderr, \
+                r.stderr
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "needs --metrics-token-file FILE" in r.stderr, (name, r.stderr)
+        for mark in SANITIZER_MARKS:
+            assert mark not in r.stderr, (name, r.stderr)
 
 
 def test_counters_move_by_exactly_the_io(mc):
@@ -310,7 +381,7 @@ def test_rebalance_counted_apart_from_rebuild(tmp_path):
                     and total(ms, "cairn_sds_rebuild_received_bytes_total") > 0 and ms)
         ms = wait_for("copies moved to the new SDS", moved, timeout=120)
         assert total(ms, "cairn_sds_rebuild_bytes_total", kind="rebuild") == 0
-        new = prom.scrape(c.metrics_addrs["sds4"])
+        new = prom.scrape(c.metrics_addrs["sds4"], c.metrics_token)
         assert new.value("cairn_sds_rebuild_received_bytes_total") > 0
         wait_for("the rebalance done", lambda: total(
             sdss(c), "cairn_sds_rebuild_pgs_left", kind="rebalance") == 0, timeout=120)

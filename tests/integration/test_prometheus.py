@@ -4,6 +4,10 @@ name exist, and counters move under load.
 
 Prometheus is started on a port of its own with a scrape interval of one
 second and a storage directory under the test's; it listens on loopback only.
+Its configuration is the quick start's (deploy/prometheus/quickstart.yml,
+filled in as deploy/quickstart.sh does), so the bearer token it sends from
+its credentials_file is what proves that template right; one more job
+scrapes the MDM without a token, and must find it refusing (401).
 """
 import json
 import os
@@ -15,6 +19,7 @@ import urllib.request
 
 import nbd
 import pytest
+import yaml
 
 from cluster import Cluster, free_ports, wait_for
 
@@ -41,15 +46,33 @@ EXPECTED = {
 }
 
 
+def quickstart_conf(c):
+    """deploy/prometheus/quickstart.yml filled in for cluster c (as
+    quickstart.sh fills it), scraping every second, plus the job
+    "no-token": the MDM scraped without credentials."""
+    with open(os.path.join(TOP, "deploy", "prometheus", "quickstart.yml")) as f:
+        text = f.read()
+    fill = {"@MDM@": c.metrics_addrs["mdm"], "@SDC@": c.metrics_addrs["sdc"],
+            "@METRICS_TOKEN_FILE@": c.metrics_token_file}
+    fill.update({f"@SDS{i + 1}@": c.metrics_addrs[f"sds{i + 1}"] for i in range(3)})
+    for k, v in fill.items():
+        text = text.replace(k, v)
+    assert "@" not in text, text
+    conf = yaml.safe_load(text)
+    conf["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    assert all(j["authorization"] == {"type": "Bearer", "credentials_file": c.metrics_token_file}
+               for j in conf["scrape_configs"])
+    conf["scrape_configs"].append({"job_name": "no-token",
+                                   "static_configs": [{"targets": [c.metrics_addrs["mdm"]]}]})
+    return conf
+
+
 class Prometheus:
-    def __init__(self, workdir, targets):
+    def __init__(self, workdir, conf):
         self.dir = os.path.join(workdir, "prometheus")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
-        conf = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [{"job_name": job, "static_configs": [{"targets": addrs}]}
-                                   for job, addrs in targets.items()]}
         self.conf = os.path.join(self.dir, "prometheus.yml")
         with open(self.conf, "w") as f:
             json.dump(conf, f)  # JSON is YAML
@@ -97,9 +120,7 @@ def env(tmp_path_factory):
     prom = None
     try:
         c.create_volume("pv", 256 << 20)
-        targets = {"cairn-mdm": [c.metrics_addrs["mdm"]], "cairn-sdc": [c.metrics_addrs["sdc"]],
-                   "cairn-sds": [c.metrics_addrs[f"sds{i + 1}"] for i in range(3)]}
-        prom = Prometheus(str(tmp), targets)
+        prom = Prometheus(str(tmp), quickstart_conf(c))
         wait_for("Prometheus ready", prom.ready, timeout=60)
         yield c, prom
     finally:
@@ -112,12 +133,27 @@ def test_every_target_up(env):
     c, prom = env
 
     def all_up():
-        res = prom.query("up")
+        res = prom.query('up{job!="no-token"}')
         return len(res) == 5 and all(r["value"][1] == "1" for r in res)
     wait_for("every daemon scraped", all_up, timeout=60)
-    res = {r["metric"]["instance"]: r["metric"]["job"] for r in prom.query("up")}
+    res = {r["metric"]["instance"]: r["metric"]["job"] for r in prom.query('up{job!="no-token"}')}
     assert sorted(res.values()) == ["cairn-mdm", "cairn-sdc", "cairn-sds", "cairn-sds",
                                     "cairn-sds"]
+
+
+def test_scrape_without_token_refused(env):
+    """The same MDM, scraped without the token: down, for a 401, and none
+    of its series reach Prometheus under that job."""
+    c, prom = env
+
+    def refused():
+        t = [t for t in prom.get("/api/v1/targets")["activeTargets"]
+             if t["labels"]["job"] == "no-token"]
+        return len(t) == 1 and t[0]["health"] == "down" and t[0]["lastError"] and t[0]
+    t = wait_for("the scrape without a token to fail", refused, timeout=60)
+    assert "401" in t["lastError"], t["lastError"]
+    assert prom.query('up{job="no-token"}')[0]["value"][1] == "0"
+    assert prom.query('count({job="no-token",__name__=~"cairn_.*"})') == []
 
 
 def test_series_present(env):

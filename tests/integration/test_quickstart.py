@@ -1,13 +1,22 @@
 """The quick start, as a new user runs it: up, a daemon killed with -9, up
 again. The test makes itself the reaper of the daemons the script leaves
 behind and reaps none of them, so a killed daemon stays a zombie, as it does
-under an init that does not reap: up must still see that it is gone."""
+under an init that does not reap: up must still see that it is gone. The
+tokens it makes: private files, used by every HTTP port, named but never
+printed, kept across a second up."""
 import ctypes
+import glob
 import os
+import re
 import signal
+import stat
 import subprocess
 
+import yaml
+
+import prom
 from cluster import free_ports, wait_for
+from rest_client import RestClient
 
 TOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../..")
 PLAIN = os.environ.get("CAIRN_PLAIN_BUILD") or os.environ.get("CAIRN_BUILD")
@@ -21,6 +30,47 @@ def qs(env, *args):
     return r.stdout
 
 
+def check_tokens(qdir, base, out):
+    """The token files of the quick start in qdir: mode 0600, random hex,
+    needed and enough on every HTTP port, named in out and never written
+    there nor in a log. Returns them."""
+    with open(qdir / "http-tokens") as f:
+        lines = [ln.split() for ln in f if ln.strip() and not ln.startswith("#")]
+    with open(qdir / "metrics.token") as f:
+        mtok = f.read().strip()
+    roles = dict(lines)
+    assert sorted(r for r, _ in lines) == ["admin", "monitor"], lines
+    for t in (roles["admin"], roles["monitor"], mtok):
+        assert re.fullmatch(r"[0-9a-f]{64}", t), "not 32 random bytes in hex"
+    assert len({roles["admin"], roles["monitor"], mtok}) == 3
+    for name in ("http-tokens", "metrics.token"):
+        assert stat.S_IMODE(os.stat(qdir / name).st_mode) == 0o600, name
+        assert str(qdir / name) in out, f"{name} not named in the output"
+    for text in [out] + [open(p, errors="replace").read() for p in glob.glob(str(qdir / "*.log"))]:
+        for t in (roles["admin"], roles["monitor"], mtok):
+            assert t not in text, "a token was printed"
+    # the REST API and the dashboard's data
+    url = f"http://127.0.0.1:{base + 80}"
+    assert RestClient(url).get("/api/v1/status").status == 401
+    assert RestClient(url, roles["admin"]).get("/api/v1/status").status == 200
+    mon = RestClient(url, roles["monitor"])
+    assert mon.get("/api/v1/volumes").status == 200
+    assert mon.post("/api/v1/volumes", body={"name": "qs-mon", "size": "8M"}).status == 403
+    assert RestClient(url).get("/").status == 200  # the page itself
+    # every daemon's metrics, and the scrape configuration written for them
+    for port in (base + 91, base + 191, base + 192, base + 193, base + 291):
+        addr = f"127.0.0.1:{port}"
+        assert prom.get(addr)[0] == 401, addr
+        assert prom.scrape(addr, mtok).types, addr
+    with open(qdir / "prometheus.yml") as f:
+        conf = yaml.safe_load(f)
+    assert len(conf["scrape_configs"]) == 3
+    for job in conf["scrape_configs"]:
+        assert job["authorization"] == {"type": "Bearer",
+                                        "credentials_file": str(qdir / "metrics.token")}, job
+    return roles, mtok
+
+
 def test_up_again_after_kill9(tmp_path):
     assert ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     nbd_port, base = free_ports(1)[0], 20000 + os.getpid() % 20000
@@ -29,6 +79,7 @@ def test_up_again_after_kill9(tmp_path):
     try:
         out = qs(env, "up")
         assert "Cairn is up" in out
+        tokens = check_tokens(tmp_path / "qs", base, out)
         with open(tmp_path / "qs" / "sds2.pid") as f:
             pid = int(f.read())
         os.kill(pid, signal.SIGKILL)
@@ -39,6 +90,7 @@ def test_up_again_after_kill9(tmp_path):
         wait_for("sds2 to be a zombie", zombie)
         out = qs(env, "up")
         assert "Cairn is up" in out
+        assert check_tokens(tmp_path / "qs", base, out) == tokens, "the tokens changed"
         with open(tmp_path / "qs" / "sds2.pid") as f:
             assert int(f.read()) != pid, "sds2 was not started again"
         r = subprocess.run(["nbdinfo", f"nbd://127.0.0.1:{nbd_port}/demo"], capture_output=True,

@@ -4,17 +4,20 @@ documented schema), the set of routes served equal to the set documented,
 the same objects and error messages as the CLI, a volume made and mapped
 over REST read and written over NBD, and bad input that must leave the MDM
 standing (the cluster's shutdown checks that it stops cleanly, with no
-sanitizer or leak report)."""
+sanitizer or leak report). Bearer tokens: no token or a wrong one gets 401
+on every API path, a monitor token reads but changes nothing (403), and a
+token file others may read keeps the MDM from starting."""
 import json
 import os
 import re
+import subprocess
 import urllib.parse
 
 import jsonschema
 import nbd
 import pytest
 
-from cluster import Cluster, wait_for
+from cluster import BUILD, Cluster, free_ports, wait_for, write_private
 from rest_client import OPENAPI, OpenApi, RestClient
 
 API = "/api/v1"
@@ -25,17 +28,19 @@ class Api:
     """The REST client, checking every answer against the document and
     noting which documented operations answered with success."""
 
-    def __init__(self, url):
-        self.client = RestClient(url)
+    def __init__(self, url, token):
+        self.client = RestClient(url, token)
         self.spec = OpenApi.load()
         self.covered = set()
 
-    def call(self, method, template, body=None, raw=None, query=None, expect=None, **params):
+    def call(self, method, template, body=None, raw=None, query=None, expect=None, client=None,
+             **params):
+        """client: another RestClient (another token) instead of the admin's."""
         path = API + template.format(**{k: urllib.parse.quote(str(v), safe="")
                                         for k, v in params.items()})
         if query:
             path += "?" + urllib.parse.urlencode(query)
-        r = self.client.request(method, path, body=body, raw=raw)
+        r = (client or self.client).request(method, path, body=body, raw=raw)
         if expect is not None:
             assert r.status == expect, (method, path, body, r)
         self.spec.validate(method, template, r)
@@ -63,7 +68,7 @@ def rc(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(rc):
-    a = Api(rc.http_url)
+    a = Api(rc.http_url, rc.http_admin_token)
     wait_for("the REST API", lambda: a.client.get(API + "/status").status == 200)
     return a
 
@@ -102,6 +107,162 @@ def test_dashboard_files(api):
     assert c.get("/../../docs/openapi.yaml").status == 404  # only at /api/v1/openapi.yaml
     r = c.post("/", body={})
     assert r.status == 405 and "GET" in r.headers["Allow"], r
+
+
+# ---- tokens ----
+
+WRONG = "f" * 64
+
+
+def test_whoami(api, rc):
+    assert api.call("GET", "/whoami", expect=200).json == {"role": "admin"}
+    mon = RestClient(rc.http_url, rc.http_monitor_token)
+    assert api.call("GET", "/whoami", client=mon, expect=200).json == {"role": "monitor"}
+
+
+def test_no_token_or_a_wrong_one_gets_401(api, rc):
+    """Every documented operation (bar the document itself) and any other
+    API path: 401, a Bearer challenge, a JSON error, and no data; each
+    refusal is logged with the peer's address."""
+    samples = {"name": "sds1", "volume": "cv1", "sdc": "sdc1"}
+    wrongs = {None: 'Bearer realm="cairn"',
+              WRONG: 'Bearer realm="cairn", error="invalid_token"',
+              rc.http_admin_token[:-1]: 'Bearer realm="cairn", error="invalid_token"',
+              rc.http_admin_token + "0": 'Bearer realm="cairn", error="invalid_token"'}
+    ops = sorted(api.spec.routes() - {("GET", API + "/openapi.yaml")})
+    assert len(ops) > 25
+    for token, challenge in wrongs.items():
+        c = RestClient(rc.http_url, token)
+        for method, template in ops:
+            path = re.sub(r"\{([^}]+)\}", lambda m: samples[m.group(1)], template)
+            body = {"name": "x401", "size": "8M"} if method in ("POST", "PATCH") else None
+            r = c.request(method, path, body=body)
+            assert r.status == 401, (token, method, path, r)
+            assert r.headers["WWW-Authenticate"] == challenge, (method, path, r.headers)
+            api.spec.validate(method, template[len(API):], r)
+            assert r.json["error"].startswith("unauthorized ("), r.json
+            assert "cv1" not in r.body.decode() and "sds1" not in r.body.decode()
+        for path in ("/api/v1/nothing", "/api/v2/status", "/api", "/api/v1/"):
+            r = c.get(path)
+            assert r.status == 401 and "error" in r.json, (path, r)
+    # not a bearer token, or the right one in another scheme
+    for value in (f"Basic {rc.http_admin_token}", rc.http_admin_token, "Bearer",
+                  f"Bearer {rc.http_admin_token} {rc.http_admin_token}"):
+        r = RestClient(rc.http_url).get(API + "/status", headers={"Authorization": value})
+        assert r.status == 401, (value, r)
+    assert "x401" not in {v["name"] for v in cli_json(rc, "volume", "list")}
+
+    def logged():
+        with open(rc.daemons["mdm"].log, errors="replace") as f:
+            text = f.read()
+        return re.search(r"http: refused \S+ /api/\S* from 127\.0\.0\.1:\d+ with 401: "
+                         r"(no bearer token|wrong token)", text)
+    wait_for("the refusal logged", logged, timeout=10)
+
+
+def test_public_files_need_no_token(rc):
+    c = RestClient(rc.http_url)
+    for path in ("/", "/app.js", "/auth.js", "/style.css", "/favicon.svg", API + "/openapi.yaml"):
+        r = c.get(path)
+        assert r.status == 200, (path, r)
+    with open(OPENAPI, "rb") as f:
+        assert c.get(API + "/openapi.yaml").body == f.read()
+    # the page's files hold no cluster data
+    st = RestClient(rc.http_url, rc.http_admin_token).get(API + "/status").json
+    for path in ("/", "/app.js", "/auth.js"):
+        assert st["cluster_id"].encode() not in c.get(path).body
+
+
+def test_monitor_token_reads_but_changes_nothing(api, rc):
+    """A monitor token: every documented GET answers as for the admin; every
+    change is 403 with a clear message, and the cluster is as before."""
+    mon = RestClient(rc.http_url, rc.http_monitor_token)
+    rc.cairn("volume", "create", "monvol", "--size", "8M")
+    try:
+        samples = {"name": "monvol", "volume": "monvol", "sdc": rc.sdc_name}
+        for method, template in sorted(api.spec.routes()):
+            path = re.sub(r"\{([^}]+)\}", lambda m: samples[m.group(1)], template)
+            if method == "GET":
+                r = mon.get(path)
+                assert r.status in (200, 404), (path, r)
+                assert r.status == api.client.get(path).status, path
+        assert api.call("GET", "/volumes/{name}", name="monvol", client=mon,
+                        expect=200).json["size"] == 8 << 20
+        before = rc.status()
+        changes = [("POST", "/volumes", {"name": "mon2", "size": "8M"}),
+                   ("PATCH", "/volumes/{name}", {"size": "16M"}),
+                   ("DELETE", "/volumes/{name}", None),
+                   ("POST", "/mappings", {"volume": "monvol", "sdc": rc.sdc_name}),
+                   ("POST", "/fault-sets", {"name": "monfs"}),
+                   ("PATCH", "/pools/{name}", {"overcommit_pct": 123}),
+                   ("POST", "/pools", {"name": "monpool"}),
+                   ("POST", "/sds/{name}/maintenance", {"enter": True}),
+                   ("DELETE", "/sds/{name}", None)]
+        names = {"/volumes/{name}": "monvol", "/pools/{name}": "default",
+                 "/sds/{name}/maintenance": "sds1", "/sds/{name}": "sds2"}
+        for method, template, body in changes:
+            kw = {"name": names[template]} if template in names else {}
+            r = api.call(method, template, body=body, client=mon, expect=403, **kw)
+            msg = r.json["error"]
+            assert "monitor token" in msg and method in msg and "admin token" in msg, msg
+        after = rc.status()
+        for k in ("volumes", "pools", "sds", "mappings", "fault_sets", "map_version"):
+            if k in before:
+                assert _stable(after[k]) == _stable(before[k]), k
+        vols = {v["name"]: v for v in cli_json(rc, "volume", "list")}
+        assert "mon2" not in vols and vols["monvol"]["size"] == 8 << 20
+        assert cli_json(rc, "volume", "show", "monvol").get("mapped_to", []) == []
+        assert {p["name"] for p in cli_json(rc, "pool", "list")} == {"default"}
+        assert cli_json(rc, "fault-set", "list") == []
+        assert all(s["state"] == "up" for s in cli_json(rc, "sds", "list"))
+    finally:
+        rc.cairn("volume", "remove", "monvol")
+
+
+def _stable(v):
+    """A status part without what moves on its own (heartbeat ages, I/O)."""
+    if isinstance(v, dict):
+        return {k: _stable(x) for k, x in v.items()
+                if k not in ("last_heartbeat_ms_ago", "io", "used", "free", "map_version_held")}
+    if isinstance(v, list):
+        return [_stable(x) for x in v]
+    return v
+
+
+def mdm_argv(tmp_path, tokens, port):
+    d = tmp_path / "mdm"
+    l, r = free_ports(2)
+    argv = [f"{BUILD}/mgmt/cairn-mdm", "--data-dir", str(d), "--listen", f"127.0.0.1:{l}",
+            "--raft-addr", f"127.0.0.1:{r}", "--http-listen", f"127.0.0.1:{port}"]
+    return argv + (["--http-tokens", tokens] if tokens else [])
+
+
+def test_token_file_others_may_read_refused(tmp_path):
+    """The MDM does not start with a token file that group or others may
+    read (or with none at all), and says what to do; with mode 0600 it
+    starts."""
+    port = free_ports(1)[0]
+    tokens = write_private(str(tmp_path / "tokens"), "admin " + "a" * 64 + "\n")
+    for mode in (0o644, 0o640, 0o604):
+        os.chmod(tokens, mode)
+        r = subprocess.run(mdm_argv(tmp_path, tokens, port), capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 1, (mode, r.returncode, r.stderr)
+        assert f"--http-tokens {tokens}: the file is readable or writable by group or others " \
+               f"(mode 0{mode:o})" in r.stderr, r.stderr
+        assert f"chmod 600 {tokens}" in r.stderr, r.stderr
+    r = subprocess.run(mdm_argv(tmp_path, None, port), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "--http-listen" in r.stderr and \
+        "needs --http-tokens FILE" in r.stderr, r.stderr
+    os.chmod(tokens, 0o600)
+    p = subprocess.Popen(mdm_argv(tmp_path, tokens, port), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        c = RestClient(f"http://127.0.0.1:{port}", "a" * 64)
+        wait_for("the MDM's REST API", lambda: c.get(API + "/whoami").status == 200)
+    finally:
+        p.terminate()
+        assert p.wait(30) == 0, p.stderr.read()
 
 
 # ---- reads: the same objects as the CLI's --json ----
@@ -454,7 +615,7 @@ def test_every_documented_route_is_served(api):
     with open(src) as f:
         table = {(m, API + p) for m, p in re.findall(r'\{"([A-Z]+)", API "([^"]*)"', f.read())}
     as_stars = {(m, re.sub(r"\{[^}]+\}", "*", p)) for m, p in documented}
-    assert table | {("GET", API + "/openapi.yaml")} == as_stars
+    assert table | {("GET", API + "/openapi.yaml"), ("GET", API + "/whoami")} == as_stars
     assert api.covered == documented, \
         f"not exercised: {documented - api.covered}; undocumented: {api.covered - documented}"
 
@@ -469,7 +630,7 @@ def test_shutdown_answers_waiting_requests(tmp_path):
     c.start()
     sds3 = c.daemons["sds3"].proc.pid
     try:
-        client = RestClient(c.http_url)
+        client = RestClient(c.http_url, c.http_admin_token)
         wait_for("the REST API", lambda: client.get(API + "/status").status == 200)
         dev = os.path.join(c.dir, "late.img")
         with open(dev, "wb") as f:
@@ -479,6 +640,7 @@ def test_shutdown_answers_waiting_requests(tmp_path):
         s = socket.create_connection((host, int(port)), timeout=30)
         body = json.dumps({"sds": "sds3", "path": dev}).encode()
         s.sendall(b"POST " + API.encode() + b"/devices HTTP/1.1\r\nHost: cairn\r\n"
+                  b"Authorization: Bearer " + c.http_admin_token.encode() + b"\r\n"
                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
                   + body)
         # a request sent after it is answered: the MDM has read the first one

@@ -34,7 +34,8 @@ def wait_device_writes(cluster, name):
     """Until SDS name's devices are being written now (operations on its
     ring when it is stopped): its device write count moves."""
     def writes():
-        return prom.scrape(cluster.metrics_addrs[name]).sum("cairn_sds_device_writes_total")
+        m = prom.scrape(cluster.metrics_addrs[name], cluster.metrics_token)
+        return m.sum("cairn_sds_device_writes_total")
     start = writes()
     wait_for(f"{name} writing", lambda: writes() > start)
 

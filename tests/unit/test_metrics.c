@@ -2,13 +2,19 @@
  * lines) and the HTTP server on a loop: a synchronous answer, an answer
  * given later from a timer (a suspended connection), a request body, 404
  * and 405 of the metrics server, and a request still waiting when the
- * server stops (answered 503). */
+ * server stops (answered 503). Bearer tokens (http_auth.h): the token
+ * files accepted and refused (a mode open to group or others, malformed
+ * lines, short tokens), and the role each Authorization header gets. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "http.h"
+#include "http_auth.h"
 #include "metrics.h"
 
 #define CHECK_HAS(hay, needle)                                                                     \
@@ -221,12 +227,131 @@ static void render(struct metrics_out *o, void *data)
     metrics_u64(o, "cairn_test_total", "", 7);
 }
 
+/* ---- bearer tokens ---- */
+
+#define ADMIN_TOK "0123456789abcdef0123456789abcdef"
+#define MONITOR_TOK "fedcba9876543210fedcba9876543210"
+
+static char tmpdir[] = "/tmp/cairn-test-auth-XXXXXX";
+
+/* tmpdir/name holding text, with mode; its path (static). */
+static const char *token_file(const char *name, const char *text, mode_t mode)
+{
+    static char path[256];
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    CHECK(fd >= 0);
+    CHECK_EQ(write(fd, text, strlen(text)), (long long)strlen(text));
+    CHECK_EQ(fchmod(fd, mode), 0);
+    close(fd);
+    return path;
+}
+
+static void remove_file(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    CHECK_EQ(unlink(path), 0);
+}
+
+static int loads(const char *text, mode_t mode, int roles)
+{
+    struct http_auth *a = http_auth_load(token_file("t", text, mode), roles, "--test");
+    http_auth_free(a);
+    return a != NULL;
+}
+
+static struct http_auth *auth;
+
+static void auth_handler(struct http_request *r, void *data)
+{
+    (void)data;
+    const char *why;
+    enum http_role role = http_auth_check(auth, r, &why);
+    char body[64];
+    int n = snprintf(body, sizeof(body), "role %d why %s", (int)role, why ? why : "-");
+    if (!role)
+        http_auth_refuse(r, 401, why);
+    http_respond(r, role ? 200 : 401, "text/plain", body, (size_t)n);
+}
+
+static void get_with(int port, const char *auth_line, struct client *c)
+{
+    char req[512];
+    snprintf(req, sizeof(req), "GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n",
+             auth_line);
+    http_get(port, req, c);
+}
+
+static void test_auth(void)
+{
+    /* the files */
+    CHECK(loads("# tokens\n\nadmin " ADMIN_TOK "\n  monitor\t" MONITOR_TOK "  \r\n", 0600, 1));
+    CHECK(loads("monitor " MONITOR_TOK "\n", 0400, 1));
+    CHECK(!loads("admin " ADMIN_TOK "\n", 0644, 1)); /* others may read it */
+    CHECK(!loads("admin " ADMIN_TOK "\n", 0640, 1));
+    CHECK(!loads("admin " ADMIN_TOK "\n", 0620, 1));
+    CHECK(!loads("# nothing\n", 0600, 1));
+    CHECK(!loads("root " ADMIN_TOK "\n", 0600, 1));
+    CHECK(!loads("admin\n", 0600, 1));
+    CHECK(!loads("admin " ADMIN_TOK " more\n", 0600, 1));
+    CHECK(!loads("admin short\n", 0600, 1));
+    CHECK(!loads("admin " ADMIN_TOK "\"\n", 0600, 1));
+    CHECK(loads(ADMIN_TOK "\n", 0600, 0));
+    CHECK(loads("  " ADMIN_TOK "==", 0600, 0));
+    CHECK(!loads(ADMIN_TOK "\n", 0604, 0));
+    CHECK(!loads(ADMIN_TOK " " MONITOR_TOK "\n", 0600, 0));
+    CHECK(!loads("\n", 0600, 0));
+    CHECK(!loads("admin " ADMIN_TOK "\n", 0600, 0)); /* a roles file is not one token */
+    CHECK(http_auth_load("/nonexistent/tokens", 1, "--test") == NULL);
+    CHECK(metrics_serve(uv_default_loop(), "127.0.0.1:0", NULL, render, NULL) == NULL);
+
+    /* the requests */
+    auth = http_auth_load(
+        token_file("roles", "admin " ADMIN_TOK "\nmonitor " MONITOR_TOK "\n", 0600), 1, "--test");
+    CHECK(auth != NULL);
+    struct http_server *s = http_start(uv_default_loop(), "127.0.0.1:0", auth_handler, NULL);
+    CHECK(s != NULL);
+    int port = http_port(s);
+    struct client c;
+    stop_waiting = 0;
+    get_with(port, "", &c);
+    CHECK_HAS(c.resp, "HTTP/1.1 401");
+    CHECK_HAS(c.resp, "WWW-Authenticate: Bearer realm=\"cairn\"\r\n");
+    CHECK_HAS(c.resp, "role 0 why no bearer token");
+    get_with(port, "Authorization: Basic " ADMIN_TOK "\r\n", &c);
+    CHECK_HAS(c.resp, "role 0 why no bearer token");
+    get_with(port, "Authorization: Bearer " ADMIN_TOK "x\r\n", &c);
+    CHECK_HAS(c.resp, "HTTP/1.1 401");
+    CHECK_HAS(c.resp, "error=\"invalid_token\"");
+    CHECK_HAS(c.resp, "role 0 why wrong token");
+    get_with(port, "Authorization: Bearer 0123456789abcdef\r\n", &c); /* a prefix */
+    CHECK_HAS(c.resp, "role 0 why wrong token");
+    get_with(port, "Authorization: Bearer " ADMIN_TOK " " ADMIN_TOK "\r\n", &c);
+    CHECK_HAS(c.resp, "role 0 why wrong token");
+    get_with(port, "Authorization: Bearer " ADMIN_TOK "\r\n", &c);
+    CHECK_HAS(c.resp, "HTTP/1.1 200");
+    CHECK_HAS(c.resp, "role 2 why -");
+    get_with(port, "authorization: bearer   " MONITOR_TOK "  \r\n", &c);
+    CHECK_HAS(c.resp, "role 1 why -");
+    http_stop(s);
+    http_auth_free(auth);
+    remove_file("t");
+    remove_file("roles");
+}
+
 static void test_metrics_server(void)
 {
-    struct metrics_server *m = metrics_serve(uv_default_loop(), "127.0.0.1:0", render, NULL);
+    struct metrics_server *m =
+        metrics_serve(uv_default_loop(), "127.0.0.1:0", "/dev/null", render, NULL);
+    CHECK(m == NULL); /* not a regular file */
+    m = metrics_serve(uv_default_loop(), "127.0.0.1:0", token_file("m", ADMIN_TOK, 0600), render,
+                      NULL);
     CHECK(m != NULL);
     metrics_server_stop(m);
     uv_run(uv_default_loop(), UV_RUN_DEFAULT); /* its handles close */
+    remove_file("m");
 }
 
 int main(void)
@@ -234,7 +359,10 @@ int main(void)
     test_hist();
     test_labels();
     test_http();
+    CHECK(mkdtemp(tmpdir) != NULL);
+    test_auth();
     test_metrics_server();
+    CHECK_EQ(rmdir(tmpdir), 0);
     CHECK_EQ(uv_run(uv_default_loop(), UV_RUN_DEFAULT), 0);
     CHECK_EQ(uv_loop_close(uv_default_loop()), 0);
     printf("test_metrics: ok\n");
