@@ -16,6 +16,8 @@
 # The HTTP ports want a token: $CAIRN_QS_DIR/http-tokens (an admin and a
 # monitor token, for the REST API and the dashboard) and metrics.token (for
 # /metrics) are made on the first "up", mode 0600, and kept.
+# Every RPC link is authenticated: $CAIRN_QS_DIR/credentials holds the
+# cluster's CA and a credential per daemon and for the CLI (admin.cred).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 qs=${CAIRN_QS_DIR:-$top/.qs}
@@ -29,7 +31,8 @@ MDM_METRICS=127.0.0.1:$((PORT_BASE + 91))
 sds_metrics() { echo "127.0.0.1:$((PORT_BASE + 190 + $1))"; }
 SDC_METRICS=127.0.0.1:$((PORT_BASE + 291))
 SDS_SIZES=(4G 6G 8G)
-cairn() { "$build/mgmt/cairn" --mdm "$MDM" "$@"; }
+CREDS=$qs/credentials
+cairn() { "$build/mgmt/cairn" --mdm "$MDM" --credentials "$CREDS/admin.cred" "$@"; }
 
 # A pid is alive if its process exists, is not a zombie (a daemon killed with
 # -9 stays one until it is reaped, and kill -0 still succeeds on it) and is
@@ -84,6 +87,21 @@ make_tokens() {
   chmod 600 "$qs/http-tokens" "$qs/metrics.token"
 }
 
+# The cluster's CA and a credential for each component and for the CLI
+# (admin, and monitor: read only), made once, every file mode 0600 in a
+# directory of mode 0700. A real deployment keeps the CA off the cluster.
+make_credentials() {
+  mkdir -p -m 700 "$CREDS"
+  local cli="$build/mgmt/cairn"
+  [ -f "$CREDS/ca.key" ] || "$cli" credentials init-ca "$CREDS/ca.key" >/dev/null
+  for rn in mdm:mdm1 sds:sds1 sds:sds2 sds:sds3 sdc:quickstart admin:admin monitor:monitor; do
+    local role=${rn%%:*} name=${rn#*:} file
+    case $role in sds | sdc | mdm) file="$CREDS/$name.cred" ;; *) file="$CREDS/$role.cred" ;; esac
+    [ -f "$file" ] || "$cli" credentials issue --ca "$CREDS/ca.key" --role "$role" --name "$name" \
+      --out "$file" >/dev/null
+  done
+}
+
 sds_connected() { # name
   cairn --json sds list | grep -q "\"name\":\"$1\"[^}]*\"connected\":true"
 }
@@ -95,17 +113,21 @@ up() {
   cmake --build "$build" -j"$(nproc)" >/dev/null
   mkdir -p "$qs"
   make_tokens
+  make_credentials
   local mtok="$qs/metrics.token"
   start mdm "$build/mgmt/cairn-mdm" --data-dir "$qs/mdm" --listen "$MDM" --raft-addr "$RAFT" \
+    --credentials "$CREDS/mdm1.cred" \
     --http-listen "$HTTP" --http-tokens "$qs/http-tokens" \
     --metrics-listen "$MDM_METRICS" --metrics-token-file "$mtok"
   wait_until "the MDM" cairn status
   for i in 1 2 3; do
     start "sds$i" "$build/server/cairn-sds" --name "sds$i" --listen "127.0.0.1:$((PORT_BASE + 100 + i))" \
-      --mdm "$MDM" --data-dir "$qs/sds$i" --metrics-listen "$(sds_metrics "$i")" \
+      --mdm "$MDM" --data-dir "$qs/sds$i" --credentials "$CREDS/sds$i.cred" \
+      --metrics-listen "$(sds_metrics "$i")" \
       --metrics-token-file "$mtok"
   done
   start sdc "$build/client/cairn-sdc" --mdm "$MDM" --data-dir "$qs/sdc" --name quickstart \
+    --credentials "$CREDS/quickstart.cred" \
     --nbd-listen "127.0.0.1:$NBD_PORT" --metrics-listen "$SDC_METRICS" --metrics-token-file "$mtok"
   cairn pool list | grep -q '^default ' || cairn pool create default
   for i in 1 2 3; do
@@ -118,7 +140,7 @@ up() {
     fi
     wait_until "sds$i to connect" sds_connected "sds$i"
   done
-  wait_until "the SDC to register" sh -c "'$build/mgmt/cairn' --mdm $MDM sdc list | grep -q '^quickstart '"
+  wait_until "the SDC to register" sh -c "'$build/mgmt/cairn' --mdm $MDM --credentials '$CREDS/admin.cred' sdc list | grep -q '^quickstart '"
   cairn volume show demo >/dev/null 2>&1 || cairn volume create demo --size 8G
   cairn volume map demo --sdc quickstart >/dev/null # returns once the SDC serves it ...
   wait_until "the demo export" nbdinfo "nbd://127.0.0.1:$NBD_PORT/demo" # ... if it is connected
@@ -142,8 +164,12 @@ Cairn is up. Volume "demo" (8 GiB, 2 copies) is exported by the SDC as NBD expor
   QEMU/KVM:    qemu-system-x86_64 ... -drive file=nbd://127.0.0.1:$NBD_PORT/demo,format=raw,if=virtio
   fio:         fio --name=t --ioengine=nbd --uri=nbd://127.0.0.1:$NBD_PORT/demo --rw=randrw --bs=4k --iodepth=32 --size=1G
 
-  CLI:         $build/mgmt/cairn --mdm $MDM status      (also: sds list, volume list, --json,
+  CLI:         export CAIRN_MDM=$MDM CAIRN_CREDENTIALS=$CREDS/admin.cred
+               $build/mgmt/cairn status      (also: sds list, volume list, --json,
                status --watch, top, rebuild wait)
+  credentials: $CREDS: the cluster's CA (ca.key) and one credential per daemon
+               and for the CLI (admin.cred; monitor.cred: queries only), mode 0600;
+               the CLI finds its credential in \$CAIRN_CREDENTIALS or --credentials FILE
   tokens:      $qs/http-tokens    (REST API and dashboard: an "admin" and a "monitor" token)
                $mtok   (Prometheus metrics); both mode 0600, kept across down and up
   dashboard:   http://$HTTP/   sign in with the admin token: the second word of the
@@ -184,5 +210,5 @@ case "${1:-}" in
   down) down ;;
   status) cairn status ;;
   purge) down; rm -rf "$qs"; echo "removed $qs" ;;
-  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

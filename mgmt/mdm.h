@@ -80,6 +80,7 @@ struct mdm_conn {
      * give the volumes' I/O rates over that interval (status.c) */
     Cairn__Heartbeat *prev_hb;
     uint64_t hb_at, prev_hb_at;
+    struct mdm_audit_rec *audit; /* its changes waiting for their answer (audit.c) */
 };
 
 /* What to answer when a proposal is applied. */
@@ -155,6 +156,9 @@ struct mdm {
     uint64_t last_tick;    /* the detector's previous run, to spot stalls */
     struct mdm_seen seen[MDM_MAX_SEEN];
 
+    /* audit.c */
+    int audit_fd; /* DATA-DIR/audit.log; -1 before it is open */
+
     /* rest.c */
     struct mdm_rest *rest; /* NULL unless --http-listen */
     char listen_addr[128]; /* the request API's address, which rest.c calls */
@@ -168,6 +172,21 @@ struct mdm {
     uint64_t corrupt_entries;
     uint64_t term_at_start; /* elections since start: current term minus this */
 };
+
+/* ---- audit.c: the audit log of changes ---- */
+
+struct mdm_audit_rec;
+/* Open dir/audit.log for appending (mode 0600). 0, or -1 after logging why. */
+int mdm_audit_open(struct mdm *m, const char *dir);
+void mdm_audit_close(struct mdm *m);
+/* A management request arrived on s: if it is a change, remember who asked
+ * what until its answer. */
+void mdm_audit_begin(struct mdm_conn *s, const struct frame_hdr *h, const Cairn__MgmtRequest *req);
+/* Request h on c is answered with status (and msg if it failed): write its
+ * line. Nothing for a request not begun (a query, another frame type). */
+void mdm_audit_end(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg);
+/* s closes: its unanswered changes are written with the result unknown. */
+void mdm_audit_drop(struct mdm_conn *s);
 
 /* ---- raft_fsm.c: Raft, the FSM, proposals ---- */
 

@@ -93,6 +93,7 @@ int main(int argc, char **argv)
     unsigned long long id = 1;
     unsigned snap_threshold = 1024;
     m->sds_timeout_ms = 4000;
+    m->audit_fd = -1;
     m->grace_ms = 60000;
     int verbose = 0;
     static const struct option opts[] = {{"data-dir", 1, 0, 'd'},
@@ -146,6 +147,8 @@ int main(int argc, char **argv)
         log_error("cannot read or create %s/cluster_id", dir);
         return 1;
     }
+    if (mdm_audit_open(m, dir) < 0)
+        return 1;
     m->loop = uv_default_loop();
     if (mdm_state_init(&m->st, cluster_id) < 0)
         return 1;
@@ -177,6 +180,7 @@ int main(int argc, char **argv)
     }
     uv_run(m->loop, UV_RUN_DEFAULT);
     mdm_state_free(&m->st);
+    mdm_audit_close(m);
     log_info("mdm: stopped");
     return 0;
 }

@@ -223,6 +223,7 @@ static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
     case MDM_PROPOSAL_MGMT: {
         Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
         rep.map = m->st.m;
+        mdm_audit_end(p->conn, &p->hdr, 0, NULL);
         rpc_reply_pb(p->conn, &p->hdr, 0, &rep.base);
         break;
     }

@@ -17,6 +17,7 @@
 void mdm_reply_error(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg)
 {
     if (h->type == FT_MGMT) {
+        mdm_audit_end(c, h, status, msg);
         Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
         rep.error = (char *)msg;
         rpc_reply_pb(c, h, status, &rep.base);
@@ -142,6 +143,7 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
         mdm_reply_error(c, h, -EINVAL, "malformed request");
         return;
     }
+    mdm_audit_begin(session_of(c), h, req);
     enum auth_role role = rpc_peer_role(c);
     if (role == AUTH_ROLE_MONITOR && req->op != CAIRN__MGMT_OP__OP_STATUS) {
         LOG_LIMITED(LOG_WARN, 1000, "mdm: refused a change from monitor '%s' at %s",
@@ -426,6 +428,7 @@ static void on_close(struct rpc_conn *c)
     mdm_probes_forget_conn(m, c);
     if (s->role == MDM_ROLE_SDS)
         log_info("mdm: SDS '%s' disconnected", s->sds_name);
+    mdm_audit_drop(s);
     if (s->slot >= 0)
         m->sessions[s->slot] = NULL;
     if (s->hb)

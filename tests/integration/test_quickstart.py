@@ -6,6 +6,7 @@ tokens it makes: private files, used by every HTTP port, named but never
 printed, kept across a second up."""
 import ctypes
 import glob
+import json
 import os
 import re
 import signal
@@ -68,7 +69,37 @@ def check_tokens(qdir, base, out):
     for job in conf["scrape_configs"]:
         assert job["authorization"] == {"type": "Bearer",
                                         "credentials_file": str(qdir / "metrics.token")}, job
+    check_credentials(qdir, base, out)
     return roles, mtok
+
+
+def check_credentials(qdir, base, out):
+    """The quick start's credentials: a 0700 directory of 0600 files, the
+    CLI's admin one named in out and enough to change the cluster, the
+    monitor one enough to query and not to change, none at all refused."""
+    creds = qdir / "credentials"
+    assert stat.S_IMODE(os.stat(creds).st_mode) == 0o700
+    for p in creds.iterdir():
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p
+    assert f"CAIRN_CREDENTIALS={creds}/admin.cred" in out
+    cli = [f"{PLAIN}/mgmt/cairn", "--mdm", f"127.0.0.1:{base + 11}"]
+    env = dict(os.environ, CAIRN_CREDENTIALS=str(creds / "admin.cred"))
+    r = subprocess.run(cli + ["fault-set", "add", "qs-rack"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(cli + ["fault-set", "remove", "qs-rack"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    env["CAIRN_CREDENTIALS"] = str(creds / "monitor.cred")
+    r = subprocess.run(cli + ["--json", "status"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and json.loads(r.stdout)["cluster_id"], r.stderr
+    r = subprocess.run(cli + ["fault-set", "add", "qs-mon"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "monitor credential may query, not change" in r.stderr, r.stderr
+    del env["CAIRN_CREDENTIALS"]
+    r = subprocess.run(cli + ["status"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "no credential" in r.stderr, r.stderr
 
 
 def test_up_again_after_kill9(tmp_path):
