@@ -200,6 +200,8 @@ class Cluster:
         return path
 
     def _cred_args(self, role, name):
+        if not builds_with_auth(self.build):
+            return []  # a build from before authentication (a benchmark's baseline)
         return ["--credentials", self.credential(role, name)]
 
     def _metrics_args(self, name):
@@ -397,6 +399,16 @@ class Cluster:
 
 
 _lone = {}
+_auth_builds = {}
+
+
+def builds_with_auth(build):
+    """Whether the daemons of build authenticate their links (every build
+    since they do; benchmarks compare against builds from before)."""
+    if build not in _auth_builds:
+        r = subprocess.run([f"{build}/mgmt/cairn", "--help"], capture_output=True, text=True)
+        _auth_builds[build] = "credentials init-ca" in r.stderr
+    return _auth_builds[build]
 
 
 def lone_credential(role="admin"):

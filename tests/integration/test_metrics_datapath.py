@@ -17,7 +17,7 @@ import pytest
 
 import prom
 from cairnproto import FT_MGMT, Conn
-from cluster import SANITIZER_MARKS, Cluster, free_ports, wait_for, write_private
+from cluster import SANITIZER_MARKS, Cluster, free_ports, lone_credential, wait_for, write_private
 
 BLK = 4096
 
@@ -115,10 +115,11 @@ def daemon_argv(c, tmp, name, metrics_port):
     d = os.path.join(tmp, name)
     return {"mdm": [f"{c.build}/mgmt/cairn-mdm", "--data-dir", d, "--listen", f"127.0.0.1:{l1}",
                     "--raft-addr", f"127.0.0.1:{l2}"],
-            "sds": [f"{c.build}/server/cairn-sds", "--name", "x", "--listen", f"127.0.0.1:{l1}",
-                    "--mdm", f"127.0.0.1:{l2}", "--data-dir", d],
+            "sds": [f"{c.build}/server/cairn-sds", "--name", "lone-sds", "--listen",
+                    f"127.0.0.1:{l1}", "--mdm", f"127.0.0.1:{l2}", "--data-dir", d],
             "sdc": [f"{c.build}/client/cairn-sdc", "--mdm", f"127.0.0.1:{l2}", "--data-dir", d,
                     "--nbd-listen", f"127.0.0.1:{l3}"]}[name] + \
+        ["--credentials", lone_credential(name)] + \
         ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
 
 

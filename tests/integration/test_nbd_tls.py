@@ -5,6 +5,7 @@ an export's allow list are refused, and the SDC says so in its log."""
 import json
 import os
 import re
+import secrets
 import socket
 import ssl
 import struct
@@ -14,7 +15,7 @@ import nbd
 import pytest
 
 import prom
-from cluster import Cluster, free_ports, hold_for, wait_for
+from cluster import Cluster, free_ports, hold_for, wait_for, write_private
 
 IHAVEOPT = 0x49484156454F5054
 REP_MAGIC = 0x3E889045565A9
@@ -437,7 +438,10 @@ def test_backpressure_holds_over_tls(cluster):
     stalls (the records waiting for the socket count), and when the client
     reads again every reply is there and right."""
     maddr = f"127.0.0.1:{free_ports(1)[0]}"
-    restart_sdc(cluster, tls_args(cluster.creds) + ["--io-memory", "16", "--metrics-listen", maddr])
+    tok = secrets.token_hex(32)
+    tokfile = write_private(os.path.join(cluster.dir, "tls-metrics.token"), tok + "\n")
+    restart_sdc(cluster, tls_args(cluster.creds) + ["--io-memory", "16", "--metrics-listen", maddr,
+                                                    "--metrics-token-file", tokfile])
     MiB = 1 << 20
     region = os.urandom(32 * MiB)
     h = nbd.NBD()
@@ -445,7 +449,7 @@ def test_backpressure_holds_over_tls(cluster):
     h.connect_uri(psk_uri(cluster, "data"))
     h.pwrite(region, 0)
     h.shutdown()
-    reads = lambda: prom.scrape(maddr).value("cairn_sdc_volume_reads_total", volume="data")
+    reads = lambda: prom.scrape(maddr, tok).value("cairn_sdc_volume_reads_total", volume="data")
     before = reads()
     c = Raw(cluster.nbd_port)
     c.starttls(cluster.creds.alice)
@@ -455,9 +459,9 @@ def test_backpressure_holds_over_tls(cluster):
                          for i in range(n)))
     # the connection fills its budget, then the SDC stops answering
     wait_for("the connection's budget in use",
-             lambda: prom.scrape(maddr).value("cairn_sdc_io_memory_bytes") >= 2 * MiB)
+             lambda: prom.scrape(maddr, tok).value("cairn_sdc_io_memory_bytes") >= 2 * MiB)
     hold_for("the SDC holding back replies", lambda: reads() - before < 64
-             and prom.scrape(maddr).value("cairn_sdc_io_memory_bytes") <= 17 * MiB, 3)
+             and prom.scrape(maddr, tok).value("cairn_sdc_io_memory_bytes") <= 17 * MiB, 3)
     got = {}
     for _ in range(n):
         magic, err, cookie = struct.unpack(">IIQ", c.recv(16))

@@ -17,7 +17,7 @@ import jsonschema
 import nbd
 import pytest
 
-from cluster import BUILD, Cluster, free_ports, wait_for, write_private
+from cluster import BUILD, Cluster, free_ports, lone_credential, wait_for, write_private
 from rest_client import OPENAPI, OpenApi, RestClient
 
 API = "/api/v1"
@@ -233,7 +233,8 @@ def mdm_argv(tmp_path, tokens, port):
     d = tmp_path / "mdm"
     l, r = free_ports(2)
     argv = [f"{BUILD}/mgmt/cairn-mdm", "--data-dir", str(d), "--listen", f"127.0.0.1:{l}",
-            "--raft-addr", f"127.0.0.1:{r}", "--http-listen", f"127.0.0.1:{port}"]
+            "--raft-addr", f"127.0.0.1:{r}", "--http-listen", f"127.0.0.1:{port}",
+            "--credentials", lone_credential("mdm")]
     return argv + (["--http-tokens", tokens] if tokens else [])
 
 
