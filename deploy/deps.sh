@@ -7,7 +7,7 @@ what=${1:-test}
 build_pkgs=(build-essential cmake pkg-config libuv1-dev liburing-dev libprotobuf-c-dev
             protobuf-c-compiler libraft-dev liblz4-dev libmicrohttpd-dev libjansson-dev)
 run_pkgs=(libnbd-bin nbd-client libmicrohttpd12 libjansson4)
-test_pkgs=(clang-format python3-libnbd python3-pytest fio qemu-utils fuse3 e2fsprogs iproute2 util-linux nbdkit
+test_pkgs=(clang-format clang libclang-rt-14-dev python3-libnbd python3-pytest fio qemu-utils fuse3 e2fsprogs iproute2 util-linux nbdkit
            procps psmisc qemu-system-x86 busybox-static cpio kmod xz-utils
            prometheus chromium chromium-driver python3-selenium python3-jsonschema python3-yaml)
 bench_pkgs=(ceph-mon ceph-osd ceph-common python3-matplotlib valgrind)
