@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmap.h"
 #include "log.h"
 #include "mdm_session.h"
 #include "sdc.h"
@@ -119,6 +120,13 @@ static void sync_volumes(struct sdc *s)
 static void session_on_map(void *ctx, Cairn__MapReply *rep)
 {
     struct sdc *s = ctx;
+    char err[256];
+    if (cmap_check(rep->map, err, sizeof(err)) < 0) {
+        log_error("refusing map version %llu from the MDM: %s",
+                  (unsigned long long)rep->map->version, err);
+        cairn__map_reply__free_unpacked(rep, NULL);
+        return;
+    }
     if (rep->sdc_id && rep->sdc_id != s->sdc_id) {
         s->sdc_id = rep->sdc_id;
         log_info("registered with the MDM as SDC %u ('%s')", s->sdc_id, s->name);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cmap.h"
+#include "log.h"
 #include "state_internal.h"
 #include "util.h"
 
@@ -164,11 +165,61 @@ int mdm_state_pack(const struct mdm_state *s, uint8_t **buf, size_t *len)
     return 0;
 }
 
+/* What the operations rely on in a state they did not build: the map's own
+ * rules, and every reference between objects resolves. */
+static int restore_check(const Cairn__ClusterMap *m)
+{
+    char err[256];
+    if (cmap_check(m, err, sizeof(err)) < 0) {
+        log_error("snapshot refused: %s", err);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < m->n_pools; i++)
+        if (m->pools[i]->copies < 2 || m->pools[i]->copies > 3 ||
+            m->pools[i]->pg_count > CMAP_PGS_MAX) {
+            log_error("snapshot refused: pool %u has %u copies and %u PGs", m->pools[i]->id,
+                      m->pools[i]->copies, m->pools[i]->pg_count);
+            return -EINVAL;
+        }
+    for (size_t i = 0; i < m->n_devices; i++)
+        if (!cmap_sds(m, m->devices[i]->sds_id) || !cmap_pool(m, m->devices[i]->pool_id)) {
+            log_error("snapshot refused: device %u names an unknown SDS or pool",
+                      m->devices[i]->id);
+            return -EINVAL;
+        }
+    for (size_t i = 0; i < m->n_volumes; i++)
+        if (!cmap_pool(m, m->volumes[i]->pool_id)) {
+            log_error("snapshot refused: volume %llu names an unknown pool",
+                      (unsigned long long)m->volumes[i]->id);
+            return -EINVAL;
+        }
+    for (size_t i = 0; i < m->n_pools; i++)
+        for (size_t g = 0; g < m->pools[i]->n_pgs; g++) {
+            const Cairn__Pg *pg = m->pools[i]->pgs[g];
+            const uint32_t *lists[] = {pg->devices, pg->rebuilding, pg->departed, pg->catchup,
+                                       pg->leaving};
+            size_t ns[] = {pg->n_devices, pg->n_rebuilding, pg->n_departed, pg->n_catchup,
+                           pg->n_leaving};
+            for (int l = 0; l < 5; l++)
+                for (size_t k = 0; k < ns[l]; k++)
+                    if (!cmap_device(m, lists[l][k])) {
+                        log_error("snapshot refused: PG %u.%zu names unknown device %u",
+                                  m->pools[i]->id, g, lists[l][k]);
+                        return -EINVAL;
+                    }
+        }
+    return 0;
+}
+
 int mdm_state_restore(struct mdm_state *s, const uint8_t *buf, size_t len)
 {
     Cairn__ClusterMap *m = cairn__cluster_map__unpack(NULL, len, buf);
     if (!m)
         return -EINVAL;
+    if (restore_check(m) < 0) {
+        cairn__cluster_map__free_unpacked(m, NULL);
+        return -EINVAL;
+    }
     mdm_state_free(s);
     s->m = m;
     return 0;

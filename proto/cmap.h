@@ -3,6 +3,7 @@
 #ifndef CAIRN_CMAP_H
 #define CAIRN_CMAP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cairn.pb-c.h"
@@ -15,5 +16,23 @@ Cairn__Sdc *cmap_sdc(const Cairn__ClusterMap *m, uint32_t id);
 Cairn__Volume *cmap_volume_by_name(const Cairn__ClusterMap *m, const char *name);
 /* The SDS that holds copy k of a PG, or 0. */
 uint32_t cmap_copy_sds(const Cairn__ClusterMap *m, const Cairn__Pg *pg, size_t k);
+
+/* What every holder of a map relies on when it computes with one (the
+ * layout rules of layout.h, the extent store's format): a pool's extent size
+ * is a power of two from CMAP_EXTENT_MIN to CMAP_EXTENT_MAX, it has at most
+ * CMAP_PGS_MAX PGs, a volume's size is a multiple of 4 KiB below 2^63. A map
+ * from the MDM or from a file is checked before it is used. 0, or -EINVAL
+ * with a message naming the object in err. */
+#define CMAP_EXTENT_MIN 4096u
+#define CMAP_EXTENT_MAX (32u << 20)
+#define CMAP_PGS_MAX 65536u
+int cmap_check(const Cairn__ClusterMap *m, char *err, size_t errlen);
+
+/* The map an SDS saves in its data directory: [u32 its id][packed
+ * ClusterMap]. Decodes and checks buf[0..len); on success *out is a map the
+ * caller frees with cairn__cluster_map__free_unpacked and *my_id the id.
+ * -EINVAL (err says why) if it is short, undecodable or fails cmap_check. */
+int cmap_saved_decode(const uint8_t *buf, size_t len, Cairn__ClusterMap **out, uint32_t *my_id,
+                      char *err, size_t errlen);
 
 #endif

@@ -103,6 +103,8 @@ static void sb_encode(uint8_t *b, const char *cluster, uint32_t dev, uint64_t ex
 int store_format(struct disk *d, const char *cluster_id, uint32_t device_id, uint64_t extent_size)
 {
     uint64_t nslots, toff, doff;
+    if (extent_size < BLK || extent_size > STORE_EXTENT_MAX || (extent_size & (extent_size - 1)))
+        return -EINVAL;
     layout(d->size, extent_size, &nslots, &toff, &doff);
     if (nslots < 1)
         return -ENOSPC;
@@ -154,10 +156,13 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
         return -EINVAL;
     }
     uint64_t n2, toff, doff;
-    if (ver != SB_VERSION || ext < BLK || (ext & (ext - 1)))
+    /* Bounded like a pool's extent size (which store_format was given):
+     * else a corrupt superblock sizes the table read below (it spans up to
+     * the first slot, one extent in). A formatted device has a slot. */
+    if (ver != SB_VERSION || ext < BLK || ext > STORE_EXTENT_MAX || (ext & (ext - 1)))
         goto corrupt;
     layout(d->size, ext, &n2, &toff, &doff);
-    if (n2 != nslots || nslots >= NO_SLOT)
+    if (n2 != nslots || nslots == 0 || nslots >= NO_SLOT)
         goto corrupt;
 
     struct extent_store *st = calloc(1, sizeof(*st));

@@ -37,6 +37,9 @@ typedef void (*store_cb)(void *arg, int res);
 #define STORE_FUA 1
 #define STORE_THICK 2 /* may take a slot kept in reserve for thick volumes */
 
+/* The largest extent size a device may be formatted with (a pool's). */
+#define STORE_EXTENT_MAX (32u << 20)
+
 /* Write a fresh superblock and an empty table (synchronous, durable). */
 int store_format(struct disk *d, const char *cluster_id, uint32_t device_id, uint64_t extent_size);
 /* Load a formatted device. -ENODATA: not formatted; -EINVAL: another cluster

@@ -116,13 +116,15 @@ void map_load_saved(struct sds *s)
     size_t len;
     if (file_read_all(path, &buf, &len) < 0)
         return;
-    if (len >= 4) {
-        Cairn__ClusterMap *m = cairn__cluster_map__unpack(NULL, len - 4, (uint8_t *)buf + 4);
-        if (m) {
-            log_info("serving from the saved map (version %llu) until the MDM answers",
-                     (unsigned long long)m->version);
-            map_install(s, m, get_be32((uint8_t *)buf));
-        }
+    Cairn__ClusterMap *m;
+    uint32_t id;
+    char err[256];
+    if (cmap_saved_decode((const uint8_t *)buf, len, &m, &id, err, sizeof(err)) < 0) {
+        log_warn("ignoring the saved map %s: %s; waiting for the MDM's", path, err);
+    } else {
+        log_info("serving from the saved map (version %llu) until the MDM answers",
+                 (unsigned long long)m->version);
+        map_install(s, m, id);
     }
     free(buf);
 }

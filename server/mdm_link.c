@@ -4,6 +4,7 @@
  * the MDM sends. The session's ctx is the sds. */
 #include <errno.h>
 
+#include "cmap.h"
 #include "extent_store.h"
 #include "log.h"
 #include "mdm_session.h"
@@ -44,6 +45,13 @@ static void heartbeat(void *ctx, Cairn__Heartbeat *hb)
 
 static void on_map(void *ctx, Cairn__MapReply *rep)
 {
+    char err[256];
+    if (cmap_check(rep->map, err, sizeof(err)) < 0) {
+        log_error("refusing map version %llu from the MDM: %s",
+                  (unsigned long long)rep->map->version, err);
+        cairn__map_reply__free_unpacked(rep, NULL);
+        return;
+    }
     Cairn__ClusterMap *m = rep->map;
     uint32_t id = rep->sds_id;
     rep->map = NULL;

@@ -67,12 +67,12 @@ void ping_timer_cb(uv_timer_t *t)
 
 void ping_handle(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg)
 {
-    if (h->msg_len != 12) {
+    uint32_t from;
+    uint64_t version;
+    if (validate_ping(msg, h->msg_len, &from, &version) < 0) {
         dispatch_status(c, h, -EINVAL);
         return;
     }
-    uint32_t from = get_be32(msg);
-    uint64_t version = get_be64(msg + 4);
     if (s->map && version > s->map->version)
         map_fetch(s);
     dispatch_status(c, h, lease_grant(&s->leases, s->map, from, version, now_ms()));

@@ -474,7 +474,8 @@ static void pg_list_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint3
     (void)msg_len;
     struct rjob *j = arg;
     j->listing = 0;
-    if (status < 0 || payload_len % 16) {
+    long npairs = status < 0 ? -EINVAL : validate_pg_list_reply(payload_len);
+    if (npairs < 0) {
         j->retry_at = now_ms() + 1000;
         rpc_buf_free(payload);
         if (!j->cancelled && !j->sds->stopping)
@@ -483,7 +484,7 @@ static void pg_list_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint3
             rjob_unlink_free(j);
         return;
     }
-    for (uint32_t i = 0; i < payload_len / 16; i++)
+    for (long i = 0; i < npairs; i++)
         rjob_add_extent(j, get_be64(payload + i * 16), get_be64(payload + i * 16 + 8));
     rpc_buf_free(payload);
     rjob_dedupe(j);
@@ -514,16 +515,13 @@ static void list_sent_cb(void *arg, int status)
 void rebuild_serve_pg_list(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h,
                            const uint8_t *msg)
 {
-    if (h->msg_len != 8 || !s->map) {
-        dispatch_status(c, h, -EINVAL);
+    uint32_t pool_id, pg;
+    int r = validate_pg_list(s->map, msg, h->msg_len, &pool_id, &pg);
+    if (r < 0) {
+        dispatch_status(c, h, r);
         return;
     }
-    uint32_t pool_id = get_be32(msg), pg = get_be32(msg + 4);
     Cairn__Pool *p = cmap_pool(s->map, pool_id);
-    if (!p || pg >= p->n_pgs) {
-        dispatch_status(c, h, -ESTALE);
-        return;
-    }
     size_t n = 0, cap = 1024;
     uint8_t *out = rpc_buf_alloc(cap * 16);
     uint64_t vols[1024], exts[1024];

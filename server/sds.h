@@ -194,6 +194,17 @@ struct io_target {
  * request, -EIO our device for it has failed. */
 int validate_io(const struct io_view *v, uint16_t type, uint32_t payload_len,
                 const struct io_hdr *io, struct io_target *t);
+/* FT_PING's message (msg_len bytes): the sender's SDS id and map version.
+ * 0, or -EINVAL if it is not 12 bytes. */
+int validate_ping(const uint8_t *msg, uint32_t msg_len, uint32_t *from, uint64_t *version);
+/* FT_PG_LIST's message: a pool and a PG of it in map m (may be NULL). 0,
+ * -EINVAL if it is not 8 bytes or we have no map, -ESTALE if m has no
+ * such PG. */
+int validate_pg_list(const Cairn__ClusterMap *m, const uint8_t *msg, uint32_t msg_len,
+                     uint32_t *pool_id, uint32_t *pg);
+/* The reply to our FT_PG_LIST: payload_len bytes of (u64 volume, u64
+ * extent) pairs. The number of pairs, or -EINVAL if it is not whole pairs. */
+long validate_pg_list_reply(uint32_t payload_len);
 
 /* ---- dispatch.c: incoming connections and requests: decode, validate,
  * route by type, and the one place replies to data requests go out ---- */

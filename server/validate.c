@@ -6,6 +6,7 @@
 #include "cmap.h"
 #include "layout.h"
 #include "sds.h"
+#include "util.h"
 
 static int reads(uint16_t type)
 {
@@ -103,4 +104,31 @@ int validate_io(const struct io_view *v, uint16_t type, uint32_t payload_len,
     if (type == FT_IO_WRITE && payload_len != io->length)
         return -EINVAL;
     return 0;
+}
+
+int validate_ping(const uint8_t *msg, uint32_t msg_len, uint32_t *from, uint64_t *version)
+{
+    if (msg_len != 12)
+        return -EINVAL;
+    *from = get_be32(msg);
+    *version = get_be64(msg + 4);
+    return 0;
+}
+
+int validate_pg_list(const Cairn__ClusterMap *m, const uint8_t *msg, uint32_t msg_len,
+                     uint32_t *pool_id, uint32_t *pg)
+{
+    if (msg_len != 8 || !m)
+        return -EINVAL;
+    *pool_id = get_be32(msg);
+    *pg = get_be32(msg + 4);
+    Cairn__Pool *p = cmap_pool(m, *pool_id);
+    if (!p || *pg >= p->n_pgs)
+        return -ESTALE;
+    return 0;
+}
+
+long validate_pg_list_reply(uint32_t payload_len)
+{
+    return payload_len % 16 ? -EINVAL : (long)(payload_len / 16);
 }

@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""Write the seed corpus of every fuzz target (tests/fuzz/corpus/<target>/seed-*).
+
+Small, valid inputs: protobufs packed by hand (the field numbers of
+proto/cairn.proto), a real superblock and extent table, NBD options. Run it
+again after changing a format; regression inputs (regress-*) are kept."""
+import os
+import struct
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def f_int(field, n):
+    return varint(field << 3) + varint(n)
+
+
+def f_bytes(field, b):
+    if isinstance(b, str):
+        b = b.encode()
+    return varint(field << 3 | 2) + varint(len(b)) + b
+
+
+def f_packed(field, nums):
+    return f_bytes(field, b"".join(varint(n) for n in nums))
+
+
+def cluster_map(version=5, pgs=16, extent=1 << 20):
+    m = f_int(1, version) + f_bytes(2, "fuzz") + f_int(3, 100)
+    for i in (1, 2, 3):
+        m += f_bytes(4, f_int(1, i) + f_bytes(2, "abc"[i - 1]) + f_bytes(3, "10.0.0.%d:7000" % i))
+    for i in (1, 2, 3):
+        m += f_bytes(5, f_int(1, i) + f_int(2, i) + f_int(3, 10) + f_bytes(4, "/dev/x") + f_int(5, 4 << 30))
+    pool = f_int(1, 10) + f_bytes(2, "default") + f_int(3, 2) + f_int(4, extent) + f_int(5, pgs) + f_int(6, 300)
+    for g in range(pgs):
+        devs = [1 + g % 3, 1 + (g + 1) % 3]
+        pool += f_bytes(7, f_int(1, 1 + g % 4) + f_packed(2, devs))
+    m += f_bytes(6, pool)
+    m += f_bytes(7, f_int(1, 20) + f_bytes(2, "v") + f_int(3, 10) + f_int(4, 1 << 30))
+    m += f_bytes(8, f_int(1, 1) + f_bytes(2, "h1") + f_bytes(3, "guid-1"))
+    m += f_bytes(9, f_int(1, 20) + f_int(2, 1))
+    return m
+
+
+def map_reply(sds_id=1, sdc_id=1):
+    return f_bytes(2, cluster_map()) + f_int(3, sdc_id) + f_int(4, sds_id)
+
+
+def rec(kind, b):
+    return bytes([kind]) + struct.pack(">H", len(b)) + b
+
+
+def frame(type_, req_id, msg=b"", payload=b"", status=0):
+    return struct.pack(">IHHQIIiI", 0x43524E31, 1, type_, req_id, len(msg), len(payload), status, 0) + msg + payload
+
+
+def io_hdr(vol, off, length, flags=0, pool=10, pg=0, epoch=1):
+    return struct.pack(">QQIIIIQ", vol, off, length, flags, pool, pg, epoch)
+
+
+def mgmt(op, **kw):
+    fields = {"name": 2, "addr": 3, "fault_set": 4, "size": 6, "pool": 8, "volume": 9, "sdc": 10,
+              "copies": 12, "pg_count": 13, "guid": 17, "extent_size": 18, "pool_id": 19, "pg": 20,
+              "device_id": 21}
+    b = f_int(1, op)
+    for k, v in kw.items():
+        if k == "paths":
+            for p in v:
+                b += f_bytes(5, p)
+        elif k == "capacities":
+            b += f_packed(16, v)
+        elif isinstance(v, str):
+            b += f_bytes(fields[k], v)
+        else:
+            b += f_int(fields[k], v)
+    return b
+
+
+def raft_entry(b):
+    return struct.pack(">Q", len(b)) + b + b"\0" * (-len(b) % 8)
+
+
+def superblock_image(dsize_mib=4, extent=1 << 16, entries=((5, 0, 1), (5, 3, 2), (9, 1, 3))):
+    dsize = dsize_mib << 20
+    n = (dsize - 4096) // (extent + 32)
+    while True:
+        tbytes = (n * 32 + 4095) // 4096 * 4096
+        doff = (4096 + tbytes + extent - 1) // extent * extent
+        if n == 0 or doff + n * extent <= dsize:
+            break
+        n -= 1
+    sb = bytearray(4096)
+    sb[0:8] = b"CAIRNDEV"
+    struct.pack_into(">IIQQ", sb, 8, 1, 1, extent, n)
+    sb[64:68] = b"fuzz"
+    table = bytearray(tbytes)
+    for slot, (vol, ext, gen) in enumerate(entries):
+        struct.pack_into(">QQQ", table, slot * 32, vol, ext, gen)
+    return bytes([dsize_mib - 1]) + bytes(sb) + bytes(table)
+
+
+def write(target, name, data):
+    d = os.path.join(here, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+cm = cluster_map()
+write("fuzz_frame", "seed-calls", b"\x40" + frame(5, 7) + frame(17, 8, io_hdr(20, 0, 4096), b"x" * 4096)
+      + frame(0x8005, 1, b"\x0a\x00") + frame(0x8005, 2, status=-11))
+write("fuzz_frame", "seed-whole", b"\x00" + frame(2, 1, mgmt(1)) + frame(9, 2, struct.pack(">IQ", 2, 5)))
+write("fuzz_mdm_msgs", "seed-ops", rec(0, mgmt(5, volume="w", size=1 << 28)) + rec(0, mgmt(9, volume="w", sdc="h1"))
+      + rec(0, mgmt(20, name="rack1")) + rec(0, mgmt(6, volume="w", size=1 << 29))
+      + rec(0, mgmt(17, name="a")) + rec(0, mgmt(18, name="a")) + rec(0, mgmt(13, name="b"))
+      + rec(0, mgmt(4, name="c", paths=["/dev/y"], capacities=[1 << 32])) + rec(0, mgmt(10, volume="w", sdc="h1"))
+      + rec(0, mgmt(7, volume="w")))
+write("fuzz_mdm_msgs", "seed-sessions", rec(1, f_bytes(1, "a") + f_bytes(2, "10.0.0.1:7000"))
+      + rec(2, f_int(1, 1) + f_int(2, 9) + f_bytes(3, f_int(1, 1) + f_int(2, 3) + f_int(3, 100) + f_int(4, 1)))
+      + rec(3, f_bytes(1, "guid-2") + f_bytes(2, "h2")))
+write("fuzz_raft", "seed", rec(0, raft_entry(cm)) + rec(1, raft_entry(mgmt(5, volume="w", size=1 << 28)))
+      + rec(1, raft_entry(mgmt(2, pool="p2", pg_count=8))) + rec(1, raft_entry(mgmt(15, pool_id=10, pg=3, device_id=3))))
+write("fuzz_sds_msgs", "seed", rec(0, map_reply()) + rec(1, struct.pack(">IQ", 2, 5)) + rec(2, struct.pack(">II", 10, 3))
+      + rec(3, struct.pack(">HI", 17, 4096) + io_hdr(20, 0, 4096))
+      + rec(3, struct.pack(">HI", 16, 0) + io_hdr(20, 1 << 20, 512, pg=0)))
+write("fuzz_saved_map", "seed", struct.pack(">I", 1) + cm)
+write("fuzz_sdc_msgs", "seed", rec(0, map_reply()) + rec(1, struct.pack(">QI", 4096, 3 << 20))
+      + rec(2, struct.pack(">QI", (1 << 30) - 4096, 4096)))
+go = struct.pack(">I", 4) + b"demo" + struct.pack(">HHH", 2, 0, 3)
+meta = struct.pack(">I", 4) + b"demo" + struct.pack(">I", 2) + struct.pack(">I", 15) + b"base:allocation" \
+    + struct.pack(">I", 5) + b"base:"
+write("fuzz_nbd", "seed-flags", b"\x00" + struct.pack(">I", 3))
+write("fuzz_nbd", "seed-go", b"\x01" + go)
+write("fuzz_nbd", "seed-meta", b"\x02" + meta)
+write("fuzz_nbd", "seed-request", b"\x1f" + struct.pack(">IHHQQI", 0x25609513, 1, 1, 42, 4096, 4096)
+      + struct.pack(">Q", 1 << 30))
+write("fuzz_store", "seed", superblock_image())
+
+# Regression inputs: maps that every daemon must refuse (cmap_check), which
+# divided by zero (extent size 0) before it existed.
+bad = struct.pack(">I", 1) + cluster_map(extent=0)
+write("fuzz_saved_map", "regress-extent-size-zero", bad)
+write("fuzz_sds_msgs", "regress-extent-size-zero", rec(0, f_bytes(2, cluster_map(extent=0)) + f_int(4, 1))
+      + rec(3, struct.pack(">HI", 16, 0) + io_hdr(20, 0, 4096)))
+write("fuzz_sdc_msgs", "regress-extent-size-zero", rec(0, f_bytes(2, cluster_map(extent=0)) + f_int(3, 1))
+      + rec(1, struct.pack(">QI", 4096, 4096)))
