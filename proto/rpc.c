@@ -154,7 +154,7 @@ void rpc_dispatch(struct rpc_conn *c)
  * link, else the frame is complete. */
 static void body_done(struct rpc_conn *c)
 {
-    if (c->auth == RPC_AUTH_ON) {
+    if (c->auth == RPC_AUTH_ON && c->mac) {
         c->stage = ST_TAG;
         c->have = 0;
     } else {

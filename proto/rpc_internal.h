@@ -94,6 +94,7 @@ struct rpc_conn {
 
     /* authentication (rpc_auth.c): off when the process has no credential */
     int auth;                 /* RPC_AUTH_* */
+    int mac;                  /* RPC_AUTH_ON: frames carry MACs (not on unix sockets) */
     struct rpc_handshake *hs; /* while RPC_AUTH_HANDSHAKE */
     enum auth_role peer_role; /* once RPC_AUTH_ON */
     char peer_name[AUTH_NAME_MAX + 1];

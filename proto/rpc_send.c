@@ -141,7 +141,7 @@ static int send_frame(struct rpc_conn *c, uint16_t type, uint64_t id, int status
     for (int i = 0; i < npl; i++)
         if (pl[i].iov_len)
             wr->it.bufs[nb++] = uv_buf_init(pl[i].iov_base, (unsigned)pl[i].iov_len);
-    if (c->auth == RPC_AUTH_ON) {
+    if (c->auth == RPC_AUTH_ON && c->mac) {
         rpc_auth_tag_tx(c, wr->head, FRAME_HDR_SIZE + msg_len, pl, npl, wr->tag);
         wr->it.bufs[nb++] = uv_buf_init((char *)wr->tag, FRAME_TAG_SIZE);
         wr->bytes += FRAME_TAG_SIZE;

@@ -74,10 +74,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     c->rx_limit = RPC_REQUEST_LIMIT_DEFAULT;
     c->tx_limit = RPC_TX_LIMIT_DEFAULT;
     strcpy(c->peer, "fuzz");
-    if (authenticated)
+    if (authenticated) {
         c->auth = RPC_AUTH_ON; /* keys all zero: what a peer cannot know */
-    else
+        c->mac = 1;
+    } else {
         rpc_auth_server_start(c);
+    }
     for (size_t off = 0; off < size && !c->closing;) {
         size_t k = size - off < 97 ? size - off : 97;
         if (c->pause) {
