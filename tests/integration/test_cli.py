@@ -11,7 +11,7 @@ CAIRN = f"{BUILD}/mgmt/cairn"
 
 # The usage text, byte for byte: it is generated from the command table.
 USAGE = """\
-usage: cairn [--mdm ADDR] [--json] COMMAND
+usage: cairn [--mdm ADDR] [--credentials FILE] [--json] COMMAND
 
   status [--watch [--interval SECONDS]]      cluster overview;
                                              --watch: redrawn every SECONDS (2)
@@ -19,6 +19,11 @@ usage: cairn [--mdm ADDR] [--json] COMMAND
                                              --count: stop after N refreshes
   rebuild wait [--timeout SECONDS]           until every PG has all its copies
   rebalance wait [--timeout SECONDS]         until no copy is left to move
+  credentials init-ca FILE                   make the cluster's CA key (once; keep it safe)
+  credentials issue --ca FILE --role ROLE --name NAME --out FILE
+                                             a credential signed by the CA;
+                                             ROLE: mdm, sds, sdc, admin or monitor
+  credentials show FILE
   pool create NAME [--copies 2|3] [--pgs N] [--overcommit PCT]
   pool set NAME --overcommit PCT
   pool list
@@ -43,9 +48,12 @@ usage: cairn [--mdm ADDR] [--json] COMMAND
   volume map NAME --sdc SDC [--read-only]
   volume unmap NAME --sdc SDC
   sdc list
+  sdc approve NAME                           let a new SDC be mapped (restricted mode)
+  cluster set --restricted-sdc on|off        on: a new SDC waits for sdc approve
 
 SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.
-The MDM address also comes from $CAIRN_MDM.
+The MDM address also comes from $CAIRN_MDM, the credential
+(--credentials FILE) from $CAIRN_CREDENTIALS.
 """
 
 OK_JSON = '{"ok":true}\n'
