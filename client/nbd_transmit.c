@@ -21,6 +21,7 @@ static uint32_t nbd_errno(int err)
     switch (-err) {
     case 0: return 0;
     case EPERM:
+    case EACCES: /* the volume was unmapped, or made read-only */
     case EROFS: return NBD_EPERM;
     case ENOMEM: return NBD_ENOMEM;
     case EINVAL: return NBD_EINVAL;

@@ -42,6 +42,11 @@ static enum frame_type frame_type_of(enum nbd_io_cmd cmd)
     }
 }
 
+static bool sdc_is_change(uint16_t type)
+{
+    return type == FT_IO_WRITE || type == FT_IO_TRIM || type == FT_IO_ZERO;
+}
+
 /* Complete io with -ENOMEM from the loop: no op could be had to carry it. */
 static void nomem_later(struct sdc *s, struct nbd_io *io);
 
@@ -63,6 +68,12 @@ void sdc_io_submit(void *ctx, void *exp, struct nbd_io *io)
     o->deadline = 0; /* the I/O timeout starts when it is sent: see piece_send */
     io->backend = o;
 
+    /* unmapped (or made read-only) while this connection held the export:
+     * nothing new goes out (the SDSs would refuse it too) */
+    if (!v->present || (v->ro && sdc_is_change(o->type))) {
+        op_finish_later(o, -EACCES);
+        return;
+    }
     Cairn__Pool *p = cmap_pool(s->map, v->pool_id);
     uint64_t es = p ? p->extent_size : 0;
     if (!p || !es) {
@@ -219,6 +230,15 @@ static bool transient(int err)
     }
 }
 
+/* An SDS refused us this volume (-EACCES). If our own map still grants it,
+ * the SDS's map is older (a mapping just made, an SDS that restarted on its
+ * saved map) and it is fetching a newer one: retry. If ours does not, the
+ * volume was unmapped or made read-only: that is final. */
+static bool access_may_heal(const struct sdc_op *o)
+{
+    return o->v->present && !(o->v->ro && sdc_is_change(o->type));
+}
+
 static void piece_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
                            uint8_t *payload, uint32_t payload_len, void *arg)
 {
@@ -232,7 +252,7 @@ static void piece_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, u
         piece_done(pc, status < 0 ? status : -ECANCELED);
         return;
     }
-    if (status < 0 && transient(status)) {
+    if (status < 0 && (transient(status) || (status == -EACCES && access_may_heal(o)))) {
         if (status == -ETIMEDOUT)
             o->sdc->sds_timeouts++;
         rpc_buf_free(payload);
@@ -303,7 +323,7 @@ static void piece_retry(struct sdc_piece *pc, int err)
         return;
     }
     s->retries++;
-    if (err == -ESTALE || err == -EAGAIN)
+    if (err == -ESTALE || err == -EAGAIN || err == -EACCES)
         sdc_map_refresh(s);
     pc->rnext = s->retry_head;
     s->retry_head = pc;

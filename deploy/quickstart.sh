@@ -141,6 +141,8 @@ up() {
     wait_until "sds$i to connect" sds_connected "sds$i"
   done
   wait_until "the SDC to register" sh -c "'$build/mgmt/cairn' --mdm $MDM --credentials '$CREDS/admin.cred' sdc list | grep -q '^quickstart '"
+  # restricted SDC mode: a new SDC gets no volume until it is approved
+  cairn sdc approve quickstart >/dev/null
   cairn volume show demo >/dev/null 2>&1 || cairn volume create demo --size 8G
   cairn volume map demo --sdc quickstart >/dev/null # returns once the SDC serves it ...
   wait_until "the demo export" nbdinfo "nbd://127.0.0.1:$NBD_PORT/demo" # ... if it is connected

@@ -288,72 +288,6 @@ static int run_locate(const struct cli_command *c, const struct cli_args *a,
     return rc;
 }
 
-/* After a map: wait until the SDC serves the export, i.e. its heartbeats say
- * it holds a map at least as new as version (it installs the export with
- * that map), so that a client that connects at once finds it. An SDC that is
- * not connected serves it when it connects: say so rather than wait. */
-#define MAP_WAIT_MS 20000
-
-static const char *map_served(const struct cli_env *env, const char *sdc, uint64_t version,
-                              char *why, size_t whylen)
-{
-    for (int waited = 0;; waited += 200) {
-        Cairn__MgmtReply *rep;
-        if (get_status(env, &rep) < 0)
-            return "the MDM did not answer";
-        const Cairn__Sdc *sc = NULL;
-        for (size_t i = 0; i < rep->map->n_sdcs; i++)
-            if (!strcmp(rep->map->sdcs[i]->name, sdc))
-                sc = rep->map->sdcs[i];
-        const Cairn__SdcStatus *st = NULL;
-        for (size_t i = 0; sc && i < rep->n_sdc_status; i++)
-            if (rep->sdc_status[i]->sdc_id == sc->id)
-                st = rep->sdc_status[i];
-        int connected = st && st->connected, held = st ? st->map_version >= version : 0;
-        uint64_t has = st ? st->map_version : 0;
-        cairn__mgmt_reply__free_unpacked(rep, NULL);
-        if (!connected) {
-            snprintf(why, whylen, "SDC '%s' is not connected: it serves the export when it does",
-                     sdc);
-            return why;
-        }
-        if (held)
-            return NULL;
-        if (waited >= MAP_WAIT_MS) {
-            snprintf(why, whylen,
-                     "SDC '%s' does not serve it yet (it holds map version %llu, not %llu)", sdc,
-                     (unsigned long long)has, (unsigned long long)version);
-            return why;
-        }
-        usleep(200000);
-    }
-}
-
-static int run_map(const struct cli_command *c, const struct cli_args *a, const struct cli_env *env)
-{
-    Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
-    req.op = c->op;
-    req.volume = a->args[0];
-    req.sdc = cli_args_get(a, "--sdc");
-    req.read_only = cli_args_count(a, "--read-only") > 0;
-    if (req.op != CAIRN__MGMT_OP__OP_MAP)
-        return request(env, &req, "ok");
-    Cairn__MgmtReply *rep;
-    if (cli_mdm_call(env->mdm, &req, &rep) < 0)
-        return 1;
-    uint64_t version = rep->map ? rep->map->version : 0;
-    cairn__mgmt_reply__free_unpacked(rep, NULL);
-    char why[256];
-    const char *late = map_served(env, req.sdc, version, why, sizeof(why));
-    if (late)
-        fprintf(stderr, "cairn: volume '%s' is mapped, but %s\n", req.volume, late);
-    if (env->json)
-        printf("{\"ok\":true}\n");
-    else
-        printf("ok\n");
-    return 0;
-}
-
 /* ---- the command table ---- */
 
 /* Shorthands for the table's option lists and its one positional NAME. */
@@ -545,17 +479,30 @@ static const struct cli_command commands[] = {
      .verb = "map",
      .usage = "volume map NAME --sdc SDC [--read-only]",
      .spec = {.opts = OPTS(NEEDED("--sdc"), FLAG("--read-only")), NAME},
-     .run = run_map,
+     .run = cli_run_map,
      .op = CAIRN__MGMT_OP__OP_MAP},
     /* --read-only has always been accepted here, and means nothing */
     {.obj = "volume",
      .verb = "unmap",
      .usage = "volume unmap NAME --sdc SDC",
      .spec = {.opts = OPTS(NEEDED("--sdc"), FLAG("--read-only")), NAME},
-     .run = run_map,
+     .run = cli_run_map,
      .op = CAIRN__MGMT_OP__OP_UNMAP},
 
     {.obj = "sdc", .verb = "list", .usage = "sdc list", .run = run_list, .print = cli_print_sdcs},
+    {.obj = "sdc",
+     .verb = "approve",
+     .usage = "sdc approve NAME",
+     .help = "let a new SDC be mapped (restricted mode)",
+     .spec = {NAME},
+     .run = cli_run_sdc_approve},
+
+    {.obj = "cluster",
+     .verb = "set",
+     .usage = "cluster set --restricted-sdc on|off",
+     .help = "on: a new SDC waits for sdc approve",
+     .spec = {.opts = OPTS(NEEDED("--restricted-sdc"))},
+     .run = cli_run_cluster_set},
 };
 
 /* ---- usage ---- */

@@ -9,6 +9,8 @@
  *   cli_print.c  the printers: status, SDSs, devices, pools, volumes, SDCs,
  *                fault sets; text and JSON
  *   cli_check.c  volume check-copies and volume locate (cli_check.h)
+ *   cli_sdc.c    volume map and unmap (and their waits), sdc approve,
+ *                cluster set --restricted-sdc
  *   cli_watch.c  the live views: status --watch, top, rebuild|rebalance wait
  *   cli_progress.c  what a status says of a rebuild's or rebalance's work,
  *                and its progress as words, a bar, JSON (cli_progress.h)
@@ -71,6 +73,17 @@ int cli_mdm_call(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **r
  * instead of stderr: for the live views, which show it in place. */
 int cli_mdm_call_quiet(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **rep, char *err,
                        size_t errlen);
+
+/* ---- cli_sdc.c ---- */
+
+/* volume map|unmap (c->op): map waits until the SDC serves the export;
+ * unmap, and map --read-only, until every SDS refuses what the SDC may no
+ * longer do (a warning on stderr if one does not within 10 s). */
+cli_run_fn cli_run_map;
+/* sdc approve NAME */
+cli_run_fn cli_run_sdc_approve;
+/* cluster set --restricted-sdc on|off */
+cli_run_fn cli_run_cluster_set;
 
 /* ---- cli_print.c ---- */
 

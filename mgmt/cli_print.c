@@ -318,7 +318,7 @@ void cli_print_sdcs(const Cairn__MgmtReply *rep, int json)
             jstr(m->sdcs[i]->name);
             printf(",\"guid\":");
             jstr(m->sdcs[i]->guid);
-            printf(",\"volumes\":[");
+            printf(",\"state\":\"%s\",\"volumes\":[", m->sdcs[i]->pending ? "pending" : "approved");
             int first = 1;
             for (size_t j = 0; j < m->n_mappings; j++)
                 if (m->mappings[j]->sdc_id == m->sdcs[i]->id) {
@@ -332,9 +332,10 @@ void cli_print_sdcs(const Cairn__MgmtReply *rep, int json)
         printf("]");
         return;
     }
-    printf("%-20s %-38s %s\n", "SDC", "GUID", "VOLUMES");
+    printf("%-20s %-38s %-9s %s\n", "SDC", "GUID", "STATE", "VOLUMES");
     for (size_t i = 0; i < m->n_sdcs; i++) {
-        printf("%-20s %-38s ", m->sdcs[i]->name, m->sdcs[i]->guid);
+        printf("%-20s %-38s %-9s ", m->sdcs[i]->name, m->sdcs[i]->guid,
+               m->sdcs[i]->pending ? "pending" : "approved");
         int first = 1;
         for (size_t j = 0; j < m->n_mappings; j++)
             if (m->mappings[j]->sdc_id == m->sdcs[i]->id) {

@@ -80,6 +80,11 @@ struct mdm_conn {
      * give the volumes' I/O rates over that interval (status.c) */
     Cairn__Heartbeat *prev_hb;
     uint64_t hb_at, prev_hb_at;
+    /* MDM_ROLE_SDS, MDM_ROLE_SDC: the map version last announced to it
+     * (FT_MAP_NOTIFY), and whether that announcement is unanswered (one at
+     * a time: a stopped peer never holds more than one) */
+    uint64_t notified;
+    int notifying;
     struct mdm_audit_rec *audit; /* its changes waiting for their answer (audit.c) */
 };
 
@@ -143,6 +148,10 @@ struct mdm {
     /* sessions.c */
     struct rpc_server *server;
     struct mdm_conn *sessions[MDM_MAX_SESSIONS];
+    /* after every loop turn that changed the map, its SDSs and SDCs are
+     * told (FT_MAP_NOTIFY) so that they fetch it at once */
+    uv_check_t notify_check;
+    uint64_t notify_version;
 
     /* probe.c: one per CLI request in flight; a closing connection orphans
      * its probe */
@@ -265,7 +274,8 @@ void mdm_sessions_close(struct mdm *m);
 struct mdm_conn *mdm_sessions_find_sds(struct mdm *m, const char *addr);
 /* Answer h with an error (a MgmtReply or a MapReply, as h's type wants). */
 void mdm_reply_error(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg);
-/* Answer h with the current map and the peer's ids. */
+/* Answer h with the current map and the peer's ids; an SDC's (sdc_id set)
+ * lists only its own mappings. */
 void mdm_reply_map(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h, uint32_t sds_id,
                    uint32_t sdc_id);
 

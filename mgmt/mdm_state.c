@@ -48,6 +48,8 @@ static const struct state_op ops[] = {
     [CAIRN__MGMT_OP__OP_FAULT_SET_ADD] = {"FAULT_SET_ADD", state_fault_sets_add},
     [CAIRN__MGMT_OP__OP_FAULT_SET_REMOVE] = {"FAULT_SET_REMOVE", state_fault_sets_remove},
     [CAIRN__MGMT_OP__OP_DEVICE_REMOVE] = {"DEVICE_REMOVE", drain_device_remove, .rebalance = 1},
+    [CAIRN__MGMT_OP__OP_SDC_APPROVE] = {"SDC_APPROVE", state_sdcs_approve},
+    [CAIRN__MGMT_OP__OP_CLUSTER_SET] = {"CLUSTER_SET", state_cluster_set},
 };
 
 const struct state_op *state_op_find(int op)

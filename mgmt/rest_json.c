@@ -247,6 +247,7 @@ json_t *rest_json_sdc(const Cairn__MgmtReply *rep, const Cairn__Sdc *c)
     set(o, "id", u64(c->id));
     set(o, "name", rest_json_str(c->name));
     set(o, "guid", rest_json_str(c->guid));
+    set(o, "state", json_string(c->pending ? "pending" : "approved"));
     set(o, "connected", json_boolean(st && st->connected));
     set(o, "map_version", u64(st ? st->map_version : 0));
     if (st && st->connected)

@@ -2,7 +2,8 @@
  * address. Each connection gets a session when it is accepted (its rpc data,
  * pointing back to the mdm); requests are validated and dispatched from here:
  * registrations, heartbeats, map fetches, rebuild reports, and management
- * requests (answered directly, probed first, or proposed to Raft). */
+ * requests (answered directly, probed first, or proposed to Raft); and
+ * the announcement of every new map to the SDSs and SDCs. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,28 @@ void mdm_reply_map(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
     rep.map = m->st.m;
     rep.sds_id = sds_id;
     rep.sdc_id = sdc_id;
+    /* An SDC's map holds its own mappings only (none while it is pending,
+     * as the state machine makes none): what other clients may reach is
+     * none of its business. SDSs need them all (server/access.c). */
+    Cairn__ClusterMap own;
+    Cairn__Mapping **mine = NULL;
+    if (sdc_id) {
+        own = *m->st.m;
+        mine = calloc(own.n_mappings + 1, sizeof(*mine));
+        if (!mine) {
+            mdm_reply_error(c, h, -ENOMEM, "out of memory");
+            return;
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < own.n_mappings; i++)
+            if (own.mappings[i]->sdc_id == sdc_id)
+                mine[n++] = own.mappings[i];
+        own.mappings = mine;
+        own.n_mappings = n;
+        rep.map = &own;
+    }
     rpc_reply_pb(c, h, 0, &rep.base);
+    free(mine);
 }
 
 static struct mdm_conn *session_of(struct rpc_conn *c)
@@ -316,6 +338,10 @@ static void on_sdc_register(struct rpc_conn *c, const struct frame_hdr *h, const
     snprintf(s->sdc_guid, sizeof(s->sdc_guid), "%s", req->guid);
     Cairn__Sdc *sdc = mdm_sdc_by_guid(&m->st, req->guid);
     const char *want = req->name[0] ? req->name : req->guid;
+    /* a new SDC is pending in restricted mode (state_sdcs.c decides alike) */
+    if (sdc ? sdc->pending : !m->st.m->sdc_unrestricted)
+        log_warn("mdm: SDC '%s' from %s is pending approval: cairn sdc approve %s", want,
+                 rpc_peer(c), want);
     if (sdc && !strcmp(sdc->name, want)) {
         mdm_reply_map(m, c, h, 0, sdc->id);
     } else {
@@ -327,6 +353,60 @@ static void on_sdc_register(struct rpc_conn *c, const struct frame_hdr *h, const
     }
     log_info("mdm: SDC '%s' connected from %s", want, rpc_peer(c));
     cairn__sdc_register__free_unpacked(req, NULL);
+}
+
+/* ---- announcing new maps ----
+ *
+ * SDSs and SDCs fetch the map when a heartbeat reply shows a new version,
+ * i.e. up to a second late. A change an operator waits on (an unmap, which
+ * must stop the SDC's I/O on every SDS) should not wait that long, so once
+ * per loop turn in which the version moved every SDS and SDC session gets
+ * FT_MAP_NOTIFY with it, and fetches at once (proto/mdm_session.c). */
+
+static void notify_session(struct mdm_conn *s, uint64_t version);
+
+static void notify_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
+                            uint8_t *payload, uint32_t payload_len, void *arg)
+{
+    (void)c;
+    (void)status;
+    (void)msg;
+    (void)msg_len;
+    (void)payload_len;
+    rpc_buf_free(payload);
+    /* runs before the connection's close callback frees the session */
+    struct mdm_conn *s = arg;
+    s->notifying = 0;
+    if (status >= 0 && s->notified != s->mdm->st.m->version)
+        notify_session(s, s->mdm->st.m->version);
+}
+
+static void notify_session(struct mdm_conn *s, uint64_t version)
+{
+    if (s->notifying || s->notified == version)
+        return;
+    uint8_t msg[8];
+    put_be64(msg, version);
+    /* no timeout: a stopped peer keeps this one call, and the heartbeats
+     * decide whether it is alive */
+    if (rpc_call(s->conn, FT_MAP_NOTIFY, msg, sizeof(msg), NULL, 0, 0, notify_reply_cb, s) == 0) {
+        s->notifying = 1;
+        s->notified = version;
+    }
+}
+
+static void notify_check_cb(uv_check_t *h)
+{
+    struct mdm *m = h->data;
+    uint64_t v = m->st.m->version;
+    if (v == m->notify_version)
+        return;
+    m->notify_version = v;
+    for (int i = 0; i < MDM_MAX_SESSIONS; i++) {
+        struct mdm_conn *s = m->sessions[i];
+        if (s && (s->role == MDM_ROLE_SDS || s->role == MDM_ROLE_SDC))
+            notify_session(s, v);
+    }
 }
 
 /* ---- connections ---- */
@@ -411,7 +491,12 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
     case FT_MGMT: on_mgmt(c, h, msg); break;
     case FT_SDS_REGISTER: on_sds_register(c, h, msg); break;
     case FT_HEARTBEAT: on_heartbeat(c, h, msg); break;
-    case FT_MAP_GET: mdm_reply_map(s->mdm, c, h, s->sds_id, 0); break;
+    case FT_MAP_GET: {
+        const Cairn__Sdc *sdc =
+            s->role == MDM_ROLE_SDC ? mdm_sdc_by_guid(&s->mdm->st, s->sdc_guid) : NULL;
+        mdm_reply_map(s->mdm, c, h, s->sds_id, sdc ? sdc->id : 0);
+        break;
+    }
     case FT_SDC_REGISTER: on_sdc_register(c, h, msg); break;
     case FT_PG_REBUILT: on_pg_rebuilt(c, h, msg); break;
     default:
@@ -447,13 +532,23 @@ int mdm_sessions_listen(struct mdm *m, const char *addr)
         .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_SDS) | AUTH_ROLE_BIT(AUTH_ROLE_SDC) |
                       AUTH_ROLE_BIT(AUTH_ROLE_ADMIN) | AUTH_ROLE_BIT(AUTH_ROLE_MONITOR) |
                       AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
-    return rpc_listen(m->loop, addr, &h, m, &m->server);
+    int r = rpc_listen(m->loop, addr, &h, m, &m->server);
+    if (r < 0)
+        return r;
+    m->notify_version = m->st.m->version;
+    uv_check_init(m->loop, &m->notify_check);
+    m->notify_check.data = m;
+    uv_check_start(&m->notify_check, notify_check_cb);
+    uv_unref((uv_handle_t *)&m->notify_check);
+    return 0;
 }
 
 void mdm_sessions_close(struct mdm *m)
 {
-    if (m->server)
+    if (m->server) {
         rpc_server_close(m->server);
+        uv_close((uv_handle_t *)&m->notify_check, NULL);
+    }
     for (int i = 0; i < MDM_MAX_SESSIONS; i++)
         if (m->sessions[i])
             rpc_close(m->sessions[i]->conn);

@@ -11,7 +11,7 @@
  *   state_sds.c         SDSs and their devices: add
  *   state_volumes.c     volumes and their mappings: create, grow, remove,
  *                       map, unmap
- *   state_sdcs.c        SDCs: register (and rename)
+ *   state_sdcs.c        SDCs: register (and rename), approve; cluster settings
  *   state_fault_sets.c  fault sets: declare, remove
  *   pg_membership.c     which copies each PG has: copies lost or back,
  *                       rebuild targets, maintenance, rejoin after an
@@ -155,15 +155,23 @@ state_apply_fn state_volumes_grow;
 /* Forget an unmapped volume; its id goes to removed_volumes so that SDSs
  * drop its extents. */
 state_apply_fn state_volumes_remove;
-/* Map a volume to an SDC (or change a mapping's read-only flag). */
+/* Map a volume to an SDC (or change a mapping's read-only flag); refused
+ * (-EPERM) while the SDC is pending approval. */
 state_apply_fn state_volumes_map;
 /* Remove a mapping. */
 state_apply_fn state_volumes_unmap;
 
-/* ---- state_sdcs.c: OP_SDC_REGISTER ---- */
+/* ---- state_sdcs.c: OP_SDC_REGISTER, OP_SDC_APPROVE, OP_CLUSTER_SET ---- */
 
-/* Register an SDC by guid, or rename a registered one. Idempotent. */
+/* Register an SDC by guid, or rename a registered one. Idempotent. A new
+ * SDC is pending approval unless restricted SDC mode is off. */
 state_apply_fn state_sdcs_register;
+/* Approve the SDC named req->sdc (idempotent); -ENOENT if there is none. */
+state_apply_fn state_sdcs_approve;
+/* Cluster settings: req->restricted_sdc "on" or "off" (-EINVAL otherwise,
+ * or if no setting is given). Turning it off approves no SDC already
+ * pending: each is approved by name. */
+state_apply_fn state_cluster_set;
 
 /* ---- state_fault_sets.c: OP_FAULT_SET_ADD, OP_FAULT_SET_REMOVE ---- */
 

@@ -1,6 +1,8 @@
 /* SDCs in the state machine: an SDC registers by its stable guid when it
  * starts (the leader proposes it), under a name of its choice or its guid;
- * registering again renames it. */
+ * registering again renames it. In restricted SDC mode (the default) a new
+ * SDC is pending until an operator approves it; a pending SDC cannot be
+ * mapped (state_volumes.c) and SDSs serve it nothing. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,34 @@ int state_sdcs_register(struct mdm_state *s, const Cairn__MgmtRequest *req, char
     c->id = (uint32_t)s->m->next_id++;
     c->guid = state_xstrdup(req->guid);
     c->name = state_xstrdup(name);
+    c->pending = !s->m->sdc_unrestricted;
     if (!PB_APPEND(s->m->sdcs, s->m->n_sdcs, c))
         abort();
+    return 0;
+}
+
+int state_sdcs_approve(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen)
+{
+    Cairn__Sdc *c = mdm_sdc_by_name(s, req->sdc);
+    if (!c) {
+        state_errf(err, errlen, "no SDC named '%s' (an SDC registers when it starts)", req->sdc);
+        return -ENOENT;
+    }
+    c->pending = 0;
+    return 0;
+}
+
+int state_cluster_set(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen)
+{
+    if (!strcmp(req->restricted_sdc, "on")) {
+        s->m->sdc_unrestricted = 0;
+    } else if (!strcmp(req->restricted_sdc, "off")) {
+        s->m->sdc_unrestricted = 1;
+    } else {
+        state_errf(err, errlen, "--restricted-sdc takes on or off%s%s%s",
+                   req->restricted_sdc[0] ? ", not '" : "", req->restricted_sdc,
+                   req->restricted_sdc[0] ? "'" : "");
+        return -EINVAL;
+    }
     return 0;
 }

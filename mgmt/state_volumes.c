@@ -161,6 +161,12 @@ int state_volumes_map(struct mdm_state *s, const Cairn__MgmtRequest *req, char *
     int r = find_mapping(s, req, &v, &c, &j, err, errlen);
     if (r < 0)
         return r;
+    if (c->pending) {
+        state_errf(err, errlen,
+                   "SDC '%s' is pending approval: approve it first with 'cairn sdc approve %s'",
+                   c->name, c->name);
+        return -EPERM;
+    }
     if (j < s->m->n_mappings) {
         s->m->mappings[j]->read_only = req->read_only;
         return 0;

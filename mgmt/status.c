@@ -50,6 +50,7 @@ static void fill_sds(struct mdm *m, struct mdm_status *out)
                     st[i].usage = s->hb->usage;
                     st[i].enospc_count = s->hb->enospc_count;
                     st[i].rebuild = s->hb->rebuild;
+                    st[i].map_version = s->hb->map_version;
                 }
             }
         }

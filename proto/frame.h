@@ -36,6 +36,7 @@ enum frame_type {
     FT_LOCAL = 11,      /* sdc|sds -> sds: (empty) / LocalSocket: its unix socket on this host */
     FT_AUTH_HELLO = 12, /* the link handshake (rpc_auth.c): AuthHello / AuthProof */
     FT_AUTH_PROOF = 13, /* AuthProof / AuthResult */
+    FT_MAP_NOTIFY = 14, /* mdm -> sds|sdc: u64 map version / status 0: a newer map, fetch it */
 
     FT_IO_READ = 16,  /* io_hdr / payload in reply */
     FT_IO_WRITE = 17, /* io_hdr + payload */

@@ -16,7 +16,10 @@ struct mdm_session {
     uv_timer_t timer;
     struct rpc_conn *conn;
     int connecting, registered, fetching, stopping;
+    uint64_t announced; /* the newest version the MDM announced */
 };
+
+static void send_heartbeat(struct mdm_session *s);
 
 static void map_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
                          uint8_t *payload, uint32_t payload_len, void *arg)
@@ -34,8 +37,17 @@ static void map_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uin
     } else if (!rep || !rep->map) {
         log_warn("malformed map from the MDM at %s", s->addr);
     } else {
+        int first = !s->registered; /* the registration's answer */
         s->registered = 1;
         s->ops.on_map(s->ctx, rep);
+        if (s->ops.map_version(s->ctx) < s->announced) {
+            /* announced while this was on its way: once more (only once,
+             * whatever the MDM announced; heartbeats do the rest) */
+            s->announced = 0;
+            mdm_session_fetch_map(s);
+        } else if ((first || s->ops.report_map_at_once) && s->conn) {
+            send_heartbeat(s); /* the MDM learns at once which map we hold */
+        }
         return;
     }
     if (rep)
@@ -99,10 +111,30 @@ static void close_cb(struct rpc_conn *c)
                  (unsigned long long)s->ops.map_version(s->ctx));
 }
 
-static void refuse_cb(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
-                      uint8_t *payload)
+/* Requests from the MDM: a new map announced (fetched now unless held or
+ * on its way), or the daemon's own (ops.on_request). */
+static void request_cb(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
+                       uint8_t *payload)
 {
-    (void)msg;
+    struct mdm_session *s = rpc_data(c);
+    if (s && h->type == FT_MAP_NOTIFY) {
+        rpc_buf_free(payload);
+        if (h->msg_len != 8) {
+            rpc_reply(c, h, -EINVAL, NULL, 0, NULL, 0, NULL, NULL);
+            return;
+        }
+        uint64_t v = get_be64(msg);
+        rpc_reply(c, h, 0, NULL, 0, NULL, 0, NULL, NULL);
+        if (v > s->announced)
+            s->announced = v;
+        if (s->registered && v > s->ops.map_version(s->ctx))
+            mdm_session_fetch_map(s);
+        return;
+    }
+    if (s && s->ops.on_request) {
+        s->ops.on_request(c, h, msg, payload);
+        return;
+    }
     rpc_buf_free(payload);
     rpc_reply(c, h, -EOPNOTSUPP, NULL, 0, NULL, 0, NULL, NULL);
 }
@@ -129,7 +161,7 @@ static void tick_cb(uv_timer_t *t)
     if (!s->conn) {
         if (s->connecting)
             return;
-        struct rpc_handlers h = {.on_request = s->ops.on_request ? s->ops.on_request : refuse_cb,
+        struct rpc_handlers h = {.on_request = request_cb,
                                  .on_close = close_cb,
                                  .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
         s->connecting = 1;
@@ -141,6 +173,11 @@ static void tick_cb(uv_timer_t *t)
         do_register(s); /* refused earlier: try again */
         return;
     }
+    send_heartbeat(s);
+}
+
+static void send_heartbeat(struct mdm_session *s)
+{
     Cairn__Heartbeat hb = CAIRN__HEARTBEAT__INIT;
     if (s->ops.heartbeat)
         s->ops.heartbeat(s->ctx, &hb);

@@ -1,6 +1,8 @@
 /* A daemon's session with the MDM, shared by the SDS and the SDC: connect
  * (and reconnect after a loss), register, heartbeat every interval, and fetch
- * the map whenever the MDM reports a version other than the one held.
+ * the map whenever the MDM reports a version other than the one held: in a
+ * heartbeat reply, or at once when it announces one (FT_MAP_NOTIFY, handled
+ * here before ops.on_request sees any request).
  * Callbacks run on the loop, never from inside the call that started them. */
 #ifndef CAIRN_MDM_SESSION_H
 #define CAIRN_MDM_SESSION_H
@@ -29,6 +31,11 @@ struct mdm_session_ops {
      * on a connection whose rpc_data() is the session: mdm_session_ctx()
      * gives the ctx back. */
     rpc_request_cb on_request;
+    /* 1: heartbeat at once after installing any map, so that the MDM (and
+     * a CLI waiting on the status) learns without a second's delay that
+     * this map is held (the SDS: an unmap waits for every SDS to hold it).
+     * Every session heartbeats at once after registering. */
+    int report_map_at_once;
 };
 
 struct mdm_session *mdm_session_start(uv_loop_t *loop, const char *addr,

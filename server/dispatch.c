@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmap.h"
 #include "log.h"
 #include "sds.h"
 #include "util.h"
@@ -200,6 +201,43 @@ void dispatch_reply(struct ioreq *r)
     req_free(r);
 }
 
+/* May the peer on sc send this request? Only an SDC's requests are checked
+ * (SDSs forward, rebuild, ping; admins and monitors read, role_may() says
+ * what): its credential's name must be an approved SDC of our map with the
+ * volume mapped to it, read-write for a change. The answer for the last
+ * volume is kept on the connection until the map changes, so the steady
+ * state costs two compares. 0, or -EACCES after a rate-limited log line. */
+static int access_check(struct sds_conn *sc, uint16_t type, uint64_t volume_id)
+{
+    struct sds *s = sc->sds;
+    if (rpc_peer_role(sc->conn) != AUTH_ROLE_SDC)
+        return 0;
+    uint64_t version = s->map ? s->map->version : 0;
+    if (sc->acc_version != version || sc->acc_volume != volume_id || !version) {
+        if (sc->acc_version != version)
+            sc->acc_sdc = access_sdc(s->map, rpc_peer_name(sc->conn));
+        sc->acc_version = version;
+        sc->acc_volume = volume_id;
+        sc->acc_mode = access_lookup(&s->access, sc->acc_sdc, volume_id);
+    }
+    if (access_allows(sc->acc_mode, type))
+        return 0;
+    const Cairn__Volume *v = s->map ? cmap_volume(s->map, volume_id) : NULL;
+    LOG_LIMITED(LOG_WARN, 5000,
+                "refused %s from SDC '%s' at %s for volume %llu ('%s'): %s (map version %llu)",
+                type == FT_IO_READ || type == FT_IO_STAT ? "a read"
+                : type == FT_IO_FLUSH                    ? "a flush"
+                                                         : "a change",
+                rpc_peer_name(sc->conn), rpc_peer(sc->conn), (unsigned long long)volume_id,
+                v ? v->name : "?",
+                !sc->acc_sdc                ? "not an approved SDC"
+                : sc->acc_mode == ACCESS_RO ? "mapped read-only"
+                                            : "not mapped to it",
+                (unsigned long long)version);
+    map_fetch_soon(s); /* in case ours is the older map (the SDC retries then) */
+    return -EACCES;
+}
+
 static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uint8_t *msg,
                        uint8_t *payload)
 {
@@ -224,6 +262,11 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
     /* the clock is read only for what the latency histograms time */
     if (r->metric == SDS_OP_READ || r->metric == SDS_OP_WRITE)
         r->arrived = uv_hrtime();
+    if (rc == 0 && (rc = access_check(sc, h->type, r->io.volume_id)) < 0) {
+        r->status = rc;
+        dispatch_reply(r);
+        return;
+    }
     if (rc == 0 && h->type == FT_IO_FLUSH) {
         flush_start(r);
         return;

@@ -70,6 +70,12 @@ void map_install(struct sds *s, Cairn__ClusterMap *m, uint32_t my_id)
     Cairn__ClusterMap *old = s->map;
     uint64_t old_version = old ? old->version : 0;
     s->map = m;
+    /* from here on SDC requests are checked against this map's mappings
+     * (dispatch.c): an unmapped volume is refused to its next request */
+    if (access_build(&s->access, m) < 0) {
+        log_warn("out of memory building the access table: SDCs are refused until the next map");
+        access_free(&s->access);
+    }
     if (!my_id)
         for (size_t i = 0; i < m->n_sds; i++)
             if (!strcmp(m->sds[i]->name, s->name)) /* added since it registered */

@@ -93,6 +93,7 @@ void mdm_link_start(struct sds *s)
                                                .on_map = on_map,
                                                .map_version = map_version,
                                                .on_heartbeat_ack = heartbeat_ack,
-                                               .on_request = on_request};
+                                               .on_request = on_request,
+                                               .report_map_at_once = 1};
     s->mdm = mdm_session_start(s->loop, s->mdm_addr, &ops, s, 1000);
 }

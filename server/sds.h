@@ -206,6 +206,35 @@ int validate_pg_list(const Cairn__ClusterMap *m, const uint8_t *msg, uint32_t ms
  * extent) pairs. The number of pairs, or -EINVAL if it is not whole pairs. */
 long validate_pg_list_reply(uint32_t payload_len);
 
+/* ---- access.c: which SDC may do what, from the map's SDCs and mappings
+ * (pure) ---- */
+
+enum access_mode { ACCESS_NONE = 0, ACCESS_RO = 1, ACCESS_RW = 2 };
+
+struct access_entry {
+    uint64_t volume_id;
+    uint32_t sdc_id;
+    int read_only;
+};
+
+/* The mappings of approved SDCs, sorted by (sdc, volume). */
+struct access_table {
+    struct access_entry *e; /* owned */
+    size_t n;
+};
+
+/* Replace t's entries with m's (m may be NULL: none). 0, or -1 out of
+ * memory (t unchanged). */
+int access_build(struct access_table *t, const Cairn__ClusterMap *m);
+void access_free(struct access_table *t);
+/* The id of the approved SDC of this name in m, or 0 (none, or pending). */
+uint32_t access_sdc(const Cairn__ClusterMap *m, const char *name);
+/* What SDC sdc_id (0: none) may do to the volume. */
+enum access_mode access_lookup(const struct access_table *t, uint32_t sdc_id, uint64_t volume_id);
+/* 1 if a request of this frame type is allowed under mode: READ, STAT and
+ * FLUSH need a mapping, WRITE, TRIM and ZERO a read-write one. */
+int access_allows(enum access_mode mode, uint16_t type);
+
 /* ---- dispatch.c: incoming connections and requests: decode, validate,
  * route by type, and the one place replies to data requests go out ---- */
 
@@ -221,6 +250,11 @@ struct sds_conn {
     size_t held;
     int over_own, over_total;
     struct sds_conn *wprev, *wnext; /* in sds->budget_waiting while over_total */
+    /* an SDC peer's access (access.c) to acc_volume, as of map acc_version
+     * (0: not computed); acc_sdc is its approved SDC id then, or 0 */
+    uint64_t acc_version, acc_volume;
+    uint32_t acc_sdc;
+    enum access_mode acc_mode;
 };
 
 /* What one connection's requests in progress may hold (data of writes
@@ -464,7 +498,8 @@ struct sds {
     uv_loop_t *loop;
     const char *name, *listen, *mdm_addr, *data_dir;
     uint32_t my_id;
-    Cairn__ClusterMap *map; /* NULL until one is loaded or fetched */
+    Cairn__ClusterMap *map;     /* NULL until one is loaded or fetched */
+    struct access_table access; /* built from map when it is installed */
     uint64_t last_map_fetch;
     struct uring_ctx *uring;
     struct dev devs[SDS_MAX_DEVS];

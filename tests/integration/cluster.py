@@ -284,6 +284,8 @@ class Cluster:
                 self._add_sds(i)
             self.wait_sds_connected()
             self.wait_sdc_registered()
+            # restricted SDC mode (the default): a new SDC waits for approval
+            self.cairn("sdc", "approve", self.sdc_name)
             return self
         except BaseException:
             self.abort()

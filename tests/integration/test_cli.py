@@ -48,6 +48,8 @@ usage: cairn [--mdm ADDR] [--credentials FILE] [--json] COMMAND
   volume map NAME --sdc SDC [--read-only]
   volume unmap NAME --sdc SDC
   sdc list
+  sdc approve NAME                           let a new SDC be mapped (restricted mode)
+  cluster set --restricted-sdc on|off        on: a new SDC waits for sdc approve
 
 SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.
 The MDM address also comes from $CAIRN_MDM, the credential

@@ -5,8 +5,9 @@ target_include_directories(test_extent_store PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
 add_test(NAME unit_extent_store COMMAND test_extent_store)
 set_tests_properties(unit_extent_store PROPERTIES TIMEOUT 300)
 
-# server/: the SDS's pure logic: range locks, leases and fences, request validation.
-foreach(t range_lock lease validate)
+# server/: the SDS's pure logic: range locks, leases and fences, request validation,
+# the access table.
+foreach(t range_lock lease validate access)
   add_executable(test_sds_${t} test_sds_${t}.c)
   target_link_libraries(test_sds_${t} cairn_sds_logic)
   target_include_directories(test_sds_${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})

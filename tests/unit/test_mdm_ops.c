@@ -124,8 +124,12 @@ static void test_unknown_ops_are_refused(void)
     uint8_t *before, *after;
     size_t blen, alen;
     packed(&s, &before, &blen);
-    static const int bad[] = {
-        CAIRN__MGMT_OP__OP_NONE, CAIRN__MGMT_OP__OP_STATUS, -1, 23, 64, 1000000};
+    static const int bad[] = {CAIRN__MGMT_OP__OP_NONE,
+                              CAIRN__MGMT_OP__OP_STATUS,
+                              -1,
+                              CAIRN__MGMT_OP__OP_CLUSTER_SET + 1,
+                              64,
+                              1000000};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         Cairn__MgmtRequest r = CAIRN__MGMT_REQUEST__INIT;
         r.op = bad[i];

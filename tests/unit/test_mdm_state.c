@@ -329,10 +329,44 @@ int main(void)
     CHECK_EQ(apply(&s, &r), 0);
     CHECK_EQ(apply(&s, &r), 0); /* idempotent */
     CHECK_EQ(s.m->n_sdcs, 1);
+    /* restricted SDC mode (the default): pending, not mappable, until approved */
+    CHECK(s.m->sdcs[0]->pending);
     Cairn__MgmtRequest m = CAIRN__MGMT_REQUEST__INIT;
     m.op = CAIRN__MGMT_OP__OP_MAP;
     m.volume = "thin";
     m.sdc = "host1";
+    CHECK_EQ(apply(&s, &m), -EPERM);
+    CHECK(strstr(err, "pending approval") && strstr(err, "cairn sdc approve host1"));
+    CHECK_EQ(s.m->n_mappings, 0);
+    Cairn__MgmtRequest ap = CAIRN__MGMT_REQUEST__INIT;
+    ap.op = CAIRN__MGMT_OP__OP_SDC_APPROVE;
+    ap.sdc = "nosuch";
+    CHECK_EQ(apply(&s, &ap), -ENOENT);
+    ap.sdc = "host1";
+    CHECK_EQ(apply(&s, &ap), 0);
+    CHECK_EQ(apply(&s, &ap), 0); /* idempotent */
+    CHECK(!s.m->sdcs[0]->pending);
+    CHECK_EQ(apply(&s, &r), 0); /* registering again keeps it approved */
+    CHECK(!s.m->sdcs[0]->pending);
+    /* restricted mode off: a new SDC is approved as it registers */
+    Cairn__MgmtRequest cs = CAIRN__MGMT_REQUEST__INIT;
+    cs.op = CAIRN__MGMT_OP__OP_CLUSTER_SET;
+    CHECK_EQ(apply(&s, &cs), -EINVAL);
+    cs.restricted_sdc = "maybe";
+    CHECK_EQ(apply(&s, &cs), -EINVAL);
+    cs.restricted_sdc = "off";
+    CHECK_EQ(apply(&s, &cs), 0);
+    Cairn__MgmtRequest r2 = r;
+    r2.guid = "g-2";
+    r2.name = "host2";
+    CHECK_EQ(apply(&s, &r2), 0);
+    CHECK(!mdm_sdc_by_name(&s, "host2")->pending);
+    cs.restricted_sdc = "on";
+    CHECK_EQ(apply(&s, &cs), 0);
+    r2.guid = "g-3";
+    r2.name = "host3";
+    CHECK_EQ(apply(&s, &r2), 0);
+    CHECK(mdm_sdc_by_name(&s, "host3")->pending);
     CHECK_EQ(apply(&s, &m), 0);
     CHECK_EQ(vol(&s, CAIRN__MGMT_OP__OP_VOLUME_REMOVE, "thin", 0, 0), -EBUSY);
     m.op = CAIRN__MGMT_OP__OP_UNMAP;
