@@ -262,6 +262,13 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
     /* the clock is read only for what the latency histograms time */
     if (r->metric == SDS_OP_READ || r->metric == SDS_OP_WRITE)
         r->arrived = uv_hrtime();
+    /* an SDC's I/O is never a replica's or a rebuild's */
+    if (rc == 0 && rpc_peer_role(sc->conn) == AUTH_ROLE_SDC &&
+        (r->io.flags & (IO_FLAG_REPLICA | IO_FLAG_REBUILD))) {
+        LOG_LIMITED(LOG_WARN, 1000, "SDC '%s' at %s sent a replica's or rebuild's request; refused",
+                    rpc_peer_name(sc->conn), rpc_peer(sc->conn));
+        rc = -EACCES;
+    }
     if (rc == 0 && (rc = access_check(sc, h->type, r->io.volume_id)) < 0) {
         r->status = rc;
         dispatch_reply(r);
@@ -308,7 +315,7 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
 /* Which proved roles may send a request: SDSs anything; SDCs their I/O;
  * the CLI (check-copies) reads and allocation queries of any copy. Any, on
  * a plain link. */
-static int role_may(const struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg)
+static int role_may(const struct rpc_conn *c, const struct frame_hdr *h)
 {
     enum auth_role role = rpc_peer_role(c);
     if (role == AUTH_ROLE_NONE || role == AUTH_ROLE_SDS)
@@ -318,12 +325,8 @@ static int role_may(const struct rpc_conn *c, const struct frame_hdr *h, const u
         return h->type == FT_IO_READ || h->type == FT_IO_STAT;
     if (role != AUTH_ROLE_SDC)
         return 0;
-    if (h->type == FT_LOCAL)
-        return 1;
-    /* an SDC's I/O is never a replica's or a rebuild's */
-    struct io_hdr io_h;
-    return io && io_hdr_decode(msg, h->msg_len, &io_h) == 0 &&
-           !(io_h.flags & (IO_FLAG_REPLICA | IO_FLAG_REBUILD));
+    /* its I/O flags are checked once decoded (io_request) */
+    return io || h->type == FT_LOCAL;
 }
 
 void dispatch_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
@@ -331,7 +334,7 @@ void dispatch_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8
 {
     struct sds_conn *sc = rpc_data(c);
     struct sds *s = sc->sds;
-    if (!role_may(c, h, msg)) {
+    if (!role_may(c, h)) {
         LOG_LIMITED(LOG_WARN, 1000, "%s '%s' at %s may not send request type %u; refused",
                     auth_role_name(rpc_peer_role(c)), rpc_peer_name(c), rpc_peer(c), h->type);
         rpc_buf_free(payload);
