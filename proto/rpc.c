@@ -51,8 +51,7 @@ void rpc_conn_release(struct rpc_conn *c)
         return;
     rpc_resume_forget(c);
     rpc_auth_free(c);
-    sodium_memzero(c->tx_key, sizeof(c->tx_key));
-    sodium_memzero(c->rx_key, sizeof(c->rx_key));
+    rpc_auth_forget(c);
     free(c->rbuf);
     msg_free(c, c->msg);
     rpc_buf_free(c->payload);

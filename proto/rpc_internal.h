@@ -47,6 +47,8 @@ enum { ST_HDR, ST_MSG, ST_PAYLOAD, ST_TAG };
 
 /* Where a connection is in authenticating its peer. */
 enum { RPC_AUTH_OFF = 0, RPC_AUTH_HANDSHAKE = 1, RPC_AUTH_ON = 2 };
+/* frame MACs (AuthHello.macs, AuthProof.mac; rpc_auth.c) */
+enum { RPC_MAC_POLY1305 = 1, RPC_MAC_GMAC = 2 };
 
 struct rpc_handshake;
 
@@ -95,10 +97,12 @@ struct rpc_conn {
     /* authentication (rpc_auth.c): off when the process has no credential */
     int auth;                 /* RPC_AUTH_* */
     int mac;                  /* RPC_AUTH_ON: frames carry MACs (not on unix sockets) */
+    unsigned mac_alg;         /* the one the handshake chose: RPC_MAC_* */
     struct rpc_handshake *hs; /* while RPC_AUTH_HANDSHAKE */
     enum auth_role peer_role; /* once RPC_AUTH_ON */
     char peer_name[AUTH_NAME_MAX + 1];
     uint8_t tx_key[32], rx_key[32]; /* each direction's MAC key */
+    void *tx_gmac, *rx_gmac;        /* RPC_MAC_GMAC: gnutls_hmac_hd_t keyed with them */
     uint64_t tx_seq, rx_seq;        /* frames sent and received since */
     uint8_t rx_tag[FRAME_TAG_SIZE];
 };
@@ -161,6 +165,8 @@ void rpc_auth_tag_tx(struct rpc_conn *c, const uint8_t *head, size_t head_len,
 int rpc_auth_check_rx(struct rpc_conn *c);
 /* c closes: forget its handshake. */
 void rpc_auth_free(struct rpc_conn *c);
+/* the MAC keys and state, when the connection goes */
+void rpc_auth_forget(struct rpc_conn *c);
 
 /* ---- rpc_send.c ---- */
 

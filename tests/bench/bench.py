@@ -125,24 +125,34 @@ class Device(Target):
 class Cairn(Target):
     """fio reaches the SDC through its unix socket (as a hypervisor on the host
     would, and as the nbdkit targets are reached); `cairn-tcp` through its TCP
-    port. The SDC reaches the SDSs, all on this host, through their unix sockets."""
+    port. The SDC reaches the SDSs, all on this host, through their unix
+    sockets; with tcp_links (`cairn-tcplinks`) through TCP 127.0.0.1, as it
+    reaches SDSs on other hosts, so every frame between them carries its MAC."""
 
-    def __init__(self, work, size, build, tcp=False, suffix="", metrics=False):
-        self.name = ("cairn-tcp" if tcp else "cairn") + suffix
+    def __init__(self, work, size, build, tcp=False, suffix="", metrics=False, tcp_links=False,
+                 macs=None):
+        self.name = ("cairn-tcp" if tcp else "cairn-tcplinks" if tcp_links else "cairn") + suffix
         self.work, self.size, self.build = os.path.join(work, self.name), size, build
-        self.tcp = tcp
+        self.tcp, self.tcp_links = tcp, tcp_links
+        self.macs = macs  # CAIRN_LINK_MACS for the daemons (docs/security.md)
         # metrics: every daemon serves /metrics and is scraped every second
         # while the target is up (Prometheus's usual interval is 15 s)
         self.metrics = metrics
         self.scraper = None
-        self.label = ("Cairn" + (f" ({suffix[1:]} build)" if suffix else "") +
+        self.label = ("Cairn" + (f" ({suffix[1:]} build)" if suffix and not macs else "") +
                       " (3 SDSs, 2 copies, NBD via SDC, " +
-                      ("TCP 127.0.0.1)" if tcp else "unix socket)"))
+                      ("TCP 127.0.0.1)" if tcp else "unix socket)") +
+                      (", SDC and SDSs linked by TCP 127.0.0.1" if tcp_links else "") +
+                      (f", link MACs {macs} only" if macs else ""))
 
     def setup(self):
         from cluster import Cluster
+        if self.macs:  # the daemons, started now, inherit it
+            os.environ["CAIRN_LINK_MACS"] = self.macs
         self.c = Cluster(self.work, sds_sizes=(4 * GiB, 6 * GiB, 8 * GiB), pgs=1024,
-                         build=self.build, metrics=self.metrics).start()
+                         build=self.build, metrics=self.metrics,
+                         sds_args=["--local-socket", "none"] if self.tcp_links else []).start()
+        os.environ.pop("CAIRN_LINK_MACS", None)
         self.c.create_volume("bench", self.size)
         if self.metrics:
             self.scraping = threading.Event()
@@ -568,7 +578,8 @@ def main():
                          "in turn (the order rotating), and report the median run: for comparing "
                          "two builds on a machine whose speed drifts")
     ap.add_argument("--baseline-build", default=None,
-                    help="a build of another commit: adds targets cairn-base and cairn-tcp-base")
+                    help="a build of another commit: adds targets cairn-base, cairn-tcp-base and "
+                         "cairn-tcplinks-base")
     ap.add_argument("--metrics", action="store_true",
                     help="targets cairn and cairn-tcp serve metrics, scraped every second "
                          "(the baseline targets do not)")
@@ -587,6 +598,9 @@ def main():
         "device": lambda: Device(work, size),
         "cairn": lambda: Cairn(work, size, a.build, metrics=a.metrics),
         "cairn-tcp": lambda: Cairn(work, size, a.build, tcp=True, metrics=a.metrics),
+        "cairn-tcplinks": lambda: Cairn(work, size, a.build, tcp_links=True),
+        "cairn-tcplinks-poly1305": lambda: Cairn(work, size, a.build, tcp_links=True,
+                                                 suffix="-poly1305", macs="poly1305"),
         "nbdkit-memory": lambda: Nbdkit(work, size, "memory"),
         "nbdkit-file": lambda: Nbdkit(work, size, "file"),
         "ceph-rbd": lambda: Ceph(work, size),
@@ -595,6 +609,8 @@ def main():
         all_targets["cairn-base"] = lambda: Cairn(work, size, a.baseline_build, suffix="-base")
         all_targets["cairn-tcp-base"] = lambda: Cairn(work, size, a.baseline_build, tcp=True,
                                                       suffix="-base")
+        all_targets["cairn-tcplinks-base"] = lambda: Cairn(work, size, a.baseline_build,
+                                                           tcp_links=True, suffix="-base")
     targets = [all_targets[n]() for n in a.targets.split(",")]
     fio_v = subprocess.run(["fio", "--version"], capture_output=True, text=True).stdout.strip()
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "fio": fio_v, "runtime": a.runtime,

@@ -1,11 +1,14 @@
 """A minimal client of Cairn's own frame protocol, for tests that must talk
 to one daemon directly (as an SDC with a stale map would, or as a peer with
 the wrong credential). It speaks the link handshake of proto/rpc_auth.c and
-MACs its frames as that file says, with PyNaCl (libsodium)."""
+MACs its frames as that file says: ChaCha20-Poly1305 with PyNaCl (libsodium),
+or, if offered, AES-256-GMAC with python3-cryptography (OpenSSL), neither the
+daemons' code."""
 import hashlib
 import socket
 import struct
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nacl import bindings as nb
 
 MAGIC = 0x43524E31
@@ -16,6 +19,7 @@ FT_AUTH_HELLO, FT_AUTH_PROOF = 12, 13
 FT_IO_READ, FT_IO_WRITE = 16, 17
 IO_FLAG_REPLICA = 2
 REPLY = 0x8000
+MAC_POLY1305, MAC_GMAC = 1, 2  # AuthHello.macs bits
 ROLES = {"mdm": 1, "sds": 2, "sdc": 3, "admin": 4, "monitor": 5}
 
 
@@ -98,13 +102,15 @@ class Conn:
     """One authenticated connection to a Cairn daemon (cred: a credential
     file's path, or None for a plain peer that sends frames unauthenticated)."""
 
-    def __init__(self, addr, cred=None, timeout=10, check_server=True):
+    def __init__(self, addr, cred=None, timeout=10, check_server=True, macs=MAC_POLY1305):
         host, port = addr.rsplit(":", 1)
         self.s = socket.create_connection((host, int(port)), timeout=timeout)
         self.req = 1
         self.tx_key = self.rx_key = None
         self.tx_seq = self.rx_seq = 0
         self.peer = None
+        self.mac = None  # the frame MAC the daemon chose
+        self.macs = macs  # the ones this side offers
         self.recorded = []  # the handshake frames this side sent
         if cred:
             self._handshake(load_credential(cred), check_server)
@@ -128,8 +134,13 @@ class Conn:
         if self.tx_key:
             nonce = b"\0" * 4 + struct.pack("<Q", self.tx_seq)
             self.tx_seq += 1
-            data += nb.crypto_aead_chacha20poly1305_ietf_encrypt(b"", data, nonce, self.tx_key)
+            data += self._tag(data, nonce, self.tx_key)
         return data
+
+    def _tag(self, data, nonce, key):
+        if self.mac == MAC_GMAC:  # AES-256-GCM with no plaintext: its tag is GMAC's
+            return AESGCM(key).encrypt(nonce, b"", data)
+        return nb.crypto_aead_chacha20poly1305_ietf_encrypt(b"", data, nonce, key)
 
     def request(self, ftype, msg, payload=b""):
         """Send a request; returns (status, msg, payload) of its reply."""
@@ -149,21 +160,22 @@ class Conn:
                 tag = self._recv(16)
                 nonce = b"\0" * 4 + struct.pack("<Q", self.rx_seq)
                 self.rx_seq += 1
-                want = nb.crypto_aead_chacha20poly1305_ietf_encrypt(b"", h + m + p, nonce,
-                                                                     self.rx_key)
+                want = self._tag(h + m + p, nonce, self.rx_key)
                 assert want == tag, "a frame from the daemon failed its MAC"
             if got == rid and typ & REPLY:
                 return status, m, p
 
     def _handshake(self, c, check_server):
         pk, sk = nb.crypto_kx_keypair()
-        st, m, _ = self.request(FT_AUTH_HELLO, _field(1, 1) + _field(2, pk))
+        st, m, _ = self.request(FT_AUTH_HELLO, _field(1, 1) + _field(2, pk) + _field(3, self.macs))
         if st != 0:
             raise AuthRefused(_parse(m).get(1, b"").decode())
         f = _parse(m)
         eph_s, srv, sig = f[1], _parse(f[2]), f[3]
         srv_cert = _cert_bytes(srv.get(1, 0), srv.get(2, b""), srv[3])
-        t = _h(b"cairn-link-v1", c["ca"], pk, eph_s, srv_cert)
+        self.mac = f.get(4, 0)
+        assert self.mac & self.macs and not self.mac & (self.mac - 1), "the daemon chose no MAC offered"
+        t = _h(b"cairn-link-v1", c["ca"], pk, eph_s, srv_cert, struct.pack(">II", self.macs, self.mac))
         if check_server:  # (off: to see the server refuse a credential of another CA)
             nb.crypto_sign_open(sig + _h(b"server", t), srv[3])  # raises if forged
         self.peer = {"role": srv.get(1, 0), "name": srv.get(2, b"").decode()}

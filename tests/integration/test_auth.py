@@ -14,7 +14,7 @@ import nbd
 import pytest
 
 from cairnproto import (FT_IO_READ, FT_IO_WRITE, FT_MGMT, FT_SDS_REGISTER, IO_FLAG_REPLICA,
-                        MAGIC, AuthRefused, Conn, SdsConn)
+                        MAC_GMAC, MAC_POLY1305, MAGIC, AuthRefused, Conn, SdsConn)
 from cluster import BUILD, free_ports, lone_credential, wait_for
 
 STATUS = b"\x08\x01"  # MgmtRequest{op: OP_STATUS}
@@ -164,6 +164,32 @@ def test_changed_frame_closes_the_connection(cluster):
         got += chunk
     hdr = struct.unpack(">IHHQIIiI", got[:32])
     assert len(got) == 32 + hdr[4] + hdr[5] + 16, "the replayed frame was answered"
+
+
+def cpu_has_fast_aes():
+    with open("/proc/cpuinfo") as f:
+        flags = next(line for line in f if line.startswith("flags")).split()
+    return "aes" in flags and "pclmulqdq" in flags
+
+
+@pytest.mark.parametrize("offer", [MAC_POLY1305, MAC_POLY1305 | MAC_GMAC])
+def test_frame_macs_are_negotiated_and_checked(cluster, offer):
+    """The daemon picks AES-256-GMAC when offered on a CPU with AES-NI and
+    PCLMUL, ChaCha20-Poly1305 otherwise; either way its frames carry the MAC
+    an independent implementation computes (cairnproto.py: PyNaCl or
+    OpenSSL), and a frame whose MAC is off closes the connection."""
+    want = MAC_GMAC if offer & MAC_GMAC and cpu_has_fast_aes() else MAC_POLY1305
+    for name, addr in all_ports(cluster):
+        c = Conn(addr, cluster.credential("admin", "admin"), macs=offer)
+        assert c.mac == want, (name, c.mac)
+        if name == "mdm":
+            for _ in range(3):  # successive frames: the nonce moves on
+                st, m, _ = c.request(FT_MGMT, STATUS)
+                assert st == 0 and m
+        frame = bytearray(c.frame_bytes(FT_MGMT, STATUS))
+        frame[40] ^= 0x10  # inside the message: the MAC no longer matches
+        c.send_raw(bytes(frame))
+        assert closed_without_answer(c.s), name
 
 
 def test_a_credential_acts_only_as_its_role(cluster, data):
