@@ -21,8 +21,9 @@
  * nettle). The client offers what its CPU does fast, the server chooses,
  * and both offer and choice are in the signed transcript, so nothing
  * between them can change the choice. A frame changed, dropped, replayed
- * or reordered fails its check, and the connection closes. On a unix socket, where nothing can come
- * between the two ends, frames carry no MAC. The data is not encrypted: docs/security.md. */
+ * or reordered fails its check, and the connection closes. On a unix
+ * socket, where nothing can come between the two ends, frames carry no
+ * MAC. The data is not encrypted: docs/security.md. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
