@@ -11,7 +11,9 @@
  *
  *   mdm_main.c   options, startup, signals and shutdown
  *   raft_fsm.c   Raft: startup and close, the FSM (entry framing, apply,
- *                snapshot, restore), proposals and their tracking
+ *                snapshot, restore: entries and snapshots are unwrapped and
+ *                applied by mdm_fsm.c, in the state machine's library),
+ *                proposals and their tracking
  *   probe.c      device probes on the SDS before SDS_ADD / DEVICE_ADD
  *   detector.c   failure detection: up/down proposals, grace expiry
  *   sessions.c   connections: registrations, heartbeats, map fetches,

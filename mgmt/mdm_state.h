@@ -9,6 +9,7 @@
 #ifndef CAIRN_MDM_STATE_H
 #define CAIRN_MDM_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,26 @@ const char *mdm_state_op_name(int op);
 int mdm_state_pack(const struct mdm_state *s, uint8_t **buf, size_t *len);
 /* Replace the state by a packed snapshot. 0 or -EINVAL (state unchanged). */
 int mdm_state_restore(struct mdm_state *s, const uint8_t *buf, size_t len);
+
+/* ---- Raft's entries and snapshots (mdm_fsm.c) ----
+ *
+ * Both are framed [u64 length][protobuf][zero padding]: a MgmtRequest for an
+ * entry, a ClusterMap for a snapshot. These unwrap and apply them, so the
+ * MDM's FSM callbacks (raft_fsm.c) and the fuzz target run the same code. */
+
+/* What a committed entry was, for the MDM's counters. */
+struct mdm_fsm_entry {
+    bool corrupt; /* it did not unframe or unpack: nothing was applied */
+    int op;       /* otherwise the request's op (any value the peer wrote) */
+};
+
+/* Apply the framed entry buf[0..len). Returns mdm_state_apply's result (0
+ * or -errno, err saying why), or -EINVAL for a corrupt entry; logs either. */
+int mdm_fsm_apply(struct mdm_state *s, const uint8_t *buf, size_t len, struct mdm_fsm_entry *e,
+                  char *err, size_t errlen);
+/* Replace the state by the framed snapshot buf[0..len). 0 or -EINVAL
+ * (state unchanged). */
+int mdm_fsm_restore(struct mdm_state *s, const uint8_t *buf, size_t len);
 
 Cairn__Sds *mdm_sds_by_name(const struct mdm_state *s, const char *name);
 Cairn__Sds *mdm_sds_by_id(const struct mdm_state *s, uint32_t id);

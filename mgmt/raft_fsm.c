@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "mdm.h"
+#include "raft_link.h"
 #include "util.h"
 
 /* ---- entry framing ---- */
@@ -21,45 +22,25 @@ static size_t framed_size(size_t len)
     return 8 + ((len + 7) & ~(size_t)7);
 }
 
-static const uint8_t *unframe(const struct raft_buffer *buf, size_t *len)
-{
-    if (buf->len < 8)
-        return NULL;
-    uint64_t n = get_be64(buf->base);
-    if (n > buf->len - 8)
-        return NULL;
-    *len = (size_t)n;
-    return (const uint8_t *)buf->base + 8;
-}
-
 /* ---- the FSM ---- */
 
-/* Apply one committed entry. The outcome goes to the apply callback of the
- * proposal (if this MDM made it) through m->apply_status / apply_err: Raft
- * runs that callback right after this, before the next entry. */
+/* Apply one committed entry (mdm_fsm.c unwraps and applies it). The outcome
+ * goes to the apply callback of the proposal (if this MDM made it) through
+ * m->apply_status / apply_err: Raft runs that callback right after this,
+ * before the next entry. */
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct mdm *m = fsm->data;
-    size_t len = 0;
-    const uint8_t *body = unframe(buf, &len);
-    Cairn__MgmtRequest *req = body ? cairn__mgmt_request__unpack(NULL, len, body) : NULL;
-    if (!req) {
-        m->apply_status = -EINVAL;
+    struct mdm_fsm_entry e;
+    m->apply_status =
+        mdm_fsm_apply(&m->st, buf->base, buf->len, &e, m->apply_err, sizeof(m->apply_err));
+    if (e.corrupt) {
         m->corrupt_entries++;
-        snprintf(m->apply_err, sizeof(m->apply_err), "corrupt log entry");
-        log_error("raft: undecodable log entry of %zu bytes ignored", buf->len);
     } else {
-        m->apply_status = mdm_state_apply(&m->st, req, m->apply_err, sizeof(m->apply_err));
-        unsigned op = (unsigned)req->op < MDM_METRIC_OPS ? (unsigned)req->op : MDM_METRIC_OPS - 1;
+        unsigned op = (unsigned)e.op < MDM_METRIC_OPS ? (unsigned)e.op : MDM_METRIC_OPS - 1;
         m->applied_by_op[op]++;
         if (m->apply_status < 0)
             m->refused_by_op[op]++;
-        if (m->apply_status < 0)
-            log_info("refused op %d: %s", req->op, m->apply_err);
-        else
-            log_debug("raft: applied %s, map version %llu", mdm_state_op_name(req->op),
-                      (unsigned long long)m->st.m->version);
-        cairn__mgmt_request__free_unpacked(req, NULL);
     }
     *result = m;
     return 0;
@@ -91,13 +72,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct mdm *m = fsm->data;
-    size_t len = 0;
-    const uint8_t *body = unframe(buf, &len);
-    if (!body || mdm_state_restore(&m->st, body, len) < 0)
+    if (mdm_fsm_restore(&m->st, buf->base, buf->len) < 0)
         return RAFT_MALFORMED;
-    raft_free(buf->base);
-    log_info("state restored from snapshot (map version %llu)",
-             (unsigned long long)m->st.m->version);
+    raft_free(buf->base); /* ours once the restore succeeded */
     return 0;
 }
 
@@ -106,7 +83,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_addr,
                    unsigned snap_threshold)
 {
-    int r = raft_uv_tcp_init(&m->transport, m->loop);
+    /* Raft's peers reach it over authenticated links (raft_link.h), not
+     * libraft's TCP transport, which takes anyone */
+    int r = raft_link_init(&m->transport, m->loop);
     if (r == 0)
         r = raft_uv_init(&m->io, m->loop, dir, &m->transport);
     if (r != 0) {
@@ -173,7 +152,7 @@ static void raft_closed_cb(struct raft *r)
     /* Let the loop run dry so raft's own close callbacks free its memory;
      * an unreferenced timer stops it anyway if something lingers. */
     raft_uv_close(&m->io);
-    raft_uv_tcp_close(&m->transport);
+    raft_link_close(&m->transport);
     uv_timer_init(m->loop, &m->stop_fallback);
     m->stop_fallback.data = m;
     uv_timer_start(&m->stop_fallback, stop_fallback_cb, 2000, 0);

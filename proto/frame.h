@@ -37,6 +37,10 @@ enum frame_type {
     FT_AUTH_HELLO = 12, /* the link handshake (rpc_auth.c): AuthHello / AuthProof */
     FT_AUTH_PROOF = 13, /* AuthProof / AuthResult */
     FT_MAP_NOTIFY = 14, /* mdm -> sds|sdc: u64 map version / status 0: a newer map, fetch it */
+    /* mdm -> mdm, on the Raft port (mgmt/raft_link.c): the connecting MDM's
+     * u64 raft id, then its raft address (1-255 bytes, no NUL) / status 0:
+     * its stream is handed to Raft. First and once on the connection. */
+    FT_RAFT_OPEN = 15,
 
     FT_IO_READ = 16,  /* io_hdr / payload in reply */
     FT_IO_WRITE = 17, /* io_hdr + payload */
@@ -44,6 +48,11 @@ enum frame_type {
     FT_IO_TRIM = 19,  /* io_hdr: deallocate whole extents in range */
     FT_IO_ZERO = 20,  /* io_hdr: range reads back as zeroes */
     FT_IO_STAT = 21,  /* io_hdr: reply status 1 = allocated, 0 = hole */
+
+    /* mdm <-> mdm, after FT_RAFT_OPEN: (empty msg) + payload: the next bytes
+     * of Raft's stream / status 0 once they are handed to Raft: the acks by
+     * which the sender bounds what it has in flight */
+    FT_RAFT_DATA = 22,
 };
 
 struct frame_hdr {

@@ -95,6 +95,7 @@ void rpc_close(struct rpc_conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    rpc_server_forget(c);
     if (c->wq.stream)
         wq_flush(&c->wq); /* queued frames go, or are cancelled by the close */
     uv_read_stop(&c->u.s);
@@ -338,7 +339,13 @@ static void accept_cb(uv_stream_t *ls, int status)
         return;
     }
     if (rpc_auth_cred()) {
-        /* on_accept runs once the peer is proved (rpc_auth.c) */
+        /* on_accept runs once the peer is proved (rpc_auth.c); until then
+         * closing the server closes it */
+        c->srv = s;
+        c->srv_next = s->authenticating;
+        if (s->authenticating)
+            s->authenticating->srv_prev = c;
+        s->authenticating = c;
         conn_start(c);
         rpc_auth_server_start(c);
         return;
@@ -370,9 +377,45 @@ int rpc_listen(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, 
     return 0;
 }
 
+void rpc_server_forget(struct rpc_conn *c)
+{
+    struct rpc_server *s = c->srv;
+    if (!s)
+        return;
+    if (c->srv_prev)
+        c->srv_prev->srv_next = c->srv_next;
+    else
+        s->authenticating = c->srv_next;
+    if (c->srv_next)
+        c->srv_next->srv_prev = c->srv_prev;
+    c->srv = NULL;
+    c->srv_prev = c->srv_next = NULL;
+}
+
+static void server_closed_cb(uv_handle_t *h)
+{
+    struct rpc_server *s = h->data;
+    void (*cb)(void *) = s->closed_cb;
+    void *arg = s->closed_arg;
+    free(s);
+    if (cb)
+        cb(arg);
+}
+
+void rpc_server_close_cb(struct rpc_server *s, void (*cb)(void *arg), void *arg)
+{
+    /* a peer still proving itself is not the server's owner's yet: once the
+     * server is gone, nothing may hand it over (on_accept takes its data) */
+    while (s->authenticating)
+        rpc_close(s->authenticating); /* takes it off the list */
+    s->closed_cb = cb;
+    s->closed_arg = arg;
+    uv_close(&s->u.h, server_closed_cb);
+}
+
 void rpc_server_close(struct rpc_server *s)
 {
-    uv_close(&s->u.h, (uv_close_cb)free);
+    rpc_server_close_cb(s, NULL, NULL);
 }
 
 struct connect_req {
@@ -402,6 +445,13 @@ static void connect_done_cb(uv_connect_t *req, int status)
 
 int rpc_connect(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, void *data,
                 rpc_connect_cb cb, void *arg)
+{
+    struct rpc_conn *c;
+    return rpc_connect_cancelable(loop, addr, h, data, cb, arg, &c);
+}
+
+int rpc_connect_cancelable(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h,
+                           void *data, rpc_connect_cb cb, void *arg, struct rpc_conn **out)
 {
     struct connect_req *cr = calloc(1, sizeof(*cr));
     if (!cr)
@@ -435,5 +485,6 @@ int rpc_connect(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h,
         return r;
     }
     snprintf(c->peer, sizeof(c->peer), "%s", addr);
+    *out = c;
     return 0;
 }

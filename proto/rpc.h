@@ -67,11 +67,22 @@ const char *rpc_peer_name(const struct rpc_conn *c);
 /* addr: "host:port" or "unix:/path". 0 or -errno. */
 int rpc_listen(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, void *data,
                struct rpc_server **out);
+/* Stop listening. Connections accepted and still in their handshake are
+ * closed too (they never reach on_accept, so nothing runs with the
+ * server's data after this); those accepted are the caller's. */
 void rpc_server_close(struct rpc_server *s);
+/* The same, and cb(arg) runs once the listening handle is closed and the
+ * server's memory gone (for an owner that must know when its handles are). */
+void rpc_server_close_cb(struct rpc_server *s, void (*cb)(void *arg), void *arg);
 
 /* Start connecting; cb runs later, exactly once. 0 or -errno (cb not called). */
 int rpc_connect(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h, void *data,
                 rpc_connect_cb cb, void *arg);
+/* The same, and *out is the connection being made. Until cb runs its only
+ * use is rpc_close(), which abandons the attempt: cb then runs, from the
+ * loop, with a failure (-ECANCELED, or -ECONNRESET in the handshake). */
+int rpc_connect_cancelable(uv_loop_t *loop, const char *addr, const struct rpc_handlers *h,
+                           void *data, rpc_connect_cb cb, void *arg, struct rpc_conn **out);
 
 void *rpc_data(struct rpc_conn *c);
 void rpc_set_data(struct rpc_conn *c, void *data);

@@ -327,6 +327,7 @@ static void server_proof(struct rpc_conn *c, const struct frame_hdr *h, const ui
     }
     rpc_close_cb on_close = hs->on_close;
     rpc_auth_free(c);
+    rpc_server_forget(c); /* proved: the server's owner's from on_accept on */
     uv_timer_stop(&c->timer);
     /* the answer goes plain; every frame after it, both ways, has a MAC */
     if (rpc_reply(c, h, 0, NULL, 0, NULL, 0, NULL, NULL) < 0) {

@@ -105,6 +105,11 @@ struct rpc_conn {
     void *tx_gmac, *rx_gmac;        /* RPC_MAC_GMAC: gnutls_hmac_hd_t keyed with them */
     uint64_t tx_seq, rx_seq;        /* frames sent and received since */
     uint8_t rx_tag[FRAME_TAG_SIZE];
+
+    /* an accepted connection still proving itself: on its server's list,
+     * so that closing the server closes it before on_accept can run */
+    struct rpc_server *srv;
+    struct rpc_conn *srv_prev, *srv_next;
 };
 
 struct rpc_server {
@@ -113,6 +118,9 @@ struct rpc_server {
     struct rpc_handlers handlers;
     void *data;
     char addr[108];
+    struct rpc_conn *authenticating; /* accepted, handshake not done */
+    void (*closed_cb)(void *arg);    /* rpc_server_close_cb's */
+    void *closed_arg;
 };
 
 struct rpc_wreq {
@@ -136,6 +144,8 @@ struct rpc_wreq {
  * is still being written. */
 void rpc_conn_release(struct rpc_conn *c);
 void rpc_pending_free(struct rpc_pending *p);
+/* c proved itself (or closes): it is no longer its server's to close. */
+void rpc_server_forget(struct rpc_conn *c);
 /* Consume bytes read (stops between frames while paused: the rest is kept
  * in c->rest). 0, or -1 if the connection closed. */
 int rpc_consume(struct rpc_conn *c, const uint8_t *p, size_t n);

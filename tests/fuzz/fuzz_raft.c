@@ -1,24 +1,11 @@
-/* The MDM's Raft FSM: a snapshot restored (its [u64 length][ClusterMap]
- * framing unwrapped as fsm_restore does), then log entries applied
- * (unframed and unpacked as fsm_apply does). Input: records, kind 0 a
- * snapshot, anything else an entry. */
-#include <stdlib.h>
-
+/* The MDM's Raft FSM: the code its callbacks run (mgmt/mdm_fsm.c, called by
+ * fsm_restore and fsm_apply in raft_fsm.c): a snapshot unframed and
+ * restored (mdm_fsm_restore), then log entries unframed, unpacked and
+ * applied (mdm_fsm_apply). Input: records, kind 0 a snapshot, anything else
+ * an entry, each framed as Raft holds it ([u64 length][protobuf][padding]). */
 #include "fuzz_common.h"
 #include "log.h"
 #include "mdm_state.h"
-#include "util.h"
-
-static const uint8_t *unframe(const uint8_t *b, size_t blen, size_t *len)
-{
-    if (blen < 8)
-        return NULL;
-    uint64_t n = get_be64(b);
-    if (n > blen - 8)
-        return NULL;
-    *len = (size_t)n;
-    return b + 8;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -33,20 +20,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fz_rec rec;
     int n = 0;
     while (fz_next(&data, &size, &rec) && n++ < 16) {
-        size_t len = 0;
-        const uint8_t *body = unframe(rec.p, rec.len, &len);
-        if (!body)
-            continue;
         if (rec.kind == 0) {
-            mdm_state_restore(&s, body, len);
+            mdm_fsm_restore(&s, rec.p, rec.len);
             continue;
         }
-        Cairn__MgmtRequest *req = cairn__mgmt_request__unpack(NULL, len, body);
-        if (!req)
-            continue;
-        mdm_state_apply(&s, req, err, sizeof(err));
-        mdm_state_op_name(req->op);
-        cairn__mgmt_request__free_unpacked(req, NULL);
+        struct mdm_fsm_entry e;
+        mdm_fsm_apply(&s, rec.p, rec.len, &e, err, sizeof(err));
+        if (!e.corrupt)
+            mdm_state_op_name(e.op);
     }
     mdm_state_free(&s);
     return 0;

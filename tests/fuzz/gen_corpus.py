@@ -2,8 +2,9 @@
 """Write the seed corpus of every fuzz target (tests/fuzz/corpus/<target>/seed-*).
 
 Small, valid inputs: protobufs packed by hand (the field numbers of
-proto/cairn.proto), a real superblock and extent table, NBD options. Run it
-again after changing a format; regression inputs (regress-*) are kept."""
+proto/cairn.proto), a real superblock and extent table, NBD options and
+whole NBD client sessions. Run it again after changing a format; regression
+inputs (regress-*) are kept."""
 import os
 import struct
 
@@ -145,6 +146,59 @@ write("fuzz_nbd", "seed-meta", b"\x02" + meta)
 write("fuzz_nbd", "seed-request", b"\x1f" + struct.pack(">IHHQQI", 0x25609513, 1, 1, 42, 4096, 4096)
       + struct.pack(">Q", 1 << 30))
 write("fuzz_store", "seed", superblock_image())
+
+
+# fuzz_nbd_conn: [chunk size][flags][what a client sends] (see its comment).
+def nbd_opt(opt, data=b""):
+    return struct.pack(">QII", 0x49484156454F5054, opt, len(data)) + data
+
+
+def nbd_req(type_, off, length, flags=0, cookie=1, payload=b""):
+    return struct.pack(">IHHQQI", 0x25609513, flags, type_, cookie, off, length) + payload
+
+
+def nbd_go_data(name, infos=()):
+    return struct.pack(">I", len(name)) + name + struct.pack(">H", len(infos)) \
+        + b"".join(struct.pack(">H", i) for i in infos)
+
+
+def nbd_meta_data(name, queries):
+    return struct.pack(">I", len(name)) + name + struct.pack(">I", len(queries)) \
+        + b"".join(struct.pack(">I", len(q)) + q for q in queries)
+
+
+nbd_flags = struct.pack(">I", 3)  # FIXED_NEWSTYLE | NO_ZEROES
+nbd_haggle = nbd_flags + nbd_opt(8) + nbd_opt(9, nbd_meta_data(b"a", [])) \
+    + nbd_opt(10, nbd_meta_data(b"a", [b"base:allocation"])) + nbd_opt(3) + nbd_opt(6, nbd_go_data(b"ro", [1, 2])) \
+    + nbd_opt(99, b"xyz") + nbd_opt(5)
+nbd_requests = nbd_req(0, 0, 4096) + nbd_req(1, 4096, 512, flags=1, payload=b"w" * 512) + nbd_req(3, 0, 0) \
+    + nbd_req(4, 8192, 4096) + nbd_req(6, 16384, 4096, flags=2) + nbd_req(6, 16384, 4096, flags=16) \
+    + nbd_req(7, 0, 65536) + nbd_req(7, 512, 4096, flags=8) + nbd_req(5, 0, 4096) + nbd_req(0, 0, 0) \
+    + nbd_req(0, 1 << 20, 4096, flags=4) + nbd_req(1, 1 << 20, 1024, payload=b"r" * 1024) + nbd_req(2, 0, 0)
+write("fuzz_nbd_conn", "seed-go", b"\x00\x00" + nbd_haggle + nbd_opt(7, nbd_go_data(b"a", [0, 1, 2, 3]))
+      + nbd_requests)
+# oldstyle zeroes, EXPORT_NAME, no structured replies; a read-only export,
+# errors from the backend, requests pipelined past the flow limits
+write("fuzz_nbd_conn", "seed-export-name", b"\x07\x1c" + struct.pack(">I", 1) + nbd_opt(1, b"ro")
+      + nbd_req(1, 0, 512, payload=b"p" * 512) + b"".join(nbd_req(0, i * 4096, 4096, cookie=i) for i in range(8))
+      + nbd_req(4, 0, 4096) + nbd_req(7, 0, 4096) + nbd_req(3, 0, 0, flags=1) + nbd_req(2, 0, 0))
+write("fuzz_nbd_conn", "seed-abort", b"\x10\x00" + nbd_flags + nbd_opt(3) + nbd_opt(7, nbd_go_data(b"nope"))
+      + nbd_opt(8) + nbd_opt(6, nbd_go_data(b"v/" + b"x" * 700, [1])) + nbd_opt(2))
+# the client goes with requests in flight and waiting: they are cancelled
+write("fuzz_nbd_conn", "seed-leave-early", b"\x00\x38" + nbd_flags + nbd_opt(7, nbd_go_data(b"a"))
+      + b"".join(nbd_req(0, i * 8192, 65536, cookie=i) for i in range(8)) + nbd_req(1, 0, 512, payload=b"q" * 100))
+# --tls require: options refused before STARTTLS, then STARTTLS (with data,
+# refused; then accepted) and bytes that are not a ClientHello
+write("fuzz_nbd_conn", "seed-tls-require", b"\x00\x02" + nbd_flags + nbd_opt(7, nbd_go_data(b"a")) + nbd_opt(3)
+      + nbd_opt(5, b"x") + nbd_opt(5) + b"\x16\x03\x01\x00\x05hello")
+# --tls on with an allow list: a plaintext client does not see "secret"
+write("fuzz_nbd_conn", "seed-tls-on", b"\x00\x01" + nbd_flags + nbd_opt(3) + nbd_opt(7, nbd_go_data(b"secret"))
+      + nbd_opt(1, b"secret"))
+# a payload large enough to be read straight into its buffer: the server
+# reads 64 KiB at a time, so with 55 bytes before the payload, the 64 KiB
+# left after the first read arrive (and complete) in a direct read
+write("fuzz_nbd_conn", "seed-large-write", b"\x00\x00" + nbd_flags + nbd_opt(7, nbd_go_data(b"a"))
+      + nbd_req(1, 0, 131017, payload=b"L" * 131017) + nbd_req(0, 0, 131017) + nbd_req(2, 0, 0))
 
 # Regression inputs: maps that every daemon must refuse (cmap_check), which
 # divided by zero (extent size 0) before it existed.

@@ -1,5 +1,6 @@
 """Authenticated links (proto/rpc_auth.c): nobody without this cluster's
-credentials gets anything from an MDM or SDS port, a credential acts only as
+credentials gets anything from an MDM, SDS or Raft port (only an MDM's
+credential gets past the Raft port's handshake), a credential acts only as
 its role and name, a recorded handshake replays nothing, a changed frame
 closes its connection, and every change is in the MDM's audit log. Each
 refusal is logged, and nothing stored changes."""
@@ -14,7 +15,8 @@ import nbd
 import pytest
 
 from cairnproto import (FT_IO_READ, FT_IO_WRITE, FT_MGMT, FT_SDS_REGISTER, IO_FLAG_REPLICA,
-                        MAC_GMAC, MAC_POLY1305, MAGIC, AuthRefused, Conn, SdsConn)
+                        MAC_GMAC, MAC_POLY1305, MAGIC, AuthRefused, Conn, SdsConn,
+                        load_credential)
 from cluster import BUILD, free_ports, lone_credential, wait_for
 
 STATUS = b"\x08\x01"  # MgmtRequest{op: OP_STATUS}
@@ -258,6 +260,66 @@ def test_monitor_queries_only_and_audit_log(cluster):
     assert "already exists" in mine[2]["message"]
     assert mine[1]["request"]["size"] == 4 << 20 and mine[1]["time"].endswith("Z")
     assert not any(e["op"] == "status" for e in lines), "queries are not changes"
+
+
+FT_RAFT_OPEN, FT_RAFT_DATA = 15, 22  # proto/frame.h
+
+
+def test_raft_port_takes_only_mdms(cluster, data):
+    """The MDM's Raft port (mgmt/raft_link.c) is an authenticated link that
+    takes only a proved MDM: what an unauthenticated libraft peer sends, or
+    any other role's credential, gets nothing and is logged with its
+    address; a proved MDM that breaks the protocol is closed and logged."""
+    host, port = cluster.raft_addr.rsplit(":", 1)
+    # libraft's own TCP handshake (protocol 1, id 2, address), then an
+    # AppendEntries-sized blob: what a rogue Raft peer would send
+    s = socket.create_connection((host, int(port)))
+    me = "%s:%d" % s.getsockname()[:2]
+    addr = b"127.0.0.1:9999\0\0"
+    s.sendall(struct.pack("<QQQ", 1, 2, len(addr)) + addr + b"\x01" * 256)
+    assert closed_without_answer(s), "the Raft port answered a plain TCP peer"
+    s.close()
+    wait_for("the MDM to log the plain peer", lambda: f"rpc {me}: malformed frame header"
+             in log_of(cluster, "mdm"), timeout=10)
+
+    def refused(cred, why, check_server=True):
+        c = Conn(cluster.raft_addr)  # plain, then the handshake by hand: to know our port
+        me = "%s:%d" % c.s.getsockname()[:2]
+        with pytest.raises(AuthRefused, match=why):
+            c._handshake(load_credential(cred), check_server)
+        c.close()
+        return f"rpc {me}: refused: {why}" in log_of(cluster, "mdm")
+    # refusals are logged at most once a second per kind: try until one is
+    for role, name in (("sds", "sds1"), ("admin", "admin"), ("sdc", cluster.sdc_name),
+                       ("monitor", "monitor")):
+        wait_for(f"the MDM to log the refused {role} credential on its Raft port",
+                 lambda r=role, n=name: refused(cluster.credential(r, n),
+                                                "role not allowed on this connection"),
+                 timeout=15, interval=0.3)
+    wait_for("the MDM to log another CA's MDM credential on its Raft port",
+             lambda: refused(lone_credential("mdm"), "credential not signed by this cluster's CA",
+                             check_server=False), timeout=15, interval=0.3)
+
+    # a proved MDM that breaks the protocol: closed, with what it did
+    mdm2 = cluster.credential("mdm", "mdm2")
+    for frames, why in (
+            ([(FT_RAFT_DATA, b"", b"x" * 100)], "a data frame before its open frame"),
+            ([(FT_RAFT_OPEN, struct.pack(">Q", 0) + b"127.0.0.1:1", b"")], "raft id 0"),
+            ([(FT_RAFT_OPEN, b"\x00\x01", b"")], "a malformed open frame"),
+            ([(FT_MGMT, STATUS, b"")], "a frame of type 2 on the Raft port")):
+        c = Conn(cluster.raft_addr, mdm2)
+        me = "%s:%d" % c.s.getsockname()[:2]
+        with pytest.raises(ConnectionError):
+            for ftype, msg, payload in frames:
+                c.request(ftype, msg, payload)
+        c.close()
+        wait_for(f"the MDM to log '{why}'", lambda m=me, w=why: f"raft link {m}: {w}" in
+                 log_of(cluster, "mdm"), timeout=10)
+    # the MDM, its Raft log and the data are as they were: a change commits
+    cluster.cairn("volume", "create", "raftportvol", "--size", "4M")
+    assert "raftportvol" in {v["name"] for v in cluster.status()["volumes"]}
+    assert read_back(cluster) == data
+    assert cluster.daemons["mdm"].alive()
 
 
 def test_daemons_refuse_bad_credential_files(cluster, tmp_path):
