@@ -16,7 +16,6 @@ import threading
 import time
 
 import nbd
-import pytest
 
 from cluster import BUILD, Cluster, free_ports, lone_credential, wait_for
 
@@ -237,11 +236,7 @@ def test_top(cluster):
     assert plain.stdout.count("VOLUME ") == 2 and "top1" in plain.stdout, plain.stdout
 
     best = max(row["write_iops"] for rows in refreshes for row in rows if row["name"] == "top1")
-    if best == 0 and all(row["write_iops"] == 0 and row["read_iops"] == 0
-                         for rows in refreshes for row in rows):
-        pytest.skip("the MDM does not fill MgmtReply.volume_io yet (every rate is 0): "
-                    "top's rows and order are checked, not the rates")
-    assert best > 0, refreshes
+    assert best > 0, refreshes  # the MDM's rates (MgmtReply.volume_io) reach top
     assert refreshes[-1][0]["name"] == "top1", refreshes[-1]  # the busy one on top
     assert json.loads(shown)["io"]["write_iops"] >= 0
 
