@@ -130,6 +130,28 @@ void placement_ideal(const struct placement_dev *devs, int ndev, int copies, uin
     free(fs_of);
 }
 
+/* try_move's candidates for moving a copy from device o to device u: the
+ * PGs o held when they were listed, by rising hash, valid while o gains no
+ * PG (gained[o]). The first of them that o still holds and u can take is
+ * the one a scan of all o's PGs would choose. Those before it stay out of
+ * the running until a copy leaves u's fault set (lost[], which alone can
+ * make a PG u could not take one it can), so the next scan starts after
+ * them, and a move costs a few steps, not one per PG on o. (The balancer of a 65536-PG pool on four
+ * devices made thousands of moves over 32768 PGs each, and stalled the MDM's loop for seconds.) */
+struct cand {
+    uint64_t h;
+    uint32_t pg;
+};
+
+struct cands {
+    int o, u; /* -1: unused */
+    uint64_t gained, lost;
+    uint32_t n, head; /* entries before head are out of the running */
+    struct cand *c;
+};
+
+#define BAL_CANDS 16
+
 struct bal {
     const struct placement_dev *devs;
     int ndev, copies;
@@ -138,11 +160,17 @@ struct bal {
     const uint8_t *frozen;
     double *ideal;
     uint32_t *count;
-    uint32_t **pgs; /* per device: the PGs it holds (unordered) */
+    uint32_t **pgs; /* per device: the copies it holds, pg * copies + k (unordered) */
     uint32_t *npgs, *cap;
+    uint32_t *pos;    /* per copy: where it is in its device's pgs */
+    uint64_t *gained; /* per device: PGs added to it */
+    uint64_t *lost;   /* per fault set (fs[]): copies moved off its devices */
+    uint32_t *fs;     /* per device: its fault set's first device */
+    struct cands cands[BAL_CANDS];
+    unsigned next_cands; /* the entry to reuse next */
 };
 
-static void bal_add(struct bal *b, uint32_t dev, uint32_t pg)
+static void bal_add(struct bal *b, uint32_t dev, uint32_t slot)
 {
     if (b->npgs[dev] == b->cap[dev]) {
         b->cap[dev] = b->cap[dev] ? b->cap[dev] * 2 : 16;
@@ -150,18 +178,18 @@ static void bal_add(struct bal *b, uint32_t dev, uint32_t pg)
         if (!b->pgs[dev])
             abort();
     }
-    b->pgs[dev][b->npgs[dev]++] = pg;
+    b->pos[slot] = b->npgs[dev];
+    b->pgs[dev][b->npgs[dev]++] = slot;
     b->count[dev]++;
+    b->gained[dev]++;
 }
 
-static void bal_del(struct bal *b, uint32_t dev, uint32_t pg)
+static void bal_del(struct bal *b, uint32_t dev, uint32_t slot)
 {
-    for (uint32_t i = 0; i < b->npgs[dev]; i++)
-        if (b->pgs[dev][i] == pg) {
-            b->pgs[dev][i] = b->pgs[dev][--b->npgs[dev]];
-            b->count[dev]--;
-            return;
-        }
+    uint32_t i = b->pos[slot], last = b->pgs[dev][--b->npgs[dev]];
+    b->pgs[dev][i] = last;
+    b->pos[last] = i;
+    b->count[dev]--;
 }
 
 /* How overfull a device is, relative to its ideal, after giving up half a
@@ -196,39 +224,88 @@ static int can_take(const struct bal *b, uint32_t pg, int k, int u)
     return 1;
 }
 
-/* Try to move one copy from o to u: the first eligible PG in an order fixed
- * by (seed, o), so the choice is deterministic but not biased to low PGs. */
-static int try_move(struct bal *b, int o, int u, uint64_t seed)
+static int by_hash(const void *x, const void *y)
 {
-    uint32_t n = b->npgs[o];
-    if (!n)
-        return 0;
-    uint32_t best_i = UINT32_MAX;
-    uint64_t best_h = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t pg = b->pgs[o][i];
+    uint64_t a = ((const struct cand *)x)->h, c = ((const struct cand *)y)->h;
+    return a < c ? -1 : a > c;
+}
+
+/* o's candidates for u, listed again if o has gained a PG since. */
+static struct cands *cands_of(struct bal *b, int o, int u, uint64_t seed)
+{
+    struct cands *e = NULL;
+    for (int i = 0; i < BAL_CANDS; i++)
+        if (b->cands[i].o == o && b->cands[i].u == u)
+            e = &b->cands[i];
+    if (e && e->gained == b->gained[o]) {
+        if (e->lost != b->lost[b->fs[u]]) {
+            e->lost = b->lost[b->fs[u]];
+            e->head = 0; /* u may take some it could not: look at all again */
+        }
+        return e;
+    }
+    if (!e) {
+        e = &b->cands[b->next_cands++ % BAL_CANDS];
+        e->o = o;
+        e->u = u;
+    }
+    free(e->c);
+    e->c = malloc(((size_t)b->npgs[o] + 1) * sizeof(*e->c));
+    if (!e->c)
+        abort();
+    e->n = e->head = 0;
+    e->gained = b->gained[o];
+    e->lost = b->lost[b->fs[u]];
+    for (uint32_t i = 0; i < b->npgs[o]; i++) {
+        uint32_t pg = b->pgs[o][i] / (uint32_t)b->copies;
         if (b->frozen && b->frozen[pg])
             continue;
-        int k;
-        for (k = 0; k < b->copies; k++)
-            if (b->table[(size_t)pg * (size_t)b->copies + (size_t)k] == (uint32_t)o)
-                break;
-        if (k == b->copies || !can_take(b, pg, k, u))
-            continue;
-        uint64_t h = hash_mix64(seed ^ hash_mix64(((uint64_t)pg << 32) | (uint32_t)u));
-        if (best_i == UINT32_MAX || h < best_h) {
-            best_i = i;
-            best_h = h;
+        /* (seed, pg, u) fixes the order: deterministic, not biased to low
+         * PGs; distinct PGs never tie (hash_mix64 is a bijection) */
+        e->c[e->n].h = hash_mix64(seed ^ hash_mix64(((uint64_t)pg << 32) | (uint32_t)u));
+        e->c[e->n++].pg = pg;
+    }
+    qsort(e->c, e->n, sizeof(*e->c), by_hash);
+    return e;
+}
+
+/* The copy of pg on device o, or copies if it has none there. */
+static int copy_on(const struct bal *b, uint32_t pg, int o)
+{
+    int k;
+    for (k = 0; k < b->copies; k++)
+        if (b->table[(size_t)pg * (size_t)b->copies + (size_t)k] == (uint32_t)o)
+            break;
+    return k;
+}
+
+/* Try to move one copy from o to u: of the PGs on o that u can take, the
+ * one of least hash (cands_of). */
+static int try_move(struct bal *b, int o, int u, uint64_t seed)
+{
+    if (!b->npgs[o])
+        return 0;
+    struct cands *e = cands_of(b, o, u, seed);
+    uint32_t pg = UINT32_MAX;
+    for (; e->head < e->n; e->head++) {
+        uint32_t p = e->c[e->head].pg;
+        int k = copy_on(b, p, o);
+        if (k < b->copies && can_take(b, p, k, u)) {
+            pg = p; /* gone from o once moved: the next scan starts after it */
+            break;
         }
     }
-    if (best_i == UINT32_MAX)
+    if (pg == UINT32_MAX)
         return 0;
-    uint32_t pg = b->pgs[o][best_i];
-    for (int k = 0; k < b->copies; k++)
-        if (b->table[(size_t)pg * (size_t)b->copies + (size_t)k] == (uint32_t)o)
-            b->table[(size_t)pg * (size_t)b->copies + (size_t)k] = (uint32_t)u;
-    bal_del(b, (uint32_t)o, pg);
-    bal_add(b, (uint32_t)u, pg);
+    b->lost[b->fs[o]]++;
+    for (int k = 0; k < b->copies; k++) {
+        uint32_t slot = pg * (uint32_t)b->copies + (uint32_t)k;
+        if (b->table[slot] == (uint32_t)o) {
+            b->table[slot] = (uint32_t)u;
+            bal_del(b, (uint32_t)o, slot);
+            bal_add(b, (uint32_t)u, slot);
+        }
+    }
     return 1;
 }
 
@@ -255,7 +332,18 @@ int placement_balance(const struct placement_dev *devs, int ndev, int copies, ui
 {
     if (ndev <= 0 || copies < 1 || copies > 8 || pg_count == 0)
         return -EINVAL;
-    struct bal b = {devs, ndev, copies, pg_count, table, frozen, NULL, NULL, NULL, NULL, NULL};
+    struct bal b = {.devs = devs,
+                    .ndev = ndev,
+                    .copies = copies,
+                    .pg_count = pg_count,
+                    .table = table,
+                    .frozen = frozen};
+    b.gained = calloc((size_t)ndev, sizeof(uint64_t));
+    b.lost = calloc((size_t)ndev, sizeof(uint64_t));
+    b.fs = calloc((size_t)ndev, sizeof(uint32_t));
+    b.pos = calloc((size_t)pg_count * (size_t)copies, sizeof(uint32_t));
+    for (int i = 0; i < BAL_CANDS; i++)
+        b.cands[i] = (struct cands){.o = -1, .u = -1};
     b.ideal = calloc((size_t)ndev, sizeof(double));
     b.count = calloc((size_t)ndev, sizeof(uint32_t));
     b.pgs = calloc((size_t)ndev, sizeof(uint32_t *));
@@ -263,14 +351,21 @@ int placement_balance(const struct placement_dev *devs, int ndev, int copies, ui
     b.cap = calloc((size_t)ndev, sizeof(uint32_t));
     int *src = calloc((size_t)ndev, sizeof(int));
     int *dst = calloc((size_t)ndev, sizeof(int));
-    if (!b.ideal || !b.count || !b.pgs || !b.npgs || !b.cap || !src || !dst)
+    if (!b.ideal || !b.count || !b.pgs || !b.npgs || !b.cap || !b.gained || !b.pos || !b.lost ||
+        !b.fs || !src || !dst)
         abort();
     placement_ideal(devs, ndev, copies, pg_count, b.ideal);
+    for (int i = 0; i < ndev; i++) {
+        int f = 0;
+        while (devs[f].fault_set != devs[i].fault_set)
+            f++;
+        b.fs[i] = (uint32_t)f;
+    }
     for (uint32_t pg = 0; pg < pg_count; pg++)
         for (int k = 0; k < copies; k++) {
             uint32_t d = table[(size_t)pg * (size_t)copies + (size_t)k];
             if (d != PLACEMENT_NONE && d < (uint32_t)ndev)
-                bal_add(&b, d, pg);
+                bal_add(&b, d, pg * (uint32_t)copies + (uint32_t)k);
         }
     int moves = 0;
     while (moves < max_moves) {
@@ -301,6 +396,12 @@ int placement_balance(const struct placement_dev *devs, int ndev, int copies, ui
     }
     for (int i = 0; i < ndev; i++)
         free(b.pgs[i]);
+    for (int i = 0; i < BAL_CANDS; i++)
+        free(b.cands[i].c);
+    free(b.gained);
+    free(b.lost);
+    free(b.fs);
+    free(b.pos);
     free(b.pgs);
     free(b.npgs);
     free(b.cap);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "util.h"
 #include "layout.h"
 #include "placement.h"
 
@@ -293,6 +294,157 @@ static void test_frozen(void)
         CHECK(t[2 * i] == before[2 * i] && t[2 * i + 1] == before[2 * i + 1]);
 }
 
+/* ---- the balancer against the plain scan it replaced ----
+ *
+ * placement_balance keeps per-(source, destination) candidate lists so a
+ * move does not scan every PG on the source. Its choices must be the plain
+ * scan's exactly (placements are part of the replicated map): this is that
+ * scan, the balancer as it was before the lists. */
+
+struct ref {
+    const struct placement_dev *d;
+    int n, copies;
+    uint32_t pgs, *table;
+    const uint8_t *frozen;
+    double *ideal;
+    uint32_t *count;
+};
+
+static double ref_give(const struct ref *b, int d)
+{
+    if (b->ideal[d] <= 0)
+        return b->count[d] ? 1e18 + b->count[d] : -1e18;
+    return ((double)b->count[d] - 0.5 - b->ideal[d]) / b->ideal[d];
+}
+
+static double ref_take(const struct ref *b, int d)
+{
+    if (b->ideal[d] <= 0)
+        return 1e18;
+    return ((double)b->count[d] + 0.5 - b->ideal[d]) / b->ideal[d];
+}
+
+static int ref_try(struct ref *b, int o, int u, uint64_t seed)
+{
+    uint32_t best = UINT32_MAX;
+    uint64_t best_h = 0;
+    for (uint32_t pg = 0; pg < b->pgs; pg++) {
+        uint32_t *row = &b->table[(size_t)pg * (size_t)b->copies];
+        int k = 0, ok = 1;
+        while (k < b->copies && row[k] != (uint32_t)o)
+            k++;
+        if (k == b->copies || (b->frozen && b->frozen[pg]))
+            continue;
+        for (int j = 0; j < b->copies; j++)
+            if (row[j] == (uint32_t)u ||
+                (j != k && row[j] != PLACEMENT_NONE && b->d[row[j]].fault_set == b->d[u].fault_set))
+                ok = 0;
+        uint64_t h = hash_mix64(seed ^ hash_mix64(((uint64_t)pg << 32) | (uint32_t)u));
+        if (ok && (best == UINT32_MAX || h < best_h)) {
+            best = pg;
+            best_h = h;
+        }
+    }
+    if (best == UINT32_MAX)
+        return 0;
+    for (int k = 0; k < b->copies; k++)
+        if (b->table[(size_t)best * (size_t)b->copies + (size_t)k] == (uint32_t)o)
+            b->table[(size_t)best * (size_t)b->copies + (size_t)k] = (uint32_t)u;
+    b->count[o]--;
+    b->count[u]++;
+    return 1;
+}
+
+static int ref_balance(struct ref *b, uint64_t seed, int max_moves)
+{
+    b->ideal = calloc((size_t)b->n, sizeof(double));
+    b->count = calloc((size_t)b->n, sizeof(uint32_t));
+    placement_ideal(b->d, b->n, b->copies, b->pgs, b->ideal);
+    for (size_t i = 0; i < (size_t)b->pgs * (size_t)b->copies; i++)
+        if (b->table[i] != PLACEMENT_NONE)
+            b->count[b->table[i]]++;
+    int moves = 0;
+    while (moves < max_moves) {
+        /* the most overfull source that has a PG the most underfull
+         * destination can take, ties to the lower index */
+        int moved = 0;
+        int *src = calloc((size_t)b->n, sizeof(int)), *dst = calloc((size_t)b->n, sizeof(int));
+        for (int i = 0; i < b->n; i++)
+            src[i] = dst[i] = i;
+        for (int i = 0; i < b->n; i++) /* insertion sorts: n is small */
+            for (int j = i; j > 0; j--) {
+                double a = ref_give(b, src[j - 1]), c = ref_give(b, src[j]);
+                if (a < c || (a == c && src[j - 1] > src[j])) {
+                    int t = src[j];
+                    src[j] = src[j - 1];
+                    src[j - 1] = t;
+                }
+                a = ref_take(b, dst[j - 1]), c = ref_take(b, dst[j]);
+                if (a > c || (a == c && dst[j - 1] > dst[j])) {
+                    int t = dst[j];
+                    dst[j] = dst[j - 1];
+                    dst[j - 1] = t;
+                }
+            }
+        for (int si = 0; si < b->n && !moved; si++) {
+            int o = src[si];
+            double go = ref_give(b, o);
+            if (ref_take(b, dst[0]) >= go - 1e-12)
+                break;
+            for (int di = 0; di < b->n && !moved; di++) {
+                if (ref_take(b, dst[di]) >= go - 1e-12)
+                    break;
+                if (dst[di] != o)
+                    moved = ref_try(b, o, dst[di], seed);
+            }
+        }
+        free(src);
+        free(dst);
+        if (!moved)
+            break;
+        moves++;
+    }
+    free(b->ideal);
+    free(b->count);
+    return moves;
+}
+
+static void test_balance_matches_plain_scan(void)
+{
+    static const struct {
+        uint32_t pgs;
+        int n, copies, fs_per, limit, freeze;
+    } cases[] = {{256, 3, 2, 1, 1 << 30, 0}, {1024, 4, 2, 1, 1 << 30, 0}, {1024, 7, 3, 1, 300, 1},
+                 {4096, 5, 2, 1, 1 << 30, 1}, {300, 9, 3, 3, 1 << 30, 0}, {2048, 16, 2, 2, 1 << 30, 0},
+                 {8192, 4, 2, 2, 1 << 30, 0}, {8192, 6, 3, 2, 1 << 30, 1}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        int n = cases[c].n, copies = cases[c].copies;
+        uint32_t pgs = cases[c].pgs;
+        struct placement_dev d[16];
+        for (int i = 0; i < n; i++)
+            d[i] = (struct placement_dev){(uint32_t)i + 1, (uint32_t)(i / cases[c].fs_per),
+                                          (uint64_t)((i * 7 + (int)c) % 5 + 1) * 1000};
+        size_t len = (size_t)pgs * (size_t)copies;
+        uint32_t *a = malloc(len * sizeof(uint32_t)), *b = malloc(len * sizeof(uint32_t));
+        uint8_t *frozen = calloc(pgs, 1);
+        for (uint32_t pg = 0; pg < pgs && cases[c].freeze; pg += 7)
+            frozen[pg] = 1;
+        CHECK(placement_compute(d, n, copies, pgs, 5 + c, a) == 0);
+        /* a device added: it holds nothing yet, so there is work to do */
+        d[n - 1].weight *= 3;
+        memcpy(b, a, len * sizeof(uint32_t));
+        int m1 = placement_balance(d, n, copies, pgs, a, cases[c].freeze ? frozen : NULL, 9,
+                                   cases[c].limit);
+        struct ref r = {d, n, copies, pgs, b, cases[c].freeze ? frozen : NULL, NULL, NULL};
+        int m2 = ref_balance(&r, 9, cases[c].limit);
+        CHECK(m1 == m2 && m1 > 0);
+        CHECK(memcmp(a, b, len * sizeof(uint32_t)) == 0);
+        free(a);
+        free(b);
+        free(frozen);
+    }
+}
+
 int main(void)
 {
     test_basic();
@@ -301,6 +453,7 @@ int main(void)
     test_movement();
     test_capped();
     test_frozen();
+    test_balance_matches_plain_scan();
     static const struct {
         int sds, copies;
         uint32_t pgs;
