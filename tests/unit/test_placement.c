@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "util.h"
 #include "layout.h"
 #include "placement.h"
+#include "util.h"
 
 #define PGS 4096
 
@@ -414,8 +414,9 @@ static void test_balance_matches_plain_scan(void)
     static const struct {
         uint32_t pgs;
         int n, copies, fs_per, limit, freeze;
-    } cases[] = {{256, 3, 2, 1, 1 << 30, 0}, {1024, 4, 2, 1, 1 << 30, 0}, {1024, 7, 3, 1, 300, 1},
-                 {4096, 5, 2, 1, 1 << 30, 1}, {300, 9, 3, 3, 1 << 30, 0}, {2048, 16, 2, 2, 1 << 30, 0},
+    } cases[] = {{256, 3, 2, 1, 1 << 30, 0},  {1024, 4, 2, 1, 1 << 30, 0},
+                 {1024, 7, 3, 1, 300, 1},     {4096, 5, 2, 1, 1 << 30, 1},
+                 {300, 9, 3, 3, 1 << 30, 0},  {2048, 16, 2, 2, 1 << 30, 0},
                  {8192, 4, 2, 2, 1 << 30, 0}, {8192, 6, 3, 2, 1 << 30, 1}};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         int n = cases[c].n, copies = cases[c].copies;
