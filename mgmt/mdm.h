@@ -13,7 +13,8 @@
  *   raft_fsm.c   Raft: startup and close, the FSM (entry framing, apply,
  *                snapshot, restore: entries and snapshots are unwrapped and
  *                applied by mdm_fsm.c, in the state machine's library),
- *                proposals and their tracking
+ *                appending proposals
+ *   proposals.c  proposals tracked and answered, the leader queries
  *   probe.c      device probes on the SDS before SDS_ADD / DEVICE_ADD
  *   detector.c   failure detection: up/down proposals, grace expiry
  *   sessions.c   connections: registrations, heartbeats, map fetches,
@@ -208,6 +209,14 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
 /* Close Raft and its I/O; the loop then runs dry (a timer stops it after
  * 2 s if handles linger). */
 void mdm_raft_close(struct mdm *m);
+/* Frame req as a Raft entry and append it; p (calloc'd, owned by the caller
+ * until this returns 0, then freed by mdm_proposal_done_cb, which cb must
+ * end with) is tracked until cb runs. 0 or -errno. */
+int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
+                     raft_apply_cb cb);
+
+/* ---- proposals.c: proposals tracked and answered, leader queries ---- */
+
 /* 1 if this MDM leads. */
 int mdm_is_leader(struct mdm *m);
 /* This MDM's Raft role: "leader", "follower", "candidate" or "unavailable". */
@@ -219,11 +228,8 @@ const char *mdm_raft_role(struct mdm *m);
  * is answered too. 0 or -errno. req is copied: the caller keeps it. */
 int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
                 const Cairn__MgmtRequest *req, enum mdm_proposal_kind kind);
-/* Frame req as a Raft entry and append it; p (calloc'd, owned by the caller
- * until this returns 0, then freed by mdm_proposal_done_cb, which cb must
- * end with) is tracked until cb runs. 0 or -errno. */
-int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
-                     raft_apply_cb cb);
+/* Track p (mdm_raft_propose, once its entry is appended). */
+void mdm_proposal_track(struct mdm *m, struct mdm_proposal *p);
 /* Stop tracking p, answer its requester if any, free p. */
 void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result);
 /* c is closing: its pending proposals will answer nobody. */

@@ -1,5 +1,6 @@
 /* Raft in the MDM: startup and close, the state machine's FSM callbacks,
- * and proposals (a change framed as a log entry, answered once applied).
+ * and appending a proposal (a change framed as a log entry; proposals.c
+ * tracks it and answers once it is applied).
  *
  * Raft entries and snapshots are [u64 length][protobuf][zero padding to a
  * multiple of 8]: libraft 0.15 pads entries on disk but its loader of closed
@@ -124,21 +125,6 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
     return 0;
 }
 
-int mdm_is_leader(struct mdm *m)
-{
-    return raft_state(&m->raft) == RAFT_LEADER;
-}
-
-const char *mdm_raft_role(struct mdm *m)
-{
-    switch (raft_state(&m->raft)) {
-    case RAFT_LEADER: return "leader";
-    case RAFT_CANDIDATE: return "candidate";
-    case RAFT_FOLLOWER: return "follower";
-    default: return "unavailable";
-    }
-}
-
 static void stop_fallback_cb(uv_timer_t *t)
 {
     struct mdm *m = t->data;
@@ -164,62 +150,7 @@ void mdm_raft_close(struct mdm *m)
     raft_close(&m->raft, raft_closed_cb);
 }
 
-/* ---- proposals ---- */
-
-static void proposal_track(struct mdm *m, struct mdm_proposal *p)
-{
-    for (int i = 0; i < MDM_MAX_PROPOSALS; i++)
-        if (!m->proposals[i]) {
-            m->proposals[i] = p;
-            return;
-        }
-}
-
-void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c)
-{
-    for (int i = 0; i < MDM_MAX_PROPOSALS; i++)
-        if (m->proposals[i] && m->proposals[i]->conn == c)
-            m->proposals[i]->conn = NULL;
-}
-
-/* Answer the requester (if it is still there) with the outcome. */
-static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
-{
-    int st = status ? -EIO : m->apply_status;
-    const char *err = status ? raft_strerror(status) : m->apply_err;
-    if (!p->conn)
-        return;
-    if (st < 0) {
-        mdm_reply_error(p->conn, &p->hdr, st, err);
-        return;
-    }
-    switch (p->kind) {
-    case MDM_PROPOSAL_SDC_REGISTER: {
-        Cairn__Sdc *sdc = mdm_sdc_by_guid(&m->st, p->guid);
-        mdm_reply_map(m, p->conn, &p->hdr, 0, sdc ? sdc->id : 0);
-        break;
-    }
-    case MDM_PROPOSAL_MGMT: {
-        Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
-        rep.map = m->st.m;
-        mdm_audit_end(p->conn, &p->hdr, 0, NULL);
-        rpc_reply_pb(p->conn, &p->hdr, 0, &rep.base);
-        break;
-    }
-    }
-}
-
-void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result)
-{
-    (void)result; /* the mdm, when status is 0: req->data says the same */
-    struct mdm_proposal *p = (struct mdm_proposal *)req;
-    struct mdm *m = req->data;
-    for (int i = 0; i < MDM_MAX_PROPOSALS; i++)
-        if (m->proposals[i] == p)
-            m->proposals[i] = NULL;
-    proposal_answer(m, p, status);
-    free(p);
-}
+/* ---- proposals (tracked and answered by proposals.c) ---- */
 
 int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
                      raft_apply_cb cb)
@@ -237,45 +168,6 @@ int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_pr
         log_warn("mdm: raft_apply: %s", raft_strerror(r));
         return -EIO;
     }
-    proposal_track(m, p);
+    mdm_proposal_track(m, p);
     return 0;
-}
-
-int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
-                const Cairn__MgmtRequest *req, enum mdm_proposal_kind kind)
-{
-    if (!mdm_is_leader(m) && !c)
-        return -EAGAIN;
-    if (!mdm_is_leader(m)) {
-        raft_id id;
-        const char *addr = NULL;
-        raft_leader(&m->raft, &id, &addr);
-        char msg[256];
-        snprintf(msg, sizeof(msg), "this MDM is not the leader%s%s; retry there",
-                 addr ? " (leader's raft address: " : "", addr ? addr : "");
-        if (addr)
-            strncat(msg, ")", sizeof(msg) - strlen(msg) - 1);
-        mdm_reply_error(c, h, -EAGAIN, msg);
-        return -EAGAIN;
-    }
-    struct mdm_proposal *p = calloc(1, sizeof(*p));
-    if (!p) {
-        if (c)
-            mdm_reply_error(c, h, -ENOMEM, "out of memory");
-        return -ENOMEM;
-    }
-    p->conn = c;
-    if (h)
-        p->hdr = *h;
-    p->kind = kind;
-    if (req->guid)
-        snprintf(p->guid, sizeof(p->guid), "%s", req->guid);
-    int r = mdm_raft_propose(m, req, p, mdm_proposal_done_cb);
-    if (r < 0) {
-        free(p);
-        if (c)
-            mdm_reply_error(c, h, r,
-                            r == -ENOMEM ? "out of memory" : "the Raft log refused the change");
-    }
-    return r;
 }

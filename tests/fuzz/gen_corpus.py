@@ -72,7 +72,7 @@ def io_hdr(vol, off, length, flags=0, pool=10, pg=0, epoch=1):
 def mgmt(op, **kw):
     fields = {"name": 2, "addr": 3, "fault_set": 4, "size": 6, "pool": 8, "volume": 9, "sdc": 10,
               "copies": 12, "pg_count": 13, "guid": 17, "extent_size": 18, "pool_id": 19, "pg": 20,
-              "device_id": 21}
+              "device_id": 21, "epoch": 22}
     b = f_int(1, op)
     for k, v in kw.items():
         if k == "paths":
@@ -129,6 +129,54 @@ write("fuzz_mdm_msgs", "seed-ops", rec(0, mgmt(5, volume="w", size=1 << 28)) + r
 write("fuzz_mdm_msgs", "seed-sessions", rec(1, f_bytes(1, "a") + f_bytes(2, "10.0.0.1:7000"))
       + rec(2, f_int(1, 1) + f_int(2, 9) + f_bytes(3, f_int(1, 1) + f_int(2, 3) + f_int(3, 100) + f_int(4, 1)))
       + rec(3, f_bytes(1, "guid-2") + f_bytes(2, "h2")))
+def usage(dev, used, failed=0):
+    return f_bytes(3, f_int(1, dev) + f_int(2, used) + f_int(3, 4096) + f_int(4, failed))
+
+
+def vol_io(vol, reads, nbytes):
+    return f_bytes(6, f_int(1, vol) + f_int(2, reads) + f_int(3, reads) + f_int(4, nbytes) + f_int(5, nbytes))
+
+
+# fuzz_mdm_sessions: [flags] then records whose kind is the frame type
+# (0 MGMT, 1 SDS_REGISTER, 2 HEARTBEAT, 3 MAP_GET, 4 SDC_REGISTER,
+# 5 PG_REBUILT, 6 raw, 7 pause), bit 7 the second client.
+B = 0x80
+pause = rec(7, b"")
+write("fuzz_mdm_sessions", "seed-cli", b"\x00" + rec(0, mgmt(1)) + rec(0, mgmt(5, volume="w", size=1 << 28))
+      + rec(0, mgmt(9, volume="w", sdc="h1")) + pause + rec(0, mgmt(6, volume="w", size=1 << 29))
+      + rec(0, mgmt(11, name="a")) + rec(0, mgmt(22, name="b", paths=["/dev/x"]))
+      + rec(0, mgmt(20, name="rack1")) + rec(0, mgmt(3, name="a", addr="10.0.0.1:7000", paths=["/dev/q"]))
+      + rec(0, mgmt(3, name="e", addr="10.0.0.5:7000", fault_set="nope", paths=["/dev/q"]))
+      + rec(0, mgmt(4, name="zz", paths=["/dev/q"])) + pause + rec(0, mgmt(1)))
+write("fuzz_mdm_sessions", "seed-sds", b"\x00" + rec(1, f_bytes(1, "a") + f_bytes(2, "10.0.0.1:7000"))
+      + rec(2, f_int(1, 2) + f_int(2, 5) + usage(3, 3000)) + rec(0, mgmt(11, name="b"))
+      + rec(5, mgmt(15, pool_id=1, pg=0, device_id=3, epoch=2)) + rec(5, mgmt(15, pool_id=1, pg=1, device_id=3, epoch=2))
+      + rec(5, mgmt(15, pool_id=1, pg=2, device_id=3, epoch=2)) + rec(3, b"") + pause
+      + rec(B | 1, f_bytes(1, "b") + f_bytes(2, "10.9.9.9:7000"))
+      + rec(2, f_int(1, 2) + f_int(2, 6) + usage(3, 3000, 1)) + pause + rec(3, b"") + rec(0, mgmt(1)))
+write("fuzz_mdm_sessions", "seed-probe", b"\x00" + rec(B | 1, f_bytes(1, "d") + f_bytes(2, "10.0.0.4:7000"))
+      + rec(0, mgmt(3, name="d", addr="10.0.0.4:7000", paths=["/dev/y", "/dev/z"])) + pause
+      + rec(0, mgmt(4, name="d", paths=["/dev/w"])) + rec(0, mgmt(4, name="a", paths=["/dev/w"])) + pause
+      + rec(B | 2, f_int(1, 8) + f_int(2, 7) + usage(9, 10) + usage(10, 20, 1)) + pause + rec(0, mgmt(1)))
+write("fuzz_mdm_sessions", "seed-probe-error", b"\x08" + rec(B | 1, f_bytes(1, "d") + f_bytes(2, "10.0.0.4:7000"))
+      + rec(0, mgmt(3, name="d", addr="10.0.0.4:7000", paths=["/dev/y"])) + pause)
+write("fuzz_mdm_sessions", "seed-sdc", b"\x00" + rec(B | 4, f_bytes(1, "guid-1") + f_bytes(2, "h1"))
+      + rec(4, f_bytes(1, "guid-2") + f_bytes(2, "h2")) + pause + rec(0, mgmt(23, sdc="h2"))
+      + rec(0, mgmt(9, volume="v", sdc="h2")) + pause
+      + rec(B | 2, vol_io(8, 10, 40960)) + rec(B | 2, vol_io(8, 20, 81920)) + rec(B | 3, b"")
+      + rec(3, b"") + rec(0, mgmt(1)))
+write("fuzz_mdm_sessions", "seed-follower", b"\x01" + rec(0, mgmt(3, name="d", addr="x:1", paths=["/dev/y"]))
+      + rec(0, mgmt(5, volume="w", size=1 << 28)) + rec(4, f_bytes(1, "guid-3")) + rec(0, mgmt(1))
+      + rec(B | 1, f_bytes(1, "a") + f_bytes(2, "10.0.0.1:7000")) + rec(B | 2, usage(3, 1, 1)))
+write("fuzz_mdm_sessions", "seed-burst", b"\x00" + b"".join(rec(0x40, mgmt(5, volume="w%d" % i, size=1 << 20))
+                                                         for i in range(60)) + rec(0, mgmt(1)))
+write("fuzz_mdm_sessions", "seed-raft-fails", b"\x02" + rec(0, mgmt(5, volume="w", size=1 << 28))
+      + rec(4, f_bytes(1, "guid-3")) + pause + rec(0, mgmt(1)))
+write("fuzz_mdm_sessions", "seed-raw", b"\x04" + rec(0, mgmt(5, volume="w", size=1 << 28))
+      + rec(6, struct.pack(">HB", 99, 0) + b"x") + rec(6, struct.pack(">HB", 14, 0))
+      + rec(0, b"\xff\xff") + rec(1, b"\x0a\x00") + rec(2, b"\xff") + rec(4, b"\xff") + rec(5, mgmt(1))
+      + rec(6, struct.pack(">HB", 2, 4) + b"abcd" + mgmt(1)))
+
 write("fuzz_raft", "seed", rec(0, raft_entry(cm)) + rec(1, raft_entry(mgmt(5, volume="w", size=1 << 28)))
       + rec(1, raft_entry(mgmt(2, pool="p2", pg_count=8))) + rec(1, raft_entry(mgmt(15, pool_id=10, pg=3, device_id=3))))
 write("fuzz_sds_msgs", "seed", rec(0, map_reply()) + rec(1, struct.pack(">IQ", 2, 5)) + rec(2, struct.pack(">II", 10, 3))

@@ -15,7 +15,7 @@ CC=clang cmake -S "$top" -B "$build" -DCAIRN_FUZZ=ON -DBUILD_TESTING=OFF \
 cmake --build "$build" -j"$(nproc)" >/dev/null
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(fuzz_frame fuzz_mdm_msgs fuzz_sds_msgs fuzz_sdc_msgs fuzz_nbd fuzz_nbd_conn
+  targets=(fuzz_frame fuzz_mdm_msgs fuzz_mdm_sessions fuzz_sds_msgs fuzz_sdc_msgs fuzz_nbd fuzz_nbd_conn
            fuzz_store fuzz_saved_map fuzz_raft fuzz_auth)
 fi
 mkdir -p "$build/artifacts"
