@@ -11,6 +11,7 @@
 
 #include "cmap.h"
 #include "fuzz_common.h"
+#include "fuzz_mdm_base.h"
 #include "log.h"
 #include "mdm_state.h"
 
@@ -26,50 +27,11 @@ static void req_apply(struct mdm_state *s, Cairn__MgmtRequest *r)
     }
 }
 
-static void build(void)
-{
-    struct mdm_state s;
-    mdm_state_init(&s, "fuzz");
-    Cairn__MgmtRequest r = CAIRN__MGMT_REQUEST__INIT;
-    r.op = CAIRN__MGMT_OP__OP_POOL_CREATE;
-    r.pool = "default";
-    r.pg_count = 16;
-    req_apply(&s, &r);
-    const char *names[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++) {
-        Cairn__MgmtRequest a = CAIRN__MGMT_REQUEST__INIT;
-        char addr[32];
-        char *paths[] = {"/dev/x"};
-        uint64_t caps[] = {4ULL << 30};
-        snprintf(addr, sizeof(addr), "10.0.0.%d:7000", i + 1);
-        a.op = CAIRN__MGMT_OP__OP_SDS_ADD;
-        a.name = (char *)names[i];
-        a.addr = addr;
-        a.paths = paths;
-        a.n_paths = 1;
-        a.capacities = caps;
-        a.n_capacities = 1;
-        req_apply(&s, &a);
-    }
-    Cairn__MgmtRequest v = CAIRN__MGMT_REQUEST__INIT;
-    v.op = CAIRN__MGMT_OP__OP_VOLUME_CREATE;
-    v.volume = "v";
-    v.size = 1ULL << 30;
-    req_apply(&s, &v);
-    Cairn__MgmtRequest c = CAIRN__MGMT_REQUEST__INIT;
-    c.op = CAIRN__MGMT_OP__OP_SDC_REGISTER;
-    c.guid = "guid-1";
-    c.name = "h1";
-    req_apply(&s, &c);
-    mdm_state_pack(&s, &base, &base_len);
-    mdm_state_free(&s);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!base) {
         log_init("fuzz", -1);
-        build();
+        fz_mdm_base(&base, &base_len);
     }
     struct mdm_state s = {0};
     mdm_state_init(&s, "fuzz");

@@ -42,6 +42,7 @@
 
 #include "cmap.h"
 #include "fuzz_common.h"
+#include "fuzz_mdm_base.h"
 #include "log.h"
 #include "mdm.h"
 #include "util.h"
@@ -116,55 +117,6 @@ int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_pr
 
 /* ---- the MDM ---- */
 
-static void req_apply(struct mdm_state *s, Cairn__MgmtRequest *r)
-{
-    char err[512];
-    if (mdm_state_apply(s, r, err, sizeof(err)) < 0) {
-        fprintf(stderr, "base state: %s\n", err);
-        abort();
-    }
-}
-
-/* The cluster of fuzz_mdm_msgs, packed once, restored per input. */
-static void build(void)
-{
-    struct mdm_state s;
-    mdm_state_init(&s, "fuzz");
-    Cairn__MgmtRequest r = CAIRN__MGMT_REQUEST__INIT;
-    r.op = CAIRN__MGMT_OP__OP_POOL_CREATE;
-    r.pool = "default";
-    r.pg_count = 16;
-    req_apply(&s, &r);
-    const char *names[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++) {
-        Cairn__MgmtRequest a = CAIRN__MGMT_REQUEST__INIT;
-        char addr[32];
-        char *paths[] = {"/dev/x"};
-        uint64_t caps[] = {4ULL << 30};
-        snprintf(addr, sizeof(addr), "10.0.0.%d:7000", i + 1);
-        a.op = CAIRN__MGMT_OP__OP_SDS_ADD;
-        a.name = (char *)names[i];
-        a.addr = addr;
-        a.paths = paths;
-        a.n_paths = 1;
-        a.capacities = caps;
-        a.n_capacities = 1;
-        req_apply(&s, &a);
-    }
-    Cairn__MgmtRequest v = CAIRN__MGMT_REQUEST__INIT;
-    v.op = CAIRN__MGMT_OP__OP_VOLUME_CREATE;
-    v.volume = "v";
-    v.size = 1ULL << 30;
-    req_apply(&s, &v);
-    Cairn__MgmtRequest c = CAIRN__MGMT_REQUEST__INIT;
-    c.op = CAIRN__MGMT_OP__OP_SDC_REGISTER;
-    c.guid = "guid-1";
-    c.name = "h1";
-    req_apply(&s, &c);
-    mdm_state_pack(&s, &base, &base_len);
-    mdm_state_free(&s);
-}
-
 static void unlink_path(void)
 {
     unlink(sock_path);
@@ -173,7 +125,7 @@ static void unlink_path(void)
 static void setup(void)
 {
     log_init("fuzz", -1);
-    build();
+    fz_mdm_base(&base, &base_len);
     M.loop = malloc(sizeof(*M.loop));
     uv_loop_init(M.loop);
     mdm_state_init(&M.st, "fuzz");
