@@ -136,8 +136,9 @@ void placement_ideal(const struct placement_dev *devs, int ndev, int copies, uin
  * the one a scan of all o's PGs would choose. Those before it stay out of
  * the running until a copy leaves u's fault set (lost[], which alone can
  * make a PG u could not take one it can), so the next scan starts after
- * them, and a move costs a few steps, not one per PG on o. (The balancer of a 65536-PG pool on four
- * devices made thousands of moves over 32768 PGs each, and stalled the MDM's loop for seconds.) */
+ * them, and a move costs a few steps, not one per PG on o. (The balancer
+ * of a 65536-PG pool on four devices made thousands of moves over 32768
+ * PGs each, and stalled the MDM's loop for seconds.) */
 struct cand {
     uint64_t h;
     uint32_t pg;

@@ -189,7 +189,7 @@ def test_frame_macs_are_negotiated_and_checked(cluster, offer):
                 st, m, _ = c.request(FT_MGMT, STATUS)
                 assert st == 0 and m
         frame = bytearray(c.frame_bytes(FT_MGMT, STATUS))
-        frame[40] ^= 0x10  # inside the message: the MAC no longer matches
+        frame[33] ^= 0x10  # the message's second byte: the MAC no longer matches
         c.send_raw(bytes(frame))
         assert closed_without_answer(c.s), name
 
