@@ -197,7 +197,9 @@ static void bal_del(struct bal *b, uint32_t dev, uint32_t slot)
  * copy (give) or taking half a copy (take). Moving one copy from o to u lowers
  * the sum over devices of ideal * (relative error)^2 exactly when
  * give(o) > take(u): the balancer's only rule, so it always ends. A device
- * that should hold nothing but holds something gives first. */
+ * that should hold nothing but holds something gives first, the fullest
+ * first, and takes nothing: were its take finite, two such devices could
+ * pass copies back and forth for ever (1e18 + count rounds). */
 static double give(const struct bal *b, int d)
 {
     if (b->ideal[d] <= 0)
@@ -208,7 +210,7 @@ static double give(const struct bal *b, int d)
 static double take(const struct bal *b, int d)
 {
     if (b->ideal[d] <= 0)
-        return 1e18;
+        return INFINITY;
     return ((double)b->count[d] + 0.5 - b->ideal[d]) / b->ideal[d];
 }
 
@@ -298,15 +300,14 @@ static int try_move(struct bal *b, int o, int u, uint64_t seed)
     }
     if (pg == UINT32_MAX)
         return 0;
+    /* one copy only, even of a PG a damaged map has twice on o: the rule
+     * in give() holds for one copy, and moving two let a 7-PG pool swing
+     * between two states for ever */
+    uint32_t slot = pg * (uint32_t)b->copies + (uint32_t)copy_on(b, pg, o);
     b->lost[b->fs[o]]++;
-    for (int k = 0; k < b->copies; k++) {
-        uint32_t slot = pg * (uint32_t)b->copies + (uint32_t)k;
-        if (b->table[slot] == (uint32_t)o) {
-            b->table[slot] = (uint32_t)u;
-            bal_del(b, (uint32_t)o, slot);
-            bal_add(b, (uint32_t)u, slot);
-        }
-    }
+    b->table[slot] = (uint32_t)u;
+    bal_del(b, (uint32_t)o, slot);
+    bal_add(b, (uint32_t)u, slot);
     return 1;
 }
 

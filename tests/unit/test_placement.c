@@ -320,7 +320,7 @@ static double ref_give(const struct ref *b, int d)
 static double ref_take(const struct ref *b, int d)
 {
     if (b->ideal[d] <= 0)
-        return 1e18;
+        return INFINITY;
     return ((double)b->count[d] + 0.5 - b->ideal[d]) / b->ideal[d];
 }
 
@@ -348,8 +348,10 @@ static int ref_try(struct ref *b, int o, int u, uint64_t seed)
     if (best == UINT32_MAX)
         return 0;
     for (int k = 0; k < b->copies; k++)
-        if (b->table[(size_t)best * (size_t)b->copies + (size_t)k] == (uint32_t)o)
+        if (b->table[(size_t)best * (size_t)b->copies + (size_t)k] == (uint32_t)o) {
             b->table[(size_t)best * (size_t)b->copies + (size_t)k] = (uint32_t)u;
+            break; /* one copy */
+        }
     b->count[o]--;
     b->count[u]++;
     return 1;
@@ -446,6 +448,33 @@ static void test_balance_matches_plain_scan(void)
     }
 }
 
+/* The balancer ends on any map, even one a bug or a bad entry damaged:
+ * every move must lower the same measure. Two found by fuzz_raft: a PG
+ * held twice by one device (both copies moved, and back), and two devices
+ * of no weight passing copies between them. */
+static void test_balance_ends(void)
+{
+    struct placement_dev d[3] = {{1, 1, 4096}, {2, 2, 20480}, {3, 3, 4096}};
+    uint32_t t[14] = {1, 1, 0, 1, 1, 0, 1, 2, 0, 1, 1, 2, 0, 1};
+    int m = placement_balance(d, 3, 2, 7, t, NULL, 1, 1 << 20);
+    CHECK(m > 0 && m < 100);
+    uint32_t n[3] = {0};
+    for (int i = 0; i < 14; i++)
+        n[t[i]]++;
+    CHECK(n[0] == 3 || n[0] == 4);
+    CHECK(n[1] == 7 && n[0] + n[2] == 7);
+
+    struct placement_dev z[3] = {{1, 1, 0}, {2, 2, 0}, {3, 3, 1000}};
+    uint32_t *u = malloc(400 * sizeof(uint32_t));
+    for (int pg = 0; pg < 200; pg++) { /* one copy on 3, one on 1 or 2 */
+        u[pg * 2] = 2;
+        u[pg * 2 + 1] = pg < 150 ? 0 : 1;
+    }
+    m = placement_balance(z, 3, 2, 200, u, NULL, 1, 1 << 20);
+    CHECK(m == 0); /* nowhere to go: 3 holds a copy of every PG */
+    free(u);
+}
+
 int main(void)
 {
     test_basic();
@@ -455,6 +484,7 @@ int main(void)
     test_capped();
     test_frozen();
     test_balance_matches_plain_scan();
+    test_balance_ends();
     static const struct {
         int sds, copies;
         uint32_t pgs;
