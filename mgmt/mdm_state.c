@@ -203,12 +203,24 @@ static int restore_check(const Cairn__ClusterMap *m)
             size_t ns[] = {pg->n_devices, pg->n_rebuilding, pg->n_departed, pg->n_catchup,
                            pg->n_leaving};
             for (int l = 0; l < 5; l++)
-                for (size_t k = 0; k < ns[l]; k++)
+                for (size_t k = 0; k < ns[l]; k++) {
+                    if (ns[l] > 64) { /* a PG has at most 3 copies */
+                        log_error("snapshot refused: PG %u.%zu lists %zu devices", m->pools[i]->id,
+                                  g, ns[l]);
+                        return -EINVAL;
+                    }
                     if (!cmap_device(m, lists[l][k])) {
                         log_error("snapshot refused: PG %u.%zu names unknown device %u",
                                   m->pools[i]->id, g, lists[l][k]);
                         return -EINVAL;
                     }
+                    for (size_t j = 0; j < k; j++)
+                        if (lists[l][j] == lists[l][k]) {
+                            log_error("snapshot refused: PG %u.%zu names device %u twice",
+                                      m->pools[i]->id, g, lists[l][k]);
+                            return -EINVAL;
+                        }
+                }
         }
     return 0;
 }

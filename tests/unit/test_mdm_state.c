@@ -392,6 +392,16 @@ int main(void)
     CHECK_EQ(mdm_state_restore(&u, (const uint8_t *)"\xff\xff\xff", 3), -EINVAL);
     CHECK(same(&s, &u)); /* a bad snapshot leaves the state alone */
     free(snap);
+    /* a PG naming one device twice (which made the balancer loop) */
+    Cairn__Pg *g = s.m->pools[0]->pgs[0];
+    CHECK(g->n_devices >= 2);
+    uint32_t other = g->devices[1];
+    g->devices[1] = g->devices[0];
+    CHECK_EQ(mdm_state_pack(&s, &snap, &slen), 0);
+    CHECK_EQ(mdm_state_restore(&u, snap, slen), -EINVAL);
+    g->devices[1] = other;
+    CHECK(same(&s, &u));
+    free(snap);
     mdm_state_free(&s);
     mdm_state_free(&t);
     mdm_state_free(&u);
