@@ -275,6 +275,7 @@ const struct rest_route rest_routes[] = {
 
     {"GET", API "/sdcs", 0, NULL, NOP, NULL, 200, r_sdc_list},
     {"GET", API "/sdcs/*", 0, NULL, P1(sdc), NULL, 200, r_sdc},
+    {"POST", API "/sdcs/*/approve", OP(SDC_APPROVE), NULL, P1(sdc), NULL, 200, r_sdc},
 
     {"GET", API "/mappings", 0, NULL, NOP, NULL, 200, r_mapping_list},
     {"POST", API "/mappings", OP(MAP),

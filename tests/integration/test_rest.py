@@ -607,6 +607,37 @@ def test_bad_input_leaves_the_mdm_standing(api, rc):
     assert rc.daemons["mdm"].alive()
 
 
+def test_approve_sdc(api, rc):
+    """A second SDC registers pending (restricted mode, the default); a
+    monitor token may not approve it, an admin token does, as `cairn sdc
+    approve` would, and the CLI sees it approved."""
+    port = free_ports(1)[0]
+    d = rc._daemon("sdc2", [
+        f"{rc.build}/client/cairn-sdc", "--mdm", rc.mdm_addr, "--data-dir", f"{rc.dir}/sdc2",
+        "--name", "sdc2", "--nbd-listen", f"127.0.0.1:{port}",
+        "--credentials", rc.credential("sdc", "sdc2")])
+    d.start()
+    try:
+        wait_for("sdc2 registered", lambda: any(
+            s["name"] == "sdc2" for s in api.call("GET", "/sdcs", expect=200).json))
+        assert api.call("GET", "/sdcs/{name}", name="sdc2", expect=200).json["state"] == "pending"
+        mon = RestClient(rc.http_url, rc.http_monitor_token)
+        api.call("POST", "/sdcs/{name}/approve", name="sdc2", client=mon, expect=403)
+        assert api.call("GET", "/sdcs/{name}", name="sdc2", expect=200).json["state"] == "pending"
+        msg = api.error("POST", "/sdcs/{name}/approve", 404, name="nosuch")
+        assert msg == cli_error(rc, "sdc", "approve", "nosuch"), msg
+        one = api.call("POST", "/sdcs/{name}/approve", name="sdc2", expect=200).json
+        assert one["name"] == "sdc2" and one["state"] == "approved"
+        cli = next(s for s in cli_json(rc, "sdc", "list") if s["name"] == "sdc2")
+        assert cli["state"] == "approved"
+        # approving again changes nothing
+        assert api.call("POST", "/sdcs/{name}/approve", name="sdc2",
+                        expect=200).json["state"] == "approved"
+    finally:
+        d.stop()
+        d.check_log()
+
+
 def test_every_documented_route_is_served(api):
     """Last: each documented operation answered with success above, and the
     server's route table (mgmt/rest_routes.c) lists exactly the documented
