@@ -1,6 +1,7 @@
 /* The audit log: one JSON line for every change asked of this MDM (the CLI's
  * and the REST API's management requests; queries are not changes): when,
- * who (the proved role and name of the peer, and its address), what (the
+ * who (the proved role and name of the peer, and its address; for the REST
+ * API's changes, also the HTTP client it acted for), what (the
  * operation and every field it set), and the result (ok, or the error and
  * its message). A change whose requester went away before its answer is
  * written when its session closes, as "unknown".
@@ -67,7 +68,7 @@ static json_t *request_json(const Cairn__MgmtRequest *req)
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         const char *p = (const char *)req + f->offset;
-        if (!strcmp(f->name, "op") || !strcmp(f->name, "capacities"))
+        if (!strcmp(f->name, "op") || !strcmp(f->name, "capacities") || !strcmp(f->name, "via"))
             continue;
         json_t *v = NULL;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
@@ -134,6 +135,10 @@ void mdm_audit_begin(struct mdm_conn *s, const struct frame_hdr *h, const Cairn_
         free(r);
         return;
     }
+    /* a change the REST API made for an HTTP client: say which (another
+     * role's word for it is not taken) */
+    if (req->via && req->via[0] && rpc_peer_role(s->conn) == AUTH_ROLE_MDM)
+        json_object_set_new(json_object_get(r->entry, "who"), "via", json_string(req->via));
     r->next = s->audit;
     s->audit = r;
 }

@@ -79,6 +79,7 @@ struct rest_ctx {
     char *one_path[1]; /* req.paths, when from one string */
     Cairn__MgmtRequest req;
     const char *info; /* a removal's answer, as the CLI words it */
+    char via[96];     /* req.via: who asked, for the audit log */
 };
 
 /* A JSON field of a body, and where it goes in the request. */

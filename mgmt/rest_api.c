@@ -406,5 +406,8 @@ void rest_api_handle(struct mdm_rest *rest, struct http_request *r)
         return;
     }
     x->q.cb = on_change;
+    /* only an admin token reaches a change (rest.c refuses a monitor's) */
+    snprintf(x->via, sizeof(x->via), "REST API, admin token, from %s", http_peer(r));
+    x->req.via = x->via;
     send_or_fail(x, &x->req);
 }

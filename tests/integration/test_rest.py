@@ -17,6 +17,7 @@ import jsonschema
 import nbd
 import pytest
 
+from cairnproto import FT_MGMT, Conn
 from cluster import BUILD, Cluster, free_ports, lone_credential, wait_for, write_private
 from rest_client import OPENAPI, OpenApi, RestClient
 
@@ -607,6 +608,16 @@ def test_bad_input_leaves_the_mdm_standing(api, rc):
     assert rc.daemons["mdm"].alive()
 
 
+def pb_str(field, text):
+    """A protobuf string field (text under 128 bytes)."""
+    b = text.encode()
+    tag, key = field << 3 | 2, b""
+    while tag >= 0x80:
+        key += bytes([tag & 0x7f | 0x80])
+        tag >>= 7
+    return key + bytes([tag, len(b)]) + b
+
+
 def test_approve_sdc(api, rc):
     """A second SDC registers pending (restricted mode, the default); a
     monitor token may not approve it, an admin token does, as `cairn sdc
@@ -633,6 +644,26 @@ def test_approve_sdc(api, rc):
         # approving again changes nothing
         assert api.call("POST", "/sdcs/{name}/approve", name="sdc2",
                         expect=200).json["state"] == "approved"
+        # an admin credential's own word for who it acts for is not taken:
+        # MgmtRequest{op: OP_SDC_APPROVE, sdc: "sdc2", via: "forged"}
+        c = Conn(rc.mdm_addr, rc.credential("admin", "admin"))
+        status, _, _ = c.request(FT_MGMT, b"\x08\x17" + pb_str(10, "sdc2") + pb_str(24, "forged"))
+        assert status == 0
+        c.close()
+        # the audit log: the REST API's changes say for whom, the CLI's do not
+        with open(os.path.join(rc.dir, "mdm", "audit.log")) as f:
+            mine = [json.loads(ln) for ln in f]
+        mine = [e for e in mine
+                if e["op"] == "sdc_approve" and e["request"]["sdc"] in ("nosuch", "sdc2")]
+        assert [(e["who"]["role"], e["request"]["sdc"], e["result"]) for e in mine] == [
+            ("mdm", "nosuch", "error"), ("admin", "nosuch", "error"), ("mdm", "sdc2", "ok"),
+            ("mdm", "sdc2", "ok"), ("admin", "sdc2", "ok")], mine
+        for e in mine:
+            if e["who"]["role"] == "mdm":
+                assert re.fullmatch(r"REST API, admin token, from 127\.0\.0\.1:\d+",
+                                    e["who"]["via"]), e
+            else:
+                assert "via" not in e["who"] and "via" not in e["request"], e
     finally:
         d.stop()
         d.check_log()
