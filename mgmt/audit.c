@@ -172,6 +172,34 @@ void mdm_audit_end(struct rpc_conn *c, const struct frame_hdr *h, int status, co
     }
 }
 
+void mdm_audit_http_refused(struct mdm *m, const char *addr, const char *method, const char *path,
+                            const char *msg)
+{
+    struct mdm_audit_rec *r = calloc(1, sizeof(*r));
+    if (!r)
+        return;
+    char via[96], p[512], mt[16];
+    snprintf(via, sizeof(via), "REST API, monitor token, from %s", addr);
+    /* what a client sent, cut short and in printable ASCII (JSON takes
+     * only UTF-8) */
+    snprintf(p, sizeof(p), "%s", path);
+    snprintf(mt, sizeof(mt), "%s", method);
+    for (char *c = p; *c; c++)
+        if (*c < 0x20 || *c > 0x7e)
+            *c = '?';
+    for (char *c = mt; *c; c++)
+        if (*c < 0x20 || *c > 0x7e)
+            *c = '?';
+    r->entry =
+        json_pack("{s:o, s:{s:s, s:s}, s:s, s:{s:s, s:s}}", "time", now_json(), "who", "role",
+                  "monitor", "via", via, "op", "http", "request", "method", mt, "path", p);
+    if (!r->entry) {
+        free(r);
+        return;
+    }
+    finish(m, r, "error", -EACCES, msg);
+}
+
 void mdm_audit_drop(struct mdm_conn *s)
 {
     while (s->audit) {

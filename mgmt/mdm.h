@@ -199,6 +199,10 @@ void mdm_audit_begin(struct mdm_conn *s, const struct frame_hdr *h, const Cairn_
 void mdm_audit_end(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg);
 /* s closes: its unanswered changes are written with the result unknown. */
 void mdm_audit_drop(struct mdm_conn *s);
+/* The REST API refused a monitor token's change (method, path) from the
+ * HTTP client at addr: write its line, with status -EACCES. */
+void mdm_audit_http_refused(struct mdm *m, const char *addr, const char *method, const char *path,
+                            const char *msg);
 
 /* ---- raft_fsm.c: Raft, the FSM, proposals ---- */
 

@@ -381,6 +381,7 @@ static enum http_role authorize(struct mdm_rest *rest, struct http_request *r)
                  "forbidden: this is a monitor token, which may only read (GET); %.16s needs an "
                  "admin token",
                  method);
+        mdm_audit_http_refused(rest->m, http_peer(r), method, http_path(r), msg);
         rest_answer_error(rest, r, 403, msg);
         return HTTP_ROLE_NONE;
     }

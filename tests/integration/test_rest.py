@@ -652,8 +652,17 @@ def test_approve_sdc(api, rc):
         c.close()
         # the audit log: the REST API's changes say for whom, the CLI's do not
         with open(os.path.join(rc.dir, "mdm", "audit.log")) as f:
-            mine = [json.loads(ln) for ln in f]
-        mine = [e for e in mine
+            lines = [json.loads(ln) for ln in f]
+        refused = [e for e in lines if e["op"] == "http"
+                   and e["request"]["path"] == API + "/sdcs/sdc2/approve"]
+        assert len(refused) == 1, refused
+        e = refused[0]
+        assert (e["who"]["role"], e["request"]["method"], e["result"], e["status"]) == (
+            "monitor", "POST", "error", -13), e
+        assert re.fullmatch(r"REST API, monitor token, from 127\.0\.0\.1:\d+",
+                            e["who"]["via"]), e
+        assert "monitor token" in e["message"], e
+        mine = [e for e in lines
                 if e["op"] == "sdc_approve" and e["request"]["sdc"] in ("nosuch", "sdc2")]
         assert [(e["who"]["role"], e["request"]["sdc"], e["result"]) for e in mine] == [
             ("mdm", "nosuch", "error"), ("admin", "nosuch", "error"), ("mdm", "sdc2", "ok"),
