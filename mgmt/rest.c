@@ -315,11 +315,12 @@ unsigned rest_http_status(int status, const char *msg)
         return 503; /* "too many device probes in flight; retry" */
     switch (status) {
     case -ENOENT: return 404;
-    case -EEXIST: /* already exists, already uses that address */
-    case -EBUSY:  /* still mapped, still has SDSs, holds the only copy */
-    case -ENOSPC: /* no room, no placement yet, overcommit limit */
-    case -ESTALE: /* the PG changed */
-    case -EHOSTUNREACH: /* no cairn-sds connected from that address */ return 409;
+    case -EEXIST:       /* already exists, already uses that address */
+    case -EBUSY:        /* still mapped, still has SDSs, holds the only copy */
+    case -ENOSPC:       /* no room, no placement yet, overcommit limit */
+    case -ESTALE:       /* the PG changed */
+    case -EHOSTUNREACH: /* no cairn-sds connected from that address */
+    case -EPERM: /* the SDC is pending approval */ return 409;
     case -EINVAL:
         for (size_t i = 0; msg && i < ARRAY_SIZE(state_words); i++)
             if (strstr(msg, state_words[i]))

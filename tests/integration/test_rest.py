@@ -619,9 +619,10 @@ def pb_str(field, text):
 
 
 def test_approve_sdc(api, rc):
-    """A second SDC registers pending (restricted mode, the default); a
-    monitor token may not approve it, an admin token does, as `cairn sdc
-    approve` would, and the CLI sees it approved."""
+    """A second SDC registers pending (restricted mode, the default) and
+    cannot be mapped; a monitor token may not approve it, an admin token
+    does, as `cairn sdc approve` would; the CLI sees it approved, and it
+    serves a volume mapped to it."""
     port = free_ports(1)[0]
     d = rc._daemon("sdc2", [
         f"{rc.build}/client/cairn-sdc", "--mdm", rc.mdm_addr, "--data-dir", f"{rc.dir}/sdc2",
@@ -635,12 +636,36 @@ def test_approve_sdc(api, rc):
         mon = RestClient(rc.http_url, rc.http_monitor_token)
         api.call("POST", "/sdcs/{name}/approve", name="sdc2", client=mon, expect=403)
         assert api.call("GET", "/sdcs/{name}", name="sdc2", expect=200).json["state"] == "pending"
+        api.call("POST", "/volumes", body={"name": "apv", "size": "16M"}, expect=201)
+        msg = api.error("POST", "/mappings", 409, body={"volume": "apv", "sdc": "sdc2"})
+        assert msg == cli_error(rc, "volume", "map", "apv", "--sdc", "sdc2"), msg
+        assert "pending approval" in msg, msg
         msg = api.error("POST", "/sdcs/{name}/approve", 404, name="nosuch")
         assert msg == cli_error(rc, "sdc", "approve", "nosuch"), msg
         one = api.call("POST", "/sdcs/{name}/approve", name="sdc2", expect=200).json
         assert one["name"] == "sdc2" and one["state"] == "approved"
         cli = next(s for s in cli_json(rc, "sdc", "list") if s["name"] == "sdc2")
         assert cli["state"] == "approved"
+        # approved, it can be mapped, and serves the volume
+        api.call("POST", "/mappings", body={"volume": "apv", "sdc": "sdc2"}, expect=201)
+        uri = f"nbd://127.0.0.1:{port}/apv"
+        sock = f"nbd+unix:///?socket={rc.dir}/sdc2/nbd.sock"
+
+        def exported():
+            r = subprocess.run(["nbdinfo", "--list", "--json", sock], capture_output=True,
+                               text=True, timeout=30)
+            return r.returncode == 0 and any(e["export-name"] == "apv"
+                                             for e in json.loads(r.stdout)["exports"])
+        wait_for("sdc2 serves apv", exported)
+        data = os.urandom(1 << 20)
+        h = nbd.NBD()
+        h.connect_uri(uri)
+        try:
+            h.pwrite(data, 4096)
+            h.flush()
+            assert h.pread(len(data), 4096) == data
+        finally:
+            h.shutdown()
         # approving again changes nothing
         assert api.call("POST", "/sdcs/{name}/approve", name="sdc2",
                         expect=200).json["state"] == "approved"
@@ -673,6 +698,8 @@ def test_approve_sdc(api, rc):
                                     e["who"]["via"]), e
             else:
                 assert "via" not in e["who"] and "via" not in e["request"], e
+        api.call("DELETE", "/mappings/{volume}/{sdc}", volume="apv", sdc="sdc2", expect=200)
+        api.call("DELETE", "/volumes/{name}", name="apv", expect=200)
     finally:
         d.stop()
         d.check_log()
