@@ -17,14 +17,41 @@ case $what in
   test) pkgs+=("${test_pkgs[@]}") ;;
   bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
 esac
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+# libraft: Debian 12's own 0.15 has bugs that can lose a committed entry once
+# the MDM runs as more than one voter (docs/raft.md). The 0.22.1 that Debian
+# 13 ships (cowsql/raft) fixes them, and bookworm-backports carries it for
+# Debian 12: only libraft-dev and libraft0 are taken from there.
+raft_version() { dpkg-query -W -f='${Version}' libraft-dev 2>/dev/null || echo 0; }
+if ! dpkg --compare-versions "$(raft_version)" ge 0.22.1; then
+  . /etc/os-release
+  raft_pkgs=(libraft-dev libraft0)
+  if [ "${VERSION_CODENAME:-}" = bookworm ]; then
+    list=/etc/apt/sources.list.d/cairn-bookworm-backports.list
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      echo "deps: adding Debian's bookworm-backports to $list (for libraft 0.22.1 only)"
+      echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee "$list" >/dev/null
+    fi
+    raft_pkgs=(libraft-dev/bookworm-backports libraft0/bookworm-backports)
+  fi
+  echo "deps: installing libraft 0.22.1"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${raft_pkgs[@]}" >/dev/null
+  if ! dpkg --compare-versions "$(raft_version)" ge 0.22.1; then
+    echo "deps: need libraft-dev 0.22.1 or newer; ${PRETTY_NAME:-this system} installed $(raft_version)" >&2
+    exit 1
+  fi
+fi
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -3,9 +3,9 @@
  * tracks it and answers once it is applied).
  *
  * Raft entries and snapshots are [u64 length][protobuf][zero padding to a
- * multiple of 8]: libraft 0.15 pads entries on disk but its loader of closed
- * segments steps over the unpadded size, so every payload we give it is
- * already a multiple of 8 bytes. */
+ * multiple of 8]: libraft 0.15's loader of closed segments stepped over the
+ * unpadded size, and later releases refuse an entry that is not a multiple
+ * of 8 bytes (docs/raft.md, C5), so every payload we give it is one. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,10 +87,15 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
     /* Raft's peers reach it over authenticated links (raft_link.h), not
      * libraft's TCP transport, which takes anyone */
     int r = raft_link_init(&m->transport, m->loop);
-    if (r == 0)
-        r = raft_uv_init(&m->io, m->loop, dir, &m->transport);
     if (r != 0) {
-        log_error("raft storage in %s: %s", dir, raft_strerror(r));
+        log_error("raft transport: %s", raft_strerror(r));
+        return -1;
+    }
+    m->io.errmsg[0] = 0;
+    r = raft_uv_init(&m->io, m->loop, dir, &m->transport);
+    if (r != 0) {
+        log_error("raft storage in %s: %s", dir, m->io.errmsg[0] ? m->io.errmsg : raft_strerror(r));
+        raft_link_close(&m->transport);
         return -1;
     }
     m->fsm.version = 1;
@@ -112,11 +117,11 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
     raft_configuration_init(&conf);
     raft_configuration_add(&conf, id, raft_addr, RAFT_VOTER);
     r = raft_bootstrap(&m->raft, &conf);
+    raft_configuration_close(&conf);
     if (r != 0 && r != RAFT_CANTBOOTSTRAP) {
         log_error("raft_bootstrap: %s", raft_strerror(r));
         return -1;
     }
-    raft_configuration_close(&conf);
     r = raft_start(&m->raft);
     if (r != 0) {
         log_error("raft_start: %s (%s)", raft_strerror(r), raft_errmsg(&m->raft));

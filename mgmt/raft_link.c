@@ -675,6 +675,7 @@ int raft_link_init(struct raft_uv_transport *t, uv_loop_t *loop)
         return RAFT_NOMEM;
     l->t = t;
     l->loop = loop;
+    t->version = 1; /* libraft 0.22 refuses a transport of version 0 */
     t->impl = l;
     t->errmsg[0] = 0;
     t->init = link_init;
