@@ -27,7 +27,12 @@ PR_SET_CHILD_SUBREAPER = 36
 def qs(env, *args):
     r = subprocess.run([os.path.join(TOP, "deploy/quickstart.sh"), *args], env=env,
                        capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, f"quickstart {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+    if r.returncode != 0:  # the daemons' logs say why; purge deletes them
+        logs = ""
+        for log in sorted(glob.glob(os.path.join(env["CAIRN_QS_DIR"], "*.log"))):
+            with open(log, errors="replace") as f:
+                logs += f"--- {log} (end)\n{f.read()[-3000:]}\n"
+        raise AssertionError(f"quickstart {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}\n{logs}")
     return r.stdout
 
 
@@ -104,7 +109,10 @@ def check_credentials(qdir, base, out):
 
 def test_up_again_after_kill9(tmp_path):
     assert ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    nbd_port, base = free_ports(1)[0], 20000 + os.getpid() % 20000
+    # the quick start's ports are base+11 .. base+291: all below the
+    # kernel's ephemeral range (32768 up), where another process's
+    # connection may hold one (the MDM then cannot listen)
+    nbd_port, base = free_ports(1)[0], 20000 + os.getpid() % 12000
     env = dict(os.environ, CAIRN_QS_DIR=str(tmp_path / "qs"), CAIRN_BUILD=PLAIN,
                CAIRN_NBD_PORT=str(nbd_port), CAIRN_QS_PORT_BASE=str(base))
     try:
