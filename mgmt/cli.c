@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "cmap.h"
+#include "log.h"
 #include "util.h"
 
 int cli_fail(const char *fmt, ...)
@@ -497,6 +498,32 @@ static const struct cli_command commands[] = {
      .spec = {NAME},
      .run = cli_run_sdc_approve},
 
+    {.obj = "mdm",
+     .verb = "list",
+     .usage = "mdm list",
+     .help = "the MDM cluster: each MDM's role, term, indexes",
+     .run = cli_run_mdm_list},
+    {.obj = "mdm",
+     .verb = "add",
+     .usage = "mdm add --id N --addr HOST:PORT --raft-addr HOST:PORT",
+     .help = "add an MDM started with --join;\n"
+             "returns once it is a voter",
+     .spec = {.opts = OPTS(NEEDED("--id"), NEEDED("--addr"), NEEDED("--raft-addr"))},
+     .run = cli_run_mdm_add},
+    {.obj = "mdm",
+     .verb = "remove",
+     .usage = "mdm remove ID",
+     .help = "refused if it would lose quorum",
+     .spec = {.args = {"ID"}, .n_args = 1, .n_required = 1},
+     .run = cli_run_mdm_remove},
+    {.obj = "mdm",
+     .verb = "transfer-leadership",
+     .usage = "mdm transfer-leadership [ID]",
+     .help = "hand leadership to ID (or the most\n"
+             "up-to-date voter)",
+     .spec = {.args = {"ID"}, .n_args = 1},
+     .run = cli_run_mdm_transfer},
+
     {.obj = "cluster",
      .verb = "set",
      .usage = "cluster set --restricted-sdc on|off",
@@ -548,14 +575,16 @@ static void usage_line(const struct cli_command *c)
 /* Print the usage text (on stderr) and return its exit code, 2. */
 static int usage(void)
 {
-    fprintf(stderr, "usage: cairn [--mdm ADDR] [--credentials FILE] [--json] COMMAND\n\n");
+    fprintf(stderr,
+            "usage: cairn [--mdm ADDR[,ADDR...]] [--credentials FILE] [--json] COMMAND\n\n");
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         if (commands[i].usage)
             usage_line(&commands[i]);
     fprintf(stderr, "\n"
                     "SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.\n"
-                    "The MDM address also comes from $CAIRN_MDM, the credential\n"
-                    "(--credentials FILE) from $CAIRN_CREDENTIALS.\n");
+                    "The MDM address also comes from $CAIRN_MDM; given several (a,b,c),\n"
+                    "cairn finds the leader. The credential (--credentials FILE) comes\n"
+                    "from $CAIRN_CREDENTIALS.\n");
     return 2;
 }
 
@@ -597,6 +626,9 @@ static int no_command(const char *obj, const char *verb, const struct cli_args *
 int main(int argc, char **argv)
 {
     struct cli_env env = {.mdm = "127.0.0.1:6611"};
+    /* the RPC layer's notes (a peer's reset) are for daemons' logs: the
+     * CLI says what failed in its own words */
+    log_init("cairn", LOG_WARN);
     if (getenv("CAIRN_MDM"))
         env.mdm = getenv("CAIRN_MDM");
     /* A value is never "--help" ("--key --help" is a missing value), so this

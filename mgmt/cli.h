@@ -63,8 +63,9 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- cli_mdm.c ---- */
 
-/* Send req to the MDM at addr ("host:port" or "unix:/path") and wait for
- * its reply on the default loop. Returns 0 with *rep set (the caller frees
+/* Send req to the MDM at addr ("host:port" or "unix:/path"; or a list,
+ * "a,b,c", of which the leader is found: cli_mdm.c) and wait for its reply
+ * on the default loop. Returns 0 with *rep set (the caller frees
  * it with cairn__mgmt_reply__free_unpacked()), or -errno with *rep NULL
  * after printing why on stderr: the MDM unreachable, the request failed,
  * or the MDM refused it (then its own message). req is only read. */
@@ -73,6 +74,12 @@ int cli_mdm_call(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **r
  * instead of stderr: for the live views, which show it in place. */
 int cli_mdm_call_quiet(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **rep, char *err,
                        size_t errlen);
+/* How long one request waits for its reply (default 30 s). */
+void cli_mdm_set_call_timeout(unsigned ms);
+
+/* ---- cli_mdms.c: the MDM cluster ---- */
+
+cli_run_fn cli_run_mdm_list, cli_run_mdm_add, cli_run_mdm_remove, cli_run_mdm_transfer;
 
 /* ---- cli_sdc.c ---- */
 
@@ -99,6 +106,8 @@ void cli_print_pools(const Cairn__MgmtReply *rep, int json);
 /* only: one volume's name (JSON: that object alone, not a list), or NULL. */
 void cli_print_volumes(const Cairn__MgmtReply *rep, const char *only, int json);
 void cli_print_sdcs(const Cairn__MgmtReply *rep, int json);
+/* s as a JSON string, quoted and escaped, on stdout. */
+void cli_print_jstr(const char *s);
 void cli_print_fault_sets(const Cairn__MgmtReply *rep, int json);
 /* The recent I/O rates the status reports for volume id, or NULL (no recent
  * I/O, or an MDM that does not report them). Points into rep. */

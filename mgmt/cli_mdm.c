@@ -1,15 +1,37 @@
 /* cairn's one request to the MDM: connect, send, wait for the reply on the
  * default loop, close. The CLI is a client of the MDM's request API and
- * nothing more; validation and its messages live in the MDM. */
+ * nothing more; validation and its messages live in the MDM.
+ *
+ * --mdm (or $CAIRN_MDM) may list several MDMs, "a,b,c". The request goes to
+ * the first that answers; an MDM that is not the leader refuses it before
+ * proposing anything and names the leader, and the request is sent there.
+ * While no leader is known (an election), the list is tried again every
+ * 200 ms for up to CLI_LEADER_WAIT_MS. A request is sent again only when
+ * no MDM took it: refused as not the leader, or its connection never
+ * made. One whose connection broke after it was sent may have been
+ * applied, so it is not sent again (a status query is): the CLI says that
+ * its outcome is unknown. So no change is ever applied twice. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "rpc.h"
 
+#define CLI_LEADER_WAIT_MS 30000
+#define CLI_MAX_MDMS 16
+
+static unsigned call_timeout_ms = 30000;
+
+void cli_mdm_set_call_timeout(unsigned ms)
+{
+    call_timeout_ms = ms;
+}
+
 struct call {
     int done;
+    int sent; /* the request left: its outcome is the MDM's */
     int status;
     Cairn__MgmtReply *rep;
     Cairn__MgmtRequest *req;
@@ -36,7 +58,8 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
         call->status = status;
         return;
     }
-    int r = rpc_call_pb(c, FT_MGMT, &call->req->base, 30000, reply_cb, call);
+    int r = rpc_call_pb(c, FT_MGMT, &call->req->base, call_timeout_ms, reply_cb, call);
+    call->sent = r >= 0;
     if (r < 0) {
         call->done = 1;
         call->status = r;
@@ -54,15 +77,21 @@ static void on_req_unexpected(struct rpc_conn *c, const struct frame_hdr *h, con
     rpc_close(c);
 }
 
-int cli_mdm_call_quiet(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **out, char *err,
-                       size_t errlen)
+/* One try at one MDM. 0 with *out set; else -errno with err set, *sent 0
+ * if the request never left, 1 if it left and no answer came, 2 if the MDM
+ * answered; and leader[] the leader's address if the MDM refused it as not
+ * the leader and named one. */
+static int call_one(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **out, char *err,
+                    size_t errlen, int *sent, char *leader, size_t leaderlen)
 {
     uv_loop_t *loop = uv_default_loop();
     struct call call = {.req = req};
     static const struct rpc_handlers h = {.on_request = on_req_unexpected,
                                           .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
     *out = NULL;
+    *sent = 0;
     err[0] = 0;
+    leader[0] = 0;
     int r = rpc_connect(loop, addr, &h, NULL, connect_cb, &call);
     if (r < 0) {
         snprintf(err, errlen, "cannot reach the MDM at %s: %s", addr, uv_strerror(r));
@@ -70,11 +99,17 @@ int cli_mdm_call_quiet(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtRep
     }
     /* runs until the connection is closed: by reply_cb, or on a failure */
     uv_run(loop, UV_RUN_DEFAULT);
+    *sent = call.rep ? 2 : call.sent;
     if (!call.rep) {
         if (call.status == -ECONNREFUSED)
             snprintf(err, errlen,
                      "cannot reach the MDM at %s: connection refused (is cairn-mdm running?)",
                      addr);
+        else if (call.sent && req->op != CAIRN__MGMT_OP__OP_STATUS)
+            snprintf(err, errlen,
+                     "request to the MDM at %s failed: %s; whether the change was made is "
+                     "unknown (check with 'cairn status')",
+                     addr, strerror(-call.status));
         else
             snprintf(err, errlen, "request to the MDM at %s failed: %s", addr,
                      strerror(-call.status));
@@ -83,11 +118,68 @@ int cli_mdm_call_quiet(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtRep
     if (call.status < 0) {
         /* the MDM's own words first: they name the object and the reason */
         snprintf(err, errlen, "%s", call.rep->error[0] ? call.rep->error : strerror(-call.status));
+        if (call.status == -EAGAIN && call.rep->leader_addr)
+            snprintf(leader, leaderlen, "%s", call.rep->leader_addr);
         cairn__mgmt_reply__free_unpacked(call.rep, NULL);
         return call.status;
     }
     *out = call.rep;
     return 0;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtReply **out,
+                       char *err, size_t errlen)
+{
+    char list[1024], *mdms[CLI_MAX_MDMS], *save = NULL;
+    int n = 0;
+    snprintf(list, sizeof(list), "%s", addrs);
+    for (char *a = strtok_r(list, ",", &save); a && n < CLI_MAX_MDMS;
+         a = strtok_r(NULL, ",", &save))
+        if (*a)
+            mdms[n++] = a;
+    if (n == 0) {
+        snprintf(err, errlen, "no MDM address given (--mdm HOST:PORT[,HOST:PORT...])");
+        return -EINVAL;
+    }
+    uint64_t deadline = now_ms() + CLI_LEADER_WAIT_MS;
+    char leader[256] = "", named[256];
+    int hops = 0, r = -EAGAIN;
+    for (;;) {
+        int electing = 0;
+        for (int i = leader[0] ? -1 : 0; i < n; i++) {
+            const char *a = i < 0 ? leader : mdms[i];
+            int sent;
+            r = call_one(a, req, out, err, errlen, &sent, named, sizeof(named));
+            if (r == 0)
+                return 0;
+            if (r == -EAGAIN && named[0] && strcmp(named, a) && hops++ < 8) {
+                snprintf(leader, sizeof(leader), "%s", named); /* go there */
+                i = -2;
+                continue;
+            }
+            if (r == -EAGAIN || (i < 0 && sent == 0)) {
+                /* no leader yet, or the one named is gone: an election is
+                 * due; ask the next, then all again */
+                electing = 1;
+                continue;
+            }
+            if (sent == 2 || (sent == 1 && req->op != CAIRN__MGMT_OP__OP_STATUS))
+                return r; /* the MDM's answer, or a change whose outcome is unknown */
+            /* this MDM never took it: the next */
+        }
+        leader[0] = 0;
+        if (!electing || now_ms() >= deadline)
+            return r;
+        hops = 0;
+        uv_sleep(200);
+    }
 }
 
 int cli_mdm_call(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **out)

@@ -26,6 +26,11 @@ static void jstr(const char *s)
     putchar('"');
 }
 
+void cli_print_jstr(const char *s)
+{
+    jstr(s);
+}
+
 static const char *human(uint64_t b, char *buf)
 {
     return fmt_bytes(buf, 32, b);

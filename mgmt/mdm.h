@@ -20,6 +20,8 @@
  *   sessions.c   connections: registrations, heartbeats, map fetches,
  *                request dispatch, the removal room check, replies
  *   status.c     the status reply (the map plus soft state)
+ *   mdm_members.c the MDM cluster's membership (cairn mdm add, remove,
+ *                transfer-leadership) and the cluster id agreed in the log
  *   rest.c       the REST API (/api/v1/...) and the dashboard, over HTTP:
  *                each request becomes a MgmtRequest to this MDM's own
  *                request API, so it shares the CLI's validation and errors
@@ -168,6 +170,12 @@ struct mdm {
     uint64_t last_tick;    /* the detector's previous run, to spot stalls */
     struct mdm_seen seen[MDM_MAX_SEEN];
 
+    /* mdm_members.c: the one membership change in flight (NULL: none), and
+     * whether this leader has proposed the cluster id */
+    struct mdm_member_change *member_change;
+    struct mdm_member_change *member_stuck; /* a failed raft_assign's (B2) */
+    int cluster_id_proposed;
+
     /* audit.c */
     int audit_fd; /* DATA-DIR/audit.log; -1 before it is open */
 
@@ -207,9 +215,10 @@ void mdm_audit_http_refused(struct mdm *m, const char *addr, const char *method,
 /* ---- raft_fsm.c: Raft, the FSM, proposals ---- */
 
 /* Open the Raft log in dir, bootstrap a single-voter configuration if it is
- * new, start Raft. 0, or -1 after logging why. */
+ * new (unless join: then wait to be added), start Raft. raft_addr is
+ * "RAFT/CLIENT" (raft_link.h). 0, or -1 after logging why. */
 int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_addr,
-                   unsigned snap_threshold);
+                   unsigned snap_threshold, int join);
 /* Close Raft and its I/O; the loop then runs dry (a timer stops it after
  * 2 s if handles linger). */
 void mdm_raft_close(struct mdm *m);
@@ -219,10 +228,32 @@ void mdm_raft_close(struct mdm *m);
 int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
                      raft_apply_cb cb);
 
+/* Raft's membership calls, for mdm_members.c (the fuzz target fakes them):
+ * raft_add, raft_assign, raft_remove, raft_transfer on m's Raft. */
+int mdm_raft_member_add(struct mdm *m, struct raft_change *req, raft_id id, const char *addr,
+                        raft_change_cb cb);
+int mdm_raft_member_assign(struct mdm *m, struct raft_change *req, raft_id id, int role,
+                           raft_change_cb cb);
+int mdm_raft_member_remove(struct mdm *m, struct raft_change *req, raft_id id, raft_change_cb cb);
+int mdm_raft_transfer(struct mdm *m, struct raft_transfer *req, raft_id id, raft_transfer_cb cb);
+
+/* ---- mdm_members.c: the MDM cluster's membership, the cluster id ---- */
+
+/* OP_MDM_ADD, OP_MDM_REMOVE, OP_MDM_TRANSFER from c: checked, started on
+ * the leader, answered once Raft's configuration has changed. */
+void mdm_members_request(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                         const Cairn__MgmtRequest *req);
+void mdm_members_forget_conn(struct mdm *m, struct rpc_conn *c);
+/* The leader's timer: propose the cluster id if the log has not agreed one. */
+void mdm_members_tick(struct mdm *m);
+
 /* ---- proposals.c: proposals tracked and answered, leader queries ---- */
 
 /* 1 if this MDM leads. */
 int mdm_is_leader(struct mdm *m);
+/* Refuse c's request h: this MDM does not lead. The reply names the
+ * leader's client address when this MDM knows it (MgmtReply.leader_addr). */
+void mdm_reply_not_leader(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h);
 /* This MDM's Raft role: "leader", "follower", "candidate" or "unavailable". */
 const char *mdm_raft_role(struct mdm *m);
 

@@ -39,6 +39,8 @@ static void usage(void)
             "127.0.0.1:6611)\n"
             "  --raft-addr ADDR  address for Raft peers (default 127.0.0.1:6612)\n"
             "  --id N            this MDM's Raft id (default 1)\n"
+            "  --join            do not start a cluster of one on an empty data directory:\n"
+            "                    wait to be added by the leader (cairn mdm add)\n"
             "  --credentials FILE  this MDM's credential (default: $CAIRN_CREDENTIALS)\n"
             "  --pidfile FILE    write the PID once ready\n"
             "  --http-listen ADDR     serve the REST API and the dashboard (default: off)\n"
@@ -57,8 +59,9 @@ static void usage(void)
 }
 
 /* The cluster's id: read from dir/cluster_id, or made (a random UUID) and
- * written there on first start. 0 or -errno. */
-static int load_cluster_id(const char *dir, char *out, size_t len)
+ * written there on first start; with join, "" if there is none (a joining
+ * MDM learns it from the cluster's OP_CLUSTER_ID entry). 0 or -errno. */
+static int load_cluster_id(const char *dir, int join, char *out, size_t len)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/cluster_id", dir);
@@ -67,6 +70,10 @@ static int load_cluster_id(const char *dir, char *out, size_t len)
     if (file_read_all(path, &buf, &n) == 0) {
         snprintf(out, len, "%.*s", (int)strcspn(buf, "\n"), buf);
         free(buf);
+        return 0;
+    }
+    if (join) {
+        out[0] = 0;
         return 0;
     }
     FILE *f = fopen("/proc/sys/kernel/random/uuid", "r");
@@ -95,8 +102,9 @@ int main(int argc, char **argv)
     m->sds_timeout_ms = 4000;
     m->audit_fd = -1;
     m->grace_ms = 60000;
-    int verbose = 0;
+    int verbose = 0, join = 0;
     static const struct option opts[] = {{"data-dir", 1, 0, 'd'},
+                                         {"join", 0, 0, 'J'},
                                          {"listen", 1, 0, 'l'},
                                          {"raft-addr", 1, 0, 'r'},
                                          {"id", 1, 0, 'i'},
@@ -129,6 +137,7 @@ int main(int argc, char **argv)
         case 'T': http_tokens = optarg; break;
         case 'K': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
+        case 'J': join = 1; break;
         default: usage();
         }
     }
@@ -143,7 +152,7 @@ int main(int argc, char **argv)
         return 1;
     }
     char cluster_id[64];
-    if (load_cluster_id(dir, cluster_id, sizeof(cluster_id)) < 0) {
+    if (load_cluster_id(dir, join, cluster_id, sizeof(cluster_id)) < 0) {
         log_error("cannot read or create %s/cluster_id", dir);
         return 1;
     }
@@ -152,7 +161,15 @@ int main(int argc, char **argv)
     m->loop = uv_default_loop();
     if (mdm_state_init(&m->st, cluster_id) < 0)
         return 1;
-    if (mdm_raft_start(m, dir, id, raft_addr, snap_threshold) < 0)
+    /* Raft knows this MDM as "RAFT/CLIENT" (raft_link.h) */
+    char raft_full[300];
+    if (strchr(raft_addr, '/') || strchr(listen, '/') ||
+        snprintf(raft_full, sizeof(raft_full), "%s/%s", raft_addr, listen) >=
+            (int)sizeof(raft_full)) {
+        log_error("--raft-addr '%s' and --listen '%s': want HOST:PORT each", raft_addr, listen);
+        return 1;
+    }
+    if (mdm_raft_start(m, dir, id, raft_full, snap_threshold, join) < 0)
         return 1;
     int r = mdm_sessions_listen(m, listen);
     if (r < 0) {

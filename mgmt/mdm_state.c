@@ -50,6 +50,7 @@ static const struct state_op ops[] = {
     [CAIRN__MGMT_OP__OP_DEVICE_REMOVE] = {"DEVICE_REMOVE", drain_device_remove, .rebalance = 1},
     [CAIRN__MGMT_OP__OP_SDC_APPROVE] = {"SDC_APPROVE", state_sdcs_approve},
     [CAIRN__MGMT_OP__OP_CLUSTER_SET] = {"CLUSTER_SET", state_cluster_set},
+    [CAIRN__MGMT_OP__OP_CLUSTER_ID] = {"CLUSTER_ID", state_cluster_id},
 };
 
 const struct state_op *state_op_find(int op)

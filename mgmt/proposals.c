@@ -10,10 +10,40 @@
 #include <string.h>
 
 #include "mdm.h"
+#include "raft_link.h"
 
 int mdm_is_leader(struct mdm *m)
 {
     return raft_state(&m->raft) == RAFT_LEADER;
+}
+
+void mdm_reply_not_leader(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h)
+{
+    raft_id id = 0;
+    const char *addr = NULL;
+    raft_leader(&m->raft, &id, &addr);
+    const char *client = raft_link_client_addr(addr);
+    char msg[512];
+    if (client)
+        snprintf(msg, sizeof(msg), "this MDM is not the leader; the leader, MDM %llu, is at %s",
+                 (unsigned long long)id, client);
+    else if (addr)
+        snprintf(msg, sizeof(msg),
+                 "this MDM is not the leader; the leader is MDM %llu (raft address %s)",
+                 (unsigned long long)id, addr);
+    else
+        snprintf(msg, sizeof(msg),
+                 "this MDM is not the leader, and no leader is known yet "
+                 "(an election is under way); retry");
+    if (h->type != FT_MGMT || !client) {
+        mdm_reply_error(c, h, -EAGAIN, msg);
+        return;
+    }
+    mdm_audit_end(c, h, -EAGAIN, msg);
+    Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
+    rep.error = msg;
+    rep.leader_addr = (char *)client;
+    rpc_reply_pb(c, h, -EAGAIN, &rep.base);
 }
 
 const char *mdm_raft_role(struct mdm *m)
@@ -89,15 +119,7 @@ int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
     if (!mdm_is_leader(m) && !c)
         return -EAGAIN;
     if (!mdm_is_leader(m)) {
-        raft_id id;
-        const char *addr = NULL;
-        raft_leader(&m->raft, &id, &addr);
-        char msg[256];
-        snprintf(msg, sizeof(msg), "this MDM is not the leader%s%s; retry there",
-                 addr ? " (leader's raft address: " : "", addr ? addr : "");
-        if (addr)
-            strncat(msg, ")", sizeof(msg) - strlen(msg) - 1);
-        mdm_reply_error(c, h, -EAGAIN, msg);
+        mdm_reply_not_leader(m, c, h);
         return -EAGAIN;
     }
     struct mdm_proposal *p = calloc(1, sizeof(*p));

@@ -82,7 +82,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 /* ---- startup and close ---- */
 
 int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_addr,
-                   unsigned snap_threshold)
+                   unsigned snap_threshold, int join)
 {
     /* Raft's peers reach it over authenticated links (raft_link.h), not
      * libraft's TCP transport, which takes anyone */
@@ -113,14 +113,22 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
     raft_set_heartbeat_timeout(&m->raft, 100);
     raft_set_snapshot_threshold(&m->raft, snap_threshold);
     raft_set_snapshot_trailing(&m->raft, snap_threshold / 2);
-    struct raft_configuration conf;
-    raft_configuration_init(&conf);
-    raft_configuration_add(&conf, id, raft_addr, RAFT_VOTER);
-    r = raft_bootstrap(&m->raft, &conf);
-    raft_configuration_close(&conf);
-    if (r != 0 && r != RAFT_CANTBOOTSTRAP) {
-        log_error("raft_bootstrap: %s", raft_strerror(r));
-        return -1;
+    /* An empty data directory starts a cluster of one, unless this MDM is
+     * to join one: then it waits for a leader to add it (mdm_members.c). */
+    if (!join) {
+        struct raft_configuration conf;
+        raft_configuration_init(&conf);
+        r = raft_configuration_add(&conf, id, raft_addr, RAFT_VOTER);
+        if (r == 0)
+            r = raft_bootstrap(&m->raft, &conf);
+        raft_configuration_close(&conf);
+        if (r == 0)
+            log_info("mdm: started a new MDM cluster of one (raft id %llu)",
+                     (unsigned long long)id);
+        else if (r != RAFT_CANTBOOTSTRAP) {
+            log_error("raft_bootstrap: %s", raft_strerror(r));
+            return -1;
+        }
     }
     r = raft_start(&m->raft);
     if (r != 0) {
@@ -175,4 +183,28 @@ int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_pr
     }
     mdm_proposal_track(m, p);
     return 0;
+}
+
+/* ---- membership (mdm_members.c) ---- */
+
+int mdm_raft_member_add(struct mdm *m, struct raft_change *req, raft_id id, const char *addr,
+                        raft_change_cb cb)
+{
+    return raft_add(&m->raft, req, id, addr, cb);
+}
+
+int mdm_raft_member_assign(struct mdm *m, struct raft_change *req, raft_id id, int role,
+                           raft_change_cb cb)
+{
+    return raft_assign(&m->raft, req, id, role, cb);
+}
+
+int mdm_raft_member_remove(struct mdm *m, struct raft_change *req, raft_id id, raft_change_cb cb)
+{
+    return raft_remove(&m->raft, req, id, cb);
+}
+
+int mdm_raft_transfer(struct mdm *m, struct raft_transfer *req, raft_id id, raft_transfer_cb cb)
+{
+    return raft_transfer(&m->raft, req, id, cb);
 }

@@ -34,71 +34,9 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "raft_link.h"
+#include "raft_link_int.h"
 #include "rpc.h"
 #include "util.h"
-
-#define LINK_CHUNK (64u << 10)    /* read from Raft's stream at a time: one frame */
-#define LINK_WINDOW (4u << 20)    /* bytes a relay may have unacked */
-#define LINK_CALLS 256u           /* frames a relay may have unacked */
-#define LINK_TIMEOUT_MS 10000     /* a peer that takes nothing for this long is stuck */
-#define LINK_ADDR_MAX 255         /* raft addresses: host:port */
-#define LINK_PAUSE_PIPE (1u << 0) /* our rpc_pause() reason: the pipe is behind */
-#define LINK_OVERHEAD (FRAME_HDR_SIZE + FRAME_TAG_SIZE)
-
-/* Where a relay is. */
-enum { R_CONNECTING, R_OPENING, R_OPEN, R_CLOSING };
-
-struct relay {
-    struct link *l;
-    struct relay *prev, *next;
-    int client; /* we connected (Raft's connect), or accepted */
-    int state;
-    struct rpc_conn *conn;       /* connected or accepted, until its on_close */
-    struct rpc_conn *connecting; /* ours, until rpc_connect's callback */
-    struct raft_uv_connect *req; /* Raft's connect request, until it is told */
-    raft_uv_connect_cb cb;
-    uv_pipe_t pipe;      /* our end of the socketpair */
-    int pipe_open;       /* until its close callback */
-    uv_pipe_t *raft_end; /* Raft's end, until Raft takes it */
-    int reading;         /* reading the pipe */
-    int paused;          /* LINK_PAUSE_PIPE set on conn */
-    size_t unacked;      /* bytes of data frames sent and not acked (with overhead) */
-    unsigned calls;      /* those frames */
-    size_t writing;      /* bytes being written into the pipe */
-    unsigned writes;     /* those writes */
-    raft_id peer_id;
-    char peer_addr[LINK_ADDR_MAX + 1];
-    uint8_t rbuf[LINK_CHUNK];
-};
-
-struct link {
-    struct raft_uv_transport *t;
-    uv_loop_t *loop;
-    raft_id id;
-    char addr[LINK_ADDR_MAX + 1];
-    raft_uv_accept_cb accept_cb;
-    struct rpc_server *server;
-    int server_open; /* until its close callback */
-    struct relay *relays;
-    int closing;
-    raft_uv_transport_close_cb close_cb;
-};
-
-/* A data frame in flight: its bytes, until the peer acks them. */
-struct chunk {
-    struct relay *r;
-    size_t n;
-    uint8_t data[];
-};
-
-/* A data frame's bytes being written into the pipe; acked when done. */
-struct pipe_write {
-    uv_write_t req;
-    struct relay *r;
-    struct frame_hdr hdr;
-    uint8_t *payload;
-};
 
 /* ---- relays: lifetime ---- */
 
@@ -128,7 +66,7 @@ static struct relay *relay_new(struct link *l, int client)
 
 /* A relay goes once nothing of it is open and Raft knows how its connect
  * ended; every callback that closes something ends here. */
-static void relay_maybe_free(struct relay *r)
+void relay_maybe_free(struct relay *r)
 {
     if (r->conn || r->connecting || r->req || r->pipe_open || r->raft_end || r->writes || r->calls)
         return;
@@ -177,7 +115,7 @@ static void raft_end_closed_cb(uv_handle_t *h)
 /* Close everything of r: the link, our end of the pipe (Raft's end reads
  * EOF), an attempt still connecting. Never frees r at once: the callbacks
  * of what it closes do (relay_maybe_free), so callers may still use r. */
-static void relay_close(struct relay *r)
+void relay_close(struct relay *r)
 {
     r->state = R_CLOSING;
     if (r->connecting)
@@ -202,160 +140,6 @@ relay_refuse(struct relay *r, const char *fmt, ...)
     /* only a proved MDM gets this far: not rate-limited */
     log_warn("raft link %s: %s; closing the connection", r->conn ? rpc_peer(r->conn) : "?", why);
     relay_close(r);
-}
-
-/* ---- the pipe: Raft's stream ---- */
-
-static void pipe_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct relay *r = h->data;
-    *buf = uv_buf_init((char *)r->rbuf, sizeof(r->rbuf));
-}
-
-static void pipe_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
-
-static void pipe_read_start(struct relay *r)
-{
-    if (r->reading || r->state != R_OPEN || !r->pipe_open || !r->conn)
-        return;
-    if (uv_read_start((uv_stream_t *)&r->pipe, pipe_alloc_cb, pipe_read_cb) == 0)
-        r->reading = 1;
-}
-
-static void data_ack_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
-                        uint8_t *payload, uint32_t payload_len, void *arg)
-{
-    (void)msg, (void)msg_len, (void)payload_len;
-    struct chunk *k = arg;
-    struct relay *r = k->r;
-    size_t n = k->n;
-    free(k);
-    rpc_buf_free(payload);
-    r->calls--;
-    r->unacked -= n + LINK_OVERHEAD;
-    if (status < 0) {
-        /* a hole in Raft's stream: it must start over on a new connection */
-        if (r->state != R_CLOSING && !rpc_is_closing(c))
-            log_warn("raft link %s: raft peer %llu did not take %zu bytes: %s; closing",
-                     rpc_peer(c), (unsigned long long)r->peer_id, n, strerror(-status));
-        relay_close(r);
-        return;
-    }
-    if (r->unacked <= LINK_WINDOW / 2 && r->calls <= LINK_CALLS / 2)
-        pipe_read_start(r);
-}
-
-/* Raft wrote n bytes: they go to the peer as one data frame. */
-static void pipe_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    struct relay *r = s->data;
-    if (n == 0)
-        return;
-    if (n < 0) {
-        /* Raft closed its stream (or it broke): the link goes too */
-        if (n != UV_EOF)
-            log_info("raft link %s: reading raft's stream: %s", r->conn ? rpc_peer(r->conn) : "?",
-                     uv_strerror((int)n));
-        relay_close(r);
-        return;
-    }
-    if (r->state != R_OPEN || !r->conn)
-        return;
-    struct chunk *k = malloc(sizeof(*k) + (size_t)n);
-    if (!k) {
-        log_error("raft link %s: out of memory for %zd bytes of raft's stream; closing",
-                  rpc_peer(r->conn), n);
-        relay_close(r);
-        return;
-    }
-    k->r = r;
-    k->n = (size_t)n;
-    memcpy(k->data, buf->base, k->n);
-    struct iovec iov = {.iov_base = k->data, .iov_len = k->n};
-    int e = rpc_call(r->conn, FT_RAFT_DATA, NULL, 0, &iov, 1, LINK_TIMEOUT_MS, data_ack_cb, k);
-    if (e < 0) {
-        free(k);
-        if (e != -ECONNRESET)
-            log_warn("raft link %s: cannot send raft's bytes: %s; closing", rpc_peer(r->conn),
-                     strerror(-e));
-        relay_close(r);
-        return;
-    }
-    r->calls++;
-    r->unacked += k->n + LINK_OVERHEAD;
-    if (r->unacked >= LINK_WINDOW || r->calls >= LINK_CALLS) {
-        uv_read_stop(s); /* until the peer has taken half */
-        r->reading = 0;
-    }
-}
-
-static void pipe_write_cb(uv_write_t *req, int status)
-{
-    struct pipe_write *w = (struct pipe_write *)req;
-    struct relay *r = w->r;
-    r->writes--;
-    r->writing -= w->hdr.payload_len;
-    rpc_buf_free(w->payload);
-    if (status < 0) {
-        if (status != UV_ECANCELED && r->state != R_CLOSING)
-            log_info("raft link %s: writing raft's stream: %s; closing",
-                     r->conn ? rpc_peer(r->conn) : "?", uv_strerror(status));
-        relay_close(r);
-    } else if (r->conn) {
-        rpc_reply(r->conn, &w->hdr, 0, NULL, 0, NULL, 0, NULL, NULL); /* the ack */
-    }
-    free(w);
-    if (r->paused && r->conn && r->writing <= LINK_WINDOW) {
-        r->paused = 0;
-        rpc_resume(r->conn, LINK_PAUSE_PIPE);
-    }
-    relay_maybe_free(r);
-}
-
-/* Make the socketpair: our end in r->pipe, Raft's in r->raft_end. On a
- * failure what was made is left for relay_close() to close. */
-static int pipe_make(struct relay *r)
-{
-    uv_os_sock_t fds[2];
-    int e = uv_socketpair(SOCK_STREAM, 0, fds, UV_NONBLOCK_PIPE, UV_NONBLOCK_PIPE);
-    if (e < 0) {
-        log_error("raft link: socketpair: %s", uv_strerror(e));
-        return e;
-    }
-    uv_pipe_t *re = raft_malloc(sizeof(*re)); /* Raft frees it with raft_free */
-    if (!re) {
-        close(fds[0]);
-        close(fds[1]);
-        return UV_ENOMEM;
-    }
-    uv_pipe_init(r->l->loop, &r->pipe, 0);
-    r->pipe.data = r;
-    r->pipe_open = 1;
-    uv_pipe_init(r->l->loop, re, 0);
-    re->data = r;
-    r->raft_end = re;
-    int e0 = uv_pipe_open(&r->pipe, fds[0]);
-    int e1 = uv_pipe_open(re, fds[1]);
-    if (e0 < 0 || e1 < 0) {
-        /* a handle that did not take its fd does not close it */
-        if (e0 < 0)
-            close(fds[0]);
-        if (e1 < 0)
-            close(fds[1]);
-        log_error("raft link: opening the socketpair: %s", uv_strerror(e0 < 0 ? e0 : e1));
-        return e0 < 0 ? e0 : e1;
-    }
-    return 0;
-}
-
-/* Raft's end, for Raft to own from now on. */
-static uv_stream_t *raft_end_take(struct relay *r)
-{
-    uv_stream_t *s = (uv_stream_t *)r->raft_end;
-    r->raft_end = NULL;
-    s->data = NULL;
-    return s;
 }
 
 /* ---- frames from the peer ---- */
@@ -415,6 +199,30 @@ static void handle_open(struct relay *r, const struct frame_hdr *h, const uint8_
     l->accept_cb(l->t, id, r->peer_addr, raft_end_take(r));
 }
 
+static void note_heard(struct link *l, raft_id id, int heard)
+{
+    unsigned k = 0; /* its slot, or the oldest */
+    for (unsigned i = 0; i < LINK_HEARD; i++) {
+        if (l->heard[i].id == id) {
+            k = i;
+            break;
+        }
+        if (l->heard[i].at < l->heard[k].at)
+            k = i;
+    }
+    l->heard[k].id = id;
+    l->heard[k].at = heard ? uv_now(l->loop) : 0;
+}
+
+uint64_t raft_link_heard_ago(struct raft_uv_transport *t, raft_id id)
+{
+    struct link *l = t->impl;
+    for (unsigned i = 0; l && i < LINK_HEARD; i++)
+        if (l->heard[i].id == id && l->heard[i].at)
+            return uv_now(l->loop) - l->heard[i].at;
+    return UINT64_MAX;
+}
+
 /* FT_RAFT_DATA: the next bytes of the peer's stream, into the pipe. */
 static void handle_data(struct relay *r, const struct frame_hdr *h, uint8_t *payload)
 {
@@ -428,6 +236,7 @@ static void handle_data(struct relay *r, const struct frame_hdr *h, uint8_t *pay
         relay_refuse(r, "a malformed data frame (a %u-byte message)", h->msg_len);
         return;
     }
+    note_heard(r->l, r->peer_id, 1);
     if (!h->payload_len) {
         rpc_reply(r->conn, h, 0, NULL, 0, NULL, 0, NULL, NULL);
         return;
@@ -486,6 +295,8 @@ static void on_close(struct rpc_conn *c)
     if (r->state == R_OPEN)
         log_debug("raft link %s: closed (raft peer %llu)", rpc_peer(c),
                   (unsigned long long)r->peer_id);
+    if (r->state == R_OPEN && !r->client)
+        note_heard(r->l, r->peer_id, 0); /* its stream is gone: not heard since */
     relay_close(r);
     connect_done(r, NULL, connect_failure(r));
     relay_maybe_free(r);
@@ -606,9 +417,11 @@ static int link_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
 {
     struct link *l = t->impl;
     l->accept_cb = cb;
-    int e = rpc_listen(l->loop, l->addr, &listen_handlers, l, &l->server);
+    char at[LINK_ADDR_MAX + 1];
+    raft_link_sock_addr(l->addr, at, sizeof(at));
+    int e = rpc_listen(l->loop, at, &listen_handlers, l, &l->server);
     if (e < 0) {
-        snprintf(t->errmsg, RAFT_ERRMSG_BUF_SIZE, "cannot listen on %.200s: %s", l->addr,
+        snprintf(t->errmsg, RAFT_ERRMSG_BUF_SIZE, "cannot listen on %.200s: %s", at,
                  uv_strerror(e));
         return RAFT_IOERR;
     }
@@ -632,8 +445,10 @@ static int link_connect(struct raft_uv_transport *t, struct raft_uv_connect *req
     r->peer_id = id;
     snprintf(r->peer_addr, sizeof(r->peer_addr), "%s", address); /* for logs */
     r->state = R_CONNECTING;
-    int e = rpc_connect_cancelable(l->loop, address, &connect_handlers, r, connect_cb, r,
-                                   &r->connecting);
+    char at[LINK_ADDR_MAX + 1];
+    raft_link_sock_addr(address, at, sizeof(at));
+    int e =
+        rpc_connect_cancelable(l->loop, at, &connect_handlers, r, connect_cb, r, &r->connecting);
     if (e < 0) {
         r->req = NULL; /* Raft hears it from the return value */
         r->connecting = NULL;

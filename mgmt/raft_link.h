@@ -10,6 +10,9 @@
 #ifndef CAIRN_RAFT_LINK_H
 #define CAIRN_RAFT_LINK_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <raft.h>
 #include <raft/uv.h>
 #include <uv.h>
@@ -21,5 +24,20 @@ int raft_link_init(struct raft_uv_transport *t, uv_loop_t *loop);
 /* Free what raft_link_init took, once Raft has closed the transport (in
  * place of raft_uv_tcp_close). */
 void raft_link_close(struct raft_uv_transport *t);
+
+/* An MDM's Raft address is "RAFT/CLIENT": where its Raft port listens, then
+ * where its CLI, SDS and SDC port does (--listen), so that every MDM learns
+ * from Raft's configuration where to send a client to the leader. The
+ * transport listens and connects on the part before '/'. An address of
+ * only "RAFT" (a cluster bootstrapped before MDM clusters) is still taken.
+ * The client part, or NULL if there is none. */
+const char *raft_link_client_addr(const char *address);
+/* Its socket address, the part before '/', into out[len] (raft_addr.c). */
+void raft_link_sock_addr(const char *address, char *out, size_t len);
+
+/* How many ms ago the stream from peer id last brought bytes, or
+ * UINT64_MAX if it never did. A leader hears each follower's replies to
+ * its heartbeats (every 100 ms) on the stream the follower opened. */
+uint64_t raft_link_heard_ago(struct raft_uv_transport *t, raft_id id);
 
 #endif

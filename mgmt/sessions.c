@@ -200,6 +200,13 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
         }
         mdm_probe_start(m, c, h, req);
         return; /* req now owned by the probe */
+    case CAIRN__MGMT_OP__OP_MDM_ADD:
+    case CAIRN__MGMT_OP__OP_MDM_REMOVE:
+    case CAIRN__MGMT_OP__OP_MDM_TRANSFER: mdm_members_request(m, c, h, req); break;
+    case CAIRN__MGMT_OP__OP_CLUSTER_ID:
+        /* the leader's own: a client's would rename the cluster */
+        mdm_reply_error(c, h, -EINVAL, "the cluster id is set by the MDM leader only");
+        break;
     case CAIRN__MGMT_OP__OP_SDS_REMOVE:
     case CAIRN__MGMT_OP__OP_DEVICE_REMOVE: {
         char err[512];
@@ -511,6 +518,7 @@ static void on_close(struct rpc_conn *c)
     struct mdm *m = s->mdm;
     mdm_proposals_forget_conn(m, c);
     mdm_probes_forget_conn(m, c);
+    mdm_members_forget_conn(m, c);
     if (s->role == MDM_ROLE_SDS)
         log_info("mdm: SDS '%s' disconnected", s->sds_name);
     mdm_audit_drop(s);

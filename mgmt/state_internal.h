@@ -172,6 +172,7 @@ state_apply_fn state_sdcs_approve;
  * or if no setting is given). Turning it off approves no SDC already
  * pending: each is approved by name. */
 state_apply_fn state_cluster_set;
+state_apply_fn state_cluster_id;
 
 /* ---- state_fault_sets.c: OP_FAULT_SET_ADD, OP_FAULT_SET_REMOVE ---- */
 

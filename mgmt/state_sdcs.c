@@ -71,3 +71,24 @@ int state_cluster_set(struct mdm_state *s, const Cairn__MgmtRequest *req, char *
     }
     return 0;
 }
+
+/* The cluster's id, once for all MDMs: proposed by a leader that finds it
+ * not yet agreed (mdm_members.c), from the first MDM's cluster_id file. A
+ * later proposal (a second leader's, before it applied the first) changes
+ * nothing. */
+int state_cluster_id(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen)
+{
+    if (s->m->cluster_id_agreed)
+        return 0;
+    if (!req->name[0] || strlen(req->name) > 64) {
+        state_errf(err, errlen, "a cluster id of 1 to 64 bytes is needed");
+        return -EINVAL;
+    }
+    char *id = strdup(req->name);
+    if (!id)
+        return -ENOMEM;
+    free(s->m->cluster_id);
+    s->m->cluster_id = id;
+    s->m->cluster_id_agreed = 1;
+    return 0;
+}

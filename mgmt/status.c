@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mdm.h"
+#include "raft_link.h"
 #include "util.h"
 
 /* n zeroed elements of size sz, listed in s->alloc to be freed by
@@ -237,14 +238,29 @@ static void fill_mdms(struct mdm *m, struct mdm_status *out, raft_id leader)
     size_t nm = conf->n;
     Cairn__MdmStatus *ms = status_alloc(out, nm, sizeof(*ms));
     Cairn__MdmStatus **msp = status_alloc(out, nm, sizeof(*msp));
-    if (!ms || !msp)
+    char(*raft_addrs)[256] = status_alloc(out, nm, sizeof(*raft_addrs));
+    if (!ms || !msp || !raft_addrs)
         return;
     for (size_t i = 0; i < nm; i++) {
         const struct raft_server *sv = &conf->servers[i];
         cairn__mdm_status__init(&ms[i]);
         msp[i] = &ms[i];
         ms[i].id = sv->id;
-        ms[i].raft_addr = (char *)sv->address;
+        /* Raft's address is "RAFT/CLIENT" (raft_link.h) */
+        snprintf(raft_addrs[i], sizeof(raft_addrs[i]), "%.*s", (int)strcspn(sv->address, "/"),
+                 sv->address);
+        ms[i].raft_addr = raft_addrs[i];
+        const char *client = raft_link_client_addr(sv->address);
+        ms[i].addr = (char *)(client ? client : "");
+        ms[i].member = sv->role == RAFT_VOTER     ? "voter"
+                       : sv->role == RAFT_STANDBY ? "standby"
+                                                  : "spare";
+        ms[i].last_contact_ms = sv->id == m->raft.id ? 0 : -1;
+        if (mdm_is_leader(m) && sv->id != m->raft.id) {
+            uint64_t ago = raft_link_heard_ago(&m->transport, sv->id);
+            if (ago != UINT64_MAX)
+                ms[i].last_contact_ms = (int64_t)ago;
+        }
         ms[i].self = sv->id == m->raft.id;
         if (ms[i].self) {
             ms[i].role = (char *)mdm_raft_role(m);

@@ -115,6 +115,34 @@ int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_pr
     return 0;
 }
 
+/* Raft's membership calls: refused as a libraft without the change would
+ * (mdm_members.c's checks before them are what is fuzzed) */
+int mdm_raft_member_add(struct mdm *m, struct raft_change *req, raft_id id, const char *addr,
+                        raft_change_cb cb)
+{
+    (void)m, (void)req, (void)id, (void)addr, (void)cb;
+    return RAFT_NOTLEADER;
+}
+
+int mdm_raft_member_assign(struct mdm *m, struct raft_change *req, raft_id id, int role,
+                           raft_change_cb cb)
+{
+    (void)m, (void)req, (void)id, (void)role, (void)cb;
+    return RAFT_NOTLEADER;
+}
+
+int mdm_raft_member_remove(struct mdm *m, struct raft_change *req, raft_id id, raft_change_cb cb)
+{
+    (void)m, (void)req, (void)id, (void)cb;
+    return RAFT_NOTLEADER;
+}
+
+int mdm_raft_transfer(struct mdm *m, struct raft_transfer *req, raft_id id, raft_transfer_cb cb)
+{
+    (void)m, (void)req, (void)id, (void)cb;
+    return RAFT_NOTLEADER;
+}
+
 /* ---- the MDM ---- */
 
 static void unlink_path(void)

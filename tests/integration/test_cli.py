@@ -11,7 +11,7 @@ CAIRN = f"{BUILD}/mgmt/cairn"
 
 # The usage text, byte for byte: it is generated from the command table.
 USAGE = """\
-usage: cairn [--mdm ADDR] [--credentials FILE] [--json] COMMAND
+usage: cairn [--mdm ADDR[,ADDR...]] [--credentials FILE] [--json] COMMAND
 
   status [--watch [--interval SECONDS]]      cluster overview;
                                              --watch: redrawn every SECONDS (2)
@@ -49,11 +49,19 @@ usage: cairn [--mdm ADDR] [--credentials FILE] [--json] COMMAND
   volume unmap NAME --sdc SDC
   sdc list
   sdc approve NAME                           let a new SDC be mapped (restricted mode)
+  mdm list                                   the MDM cluster: each MDM's role, term, indexes
+  mdm add --id N --addr HOST:PORT --raft-addr HOST:PORT
+                                             add an MDM started with --join;
+                                             returns once it is a voter
+  mdm remove ID                              refused if it would lose quorum
+  mdm transfer-leadership [ID]               hand leadership to ID (or the most
+                                             up-to-date voter)
   cluster set --restricted-sdc on|off        on: a new SDC waits for sdc approve
 
 SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.
-The MDM address also comes from $CAIRN_MDM, the credential
-(--credentials FILE) from $CAIRN_CREDENTIALS.
+The MDM address also comes from $CAIRN_MDM; given several (a,b,c),
+cairn finds the leader. The credential (--credentials FILE) comes
+from $CAIRN_CREDENTIALS.
 """
 
 OK_JSON = '{"ok":true}\n'

@@ -13,12 +13,20 @@
 static char err[512];
 
 /* The MDM proposes every MgmtOp a peer sends except OP_STATUS (which it
- * answers itself); OP_NONE is what a request that names no operation
- * carries. Every other value of the enum must be in the table, under its
- * own name. */
+ * answers itself) and the MDM cluster's membership changes (Raft's own
+ * configuration changes, mdm_members.c); OP_NONE is what a request that
+ * names no operation carries. Every other value of the enum must be in the
+ * table, under its own name. */
 static int proposable(int op)
 {
-    return op != CAIRN__MGMT_OP__OP_NONE && op != CAIRN__MGMT_OP__OP_STATUS;
+    switch (op) {
+    case CAIRN__MGMT_OP__OP_NONE:
+    case CAIRN__MGMT_OP__OP_STATUS:
+    case CAIRN__MGMT_OP__OP_MDM_ADD:
+    case CAIRN__MGMT_OP__OP_MDM_REMOVE:
+    case CAIRN__MGMT_OP__OP_MDM_TRANSFER: return 0;
+    default: return 1;
+    }
 }
 
 static void test_every_proposable_op_has_an_entry(void)
@@ -127,7 +135,10 @@ static void test_unknown_ops_are_refused(void)
     static const int bad[] = {CAIRN__MGMT_OP__OP_NONE,
                               CAIRN__MGMT_OP__OP_STATUS,
                               -1,
-                              CAIRN__MGMT_OP__OP_CLUSTER_SET + 1,
+                              CAIRN__MGMT_OP__OP_MDM_ADD,
+                              CAIRN__MGMT_OP__OP_MDM_REMOVE,
+                              CAIRN__MGMT_OP__OP_MDM_TRANSFER,
+                              CAIRN__MGMT_OP__OP_MDM_TRANSFER + 1,
                               64,
                               1000000};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -212,8 +223,31 @@ static void test_refusals_leave_the_state_unchanged(void)
     mdm_state_free(&s);
 }
 
+/* The cluster id is agreed once: a joining MDM starts with none, the first
+ * OP_CLUSTER_ID sets it on every MDM, and a later one (a second leader's)
+ * changes nothing. */
+static void test_cluster_id_is_agreed_once(void)
+{
+    struct mdm_state s;
+    CHECK_EQ(mdm_state_init(&s, ""), 0);
+    CHECK(!s.m->cluster_id_agreed);
+    Cairn__MgmtRequest r = CAIRN__MGMT_REQUEST__INIT;
+    r.op = CAIRN__MGMT_OP__OP_CLUSTER_ID;
+    r.name = "";
+    CHECK_EQ(mdm_state_apply(&s, &r, err, sizeof(err)), -EINVAL);
+    CHECK(!s.m->cluster_id_agreed);
+    r.name = "first";
+    CHECK_EQ(mdm_state_apply(&s, &r, err, sizeof(err)), 0);
+    CHECK(s.m->cluster_id_agreed && !strcmp(s.m->cluster_id, "first"));
+    r.name = "second";
+    CHECK_EQ(mdm_state_apply(&s, &r, err, sizeof(err)), 0);
+    CHECK(!strcmp(s.m->cluster_id, "first"));
+    mdm_state_free(&s);
+}
+
 int main(void)
 {
+    test_cluster_id_is_agreed_once();
     test_every_proposable_op_has_an_entry();
     test_flags();
     test_unknown_ops_are_refused();

@@ -1,0 +1,198 @@
+"""A cluster of three MDMs on Raft: formed with `cairn mdm add`, a leader
+killed with -9 and one paused with SIGSTOP, a membership change refused
+when it would lose quorum, an MDM with a lost data directory replaced,
+leadership handed over. The CLI is given every MDM's address and finds the
+leader itself. Only MDMs run here: the SDSs and SDCs do not yet follow a
+leader (they take one --mdm address), so this is the MDM cluster alone.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from cluster import Cluster, Daemon, free_ports, wait_for
+
+N = 3
+
+
+class Mdms:
+    def __init__(self, workdir):
+        self.c = Cluster(workdir)  # for its CA, credentials and build only
+        self.dir = str(workdir)
+        ports = free_ports(2 * N)
+        self.addr = {i: f"127.0.0.1:{ports[2 * (i - 1)]}" for i in range(1, N + 1)}
+        self.raft = {i: f"127.0.0.1:{ports[2 * (i - 1) + 1]}" for i in range(1, N + 1)}
+        self.daemons = {}
+
+    def start(self, i, join):
+        d = Daemon(f"mdm{i}", [
+            f"{self.c.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm{i}", "--id", str(i),
+            "--listen", self.addr[i], "--raft-addr", self.raft[i], "--snapshot-threshold", "16",
+            "--credentials", self.c.credential("mdm", f"mdm{i}")] + (["--join"] if join else []),
+            os.path.join(self.dir, f"mdm{i}.log"))
+        d.start()
+        self.daemons[i] = d
+        wait_for(f"mdm{i} to answer", lambda: self.cairn("status", mdm=self.addr[i],
+                                                         check=False).returncode == 0)
+
+    def all_addrs(self):
+        return ",".join(self.addr[i] for i in sorted(self.addr))
+
+    def cairn(self, *args, mdm=None, check=True, json_out=False):
+        argv = [f"{self.c.build}/mgmt/cairn", "--mdm", mdm or self.all_addrs(),
+                "--credentials", self.c.credential("admin", "admin")]
+        argv += (["--json"] if json_out else []) + list(args)
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=90)
+        if check and r.returncode != 0:
+            raise AssertionError(f"cairn {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def members(self, mdm=None):
+        return json.loads(self.cairn("mdm", "list", mdm=mdm, json_out=True).stdout)
+
+    def leader(self):
+        ls = [m for m in self.members() if m["role"] == "leader"]
+        return ls[0]["id"] if len(ls) == 1 else None
+
+    def status_of(self, i):
+        return json.loads(self.cairn("status", mdm=self.addr[i], json_out=True).stdout)
+
+    def fault_sets_of(self, i):
+        # the fault sets in MDM i's own state (it answers a query itself)
+        out = self.cairn("fault-set", "list", mdm=self.addr[i], json_out=True).stdout
+        return {f["name"] for f in json.loads(out)}
+
+    def stop_all(self):
+        for d in self.daemons.values():
+            if d.alive():
+                try:
+                    os.kill(d.proc.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+                d.stop()
+            d.check_log()
+
+
+@pytest.fixture(scope="module")
+def mdms(tmp_path_factory):
+    m = Mdms(tmp_path_factory.mktemp("mdms"))
+    try:
+        m.start(1, join=False)
+        for i in range(2, N + 1):
+            m.start(i, join=True)
+        yield m
+    finally:
+        m.stop_all()
+
+
+def test_form_a_cluster_of_three(mdms):
+    one = mdms.members(mdm=mdms.addr[1])
+    assert [(x["id"], x["member"], x["role"]) for x in one] == [(1, "voter", "leader")]
+    # a joining MDM is in no cluster: it leads nothing and takes no change
+    r = mdms.cairn("fault-set", "add", "early", mdm=mdms.addr[2], check=False)
+    assert r.returncode != 0 and "no leader is known yet" in r.stderr, r.stderr
+    for i in range(2, N + 1):
+        out = mdms.cairn("mdm", "add", "--id", str(i), "--addr", mdms.addr[i],
+                         "--raft-addr", mdms.raft[i]).stdout
+        assert f"MDM {i} is a voter: {i} voters" in out, out
+    r = mdms.cairn("mdm", "add", "--id", "2", "--addr", mdms.addr[2], "--raft-addr",
+                   mdms.raft[2], check=False)
+    assert r.returncode != 0 and "MDM 2 is already a member" in r.stderr, r.stderr
+    ms = mdms.members()
+    assert sorted((x["id"], x["member"], x["addr"]) for x in ms) == [
+        (i, "voter", mdms.addr[i]) for i in range(1, N + 1)]
+    assert [x["id"] for x in ms if x["role"] == "leader"] == [1]
+    # a change made through any MDM's address reaches every MDM, and they
+    # agree on the cluster's id (a joining MDM had none of its own)
+    mdms.cairn("fault-set", "add", "rack1", mdm=mdms.addr[3])
+    for i in range(1, N + 1):
+        wait_for(f"mdm{i} to apply it", lambda: "rack1" in mdms.fault_sets_of(i))
+    ids = {mdms.status_of(i)["cluster_id"] for i in range(1, N + 1)}
+    assert len(ids) == 1 and "" not in ids, ids
+
+
+def test_leader_killed_with_9(mdms):
+    old = mdms.leader()
+    assert old
+    mdms.daemons[old].stop(signal.SIGKILL)
+    t0 = time.monotonic()
+    # the CLI finds the new leader itself, and the change is made once
+    mdms.cairn("fault-set", "add", "after-kill")
+    took = time.monotonic() - t0
+    print(f"leader kill -9 to a change made: {took:.2f} s")
+    new = mdms.leader()
+    assert new and new != old
+    r = mdms.cairn("fault-set", "add", "after-kill", check=False)
+    assert r.returncode != 0 and "already exists" in r.stderr, r.stderr
+    # it comes back from its own data directory and catches up as a follower
+    mdms.start(old, join=False)
+    wait_for("the old leader to catch up",
+             lambda: "after-kill" in mdms.fault_sets_of(old), timeout=30)
+    wait_for("the old leader to follow", lambda: next(
+        x for x in mdms.members(mdm=mdms.addr[old]) if x["id"] == old)["role"] == "follower")
+    assert mdms.leader() == new
+
+
+def test_paused_leader_steps_down(mdms):
+    old = mdms.leader()
+    os.kill(mdms.daemons[old].proc.pid, signal.SIGSTOP)
+    try:
+        others = ",".join(mdms.addr[i] for i in mdms.addr if i != old)
+        mdms.cairn("fault-set", "add", "while-paused", mdm=others)
+    finally:
+        os.kill(mdms.daemons[old].proc.pid, signal.SIGCONT)
+    # resumed, it learns of the new term and follows; the change made while
+    # it slept is in its state, from the new leader
+    wait_for("the paused leader to follow", lambda: next(
+        x for x in mdms.members(mdm=mdms.addr[old]) if x["id"] == old)["role"] == "follower")
+    wait_for("it to apply the change", lambda: "while-paused" in mdms.fault_sets_of(old))
+    assert mdms.leader() != old
+    # a change sent to it alone is sent on to the leader, not made by it
+    mdms.cairn("fault-set", "add", "via-old", mdm=mdms.addr[old])
+    for i in mdms.addr:
+        wait_for(f"mdm{i} to apply it", lambda: "via-old" in mdms.fault_sets_of(i))
+
+
+def test_remove_refused_without_quorum_then_replace(mdms):
+    lead = mdms.leader()
+    f1, f2 = [i for i in sorted(mdms.addr) if i != lead]
+    mdms.daemons[f1].stop(signal.SIGKILL)
+    # the leader sees its stream reset: it has not heard it since
+    def gone():
+        row = next(x for x in mdms.members() if x["id"] == f1)
+        return row["leader_heard_ms_ago"] if "leader_heard_ms_ago" in row else "gone"
+    assert wait_for("the leader to miss it", lambda: gone() == "gone")
+    # without f2 only the leader would be left answering of {lead, f1}
+    r = mdms.cairn("mdm", "remove", str(f2), check=False)
+    assert r.returncode != 0 and (
+        f"removing MDM {f2} would lose quorum: of the 2 voters left, only 1 is answering, "
+        "and 2 are needed") in r.stderr, r.stderr
+    r = mdms.cairn("mdm", "remove", str(lead), check=False)
+    assert r.returncode != 0 and "is the leader: hand leadership over first" in r.stderr
+    r = mdms.cairn("mdm", "remove", "99", check=False)
+    assert r.returncode != 0 and "no MDM 99 in the cluster" in r.stderr, r.stderr
+    # the dead one can go: two voters are left, both answering
+    assert "removed: 2 voters" in mdms.cairn("mdm", "remove", str(f1)).stdout
+    # its data directory is lost; a fresh MDM takes its place
+    shutil.rmtree(f"{mdms.dir}/mdm{f1}")
+    mdms.start(f1, join=True)
+    out = mdms.cairn("mdm", "add", "--id", str(f1), "--addr", mdms.addr[f1], "--raft-addr",
+                     mdms.raft[f1]).stdout
+    assert "3 voters" in out, out
+    wait_for("the replacement to catch up", lambda: {"rack1", "after-kill", "via-old"}
+             <= mdms.fault_sets_of(f1), timeout=30)
+
+
+def test_transfer_leadership(mdms):
+    lead = mdms.leader()
+    to = max(i for i in mdms.addr if i != lead)
+    out = mdms.cairn("mdm", "transfer-leadership", str(to)).stdout
+    assert f"MDM {to} leads" in out, out
+    wait_for("the new leader", lambda: mdms.leader() == to)
+    r = mdms.cairn("mdm", "transfer-leadership", str(to), check=False)
+    assert r.returncode != 0 and f"MDM {to} is not another voter" in r.stderr, r.stderr
+    mdms.cairn("fault-set", "add", "after-transfer")
