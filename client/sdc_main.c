@@ -67,6 +67,8 @@ static void usage(void)
             "                 [--io-timeout SECONDS] [--io-memory MIB] [--queue-depth N]\n"
             "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
             "                 [--pidfile FILE] [-v]\n"
+            "  --mdm          the MDM, or every MDM of the cluster (HOST:PORT,HOST:PORT,...):\n"
+            "                 the SDC keeps its session with the leader\n"
             "  --nbd-listen   NBD over TCP (default 127.0.0.1:10809; 'none' to disable)\n"
             "  --nbd-socket   NBD over a unix socket (default DATA-DIR/nbd.sock)\n"
             "  --io-timeout   how long to retry a request the cluster can heal, from when\n"
@@ -154,8 +156,8 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (!s->mdm_addr || !s->data_dir || optind != argc || s->io_timeout_ms == 0 ||
-        limits.total_bytes < (1u << 20) || limits.conn_requests == 0)
+    if (!s->mdm_addr || !s->mdm_addr[strspn(s->mdm_addr, ",")] || !s->data_dir || optind != argc ||
+        s->io_timeout_ms == 0 || limits.total_bytes < (1u << 20) || limits.conn_requests == 0)
         usage();
     /* a connection may take a quarter of the whole at most; read-ahead, a
      * quarter of the whole in all */

@@ -304,7 +304,8 @@ static int run_locate(const struct cli_command *c, const struct cli_args *a,
 
 /* Accepted by every command, before, between or after its words. */
 static const struct cli_opt globals[] = {
-    VALUE("--mdm"), VALUE("--credentials"), FLAG("--json"), FLAG("--help"), {NULL, 0, NULL},
+    VALUE("--mdm"),  VALUE("--credentials"), FLAG("--json"),
+    FLAG("--local"), FLAG("--help"),         {NULL, 0, NULL},
 };
 
 /* In the order of the usage text. Options that every command takes are in
@@ -575,16 +576,18 @@ static void usage_line(const struct cli_command *c)
 /* Print the usage text (on stderr) and return its exit code, 2. */
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: cairn [--mdm ADDR[,ADDR...]] [--credentials FILE] [--json] COMMAND\n\n");
+    fprintf(
+        stderr,
+        "usage: cairn [--mdm ADDR[,ADDR...]] [--local] [--credentials FILE] [--json] COMMAND\n\n");
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         if (commands[i].usage)
             usage_line(&commands[i]);
     fprintf(stderr, "\n"
                     "SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.\n"
                     "The MDM address also comes from $CAIRN_MDM; given several (a,b,c),\n"
-                    "cairn finds the leader. The credential (--credentials FILE) comes\n"
-                    "from $CAIRN_CREDENTIALS.\n");
+                    "cairn finds the leader; --local: a query is answered by the MDM asked,\n"
+                    "from its own copy of the state. The credential (--credentials FILE)\n"
+                    "comes from $CAIRN_CREDENTIALS.\n");
     return 2;
 }
 
@@ -664,6 +667,7 @@ int main(int argc, char **argv)
         rc = bad_args(&a, r);
     } else {
         env.json = cli_args_count(&a, "--json") > 0;
+        cli_mdm_set_local(cli_args_count(&a, "--local") > 0);
         if (cli_args_get(&a, "--mdm"))
             env.mdm = cli_args_get(&a, "--mdm");
         /* every command but these talks to the cluster, with a credential */

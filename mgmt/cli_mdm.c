@@ -23,10 +23,16 @@
 #define CLI_MAX_MDMS 16
 
 static unsigned call_timeout_ms = 30000;
+static int local_status;
 
 void cli_mdm_set_call_timeout(unsigned ms)
 {
     call_timeout_ms = ms;
+}
+
+void cli_mdm_set_local(int local)
+{
+    local_status = local;
 }
 
 struct call {
@@ -58,6 +64,7 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
         call->status = status;
         return;
     }
+    call->req->local = local_status && call->req->op == CAIRN__MGMT_OP__OP_STATUS;
     int r = rpc_call_pb(c, FT_MGMT, &call->req->base, call_timeout_ms, reply_cb, call);
     call->sent = r >= 0;
     if (r < 0) {

@@ -34,6 +34,7 @@ int cli_run_mdm_list(const struct cli_command *c, const struct cli_args *a,
     (void)c, (void)a;
     Cairn__MgmtReply *rep;
     char err[512];
+    cli_mdm_set_local(1); /* each MDM's own view, the leader's or not */
     if (status_of(env->mdm, &rep, err, sizeof(err)) < 0)
         return cli_fail("%s", err);
     const Cairn__MdmStatus *me = self_of(rep);

@@ -176,7 +176,12 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
         return;
     }
     switch (req->op) {
-    case CAIRN__MGMT_OP__OP_STATUS: mdm_status_reply(m, c, h); break;
+    case CAIRN__MGMT_OP__OP_STATUS:
+        if (!req->local && !mdm_is_leader(m))
+            mdm_reply_not_leader(m, c, h);
+        else
+            mdm_status_reply(m, c, h);
+        break;
     case CAIRN__MGMT_OP__OP_SDS_ADD:
     case CAIRN__MGMT_OP__OP_DEVICE_ADD:
         if (!mdm_is_leader(m)) {
@@ -492,6 +497,12 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
         LOG_LIMITED(LOG_WARN, 1000, "mdm: %s '%s' at %s may not send request type %u; refused",
                     auth_role_name(rpc_peer_role(c)), rpc_peer_name(c), rpc_peer(c), h->type);
         mdm_reply_error(c, h, -EACCES, "permission denied for this credential's role");
+        return;
+    }
+    /* SDSs and SDCs keep their session with the leader, which detects
+     * failures and announces maps: a follower sends them on to it */
+    if (h->type != FT_MGMT && !mdm_is_leader(s->mdm)) {
+        mdm_reply_not_leader(s->mdm, c, h);
         return;
     }
     switch (h->type) {

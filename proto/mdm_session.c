@@ -8,9 +8,16 @@
 #include "log.h"
 #include "util.h"
 
+#define SESSION_MAX_MDMS 16
+
 struct mdm_session {
     uv_loop_t *loop;
-    char addr[128];
+    char addr[128];  /* the MDM connected or being tried */
+    char list[1024]; /* every MDM given, "a,b,c" */
+    char *mdms[SESSION_MAX_MDMS];
+    int n_mdms, next; /* the list, and where the next try starts */
+    char leader[128]; /* named by an MDM that is not the leader: try it first */
+    int tries;        /* connects this tick: each MDM once, then wait */
     struct mdm_session_ops ops;
     void *ctx;
     uv_timer_t timer;
@@ -20,15 +27,42 @@ struct mdm_session {
 };
 
 static void send_heartbeat(struct mdm_session *s);
+static void try_connect(struct mdm_session *s);
+
+/* This MDM is not the leader (status -EAGAIN, with the leader's address if
+ * it named one in its MapReply): leave it and try the leader, or the next
+ * MDM of the list. */
+static void not_leader(struct mdm_session *s, struct rpc_conn *c, const uint8_t *msg,
+                       uint32_t msg_len)
+{
+    Cairn__MapReply *rep = msg ? cairn__map_reply__unpack(NULL, msg_len, msg) : NULL;
+    if (rep && rep->leader_addr[0] && strcmp(rep->leader_addr, s->addr))
+        snprintf(s->leader, sizeof(s->leader), "%s", rep->leader_addr);
+    LOG_LIMITED(LOG_INFO, 5000, "the MDM at %s is not the leader%s%s", s->addr,
+                s->leader[0] ? "; going to " : " (no leader yet)", s->leader);
+    if (rep)
+        cairn__map_reply__free_unpacked(rep, NULL);
+    if (s->conn == c) {
+        s->conn = NULL;
+        s->registered = 0;
+        s->fetching = 0;
+        rpc_set_data(c, NULL);
+        rpc_close(c);
+    }
+    try_connect(s);
+}
 
 static void map_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
                          uint8_t *payload, uint32_t payload_len, void *arg)
 {
-    (void)c;
     (void)payload_len;
     struct mdm_session *s = arg;
     rpc_buf_free(payload);
     s->fetching = 0;
+    if (status == -EAGAIN) {
+        not_leader(s, c, msg, msg_len);
+        return;
+    }
     Cairn__MapReply *rep = msg ? cairn__map_reply__unpack(NULL, msg_len, msg) : NULL;
     if (status < 0) {
         if (status != -ECONNRESET)
@@ -79,13 +113,16 @@ struct hb_call {
 static void hb_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
                         uint8_t *payload, uint32_t payload_len, void *arg)
 {
-    (void)c;
     (void)payload_len;
     struct hb_call *call = arg;
     struct mdm_session *s = call->s;
     uint64_t sent = call->sent_ms;
     free(call);
     rpc_buf_free(payload);
+    if (status == -EAGAIN && s->conn == c) {
+        not_leader(s, c, msg, msg_len); /* it stepped down */
+        return;
+    }
     if (status < 0 || !msg)
         return;
     Cairn__HeartbeatReply *rep = cairn__heartbeat_reply__unpack(NULL, msg_len, msg);
@@ -143,8 +180,10 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
 {
     struct mdm_session *s = arg;
     s->connecting = 0;
-    if (status < 0)
+    if (status < 0) {
+        try_connect(s); /* the next MDM, if this tick has not tried them all */
         return;
+    }
     if (s->stopping) {
         rpc_set_data(c, NULL);
         rpc_close(c);
@@ -155,18 +194,33 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
     do_register(s);
 }
 
+/* Connect to the leader an MDM named, else to the next MDM of the list;
+ * at most once per MDM (and the leader) each tick. */
+static void try_connect(struct mdm_session *s)
+{
+    if (s->connecting || s->conn || s->stopping || s->tries > s->n_mdms)
+        return;
+    s->tries++;
+    if (s->leader[0]) {
+        snprintf(s->addr, sizeof(s->addr), "%s", s->leader);
+        s->leader[0] = 0;
+    } else {
+        snprintf(s->addr, sizeof(s->addr), "%s", s->mdms[s->next]);
+        s->next = (s->next + 1) % s->n_mdms;
+    }
+    static const struct rpc_handlers h = {
+        .on_request = request_cb, .on_close = close_cb, .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
+    s->connecting = 1;
+    if (rpc_connect(s->loop, s->addr, &h, s, connect_cb, s) < 0)
+        s->connecting = 0;
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     struct mdm_session *s = t->data;
+    s->tries = 0;
     if (!s->conn) {
-        if (s->connecting)
-            return;
-        struct rpc_handlers h = {.on_request = request_cb,
-                                 .on_close = close_cb,
-                                 .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
-        s->connecting = 1;
-        if (rpc_connect(s->loop, s->addr, &h, s, connect_cb, s) < 0)
-            s->connecting = 0;
+        try_connect(s);
         return;
     }
     if (!s->registered) {
@@ -199,7 +253,17 @@ struct mdm_session *mdm_session_start(uv_loop_t *loop, const char *addr,
     if (!s)
         return NULL;
     s->loop = loop;
-    snprintf(s->addr, sizeof(s->addr), "%s", addr);
+    snprintf(s->list, sizeof(s->list), "%s", addr);
+    char *save = NULL;
+    for (char *a = strtok_r(s->list, ",", &save); a && s->n_mdms < SESSION_MAX_MDMS;
+         a = strtok_r(NULL, ",", &save))
+        if (*a)
+            s->mdms[s->n_mdms++] = a;
+    if (s->n_mdms == 0) {
+        free(s);
+        return NULL;
+    }
+    snprintf(s->addr, sizeof(s->addr), "%s", s->mdms[0]);
     s->ops = *ops;
     s->ctx = ctx;
     uv_timer_init(loop, &s->timer);

@@ -38,6 +38,10 @@ struct mdm_session_ops {
     int report_map_at_once;
 };
 
+/* addr: one MDM, or several, "a,b,c": the session keeps itself with the
+ * leader. An MDM that is not the leader refuses with -EAGAIN and names the
+ * leader; the session goes there, or on through the list (each MDM at most
+ * once per interval). NULL if addr names none, or out of memory. */
 struct mdm_session *mdm_session_start(uv_loop_t *loop, const char *addr,
                                       const struct mdm_session_ops *ops, void *ctx,
                                       unsigned interval_ms);

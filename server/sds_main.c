@@ -128,6 +128,8 @@ static void usage(void)
         "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none]\n"
         "                 [--io-memory MIB] [--pidfile FILE] [-v]\n"
         "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
+        "  --mdm           the MDM, or every MDM of the cluster (HOST:PORT,HOST:PORT,...):\n"
+        "                  the SDS keeps its session with the leader\n"
         "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
         "  --io-memory     MiB that clients' requests in progress may hold, all connections\n"
         "                  together (default 256; each connection at most 64)\n"
@@ -217,7 +219,8 @@ int main(int argc, char **argv)
     if (!s->io_memory)
         s->io_memory = SDS_IO_MEMORY_DEFAULT;
     s->leases.lease_ms = 2000; /* must stay below the MDM's --sds-timeout (default 4 s) */
-    if (!s->name || !s->listen || !s->mdm_addr || !s->data_dir || optind != argc)
+    if (!s->name || !s->listen || !s->mdm_addr || !s->data_dir || optind != argc ||
+        !s->mdm_addr[strspn(s->mdm_addr, ",")])
         usage();
     log_init("cairn-sds", verbose ? LOG_DEBUG : LOG_INFO);
     signal(SIGPIPE, SIG_IGN);

@@ -133,7 +133,7 @@ class Cluster:
     def __init__(self, workdir, sds_sizes=(4 << 30, 6 << 30, 8 << 30), pgs=256,
                  extra_devices=None, copies=2, sds_args=(), mdm_args=(), initial=None,
                  count_allocations=False, devices=None, build=None, sdc_args=(),
-                 metrics=False, http=False):
+                 metrics=False, http=False, mdms=1):
         self.dir = str(workdir)
         self.build = build or BUILD  # the daemons and CLI of this build directory
         # SDSs started and added by start(); the rest wait for add_sds()
@@ -147,11 +147,18 @@ class Cluster:
         self.devices = devices or {}  # SDS index -> its first device, instead of a file
         self.sds_sizes = sds_sizes
         self.pgs = pgs
-        ports = free_ports(3 + len(sds_sizes))
+        ports = free_ports(3 + len(sds_sizes) + 2 * (mdms - 1))
         self.mdm_addr = f"127.0.0.1:{ports[0]}"
         self.raft_addr = f"127.0.0.1:{ports[1]}"
         self.nbd_port = ports[2]
-        self.sds_addrs = [f"127.0.0.1:{p}" for p in ports[3:]]
+        self.sds_addrs = [f"127.0.0.1:{p}" for p in ports[3:3 + len(sds_sizes)]]
+        # mdms > 1: MDM 1 (daemon "mdm") starts the cluster, MDMs 2.. (daemons
+        # "mdm2"..) join it; every client is given every MDM's address
+        self.n_mdms = mdms
+        extra = ports[3 + len(sds_sizes):]
+        self.mdm_addrs = [self.mdm_addr] + [f"127.0.0.1:{p}" for p in extra[0::2]]
+        self.raft_addrs = [self.raft_addr] + [f"127.0.0.1:{p}" for p in extra[1::2]]
+        self.mdm_list = ",".join(self.mdm_addrs)
         self.daemons = {}
         self.sdc_name = "sdc1"
         self.count_allocations = count_allocations
@@ -241,17 +248,47 @@ class Cluster:
         d.start()
         wait_for("the MDM", lambda: self.cairn("status", check=False).returncode == 0)
 
+    def mdm_name(self, i):
+        """The daemon name of MDM i (1..n_mdms)."""
+        return "mdm" if i == 1 else f"mdm{i}"
+
+    def start_peer_mdm(self, i, join=True):
+        """Start MDM i (2..n_mdms); join: with --join (a new or emptied data
+        directory, to be added with cairn mdm add)."""
+        name = self.mdm_name(i)
+        d = self._daemon(name, [
+            f"{self.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/{name}", "--id", str(i),
+            "--listen", self.mdm_addrs[i - 1], "--raft-addr", self.raft_addrs[i - 1],
+            "--snapshot-threshold", "64"] + (["--join"] if join else [])
+            + self._cred_args("mdm", name) + self.mdm_args)
+        d.start()
+        wait_for(f"{name} to answer", lambda: self.cairn(
+            "--local", "status", mdm=self.mdm_addrs[i - 1], check=False).returncode == 0)
+
+    def form_mdms(self):
+        """MDMs 2..n_mdms join MDM 1's cluster."""
+        for i in range(2, self.n_mdms + 1):
+            self.start_peer_mdm(i)
+            self.cairn("mdm", "add", "--id", str(i), "--addr", self.mdm_addrs[i - 1],
+                       "--raft-addr", self.raft_addrs[i - 1])
+
+    def mdm_leader(self):
+        """The id of the MDM that leads, by the MDMs' own word, or None."""
+        ms = json.loads(self.cairn("mdm", "list", json_out=True).stdout)
+        ls = [m["id"] for m in ms if m["role"] == "leader"]
+        return ls[0] if len(ls) == 1 else None
+
     def start_sds(self, i):
         name = f"sds{i + 1}"
         d = self.daemons.get(name) or self._daemon(name, [
             f"{self.build}/server/cairn-sds", "--name", name, "--listen", self.sds_addrs[i],
-            "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/{name}"]
+            "--mdm", self.mdm_list, "--data-dir", f"{self.dir}/{name}"]
             + self._cred_args("sds", name) + self._metrics_args(name) + self.sds_args)
         d.start()
 
     def start_sdc(self):
         d = self.daemons.get("sdc") or self._daemon("sdc", [
-            f"{self.build}/client/cairn-sdc", "--mdm", self.mdm_addr, "--data-dir", f"{self.dir}/sdc",
+            f"{self.build}/client/cairn-sdc", "--mdm", self.mdm_list, "--data-dir", f"{self.dir}/sdc",
             "--name", self.sdc_name, "--nbd-listen", f"127.0.0.1:{self.nbd_port}",
             "--io-timeout", "60"] + self._cred_args("sdc", self.sdc_name)
             + self._metrics_args("sdc") + self.sdc_args)
@@ -275,6 +312,7 @@ class Cluster:
         try:
             os.makedirs(self.dir, exist_ok=True)
             self.start_mdm()
+            self.form_mdms()
             for i in range(self.initial):
                 self.start_sds(i)
             self.start_sdc()
@@ -330,7 +368,8 @@ class Cluster:
         self.daemons[f"sds{i + 1}"].stop()
 
     def stop_all(self, sig=signal.SIGTERM):
-        order = ["sdc"] + [n for n in self.daemons if n.startswith("sds")] + ["mdm"]
+        order = (["sdc"] + [n for n in self.daemons if n.startswith("sds")]
+                 + [self.mdm_name(i) for i in range(self.n_mdms, 0, -1)])
         failed = []
         for n in order:
             if n in self.daemons:
@@ -357,8 +396,8 @@ class Cluster:
     # (a cluster that failed half-way through start() shuts down the same way)
 
     # ---- CLI ----
-    def cairn(self, *args, check=True, json_out=False):
-        argv = ([f"{self.build}/mgmt/cairn", "--mdm", self.mdm_addr]
+    def cairn(self, *args, check=True, json_out=False, mdm=None):
+        argv = ([f"{self.build}/mgmt/cairn", "--mdm", mdm or self.mdm_list]
                 + self._cred_args("admin", "admin") + (["--json"] if json_out else []) + list(args))
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         if check and r.returncode != 0:
@@ -454,6 +493,8 @@ class NetCluster(Cluster):
         self.hveth = [f"cv{tag}h{i}" for i in range(len(self.sds_sizes))]
         port = free_ports(1)[0]
         self.mdm_addr = f"{self.net}.1:{port}"
+        self.mdm_addrs = [self.mdm_addr]
+        self.mdm_list = self.mdm_addr
         self.sds_addrs = [f"{self.net}.{10 + i}:7000" for i in range(len(self.sds_sizes))]
         try:
             self._setup_net()

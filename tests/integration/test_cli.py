@@ -11,7 +11,7 @@ CAIRN = f"{BUILD}/mgmt/cairn"
 
 # The usage text, byte for byte: it is generated from the command table.
 USAGE = """\
-usage: cairn [--mdm ADDR[,ADDR...]] [--credentials FILE] [--json] COMMAND
+usage: cairn [--mdm ADDR[,ADDR...]] [--local] [--credentials FILE] [--json] COMMAND
 
   status [--watch [--interval SECONDS]]      cluster overview;
                                              --watch: redrawn every SECONDS (2)
@@ -60,8 +60,9 @@ usage: cairn [--mdm ADDR[,ADDR...]] [--credentials FILE] [--json] COMMAND
 
 SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.
 The MDM address also comes from $CAIRN_MDM; given several (a,b,c),
-cairn finds the leader. The credential (--credentials FILE) comes
-from $CAIRN_CREDENTIALS.
+cairn finds the leader; --local: a query is answered by the MDM asked,
+from its own copy of the state. The credential (--credentials FILE)
+comes from $CAIRN_CREDENTIALS.
 """
 
 OK_JSON = '{"ok":true}\n'

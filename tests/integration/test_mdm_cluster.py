@@ -2,8 +2,9 @@
 killed with -9 and one paused with SIGSTOP, a membership change refused
 when it would lose quorum, an MDM with a lost data directory replaced,
 leadership handed over. The CLI is given every MDM's address and finds the
-leader itself. Only MDMs run here: the SDSs and SDCs do not yet follow a
-leader (they take one --mdm address), so this is the MDM cluster alone.
+leader itself. Then a whole cluster on three MDMs (its SDSs and SDC given
+every MDM's address too): the leader and an SDS killed with -9 at once
+under a verifying write load.
 """
 import json
 import os
@@ -12,9 +13,11 @@ import signal
 import subprocess
 import time
 
+import nbd
 import pytest
 
 from cluster import Cluster, Daemon, free_ports, wait_for
+from test_faults import fio_job, fio_result, wait_load_landing, wait_protected
 
 N = 3
 
@@ -36,7 +39,7 @@ class Mdms:
             os.path.join(self.dir, f"mdm{i}.log"))
         d.start()
         self.daemons[i] = d
-        wait_for(f"mdm{i} to answer", lambda: self.cairn("status", mdm=self.addr[i],
+        wait_for(f"mdm{i} to answer", lambda: self.cairn("--local", "status", mdm=self.addr[i],
                                                          check=False).returncode == 0)
 
     def all_addrs(self):
@@ -59,11 +62,11 @@ class Mdms:
         return ls[0]["id"] if len(ls) == 1 else None
 
     def status_of(self, i):
-        return json.loads(self.cairn("status", mdm=self.addr[i], json_out=True).stdout)
+        return json.loads(self.cairn("--local", "status", mdm=self.addr[i], json_out=True).stdout)
 
     def fault_sets_of(self, i):
         # the fault sets in MDM i's own state (it answers a query itself)
-        out = self.cairn("fault-set", "list", mdm=self.addr[i], json_out=True).stdout
+        out = self.cairn("--local", "fault-set", "list", mdm=self.addr[i], json_out=True).stdout
         return {f["name"] for f in json.loads(out)}
 
     def stop_all(self):
@@ -196,3 +199,65 @@ def test_transfer_leadership(mdms):
     r = mdms.cairn("mdm", "transfer-leadership", str(to), check=False)
     assert r.returncode != 0 and f"MDM {to} is not another voter" in r.stderr, r.stderr
     mdms.cairn("fault-set", "add", "after-transfer")
+
+
+# ---- a whole cluster on three MDMs: the data path does not go through them ----
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("mdmfull"), sds_sizes=(2 << 30,) * 4, pgs=64, mdms=3)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.shutdown()
+
+
+def sds_state(c, name):
+    return next(s for s in c.status()["sds"] if s["name"] == name)
+
+
+def test_leader_and_an_sds_killed_under_load(full):
+    c = full
+    c.create_volume("ha", 192 << 20)
+    fio = fio_job(c, "ha", "--size=96M", "--rate_iops=2000")
+    wait_load_landing(c, "ha", fio)
+    lead = c.mdm_leader()
+    assert lead
+    # an SDS dies at the same moment as the leader: the new leader must
+    # still find it down and rebuild its copies
+    c.daemons[c.mdm_name(lead)].stop(signal.SIGKILL)
+    c.daemons["sds2"].stop(signal.SIGKILL)
+    t0 = time.monotonic()
+    c.cairn("volume", "create", "after-failover", "--size", "16M")
+    print(f"leader kill -9 to a volume created: {time.monotonic() - t0:.2f} s")
+    job = fio_result(fio)  # no I/O error, and every block verifies
+    print(f"longest write across both failures: {job['write']['clat_ns']['max'] / 1e9:.2f} s")
+    new = c.mdm_leader()
+    assert new and new != lead
+    wait_for("sds2 marked down by the new leader",
+             lambda: sds_state(c, "sds2")["state"] == "down", timeout=60)
+    wait_protected(c)
+    r = c.cairn("volume", "check-copies", "ha")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the other SDSs and the SDC keep their sessions with the new leader
+    wait_for("the SDSs with the new leader", lambda: all(
+        sds_state(c, f"sds{i}")["connected"] for i in (1, 3, 4)))
+    c.create_volume("mapped-after", 16 << 20)  # mapped to the SDC, which serves it
+    data = os.urandom(1 << 20)
+    h = nbd.NBD()
+    h.connect_uri(c.uri("mapped-after"))
+    try:
+        h.pwrite(data, 0)
+        h.flush()
+        assert h.pread(len(data), 0) == data
+    finally:
+        h.shutdown()
+    # the old leader comes back as a follower; sds2 comes back up
+    if lead == 1:
+        c.start_mdm()
+    else:
+        c.start_peer_mdm(lead, join=False)
+    c.start_sds(1)
+    wait_for("sds2 up", lambda: sds_state(c, "sds2")["state"] == "up", timeout=60)
+    assert c.mdm_leader() == new
