@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Cairn quick start: a whole cluster on this machine.
 #
-#   deploy/quickstart.sh up       install dependencies, build, start 1 MDM, 3 SDSs
-#                                 (4, 6 and 8 GiB file-backed devices) and 1 SDC,
-#                                 create and map the 8 GiB volume "demo"
+#   deploy/quickstart.sh up [--mdms 1|3|5]
+#                                 install dependencies, build, start 1 MDM (or a
+#                                 cluster of 3 or 5), 3 SDSs (4, 6 and 8 GiB
+#                                 file-backed devices) and 1 SDC, create and map
+#                                 the 8 GiB volume "demo"
 #   deploy/quickstart.sh status   show the cluster
 #   deploy/quickstart.sh down     stop every daemon (data is kept; "up" again resumes)
 #   deploy/quickstart.sh purge    stop and delete all state
 #
 # All state lives in $CAIRN_QS_DIR (default: .qs in the repository); ports:
 # $CAIRN_NBD_PORT (NBD, default 10809) and $CAIRN_QS_PORT_BASE (default 6600:
-# the MDM on 6611, its Raft port 6612, the SDSs on 6701-6703, the REST API and
+# the MDM on 6611, its Raft port 6612 (MDM N of a cluster: 66N1, 66N2), the
+# SDSs on 6701-6703, the REST API and
 # dashboard on 6680, Prometheus metrics of the MDM on 6691, of the SDSs on
 # 6791-6793, of the SDC on 6891). Everything listens on 127.0.0.1 only.
 # The HTTP ports want a token: $CAIRN_QS_DIR/http-tokens (an admin and a
@@ -25,6 +28,16 @@ build=${CAIRN_BUILD:-$top/build}
 PORT_BASE=${CAIRN_QS_PORT_BASE:-6600} # MDM +11, Raft +12, SDSs +101..+103
 MDM=127.0.0.1:$((PORT_BASE + 11))
 RAFT=127.0.0.1:$((PORT_BASE + 12))
+mdm_addr() { echo "127.0.0.1:$((PORT_BASE + 10 * $1 + 1))"; }  # MDM i's request port
+mdm_raft() { echo "127.0.0.1:$((PORT_BASE + 10 * $1 + 2))"; }
+# how many MDMs: --mdms on the first up, kept in $qs/mdms for the next
+N_MDMS=1
+[ -f "$qs/mdms" ] && N_MDMS=$(cat "$qs/mdms")
+mdm_list() {
+  local l="$MDM" i
+  for ((i = 2; i <= N_MDMS; i++)); do l="$l,$(mdm_addr "$i")"; done
+  echo "$l"
+}
 NBD_PORT=${CAIRN_NBD_PORT:-10809}
 HTTP=127.0.0.1:$((PORT_BASE + 80))
 MDM_METRICS=127.0.0.1:$((PORT_BASE + 91))
@@ -32,7 +45,7 @@ sds_metrics() { echo "127.0.0.1:$((PORT_BASE + 190 + $1))"; }
 SDC_METRICS=127.0.0.1:$((PORT_BASE + 291))
 SDS_SIZES=(4G 6G 8G)
 CREDS=$qs/credentials
-cairn() { "$build/mgmt/cairn" --mdm "$MDM" --credentials "$CREDS/admin.cred" "$@"; }
+cairn() { "$build/mgmt/cairn" --mdm "$(mdm_list)" --credentials "$CREDS/admin.cred" "$@"; }
 
 # A pid is alive if its process exists, is not a zombie (a daemon killed with
 # -9 stays one until it is reaped, and kill -0 still succeeds on it) and is
@@ -94,7 +107,9 @@ make_credentials() {
   mkdir -p -m 700 "$CREDS"
   local cli="$build/mgmt/cairn"
   [ -f "$CREDS/ca.key" ] || "$cli" credentials init-ca "$CREDS/ca.key" >/dev/null
-  for rn in mdm:mdm1 sds:sds1 sds:sds2 sds:sds3 sdc:quickstart admin:admin monitor:monitor; do
+  local mdms="" i
+  for ((i = 1; i <= N_MDMS; i++)); do mdms="$mdms mdm:mdm$i"; done
+  for rn in $mdms sds:sds1 sds:sds2 sds:sds3 sdc:quickstart admin:admin monitor:monitor; do
     local role=${rn%%:*} name=${rn#*:} file
     case $role in sds | sdc | mdm) file="$CREDS/$name.cred" ;; *) file="$CREDS/$role.cred" ;; esac
     [ -f "$file" ] || "$cli" credentials issue --ca "$CREDS/ca.key" --role "$role" --name "$name" \
@@ -119,14 +134,28 @@ up() {
     --credentials "$CREDS/mdm1.cred" \
     --http-listen "$HTTP" --http-tokens "$qs/http-tokens" \
     --metrics-listen "$MDM_METRICS" --metrics-token-file "$mtok"
-  wait_until "the MDM" cairn status
+  # MDM 1 alone (of a cluster restarted, it leads nothing until a second is up)
+  wait_until "the MDM" "$build/mgmt/cairn" --mdm "$MDM" --credentials "$CREDS/admin.cred" \
+    --local status
+  # MDMs 2..N: a new one starts empty with --join and is added; one with a
+  # data directory rejoins by itself
+  for ((i = 2; i <= N_MDMS; i++)); do
+    local join=()
+    [ -d "$qs/mdm$i" ] || join=(--join)
+    start "mdm$i" "$build/mgmt/cairn-mdm" --id "$i" --data-dir "$qs/mdm$i" --listen "$(mdm_addr "$i")" \
+      --raft-addr "$(mdm_raft "$i")" --credentials "$CREDS/mdm$i.cred" "${join[@]}"
+    if ! cairn --json mdm list | grep -q "\"id\":$i,"; then
+      wait_until "MDM $i to join" cairn mdm add --id "$i" --addr "$(mdm_addr "$i")" \
+        --raft-addr "$(mdm_raft "$i")"
+    fi
+  done
   for i in 1 2 3; do
     start "sds$i" "$build/server/cairn-sds" --name "sds$i" --listen "127.0.0.1:$((PORT_BASE + 100 + i))" \
-      --mdm "$MDM" --data-dir "$qs/sds$i" --credentials "$CREDS/sds$i.cred" \
+      --mdm "$(mdm_list)" --data-dir "$qs/sds$i" --credentials "$CREDS/sds$i.cred" \
       --metrics-listen "$(sds_metrics "$i")" \
       --metrics-token-file "$mtok"
   done
-  start sdc "$build/client/cairn-sdc" --mdm "$MDM" --data-dir "$qs/sdc" --name quickstart \
+  start sdc "$build/client/cairn-sdc" --mdm "$(mdm_list)" --data-dir "$qs/sdc" --name quickstart \
     --credentials "$CREDS/quickstart.cred" \
     --nbd-listen "127.0.0.1:$NBD_PORT" --metrics-listen "$SDC_METRICS" --metrics-token-file "$mtok"
   cairn pool list | grep -q '^default ' || cairn pool create default
@@ -140,7 +169,7 @@ up() {
     fi
     wait_until "sds$i to connect" sds_connected "sds$i"
   done
-  wait_until "the SDC to register" sh -c "'$build/mgmt/cairn' --mdm $MDM --credentials '$CREDS/admin.cred' sdc list | grep -q '^quickstart '"
+  wait_until "the SDC to register" sh -c "'$build/mgmt/cairn' --mdm $(mdm_list) --credentials '$CREDS/admin.cred' sdc list | grep -q '^quickstart '"
   # restricted SDC mode: a new SDC gets no volume until it is approved
   cairn sdc approve quickstart >/dev/null
   cairn volume show demo >/dev/null 2>&1 || cairn volume create demo --size 8G
@@ -166,7 +195,8 @@ Cairn is up. Volume "demo" (8 GiB, 2 copies) is exported by the SDC as NBD expor
   QEMU/KVM:    qemu-system-x86_64 ... -drive file=nbd://127.0.0.1:$NBD_PORT/demo,format=raw,if=virtio
   fio:         fio --name=t --ioengine=nbd --uri=nbd://127.0.0.1:$NBD_PORT/demo --rw=randrw --bs=4k --iodepth=32 --size=1G
 
-  CLI:         export CAIRN_MDM=$MDM CAIRN_CREDENTIALS=$CREDS/admin.cred
+  MDMs:        $N_MDMS (cairn mdm list; up --mdms 3 or 5 runs a cluster of them)
+  CLI:         export CAIRN_MDM=$(mdm_list) CAIRN_CREDENTIALS=$CREDS/admin.cred
                $build/mgmt/cairn status      (also: sds list, volume list, --json,
                status --watch, top, rebuild wait)
   credentials: $CREDS: the cluster's CA (ca.key) and one credential per daemon
@@ -190,7 +220,7 @@ MSG
 
 down() {
   local any=0
-  for name in sdc sds1 sds2 sds3 mdm; do
+  for name in sdc sds1 sds2 sds3 mdm5 mdm4 mdm3 mdm2 mdm; do
     if running "$name"; then
       any=1
       pid=$(cat "$qs/$name.pid")
@@ -208,7 +238,25 @@ down() {
 }
 
 case "${1:-}" in
-  up) up ;;
+  up)
+    if [ "${2:-}" = --mdms ]; then
+      case "${3:-}" in
+        1 | 3 | 5) ;;
+        *) echo "quickstart: --mdms takes 1, 3 or 5" >&2; exit 2 ;;
+      esac
+      if [ "$3" -lt "$N_MDMS" ]; then
+        echo "quickstart: this cluster has $N_MDMS MDMs; remove some with 'cairn mdm remove' first" >&2
+        exit 2
+      fi
+      N_MDMS=$3
+    elif [ -n "${2:-}" ]; then
+      echo "quickstart: up takes only --mdms 1|3|5" >&2
+      exit 2
+    fi
+    mkdir -p "$qs"
+    echo "$N_MDMS" >"$qs/mdms"
+    up
+    ;;
   down) down ;;
   status) cairn status ;;
   purge) down; rm -rf "$qs"; echo "removed $qs" ;;

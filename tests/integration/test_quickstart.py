@@ -144,3 +144,49 @@ def test_up_again_after_kill9(tmp_path):
                     break
             except ChildProcessError:
                 break
+
+
+def test_up_with_three_mdms(tmp_path):
+    """up --mdms 3: three MDMs in one cluster; the leader killed with -9,
+    the cluster still takes changes and serves the volume; up again brings
+    the killed MDM back into the cluster."""
+    nbd_port, base = free_ports(1)[0], 20000 + (os.getpid() + 6000) % 12000
+    qdir = tmp_path / "qs"
+    env = dict(os.environ, CAIRN_QS_DIR=str(qdir), CAIRN_BUILD=PLAIN,
+               CAIRN_NBD_PORT=str(nbd_port), CAIRN_QS_PORT_BASE=str(base))
+    cli = [os.path.join(PLAIN, "mgmt/cairn"), "--credentials", str(qdir / "credentials/admin.cred")]
+
+    def cairn(*args):
+        mdms = ",".join(f"127.0.0.1:{base + 10 * i + 1}" for i in (1, 2, 3))
+        r = subprocess.run(cli + ["--mdm", mdms] + list(args), capture_output=True, text=True,
+                           timeout=90)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def members():
+        return json.loads(cairn("--json", "mdm", "list"))
+
+    try:
+        out = qs(env, "up", "--mdms", "3")
+        assert "Cairn is up" in out and "MDMs:        3" in out, out
+        assert sorted((m["id"], m["member"]) for m in members()) == [
+            (1, "voter"), (2, "voter"), (3, "voter")]
+        lead = next(m["id"] for m in members() if m["role"] == "leader")
+        pidfile = qdir / ("mdm.pid" if lead == 1 else f"mdm{lead}.pid")
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        cairn("volume", "create", "after-kill", "--size", "16M")
+        r = subprocess.run(["nbdinfo", f"nbd://127.0.0.1:{nbd_port}/demo"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        out = qs(env, "up")  # the count is kept: three again
+        wait_for("the killed MDM back", lambda: next(
+            m for m in members() if m["id"] == lead)["role"] == "follower")
+    finally:
+        subprocess.run([os.path.join(TOP, "deploy/quickstart.sh"), "purge"], env=env,
+                       capture_output=True, timeout=300)
+        while True:  # the killed MDM, if this process is the daemons' reaper
+            try:
+                if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                    break
+            except ChildProcessError:
+                break
