@@ -4,7 +4,7 @@ when it would lose quorum, an MDM with a lost data directory replaced,
 leadership handed over. The CLI is given every MDM's address and finds the
 leader itself. Then a whole cluster on three MDMs (its SDSs and SDC given
 every MDM's address too): the leader and an SDS killed with -9 at once
-under a verifying write load.
+under a verifying write load, and a follower replaced under load.
 """
 import json
 import os
@@ -261,3 +261,29 @@ def test_leader_and_an_sds_killed_under_load(full):
     c.start_sds(1)
     wait_for("sds2 up", lambda: sds_state(c, "sds2")["state"] == "up", timeout=60)
     assert c.mdm_leader() == new
+
+
+def test_membership_changed_under_load(full):
+    """A follower removed, its data directory lost, and a fresh one added in
+    its place, all while a verifying load runs: the data path never waits
+    for the MDMs."""
+    c = full
+    c.create_volume("members", 192 << 20)
+    fio = fio_job(c, "members", "--size=64M", "--rate_iops=2000")
+    wait_load_landing(c, "members", fio)
+    lead = c.mdm_leader()
+    f = max(i for i in range(1, c.n_mdms + 1) if i != lead)
+    assert "removed: 2 voters" in c.cairn("mdm", "remove", str(f)).stdout
+    c.daemons[c.mdm_name(f)].stop()
+    shutil.rmtree(f"{c.dir}/{c.mdm_name(f)}")
+    c.start_peer_mdm(f, join=True)
+    out = c.cairn("mdm", "add", "--id", str(f), "--addr", c.mdm_addrs[f - 1],
+                  "--raft-addr", c.raft_addrs[f - 1]).stdout
+    assert "3 voters" in out, out
+    assert fio.poll() is None, "the load ended before the changes did"
+    job = fio_result(fio)
+    print(f"longest write while the MDMs changed: {job['write']['clat_ns']['max'] / 1e9:.3f} s")
+    def names():
+        out = c.cairn("--local", "volume", "list", mdm=c.mdm_addrs[f - 1], json_out=True).stdout
+        return {v["name"] for v in json.loads(out)}
+    wait_for("the new MDM to catch up", lambda: {"ha", "members"} <= names(), timeout=30)
