@@ -9,6 +9,16 @@
 #include <time.h>
 #include <unistd.h>
 
+int addr_list_split(char *list, char **out, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *a = strtok_r(list, ",", &save); a && n < max; a = strtok_r(NULL, ",", &save))
+        if (*a)
+            out[n++] = a;
+    return n;
+}
+
 int addr_split(const char *addr, char *host, size_t hostlen, int *port)
 {
     const char *colon = strrchr(addr, ':');

@@ -54,6 +54,10 @@ static inline uint64_t hash_mix64(uint64_t x)
  * Returns 0 or -EINVAL. */
 int addr_split(const char *addr, char *host, size_t hostlen, int *port);
 
+/* Split list, "a,b,c", in place at its commas: out[] gets its non-empty
+ * items, at most max. Returns how many. */
+int addr_list_split(char *list, char **out, int max);
+
 /* Monotonic milliseconds. */
 uint64_t now_ms(void);
 

@@ -14,10 +14,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "rpc.h"
+#include "util.h"
 
 #define CLI_LEADER_WAIT_MS 30000
 #define CLI_MAX_MDMS 16
@@ -134,23 +134,12 @@ static int call_one(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply 
     return 0;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtReply **out,
                        char *err, size_t errlen)
 {
-    char list[1024], *mdms[CLI_MAX_MDMS], *save = NULL;
-    int n = 0;
+    char list[1024], *mdms[CLI_MAX_MDMS];
     snprintf(list, sizeof(list), "%s", addrs);
-    for (char *a = strtok_r(list, ",", &save); a && n < CLI_MAX_MDMS;
-         a = strtok_r(NULL, ",", &save))
-        if (*a)
-            mdms[n++] = a;
+    int n = addr_list_split(list, mdms, CLI_MAX_MDMS);
     if (n == 0) {
         snprintf(err, errlen, "no MDM address given (--mdm HOST:PORT[,HOST:PORT...])");
         return -EINVAL;

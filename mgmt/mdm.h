@@ -317,6 +317,10 @@ void mdm_sessions_close(struct mdm *m);
 struct mdm_conn *mdm_sessions_find_sds(struct mdm *m, const char *addr);
 /* Answer h with an error (a MgmtReply or a MapReply, as h's type wants). */
 void mdm_reply_error(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg);
+/* The same, naming the leader's client address (leader_addr in the
+ * MgmtReply or MapReply) when leader is not NULL. */
+void mdm_reply_error_at(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg,
+                        const char *leader);
 /* Answer h with the current map and the peer's ids; an SDC's (sdc_id set)
  * lists only its own mappings. */
 void mdm_reply_map(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h, uint32_t sds_id,

@@ -35,22 +35,7 @@ void mdm_reply_not_leader(struct mdm *m, struct rpc_conn *c, const struct frame_
         snprintf(msg, sizeof(msg),
                  "this MDM is not the leader, and no leader is known yet "
                  "(an election is under way); retry");
-    if (!client) {
-        mdm_reply_error(c, h, -EAGAIN, msg);
-        return;
-    }
-    if (h->type != FT_MGMT) {
-        Cairn__MapReply rep = CAIRN__MAP_REPLY__INIT;
-        rep.error = msg;
-        rep.leader_addr = (char *)client;
-        rpc_reply_pb(c, h, -EAGAIN, &rep.base);
-        return;
-    }
-    mdm_audit_end(c, h, -EAGAIN, msg);
-    Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
-    rep.error = msg;
-    rep.leader_addr = (char *)client;
-    rpc_reply_pb(c, h, -EAGAIN, &rep.base);
+    mdm_reply_error_at(c, h, -EAGAIN, msg, client);
 }
 
 const char *mdm_raft_role(struct mdm *m)

@@ -15,18 +15,28 @@
 
 /* ---- replies ---- */
 
-void mdm_reply_error(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg)
+void mdm_reply_error_at(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg,
+                        const char *leader)
 {
     if (h->type == FT_MGMT) {
         mdm_audit_end(c, h, status, msg);
         Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
         rep.error = (char *)msg;
+        if (leader)
+            rep.leader_addr = (char *)leader;
         rpc_reply_pb(c, h, status, &rep.base);
     } else {
         Cairn__MapReply rep = CAIRN__MAP_REPLY__INIT;
         rep.error = (char *)msg;
+        if (leader)
+            rep.leader_addr = (char *)leader;
         rpc_reply_pb(c, h, status, &rep.base);
     }
+}
+
+void mdm_reply_error(struct rpc_conn *c, const struct frame_hdr *h, int status, const char *msg)
+{
+    mdm_reply_error_at(c, h, status, msg, NULL);
 }
 
 void mdm_reply_map(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h, uint32_t sds_id,

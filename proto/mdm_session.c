@@ -254,11 +254,7 @@ struct mdm_session *mdm_session_start(uv_loop_t *loop, const char *addr,
         return NULL;
     s->loop = loop;
     snprintf(s->list, sizeof(s->list), "%s", addr);
-    char *save = NULL;
-    for (char *a = strtok_r(s->list, ",", &save); a && s->n_mdms < SESSION_MAX_MDMS;
-         a = strtok_r(NULL, ",", &save))
-        if (*a)
-            s->mdms[s->n_mdms++] = a;
+    s->n_mdms = addr_list_split(s->list, s->mdms, SESSION_MAX_MDMS);
     if (s->n_mdms == 0) {
         free(s);
         return NULL;
