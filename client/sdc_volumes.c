@@ -133,10 +133,12 @@ static void session_on_map(void *ctx, Cairn__MapReply *rep)
     }
     /* an older map (a reply overtaken by a newer one) is dropped */
     if (!s->map || rep->map->version >= s->map->version) {
-        if (s->map)
-            cairn__cluster_map__free_unpacked(s->map, NULL);
+        Cairn__ClusterMap *old = s->map;
         s->map = rep->map;
         rep->map = NULL;
+        sdc_io_map_changed(s, old);
+        if (old)
+            cairn__cluster_map__free_unpacked(old, NULL);
         sync_volumes(s);
     }
     cairn__map_reply__free_unpacked(rep, NULL);

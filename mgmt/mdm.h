@@ -113,10 +113,12 @@ struct mdm_proposal {
 struct mdm_seen {
     uint32_t sds_id; /* 0: free slot */
     uint64_t last_hb;
-    uint64_t down_since; /* first seen down by this leader, 0 if up */
-    uint64_t away_at;    /* last seen in maintenance: silence before that does not count */
-    int proposing;       /* an SDS_UP/SDS_DOWN proposal is in flight */
-    int expiring;        /* a GRACE_EXPIRED proposal is in flight */
+    uint64_t down_since;          /* first seen down by this leader, 0 if up */
+    uint64_t away_at;             /* last seen in maintenance: silence before that does not count */
+    int proposing;                /* an SDS_UP/SDS_DOWN proposal is in flight */
+    int expiring;                 /* a GRACE_EXPIRED proposal is in flight */
+    uint64_t gone_at;             /* proposed down as gone: only a later heartbeat brings it up */
+    struct mdm_gone_check *check; /* its port being tried, or NULL */
 };
 
 /* The devices of one SDS_ADD / DEVICE_ADD being probed, one at a time. */
@@ -287,6 +289,10 @@ void mdm_detector_start(struct mdm *m);
 void mdm_detector_stop(struct mdm *m);
 /* SDS sds_id heartbeated at `when` (now_ms()). */
 void mdm_detector_heard(struct mdm *m, uint32_t sds_id, uint64_t when);
+/* The session of SDS sds_id (listening on addr) closed: try its port, and if
+ * nothing listens there (refused) its process is gone: mark it down now,
+ * without waiting out its heartbeat timeout. Leader only. */
+void mdm_detector_lost(struct mdm *m, uint32_t sds_id, const char *addr);
 
 /* ---- rest.c: the REST API and the dashboard (its files: rest.h) ---- */
 

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "mdm.h"
+#include "mdm_session.h"
 #include "util.h"
 
 /* Shutdown: stop taking requests, close every connection and timer, then
@@ -51,7 +52,7 @@ static void usage(void)
             "                         --metrics-listen; one token; mode 0600)\n"
             "  --snapshot-threshold N  snapshot the state every N log entries (default 1024)\n"
             "  --sds-timeout SECONDS   mark an SDS down after this long without heartbeats "
-            "(default 4)\n"
+            "(default 2, at least 2)\n"
             "  --grace SECONDS         a down SDS that returns within this catches up instead "
             "of\n"
             "                          being rebuilt from scratch (default 60)\n");
@@ -99,7 +100,7 @@ int main(int argc, char **argv)
     const char *http_tokens = NULL, *metrics_token = NULL;
     unsigned long long id = 1;
     unsigned snap_threshold = 1024;
-    m->sds_timeout_ms = 4000;
+    m->sds_timeout_ms = SDS_TIMEOUT_DEFAULT_MS;
     m->audit_fd = -1;
     m->grace_ms = 60000;
     int verbose = 0, join = 0;
@@ -141,7 +142,8 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (!dir || optind != argc || id == 0 || snap_threshold < 2 || m->sds_timeout_ms < 500)
+    if (!dir || optind != argc || id == 0 || snap_threshold < 2 ||
+        m->sds_timeout_ms < SDS_TIMEOUT_MIN_MS)
         usage();
     log_init("cairn-mdm", verbose ? LOG_DEBUG : LOG_INFO);
     signal(SIGPIPE, SIG_IGN);

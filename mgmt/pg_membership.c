@@ -182,6 +182,12 @@ static int sds_set_state(struct mdm_state *s, const Cairn__MgmtRequest *req, int
     if (!d)
         return -ENOENT;
     Cairn__SdsState want = down ? CAIRN__SDS_STATE__SDS_DOWN : CAIRN__SDS_STATE__SDS_UP;
+    /* gone: down because its process is seen gone, which a later silence
+     * verdict does not undo; up clears it */
+    if (!down)
+        d->gone = 0;
+    else if (req->sds_gone)
+        d->gone = 1;
     if (d->state == want)
         return 0;
     d->state = want;

@@ -540,8 +540,11 @@ static void on_close(struct rpc_conn *c)
     mdm_proposals_forget_conn(m, c);
     mdm_probes_forget_conn(m, c);
     mdm_members_forget_conn(m, c);
-    if (s->role == MDM_ROLE_SDS)
+    if (s->role == MDM_ROLE_SDS) {
         log_info("mdm: SDS '%s' disconnected", s->sds_name);
+        if (s->sds_id)
+            mdm_detector_lost(m, s->sds_id, s->sds_addr);
+    }
     mdm_audit_drop(s);
     if (s->slot >= 0)
         m->sessions[s->slot] = NULL;

@@ -12,6 +12,18 @@
 
 struct mdm_session;
 
+/* The timing of an SDS's failure detection, which the MDM and the SDS must
+ * agree on. The SDS heartbeats every SDS_HEARTBEAT_MS; an answered heartbeat
+ * is a lease of SDS_LEASE_MS from when it was sent; the MDM marks an SDS down
+ * after --sds-timeout (SDS_TIMEOUT_DEFAULT_MS) of silence, and refuses a
+ * timeout that would not outlast the lease with room to spare: so an SDS
+ * marked down for silence has lost its lease by then, whichever clock runs
+ * ahead. */
+#define SDS_HEARTBEAT_MS 250
+#define SDS_LEASE_MS 1500
+#define SDS_TIMEOUT_DEFAULT_MS 2000
+#define SDS_TIMEOUT_MIN_MS 2000
+
 struct mdm_session_ops {
     uint16_t register_type; /* FT_SDS_REGISTER or FT_SDC_REGISTER */
     /* The registration message; it must stay valid for the call. */

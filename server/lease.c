@@ -72,6 +72,10 @@ void lease_peer_ack(struct leases *ls, uint32_t sds_id, uint64_t sent_ms)
     struct peer_lease *l = lease_peer(ls, sds_id);
     if (l && sent_ms + ls->lease_ms > l->until)
         l->until = sent_ms + ls->lease_ms;
+    /* It answers: the forward that timed out did so for another reason (we
+     * were the one stopped, say), so forwards to it need not fail fast. */
+    if (l && l->suspect_until && sent_ms >= l->suspect_since)
+        l->suspect_until = 0;
 }
 
 int lease_grant(struct leases *ls, const Cairn__ClusterMap *m, uint32_t from, uint64_t version,
@@ -114,13 +118,17 @@ void lease_fence_new_primaries(struct leases *ls, const Cairn__ClusterMap *old,
                 continue;
             /* A primary that was moved (rebalance, drain) is alive and may
              * hold an MDM lease from before the change, up to lease_ms old:
-             * wait all of it out. One that failed lost its MDM lease before
-             * it was marked down; only what we granted it remains. */
+             * wait all of it out. One that fell silent lost its MDM lease
+             * before it was marked down; only what we granted it remains. */
             Cairn__Sds *old_sds = cmap_sds(m, was_prim);
             struct peer_lease *l = lease_peer(ls, was_prim);
             uint64_t until = (l ? l->granted_at : now) + ls->lease_ms + 100;
             /* removed from the cluster counts as alive: it may not know yet */
             int alive = !old_sds || old_sds->state == CAIRN__SDS_STATE__SDS_UP;
+            /* One whose process the MDM saw gone (connection closed, port
+             * refusing) serves nothing, whatever lease it was granted. */
+            if (!alive && old_sds->gone)
+                continue;
             if (alive)
                 until = now + ls->lease_ms + 100;
             if (until <= now)

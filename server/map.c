@@ -98,6 +98,13 @@ void map_install(struct sds *s, Cairn__ClusterMap *m, uint32_t my_id)
         Cairn__Sds *o = cmap_sds(s->map, rpc_peer_id(s->peers[i]));
         if (o)
             rpc_peer_set_addr(s->peers[i], o->addr);
+        /* Marked down: what we sent it will not be answered (it is stopped,
+         * cut off or gone), so fail it now rather than at its timeout, and
+         * let the writes go on with the copies this map names. */
+        Cairn__Sds *was = old ? cmap_sds(old, rpc_peer_id(s->peers[i])) : NULL;
+        if (o && was && o->state == CAIRN__SDS_STATE__SDS_DOWN &&
+            was->state != CAIRN__SDS_STATE__SDS_DOWN)
+            rpc_peer_close(s->peers[i]);
     }
     reclaim_drop_unowned(s, old);
     lease_fence_new_primaries(&s->leases, old, s->map, s->my_id, now_ms());

@@ -95,5 +95,5 @@ void mdm_link_start(struct sds *s)
                                                .on_heartbeat_ack = heartbeat_ack,
                                                .on_request = on_request,
                                                .report_map_at_once = 1};
-    s->mdm = mdm_session_start(s->loop, s->mdm_addr, &ops, s, 1000);
+    s->mdm = mdm_session_start(s->loop, s->mdm_addr, &ops, s, SDS_HEARTBEAT_MS);
 }

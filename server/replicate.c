@@ -21,7 +21,8 @@ static void peer_trouble(struct sds *s, uint32_t sds_id, int status)
         if (now_ms() >= l->suspect_until)
             log_warn("SDS %u did not answer a copy in %u ms; failing copies to it fast for %u ms",
                      sds_id, SDS_FWD_TIMEOUT_MS, SUSPECT_MS);
-        l->suspect_until = now_ms() + SUSPECT_MS;
+        l->suspect_since = now_ms();
+        l->suspect_until = l->suspect_since + SUSPECT_MS;
     } else {
         log_warn("copy on SDS %u failed: %s", sds_id, strerror(-status));
     }

@@ -100,6 +100,7 @@ struct peer_lease {
     uint64_t until;         /* lease this peer granted us */
     uint64_t granted_at;    /* last lease we granted this peer */
     uint64_t suspect_until; /* a forward timed out: fail forwards fast until then */
+    uint64_t suspect_since; /* when; a ping sent after it and answered ends it */
 };
 
 /* Where this SDS became primary in place of another that may still serve. */

@@ -218,7 +218,7 @@ int main(int argc, char **argv)
         s->rebuild.rate = 64ull << 20;
     if (!s->io_memory)
         s->io_memory = SDS_IO_MEMORY_DEFAULT;
-    s->leases.lease_ms = 2000; /* must stay below the MDM's --sds-timeout (default 4 s) */
+    s->leases.lease_ms = SDS_LEASE_MS;
     if (!s->name || !s->listen || !s->mdm_addr || !s->data_dir || optind != argc ||
         !s->mdm_addr[strspn(s->mdm_addr, ",")])
         usage();

@@ -117,6 +117,39 @@ static void test_failed_primary_with_expired_grant_not_fenced(void)
     CHECK_EQ(lease_fenced(&L, 1000 + LEASE + 100, 1, 3), 0);
 }
 
+static void test_gone_primary_not_fenced(void)
+{
+    setup();
+    failover(CAIRN__SDS_STATE__SDS_DOWN);
+    /* it was granted a lease just now, but the MDM saw its process gone */
+    CHECK_EQ(lease_grant(&L, &OLD.m, 2, 9, 5000), 0);
+    M.sds[1].gone = 1;
+    lease_fence_new_primaries(&L, &OLD.m, &M.m, 1, 5001);
+    CHECK_EQ(L.nfences, 0);
+    CHECK_EQ(lease_fenced(&L, 5001, 1, 3), 0);
+    /* gone counts only for one marked down: a moved primary is still fenced */
+    setup();
+    failover(CAIRN__SDS_STATE__SDS_UP);
+    M.sds[1].gone = 1;
+    lease_fence_new_primaries(&L, &OLD.m, &M.m, 1, 1000);
+    CHECK_EQ(lease_fenced(&L, 1000, 1, 3), 1);
+}
+
+static void test_suspicion_ended_by_a_later_ping(void)
+{
+    setup();
+    struct peer_lease *l = lease_peer(&L, 2);
+    l->suspect_since = 5000;
+    l->suspect_until = 6500;
+    /* a ping sent before the forward timed out proves nothing new */
+    lease_peer_ack(&L, 2, 4900);
+    CHECK_EQ(l->suspect_until, 6500);
+    /* one sent since, answered: it is alive */
+    lease_peer_ack(&L, 2, 5000);
+    CHECK_EQ(l->suspect_until, 0);
+    CHECK_EQ(l->until, 5000 + LEASE);
+}
+
 static void test_planned_handover_fence_lifted_by_ping(void)
 {
     setup();
@@ -172,6 +205,8 @@ int main(void)
     RUN(test_peer_leases_all_needed);
     RUN(test_fence_blocks_until_granted_lease_expires);
     RUN(test_failed_primary_with_expired_grant_not_fenced);
+    RUN(test_gone_primary_not_fenced);
+    RUN(test_suspicion_ended_by_a_later_ping);
     RUN(test_planned_handover_fence_lifted_by_ping);
     RUN(test_no_lease_for_down_or_demoted);
     RUN(test_new_primary_without_old_map_not_fenced);
