@@ -59,9 +59,23 @@ static void usage(void)
     exit(2);
 }
 
+/* 1 if dir holds Raft's state: this MDM has been in a cluster. */
+static int has_raft_state(const char *dir)
+{
+    char path[4096];
+    for (int i = 1; i <= 2; i++) { /* libraft's uv metadata files */
+        snprintf(path, sizeof(path), "%s/metadata%d", dir, i);
+        if (access(path, F_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* The cluster's id: read from dir/cluster_id, or made (a random UUID) and
- * written there on first start; with join, "" if there is none (a joining
- * MDM learns it from the cluster's OP_CLUSTER_ID entry). 0 or -errno. */
+ * written there on the first start of the cluster's first MDM. With join,
+ * or with Raft state in dir (an MDM that joined, restarted without
+ * --join), "" if there is none: such an MDM learns it from the cluster's
+ * OP_CLUSTER_ID entry, and must not make up one of its own. 0 or -errno. */
 static int load_cluster_id(const char *dir, int join, char *out, size_t len)
 {
     char path[4096];
@@ -73,7 +87,7 @@ static int load_cluster_id(const char *dir, int join, char *out, size_t len)
         free(buf);
         return 0;
     }
-    if (join) {
+    if (join || has_raft_state(dir)) {
         out[0] = 0;
         return 0;
     }

@@ -140,6 +140,21 @@ def test_leader_killed_with_9(mdms):
     assert mdms.leader() == new
 
 
+def test_restarted_joined_mdm_makes_up_no_cluster_id(mdms):
+    """An MDM that joined, restarted without --join, learns the cluster's id
+    from the log again: it must not write one of its own (the first MDM's
+    start would), which it would show until it applied the log's."""
+    lead = mdms.leader()
+    agreed = mdms.status_of(lead)["cluster_id"]
+    j = next(i for i in range(2, N + 1) if i != lead)  # joined, a follower
+    mdms.daemons[j].stop()
+    mdms.start(j, join=False)
+    assert not os.path.exists(os.path.join(mdms.dir, f"mdm{j}", "cluster_id"))
+    assert mdms.status_of(j)["cluster_id"] in ("", agreed)
+    wait_for(f"mdm{j} to apply the cluster id",
+             lambda: mdms.status_of(j)["cluster_id"] == agreed, timeout=30)
+
+
 def test_paused_leader_steps_down(mdms):
     old = mdms.leader()
     os.kill(mdms.daemons[old].proc.pid, signal.SIGSTOP)
