@@ -57,8 +57,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "../.."))
 sys.path.insert(0, os.path.join(TOP, "tests/integration"))
 sys.path.insert(0, os.path.join(TOP, "tests/tools"))
+sys.path.insert(0, HERE)
 import cairnproto as P  # noqa: E402
 from cairn_verify import Verifier  # noqa: E402
+from bench import proc_cpu, system_cpu  # noqa: E402
 from cluster import Cluster, wait_for  # noqa: E402
 
 MiB = 1 << 20
@@ -415,71 +417,99 @@ def disk_sync_latency(path, n):
     return out
 
 
-def cost_bench(work, build, ns, m):
-    res = {}
-    for n in ns:
-        d = os.path.join(work, f"cost-{n}")
-        # the daemons' default snapshot threshold (the harness's 64 would
-        # snapshot in the middle of the run)
-        c = Cluster(d, sds_sizes=(2 * GiB,) * 2, pgs=64, mdms=n, build=build,
-                    mdm_args=["--snapshot-threshold", "1024"])
+KINDS = (("cli", "CLI volume create"), ("conn", "volume create, one connection"),
+         ("fsadd", "fault-set add, one connection"), ("status", "status query, one connection"),
+         ("fsync", "disk: 4 KiB write + fdatasync"))
+
+
+def cluster_cpu(c):
+    return sum(proc_cpu(d.proc.pid) for d in c.daemons.values() if d.alive())
+
+
+def one_cost(d, build, n, m):
+    """One fresh cluster of n MDMs: m changes timed each way (seconds), and
+    the cores that other work on the machine used meanwhile."""
+    # the daemons' default snapshot threshold (the harness's 64 would
+    # snapshot in the middle of the run)
+    c = Cluster(d, sds_sizes=(2 * GiB,) * 2, pgs=64, mdms=n, build=build,
+                mdm_args=["--snapshot-threshold", "1024"])
+    r = {k: [] for k, _ in KINDS}
+    try:
+        c.start()
+        lead = c.mdm_leader()
+        for i in range(3):  # warm-up, not counted
+            c.cairn("volume", "create", f"warm-{i}", "--size", "4M")
+        b0, a0, _ = system_cpu()
+        own0, cl0, w0 = os.times(), cluster_cpu(c), time.monotonic()
+        for i in range(m):
+            t0 = time.monotonic()
+            c.cairn("volume", "create", f"cli-{i}", "--size", "4M")
+            r["cli"].append(time.monotonic() - t0)
+        mg = leader_mgmt(c, lead)
         try:
-            c.start()
-            lead = c.mdm_leader()
-            warm = 3
-            for i in range(warm):
-                c.cairn("volume", "create", f"warm-{i}", "--size", "16M")
-            cli = []
             for i in range(m):
                 t0 = time.monotonic()
-                c.cairn("volume", "create", f"cli-{i}", "--size", "16M")
-                cli.append(time.monotonic() - t0)
-            mg = leader_mgmt(c, lead)
-            try:
-                conn, fsadd, status = [], [], []
-                for i in range(m):
-                    t0 = time.monotonic()
-                    mg.volume_create(f"conn-{i}", 16 * MiB)
-                    conn.append(time.monotonic() - t0)
-                for i in range(m):
-                    t0 = time.monotonic()
-                    mg.fault_set_add(f"fs-{i}")
-                    fsadd.append(time.monotonic() - t0)
-                for i in range(m):
-                    t0 = time.monotonic()
-                    mg.local_status()
-                    status.append(time.monotonic() - t0)
-            finally:
-                mg.close()
-            sync = disk_sync_latency(d, m)
-            res[n] = {"leader": lead, "cli": cli, "conn": conn, "fsadd": fsadd, "status": status,
-                      "fsync": sync}
-            log(f"  {n} MDM{'s' if n > 1 else ' '}: CLI create median {median(cli) * 1e3:6.2f} ms "
-                f"p90 {pct(cli, 90) * 1e3:6.2f}; one connection: create median "
-                f"{median(conn) * 1e3:6.2f} ms p90 {pct(conn, 90) * 1e3:6.2f}, "
-                f"fault-set add median {median(fsadd) * 1e3:6.2f} ms, status median "
-                f"{median(status) * 1e3:5.2f} ms; disk 4 KiB write+fdatasync median "
-                f"{median(sync) * 1e3:5.2f} ms")
+                mg.volume_create(f"conn-{i}", 4 * MiB)
+                r["conn"].append(time.monotonic() - t0)
+            for i in range(m):
+                t0 = time.monotonic()
+                mg.fault_set_add(f"fs-{i}")
+                r["fsadd"].append(time.monotonic() - t0)
+            for i in range(m):
+                t0 = time.monotonic()
+                mg.local_status()
+                r["status"].append(time.monotonic() - t0)
         finally:
-            c.shutdown()
+            mg.close()
+        b1, a1, _ = system_cpu()
+        own1, cl1, w1 = os.times(), cluster_cpu(c), time.monotonic()
+        own = (own1.user + own1.system + own1.children_user + own1.children_system
+               - own0.user - own0.system - own0.children_user - own0.children_system)
+        r["others_cores"] = max(0.0, (b1 - b0) - (cl1 - cl0) - own) / (w1 - w0)
+        r["fsync"] = disk_sync_latency(d, m)
+        r["leader"] = lead
+    finally:
+        c.shutdown()
+        shutil.rmtree(d, ignore_errors=True)
+    return r
+
+
+def cost_bench(work, build, ns, m, rounds):
+    """rounds rounds, each a fresh cluster per N, the first N rotating."""
+    res = {n: {"rounds": [], **{k: [] for k, _ in KINDS}} for n in ns}
+    for rd in range(rounds):
+        for j in range(len(ns)):
+            n = ns[(rd + j) % len(ns)]
+            r = one_cost(os.path.join(work, f"cost-{n}-{rd}"), build, n, m)
+            for k, _ in KINDS:
+                res[n][k] += r[k]
+            res[n]["rounds"].append({"others_cores": r["others_cores"],
+                                     **{k: median(r[k]) for k, _ in KINDS}})
+            log(f"  round {rd + 1}, {n} MDM{'s' if n > 1 else ' '}: medians (ms) "
+                + ", ".join(f"{k} {median(r[k]) * 1e3:.2f}" for k, _ in KINDS)
+                + f"; other work on the machine {r['others_cores']:.2f} cores")
     return res
 
 
 def print_cost(res):
+    ns = list(res)
     log("")
-    log("  MDMs | CLI create med / p90 ms | conn create med / p90 ms "
-        "| conn fault-set add med / p90 ms | status med ms | fdatasync med ms")
-    for n, r in res.items():
-        log(f"  {n:4d} | {median(r['cli']) * 1e3:9.2f} / {pct(r['cli'], 90) * 1e3:8.2f}   "
-            f"| {median(r['conn']) * 1e3:9.2f} / {pct(r['conn'], 90) * 1e3:8.2f}    "
-            f"| {median(r['fsadd']) * 1e3:15.2f} / {pct(r['fsadd'], 90) * 1e3:8.2f}    "
-            f"| {median(r['status']) * 1e3:13.2f} | {median(r['fsync']) * 1e3:16.2f}")
-    if 1 in res and 3 in res:
-        dd = median(res[3]["conn"]) - median(res[1]["conn"])
-        log(f"  3 MDMs - 1 MDM, per change over one connection: {dd * 1e3:+.2f} ms (median)")
-    if 3 in res and 5 in res:
-        dd = median(res[5]["conn"]) - median(res[3]["conn"])
-        log(f"  5 MDMs - 3 MDMs, per change over one connection: {dd * 1e3:+.2f} ms (median)")
+    log(f"  {'ms, over every round':34}" + "".join(f"{f'{n} MDM':>22}" for n in ns))
+    log(f"  {'':34}" + "".join(f"{'median   p90':>22}" for n in ns))
+    for k, label in KINDS:
+        log(f"  {label:34}" + "".join(
+            f"{median(res[n][k]) * 1e3:>13.2f}{pct(res[n][k], 90) * 1e3:>9.2f}" for n in ns))
+    for k in ("conn", "fsadd"):
+        per = [" / ".join(f"{x[k] * 1e3:.2f}" for x in res[n]["rounds"]) for n in ns]
+        log(f"  {'per-round medians, ' + k:34}" + "".join(f"{p:>22}" for p in per))
+    per = [" / ".join(f"{x['others_cores']:.2f}" for x in res[n]["rounds"]) for n in ns]
+    log(f"  {'other work, cores, per round':34}" + "".join(f"{p:>22}" for p in per))
+    for a, b in ((1, 3), (3, 5)):
+        if a in res and b in res:
+            for k in ("conn", "fsadd"):
+                dd = median(res[b][k]) - median(res[a][k])
+                log(f"  {b} MDMs - {a} MDM{'s' if a > 1 else ''}, {dict(KINDS)[k]}: "
+                    f"{dd * 1e3:+.2f} ms (medians)")
 
 
 def main():
@@ -490,6 +520,9 @@ def main():
     ap.add_argument("--creates", type=int, default=50,
                     help="volume creates per N and per way of timing (default 50)")
     ap.add_argument("--mdms", default="1,3,5", help="cluster sizes for the cost of a change")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of the cost of a change, each a fresh cluster per size, the "
+                         "first size rotating (default 3)")
     ap.add_argument("--only", choices=("failover", "cost"), default=None)
     ap.add_argument("--volume-mib", type=int, default=256, help="the load's volume")
     ap.add_argument("--load-mib", type=int, default=128, help="the part of it the load uses")
@@ -515,8 +548,10 @@ def main():
         out["failover"] = fo
         ok = fo["pass"]
     if a.only in (None, "cost"):
-        log(f"== cost of a change: {a.creates} volume creates per cluster size")
-        co = cost_bench(a.work, build, [int(x) for x in a.mdms.split(",")], a.creates)
+        log(f"== cost of a change: {a.creates} changes of each kind per cluster, {a.rounds} "
+            "rounds")
+        co = cost_bench(a.work, build, [int(x) for x in a.mdms.split(",")], a.creates,
+                        a.rounds)
         print_cost(co)
         out["cost"] = co
     log(f"== load average at the end {os.getloadavg()[0]:.2f}")
