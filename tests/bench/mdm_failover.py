@@ -494,7 +494,8 @@ def cost_bench(work, build, ns, m, rounds):
 def print_cost(res):
     ns = list(res)
     log("")
-    log(f"  {'ms, over every round':34}" + "".join(f"{f'{n} MDM':>22}" for n in ns))
+    log(f"  {'ms, over every round':34}"
+        + "".join(f"{f'{n} MDM' + ('s' if n > 1 else ''):>22}" for n in ns))
     log(f"  {'':34}" + "".join(f"{'median   p90':>22}" for n in ns))
     for k, label in KINDS:
         log(f"  {label:34}" + "".join(
