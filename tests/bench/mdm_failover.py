@@ -22,21 +22,25 @@ with 1, 3 and 5 MDMs (issue 12's closing figures).
    then the killed MDM is started again from its data directory and the
    harness waits until it follows in the new term and has applied the
    leader's commit index (catch-up) before the next kill. At the end the load
-   stops, every block written is read back, and the verdict is printed.
+   stops, every block written is read back, the volume's copies are compared
+   and every MDM, asked alone, must name the same cluster: the verdict.
 
-2. Cost of a change (--creates M, default 50). For N = 1, 3, 5 MDMs, a fresh
-   cluster (2 SDSs, a pool, an SDC; the MDMs at their default snapshot
-   threshold): M sequential `cairn volume create` processes, end to end (the
-   CLI's start, its authenticated connection, the change, its exit); then M
-   creates over one authenticated connection to the leader
-   (tests/integration/cairnproto.py), timed from the request's send to its
-   reply: the MDM-side latency (the leader's append and fsync, the round trip
-   to a majority, the apply); and as a baseline without Raft, M status
-   queries over that connection, and the disk's 4 KiB write + fdatasync in
-   the MDMs' directory. Median and p90 of each.
+2. Cost of a change (--creates M, default 50; --rounds R, default 3). For
+   N = 1, 3, 5 MDMs, a fresh cluster per round (2 SDSs, a pool, an SDC; the
+   MDMs at their default snapshot threshold; the first N rotating): M
+   sequential `cairn volume create` processes, end to end (the CLI's start,
+   its authenticated connection, the change, its exit); then M volume
+   creates and M fault-set adds over one authenticated connection to the
+   leader (tests/integration/cairnproto.py), timed from the request's send to
+   its reply: the MDM-side latency (the leader's append and fsync, the round
+   trip to a majority, the apply); and as baselines without Raft, M status
+   queries over that connection and the disk's 4 KiB write + fdatasync in
+   the MDMs' directory. Median and p90 of each, per round and over all; and
+   the CPU that other work on the machine used while they were timed.
 
     tests/bench/mdm_failover.py --build build-plain [--kills 10] [--creates 50]
-                                [--only failover|cost] [--work DIR] [--json FILE]
+                                [--rounds 3] [--only failover|cost] [--work DIR]
+                                [--json FILE] [--keep]
 
 Build without sanitizers (cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo). One
 cluster at a time; scratch under --work (removed at the end). Not part of
@@ -353,14 +357,15 @@ def failover_bench(work, build, kills, vol_mib, load_mib):
         res["summary"] = v.summary()
         res["verifier_errors"] = v.errors[:20]
         res["readback_bad"] = bad
-        res["pass"] = not v.errors and not bad and all(
-            r["create_s"] is not None and not r["errors"] for r in rows)
         r = c.cairn("volume", "check-copies", "load", check=False)
         res["check_copies"] = (r.returncode, r.stdout.strip().splitlines()[-1:] or [""])
         # every MDM, asked alone, names the same cluster
         res["cluster_ids"] = {i: json.loads(c.cairn("--local", "status", json_out=True,
                                                     mdm=c.mdm_addrs[i - 1]).stdout)["cluster_id"]
                               for i in range(1, c.n_mdms + 1)}
+        res["pass"] = (not v.errors and not bad and r.returncode == 0
+                       and len(set(res["cluster_ids"].values())) == 1
+                       and all(x["create_s"] is not None and not x["errors"] for x in rows))
     finally:
         for x in conns.values():
             x.close()
