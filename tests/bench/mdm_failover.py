@@ -71,6 +71,7 @@ MiB = 1 << 20
 GiB = 1 << 30
 OP_STATUS, OP_VOLUME_CREATE, OP_FAULT_SET_ADD = 1, 5, 20
 TARGET_S = 3.0  # issue 12: leader kill -9 to a successful volume create
+SLOW = 0.1  # client ops slower than this are placed in the phase they ended in
 
 
 def log(*a):
@@ -174,13 +175,17 @@ class TimedVerifier(Verifier):
         super().__init__(*a, **kw)
         self.win_max = 0.0
         self.cur_start = None
+        self.slow = []  # (end, latency) of every op over SLOW s
 
     def one(self):
         t0 = time.monotonic()
         self.cur_start = t0
         super().one()
         self.cur_start = None
-        self.win_max = max(self.win_max, time.monotonic() - t0)
+        t1 = time.monotonic()
+        self.win_max = max(self.win_max, t1 - t0)
+        if t1 - t0 > SLOW:
+            self.slow.append((t1, t1 - t0))
 
     def window_start(self):
         self.win_max = 0.0
@@ -251,6 +256,7 @@ def failover_bench(work, build, kills, vol_mib, load_mib):
     c = Cluster(os.path.join(work, "failover"), sds_sizes=(2 * GiB,) * 3, pgs=pgs, mdms=3,
                 build=build)
     rows = []
+    windows = []  # (start, end, phase) of each failover and restart
     res = {"rows": rows}
     conns = {}
     try:
@@ -261,7 +267,9 @@ def failover_bench(work, build, kills, vol_mib, load_mib):
         t.start()
         wait_for("the load under way", lambda: v.ops >= 200, timeout=60)
         log(f"  load running on a {vol_mib} MiB volume ({load_mib} MiB used), 3 MDMs, 3 SDSs")
-        log("  kill  old new terms   elect   create  cli call  healthy  longest I/O  catch-up")
+        log("  kill  old new terms   elect   create  cli call  healthy  longest I/O  catch-up"
+            "  longest I/O")
+        log(f"  {'':70}(restart)")
         for k in range(1, kills + 1):
             lead = wait_for("one leader", c.mdm_leader, timeout=30)
             m = leader_mgmt(c, lead)
@@ -323,6 +331,7 @@ def failover_bench(work, build, kills, vol_mib, load_mib):
             t_healthy = time.monotonic()
             longest = v.window_end()
             # the killed MDM comes back and catches up before the next kill
+            v.window_start()
             t_restart = time.monotonic()
             start_mdm(c, lead)
             back = {}
@@ -334,6 +343,9 @@ def failover_bench(work, build, kills, vol_mib, load_mib):
                         and me[1] == lm[1] and me[3] >= lm[2])
             wait_for(f"MDM {lead} to catch up", caught_up, timeout=60, interval=0.02)
             t_caught = time.monotonic()
+            longest_restart = v.window_end()
+            windows.append((t_kill, t_healthy, "failover"))
+            windows.append((t_restart, t_caught, "restart"))
             for x in back.values():
                 x.close()
             row = {"kill": k, "old": lead, "new": new, "terms": (term1 or 0) - term0,
@@ -341,18 +353,24 @@ def failover_bench(work, build, kills, vol_mib, load_mib):
                    "create_s": t_create - t_kill if t_create else None,
                    "cli_call_s": cli_call, "cli_attempts": attempts,
                    "healthy_s": t_healthy - t_kill, "longest_io_s": longest,
+                   "longest_io_restart_s": longest_restart,
                    "catchup_s": t_caught - t_restart, "errors": errs,
                    "verifier_errors": len(v.errors)}
             rows.append(row)
             over = " OVER 3 s" if row["create_s"] is None or row["create_s"] > TARGET_S else ""
             log(f"  {k:4d} {lead:3d} {new:3d} {row['terms']:5d} {f3(row['elect_s']):>7} "
                 f"{f3(row['create_s']):>8} {f3(cli_call):>9} {f3(row['healthy_s']):>8} "
-                f"{f3(longest):>12} {f3(row['catchup_s']):>9}{over}"
+                f"{f3(longest):>12} {f3(row['catchup_s']):>9} {f3(longest_restart):>12}{over}"
                 + (f"  ({attempts} CLI calls)" if attempts > 1 else ""))
             for e in errs:
                 log(f"       {e}")
         v.stop.set()
         t.join(120)
+        res["slow_ops"] = {}
+        for end, lat in v.slow:
+            ph = next((w[2] for w in windows if w[0] <= end <= w[1]), "between")
+            n, mx = res["slow_ops"].get(ph, (0, 0.0))
+            res["slow_ops"][ph] = (n + 1, max(mx, lat))
         bad = v.final_check()
         res["summary"] = v.summary()
         res["verifier_errors"] = v.errors[:20]
@@ -382,12 +400,16 @@ def print_failover(res):
                        ("cli_call_s", "that CLI call itself"),
                        ("healthy_s", "kill -9 -> cluster healthy"),
                        ("longest_io_s", "longest client I/O in the window"),
-                       ("catchup_s", "restarted MDM caught up")):
+                       ("catchup_s", "restarted MDM caught up"),
+                       ("longest_io_restart_s", "longest client I/O, restart")):
         xs = [r[key] for r in rows if r[key] is not None]
         log(f"  {label:34} {f3(median(xs)):>8} {f3(max(xs) if xs else None):>8}")
     over = [r["kill"] for r in rows if r["create_s"] is None or r["create_s"] > TARGET_S]
     log(f"  kills over the {TARGET_S:.0f} s target: {len(over)} of {len(rows)} {over or ''}")
     log(f"  load: {res['summary']}; read back: {res['readback_bad']} bad blocks")
+    log(f"  client ops over {SLOW} s, by the phase they ended in: "
+        + (", ".join(f"{ph} {n} (longest {mx:.3f} s)" for ph, (n, mx)
+                     in sorted(res["slow_ops"].items())) or "none"))
     for e in res["verifier_errors"]:
         log(f"    {e}")
     log(f"  check-copies: rc {res['check_copies'][0]} {res['check_copies'][1][0]}")
