@@ -158,9 +158,6 @@ void sdc_volumes_shutdown(struct sdc *s);
 
 /* Set up the data path's timers and pool (before the loop runs). */
 void sdc_io_init(struct sdc *s);
-/* s->map replaced old (NULL: none): requests in flight to an SDS it marks
- * down fail now, to be retried on this map, rather than at their timeout. */
-void sdc_io_map_changed(struct sdc *s, const Cairn__ClusterMap *old);
 /* Free what the data path keeps for reuse (after the loop stopped). */
 void sdc_io_shutdown(struct sdc *s);
 /* The NBD backend's submit (ctx: the sdc, exp: a struct sdc_vol): split io

@@ -417,19 +417,6 @@ void sdc_io_init(struct sdc *s)
     s->later_tail = &s->later_head;
 }
 
-void sdc_io_map_changed(struct sdc *s, const Cairn__ClusterMap *old)
-{
-    for (int i = 0; old && i < s->nsds; i++) {
-        uint32_t id = rpc_peer_id(s->sds[i]);
-        Cairn__Sds *now = cmap_sds(s->map, id), *was = cmap_sds(old, id);
-        if (now && was && now->state == CAIRN__SDS_STATE__SDS_DOWN &&
-            was->state != CAIRN__SDS_STATE__SDS_DOWN) {
-            log_debug("SDS %u is marked down: its requests in flight are retried", id);
-            rpc_peer_close(s->sds[i]); /* they fail now, and piece_retry sends them on */
-        }
-    }
-}
-
 void sdc_io_cancel(void *ctx, const void *owner)
 {
     struct sdc *s = ctx;

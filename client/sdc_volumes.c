@@ -10,6 +10,7 @@
 #include "cmap.h"
 #include "log.h"
 #include "mdm_session.h"
+#include "rpc_peer.h"
 #include "sdc.h"
 
 /* ---- exports ---- */
@@ -117,6 +118,21 @@ static void sync_volumes(struct sdc *s)
 
 /* ---- the MDM session ---- */
 
+/* A peer the new map marks down is closed: its requests in flight fail now
+ * and are sent on to another copy, not at their timeout. */
+static void close_peers_marked_down(struct sdc *s, const Cairn__ClusterMap *old)
+{
+    for (int i = 0; old && i < s->nsds; i++) {
+        uint32_t id = rpc_peer_id(s->sds[i]);
+        Cairn__Sds *now = cmap_sds(s->map, id), *was = cmap_sds(old, id);
+        if (now && was && now->state == CAIRN__SDS_STATE__SDS_DOWN &&
+            was->state != CAIRN__SDS_STATE__SDS_DOWN) {
+            log_debug("SDS %u is marked down: its requests in flight are retried", id);
+            rpc_peer_close(s->sds[i]); /* they fail now, and piece_retry sends them on */
+        }
+    }
+}
+
 static void session_on_map(void *ctx, Cairn__MapReply *rep)
 {
     struct sdc *s = ctx;
@@ -136,7 +152,7 @@ static void session_on_map(void *ctx, Cairn__MapReply *rep)
         Cairn__ClusterMap *old = s->map;
         s->map = rep->map;
         rep->map = NULL;
-        sdc_io_map_changed(s, old);
+        close_peers_marked_down(s, old);
         if (old)
             cairn__cluster_map__free_unpacked(old, NULL);
         sync_volumes(s);

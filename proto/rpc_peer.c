@@ -190,13 +190,22 @@ static void pump(struct rpc_peer *p)
     }
 }
 
-/* Complete every waiting call with err (connecting failed, or closed). */
+/* Complete the calls waiting now with err (connecting failed, or closed).
+ * A call a callback makes meanwhile waits for the connection it starts:
+ * failing it with this err too would let a callback that calls again at
+ * once spin here for ever. */
 static void drain(struct rpc_peer *p, int err)
 {
-    while (p->head) {
-        struct call *k = pop(p);
+    struct call *k = p->head;
+    p->head = NULL;
+    p->tail = &p->head;
+    while (k) {
+        struct call *next = k->next;
+        k->next = NULL;
+        p->nwaiting--;
         k->cb(NULL, err, NULL, 0, NULL, 0, k->arg);
         call_free(k);
+        k = next;
     }
 }
 

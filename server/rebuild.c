@@ -35,9 +35,10 @@ struct rjob {
     int inflight;
     int reporting;
     int cancelled;
-    int fresh;   /* created by this sync: its extents are being listed */
-    int catchup; /* the target keeps its data: sync only what differs */
-    int listing; /* waiting for the target's extent list */
+    int fresh;    /* created by this sync: its extents are being listed */
+    int catchup;  /* the target keeps its data: sync only what differs */
+    int listing;  /* waiting for the target's extent list */
+    int unlisted; /* still to get it (asked again at retry_at) */
     uint64_t retry_at;
 };
 
@@ -420,6 +421,10 @@ static void rebuild_pump_once(struct sds *s)
             continue;
         if (j->listing)
             continue;
+        if (j->unlisted) {
+            pg_list_fetch(j);
+            continue;
+        }
         while (rb->inflight < REBUILD_MAX_INFLIGHT && rb->tokens > 0 && start_one(j))
             ;
         if (j->next_i == j->n && !j->inflight && !j->reporting)
@@ -476,14 +481,15 @@ static void pg_list_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint3
     j->listing = 0;
     long npairs = status < 0 ? -EINVAL : validate_pg_list_reply(payload_len);
     if (npairs < 0) {
+        /* asked again in a second (rebuild_pump): the job cannot finish
+         * without it */
         j->retry_at = now_ms() + 1000;
         rpc_buf_free(payload);
-        if (!j->cancelled && !j->sds->stopping)
-            pg_list_fetch(j); /* try again; the job cannot finish without it */
-        else if (!j->inflight && !j->reporting)
+        if ((j->cancelled || j->sds->stopping) && !j->inflight && !j->reporting)
             rjob_unlink_free(j);
         return;
     }
+    j->unlisted = 0;
     for (long i = 0; i < npairs; i++)
         rjob_add_extent(j, get_be64(payload + i * 16), get_be64(payload + i * 16 + 8));
     rpc_buf_free(payload);
@@ -495,15 +501,16 @@ static void pg_list_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint3
 
 static void pg_list_fetch(struct rjob *j)
 {
+    j->unlisted = 1;
     struct rpc_peer *p = map_peer(j->sds, j->target_sds);
-    if (!p)
-        return;
     uint8_t msg[8];
     put_be32(msg, j->pool_id);
     put_be32(msg + 4, j->pg);
     j->listing = 1;
-    if (rpc_peer_call(p, FT_PG_LIST, msg, 8, NULL, 0, 30000, pg_list_cb, j) < 0)
+    if (!p || rpc_peer_call(p, FT_PG_LIST, msg, 8, NULL, 0, 30000, pg_list_cb, j) < 0) {
         j->listing = 0;
+        j->retry_at = now_ms() + 1000;
+    }
 }
 
 static void list_sent_cb(void *arg, int status)

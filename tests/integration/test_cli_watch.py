@@ -295,8 +295,12 @@ def test_rebuild_wait_no_live_copy(tmp_path):
     c.start()
     try:
         c.create_volume("nl", 64 << 20, map_it=False)
-        c.daemons["sds2"].stop(signal.SIGKILL)
-        c.daemons["sds3"].stop(signal.SIGKILL)
+        # both at once: one seen gone first would have its empty PGs
+        # rebuilt onto the other before the second kill
+        for n in ("sds2", "sds3"):
+            c.daemons[n].proc.send_signal(signal.SIGKILL)
+        for n in ("sds2", "sds3"):
+            c.daemons[n].stop(signal.SIGKILL)
         r = c.cairn("rebuild", "wait", "--timeout", "60", check=False)
         assert r.returncode == 1, (r.stdout, r.stderr)
         assert re.search(r"cannot rebuild: \d+ PGs? ha(s|ve) no live copy", r.stderr), r.stderr

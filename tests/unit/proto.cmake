@@ -1,5 +1,5 @@
 # proto/ and common/: frames, RPC connections.
-foreach(t frame rpc log)
+foreach(t frame rpc rpc_peer log)
   add_executable(test_${t} test_${t}.c)
   target_link_libraries(test_${t} cairn_proto)
   target_include_directories(test_${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
