@@ -150,13 +150,17 @@ def start_again(c, i):
 
 
 def wait_in_cluster(c, i):
-    """MDM i is back: a voter following the leader, caught up with it."""
+    """MDM i is back: a voter following the leader, and it has applied
+    everything the leader had committed when this was called."""
+    def committed():
+        lead = [m for m in members(c) if m["role"] == "leader"]
+        return lead[0]["commit_index"] if len(lead) == 1 else None
+    target = wait_for("a leader's commit index", committed, timeout=60, interval=0.2)
+
     def back():
-        ms = members(c)
-        me = next(m for m in ms if m["id"] == i)
-        lead = [m for m in ms if m["role"] == "leader"]
-        return (me["reachable"] and me["role"] in ("leader", "follower") and len(lead) == 1
-                and me.get("applied_index", -1) >= lead[0]["commit_index"] - 1)
+        me = next(m for m in members(c) if m["id"] == i)
+        return (me["reachable"] and me["role"] in ("leader", "follower")
+                and me.get("applied_index", -1) >= target)
     wait_for(f"MDM {i} back in the cluster", back, timeout=60, interval=0.2)
 
 
