@@ -304,7 +304,7 @@ static int run_locate(const struct cli_command *c, const struct cli_args *a,
 
 /* Accepted by every command, before, between or after its words. */
 static const struct cli_opt globals[] = {
-    VALUE("--mdm"),  VALUE("--credentials"), FLAG("--json"),
+    VALUE("--mdm"),  VALUE("--mdm-timeout"), VALUE("--credentials"), FLAG("--json"),
     FLAG("--local"), FLAG("--help"),         {NULL, 0, NULL},
 };
 
@@ -576,18 +576,18 @@ static void usage_line(const struct cli_command *c)
 /* Print the usage text (on stderr) and return its exit code, 2. */
 static int usage(void)
 {
-    fprintf(
-        stderr,
-        "usage: cairn [--mdm ADDR[,ADDR...]] [--local] [--credentials FILE] [--json] COMMAND\n\n");
+    fprintf(stderr, "usage: cairn [--mdm ADDR[,ADDR...]] [--mdm-timeout SECONDS] [--local]\n"
+                    "             [--credentials FILE] [--json] COMMAND\n\n");
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         if (commands[i].usage)
             usage_line(&commands[i]);
     fprintf(stderr, "\n"
                     "SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.\n"
                     "The MDM address also comes from $CAIRN_MDM; given several (a,b,c),\n"
-                    "cairn finds the leader; --local: a query is answered by the MDM asked,\n"
-                    "from its own copy of the state. The credential (--credentials FILE)\n"
-                    "comes from $CAIRN_CREDENTIALS.\n");
+                    "cairn finds the leader; --mdm-timeout: how long it waits for a leader\n"
+                    "(an election) and its answer, in all (30). --local: a query is answered\n"
+                    "by the MDM asked, from its own copy of the state. The credential\n"
+                    "(--credentials FILE) comes from $CAIRN_CREDENTIALS.\n");
     return 2;
 }
 
@@ -624,6 +624,19 @@ static int no_command(const char *obj, const char *verb, const struct cli_args *
     if (obj)
         fprintf(stderr, "cairn: unknown command '%s %s'\n", obj, verb ? verb : "");
     return usage();
+}
+
+/* --mdm-timeout SECONDS: a number of seconds from 0.1 to 3600. */
+static int mdm_timeout(const char *v)
+{
+    if (!v)
+        return 0;
+    char *end;
+    double s = strtod(v, &end);
+    if (end == v || *end || !(s >= 0.1 && s <= 3600))
+        return -cli_fail("--mdm-timeout takes seconds, from 0.1 to 3600, not '%s'", v);
+    cli_mdm_set_wait((unsigned)(s * 1000));
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -670,8 +683,11 @@ int main(int argc, char **argv)
         cli_mdm_set_local(cli_args_count(&a, "--local") > 0);
         if (cli_args_get(&a, "--mdm"))
             env.mdm = cli_args_get(&a, "--mdm");
+        if (mdm_timeout(cli_args_get(&a, "--mdm-timeout")) < 0)
+            rc = 1;
         /* every command but these talks to the cluster, with a credential */
-        if (!strcmp(cmd->obj, "credentials") || !cli_auth_setup(cli_args_get(&a, "--credentials")))
+        else if (!strcmp(cmd->obj, "credentials") ||
+                 !cli_auth_setup(cli_args_get(&a, "--credentials")))
             rc = cmd->run(cmd, &a, &env);
         else
             rc = 1;

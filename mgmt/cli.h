@@ -76,6 +76,9 @@ int cli_mdm_call_quiet(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtRep
                        size_t errlen);
 /* How long one request waits for its reply (default 30 s). */
 void cli_mdm_set_call_timeout(unsigned ms);
+/* How long a request may take in all, finding the leader (an election)
+ * and its reply included (--mdm-timeout; default 30 s). */
+void cli_mdm_set_wait(unsigned ms);
 /* 1: a status query is answered by the MDM asked, from its own state
  * (--local), not by the leader. */
 void cli_mdm_set_local(int local);

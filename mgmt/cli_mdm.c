@@ -6,7 +6,9 @@
  * the first that answers; an MDM that is not the leader refuses it before
  * proposing anything and names the leader, and the request is sent there.
  * While no leader is known (an election), the list is tried again every
- * 200 ms for up to CLI_LEADER_WAIT_MS. A request is sent again only when
+ * 200 ms. The whole exchange, the election wait and the reply included,
+ * ends within the wait (--mdm-timeout, 30 s by default): a try still
+ * connecting or waiting for its reply then is abandoned. A request is sent again only when
  * no MDM took it: refused as not the leader, or its connection never
  * made. One whose connection broke after it was sent may have been
  * applied, so it is not sent again (a status query is): the CLI says that
@@ -19,11 +21,20 @@
 #include "rpc.h"
 #include "util.h"
 
-#define CLI_LEADER_WAIT_MS 30000
 #define CLI_MAX_MDMS 16
+/* A connection (TCP and the handshake) not made within this is given up
+ * and the next MDM tried: one unreachable MDM (a cut link drops the SYNs;
+ * nothing refuses them) must not hold up the others. */
+#define CLI_CONNECT_MS 2000
 
 static unsigned call_timeout_ms = 30000;
+static unsigned wait_ms = 30000;
 static int local_status;
+
+void cli_mdm_set_wait(unsigned ms)
+{
+    wait_ms = ms;
+}
 
 void cli_mdm_set_call_timeout(unsigned ms)
 {
@@ -39,9 +50,33 @@ struct call {
     int done;
     int sent; /* the request left: its outcome is the MDM's */
     int status;
+    int expired; /* the timer ran out before the MDM answered */
+    unsigned timeout_ms;
+    uint64_t end_ms;       /* the wait's end */
+    struct rpc_conn *conn; /* connecting or connected, until done */
+    uv_timer_t timer;      /* the connection's limit, then the wait's end */
     Cairn__MgmtReply *rep;
     Cairn__MgmtRequest *req;
 };
+
+static void call_finished(struct call *call, int status)
+{
+    call->done = 1;
+    call->status = status;
+    call->conn = NULL;
+    uv_timer_stop(&call->timer);
+}
+
+/* No connection in time, or the wait is over: abandon the connection (its
+ * callbacks then finish the call with a failure). */
+static void expire_cb(uv_timer_t *t)
+{
+    struct call *call = t->data;
+    if (call->done || !call->conn)
+        return;
+    call->expired = 1;
+    rpc_close(call->conn);
+}
 
 static void reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
                      uint8_t *payload, uint32_t payload_len, void *arg)
@@ -49,8 +84,7 @@ static void reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_
     (void)payload_len;
     struct call *call = arg;
     rpc_buf_free(payload);
-    call->status = status;
-    call->done = 1;
+    call_finished(call, status);
     if (msg)
         call->rep = cairn__mgmt_reply__unpack(NULL, msg_len, msg);
     rpc_close(c);
@@ -60,16 +94,18 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
 {
     struct call *call = arg;
     if (status < 0) {
-        call->done = 1;
-        call->status = status;
+        call_finished(call, status);
         return;
     }
+    call->conn = c;
+    /* connected: the rest of the wait is the reply's */
+    uint64_t now = now_ms();
+    uv_timer_start(&call->timer, expire_cb, call->end_ms > now ? call->end_ms - now : 0, 0);
     call->req->local = local_status && call->req->op == CAIRN__MGMT_OP__OP_STATUS;
-    int r = rpc_call_pb(c, FT_MGMT, &call->req->base, call_timeout_ms, reply_cb, call);
+    int r = rpc_call_pb(c, FT_MGMT, &call->req->base, call->timeout_ms, reply_cb, call);
     call->sent = r >= 0;
     if (r < 0) {
-        call->done = 1;
-        call->status = r;
+        call_finished(call, r);
         rpc_close(c);
     }
 }
@@ -84,29 +120,52 @@ static void on_req_unexpected(struct rpc_conn *c, const struct frame_hdr *h, con
     rpc_close(c);
 }
 
-/* One try at one MDM. 0 with *out set; else -errno with err set, *sent 0
- * if the request never left, 1 if it left and no answer came, 2 if the MDM
- * answered; and leader[] the leader's address if the MDM refused it as not
- * the leader and named one. */
-static int call_one(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **out, char *err,
-                    size_t errlen, int *sent, char *leader, size_t leaderlen)
+/* One try at one MDM, given left_ms of the wait. 0 with *out set; else
+ * -errno with err set, *sent 0 if the request never left, 1 if it left and
+ * no answer came, 2 if the MDM answered; and leader[] the leader's address
+ * if the MDM refused it as not the leader and named one. */
+static int call_one(const char *addr, Cairn__MgmtRequest *req, unsigned left_ms,
+                    Cairn__MgmtReply **out, char *err, size_t errlen, int *sent, char *leader,
+                    size_t leaderlen)
 {
     uv_loop_t *loop = uv_default_loop();
-    struct call call = {.req = req};
+    struct call call = {.req = req,
+                        .timeout_ms = left_ms < call_timeout_ms ? left_ms : call_timeout_ms,
+                        .end_ms = now_ms() + left_ms};
     static const struct rpc_handlers h = {.on_request = on_req_unexpected,
                                           .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
     *out = NULL;
     *sent = 0;
     err[0] = 0;
     leader[0] = 0;
-    int r = rpc_connect(loop, addr, &h, NULL, connect_cb, &call);
+    int r = rpc_connect_cancelable(loop, addr, &h, NULL, connect_cb, &call, &call.conn);
     if (r < 0) {
         snprintf(err, errlen, "cannot reach the MDM at %s: %s", addr, uv_strerror(r));
         return r;
     }
-    /* runs until the connection is closed: by reply_cb, or on a failure */
+    uv_timer_init(loop, &call.timer);
+    call.timer.data = &call;
+    uv_timer_start(&call.timer, expire_cb, left_ms < CLI_CONNECT_MS ? left_ms : CLI_CONNECT_MS, 0);
+    /* runs until the connection is closed (by reply_cb, or on a failure)
+     * and the timer stopped */
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&call.timer, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     *sent = call.rep ? 2 : call.sent;
+    if (!call.rep && (call.expired || call.status == -ETIMEDOUT)) {
+        if (call.sent && req->op != CAIRN__MGMT_OP__OP_STATUS)
+            snprintf(err, errlen,
+                     "no answer from the MDM at %s within %.1f s; whether the change was made "
+                     "is unknown (check with 'cairn status')",
+                     addr, (double)call.timeout_ms / 1000);
+        else if (call.sent)
+            snprintf(err, errlen, "no answer from the MDM at %s within %.1f s", addr,
+                     (double)call.timeout_ms / 1000);
+        else
+            snprintf(err, errlen, "cannot reach the MDM at %s: no connection within %.1f s", addr,
+                     (double)(left_ms < CLI_CONNECT_MS ? left_ms : CLI_CONNECT_MS) / 1000);
+        return -ETIMEDOUT;
+    }
     if (!call.rep) {
         if (call.status == -ECONNREFUSED)
             snprintf(err, errlen,
@@ -144,15 +203,20 @@ int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtRe
         snprintf(err, errlen, "no MDM address given (--mdm HOST:PORT[,HOST:PORT...])");
         return -EINVAL;
     }
-    uint64_t deadline = now_ms() + CLI_LEADER_WAIT_MS;
+    uint64_t start = now_ms(), deadline = start + wait_ms;
     char leader[256] = "", named[256];
+    char no_leader[512] = ""; /* the last refusal naming no leader */
     int hops = 0, r = -EAGAIN;
     for (;;) {
         int electing = 0;
         for (int i = leader[0] ? -1 : 0; i < n; i++) {
             const char *a = i < 0 ? leader : mdms[i];
             int sent;
-            r = call_one(a, req, out, err, errlen, &sent, named, sizeof(named));
+            uint64_t now = now_ms();
+            if (now >= deadline)
+                break;
+            r = call_one(a, req, (unsigned)(deadline - now), out, err, errlen, &sent, named,
+                         sizeof(named));
             if (r == 0)
                 return 0;
             if (r == -EAGAIN && named[0] && strcmp(named, a) && hops++ < 8) {
@@ -164,6 +228,8 @@ int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtRe
                 /* no leader yet, or the one named is gone: an election is
                  * due; ask the next, then all again */
                 electing = 1;
+                if (r == -EAGAIN)
+                    snprintf(no_leader, sizeof(no_leader), "%s", err);
                 continue;
             }
             if (sent == 2 || (sent == 1 && req->op != CAIRN__MGMT_OP__OP_STATUS))
@@ -171,7 +237,19 @@ int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtRe
             /* this MDM never took it: the next */
         }
         leader[0] = 0;
-        if (!electing || now_ms() >= deadline)
+        uint64_t now = now_ms();
+        if (now + 200 >= deadline && (electing || no_leader[0])) {
+            /* out of time waiting for a leader (the last pass may have been
+             * cut short: say what the MDMs said, not that it was) */
+            char last[512];
+            snprintf(last, sizeof(last), "%s", no_leader[0] ? no_leader : err);
+            snprintf(err, errlen,
+                     "no MDM leads after %.1f s (an election under way, or too few MDMs "
+                     "reachable for a majority); the last answer: %s",
+                     (double)(now - start) / 1000, last);
+            return r < 0 ? r : -EAGAIN;
+        }
+        if (!electing)
             return r;
         hops = 0;
         uv_sleep(200);

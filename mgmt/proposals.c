@@ -66,11 +66,21 @@ void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c)
             m->proposals[i]->conn = NULL;
 }
 
-/* Answer the requester (if it is still there) with the outcome. */
+/* Answer the requester (if it is still there) with the outcome. A change
+ * Raft did not confirm (status: this MDM lost the leadership, or shut
+ * down) is not known to be lost: it may be in other MDMs' logs, and a new
+ * leader may yet commit it. So the answer says so, and is -EIO, which the
+ * CLI does not send again (-EAGAIN it would). */
 static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
 {
     int st = status ? -EIO : m->apply_status;
-    const char *err = status ? raft_strerror(status) : m->apply_err;
+    char unconfirmed[256];
+    if (status)
+        snprintf(unconfirmed, sizeof(unconfirmed),
+                 "the change was not confirmed (%s); whether it is made is unknown (another "
+                 "leader may yet commit it): check with 'cairn status'",
+                 raft_strerror(status));
+    const char *err = status ? unconfirmed : m->apply_err;
     if (!p->conn)
         return;
     if (st < 0) {

@@ -236,15 +236,22 @@ class Cluster:
         self.daemons[name] = d
         return d
 
+    def mdm_netns(self, i):
+        """The network namespace MDM i (1..n_mdms) runs in; None: this host's."""
+        return None
+
+    def _in_netns(self, ns, argv):
+        return (["ip", "netns", "exec", ns] if ns else []) + argv
+
     def start_mdm(self):
-        d = self.daemons.get("mdm") or self._daemon("mdm", [
+        d = self.daemons.get("mdm") or self._daemon("mdm", self._in_netns(self.mdm_netns(1), [
             f"{self.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm",
             "--listen", self.mdm_addr, "--raft-addr", self.raft_addr,
             "--snapshot-threshold", "64"]  # snapshots get exercised
             + self._cred_args("mdm", "mdm1")
             + self._metrics_args("mdm")
             + self._http_args()
-            + self.mdm_args)
+            + self.mdm_args))
         d.start()
         wait_for("the MDM", lambda: self.cairn("status", check=False).returncode == 0)
 
@@ -256,11 +263,11 @@ class Cluster:
         """Start MDM i (2..n_mdms); join: with --join (a new or emptied data
         directory, to be added with cairn mdm add)."""
         name = self.mdm_name(i)
-        d = self._daemon(name, [
+        d = self._daemon(name, self._in_netns(self.mdm_netns(i), [
             f"{self.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/{name}", "--id", str(i),
             "--listen", self.mdm_addrs[i - 1], "--raft-addr", self.raft_addrs[i - 1],
             "--snapshot-threshold", "64"] + (["--join"] if join else [])
-            + self._cred_args("mdm", name) + self.mdm_args)
+            + self._cred_args("mdm", name) + self.mdm_args))
         d.start()
         wait_for(f"{name} to answer", lambda: self.cairn(
             "--local", "status", mdm=self.mdm_addrs[i - 1], check=False).returncode == 0)
@@ -396,10 +403,13 @@ class Cluster:
     # (a cluster that failed half-way through start() shuts down the same way)
 
     # ---- CLI ----
-    def cairn(self, *args, check=True, json_out=False, mdm=None):
-        argv = ([f"{self.build}/mgmt/cairn", "--mdm", mdm or self.mdm_list]
-                + self._cred_args("admin", "admin") + (["--json"] if json_out else []) + list(args))
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    def cairn(self, *args, check=True, json_out=False, mdm=None, netns=None, timeout=60):
+        """The CLI (in network namespace netns, if given) against mdm, or
+        against every MDM."""
+        argv = self._in_netns(netns, [f"{self.build}/mgmt/cairn", "--mdm", mdm or self.mdm_list]
+                              + self._cred_args("admin", "admin")
+                              + (["--json"] if json_out else []) + list(args))
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"cairn {' '.join(args)} failed ({r.returncode}): {r.stderr}")
         return r
@@ -478,12 +488,20 @@ def sh(*argv):
 class NetCluster(Cluster):
     """A cluster whose SDSs each live in a network namespace of their own,
     joined by a bridge that also carries the MDM's address, so that one SDS's
-    link can be cut (and restored) while it keeps running."""
+    link can be cut (and restored) while it keeps running.
+
+    With mdms=3 (or 5), each MDM lives in a namespace of its own on the same
+    bridge too (MDM i at .(1+i), its request and Raft ports 7100 and 7101),
+    and cut_mdm(i) / restore_mdm(i) cut and restore its link; the SDSs, the
+    SDC and the CLI are given every MDM's address. The CLI can also be run
+    from inside an MDM's namespace (cairn(..., netns=c.mdm_netns(i))): a
+    client on the same side of a cut as that MDM. With mdms=1 the one MDM
+    runs on this host, at the bridge's own address."""
 
     instances = 0
 
-    def __init__(self, workdir, **kw):
-        super().__init__(workdir, **kw)
+    def __init__(self, workdir, mdms=1, **kw):
+        super().__init__(workdir, mdms=mdms, **kw)
         NetCluster.instances += 1
         n = NetCluster.instances
         tag = f"{os.getpid() % 1000}{n}"
@@ -491,10 +509,18 @@ class NetCluster(Cluster):
         self.bridge = f"cb{tag}"
         self.ns = [f"cn{tag}s{i}" for i in range(len(self.sds_sizes))]
         self.hveth = [f"cv{tag}h{i}" for i in range(len(self.sds_sizes))]
-        port = free_ports(1)[0]
-        self.mdm_addr = f"{self.net}.1:{port}"
-        self.mdm_addrs = [self.mdm_addr]
-        self.mdm_list = self.mdm_addr
+        # MDM i's namespace and host-side veth are at index i - 1
+        self.mdm_ns = [f"cn{tag}m{i}" for i in range(1, mdms + 1)] if mdms > 1 else []
+        self.mdm_hveth = [f"cv{tag}mh{i}" for i in range(1, mdms + 1)] if mdms > 1 else []
+        if mdms > 1:
+            self.mdm_addrs = [f"{self.net}.{1 + i}:7100" for i in range(1, mdms + 1)]
+            self.raft_addrs = [f"{self.net}.{1 + i}:7101" for i in range(1, mdms + 1)]
+            self.raft_addr = self.raft_addrs[0]
+        else:
+            port = free_ports(1)[0]
+            self.mdm_addrs = [f"{self.net}.1:{port}"]
+        self.mdm_addr = self.mdm_addrs[0]
+        self.mdm_list = ",".join(self.mdm_addrs)
         self.sds_addrs = [f"{self.net}.{10 + i}:7000" for i in range(len(self.sds_sizes))]
         try:
             self._setup_net()
@@ -502,27 +528,35 @@ class NetCluster(Cluster):
             self._teardown_net()
             raise
 
+    def _add_host(self, ns, hveth, peer, ip):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", hveth, "type", "veth", "peer", "name", peer)
+        sh("ip", "link", "set", peer, "netns", ns)
+        sh("ip", "link", "set", hveth, "master", self.bridge)
+        sh("ip", "link", "set", hveth, "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ip}/24", "dev", peer)
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+
     def _setup_net(self):
         sh("ip", "link", "add", "name", self.bridge, "type", "bridge")
         sh("ip", "addr", "add", f"{self.net}.1/24", "dev", self.bridge)
         sh("ip", "link", "set", self.bridge, "up")
         for i, ns in enumerate(self.ns):
-            peer = f"{self.hveth[i][:-2]}n{i}"
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "add", self.hveth[i], "type", "veth", "peer", "name", peer)
-            sh("ip", "link", "set", peer, "netns", ns)
-            sh("ip", "link", "set", self.hveth[i], "master", self.bridge)
-            sh("ip", "link", "set", self.hveth[i], "up")
-            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{self.net}.{10 + i}/24", "dev", peer)
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
-            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+            self._add_host(ns, self.hveth[i], f"{self.hveth[i][:-2]}n{i}", f"{self.net}.{10 + i}")
+        for i, ns in enumerate(self.mdm_ns):
+            self._add_host(ns, self.mdm_hveth[i], f"{self.mdm_hveth[i][:-3]}mn{i + 1}",
+                           f"{self.net}.{2 + i}")
+
+    def mdm_netns(self, i):
+        return self.mdm_ns[i - 1] if self.mdm_ns else None
 
     def start_sds(self, i):
         name = f"sds{i + 1}"
         if name not in self.daemons:
             self._daemon(name, ["ip", "netns", "exec", self.ns[i],
                                 f"{self.build}/server/cairn-sds", "--name", name, "--listen",
-                                self.sds_addrs[i], "--mdm", self.mdm_addr, "--data-dir",
+                                self.sds_addrs[i], "--mdm", self.mdm_list, "--data-dir",
                                 f"{self.dir}/{name}"] + self._cred_args("sds", name)
                                 + self.sds_args)
         self.daemons[name].start()
@@ -533,9 +567,19 @@ class NetCluster(Cluster):
     def restore(self, i):
         sh("ip", "link", "set", self.hveth[i], "up")
 
+    def cut_mdm(self, i):
+        """Cut MDM i (1..n_mdms) off the bridge; it keeps running."""
+        sh("ip", "link", "set", self.mdm_hveth[i - 1], "down")
+
+    def restore_mdm(self, i):
+        sh("ip", "link", "set", self.mdm_hveth[i - 1], "up")
+
     def _teardown_net(self):
         for i, ns in enumerate(self.ns):
             subprocess.run(["ip", "link", "del", self.hveth[i]], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for i, ns in enumerate(self.mdm_ns):
+            subprocess.run(["ip", "link", "del", self.mdm_hveth[i]], capture_output=True)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 

@@ -11,7 +11,8 @@ CAIRN = f"{BUILD}/mgmt/cairn"
 
 # The usage text, byte for byte: it is generated from the command table.
 USAGE = """\
-usage: cairn [--mdm ADDR[,ADDR...]] [--local] [--credentials FILE] [--json] COMMAND
+usage: cairn [--mdm ADDR[,ADDR...]] [--mdm-timeout SECONDS] [--local]
+             [--credentials FILE] [--json] COMMAND
 
   status [--watch [--interval SECONDS]]      cluster overview;
                                              --watch: redrawn every SECONDS (2)
@@ -60,9 +61,10 @@ usage: cairn [--mdm ADDR[,ADDR...]] [--local] [--credentials FILE] [--json] COMM
 
 SIZE takes K, M, G, T, P suffixes (powers of 1024). --json prints JSON.
 The MDM address also comes from $CAIRN_MDM; given several (a,b,c),
-cairn finds the leader; --local: a query is answered by the MDM asked,
-from its own copy of the state. The credential (--credentials FILE)
-comes from $CAIRN_CREDENTIALS.
+cairn finds the leader; --mdm-timeout: how long it waits for a leader
+(an election) and its answer, in all (30). --local: a query is answered
+by the MDM asked, from its own copy of the state. The credential
+(--credentials FILE) comes from $CAIRN_CREDENTIALS.
 """
 
 OK_JSON = '{"ok":true}\n'
@@ -199,6 +201,10 @@ def test_other_objects_options_in_any_order(cluster):
 
 # (arguments, exit code, text in stderr, whether the usage follows)
 BAD = [
+    (["--mdm-timeout", "0", "volume", "create", "bad1", "--size", "4M"], 1,
+     "cairn: --mdm-timeout takes seconds, from 0.1 to 3600, not '0'", False),
+    (["volume", "list", "--mdm-timeout", "5s"], 1,
+     "cairn: --mdm-timeout takes seconds, from 0.1 to 3600, not '5s'", False),
     (["volume", "frobnicate"], 2, "cairn: unknown command 'volume frobnicate'", True),
     (["frob"], 2, "cairn: unknown command 'frob '", True),
     (["--bogus", "volume", "list"], 2, "cairn: unknown option '--bogus'", True),
