@@ -9,6 +9,15 @@
 #include "util.h"
 
 #define SESSION_MAX_MDMS 16
+/* A heartbeat unanswered for this long means the MDM is gone (stopped, cut
+ * off: nothing resets the connection), and the session tries the others. It
+ * must be well under the MDM's --sds-timeout (2 s at least), which a new
+ * leader gives every SDS from its election (itself 1-2.5 s after the old
+ * leader went silent): the session must be with the new leader before that
+ * runs out. A false alarm (a leader too busy to answer) costs a reconnect. */
+#define SESSION_HB_TIMEOUT_MS 1500
+/* A connection not made within this is abandoned for the next MDM. */
+#define SESSION_CONNECT_MS 1000
 
 struct mdm_session {
     uv_loop_t *loop;
@@ -22,6 +31,8 @@ struct mdm_session {
     void *ctx;
     uv_timer_t timer;
     struct rpc_conn *conn;
+    struct rpc_conn *pending; /* the connection being made */
+    uint64_t connect_at;      /* when it started */
     int connecting, registered, fetching, stopping;
     uint64_t announced; /* the newest version the MDM announced */
 };
@@ -123,6 +134,17 @@ static void hb_reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint
         not_leader(s, c, msg, msg_len); /* it stepped down */
         return;
     }
+    if (status == -ETIMEDOUT && s->conn == c) {
+        log_warn("the MDM at %s did not answer for %d ms; trying the others", s->addr,
+                 SESSION_HB_TIMEOUT_MS);
+        s->conn = NULL;
+        s->registered = 0;
+        s->fetching = 0;
+        rpc_set_data(c, NULL);
+        rpc_close(c);
+        try_connect(s);
+        return;
+    }
     if (status < 0 || !msg)
         return;
     Cairn__HeartbeatReply *rep = cairn__heartbeat_reply__unpack(NULL, msg_len, msg);
@@ -180,6 +202,7 @@ static void connect_cb(struct rpc_conn *c, int status, void *arg)
 {
     struct mdm_session *s = arg;
     s->connecting = 0;
+    s->pending = NULL;
     if (status < 0) {
         try_connect(s); /* the next MDM, if this tick has not tried them all */
         return;
@@ -211,14 +234,23 @@ static void try_connect(struct mdm_session *s)
     static const struct rpc_handlers h = {
         .on_request = request_cb, .on_close = close_cb, .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
     s->connecting = 1;
-    if (rpc_connect(s->loop, s->addr, &h, s, connect_cb, s) < 0)
+    s->connect_at = now_ms();
+    if (rpc_connect_cancelable(s->loop, s->addr, &h, s, connect_cb, s, &s->pending) < 0) {
         s->connecting = 0;
+        s->pending = NULL;
+    }
 }
 
 static void tick_cb(uv_timer_t *t)
 {
     struct mdm_session *s = t->data;
     s->tries = 0;
+    if (s->connecting && s->pending && now_ms() - s->connect_at >= SESSION_CONNECT_MS) {
+        /* no answer (a cut link drops the SYNs): connect_cb runs with a
+         * failure, and tries the next */
+        rpc_close(s->pending);
+        return;
+    }
     if (!s->conn) {
         try_connect(s);
         return;
@@ -241,7 +273,7 @@ static void send_heartbeat(struct mdm_session *s)
         return;
     call->s = s;
     call->sent_ms = now_ms();
-    if (rpc_call_pb(s->conn, FT_HEARTBEAT, &hb.base, 5000, hb_reply_cb, call) < 0)
+    if (rpc_call_pb(s->conn, FT_HEARTBEAT, &hb.base, SESSION_HB_TIMEOUT_MS, hb_reply_cb, call) < 0)
         free(call);
 }
 
