@@ -6,14 +6,24 @@
  * the first that answers; an MDM that is not the leader refuses it before
  * proposing anything and names the leader, and the request is sent there.
  * While no leader is known (an election), the list is tried again every
- * 200 ms for up to CLI_LEADER_WAIT_MS. A request is sent again only when
- * no MDM took it: refused as not the leader, or its connection never
- * made. One whose connection broke after it was sent may have been
- * applied, so it is not sent again (a status query is): the CLI says that
- * its outcome is unknown. So no change is ever applied twice. */
+ * 200 ms for up to CLI_LEADER_WAIT_MS.
+ *
+ * Every change the state machine applies carries a request id, random and
+ * non-zero, the same on every resend: the MDMs apply an id once and answer
+ * a repeat with the first outcome (mgmt/state_reqids.c). So a change is
+ * sent again not only when no MDM took it (refused as not the leader, its
+ * connection never made) but also when one took it and did not answer (its
+ * connection broke, it timed out, or it stopped leading before the change
+ * was committed): it may have been applied, and then the repeat is answered
+ * with that outcome. A change without an id (the MDM membership changes,
+ * which are not entries of the state machine) is not sent again once an MDM
+ * took it: the CLI says that its outcome is unknown. A status query is
+ * always sent again. So no change is ever applied twice. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "rpc.h"
@@ -134,6 +144,29 @@ static int call_one(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply 
     return 0;
 }
 
+/* A change the MDMs' state machine applies (so it takes a request id): not
+ * a query, not a change of the MDM cluster's membership (Raft's own). */
+static int takes_request_id(int op)
+{
+    switch (op) {
+    case CAIRN__MGMT_OP__OP_NONE:
+    case CAIRN__MGMT_OP__OP_STATUS:
+    case CAIRN__MGMT_OP__OP_MDM_ADD:
+    case CAIRN__MGMT_OP__OP_MDM_REMOVE:
+    case CAIRN__MGMT_OP__OP_MDM_TRANSFER: return 0;
+    default: return 1;
+    }
+}
+
+static uint64_t random_request_id(void)
+{
+    uint64_t id = 0;
+    while (!id)
+        if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+            id = now_ms() ^ ((uint64_t)getpid() << 32); /* no entropy source: still unique */
+    return id;
+}
+
 int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtReply **out,
                        char *err, size_t errlen)
 {
@@ -144,8 +177,12 @@ int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtRe
         snprintf(err, errlen, "no MDM address given (--mdm HOST:PORT[,HOST:PORT...])");
         return -EINVAL;
     }
+    if (takes_request_id(req->op) && !req->request_id)
+        req->request_id = random_request_id(); /* kept on every resend */
+    /* a repeat is harmless: a query, or a change the MDMs apply once */
+    int resend = req->op == CAIRN__MGMT_OP__OP_STATUS || req->request_id;
     uint64_t deadline = now_ms() + CLI_LEADER_WAIT_MS;
-    char leader[256] = "", named[256];
+    char leader[256] = "", named[256], took[256] = "";
     int hops = 0, r = -EAGAIN;
     for (;;) {
         int electing = 0;
@@ -160,22 +197,35 @@ int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtRe
                 i = -2;
                 continue;
             }
-            if (r == -EAGAIN || (i < 0 && sent == 0)) {
-                /* no leader yet, or the one named is gone: an election is
-                 * due; ask the next, then all again */
+            /* it took the request and has no outcome: no answer, or it
+             * stopped leading before the change was committed */
+            int lost = resend && (sent == 1 || r == -ECANCELED);
+            if (lost && req->op != CAIRN__MGMT_OP__OP_STATUS)
+                snprintf(took, sizeof(took), "%s", a);
+            if (r == -EAGAIN || (i < 0 && sent == 0) || lost) {
+                /* no leader yet, or the one named is gone, or the leader
+                 * lost the change: an election is due; ask the next, then
+                 * all again */
                 electing = 1;
                 continue;
             }
-            if (sent == 2 || (sent == 1 && req->op != CAIRN__MGMT_OP__OP_STATUS))
+            if (sent == 2 || sent == 1)
                 return r; /* the MDM's answer, or a change whose outcome is unknown */
             /* this MDM never took it: the next */
         }
         leader[0] = 0;
         if (!electing || now_ms() >= deadline)
-            return r;
+            break;
         hops = 0;
         uv_sleep(200);
     }
+    if (took[0] && r < 0)
+        snprintf(err, errlen,
+                 "the MDM at %s took the change but did not answer, and no MDM answered it in "
+                 "the %d s after: whether the change was made is unknown (check with 'cairn "
+                 "status'; sent again, it would be made at most once)",
+                 took, CLI_LEADER_WAIT_MS / 1000);
+    return r;
 }
 
 int cli_mdm_call(const char *addr, Cairn__MgmtRequest *req, Cairn__MgmtReply **out)

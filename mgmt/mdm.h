@@ -105,8 +105,9 @@ struct mdm_proposal {
     struct rpc_conn *conn; /* who waits for the answer; NULL: nobody (or it went away) */
     struct frame_hdr hdr;  /* the request answered */
     enum mdm_proposal_kind kind;
-    uint32_t sds_id; /* the detector's proposals: the SDS they are about */
-    char guid[80];   /* MDM_PROPOSAL_SDC_REGISTER: the SDC */
+    uint32_t sds_id;     /* the detector's proposals: the SDS they are about */
+    char guid[80];       /* MDM_PROPOSAL_SDC_REGISTER: the SDC */
+    uint64_t request_id; /* the request's: 0 if none */
 };
 
 /* The failure detector's record of one SDS (leader only, soft state). */
@@ -269,6 +270,12 @@ void mdm_proposal_track(struct mdm *m, struct mdm_proposal *p);
 void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result);
 /* c is closing: its pending proposals will answer nobody. */
 void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c);
+/* A change sent again with the request id of one already applied: the
+ * leader answers it at once with the recorded outcome (state_reqids.c) and
+ * returns 1; 0 if req is to be handled as it comes (no id, not known yet,
+ * not the leader, or the id was used by another op: the apply refuses that). */
+int mdm_answer_repeat(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                      const Cairn__MgmtRequest *req);
 
 /* ---- probe.c: device probes before SDS_ADD / DEVICE_ADD ---- */
 

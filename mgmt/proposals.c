@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "mdm.h"
 #include "raft_link.h"
 
@@ -66,6 +67,15 @@ void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c)
             m->proposals[i]->conn = NULL;
 }
 
+/* A change is made: the MgmtReply with the map it is in. */
+static void reply_done(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h)
+{
+    Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
+    rep.map = m->st.m;
+    mdm_audit_end(c, h, 0, NULL);
+    rpc_reply_pb(c, h, 0, &rep.base);
+}
+
 /* Answer the requester (if it is still there) with the outcome. */
 static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
 {
@@ -73,6 +83,18 @@ static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
     const char *err = status ? raft_strerror(status) : m->apply_err;
     if (!p->conn)
         return;
+    if (status && p->request_id) {
+        /* Raft gave up on the entry (leadership lost): a new leader may
+         * still commit it. With its request id it is safe to send again,
+         * to the new leader, which applies it once (the CLI does). */
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "this MDM stopped leading before the change was committed (%s); send it again "
+                 "with the same request id to the new leader",
+                 err);
+        mdm_reply_error(p->conn, &p->hdr, -ECANCELED, msg);
+        return;
+    }
     if (st < 0) {
         mdm_reply_error(p->conn, &p->hdr, st, err);
         return;
@@ -83,14 +105,25 @@ static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
         mdm_reply_map(m, p->conn, &p->hdr, 0, sdc ? sdc->id : 0);
         break;
     }
-    case MDM_PROPOSAL_MGMT: {
-        Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
-        rep.map = m->st.m;
-        mdm_audit_end(p->conn, &p->hdr, 0, NULL);
-        rpc_reply_pb(p->conn, &p->hdr, 0, &rep.base);
-        break;
+    case MDM_PROPOSAL_MGMT: reply_done(m, p->conn, &p->hdr); break;
     }
-    }
+}
+
+int mdm_answer_repeat(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                      const Cairn__MgmtRequest *req)
+{
+    if (!req->request_id || !mdm_is_leader(m))
+        return 0;
+    const struct mdm_req_outcome *o = mdm_reqids_find(&m->st, req->request_id);
+    if (!o || o->op != (int)req->op)
+        return 0;
+    log_info("mdm: request %016llx (%s) from %s was applied before: answered with its outcome",
+             (unsigned long long)req->request_id, mdm_state_op_name(o->op), rpc_peer(c));
+    if (o->status < 0)
+        mdm_reply_error(c, h, o->status, o->err);
+    else
+        reply_done(m, c, h);
+    return 1;
 }
 
 void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result)
@@ -124,6 +157,7 @@ int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
     if (h)
         p->hdr = *h;
     p->kind = kind;
+    p->request_id = req->request_id;
     if (req->guid)
         snprintf(p->guid, sizeof(p->guid), "%s", req->guid);
     int r = mdm_raft_propose(m, req, p, mdm_proposal_done_cb);

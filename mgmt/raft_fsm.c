@@ -52,20 +52,22 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     struct mdm *m = fsm->data;
     uint8_t *buf;
     size_t len;
-    int r = mdm_state_pack(&m->st, &buf, &len);
+    /* framed already (mdm_fsm.c): the map, then the request ids */
+    int r = mdm_fsm_snapshot(&m->st, &buf, &len);
     if (r < 0)
         return RAFT_NOMEM;
     *bufs = raft_malloc(sizeof(**bufs));
-    uint8_t *copy = raft_calloc(1, framed_size(len));
+    uint8_t *copy = raft_malloc(len);
     if (!*bufs || !copy) {
+        raft_free(*bufs);
+        raft_free(copy);
         free(buf);
         return RAFT_NOMEM;
     }
-    put_be64(copy, len);
-    memcpy(copy + 8, buf, len);
+    memcpy(copy, buf, len);
     free(buf);
     (*bufs)[0].base = copy;
-    (*bufs)[0].len = framed_size(len);
+    (*bufs)[0].len = len;
     *n_bufs = 1;
     return 0;
 }
