@@ -225,7 +225,8 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
 void mdm_raft_close(struct mdm *m);
 /* Frame req as a Raft entry and append it; p (calloc'd, owned by the caller
  * until this returns 0, then freed by mdm_proposal_done_cb, which cb must
- * end with) is tracked until cb runs. 0 or -errno. */
+ * end with) is tracked until cb runs. 0 or -errno: -EAGAIN if this MDM does
+ * not lead (any more, or it is handing leadership over). */
 int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
                      raft_apply_cb cb);
 

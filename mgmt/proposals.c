@@ -163,7 +163,11 @@ int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
     int r = mdm_raft_propose(m, req, p, mdm_proposal_done_cb);
     if (r < 0) {
         free(p);
-        if (c)
+        if (c && r == -EAGAIN) /* the CLI tries again: the next leader takes it */
+            mdm_reply_error(c, h, r,
+                            "this MDM is handing leadership over (or stopped leading): the "
+                            "change was not taken; retry");
+        else if (c)
             mdm_reply_error(c, h, r,
                             r == -ENOMEM ? "out of memory" : "the Raft log refused the change");
     }

@@ -181,7 +181,9 @@ int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_pr
     if (r != 0) {
         raft_free(buf.base);
         log_warn("mdm: raft_apply: %s", raft_strerror(r));
-        return -EIO;
+        /* not the leader any more, or handing leadership over: nothing
+         * was appended, and the next leader takes it */
+        return r == RAFT_NOTLEADER ? -EAGAIN : -EIO;
     }
     mdm_proposal_track(m, p);
     return 0;
