@@ -99,6 +99,14 @@ enum mdm_proposal_kind {
     MDM_PROPOSAL_SDC_REGISTER = 1, /* a MapReply with the SDC's id */
 };
 
+/* The outcome of one applied entry (mdm_outcome_record). */
+struct mdm_outcome {
+    uint64_t request_id; /* the entry's, 0 if none */
+    int status;          /* 0 or -errno */
+    char err[512];
+};
+#define MDM_OUTCOMES 1024 /* entries applied before their callback runs, at most */
+
 /* One change on its way through the Raft log. */
 struct mdm_proposal {
     struct raft_apply req; /* first member: Raft's callback gets &req; req.data is the mdm */
@@ -146,6 +154,11 @@ struct mdm {
     /* result of the last fsm apply, read by the apply callback that follows */
     int apply_status;
     char apply_err[512];
+    /* and each entry's outcome, for its proposal's callback (libraft's
+     * result): libraft 0.22 may run the callbacks of a batch of entries
+     * after the whole batch is applied, so the last apply's is not theirs */
+    struct mdm_outcome outcomes[MDM_OUTCOMES];
+    unsigned outcome_next;
     /* pending proposals point at their connection; a closing connection
      * forgets them */
     struct mdm_proposal *proposals[MDM_MAX_PROPOSALS];
@@ -267,7 +280,11 @@ int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
                 const Cairn__MgmtRequest *req, enum mdm_proposal_kind kind);
 /* Track p (mdm_raft_propose, once its entry is appended). */
 void mdm_proposal_track(struct mdm *m, struct mdm_proposal *p);
-/* Stop tracking p, answer its requester if any, free p. */
+/* Keep the outcome of the entry just applied (m->apply_status, apply_err)
+ * in the next of m->outcomes: the result to hand its proposal's callback. */
+struct mdm_outcome *mdm_outcome_record(struct mdm *m, uint64_t request_id);
+/* Stop tracking p, answer its requester if any (with result, the outcome
+ * mdm_outcome_record kept, when status is 0), free p. */
 void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result);
 /* c is closing: its pending proposals will answer nobody. */
 void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c);

@@ -35,12 +35,14 @@ int mdm_fsm_apply(struct mdm_state *s, const uint8_t *buf, size_t len, struct md
     if (!req) {
         e->corrupt = true;
         e->op = 0;
+        e->request_id = 0;
         snprintf(err, errlen, "corrupt log entry");
         log_error("raft: undecodable log entry of %zu bytes ignored", len);
         return -EINVAL;
     }
     e->corrupt = false;
     e->op = req->op;
+    e->request_id = req->request_id;
     int r = mdm_state_apply_once(s, req, err, errlen, &e->repeat);
     if (e->repeat)
         log_info("raft: request %016llx (%s) was applied before: not again, answered with its "

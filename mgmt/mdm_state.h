@@ -94,9 +94,10 @@ void mdm_reqids_free(struct mdm_reqids *t);
 
 /* What a committed entry was, for the MDM's counters. */
 struct mdm_fsm_entry {
-    bool corrupt; /* it did not unframe or unpack: nothing was applied */
-    bool repeat;  /* its request id was applied before: answered, not applied */
-    int op;       /* otherwise the request's op (any value the peer wrote) */
+    bool corrupt;        /* it did not unframe or unpack: nothing was applied */
+    bool repeat;         /* its request id was applied before: answered, not applied */
+    int op;              /* otherwise the request's op (any value the peer wrote) */
+    uint64_t request_id; /* and its request id (0: none) */
 };
 
 /* Apply the framed entry buf[0..len). Returns mdm_state_apply_once's result

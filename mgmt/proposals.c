@@ -76,27 +76,53 @@ static void reply_done(struct mdm *m, struct rpc_conn *c, const struct frame_hdr
     rpc_reply_pb(c, h, 0, &rep.base);
 }
 
-/* Answer the requester (if it is still there) with the outcome. */
-static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
+struct mdm_outcome *mdm_outcome_record(struct mdm *m, uint64_t request_id)
 {
-    int st = status ? -EIO : m->apply_status;
-    const char *err = status ? raft_strerror(status) : m->apply_err;
+    struct mdm_outcome *o = &m->outcomes[m->outcome_next++ % MDM_OUTCOMES];
+    o->request_id = request_id;
+    o->status = m->apply_status;
+    snprintf(o->err, sizeof(o->err), "%s", m->apply_err);
+    return o;
+}
+
+/* Answer the requester (if it is still there) with the outcome: its
+ * entry's (o), or Raft's failure (status). */
+static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status,
+                            const struct mdm_outcome *o)
+{
     if (!p->conn)
         return;
-    if (status && p->request_id) {
+    const char *lost = NULL;
+    char msg[256];
+    if (!status && p->request_id && (!o || o->request_id != p->request_id)) {
+        /* the outcome kept for it is another entry's (MDM_OUTCOMES more
+         * were applied before its callback ran): it is unknown */
+        log_warn("mdm: the outcome of request %016llx was not kept; asking its client to send it "
+                 "again",
+                 (unsigned long long)p->request_id);
+        lost = "the MDM lost track of the change's outcome";
+    } else if (status && p->request_id) {
         /* Raft gave up on the entry (leadership lost): a new leader may
-         * still commit it. With its request id it is safe to send again,
-         * to the new leader, which applies it once (the CLI does). */
-        char msg[256];
-        snprintf(msg, sizeof(msg),
-                 "this MDM stopped leading before the change was committed (%s); send it again "
-                 "with the same request id to the new leader",
-                 err);
-        mdm_reply_error(p->conn, &p->hdr, -ECANCELED, msg);
+         * still commit it */
+        snprintf(msg, sizeof(msg), "this MDM stopped leading before the change was committed (%s)",
+                 raft_strerror(status));
+        lost = msg;
+    }
+    if (lost) {
+        /* With its request id the change is safe to send again, to the
+         * leader, which applies it once or answers with its outcome (the
+         * CLI does) */
+        char full[512];
+        snprintf(full, sizeof(full), "%s; send it again with the same request id", lost);
+        mdm_reply_error(p->conn, &p->hdr, -ECANCELED, full);
         return;
     }
+    int st = status ? -EIO : o ? o->status : -EIO;
     if (st < 0) {
-        mdm_reply_error(p->conn, &p->hdr, st, err);
+        mdm_reply_error(p->conn, &p->hdr, st,
+                        status ? raft_strerror(status)
+                        : o    ? o->err
+                               : "outcome unknown");
         return;
     }
     switch (p->kind) {
@@ -107,6 +133,17 @@ static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
     }
     case MDM_PROPOSAL_MGMT: reply_done(m, p->conn, &p->hdr); break;
     }
+}
+
+void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result)
+{
+    struct mdm_proposal *p = (struct mdm_proposal *)req;
+    struct mdm *m = req->data;
+    for (int i = 0; i < MDM_MAX_PROPOSALS; i++)
+        if (m->proposals[i] == p)
+            m->proposals[i] = NULL;
+    proposal_answer(m, p, status, status ? NULL : result);
+    free(p);
 }
 
 int mdm_answer_repeat(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
@@ -124,18 +161,6 @@ int mdm_answer_repeat(struct mdm *m, struct rpc_conn *c, const struct frame_hdr 
     else
         reply_done(m, c, h);
     return 1;
-}
-
-void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result)
-{
-    (void)result; /* the mdm, when status is 0: req->data says the same */
-    struct mdm_proposal *p = (struct mdm_proposal *)req;
-    struct mdm *m = req->data;
-    for (int i = 0; i < MDM_MAX_PROPOSALS; i++)
-        if (m->proposals[i] == p)
-            m->proposals[i] = NULL;
-    proposal_answer(m, p, status);
-    free(p);
 }
 
 int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,

@@ -26,9 +26,8 @@ static size_t framed_size(size_t len)
 /* ---- the FSM ---- */
 
 /* Apply one committed entry (mdm_fsm.c unwraps and applies it). The outcome
- * goes to the apply callback of the proposal (if this MDM made it) through
- * m->apply_status / apply_err: Raft runs that callback right after this,
- * before the next entry. */
+ * goes to the apply callback of the proposal (if this MDM made it) as its
+ * result: Raft may run that callback after further entries are applied. */
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct mdm *m = fsm->data;
@@ -43,7 +42,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         if (m->apply_status < 0)
             m->refused_by_op[op]++;
     }
-    *result = m;
+    *result = mdm_outcome_record(m, e.corrupt ? 0 : e.request_id);
     return 0;
 }
 
