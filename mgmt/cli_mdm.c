@@ -8,14 +8,24 @@
  * While no leader is known (an election), the list is tried again every
  * 200 ms. The whole exchange, the election wait and the reply included,
  * ends within the wait (--mdm-timeout, 30 s by default): a try still
- * connecting or waiting for its reply then is abandoned. A request is sent again only when
- * no MDM took it: refused as not the leader, or its connection never
- * made. One whose connection broke after it was sent may have been
- * applied, so it is not sent again (a status query is): the CLI says that
- * its outcome is unknown. So no change is ever applied twice. */
+ * connecting or waiting for its reply then is abandoned.
+ *
+ * Every change the state machine applies carries a request id, random and
+ * non-zero, the same on every resend: the MDMs apply an id once and answer
+ * a repeat with the first outcome (mgmt/state_reqids.c). So a change is
+ * sent again not only when no MDM took it (refused as not the leader, its
+ * connection never made) but also when one took it and did not answer (its
+ * connection broke, it timed out, or it stopped leading before the change
+ * was committed): it may have been applied, and then the repeat is answered
+ * with that outcome. A change without an id (the MDM membership changes,
+ * which are not entries of the state machine) is not sent again once an MDM
+ * took it: the CLI says that its outcome is unknown. A status query is
+ * always sent again. So no change is ever applied twice. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "rpc.h"
@@ -193,6 +203,29 @@ static int call_one(const char *addr, Cairn__MgmtRequest *req, unsigned left_ms,
     return 0;
 }
 
+/* A change the MDMs' state machine applies (so it takes a request id): not
+ * a query, not a change of the MDM cluster's membership (Raft's own). */
+static int takes_request_id(int op)
+{
+    switch (op) {
+    case CAIRN__MGMT_OP__OP_NONE:
+    case CAIRN__MGMT_OP__OP_STATUS:
+    case CAIRN__MGMT_OP__OP_MDM_ADD:
+    case CAIRN__MGMT_OP__OP_MDM_REMOVE:
+    case CAIRN__MGMT_OP__OP_MDM_TRANSFER: return 0;
+    default: return 1;
+    }
+}
+
+static uint64_t random_request_id(void)
+{
+    uint64_t id = 0;
+    while (!id)
+        if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+            id = now_ms() ^ ((uint64_t)getpid() << 32); /* no entropy source: still unique */
+    return id;
+}
+
 int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtReply **out,
                        char *err, size_t errlen)
 {
@@ -203,8 +236,12 @@ int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtRe
         snprintf(err, errlen, "no MDM address given (--mdm HOST:PORT[,HOST:PORT...])");
         return -EINVAL;
     }
+    if (takes_request_id(req->op) && !req->request_id)
+        req->request_id = random_request_id(); /* kept on every resend */
+    /* a repeat is harmless: a query, or a change the MDMs apply once */
+    int resend = req->op == CAIRN__MGMT_OP__OP_STATUS || req->request_id;
     uint64_t start = now_ms(), deadline = start + wait_ms;
-    char leader[256] = "", named[256];
+    char leader[256] = "", named[256], took[256] = "";
     char no_leader[512] = ""; /* the last refusal naming no leader */
     int hops = 0, r = -EAGAIN;
     for (;;) {
@@ -224,20 +261,35 @@ int cli_mdm_call_quiet(const char *addrs, Cairn__MgmtRequest *req, Cairn__MgmtRe
                 i = -2;
                 continue;
             }
-            if (r == -EAGAIN || (i < 0 && sent == 0)) {
-                /* no leader yet, or the one named is gone: an election is
-                 * due; ask the next, then all again */
+            /* it took the request and has no outcome: no answer, or it
+             * stopped leading before the change was committed */
+            int lost = resend && (sent == 1 || r == -ECANCELED);
+            if (lost && req->op != CAIRN__MGMT_OP__OP_STATUS)
+                snprintf(took, sizeof(took), "%s", a);
+            if (r == -EAGAIN || (i < 0 && sent == 0) || lost) {
+                /* no leader yet, or the one named is gone, or the leader
+                 * lost the change: an election is due; ask the next, then
+                 * all again */
                 electing = 1;
                 if (r == -EAGAIN)
                     snprintf(no_leader, sizeof(no_leader), "%s", err);
                 continue;
             }
-            if (sent == 2 || (sent == 1 && req->op != CAIRN__MGMT_OP__OP_STATUS))
+            if (sent == 2 || sent == 1)
                 return r; /* the MDM's answer, or a change whose outcome is unknown */
             /* this MDM never took it: the next */
         }
         leader[0] = 0;
         uint64_t now = now_ms();
+        if (took[0] && r < 0 && (!electing || now + 200 >= deadline)) {
+            snprintf(err, errlen,
+                     "the MDM at %s took the change but gave no outcome (it stopped leading, or "
+                     "its connection broke), and no MDM answered it in the %.1f s after: whether "
+                     "the change was made is unknown (check with 'cairn status'; sent again, it "
+                     "would be made at most once)",
+                     took, (double)(now - start) / 1000);
+            return r;
+        }
         if (now + 200 >= deadline && (electing || no_leader[0])) {
             /* out of time waiting for a leader (the last pass may have been
              * cut short: say what the MDMs said, not that it was) */

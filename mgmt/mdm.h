@@ -99,14 +99,23 @@ enum mdm_proposal_kind {
     MDM_PROPOSAL_SDC_REGISTER = 1, /* a MapReply with the SDC's id */
 };
 
+/* The outcome of one applied entry (mdm_outcome_record). */
+struct mdm_outcome {
+    uint64_t request_id; /* the entry's, 0 if none */
+    int status;          /* 0 or -errno */
+    char err[512];
+};
+#define MDM_OUTCOMES 1024 /* entries applied before their callback runs, at most */
+
 /* One change on its way through the Raft log. */
 struct mdm_proposal {
     struct raft_apply req; /* first member: Raft's callback gets &req; req.data is the mdm */
     struct rpc_conn *conn; /* who waits for the answer; NULL: nobody (or it went away) */
     struct frame_hdr hdr;  /* the request answered */
     enum mdm_proposal_kind kind;
-    uint32_t sds_id; /* the detector's proposals: the SDS they are about */
-    char guid[80];   /* MDM_PROPOSAL_SDC_REGISTER: the SDC */
+    uint32_t sds_id;     /* the detector's proposals: the SDS they are about */
+    char guid[80];       /* MDM_PROPOSAL_SDC_REGISTER: the SDC */
+    uint64_t request_id; /* the request's: 0 if none */
 };
 
 /* The failure detector's record of one SDS (leader only, soft state). */
@@ -147,6 +156,11 @@ struct mdm {
     /* result of the last fsm apply, read by the apply callback that follows */
     int apply_status;
     char apply_err[512];
+    /* and each entry's outcome, for its proposal's callback (libraft's
+     * result): libraft 0.22 may run the callbacks of a batch of entries
+     * after the whole batch is applied, so the last apply's is not theirs */
+    struct mdm_outcome outcomes[MDM_OUTCOMES];
+    unsigned outcome_next;
     /* pending proposals point at their connection; a closing connection
      * forgets them */
     struct mdm_proposal *proposals[MDM_MAX_PROPOSALS];
@@ -226,7 +240,8 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
 void mdm_raft_close(struct mdm *m);
 /* Frame req as a Raft entry and append it; p (calloc'd, owned by the caller
  * until this returns 0, then freed by mdm_proposal_done_cb, which cb must
- * end with) is tracked until cb runs. 0 or -errno. */
+ * end with) is tracked until cb runs. 0 or -errno: -EAGAIN if this MDM does
+ * not lead (any more, or it is handing leadership over). */
 int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
                      raft_apply_cb cb);
 
@@ -267,10 +282,20 @@ int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
                 const Cairn__MgmtRequest *req, enum mdm_proposal_kind kind);
 /* Track p (mdm_raft_propose, once its entry is appended). */
 void mdm_proposal_track(struct mdm *m, struct mdm_proposal *p);
-/* Stop tracking p, answer its requester if any, free p. */
+/* Keep the outcome of the entry just applied (m->apply_status, apply_err)
+ * in the next of m->outcomes: the result to hand its proposal's callback. */
+struct mdm_outcome *mdm_outcome_record(struct mdm *m, uint64_t request_id);
+/* Stop tracking p, answer its requester if any (with result, the outcome
+ * mdm_outcome_record kept, when status is 0), free p. */
 void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result);
 /* c is closing: its pending proposals will answer nobody. */
 void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c);
+/* A change sent again with the request id of one already applied: the
+ * leader answers it at once with the recorded outcome (state_reqids.c) and
+ * returns 1; 0 if req is to be handled as it comes (no id, not known yet,
+ * not the leader, or the id was used by another op: the apply refuses that). */
+int mdm_answer_repeat(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                      const Cairn__MgmtRequest *req);
 
 /* ---- probe.c: device probes before SDS_ADD / DEVICE_ADD ---- */
 

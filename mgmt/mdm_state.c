@@ -140,6 +140,7 @@ int mdm_state_apply(struct mdm_state *s, const Cairn__MgmtRequest *req, char *er
 
 int mdm_state_init(struct mdm_state *s, const char *cluster_id)
 {
+    s->reqs = (struct mdm_reqids){0};
     s->m = malloc(sizeof(*s->m));
     if (!s->m)
         return -ENOMEM;
@@ -149,11 +150,17 @@ int mdm_state_init(struct mdm_state *s, const char *cluster_id)
     return s->m->cluster_id ? 0 : -ENOMEM;
 }
 
-void mdm_state_free(struct mdm_state *s)
+static void free_map(struct mdm_state *s)
 {
     if (s->m)
         protobuf_c_message_free_unpacked(&s->m->base, NULL);
     s->m = NULL;
+}
+
+void mdm_state_free(struct mdm_state *s)
+{
+    free_map(s);
+    mdm_reqids_free(&s->reqs);
 }
 
 int mdm_state_pack(const struct mdm_state *s, uint8_t **buf, size_t *len)
@@ -235,7 +242,7 @@ int mdm_state_restore(struct mdm_state *s, const uint8_t *buf, size_t len)
         cairn__cluster_map__free_unpacked(m, NULL);
         return -EINVAL;
     }
-    mdm_state_free(s);
+    free_map(s);
     s->m = m;
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "mdm.h"
 #include "raft_link.h"
 
@@ -66,25 +67,73 @@ void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c)
             m->proposals[i]->conn = NULL;
 }
 
-/* Answer the requester (if it is still there) with the outcome. A change
- * Raft did not confirm (status: this MDM lost the leadership, or shut
- * down) is not known to be lost: it may be in other MDMs' logs, and a new
- * leader may yet commit it. So the answer says so, and is -EIO, which the
- * CLI does not send again (-EAGAIN it would). */
-static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
+/* A change is made: the MgmtReply with the map it is in. */
+static void reply_done(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h)
 {
-    int st = status ? -EIO : m->apply_status;
-    char unconfirmed[256];
-    if (status)
-        snprintf(unconfirmed, sizeof(unconfirmed),
-                 "the change was not confirmed (%s); whether it is made is unknown (another "
-                 "leader may yet commit it): check with 'cairn status'",
-                 raft_strerror(status));
-    const char *err = status ? unconfirmed : m->apply_err;
+    Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
+    rep.map = m->st.m;
+    mdm_audit_end(c, h, 0, NULL);
+    rpc_reply_pb(c, h, 0, &rep.base);
+}
+
+struct mdm_outcome *mdm_outcome_record(struct mdm *m, uint64_t request_id)
+{
+    struct mdm_outcome *o = &m->outcomes[m->outcome_next++ % MDM_OUTCOMES];
+    o->request_id = request_id;
+    o->status = m->apply_status;
+    snprintf(o->err, sizeof(o->err), "%s", m->apply_err);
+    return o;
+}
+
+/* Answer the requester (if it is still there) with the outcome: its
+ * entry's (o), or Raft's failure (status). A change Raft did not confirm
+ * (this MDM lost the leadership, or shut down) is not known to be lost: it
+ * may be in other MDMs' logs, and a new leader may yet commit it. With a
+ * request id it is safe to send again (-ECANCELED, which the CLI does);
+ * without one the answer says its outcome is unknown, and is -EIO, which
+ * the CLI does not send again. */
+static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status,
+                            const struct mdm_outcome *o)
+{
     if (!p->conn)
         return;
+    const char *lost = NULL;
+    char msg[256];
+    if (!status && p->request_id && (!o || o->request_id != p->request_id)) {
+        /* the outcome kept for it is another entry's (MDM_OUTCOMES more
+         * were applied before its callback ran): it is unknown */
+        log_warn("mdm: the outcome of request %016llx was not kept; asking its client to send it "
+                 "again",
+                 (unsigned long long)p->request_id);
+        lost = "the MDM lost track of the change's outcome";
+    } else if (status && p->request_id) {
+        /* Raft gave up on the entry (leadership lost): a new leader may
+         * still commit it */
+        snprintf(msg, sizeof(msg), "this MDM stopped leading before the change was committed (%s)",
+                 raft_strerror(status));
+        lost = msg;
+    }
+    if (lost) {
+        /* With its request id the change is safe to send again, to the
+         * leader, which applies it once or answers with its outcome (the
+         * CLI does) */
+        char full[512];
+        snprintf(full, sizeof(full), "%s; send it again with the same request id", lost);
+        mdm_reply_error(p->conn, &p->hdr, -ECANCELED, full);
+        return;
+    }
+    int st = status ? -EIO : o ? o->status : -EIO;
     if (st < 0) {
-        mdm_reply_error(p->conn, &p->hdr, st, err);
+        char unconfirmed[256];
+        if (status)
+            snprintf(unconfirmed, sizeof(unconfirmed),
+                     "the change was not confirmed (%s); whether it is made is unknown (another "
+                     "leader may yet commit it): check with 'cairn status'",
+                     raft_strerror(status));
+        mdm_reply_error(p->conn, &p->hdr, st,
+                        status ? unconfirmed
+                        : o    ? o->err
+                               : "outcome unknown");
         return;
     }
     switch (p->kind) {
@@ -93,26 +142,36 @@ static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status)
         mdm_reply_map(m, p->conn, &p->hdr, 0, sdc ? sdc->id : 0);
         break;
     }
-    case MDM_PROPOSAL_MGMT: {
-        Cairn__MgmtReply rep = CAIRN__MGMT_REPLY__INIT;
-        rep.map = m->st.m;
-        mdm_audit_end(p->conn, &p->hdr, 0, NULL);
-        rpc_reply_pb(p->conn, &p->hdr, 0, &rep.base);
-        break;
-    }
+    case MDM_PROPOSAL_MGMT: reply_done(m, p->conn, &p->hdr); break;
     }
 }
 
 void mdm_proposal_done_cb(struct raft_apply *req, int status, void *result)
 {
-    (void)result; /* the mdm, when status is 0: req->data says the same */
     struct mdm_proposal *p = (struct mdm_proposal *)req;
     struct mdm *m = req->data;
     for (int i = 0; i < MDM_MAX_PROPOSALS; i++)
         if (m->proposals[i] == p)
             m->proposals[i] = NULL;
-    proposal_answer(m, p, status);
+    proposal_answer(m, p, status, status ? NULL : result);
     free(p);
+}
+
+int mdm_answer_repeat(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                      const Cairn__MgmtRequest *req)
+{
+    if (!req->request_id || !mdm_is_leader(m))
+        return 0;
+    const struct mdm_req_outcome *o = mdm_reqids_find(&m->st, req->request_id);
+    if (!o || o->op != (int)req->op)
+        return 0;
+    log_info("mdm: request %016llx (%s) from %s was applied before: answered with its outcome",
+             (unsigned long long)req->request_id, mdm_state_op_name(o->op), rpc_peer(c));
+    if (o->status < 0)
+        mdm_reply_error(c, h, o->status, o->err);
+    else
+        reply_done(m, c, h);
+    return 1;
 }
 
 int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
@@ -134,12 +193,17 @@ int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
     if (h)
         p->hdr = *h;
     p->kind = kind;
+    p->request_id = req->request_id;
     if (req->guid)
         snprintf(p->guid, sizeof(p->guid), "%s", req->guid);
     int r = mdm_raft_propose(m, req, p, mdm_proposal_done_cb);
     if (r < 0) {
         free(p);
-        if (c)
+        if (c && r == -EAGAIN) /* the CLI tries again: the next leader takes it */
+            mdm_reply_error(c, h, r,
+                            "this MDM is handing leadership over (or stopped leading): the "
+                            "change was not taken; retry");
+        else if (c)
             mdm_reply_error(c, h, r,
                             r == -ENOMEM ? "out of memory" : "the Raft log refused the change");
     }

@@ -26,9 +26,8 @@ static size_t framed_size(size_t len)
 /* ---- the FSM ---- */
 
 /* Apply one committed entry (mdm_fsm.c unwraps and applies it). The outcome
- * goes to the apply callback of the proposal (if this MDM made it) through
- * m->apply_status / apply_err: Raft runs that callback right after this,
- * before the next entry. */
+ * goes to the apply callback of the proposal (if this MDM made it) as its
+ * result: Raft may run that callback after further entries are applied. */
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct mdm *m = fsm->data;
@@ -43,7 +42,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         if (m->apply_status < 0)
             m->refused_by_op[op]++;
     }
-    *result = m;
+    *result = mdm_outcome_record(m, e.corrupt ? 0 : e.request_id);
     return 0;
 }
 
@@ -52,20 +51,22 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     struct mdm *m = fsm->data;
     uint8_t *buf;
     size_t len;
-    int r = mdm_state_pack(&m->st, &buf, &len);
+    /* framed already (mdm_fsm.c): the map, then the request ids */
+    int r = mdm_fsm_snapshot(&m->st, &buf, &len);
     if (r < 0)
         return RAFT_NOMEM;
     *bufs = raft_malloc(sizeof(**bufs));
-    uint8_t *copy = raft_calloc(1, framed_size(len));
+    uint8_t *copy = raft_malloc(len);
     if (!*bufs || !copy) {
+        raft_free(*bufs);
+        raft_free(copy);
         free(buf);
         return RAFT_NOMEM;
     }
-    put_be64(copy, len);
-    memcpy(copy + 8, buf, len);
+    memcpy(copy, buf, len);
     free(buf);
     (*bufs)[0].base = copy;
-    (*bufs)[0].len = framed_size(len);
+    (*bufs)[0].len = len;
     *n_bufs = 1;
     return 0;
 }
@@ -179,7 +180,9 @@ int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_pr
     if (r != 0) {
         raft_free(buf.base);
         log_warn("mdm: raft_apply: %s", raft_strerror(r));
-        return -EIO;
+        /* not the leader any more, or handing leadership over: nothing
+         * was appended, and the next leader takes it */
+        return r == RAFT_NOTLEADER ? -EAGAIN : -EIO;
     }
     mdm_proposal_track(m, p);
     return 0;

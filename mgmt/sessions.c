@@ -185,6 +185,10 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
         cairn__mgmt_request__free_unpacked(req, NULL);
         return;
     }
+    if (mdm_answer_repeat(m, c, h, req)) { /* request ids: applied once */
+        cairn__mgmt_request__free_unpacked(req, NULL);
+        return;
+    }
     switch (req->op) {
     case CAIRN__MGMT_OP__OP_STATUS:
         if (!req->local && !mdm_is_leader(m))

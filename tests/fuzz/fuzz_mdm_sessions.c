@@ -75,6 +75,7 @@ static void commit_cb(uv_idle_t *h)
     n_log = 0;
     for (int i = 0; i < n; i++) {
         int status = 0;
+        void *res = NULL;
         if (flags & 2) {
             status = RAFT_LEADERSHIPLOST;
         } else {
@@ -82,6 +83,7 @@ static void commit_cb(uv_idle_t *h)
             struct mdm_fsm_entry e;
             m->apply_status =
                 mdm_fsm_apply(&m->st, q[i].buf, q[i].len, &e, m->apply_err, sizeof(m->apply_err));
+            res = mdm_outcome_record(m, e.corrupt ? 0 : e.request_id);
             char err[512];
             if (m->apply_status == 0 && cmap_check(m->st.m, err, sizeof(err)) < 0) {
                 fprintf(stderr, "an applied entry left a map that fails its check: %s\n", err);
@@ -89,7 +91,7 @@ static void commit_cb(uv_idle_t *h)
             }
         }
         free(q[i].buf);
-        q[i].cb(&q[i].p->req, status, status ? NULL : m);
+        q[i].cb(&q[i].p->req, status, res);
     }
     if (n_log == 0)
         uv_idle_stop(h);

@@ -112,6 +112,7 @@ class Conn:
         self.mac = None  # the frame MAC the daemon chose
         self.macs = macs  # the ones this side offers
         self.recorded = []  # the handshake frames this side sent
+        self.early = {}  # replies read before their recv_reply asked
         if cred:
             self._handshake(load_credential(cred), check_server)
 
@@ -150,6 +151,14 @@ class Conn:
         if ftype in (FT_AUTH_HELLO, FT_AUTH_PROOF):
             self.recorded.append(data)
         self.s.sendall(data)
+        return self.recv_reply(rid)
+
+    def recv_reply(self, rid):
+        """Read frames until the reply to request rid: (status, msg, payload).
+        Replies to other requests sent before it (pipelined) are kept for
+        their own recv_reply."""
+        if rid in self.early:
+            return self.early.pop(rid)
         while True:
             h = self._recv(32)
             magic, ver, typ, got, mlen, plen, status, _ = struct.unpack(">IHHQIIiI", h)
@@ -164,6 +173,8 @@ class Conn:
                 assert want == tag, "a frame from the daemon failed its MAC"
             if got == rid and typ & REPLY:
                 return status, m, p
+            if typ & REPLY:
+                self.early[got] = (status, m, p)
 
     def _handshake(self, c, check_server):
         pk, sk = nb.crypto_kx_keypair()

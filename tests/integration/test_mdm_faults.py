@@ -134,11 +134,13 @@ def failed_clearly(r, took, wait):
     msg = r.stderr.strip()
     assert msg.startswith("cairn: "), msg
     # no leader (found none in time), or the one asked lost its leadership
-    # with the change not committed: never "done", never resent
+    # with the change not committed and none answered its resends (with the
+    # same request id, made at most once): never "done"
     assert ("no MDM leads after" in msg and "an election under way, or too few MDMs reachable "
             "for a majority" in msg) or (
-        "the change was not confirmed (server has lost leadership); whether it is made is "
-        "unknown" in msg), msg
+        "took the change but gave no outcome (it stopped leading, or its connection broke), "
+        "and no MDM answered it in the" in msg
+        and "whether the change was made is unknown" in msg), msg
     return msg
 
 
