@@ -287,10 +287,15 @@ void mdm_detector_start(struct mdm *m)
     uv_timer_start(&m->detector, detector_cb, 250, 250);
 }
 
-void mdm_detector_stop(struct mdm *m)
+void mdm_detector_cancel_checks(struct mdm *m)
 {
     for (size_t i = 0; i < ARRAY_SIZE(m->seen); i++)
         if (m->seen[i].check)
             check_end(m->seen[i].check);
+}
+
+void mdm_detector_stop(struct mdm *m)
+{
+    mdm_detector_cancel_checks(m);
     uv_close((uv_handle_t *)&m->detector, NULL);
 }

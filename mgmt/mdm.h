@@ -312,6 +312,9 @@ void mdm_probes_forget_conn(struct mdm *m, struct rpc_conn *c);
 /* Run the detector every 250 ms on m->loop. */
 void mdm_detector_start(struct mdm *m);
 void mdm_detector_stop(struct mdm *m);
+/* End the port checks under way (of SDSs whose session closed) with no
+ * verdict: at shutdown, and in the fuzz harness, whose SDSs have no port. */
+void mdm_detector_cancel_checks(struct mdm *m);
 /* SDS sds_id heartbeated at `when` (now_ms()). */
 void mdm_detector_heard(struct mdm *m, uint32_t sds_id, uint64_t when);
 /* The session of SDS sds_id (listening on addr) closed: try its port, and if

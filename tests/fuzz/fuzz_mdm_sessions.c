@@ -445,6 +445,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             "that left\n");
             abort();
         }
+        mdm_detector_cancel_checks(&M); /* its SDSs have no port to check */
         uv_run(M.loop, UV_RUN_NOWAIT);
     }
     char err[512];
