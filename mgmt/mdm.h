@@ -152,6 +152,11 @@ struct mdm {
     struct raft_io io;
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
+    /* the guard on libraft 0.22.1's snapshot install (raft_fsm.c): Raft's
+     * own receive callback and the io's start, which the guard wraps */
+    int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+    raft_io_recv_cb raft_recv;
+    uint64_t installs_dropped;
     struct mdm_state st; /* the replicated state: changed only by the FSM */
     /* result of the last fsm apply, read by the apply callback that follows */
     int apply_status;

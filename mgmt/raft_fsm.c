@@ -80,6 +80,44 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     return 0;
 }
 
+/* ---- a guard on libraft 0.22.1's snapshot install ---- */
+
+/* A follower that gets an InstallSnapshot while it writes a snapshot of its
+ * own holds the install until its write is done, and then libraft 0.22.1
+ * (takeSnapshotCb in src/legacy.c) clears the held pointer before it reads
+ * it and starts the install from NULL: the MDM dies (docs/raft.md, C6).
+ * So an install that comes while this MDM writes a snapshot never reaches
+ * Raft: it is dropped, as a lossy link would. Raft is built for that: the
+ * leader's next heartbeat is rejected at the snapshot's index, which makes
+ * the leader send the install again (progressMaybeDecrement), a heartbeat
+ * (100 ms) later; by then the write (a few ms) is done. */
+static void guarded_recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct raft *r = io->data;
+    struct mdm *m = r->data;
+    if (msg->type == RAFT_INSTALL_SNAPSHOT && r->legacy.snapshot_taking) {
+        m->installs_dropped++;
+        log_info("raft: an install of the snapshot at %llu from MDM %llu came while this MDM "
+                 "writes its own; dropped, for the leader to send again (%llu so far)",
+                 (unsigned long long)msg->install_snapshot.last_index,
+                 (unsigned long long)msg->server_id, (unsigned long long)m->installs_dropped);
+        /* what Raft frees of a message it takes (legacy.c's recvCb on close) */
+        raft_configuration_close(&msg->install_snapshot.conf);
+        raft_free(msg->install_snapshot.data.base);
+        return;
+    }
+    m->raft_recv(io, msg);
+}
+
+static int guarded_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                         raft_io_recv_cb recv)
+{
+    struct raft *r = io->data;
+    struct mdm *m = r->data;
+    m->raft_recv = recv;
+    return m->io_start(io, msecs, tick, guarded_recv);
+}
+
 /* ---- startup and close ---- */
 
 int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_addr,
@@ -110,6 +148,8 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
         return -1;
     }
     m->raft.data = m;
+    m->io_start = m->io.start;
+    m->io.start = guarded_start;
     raft_set_election_timeout(&m->raft, 500);
     raft_set_heartbeat_timeout(&m->raft, 100);
     raft_set_snapshot_threshold(&m->raft, snap_threshold);

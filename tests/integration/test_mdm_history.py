@@ -26,6 +26,11 @@ end, with every MDM up, each MDM's own state (--local) is checked:
 * every MDM holds the same fault sets, pools and map version: catches
   replicas that diverge (a snapshot without the request ids, an apply that
   is not deterministic).
+
+Last, a follower paused or killed under a fast stream of changes, again
+and again: it catches up through entries and snapshot installs at once,
+the window in which libraft 0.22.1 crashes (docs/raft.md, C6). No MDM may
+die, and all three must agree.
 """
 import os
 import random
@@ -273,3 +278,84 @@ def test_history_under_leader_faults(mdms):
                        f"{'there' if present else 'not there'}")
     assert not bad, "\n".join(bad)
     assert counts.get("ok", 0) > 20, counts
+
+
+# ---- a follower catching up while it writes a snapshot ----
+
+CATCH_UP_ROUNDS = 16
+
+
+def test_follower_catching_up_while_it_snapshots(mdms):
+    """libraft 0.22.1 crashes a follower that gets an InstallSnapshot while
+    it writes a snapshot of its own (docs/raft.md, C6): a follower paused or
+    killed under a fast stream of changes comes back behind the leader's
+    trailing entries, catches up through entries (taking a snapshot every
+    16) and through installs at once. Without the MDM's guard one follower
+    in about seven such rounds died; with it none may, and the MDMs agree."""
+    stop, done = threading.Event(), [0]
+    cred = mdms.c.credential("admin", "admin")
+
+    def load(t):
+        conn, n = None, 0
+        while not stop.is_set():
+            try:
+                if conn is None:
+                    lead = mdms.leader()
+                    if not lead:
+                        continue
+                    conn = Conn(mdms.addr[lead], cred)
+                n += 1
+                conn.request(FT_MGMT, mgmt(OP_FAULT_SET_ADD, random.getrandbits(62) | 1,
+                                           fault_set=f"c{t}-{n}"))
+                done[0] += 1
+            except Exception:  # noqa: BLE001 (any broken link: find the leader again)
+                if conn:
+                    conn.close()
+                conn = None
+
+    logs = {i: os.path.join(mdms.dir, f"mdm{i}.log") for i in mdms.addr}
+    log_from = {i: os.path.getsize(p) for i, p in logs.items()}
+    threads = [threading.Thread(target=load, args=(t,)) for t in range(3)]
+    for th in threads:
+        th.start()
+    rng, died = random.Random(11), []
+    try:
+        for k in range(CATCH_UP_ROUNDS):
+            lead = wait_for("a leader", mdms.leader, timeout=60)
+            f = rng.choice([i for i in mdms.addr if i != lead])
+            if k % 2:
+                pid = mdms.daemons[f].proc.pid
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(rng.uniform(0.3, 1.5))  # the fault: it falls behind
+                os.kill(pid, signal.SIGCONT)
+            else:
+                mdms.daemons[f].stop(signal.SIGKILL)
+                time.sleep(rng.uniform(0.3, 1.5))
+                mdms.start(f, join=False)
+            # it catches up: every MDM applies what the leader did before
+            target = mdms.status_of(lead)["map_version"]
+            def caught_up():
+                for i, d in mdms.daemons.items():
+                    if not d.alive():
+                        died.append((k, i, d.proc.returncode))
+                        mdms.start(i, join=False)
+                return all(mdms.status_of(i)["map_version"] >= target for i in mdms.addr)
+            wait_for("the follower to catch up", caught_up, timeout=60, interval=0.2)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(timeout=60)
+    drops = 0
+    for i, p in logs.items():
+        with open(p, errors="replace") as fh:
+            fh.seek(log_from[i])
+            drops += fh.read().count("dropped, for the leader to send again")
+    print(f"catch-up: {CATCH_UP_ROUNDS} rounds, {done[0]} changes, {drops} installs held back")
+    assert not died, f"MDMs died while catching up (round, MDM, exit): {died}"
+    assert done[0] > 100
+    def agree():
+        return len({mdms.status_of(i)["map_version"] for i in mdms.addr}) == 1
+    wait_for("the MDMs to agree", agree, timeout=60)
+    ref = sorted(fault_set_list(mdms, 1))
+    for i in mdms.addr:
+        assert sorted(fault_set_list(mdms, i)) == ref, f"MDM {i} differs from MDM 1"
