@@ -58,6 +58,10 @@ static void raft_metrics(struct metrics_out *o, struct mdm *m)
     for (unsigned i = 0; i < m->raft.configuration.n; i++)
         voters += m->raft.configuration.servers[i].role == RAFT_VOTER;
     metrics_u64(o, "cairn_mdm_raft_voters", "", voters);
+    metrics_family(o, "cairn_mdm_raft_installs_dropped_total", "counter",
+                   "Snapshot installs dropped because they came while this MDM wrote a snapshot "
+                   "(libraft 0.22.1 would crash on them; the leader sends them again).");
+    metrics_u64(o, "cairn_mdm_raft_installs_dropped_total", "", m->installs_dropped);
 
     metrics_family(o, "cairn_mdm_changes_applied_total", "counter",
                    "Cluster changes applied from the Raft log since start, by operation.");
