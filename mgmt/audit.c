@@ -108,8 +108,11 @@ static void write_entry(struct mdm *m, json_t *e)
     char *buf = realloc(line, len + 2);
     if (buf) {
         buf[len] = '\n';
-        if (m->audit_fd >= 0 && write(m->audit_fd, buf, len + 1) != (ssize_t)(len + 1))
-            LOG_LIMITED(LOG_ERROR, 10000, "mdm: cannot write the audit log: %s", strerror(errno));
+        ssize_t w = m->audit_fd >= 0 ? write(m->audit_fd, buf, len + 1) : (ssize_t)(len + 1);
+        /* a short write sets no errno: it is a full disk (the entry is cut) */
+        if (w != (ssize_t)(len + 1))
+            LOG_LIMITED(LOG_ERROR, 10000, "mdm: cannot write the audit log: %s",
+                        w < 0 ? strerror(errno) : "the disk is full (an entry was cut short)");
         line = buf;
     }
     free(line);

@@ -157,6 +157,7 @@ struct mdm {
     int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
     raft_io_recv_cb raft_recv;
     uint64_t installs_dropped;
+    char raft_dir[4096]; /* the data directory, for its free space */
     struct mdm_state st; /* the replicated state: changed only by the FSM */
     /* result of the last fsm apply, read by the apply callback that follows */
     int apply_status;
@@ -246,7 +247,8 @@ void mdm_raft_close(struct mdm *m);
 /* Frame req as a Raft entry and append it; p (calloc'd, owned by the caller
  * until this returns 0, then freed by mdm_proposal_done_cb, which cb must
  * end with) is tracked until cb runs. 0 or -errno: -EAGAIN if this MDM does
- * not lead (any more, or it is handing leadership over). */
+ * not lead (any more, or it is handing leadership over), -ENOSPC if its
+ * data directory has no room for the log, -EIO for another refusal. */
 int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
                      raft_apply_cb cb);
 

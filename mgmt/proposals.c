@@ -204,8 +204,14 @@ int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
                             "this MDM is handing leadership over (or stopped leading): the "
                             "change was not taken; retry");
         else if (c)
-            mdm_reply_error(c, h, r,
-                            r == -ENOMEM ? "out of memory" : "the Raft log refused the change");
+            mdm_reply_error(c, h, r == -ENOSPC ? -EIO : r,
+                            r == -ENOMEM ? "out of memory"
+                            : r == -ENOSPC
+                                ? "the MDM's data directory is out of space (its Raft log "
+                                  "cannot grow): the change was not made; free space there"
+                                : "the Raft log refused the change");
+        if (r == -ENOSPC)
+            r = -EIO;
     }
     return r;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "log.h"
 #include "mdm.h"
@@ -130,6 +131,7 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
         log_error("raft transport: %s", raft_strerror(r));
         return -1;
     }
+    snprintf(m->raft_dir, sizeof(m->raft_dir), "%s", dir);
     m->io.errmsg[0] = 0;
     r = raft_uv_init(&m->io, m->loop, dir, &m->transport);
     if (r != 0) {
@@ -206,6 +208,20 @@ void mdm_raft_close(struct mdm *m)
 
 /* ---- proposals (tracked and answered by proposals.c) ---- */
 
+/* libraft's segments (raft_uv_set_segment_size, left at its default) */
+#define RAFT_SEGMENT_BYTES (8u << 20)
+
+/* 1 if this MDM's log has no room of its own (libraft's count, in KiB)
+ * while its data directory has room for two segments: libraft's count is
+ * stale (mdm_raft_propose). */
+static int log_room_back(struct mdm *m)
+{
+    struct statvfs fs;
+    if (m->io.capacity >= RAFT_SEGMENT_BYTES / 1024 || statvfs(m->raft_dir, &fs) < 0)
+        return 0;
+    return (uint64_t)fs.f_bavail * fs.f_frsize >= 2ull * RAFT_SEGMENT_BYTES;
+}
+
 int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_proposal *p,
                      raft_apply_cb cb)
 {
@@ -217,12 +233,33 @@ int mdm_raft_propose(struct mdm *m, const Cairn__MgmtRequest *req, struct mdm_pr
     protobuf_c_message_pack(&req->base, (uint8_t *)buf.base + 8);
     p->req.data = m;
     int r = raft_apply(&m->raft, &p->req, &buf, 1, cb);
+    if (r == RAFT_NOSPACE && log_room_back(m)) {
+        /* libraft allocates its first log segments once, when it starts
+         * (UvPrepareStart); if the disk had no room then, its log's room
+         * stays 0 and every change is refused before the append that would
+         * allocate one (which retries until it can), even once the disk
+         * has room: the MDM took no change until restarted. With room on
+         * the disk now, this one change goes past the check. */
+        unsigned short threshold = m->raft.capacity_threshold;
+        raft_set_capacity_threshold(&m->raft, 0);
+        r = raft_apply(&m->raft, &p->req, &buf, 1, cb);
+        raft_set_capacity_threshold(&m->raft, threshold);
+        log_info("mdm: the data directory has room for the Raft log again: a change went past "
+                 "libraft's stale capacity check (%s)",
+                 r == 0 ? "taken" : raft_strerror(r));
+    }
     if (r != 0) {
         raft_free(buf.base);
-        log_warn("mdm: raft_apply: %s", raft_strerror(r));
+        /* the failure detector proposes every few hundred ms: a full disk
+         * would log each of them */
+        LOG_LIMITED(LOG_WARN, 5000, "mdm: raft_apply: %s", raft_strerror(r));
         /* not the leader any more, or handing leadership over: nothing
          * was appended, and the next leader takes it */
-        return r == RAFT_NOTLEADER ? -EAGAIN : -EIO;
+        if (r == RAFT_NOTLEADER)
+            return -EAGAIN;
+        /* libraft refuses before it appends when it cannot make room for
+         * the log's next segment (its free-space check) */
+        return r == RAFT_NOSPACE ? -ENOSPC : -EIO;
     }
     mdm_proposal_track(m, p);
     return 0;
