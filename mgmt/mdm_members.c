@@ -34,7 +34,8 @@ struct mdm_member_change {
     struct frame_hdr hdr;
     Cairn__MgmtOp op;
     raft_id id;
-    int assigning; /* OP_MDM_ADD: added as a spare, now being made a voter */
+    int assigning;  /* OP_MDM_ADD: added as a spare, now being made a voter */
+    unsigned tries; /* OP_MDM_TRANSFER: handovers started */
 };
 
 static const struct raft_server *server_of(struct mdm *m, raft_id id)
@@ -139,6 +140,8 @@ static void change_cb(struct raft_change *req, int status)
     finish(mc, 0, msg);
 }
 
+#define TRANSFER_TRIES 4
+
 static void transfer_cb(struct raft_transfer *req)
 {
     struct mdm_member_change *mc = (struct mdm_member_change *)req;
@@ -153,7 +156,19 @@ static void transfer_cb(struct raft_transfer *req)
         finish(mc, 0, msg);
         return;
     }
-    snprintf(msg, sizeof(msg), "leadership was not handed over (leader now: %llu); retry",
+    /* libraft gives the target one election timeout (500 ms) to catch up
+     * and take over; under a stream of changes it can still be behind
+     * then. This MDM took no change meanwhile, so a new try starts nearer
+     * (the callback has run: libraft holds the request no more). */
+    if (lid == m->raft.id && mc->tries < TRANSFER_TRIES &&
+        mdm_raft_transfer(m, &mc->u.transfer, mc->id, transfer_cb) == 0) {
+        mc->tries++;
+        log_info("mdm: leadership not handed over in time; trying again (%u of %u)", mc->tries,
+                 TRANSFER_TRIES);
+        return;
+    }
+    snprintf(msg, sizeof(msg),
+             "leadership was not handed over in %u tries (leader now: %llu); retry", mc->tries,
              (unsigned long long)lid);
     finish(mc, -ETIMEDOUT, msg);
 }
@@ -284,6 +299,7 @@ void mdm_members_request(struct mdm *m, struct rpc_conn *c, const struct frame_h
         what = "removing it";
     } else {
         rv = mdm_raft_transfer(m, &mc->u.transfer, mc->id, transfer_cb);
+        mc->tries = 1;
         what = "handing leadership over";
     }
     if (rv != 0)
