@@ -69,6 +69,13 @@ class Mdms:
         out = self.cairn("--local", "fault-set", "list", mdm=self.addr[i], json_out=True).stdout
         return {f["name"] for f in json.loads(out)}
 
+    def form(self):
+        """The first MDM starts a cluster; `cairn mdm add` adds the others."""
+        self.start(1, join=False)
+        for i in range(2, N + 1):
+            self.start(i, join=True)
+            self.cairn("mdm", "add", "--id", str(i), "--addr", self.addr[i], "--raft-addr", self.raft[i])
+
     def stop_all(self):
         for d in self.daemons.values():
             if d.alive():

@@ -35,7 +35,6 @@ die, and all three must agree.
 import os
 import random
 import signal
-import struct
 import subprocess
 import threading
 import time
@@ -44,7 +43,7 @@ import pytest
 
 from cairnproto import FT_MGMT, Conn, _field, _parse
 from cluster import wait_for
-from test_mdm_cluster import N, Mdms
+from test_mdm_cluster import Mdms
 
 OP_POOL_CREATE, OP_VOLUME_CREATE, OP_FAULT_SET_ADD = 2, 5, 20
 EEXIST, ENOENT = 17, 2
@@ -56,10 +55,7 @@ NEMESIS_SECONDS = 45
 def mdms(tmp_path_factory):
     m = Mdms(tmp_path_factory.mktemp("history"))
     try:
-        m.start(1, join=False)
-        for i in range(2, N + 1):
-            m.start(i, join=True)
-            m.cairn("mdm", "add", "--id", str(i), "--addr", m.addr[i], "--raft-addr", m.raft[i])
+        m.form()
         yield m
     finally:
         m.stop_all()

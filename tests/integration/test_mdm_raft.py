@@ -24,7 +24,7 @@ import pytest
 
 from cairnproto import FT_MGMT, Conn
 from cluster import wait_for
-from test_mdm_cluster import N, Mdms
+from test_mdm_cluster import Mdms
 from test_mdm_history import OP_FAULT_SET_ADD, fault_set_list, mgmt, outcome
 
 
@@ -87,10 +87,7 @@ class Load:
 def mdms(tmp_path_factory):
     m = Mdms(tmp_path_factory.mktemp("raftrows"))
     try:
-        m.start(1, join=False)
-        for i in range(2, N + 1):
-            m.start(i, join=True)
-            m.cairn("mdm", "add", "--id", str(i), "--addr", m.addr[i], "--raft-addr", m.raft[i])
+        m.form()
         yield m
     finally:
         m.stop_all()
