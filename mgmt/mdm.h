@@ -24,7 +24,8 @@
  *                transfer-leadership) and the cluster id agreed in the log
  *   rest.c       the REST API (/api/v1/...) and the dashboard, over HTTP:
  *                each request becomes a MgmtRequest to this MDM's own
- *                request API, so it shares the CLI's validation and errors
+ *                request API, so it shares the CLI's validation and errors;
+ *                a follower carries it on to the leader (rest_calls.c)
  *   mdm_metrics.c Prometheus metrics: Raft, changes applied, PG health,
  *                rebuild and rebalance progress, capacity
  *

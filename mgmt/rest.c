@@ -1,21 +1,24 @@
 /* The REST API and the dashboard over HTTP (--http-listen): the server.
  *
  * An HTTP request for /api/ goes to rest_api.c, which turns it into the
- * MgmtRequest the CLI would send and sends it here, over one persistent RPC
- * connection to this MDM's own request API (m->listen_addr), exactly as a
- * CLI would: the MDM validates it and words its refusals, for every surface
- * alike. Any other GET is one of the dashboard's built-in files.
+ * MgmtRequest the CLI would send and sends it with rest_send()
+ * (rest_calls.c) to this MDM's own request API, exactly as a CLI would:
+ * the MDM validates it and words its refusals, for every surface alike. On
+ * a follower it is carried on to the leader's request API, so that any MDM
+ * serves the whole API. Any other GET is one of the dashboard's built-in
+ * files.
  *
  * Every /api/ request but the OpenAPI document carries a bearer token of
  * --http-tokens (http_auth.h), checked here before anything else looks at
- * it: none or a wrong one is answered 401, a monitor token's change 403.
+ * it, and before anything is forwarded: none or a wrong one is answered
+ * 401, a monitor token's change 403.
  * The dashboard's files are served to anyone: they hold no cluster data,
  * and the page asks for a token before its first call.
  *
  * Every HTTP request is answered exactly once: by its route, by its reply
- * callback, with 503 when the connection is down or fails under it, or
- * with 503 at shutdown (the RPC layer's late callbacks then only free it).
- * The connection is made again, every REST_RETRY_MS, whenever it is lost.
+ * callback, with 503 when no MDM could answer it (no leader in time, the
+ * connection down), or with 503 at shutdown (the RPC layer's late
+ * callbacks then only free it).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,116 +32,11 @@
 #include "util.h"
 #include "web_assets.h"
 
-#define REST_RETRY_MS 500
-#define REST_CALL_TIMEOUT_MS 30000
-/* HTTP requests waiting for the MDM at once; the HTTP server takes 64
- * connections, so this is only a bound. */
-#define REST_MAX_WAITING 256
-
-struct mdm_rest {
-    struct mdm *m;
-    struct http_server *http;
-    struct http_auth *auth;
-    struct rpc_conn *conn; /* NULL while disconnected */
-    int connecting;        /* an rpc_connect() is in flight */
-    uv_timer_t retry;
-    int timer_open;
-    int stopping;
-    int lost; /* the connection is down and that was logged */
-    struct rest_req *waiting;
-    unsigned n_waiting;
-};
-
-static void connect_start(struct mdm_rest *rest);
-
-/* ---- life cycle ---- */
-
 /* After a shutdown, rest goes once nothing can call back into it. */
-static void maybe_free(struct mdm_rest *rest)
+void rest_maybe_free(struct mdm_rest *rest)
 {
-    if (rest->stopping && !rest->conn && !rest->connecting && !rest->timer_open && !rest->waiting)
+    if (rest->stopping && rest_calls_idle(rest))
         free(rest);
-}
-
-static void retry_cb(uv_timer_t *t)
-{
-    struct mdm_rest *rest = t->data;
-    if (!rest->stopping && !rest->conn && !rest->connecting)
-        connect_start(rest);
-}
-
-static void timer_closed_cb(uv_handle_t *h)
-{
-    struct mdm_rest *rest = h->data;
-    rest->timer_open = 0;
-    maybe_free(rest);
-}
-
-static void lost(struct mdm_rest *rest, const char *why)
-{
-    if (!rest->lost)
-        log_warn("mdm: REST API: %s the request API at %s; retrying every %d ms", why,
-                 rest->m->listen_addr, REST_RETRY_MS);
-    rest->lost = 1;
-    if (!rest->stopping)
-        uv_timer_start(&rest->retry, retry_cb, REST_RETRY_MS, 0);
-}
-
-/* The MDM never sends its clients requests: such a peer is not our MDM. */
-static void on_unexpected_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
-                                  uint8_t *payload)
-{
-    (void)h;
-    (void)msg;
-    rpc_buf_free(payload);
-    log_warn("mdm: REST API: unexpected request from %s; closing", rpc_peer(c));
-    rpc_close(c);
-}
-
-/* Runs after the RPC layer failed every call still waiting on c. */
-static void on_conn_close(struct rpc_conn *c)
-{
-    struct mdm_rest *rest = rpc_data(c);
-    if (rest->conn == c)
-        rest->conn = NULL;
-    if (rest->stopping)
-        maybe_free(rest);
-    else
-        lost(rest, "lost its connection to");
-}
-
-static void connect_cb(struct rpc_conn *c, int status, void *arg)
-{
-    struct mdm_rest *rest = arg;
-    rest->connecting = 0;
-    if (rest->stopping) {
-        if (c)
-            rpc_close(c); /* on_conn_close frees rest */
-        else
-            maybe_free(rest);
-        return;
-    }
-    if (status < 0) {
-        lost(rest, "cannot connect to");
-        return;
-    }
-    rest->conn = c;
-    if (rest->lost)
-        log_info("mdm: REST API: connected to the request API at %s", rest->m->listen_addr);
-    rest->lost = 0;
-}
-
-static void connect_start(struct mdm_rest *rest)
-{
-    static const struct rpc_handlers h = {.on_request = on_unexpected_request,
-                                          .on_close = on_conn_close,
-                                          .peer_roles = AUTH_ROLE_BIT(AUTH_ROLE_MDM)};
-    int r = rpc_connect(rest->m->loop, rest->m->listen_addr, &h, rest, connect_cb, rest);
-    if (r < 0) {
-        lost(rest, "cannot connect to");
-        return;
-    }
-    rest->connecting = 1;
 }
 
 static void on_http(struct http_request *r, void *data);
@@ -165,10 +63,7 @@ int mdm_rest_start(struct mdm *m, const char *addr, const char *tokens_file)
         free(rest);
         return -1;
     }
-    uv_timer_init(m->loop, &rest->retry);
-    rest->retry.data = rest;
-    rest->timer_open = 1;
-    connect_start(rest);
+    rest_calls_init(rest);
     m->rest = rest;
     log_info("mdm: REST API and dashboard on http://%s/ (API at /api/v1/)", addr);
     return 0;
@@ -181,83 +76,11 @@ void mdm_rest_stop(struct mdm *m)
         return;
     m->rest = NULL;
     rest->stopping = 1;
-    /* Answer every waiting request now; their calls fail (and free them)
-     * when the connection's close has run. */
-    for (struct rest_req *q = rest->waiting; q; q = q->next)
-        if (q->http) {
-            rest_answer_error(rest, q->http, 503, "the MDM is shutting down");
-            q->http = NULL;
-        }
+    rest_calls_stop(rest);
     http_stop(rest->http);
     rest->http = NULL;
     http_auth_free(rest->auth);
     rest->auth = NULL;
-    if (rest->conn)
-        rpc_close(rest->conn);
-    uv_close((uv_handle_t *)&rest->retry, timer_closed_cb);
-}
-
-/* ---- calls to the request API ---- */
-
-static void unlist(struct rest_req *q)
-{
-    struct mdm_rest *rest = q->rest;
-    if (!q->listed)
-        return;
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        rest->waiting = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    q->prev = q->next = NULL;
-    q->listed = 0;
-    rest->n_waiting--;
-}
-
-static void reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_t msg_len,
-                     uint8_t *payload, uint32_t payload_len, void *arg)
-{
-    (void)c;
-    (void)payload_len;
-    struct rest_req *q = arg;
-    struct mdm_rest *rest = q->rest;
-    rpc_buf_free(payload);
-    unlist(q);
-    if (!q->http) {
-        /* answered at shutdown */
-        q->free(q);
-        maybe_free(rest);
-        return;
-    }
-    Cairn__MgmtReply *rep = msg ? cairn__mgmt_reply__unpack(NULL, msg_len, msg) : NULL;
-    if (!rep && status >= 0)
-        status = -EPROTO;
-    if (!rep && msg)
-        log_warn("mdm: REST API: malformed reply from the request API");
-    q->cb(q, status, rep); /* q may be gone now */
-    if (rep)
-        cairn__mgmt_reply__free_unpacked(rep, NULL);
-}
-
-int rest_send(struct rest_req *q, const Cairn__MgmtRequest *req)
-{
-    struct mdm_rest *rest = q->rest;
-    if (rest->stopping || !rest->conn || rpc_is_closing(rest->conn))
-        return -ENOTCONN;
-    if (rest->n_waiting >= REST_MAX_WAITING)
-        return -EBUSY;
-    int r = rpc_call_pb(rest->conn, FT_MGMT, &req->base, REST_CALL_TIMEOUT_MS, reply_cb, q);
-    if (r < 0)
-        return r;
-    q->prev = NULL;
-    q->next = rest->waiting;
-    if (rest->waiting)
-        rest->waiting->prev = q;
-    rest->waiting = q;
-    q->listed = 1;
-    rest->n_waiting++;
-    return 0;
 }
 
 const char *rest_mdm_addr(const struct mdm_rest *rest)
@@ -279,9 +102,24 @@ static void respond_json(struct http_request *r, unsigned code, json_t *doc)
     http_respond_take(r, code, "application/json", s, strlen(s));
 }
 
+/* Which MDM's answer q has: this one's, or the leader's (rest_calls.c). */
+static void answered_by(struct rest_req *q)
+{
+    if (q->answered_by[0])
+        http_add_header(q->http, "Cairn-Answered-By", q->answered_by);
+}
+
 void rest_answer_json(struct rest_req *q, unsigned code, json_t *doc)
 {
+    answered_by(q);
     respond_json(q->http, code, doc);
+    q->http = NULL;
+}
+
+void rest_answer_req_error(struct rest_req *q, unsigned code, const char *msg)
+{
+    answered_by(q);
+    rest_answer_error(q->rest, q->http, code, msg);
     q->http = NULL;
 }
 
@@ -292,6 +130,7 @@ void rest_answer_error(struct mdm_rest *rest, struct http_request *r, unsigned c
     json_object_set_new(o, "error", rest_json_str(msg));
     if (code == 503) {
         struct mdm *m = rest->m;
+        http_add_header(r, "Retry-After", "1");
         raft_id id = 0;
         const char *addr = NULL;
         raft_leader(&m->raft, &id, &addr);

@@ -2,8 +2,10 @@
  * mdm_rest_start() and mdm_rest_stop()):
  *
  *   rest.c       the server: HTTP requests in, the dashboard's static
- *                files, the persistent connection to this MDM's own
- *                request API and the requests waiting on it, errors
+ *                files, tokens, answers and errors
+ *   rest_calls.c the calls: the persistent connections to this MDM's own
+ *                request API and, on a follower, to the leader's, the
+ *                requests waiting on them or for a leader
  *   rest_api.c   the API: requests matched to routes, request bodies
  *                turned into the MgmtRequests the CLI sends, the calls
  *                (change, then status) and their answers
@@ -14,8 +16,8 @@
  *
  * Every REST request is one or two calls to the MDM's request API (the
  * change, then a status to show its result), exactly as the CLI makes
- * them, so validation and error messages are the MDM's. Everything runs on
- * the MDM's loop.
+ * them, so validation and error messages are the MDM's; on a follower they
+ * are carried to the leader. Everything runs on the MDM's loop.
  */
 #ifndef CAIRN_REST_H
 #define CAIRN_REST_H
@@ -24,13 +26,15 @@
 
 #include <jansson.h>
 
+#include <uv.h>
+
 #include "cairn.pb-c.h"
 #include "http.h"
 
 struct mdm_rest;
 struct rest_req;
 
-/* ---- rest.c: the server and its connection to the request API ---- */
+/* ---- rest_calls.c: the calls to the request API, here or at the leader ---- */
 
 /* The MDM's answer to a request sent with rest_send(): status is the
  * reply's (< 0: refused, with rep->error), or -ECONNRESET / -ETIMEDOUT with
@@ -39,26 +43,87 @@ struct rest_req;
  * request. */
 typedef void rest_reply_fn(struct rest_req *q, int status, const Cairn__MgmtReply *rep);
 
+/* One persistent RPC connection to an MDM's request API: this MDM's own,
+ * or the leader's (for the requests this MDM, a follower, refuses). */
+struct rest_link {
+    struct mdm_rest *rest;
+    char addr[128];        /* the MDM it is for */
+    char trying[128];      /* the address being connected to */
+    struct rpc_conn *conn; /* NULL while disconnected */
+    int connecting;        /* an rpc_connect() is in flight */
+    int lost;              /* the connection is down and that was logged */
+};
+
+enum rest_req_list { REST_Q_NONE, REST_Q_WAITING, REST_Q_PARKED };
+
 /* One HTTP request in flight, embedded in rest_api.c's context of it. */
 struct rest_req {
     struct mdm_rest *rest;
     struct http_request *http; /* NULL once answered */
     rest_reply_fn *cb;         /* the reply to the request being sent */
     void (*free)(struct rest_req *q);
-    struct rest_req *prev, *next; /* listed while a reply is awaited */
-    int listed;
+    struct rest_req *prev, *next; /* on the list of 'listed' */
+    enum rest_req_list listed;
+    /* the request being sent, packed, for its resends to the leader */
+    uint8_t *msg;
+    size_t msg_len;
+    int op;
+    uint64_t request_id;
+    uint64_t deadline;     /* now_ms() past which no leader is waited for */
+    int hops;              /* redirects followed since the last wait */
+    char target[128];      /* the leader it goes to; "": this MDM */
+    char sent_to[128];     /* the MDM its call in flight went to */
+    char took[128];        /* a leader that took the change and gave no outcome */
+    char answered_by[128]; /* the MDM whose answer it got */
+    struct rest_link *link;
 };
 
-/* Send req (only read) to the MDM for q; q->cb runs later, exactly once,
- * unless this fails: -ENOTCONN (no connection), -EBUSY (too many requests
- * waiting) or the RPC layer's error. Then q is untouched: answer it. After
- * a shutdown, q is answered 503 and freed (q->free) when the reply would
- * have come. */
+struct mdm_rest {
+    struct mdm *m;
+    struct http_server *http;
+    struct http_auth *auth;
+    struct rest_link self;   /* this MDM's request API (m->listen_addr) */
+    struct rest_link leader; /* the leader's, while this MDM is not it */
+    uv_timer_t retry;        /* reconnects self */
+    uv_timer_t tick;         /* resends the parked requests */
+    int timers_open;
+    int closing; /* connections closed on purpose, their on_close to come */
+    int stopping;
+    struct rest_req *waiting; /* calls in flight */
+    unsigned n_waiting;
+    struct rest_req *parked; /* waiting for a leader */
+};
+
+/* Send req (only read) for q, to this MDM, and on to the leader if this
+ * MDM is not it; q->cb runs later, exactly once, unless this fails:
+ * -ENOTCONN (no connection), -EBUSY (too many requests waiting) or the RPC
+ * layer's error. Then q is untouched: answer it. After a shutdown, q is
+ * answered 503 and freed (q->free) when the reply would have come. */
 int rest_send(struct rest_req *q, const Cairn__MgmtRequest *req);
-/* Answer q with a JSON document (stolen; NULL: memory ran out, 500). */
+/* Free what rest_send() kept of q (its free function calls it). */
+void rest_req_clear(struct rest_req *q);
+/* Start and end the calls: rest_calls_init() at the start, before the first
+ * rest_send(); rest_calls_stop() at shutdown, which answers every request
+ * waiting (503); rest_calls_idle() is 1 once nothing can call back. */
+void rest_calls_init(struct mdm_rest *rest);
+void rest_calls_stop(struct mdm_rest *rest);
+int rest_calls_idle(const struct mdm_rest *rest);
+/* A 64-bit request id from a client's Idempotency-Key, or a random one
+ * (key NULL); never 0. */
+uint64_t rest_request_id(const char *key);
+
+/* ---- rest.c: the server and the answers ---- */
+
+/* After a shutdown, rest goes once nothing can call back into it. */
+void rest_maybe_free(struct mdm_rest *rest);
+/* Answer q with a JSON document (stolen; NULL: memory ran out, 500), and
+ * name the MDM whose answer it is (header Cairn-Answered-By). */
 void rest_answer_json(struct rest_req *q, unsigned code, json_t *doc);
-/* Answer r with {"error": msg}, plus "leader" (the leader's Raft address)
- * for a 503 when this MDM knows a leader other than itself. */
+/* Answer q as rest_answer_error() does, naming the MDM that answered. */
+void rest_answer_req_error(struct rest_req *q, unsigned code, const char *msg);
+/* Answer r with {"error": msg}; a 503 also with "leader" (the leader's Raft
+ * address) when this MDM knows a leader other than itself, and a
+ * Retry-After header (every 503 of this API is one to retry). */
 void rest_answer_error(struct mdm_rest *rest, struct http_request *r, unsigned code,
                        const char *msg);
 /* The HTTP status of the MDM's refusal (status < 0, msg its words). The

@@ -235,6 +235,7 @@ static int parse_body(struct rest_ctx *x, struct http_request *r, char *err, siz
 static void ctx_free(struct rest_req *q)
 {
     struct rest_ctx *x = (struct rest_ctx *)q;
+    rest_req_clear(q);
     json_decref(x->body);
     free(x->paths);
     free(x->path);
@@ -252,10 +253,13 @@ static void answer_failure(struct rest_ctx *x, int status, const Cairn__MgmtRepl
     } else {
         code = 503;
         snprintf(msg, sizeof(msg), "the MDM's request API at %s did not answer: %s",
-                 rest_mdm_addr(x->q.rest), strerror(-status));
+                 x->q.sent_to[0] ? x->q.sent_to : rest_mdm_addr(x->q.rest), strerror(-status));
+        if (x->q.op != CAIRN__MGMT_OP__OP_STATUS && (status == -ECONNRESET || status == -ETIMEDOUT))
+            snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+                     "; whether the change was made is unknown (sent again with the same "
+                     "Idempotency-Key header, it is made at most once)");
     }
-    rest_answer_error(x->q.rest, x->q.http, code, msg);
-    x->q.http = NULL;
+    rest_answer_req_error(&x->q, code, msg);
 }
 
 /* Send req for x; on failure answer 503 and free x. */
@@ -267,6 +271,8 @@ static void send_or_fail(struct rest_ctx *x, const Cairn__MgmtRequest *req)
     char msg[256];
     if (r == -EBUSY)
         snprintf(msg, sizeof(msg), "too many requests are waiting for the MDM; retry");
+    else if (r == -ENOMEM)
+        snprintf(msg, sizeof(msg), "out of memory");
     else
         snprintf(msg, sizeof(msg), "not connected to the MDM's request API at %s (reconnecting)",
                  rest_mdm_addr(x->q.rest));
@@ -285,7 +291,7 @@ static void on_status(struct rest_req *q, int status, const Cairn__MgmtReply *re
         if (doc)
             rest_answer_json(q, x->rt->ok, doc);
         else if (err[0])
-            rest_answer_error(q->rest, q->http, 404, err);
+            rest_answer_req_error(q, 404, err);
         else
             rest_answer_json(q, 500, NULL);
     }
@@ -409,5 +415,8 @@ void rest_api_handle(struct mdm_rest *rest, struct http_request *r)
     /* only an admin token reaches a change (rest.c refuses a monitor's) */
     snprintf(x->via, sizeof(x->via), "REST API, admin token, from %s", http_peer(r));
     x->req.via = x->via;
+    /* applied once, even when sent again to a new leader: with the client's
+     * Idempotency-Key, even when the client sends it again */
+    x->req.request_id = rest_request_id(http_header(r, "Idempotency-Key"));
     send_or_fail(x, &x->req);
 }

@@ -15,10 +15,16 @@
 
 /* ---- renderers ---- */
 
+/* The status, and the request API of the MDM that answered it (the leader) */
 static json_t *r_status(struct rest_ctx *x, const Cairn__MgmtReply *rep, char *err, size_t len)
 {
-    (void)x, (void)err, (void)len;
-    return rest_json_status(rep);
+    (void)err, (void)len;
+    json_t *o = rest_json_status(rep);
+    if (o && json_object_set_new(o, "answered_by", rest_json_str(x->q.answered_by)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 #define LIST_RENDERER(name, fn)                                                                    \

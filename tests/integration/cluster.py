@@ -181,8 +181,10 @@ class Cluster:
             for i in range(len(sds_sizes)):
                 self.metrics_addrs[f"sds{i + 1}"] = f"127.0.0.1:{mp[2 + i]}"
         self.http_url = None
+        self.http_urls = []  # MDM i's at index i - 1; http_url is MDM 1's
         if http:
-            self.http_url = f"http://127.0.0.1:{free_ports(1)[0]}"
+            self.http_urls = [f"http://127.0.0.1:{p}" for p in free_ports(mdms)]
+            self.http_url = self.http_urls[0]
             self.http_admin_token = secrets.token_hex(32)
             self.http_monitor_token = secrets.token_hex(32)
             self.http_tokens_file = write_private(
@@ -217,10 +219,10 @@ class Cluster:
         return ["--metrics-listen", self.metrics_addrs[name],
                 "--metrics-token-file", self.metrics_token_file]
 
-    def _http_args(self):
+    def _http_args(self, i=1):
         if not self.http_url:
             return []
-        return ["--http-listen", self.http_url[len("http://"):],
+        return ["--http-listen", self.http_urls[i - 1][len("http://"):],
                 "--http-tokens", self.http_tokens_file]
 
     def alloc_file(self, name):
@@ -267,7 +269,7 @@ class Cluster:
             f"{self.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/{name}", "--id", str(i),
             "--listen", self.mdm_addrs[i - 1], "--raft-addr", self.raft_addrs[i - 1],
             "--snapshot-threshold", "64"] + (["--join"] if join else [])
-            + self._cred_args("mdm", name) + self.mdm_args))
+            + self._cred_args("mdm", name) + self._http_args(i) + self.mdm_args))
         d.start()
         wait_for(f"{name} to answer", lambda: self.cairn(
             "--local", "status", mdm=self.mdm_addrs[i - 1], check=False).returncode == 0)
@@ -516,6 +518,9 @@ class NetCluster(Cluster):
             self.mdm_addrs = [f"{self.net}.{1 + i}:7100" for i in range(1, mdms + 1)]
             self.raft_addrs = [f"{self.net}.{1 + i}:7101" for i in range(1, mdms + 1)]
             self.raft_addr = self.raft_addrs[0]
+            if self.http_url:  # each MDM's namespace has an address of its own
+                self.http_urls = [f"http://{self.net}.{1 + i}:7102" for i in range(1, mdms + 1)]
+                self.http_url = self.http_urls[0]
         else:
             port = free_ports(1)[0]
             self.mdm_addrs = [f"{self.net}.1:{port}"]

@@ -8,7 +8,9 @@ MDM and logs no error. Signing in: before a token is given the page shows
 only its sign-in form and asks the API for nothing; a wrong token is
 refused with a message; a monitor token shows the cluster with every
 change control disabled; a token refused later signs the page out. Every
-wait is explicit (WebDriverWait on a condition).
+wait is explicit (WebDriverWait on a condition). The page loaded from a
+follower of a 3-MDM cluster, and through a leader's kill -9, is
+test_rest_cluster.py's (it uses this file's Browser).
 
 CAIRN_SCREENSHOTS=DIR saves the main views there (overview, sds, volumes,
 create-volume); docs/img/ holds copies made that way."""
