@@ -14,7 +14,10 @@ under a verifying load, hit by one fault per cycle, chosen at random:
 A fault is held for 6 s (past the MDM's 4 s timeout of an SDS). For every
 MDM fault the soak measures the time to a working CLI: from the fault, a
 real change (a fresh volume created, every MDM's address, --mdm-timeout 4
-per try) tried again and again until one is made (tests/soak_faults.py).
+per try) tried again and again until one is made; and with several MDMs
+what the fault's end costs it (the MDM rejoining may force an election):
+the longest gap between changes made, tried 0.2 s apart, from the fault's
+end to 1 s past the recovery (tests/soak_faults.py).
 After each fault it waits for every SDS to be up and every PG fully
 protected and, after an MDM fault, for every MDM to be back with one leader
 that has been elected after the fault (for a fault of the leader) and
@@ -80,7 +83,7 @@ def summary_table(rows, kinds):
     """Per fault kind: count, stall, recovery and (MDM faults) time to a
     working CLI, each median / max, in seconds."""
     out = [f"{'fault':20s} {'n':>3s} {'stall med':>9s} {'max':>6s} {'recov med':>9s} {'max':>6s}"
-           f" {'cli med':>7s} {'max':>6s} {'cli tries':>9s}"]
+           f" {'cli med':>7s} {'max':>6s} {'end gap med':>11s} {'max':>6s} {'cli tries':>9s}"]
     for k in kinds:
         rs = [r for r in rows if r["fault"] == k]
         if not rs:
@@ -90,13 +93,17 @@ def summary_table(rows, kinds):
         line = f"{k:20s} {len(rs):3d} {fmt(sm):>9s} {fmt(sx):>6s} {fmt(rm):>9s} {fmt(rx):>6s}"
         if sf.is_mdm_fault(k):
             cm, cx = med_max(r["cli"] for r in rs)
+            gm, gx = med_max(r["gap"] for r in rs)
             tries = sum(r["tries"] for r in rs)
-            line += f" {fmt(cm):>7s} {fmt(cx):>6s} {tries:9d}"
+            line += f" {fmt(cm):>7s} {fmt(cx):>6s} {fmt(gm):>11s} {fmt(gx):>6s} {tries:9d}"
         out.append(line)
     nr = sum(1 for r in rows if r["recovered"] is None)
     nc = sum(1 for r in rows if sf.is_mdm_fault(r["fault"]) and r["cli"] is None)
-    out.append(f"(seconds; recovery from the fault, its hold included; {nr} cycle(s) not "
-               f"recovered, {nc} MDM fault(s) with no working CLI within {sf.PROBE_LIMIT} s)")
+    out.append(f"(seconds; stall: the longest client I/O; recovery: from the fault, its hold "
+               f"included; cli: from the fault to the first change made; end gap: the longest "
+               f"time between changes made (tried {sf.WATCH_PACE} s apart) from the fault's end "
+               f"to 1 s after recovery; {nr} cycle(s) not recovered, {nc} MDM fault(s) with no "
+               f"working CLI within {sf.PROBE_LIMIT} s)")
     return "\n".join(out)
 
 
@@ -109,19 +116,25 @@ def run_cycle(c, v, cycle, fault, i, rng):
     v.window_max = 0.0
     t0 = time.monotonic()
     try:
-        target, probe, before = sf.inject(c, fault, i, rng, cycle)
+        target, probe, watch, before = sf.inject(c, fault, i, rng, cycle)
     except Exception as e:  # noqa: BLE001 - e.g. a daemon that did not start again
-        target, probe, before = "?", None, None
+        target, probe, watch, before = "?", None, None, None
         problems.append(f"the fault's injection failed: {e!r}")
     why, settled = sf.settle(c, sf.is_mdm_fault(fault))
     recovered = None if why else time.monotonic() - t0
     if why:
         problems.append(why)
     row = {"cycle": cycle, "fault": fault, "target": target, "recovered": recovered,
-           "cli": None, "tries": 0, "leader": None}
+           "cli": None, "tries": 0, "leader": None, "gap": None}
+    if watch:
+        if not why:
+            time.sleep(1)  # the watch's window: 1 s past the settling
+        row["gap"] = watch.finish()
+        row["tries"] += watch.tries
     if probe:
         probe.join(max(0, sf.PROBE_LIMIT - (time.monotonic() - t0)) + 40)
-        row["cli"], row["tries"] = probe.took, probe.tries
+        row["cli"] = probe.took
+        row["tries"] += probe.tries
         if probe.took is None:
             problems.append(f"no working CLI within {sf.PROBE_LIMIT} s; last: "
                             f"{probe.failures[-1:] }")
@@ -180,8 +193,11 @@ def main():
             row, problems = run_cycle(c, v, cycle, fault, i, rng)
             rows.append(row)
             lead = f", leader {row['leader'][0]} (term {row['leader'][1]})" if row["leader"] else ""
-            cli = (f", working CLI after {fmt(row['cli'])} s ({row['tries']} tries)"
-                   if sf.is_mdm_fault(fault) else "")
+            cli = (f", working CLI after {fmt(row['cli'])} s" if sf.is_mdm_fault(fault) else "")
+            if row["gap"] is not None:
+                cli += f", after its end the longest gap {fmt(row['gap'])} s"
+            if sf.is_mdm_fault(fault):
+                cli += f" ({row['tries']} tries)"
             print(f"cycle {cycle:3d}: {fault:18s} {row['target']:5s} longest client op "
                   f"{row['stall']:5.1f} s, recovered in {fmt(row['recovered'])} s{cli}{lead}, "
                   f"errors so far {len(v.errors)}", flush=True)

@@ -15,8 +15,11 @@ after the hold).
 For every MDM fault a CliProbe measures the time to a working CLI: from
 the fault, a real change (cairn volume create of a fresh 16 MiB volume,
 with every MDM's address and a short --mdm-timeout per try) is tried
-again and again until one is made; the volumes are removed once the
-cluster has settled.
+again and again until one is made. With several MDMs a CliWatch also
+measures what the fault's end costs the CLI (an MDM that rejoins may force
+an election): from the end until the cluster has settled (and 1 s more),
+changes tried 0.2 s apart, and the longest gap between two made. The
+volumes are removed once the cluster has settled.
 """
 import json
 import signal
@@ -30,6 +33,7 @@ HOLD = 6.0  # seconds a fault lasts: past the MDM's 4 s timeout of an SDS
 # MDM listed before the others costs that much) and an election after it
 PROBE_TRY = 4
 PROBE_LIMIT = 120  # no change made within this of the fault: a failure
+WATCH_PACE = 0.2  # between CliWatch's tries
 
 
 def fault_kinds(mdms):
@@ -78,6 +82,44 @@ class CliProbe(threading.Thread):
             time.sleep(0.1)  # the pace of the tries; the CLI itself polls for a leader
 
 
+class CliWatch(threading.Thread):
+    """From the end of an MDM fault (the MDM started again, resumed or
+    reconnected) until stopped: changes (fresh volumes, as CliProbe's) tried
+    one after the other, WATCH_PACE apart. gap is the longest time between
+    two changes made (or from the start to the first): what a rejoining MDM
+    costs the CLI, an election it forces included."""
+
+    def __init__(self, c, tag):
+        super().__init__(daemon=True)
+        self.c, self.tag = c, tag
+        self.done = threading.Event()
+        self.gap = 0.0
+        self.tries = 0
+        self.failures = []
+
+    def run(self):
+        last_ok = time.monotonic()
+        while not self.done.is_set():
+            self.tries += 1
+            r = self.c.cairn("--mdm-timeout", str(PROBE_TRY), "volume", "create",
+                             f"probe-{self.tag}-w{self.tries}", "--size", "16M", check=False,
+                             timeout=PROBE_TRY + 30)
+            now = time.monotonic()
+            if r.returncode == 0:
+                self.gap = max(self.gap, now - last_ok)
+                last_ok = now
+            else:
+                self.failures.append(r.stderr.strip())
+            self.done.wait(WATCH_PACE)
+        if self.failures and r.returncode != 0:  # still none made at the end
+            self.gap = max(self.gap, time.monotonic() - last_ok)
+
+    def finish(self):
+        self.done.set()
+        self.join(PROBE_TRY + 40)
+        return self.gap
+
+
 def start_again(c, i):
     """MDM i (killed) started again from its data directory."""
     if i == 1:
@@ -88,9 +130,11 @@ def start_again(c, i):
 
 def inject(c, fault, i, rng, tag):
     """Inject fault (SDS faults hit SDS index i), hold it, end it. Returns
-    (target, probe, before): what was hit, the CliProbe of an MDM fault
-    (None otherwise; started at the fault, maybe still running) and the
-    leader (id, term) before it."""
+    (target, probe, watch, before): what was hit, the CliProbe of an MDM
+    fault (None otherwise; started at the fault, maybe still running), the
+    CliWatch started as the fault of an MDM of several ended (None
+    otherwise; running: the caller finishes it) and the leader (id, term)
+    before it."""
     probe, before = None, None
     if is_mdm_fault(fault) and c.n_mdms > 1:
         before = leader(c)
@@ -110,13 +154,15 @@ def inject(c, fault, i, rng, tag):
         probe = CliProbe(c, t0, tag)
         probe.start()
         time.sleep(HOLD)
+        watch = CliWatch(c, tag)
+        watch.start()
         if fault in ("mdm-leader-kill9", "mdm-follower-kill9"):
             start_again(c, target)
         elif fault == "mdm-leader-sigstop":
             c.daemons[name].proc.send_signal(signal.SIGCONT)
         elif fault == "mdm-leader-cut":
             c.restore_mdm(target)
-        return name, probe, before
+        return name, probe, watch, before
     if fault == "mdm-kill9":  # the one MDM
         t0 = time.monotonic()
         c.daemons["mdm"].stop(signal.SIGKILL)
@@ -124,7 +170,7 @@ def inject(c, fault, i, rng, tag):
         probe.start()
         time.sleep(2)
         c.start_mdm()
-        return "mdm", probe, None
+        return "mdm", probe, None, None
     name = f"sds{i + 1}"
     if fault == "kill9":
         c.daemons[name].stop(signal.SIGKILL)
@@ -144,8 +190,8 @@ def inject(c, fault, i, rng, tag):
     elif fault == "sdc-kill9":
         c.daemons["sdc"].stop(signal.SIGKILL)
         c.start_sdc()
-        return "sdc", None, None
-    return name, None, None
+        return "sdc", None, None, None
+    return name, None, None, None
 
 
 def sds_healthy(c):
