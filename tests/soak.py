@@ -11,7 +11,7 @@ under a verifying load, hit by one fault per cycle, chosen at random:
                        step down), mdm-leader-cut (its link cut for the
                        hold, then restored), mdm-follower-kill9
 
-A fault is held for 6 s (past the MDM's 4 s timeout of an SDS). For every
+A fault is held for 6 s (well past the MDM's 2 s --sds-timeout). For every
 MDM fault the soak measures the time to a working CLI: from the fault, a
 real change (a fresh volume created, every MDM's address, --mdm-timeout 4
 per try) tried again and again until one is made; and with several MDMs
@@ -137,7 +137,7 @@ def run_cycle(c, v, cycle, fault, i, rng):
         row["tries"] += probe.tries
         if probe.took is None:
             problems.append(f"no working CLI within {sf.PROBE_LIMIT} s; last: "
-                            f"{probe.failures[-1:] }")
+                            f"{probe.failures[-1:]}")
     if settled and settled.leader:
         row["leader"] = settled.leader
         if fault.startswith("mdm-leader-") and before and not settled.leader[1] > before[1]:

@@ -28,7 +28,7 @@ import time
 
 SDS_FAULTS = ["kill9", "sigstop", "cut", "restart"]
 MDM_FAULTS = ["mdm-leader-kill9", "mdm-leader-sigstop", "mdm-leader-cut", "mdm-follower-kill9"]
-HOLD = 6.0  # seconds a fault lasts: past the MDM's 4 s timeout of an SDS
+HOLD = 6.0  # seconds a fault lasts: well past the MDM's --sds-timeout (2 s by default)
 # each CLI try's --mdm-timeout: the CLI's 2 s connect limit (a paused or cut
 # MDM listed before the others costs that much) and an election after it
 PROBE_TRY = 4
