@@ -44,7 +44,9 @@ class Verifier:
         self.ops = self.writes = self.reads = 0
         self.retries = 0
         self.max_latency = 0.0
+        self.window_max = 0.0  # the longest op since the caller last zeroed it
         self.lat_log = []     # (time done, latency) of slow ops
+        self.fail_log = []    # (time reconnected, failed op's time and the reconnect's)
         self.stop = threading.Event()
         self.h = None
 
@@ -92,6 +94,7 @@ class Verifier:
                     # the cluster gave up on a fault it should have survived
                     self.errors.append(f"write of block {block} failed: {e}")
                 self.connect()
+                self.fail_log.append((time.monotonic(), time.monotonic() - t0))
                 return
             self.acked[block] = g
             self.uncertain.pop(block, None)
@@ -104,6 +107,7 @@ class Verifier:
                 if "Input/output" in str(e):
                     self.errors.append(f"read of block {block} failed: {e}")
                 self.connect()
+                self.fail_log.append((time.monotonic(), time.monotonic() - t0))
                 return
             self.check(block, data)
             self.reads += 1
@@ -111,6 +115,8 @@ class Verifier:
         self.ops += 1
         if lat > self.max_latency:
             self.max_latency = lat
+        if lat > self.window_max:
+            self.window_max = lat
         if lat > 0.5:
             self.lat_log.append((time.monotonic(), lat))
 
