@@ -154,6 +154,11 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
     m->io.start = guarded_start;
     raft_set_election_timeout(&m->raft, 500);
     raft_set_heartbeat_timeout(&m->raft, 100);
+    /* An MDM cut off from the others asks whether it could win before it
+     * stands (Raft's pre-vote, section 9.6 of Ongaro's thesis), so it does
+     * not raise its term while it is alone and does not depose the leader
+     * when it comes back (docs/raft.md C8). */
+    raft_set_pre_vote(&m->raft, true);
     raft_set_snapshot_threshold(&m->raft, snap_threshold);
     raft_set_snapshot_trailing(&m->raft, snap_threshold / 2);
     /* An empty data directory starts a cluster of one, unless this MDM is

@@ -3,7 +3,8 @@ network namespace on the bridge the SDSs' namespaces share), under a
 verifying client load through the SDC: the leader cut off from the majority
 and healed, with a client still talking to it; an SDS killed with -9 during
 an election; CLI changes during an election and without quorum; a rolling
-restart of the MDMs; a follower killed with -9 and restarted.
+restart of the MDMs; a follower killed with -9 and restarted; a follower
+cut off and healed, which must not depose the leader (pre-vote).
 
 What every test holds the cluster to: the data read back through NBD is what
 was written (tests/tools/cairn_verify.py checks every read and reads
@@ -389,4 +390,38 @@ def test_follower_killed_and_restarted(c):
         states = wait_same_state(c, [lead, f])
         assert {f"while-down-{k}" for k in range(3)} <= {v[1] for v in states[0]["volumes"]}
         assert c.mdm_leader() == lead
+        load.finish()
+
+
+def own_term(c, i, netns=None):
+    ms = members(c, mdm=c.mdm_addrs[i - 1], netns=netns)
+    return next(m["term"] for m in ms if m["id"] == i)
+
+
+def test_follower_cut_off_comes_back_without_an_election(c):
+    """A follower cut off for some seconds stands for election again and
+    again, alone; with pre-vote (docs/raft.md C8) it first asks whether it
+    could win, finds it could not, and keeps its term. Healed, it follows
+    the leader it left: no election, and the leader's term is unchanged
+    (without pre-vote its raised term would depose the leader, and the
+    cluster would take no change for about a second)."""
+    wait_for("every SDS up", lambda: all_sds_up(c), timeout=60)
+    lead = c.mdm_leader()
+    f = min(others(c, lead))
+    ns = c.mdm_netns(f)
+    term = own_term(c, lead)
+    with Load(c, "load-f", seed=16) as load:
+        c.cut_mdm(f)
+        try:
+            wait_for("the cut-off follower to stand", lambda: role_of(c, f, netns=ns) == "candidate",
+                     timeout=30, interval=0.2)
+            hold_for("the cut-off follower's term unchanged", lambda: own_term(c, f, netns=ns) <= term,
+                     4, interval=0.3)
+            c.cairn("volume", "create", "while-f-cut", "--size", "16M", mdm=addrs(c, others(c, f)))
+        finally:
+            c.restore_mdm(f)
+        wait_in_cluster(c, f)
+        assert c.mdm_leader() == lead
+        assert own_term(c, lead) == term, "the returning follower forced an election"
+        wait_same_state(c, range(1, N + 1))
         load.finish()
