@@ -10,15 +10,23 @@ appends and snapshots are always in flight):
   elected, and the changes go on;
 * row 8 (C3, C4, A5): twenty leadership transfers in a row, and a transfer
   to an MDM paused with SIGSTOP: each either hands over or is refused with
-  a clear message, and leaves one leader.
+  a clear message, and leaves one leader;
+* row 6 (C1): a follower that lags past the leader's log gets the state as
+  a snapshot of about 1 MB, and the leader is killed with -9 during its
+  catch-up (twice as the snapshot lands on the follower's disk, before
+  the follower loads it; once at once and once 0.3 s after the follower
+  answers): the two left elect a leader between them, the changes go on,
+  and the old leader rejoins.
 
 At the end every change the leader answered "done" is in every MDM's own
 state, and all three agree.
 """
+import glob
 import os
 import random
 import signal
 import threading
+import time
 
 import pytest
 
@@ -158,4 +166,86 @@ def test_transfers_in_a_row(mdms):
         load.wait_more("changes after the refused transfer")
     check_all_agree(mdms, load.acked)
     for d in mdms.daemons.values():
+        d.check_log()
+
+
+# ---- row 6: a snapshot install cut short by the leader's death ----
+
+BULK = 12000  # fault sets of 64-character names: a snapshot of about 1 MB
+
+
+def bulk_fault_sets(mdms, n, prefix):
+    """n fault sets added to the leader, 500 at a time down one connection
+    (pipelined: the leader takes them as fast as Raft commits them)."""
+    lead = wait_for("a leader", mdms.leader, timeout=60)
+    conn = Conn(mdms.addr[lead], mdms.c.credential("admin", "admin"))
+    try:
+        for k in range(0, n, 500):
+            rids, frames = [], []
+            for j in range(k, min(n, k + 500)):
+                name = f"{prefix}-{j:07d}-".ljust(64, "x")
+                rids.append(conn.req)
+                frames.append(conn.frame_bytes(FT_MGMT, mgmt(OP_FAULT_SET_ADD, random.getrandbits(62) | 1,
+                                                             fault_set=name), b"", conn.req))
+                conn.req += 1
+            conn.send_raw(b"".join(frames))
+            for r in rids:
+                st, err = outcome(conn.recv_reply(r))
+                assert st == 0, err
+    finally:
+        conn.close()
+
+
+def snapshots_of(mdms, i):
+    """The index of MDM i's newest snapshot on its disk (0: none)."""
+    idx = [int(os.path.basename(f).split("-")[2])
+           for f in glob.glob(f"{mdms.dir}/mdm{i}/snapshot-*-*-*") if not f.endswith(".meta")]
+    return max(idx, default=0)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    m = Mdms(tmp_path_factory.mktemp("raftbig"))
+    m.threshold = 256  # keeps 128 entries behind a snapshot: a follower 600 behind needs one
+    try:
+        m.form()
+        bulk_fault_sets(m, BULK, "bulk")
+        yield m
+    finally:
+        m.stop_all()
+
+
+def test_leader_killed_during_a_snapshot_install(big):
+    size = os.path.getsize(max(glob.glob(f"{big.dir}/mdm1/snapshot-*-*-*[0-9]"),
+                               key=os.path.getmtime))
+    print(f"a snapshot of {size} bytes")
+    assert size > 800_000, size
+    with Load(big) as load:
+        # when the leader dies: as the installed snapshot lands on the
+        # follower's disk (libraft has written it; the follower has yet to
+        # load it), or a fixed time after the follower answers
+        for k, when in enumerate(("landed", 0.0, "landed", 0.3)):
+            lead = wait_for("a leader", big.leader, timeout=60)
+            f = next(i for i in sorted(big.addr) if i != lead)
+            big.daemons[f].proc.send_signal(signal.SIGKILL)
+            big.daemons[f].proc.wait()
+            before = snapshots_of(big, f)
+            bulk_fault_sets(big, 600, f"lag{k}")  # past what the leader's log keeps
+            big.start(f, join=False)  # it answers; the leader finds it behind
+            if when == "landed":
+                wait_for(f"a snapshot from MDM {lead} on MDM {f}'s disk",
+                         lambda: snapshots_of(big, f) > before, timeout=60, interval=0.002)
+            else:
+                time.sleep(when)  # the point of the catch-up at which the leader dies
+            big.daemons[lead].proc.send_signal(signal.SIGKILL)
+            big.daemons[lead].proc.wait()
+            got = snapshots_of(big, f)
+            print(f"round {k}: MDM {lead} killed ({when}) in MDM {f}'s catch-up; "
+                  f"its newest snapshot {'is a new one' if got > before else 'is still the old one'}")
+            wait_for("a leader of the two left", big.leader, timeout=60)
+            load.wait_more(f"changes after round {k}")
+            big.start(lead, join=False)
+            load.wait_more(f"changes with MDM {lead} back")
+    check_all_agree(big, load.acked)
+    for d in big.daemons.values():
         d.check_log()
