@@ -6,7 +6,8 @@
  * libraft keeps one change in flight): another is refused with -EBUSY until
  * the first is answered. An added MDM joins as a spare, which Raft then
  * catches up (from a snapshot if the log is compacted) before it is made a
- * voter; the CLI hears back once it votes. Raft's calls go through
+ * voter; the CLI hears back once it votes. An add whose promotion was cut
+ * short leaves a spare: the same add again makes it a voter. Raft's calls go through
  * raft_fsm.c (mdm_raft_member_*), so that the fuzz target can fake them.
  *
  * libraft 0.22.1 still has the bug docs/raft.md calls B2: a raft_assign
@@ -173,6 +174,8 @@ static void transfer_cb(struct raft_transfer *req)
     finish(mc, -ETIMEDOUT, msg);
 }
 
+/* 0: a new MDM to add; 1: the spare an add that did not finish left, at
+ * the same addresses; < 0: refused, err says why. */
 static int check_add(struct mdm *m, const Cairn__MgmtRequest *req, char *err, size_t len)
 {
     if (!req->mdm_id) {
@@ -189,8 +192,13 @@ static int check_add(struct mdm *m, const Cairn__MgmtRequest *req, char *err, si
         const struct raft_server *sv = &conf->servers[i];
         size_t n = strcspn(sv->address, "/");
         if (sv->id == req->mdm_id) {
-            snprintf(err, len, "MDM %llu is already a member (at %s)", (unsigned long long)sv->id,
-                     sv->address);
+            char want[300];
+            snprintf(want, sizeof(want), "%s/%s", req->raft_addr, req->addr);
+            if (sv->role == RAFT_SPARE && !strcmp(sv->address, want))
+                return 1; /* an add that did not finish: make the spare a voter */
+            snprintf(err, len, "MDM %llu is already a %s (at %s)%s", (unsigned long long)sv->id,
+                     sv->role == RAFT_SPARE ? "spare" : "member", sv->address,
+                     sv->role == RAFT_SPARE ? ": remove it to add it at other addresses" : "");
             return -EEXIST;
         }
         if (n == strlen(req->raft_addr) && !strncmp(sv->address, req->raft_addr, n)) {
@@ -287,7 +295,15 @@ void mdm_members_request(struct mdm *m, struct rpc_conn *c, const struct frame_h
     m->member_change = mc;
     int rv;
     const char *what;
-    if (req->op == CAIRN__MGMT_OP__OP_MDM_ADD) {
+    if (req->op == CAIRN__MGMT_OP__OP_MDM_ADD && r == 1) {
+        /* left a spare by an add whose promotion was cut short (its leader
+         * died, or lost the majority): Raft catches it up, then it votes */
+        log_info("mdm: MDM %llu is a spare, from an add that did not finish: making it a voter",
+                 (unsigned long long)mc->id);
+        mc->assigning = 1;
+        rv = mdm_raft_member_assign(m, &mc->u.change, mc->id, RAFT_VOTER, change_cb);
+        what = "making it a voter";
+    } else if (req->op == CAIRN__MGMT_OP__OP_MDM_ADD) {
         char addr[300];
         snprintf(addr, sizeof(addr), "%s/%s", req->raft_addr, req->addr);
         log_info("mdm: adding MDM %llu at %s", (unsigned long long)mc->id, addr);

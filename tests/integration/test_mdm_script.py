@@ -26,7 +26,6 @@ happened as intended, and then check what users rely on:
 """
 import os
 import random
-import shutil
 import signal
 import threading
 
@@ -303,9 +302,11 @@ def test_failed_promotion(mdms):
     read) come back, a leader is elected (B, C, or MDM 4, which holds the
     longer log), and the old leader is restarted with the uncommitted entry
     at the end of its log. The `cairn mdm add` must succeed or fail with a
-    clear message; all four MDMs must agree on the membership, each asked
-    for its own view, and on the state; removing MDM 4 and adding it again
-    must work; and every change answered done must be everywhere."""
+    clear message; MDMs 1-3 must agree on the membership, each asked for its
+    own view; if MDM 4 was left a spare, the same `cairn mdm add` again must
+    make it a voter; then all four must agree, each in its own view;
+    removing MDM 4 and adding it again with its data directory intact must
+    work; and every change answered done must be everywhere."""
     s = Script(mdms, (1, 2, 3))
     lead = wait_for("a leader", mdms.leader, timeout=60)
     b, c = [i for i in (1, 2, 3) if i != lead]
@@ -369,36 +370,34 @@ def test_failed_promotion(mdms):
     s.ok |= load.acked
     s.check([1, 2, 3])
     s.alive([1, 2, 3, 4])
-    problems = []
+    # the cluster (MDMs 1-3) agrees on one membership. MDM 4 itself may still
+    # count itself a voter: libraft sends nothing to a spare, so nothing
+    # truncates the entry it alone kept (docs/raft.md B3)
+    agreed, views = membership_views(mdms, (1, 2, 3))
+    assert agreed, f"the voters' own views of the membership differ: {views}"
+    print(f"  membership by MDMs 1-3: {views[1]}; by MDM 4 itself: {members_of(mdms, 4)}")
+    if (4, "spare") in views[1]:
+        # what the CLI's message says to do: check, and add it again; the
+        # add finishes the promotion (Raft catches it up, then it votes)
+        r = mdms.cairn("--mdm-timeout", "60", "mdm", "add", "--id", "4", "--addr", mdms.addr[4],
+                       "--raft-addr", mdms.raft[4], check=False)
+        print(f"  the same add again: exit {r.returncode}: {(r.stdout + r.stderr).strip()}")
+        assert r.returncode == 0 and "MDM 4 is a voter: 4 voters" in r.stdout, r.stderr
     agreed, views = membership_views(mdms, (1, 2, 3, 4))
-    terms = {m["id"]: m.get("term") for m in mdms.members()}
-    print(f"  membership by each MDM's own view: {views}; terms {terms}")
-    if not agreed:
-        problems.append(f"after the failed promotion the MDMs' own views of the membership "
-                        f"differ: {views} (terms {terms})")
-    # what a user does next: remove the spare, and add it again (its data
-    # directory intact, as an MDM restarted keeps it)
-    if s.leader_among([1, 2, 3], "a leader") == 4:
+    assert agreed and views[1] == [(i, "voter") for i in (1, 2, 3, 4)], views
+    # then removed, and added again with its data directory intact (as an
+    # MDM restarted keeps it): its term must not have run away meanwhile
+    # (pre-vote, docs/raft.md C8), or the add deposes the leader
+    if s.leader_among([1, 2, 3, 4], "a leader") == 4:
         print(f"  {mdms.cairn('mdm', 'transfer-leadership').stdout.strip()}")
     out = mdms.cairn("mdm", "remove", "4").stdout
     assert "MDM 4 removed" in out, out
     r = mdms.cairn("--mdm-timeout", "60", "mdm", "add", "--id", "4", "--addr", mdms.addr[4],
                    "--raft-addr", mdms.raft[4], check=False)
     print(f"  removed and added again: exit {r.returncode}: {(r.stdout + r.stderr).strip()}")
-    if r.returncode or "MDM 4 is a voter: 4 voters" not in r.stdout:
-        problems.append(f"MDM 4 removed and added again (data directory intact): {r.stderr}")
-        # the README's way to replace an MDM: from an empty data directory
-        if (4, "spare") in members_of(mdms, s.leader_among([1, 2, 3], "a leader")):
-            mdms.cairn("mdm", "remove", "4")
-        mdms.daemons[4].stop()
-        shutil.rmtree(os.path.join(mdms.dir, "mdm4"))
-        mdms.start(4, join=True)
-        out = mdms.cairn("mdm", "add", "--id", "4", "--addr", mdms.addr[4], "--raft-addr",
-                         mdms.raft[4]).stdout
-        assert "MDM 4 is a voter: 4 voters" in out, out
+    assert r.returncode == 0 and "MDM 4 is a voter: 4 voters" in r.stdout, r.stderr
     s.cli_change("after-re-add")
     agreed, views = membership_views(mdms, (1, 2, 3, 4))
     assert agreed and views[1] == [(i, "voter") for i in (1, 2, 3, 4)], views
     s.check([1, 2, 3, 4])
     print(f"failed promotion: {sum(ok for _, ok in s.steps)} of {len(s.steps)} steps as intended")
-    assert not problems, "\n".join(problems)
