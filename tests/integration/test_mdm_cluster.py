@@ -30,10 +30,12 @@ class Mdms:
         self.addr = {i: f"127.0.0.1:{ports[2 * (i - 1)]}" for i in range(1, N + 1)}
         self.raft = {i: f"127.0.0.1:{ports[2 * (i - 1) + 1]}" for i in range(1, N + 1)}
         self.daemons = {}
+        self.data_dirs = {}  # MDM i's data directory if not DIR/mdmI
 
     def start(self, i, join):
         d = Daemon(f"mdm{i}", [
-            f"{self.c.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm{i}", "--id", str(i),
+            f"{self.c.build}/mgmt/cairn-mdm", "--data-dir", self.data_dirs.get(i, f"{self.dir}/mdm{i}"),
+            "--id", str(i),
             "--listen", self.addr[i], "--raft-addr", self.raft[i], "--snapshot-threshold", "16",
             "--credentials", self.c.credential("mdm", f"mdm{i}")] + (["--join"] if join else []),
             os.path.join(self.dir, f"mdm{i}.log"))
