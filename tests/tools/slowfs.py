@@ -9,9 +9,11 @@ MOUNTPOINT` ends both). Every file operation is passed to the same path
 under BACKING.
 
 The delay: CONTROL is a file holding a number of seconds (a float; a missing
-or empty file is 0). Each write, fsync, fdatasync and flush (a close) of a
-file sleeps that long before it is done, so one append of Raft's log
-(a write, then an fdatasync) takes twice the delay. The file is re-read when
+or empty file is 0), optionally followed by the word "sync". Each write,
+fsync, fdatasync and flush (a close) of a file sleeps that long before it is
+done, so one append of Raft's log (a write, then an fdatasync) takes twice
+the delay; with "sync" (`0.3 sync`) only fsync and fdatasync sleep, as on a
+disk whose writes land in the page cache and whose flushes are slow. The file is re-read when
 its inode, modification time or size changes, so a test changes the delay at any
 time with a plain write to CONTROL, e.g. `echo 0.5 > CONTROL`; it takes
 effect for the next operation. Reads, directory operations and fallocate are
@@ -66,12 +68,12 @@ class Slow(Operations):
     def __init__(self, backing, control):
         self.root, self.control = os.path.realpath(backing), control
         self.mu = threading.Lock()  # (not "lock": that name is the FUSE lock operation)
-        self.seen, self.delay = None, 0.0
+        self.seen, self.delay, self.sync_only = None, 0.0, False
 
     def _p(self, path):
         return self.root + path
 
-    def _wait(self):
+    def _wait(self, sync=False):
         try:
             st = os.stat(self.control)
             key = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -82,10 +84,12 @@ class Slow(Operations):
                 self.seen = key
                 try:
                     with open(self.control) as f:
-                        self.delay = float(f.read().strip() or 0)
+                        words = f.read().split()
+                    self.delay = float(words[0]) if words else 0.0
+                    self.sync_only = words[1:] == ["sync"]
                 except (OSError, ValueError):
-                    self.delay = 0.0
-            d = self.delay
+                    self.delay, self.sync_only = 0.0, False
+            d = self.delay if sync or not self.sync_only else 0.0
         if d > 0:
             time.sleep(d)
 
@@ -175,7 +179,7 @@ class Slow(Operations):
         return 0
 
     def fsync(self, path, datasync, fh):
-        self._wait()
+        self._wait(sync=True)
         (os.fdatasync if datasync else os.fsync)(fh)
         return 0
 
