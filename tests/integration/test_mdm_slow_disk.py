@@ -5,9 +5,10 @@ Each MDM's data directory is a slowfs mount (tests/tools/slowfs.py): a FUSE
 passthrough whose writes, fsyncs, fdatasyncs and flushes sleep for a delay
 the test sets at any time (or its fsyncs and fdatasyncs only: a disk whose
 writes land in the page cache and whose flushes are slow). libraft appends
-through its thread pool there (write, then fdatasync: FUSE allows O_DIRECT
-but no RWF_NOWAIT, so it uses no kernel AIO), and it stores its term and
-vote with write, fdatasync and close on the MDM's own loop. The first test
+from its thread pool there (FUSE allows O_DIRECT but no RWF_NOWAIT: an
+io_submit with RWF_DSYNC, which FUSE makes a write and an fdatasync), and
+it stores its term and vote with pwrite, fdatasync and close on the MDM's
+own loop. The first test
 checks, on one MDM, that the delay reaches Raft's persistence: a change
 takes at least two delays with every write and sync delayed, at least one
 with syncs only (it prints the latencies).

@@ -19,11 +19,13 @@ time with a plain write to CONTROL, e.g. `echo 0.5 > CONTROL`; it takes
 effect for the next operation. Reads, directory operations and fallocate are
 not delayed.
 
-Made for the MDM's data directory (tests/integration/test_mdm_slow_disk.py):
-libraft probes the directory, finds O_DIRECT allowed (FUSE passes it on)
-and asynchronous I/O refused (FUSE takes no RWF_NOWAIT), so it appends from
-its thread pool with write + fdatasync, both of which come here. O_DIRECT
-is not passed to BACKING (a tmpfs would refuse it).
+Made for the MDM's data directory (tests/integration/test_mdm_slow_disk.py).
+libraft probes the directory (seen with strace): O_DIRECT is allowed (FUSE
+passes it on), an io_submit with RWF_NOWAIT is refused (EOPNOTSUPP), so it
+submits each append with io_submit (O_DIRECT, RWF_DSYNC) from its thread
+pool, which FUSE turns into a write and an fdatasync, both of which come
+here; its term and vote it stores with pwrite, fdatasync and close on its
+loop. O_DIRECT is not passed to BACKING (a tmpfs would refuse it).
 
 fallocate: fusepy 3.0 has no fallocate operation, and without one glibc's
 posix_fallocate() falls back to writing one byte per 4 KiB block, 2048
