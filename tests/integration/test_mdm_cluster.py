@@ -31,12 +31,15 @@ class Mdms:
         self.raft = {i: f"127.0.0.1:{ports[2 * (i - 1) + 1]}" for i in range(1, N + 1)}
         self.daemons = {}
         self.threshold = 16  # --snapshot-threshold: a snapshot every 16 entries
+        self.data_dirs = {}  # MDM i's data directory if not DIR/mdmI
+        self.args = []  # more flags for every MDM
 
     def start(self, i, join):
         d = Daemon(f"mdm{i}", [
-            f"{self.c.build}/mgmt/cairn-mdm", "--data-dir", f"{self.dir}/mdm{i}", "--id", str(i),
+            f"{self.c.build}/mgmt/cairn-mdm", "--data-dir", self.data_dirs.get(i, f"{self.dir}/mdm{i}"),
+            "--id", str(i),
             "--listen", self.addr[i], "--raft-addr", self.raft[i], "--snapshot-threshold", str(self.threshold),
-            "--credentials", self.c.credential("mdm", f"mdm{i}")] + (["--join"] if join else []),
+            "--credentials", self.c.credential("mdm", f"mdm{i}")] + self.args + (["--join"] if join else []),
             os.path.join(self.dir, f"mdm{i}.log"))
         d.start()
         self.daemons[i] = d
