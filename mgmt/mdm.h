@@ -141,6 +141,10 @@ struct mdm_probe {
     char sds_name[MDM_NAME_MAX + 1];
 };
 
+/* Raft's election timeout by default (--election-timeout): a follower that
+ * hears from no leader for 0.5 to 1 s stands for election. */
+#define MDM_ELECTION_MS_DEFAULT 500
+
 struct mdm {
     uv_loop_t *loop;
 
@@ -158,6 +162,12 @@ struct mdm {
     int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
     raft_io_recv_cb raft_recv;
     uint64_t installs_dropped;
+    /* Raft's election timeout (--election-timeout), and its stores of a
+     * term or a vote that took over a quarter of it */
+    unsigned election_ms;
+    uint64_t slow_stores;
+    int (*io_set_term)(struct raft_io *io, raft_term term);
+    int (*io_set_vote)(struct raft_io *io, raft_id id);
     char raft_dir[4096]; /* the data directory, for its free space */
     struct mdm_state st; /* the replicated state: changed only by the FSM */
     /* result of the last fsm apply, read by the apply callback that follows */

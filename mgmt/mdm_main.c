@@ -51,6 +51,9 @@ static void usage(void)
             "  --metrics-token-file FILE  the token scrapers must send (required with\n"
             "                         --metrics-listen; one token; mode 0600)\n"
             "  --snapshot-threshold N  snapshot the state every N log entries (default 1024)\n"
+            "  --election-timeout MS   stand for election after MS to 2*MS ms without a leader\n"
+            "                          (default 500; more than 4 syncs of the slowest MDM's disk;\n"
+            "                          the same on every MDM)\n"
             "  --sds-timeout SECONDS   mark an SDS down after this long without heartbeats "
             "(default 2, at least 2)\n"
             "  --grace SECONDS         a down SDS that returns within this catches up instead "
@@ -114,6 +117,7 @@ int main(int argc, char **argv)
     const char *http_tokens = NULL, *metrics_token = NULL;
     unsigned long long id = 1;
     unsigned snap_threshold = 1024;
+    m->election_ms = MDM_ELECTION_MS_DEFAULT;
     m->sds_timeout_ms = SDS_TIMEOUT_DEFAULT_MS;
     m->audit_fd = -1;
     m->grace_ms = 60000;
@@ -127,6 +131,7 @@ int main(int argc, char **argv)
                                          {"verbose", 0, 0, 'v'},
                                          {"snapshot-threshold", 1, 0, 's'},
                                          {"sds-timeout", 1, 0, 't'},
+                                         {"election-timeout", 1, 0, 'E'},
                                          {"grace", 1, 0, 'g'},
                                          {"http-listen", 1, 0, 'H'},
                                          {"metrics-listen", 1, 0, 'M'},
@@ -145,6 +150,7 @@ int main(int argc, char **argv)
         case 'p': pidfile = optarg; break;
         case 's': snap_threshold = (unsigned)atoi(optarg); break;
         case 't': m->sds_timeout_ms = (unsigned)(atof(optarg) * 1000); break;
+        case 'E': m->election_ms = (unsigned)atoi(optarg); break;
         case 'g': m->grace_ms = (unsigned)(atof(optarg) * 1000); break;
         case 'H': http_listen = optarg; break;
         case 'M': metrics_listen = optarg; break;
@@ -159,6 +165,11 @@ int main(int argc, char **argv)
     if (!dir || optind != argc || id == 0 || snap_threshold < 2 ||
         m->sds_timeout_ms < SDS_TIMEOUT_MIN_MS)
         usage();
+    if (m->election_ms < 100 || m->election_ms > 60000) {
+        fprintf(stderr, "cairn-mdm: --election-timeout %u: want 100 to 60000 (ms)\n",
+                m->election_ms);
+        return 2;
+    }
     log_init("cairn-mdm", verbose ? LOG_DEBUG : LOG_INFO);
     signal(SIGPIPE, SIG_IGN);
     if (rpc_auth_setup(cred_path, AUTH_ROLE_MDM, &cred) < 0)

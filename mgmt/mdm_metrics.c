@@ -62,6 +62,10 @@ static void raft_metrics(struct metrics_out *o, struct mdm *m)
                    "Snapshot installs dropped because they came while this MDM wrote a snapshot "
                    "(libraft 0.22.1 would crash on them; the leader sends them again).");
     metrics_u64(o, "cairn_mdm_raft_installs_dropped_total", "", m->installs_dropped);
+    metrics_family(o, "cairn_mdm_raft_slow_stores_total", "counter",
+                   "Stores of Raft's term or vote that took over a quarter of the election "
+                   "timeout (an election this MDM votes in may not finish).");
+    metrics_u64(o, "cairn_mdm_raft_slow_stores_total", "", m->slow_stores);
 
     metrics_family(o, "cairn_mdm_changes_applied_total", "counter",
                    "Cluster changes applied from the Raft log since start, by operation.");

@@ -119,6 +119,46 @@ static int guarded_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tic
     return m->io_start(io, msecs, tick, guarded_recv);
 }
 
+/* ---- how long storing a term or a vote takes ---- */
+
+/* A voter stores its term and its vote (a write and a sync each, on this
+ * loop) before it answers a candidate. If that takes longer than the
+ * candidate's election timeout, the candidate gives up first, stands again
+ * in a new term, and the voter must store that one too: while the disk is
+ * that slow, no election it is needed for ever finishes (docs/raft.md C9).
+ * Say so when a store takes more than a quarter of the timeout. */
+static void timed_store(struct mdm *m, const char *what, uint64_t t0)
+{
+    uint64_t took = now_ms() - t0;
+    if (took * 4 <= m->election_ms)
+        return;
+    m->slow_stores++;
+    LOG_LIMITED(LOG_WARN, 5000,
+                "raft: storing the %s took %llu ms, over a quarter of the election timeout "
+                "(%u ms): while this MDM's disk is that slow, an election it votes in may never "
+                "finish; give every MDM --election-timeout %llu or more",
+                what, (unsigned long long)took, m->election_ms,
+                (unsigned long long)((took * 4 + 999) / 1000 * 1000));
+}
+
+static int timed_set_term(struct raft_io *io, raft_term term)
+{
+    struct mdm *m = ((struct raft *)io->data)->data;
+    uint64_t t0 = now_ms();
+    int rv = m->io_set_term(io, term);
+    timed_store(m, "term", t0);
+    return rv;
+}
+
+static int timed_set_vote(struct raft_io *io, raft_id id)
+{
+    struct mdm *m = ((struct raft *)io->data)->data;
+    uint64_t t0 = now_ms();
+    int rv = m->io_set_vote(io, id);
+    timed_store(m, "vote", t0);
+    return rv;
+}
+
 /* ---- startup and close ---- */
 
 int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_addr,
@@ -152,7 +192,13 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
     m->raft.data = m;
     m->io_start = m->io.start;
     m->io.start = guarded_start;
-    raft_set_election_timeout(&m->raft, 500);
+    m->io_set_term = m->io.set_term;
+    m->io.set_term = timed_set_term;
+    m->io_set_vote = m->io.set_vote;
+    m->io.set_vote = timed_set_vote;
+    if (!m->election_ms)
+        m->election_ms = MDM_ELECTION_MS_DEFAULT;
+    raft_set_election_timeout(&m->raft, m->election_ms);
     raft_set_heartbeat_timeout(&m->raft, 100);
     /* An MDM cut off from the others asks whether it could win before it
      * stands (Raft's pre-vote, section 9.6 of Ongaro's thesis), so it does
