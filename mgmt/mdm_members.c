@@ -192,7 +192,7 @@ static int check_add(struct mdm *m, const Cairn__MgmtRequest *req, char *err, si
         const struct raft_server *sv = &conf->servers[i];
         size_t n = strcspn(sv->address, "/");
         if (sv->id == req->mdm_id) {
-            char want[300];
+            char want[520]; /* the two, each at most 255 */
             snprintf(want, sizeof(want), "%s/%s", req->raft_addr, req->addr);
             if (sv->role == RAFT_SPARE && !strcmp(sv->address, want))
                 return 1; /* an add that did not finish: make the spare a voter */
