@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include "config.h"
 #include "log.h"
 #include "mdm_session.h"
 #include "metrics.h"
@@ -62,11 +63,14 @@ static void signal_cb(uv_signal_t *sig, int signum)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: cairn-sdc --mdm HOST:PORT --data-dir DIR [--name NAME]\n"
+            "usage: cairn-sdc [--config FILE] --mdm HOST:PORT --data-dir DIR [--name NAME]\n"
             "                 [--nbd-listen HOST:PORT] [--nbd-socket PATH]\n"
             "                 [--io-timeout SECONDS] [--io-memory MIB] [--queue-depth N]\n"
             "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
             "                 [--pidfile FILE] [-v]\n"
+            "  --config FILE  read options from FILE first: 'key = value' lines, keys the long\n"
+            "                 options ('tls-verify-peer = true' for a flag); the command\n"
+            "                 line's override the file's\n"
             "  --mdm          the MDM, or every MDM of the cluster (HOST:PORT,HOST:PORT,...):\n"
             "                 the SDC keeps its session with the leader\n"
             "  --nbd-listen   NBD over TCP (default 127.0.0.1:10809; 'none' to disable)\n"
@@ -124,6 +128,9 @@ int main(int argc, char **argv)
                                          {"metrics-token-file", 1, 0, 'W'},
                                          {0, 0, 0, 0}};
     /* clang-format on */
+    /* --config FILE: its options go ahead of the command line's, which win */
+    if (config_apply("cairn-sdc", argc, argv, opts, &argc, &argv) < 0)
+        return 2;
     struct nbd_limits limits = NBD_LIMITS_DEFAULT;
     /* NBD TLS: its options here, the rest in client/nbd_tls*.c */
     struct nbd_tls_opts tls_opts = {.mode = NBD_TLS_OFF};

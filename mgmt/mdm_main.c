@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
 #include "mdm.h"
 #include "mdm_session.h"
@@ -35,7 +36,11 @@ static void signal_cb(uv_signal_t *sig, int signum)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: cairn-mdm --data-dir DIR [--listen ADDR] [--raft-addr ADDR] [--id N] [-v]\n"
+            "usage: cairn-mdm [--config FILE] --data-dir DIR [--listen ADDR] [--raft-addr ADDR]\n"
+            "                 [--id N] [-v]\n"
+            "  --config FILE     read options from FILE first: 'key = value' lines, keys the\n"
+            "                    long options ('join = true' for a flag); the command line's\n"
+            "                    options override the file's\n"
             "  --listen ADDR     address for CLI, SDS and SDC connections (default "
             "127.0.0.1:6611)\n"
             "  --raft-addr ADDR  address for Raft peers (default 127.0.0.1:6612)\n"
@@ -140,6 +145,9 @@ int main(int argc, char **argv)
                                          {"metrics-token-file", 1, 0, 'K'},
                                          {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
+    /* --config FILE: its options go ahead of the command line's, which win */
+    if (config_apply("cairn-mdm", argc, argv, opts, &argc, &argv) < 0)
+        return 2;
     int o;
     while ((o = getopt_long(argc, argv, "d:l:r:i:p:s:t:g:vh", opts, NULL)) != -1) {
         switch (o) {

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "disk_uring.h"
 #include "extent_store.h"
 #include "log.h"
@@ -124,10 +125,13 @@ static void usage(void)
 {
     fprintf(
         stderr,
-        "usage: cairn-sds --name NAME --listen HOST:PORT --mdm HOST:PORT --data-dir DIR\n"
+        "usage: cairn-sds [--config FILE] --name NAME --listen HOST:PORT --mdm HOST:PORT\n"
+        "                 --data-dir DIR\n"
         "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none]\n"
         "                 [--io-memory MIB] [--pidfile FILE] [-v]\n"
         "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
+        "  --config FILE   read options from FILE first: 'key = value' lines, keys the long\n"
+        "                  options ('verbose = true' for a flag); the command line's win\n"
         "  --mdm           the MDM, or every MDM of the cluster (HOST:PORT,HOST:PORT,...):\n"
         "                  the SDS keeps its session with the leader\n"
         "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
@@ -194,6 +198,9 @@ int main(int argc, char **argv)
                                          {"credentials", 1, 0, 'C'},
                                          {"metrics-token-file", 1, 0, 'T'},
                                          {0, 0, 0, 0}};
+    /* --config FILE: its options go ahead of the command line's, which win */
+    if (config_apply("cairn-sds", argc, argv, opts, &argc, &argv) < 0)
+        return 2;
     const char *local = NULL, *cred_path = NULL, *metrics_token = NULL;
     static struct auth_cred cred;
     int o;

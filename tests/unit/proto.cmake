@@ -14,3 +14,10 @@ target_link_libraries(test_metrics cairn_http)
 target_include_directories(test_metrics PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 add_test(NAME unit_metrics COMMAND test_metrics)
 set_tests_properties(unit_metrics PROPERTIES TIMEOUT 60)
+
+# common/config.c: the daemons' configuration file.
+add_executable(test_config test_config.c)
+target_link_libraries(test_config cairn_common)
+target_include_directories(test_config PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+add_test(NAME unit_config COMMAND test_config)
+set_tests_properties(unit_config PROPERTIES TIMEOUT 60)
