@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -53,6 +54,7 @@ static void signal_cb(uv_signal_t *sig, int signum)
     if (s->stopping)
         return;
     s->stopping = true;
+    sd_notify(0, "STOPPING=1");
     log_info("signal %d: shutting down", signum);
     /* its handles close in this loop turn, before uv_run() returns */
     metrics_server_stop(s->metrics);
@@ -251,6 +253,8 @@ int main(int argc, char **argv)
         snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
         file_write_atomic(pidfile, buf, strlen(buf));
     }
+    /* serving now: tell systemd (Type=notify); nothing without NOTIFY_SOCKET */
+    sd_notify(0, "READY=1");
     uv_run(s->loop, UV_RUN_DEFAULT);
 
     sdc_io_shutdown(s);

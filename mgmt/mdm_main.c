@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -23,6 +24,7 @@ static void signal_cb(uv_signal_t *sig, int signum)
     if (m->stopping)
         return;
     m->stopping = 1;
+    sd_notify(0, "STOPPING=1");
     log_info("mdm: signal %d: shutting down", signum);
     mdm_rest_stop(m);
     mdm_metrics_stop(m);
@@ -230,6 +232,8 @@ int main(int argc, char **argv)
         snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
         file_write_atomic(pidfile, buf, strlen(buf));
     }
+    /* serving now: tell systemd (Type=notify); nothing without NOTIFY_SOCKET */
+    sd_notify(0, "READY=1");
     uv_run(m->loop, UV_RUN_DEFAULT);
     mdm_state_free(&m->st);
     mdm_audit_close(m);

@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -94,6 +95,7 @@ static void signal_cb(uv_signal_t *sig, int signum)
     if (s->stopping)
         return;
     s->stopping = 1;
+    sd_notify(0, "STOPPING=1");
     log_info("signal %d: shutting down", signum);
     if (s->server)
         rpc_server_close(s->server);
@@ -292,6 +294,8 @@ int main(int argc, char **argv)
         snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
         file_write_atomic(pidfile, buf, strlen(buf));
     }
+    /* serving now: tell systemd (Type=notify); nothing without NOTIFY_SOCKET */
+    sd_notify(0, "READY=1");
     uv_run(s->loop, UV_RUN_DEFAULT);
     log_info("SDS '%s' stopped", s->name);
     return 0;
