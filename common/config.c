@@ -11,8 +11,9 @@
 #include "util.h"
 
 /* The argv config_apply made: kept here so that it and its strings stay
- * reachable (LeakSanitizer) while optarg pointers into them live. */
-static char **config_argv;
+ * reachable (LeakSanitizer) while optarg pointers into them live. Not
+ * static: a static that is never read loses its store to the optimiser. */
+char **config_kept_argv;
 
 static int argv_push(int *argc, char ***argv, const char *s, size_t len)
 {
@@ -182,7 +183,7 @@ int config_apply(const char *prog, int argc, char **argv, const struct option *o
         free(nargv);
         return r;
     }
-    config_argv = nargv;
+    config_kept_argv = nargv;
     *out_argc = nargc;
     *out_argv = nargv;
     return 0;

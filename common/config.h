@@ -29,6 +29,7 @@ int config_parse(const char *prog, const char *path, const char *text, size_t le
  * stay allocated until exit (getopt's optarg points into them); this module
  * keeps them reachable. 0, or -errno after printing "prog: FILE: why" (an
  * unreadable file, a bad line, --config given twice or with no value). */
+extern char **config_kept_argv; /* config_apply's argv; only to keep it reachable */
 int config_apply(const char *prog, int argc, char **argv, const struct option *opts, int *out_argc,
                  char ***out_argv);
 
