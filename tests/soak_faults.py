@@ -227,6 +227,10 @@ class MdmsSettled:
         return False
 
 
+def exit_of(rc):
+    return f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit {rc}"
+
+
 def dead_daemons(c):
     return [n for n, d in c.daemons.items() if not d.alive()]
 
@@ -248,7 +252,8 @@ def settle(c, mdm_fault, timeout=180):
     while time.monotonic() - t0 < timeout:
         dead = dead_daemons(c)
         if dead:
-            return f"daemon(s) died: {', '.join(dead)}", mdms
+            return "daemon(s) died: " + ", ".join(
+                f"{n} ({exit_of(c.daemons[n].proc.returncode)})" for n in dead), mdms
         try:
             if sds_healthy(c) and (mdms is None or mdms()):
                 return None, mdms

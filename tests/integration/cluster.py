@@ -100,8 +100,13 @@ class Daemon:
     def start(self):
         self.logf = open(self.log, "ab")
         env = dict(os.environ, **self.env) if self.env else None
+        # a session of its own: a daemon the test stops (SIGSTOP) must not be
+        # in a process group that becomes orphaned while it is stopped (the
+        # shell that started the run exiting), or the kernel sends it SIGHUP
+        # and it dies; it was seen to kill an SDS and an MDM in a soak
+        # started in the background
         self.proc = subprocess.Popen(self.argv, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     env=env)
+                                     env=env, start_new_session=True)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
