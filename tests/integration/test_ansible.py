@@ -1,7 +1,8 @@
 """The cairn.storage Ansible collection (deploy/ansible) against a real
 cluster: a playbook that makes a fault set, a pool, a device, a volume and
-its mapping changes the cluster once and nothing the second time; --check
-removes nothing; a bad task fails with the CLI's message, not a traceback;
+its mapping changes the cluster once and nothing the second time; an SDS
+and an MDM are added, changed and removed the same way; --check removes
+nothing; a bad task fails with the CLI's message, not a traceback;
 ansible-doc reads every module."""
 import json
 import os
@@ -11,7 +12,7 @@ import subprocess
 
 import pytest
 
-from cluster import Cluster
+from cluster import Cluster, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 COLLECTIONS = os.path.join(ROOT, "deploy/ansible")
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.skipif(not shutil.which("ansible-playbook"),
 
 @pytest.fixture(scope="module")
 def c(tmp_path_factory):
-    cl = Cluster(tmp_path_factory.mktemp("ansible"), sds_sizes=(1 << 30,) * 3, pgs=32)
+    # SDS 4 is left for the sds module to add
+    cl = Cluster(tmp_path_factory.mktemp("ansible"), sds_sizes=(1 << 30,) * 4, pgs=32, initial=3)
     try:
         cl.start()
         yield cl
@@ -130,6 +132,55 @@ def test_playbook(c, tmp_path):
     assert vol["size"] == 96 << 20 and vol["mapped_to"], vol
     assert "rack1" in [f["name"] for f in json.loads(c.cairn("fault-set", "list",
                                                              json_out=True).stdout)]
+
+
+def sds_list(c):
+    return {s["name"]: s for s in json.loads(c.cairn("sds", "list", json_out=True).stdout)}
+
+
+def test_sds(c, tmp_path):
+    tmp = str(tmp_path)
+    c.start_sds(3)
+    log = os.path.join(c.dir, "sds4.log")
+
+    def connected():
+        if not os.path.exists(log):
+            return False
+        with open(log) as f:
+            return "connected to the MDM" in f.read()
+    wait_for("sds4 connected to the MDM", connected)  # sds add has it probe its device
+    dev = os.path.join(c.dir, "dev4.img")
+    with open(dev, "wb") as f:
+        f.truncate(1 << 30)
+    add = """\
+    - cairn.storage.fault_set: {name: rack4}
+    - cairn.storage.sds: {name: sds4, addr: "%s", devices: [%s], fault_set: rack4, pool: default}
+""" % (c.sds_addrs[3], dev)
+    for want in (2, 0):
+        rc, out, (changed, failed) = play(c, tmp, "sds", add)
+        assert rc == 0 and failed == 0 and changed == want, out
+    s = sds_list(c)["sds4"]
+    assert s["fault_set"] == "rack4" and [d["path"] for d in s["devices"]] == [dev], s
+    for on, state in ((True, "maintenance"), (False, "up")):
+        rc, out, (changed, failed) = play(c, tmp, "maint", """\
+    - cairn.storage.sds: {name: sds4, maintenance: %s}
+""" % str(on).lower())
+        assert rc == 0 and failed == 0 and changed == 1, out
+        assert sds_list(c)["sds4"]["state"] == state
+    # another address for it is refused with the reason
+    rc, out, (changed, failed) = play(c, tmp, "readdr", """\
+    - cairn.storage.sds: {name: sds4, addr: "127.0.0.1:1"}
+""")
+    assert failed == 1 and "remove and add it again to change it" in out, out
+    remove = "    - cairn.storage.sds: {name: sds4, state: absent}\n"
+    rc, out, (changed, failed) = play(c, tmp, "unsds", remove, "--check")
+    assert rc == 0 and failed == 0 and changed == 1, out
+    assert not sds_list(c)["sds4"]["removing"]
+    rc, out, (changed, failed) = play(c, tmp, "unsds", remove)
+    assert rc == 0 and failed == 0 and changed == 1, out
+    assert "sds4" not in sds_list(c) or sds_list(c)["sds4"]["removing"]
+    rc, out, (changed, failed) = play(c, tmp, "unsds", remove)
+    assert rc == 0 and failed == 0 and changed == 0, out
 
 
 @pytest.mark.parametrize("task,message", [

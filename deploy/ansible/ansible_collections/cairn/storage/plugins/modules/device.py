@@ -88,8 +88,8 @@ def main():
     p = module.params
     sds_there, dev = find(cli, module)
     if p['state'] == 'absent':
-        if dev is None:
-            cli.exit(False, device=None)
+        if dev is None or dev.get('removing'):  # gone, or being drained away
+            cli.exit(False, device=dev)
         cli.change('device', 'remove', '--sds', p['sds'], '--device', p['path'],
                    *(['--force'] if p['force'] else []))
         cli.exit(True, device=None)

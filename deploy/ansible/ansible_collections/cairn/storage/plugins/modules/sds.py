@@ -44,7 +44,9 @@ options:
     type: bool
     default: false
   state:
-    description: C(present) adds it if missing; C(absent) removes it if there.
+    description:
+      - C(present) adds it if missing; C(absent) removes it if there and not
+        already being removed (drained).
     type: str
     choices: [present, absent]
     default: present
@@ -64,7 +66,8 @@ EXAMPLES = r'''
 
 RETURN = r'''
 sds:
-  description: The SDS as C(cairn --json sds list) shows it (none once absent).
+  description: The SDS as C(cairn --json sds list) shows it (none once gone; with
+    C(removing) true while it is drained).
   returned: success
   type: dict
   sample: {"name": "st1", "addr": "10.0.0.11:7100", "fault_set": "rack1", "state": "up", "devices": []}
@@ -98,8 +101,8 @@ def main():
     name = p['name']
     sds = cli.find(LIST, 'name', name)
     if p['state'] == 'absent':
-        if sds is None:
-            cli.exit(False, sds=None)
+        if sds is None or sds.get('removing'):  # gone, or being drained away
+            cli.exit(False, sds=sds)
         cli.change('sds', 'remove', name, *(['--force'] if p['force'] else []))
         cli.exit(True, sds=None)
     pool = ['--pool', p['pool']] if p['pool'] else []
