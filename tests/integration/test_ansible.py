@@ -95,10 +95,20 @@ def test_playbook(c, tmp_path):
       register: cluster
     - ansible.builtin.assert:
         that: "'vol1' in (cluster.volumes | map(attribute='name'))"
+      when: not ansible_check_mode
 """
     for k, v in (("DEV", dev), ("SDS1", c.sds_addrs[0]), ("SDC", c.sdc_name),
                  ("MDM1", c.mdm_addrs[0]), ("RAFT1", c.raft_addr)):
         tasks = tasks.replace(k, v)
+    # --check first: every change reported (the sds task's too, as the device
+    # task made none), none made, and the mapping of a volume not there yet
+    # is no failure
+    rc, out, (changed, failed) = play(c, tmp, "make", tasks.replace("SIZE", "64M"), "--check")
+    assert rc == 0 and failed == 0 and changed == 6, out
+    assert json.loads(c.cairn("volume", "list", json_out=True).stdout) == []
+    assert json.loads(c.cairn("fault-set", "list", json_out=True).stdout) == []
+    assert "fast" not in [p["name"] for p in json.loads(c.cairn("pool", "list",
+                                                                json_out=True).stdout)]
     # the sds and mdm tasks find theirs as asked: no change
     rc, out, (changed, failed) = play(c, tmp, "make", tasks.replace("SIZE", "64M"))
     assert rc == 0 and failed == 0 and changed == 5, out

@@ -12,6 +12,8 @@ description:
     a volume, after reading C(cairn --json volume show NAME).
   - A mapping that exists with the other C(read_only) is not changed in place
     (that would cut the client's I/O); the task fails, unmap it first.
+  - In check mode, a volume that does not exist yet (an earlier task would
+    create it) is reported as a change, with a warning.
 version_added: "0.1.0"
 options:
   volume:
@@ -71,8 +73,14 @@ def main():
     p = module.params
     vol, msg = cli.run('volume', 'show', p['volume'], check=False)
     if vol is None:
-        if p['state'] == 'absent' and msg.startswith('cairn: no volume named'):
-            cli.exit(False, volume=None)  # no volume: mapped nowhere
+        if msg.startswith('cairn: no volume named'):
+            if p['state'] == 'absent':
+                cli.exit(False, volume=None)  # no volume: mapped nowhere
+            if module.check_mode:  # an earlier task of the play may create it
+                module.warn("check mode: %s; it would be mapped once created" % msg)
+                cli.change('volume', 'map', p['volume'], '--sdc', p['sdc'],
+                           *(['--read-only'] if p['read_only'] else []))
+                cli.exit(True, volume=None)
         module.fail_json(msg=msg)
     m = [x for x in vol.get('mapped_to', []) if x.get('sdc') == p['sdc']]
     if p['state'] == 'absent':
