@@ -166,6 +166,12 @@ def test_sds(c, tmp_path):
     - cairn.storage.fault_set: {name: rack4}
     - cairn.storage.sds: {name: sds4, addr: "%s", devices: [%s], fault_set: rack4, pool: default}
 """ % (c.sds_addrs[3], dev)
+    # --check: a device of an SDS an earlier task would add is a change too
+    rc, out, (changed, failed) = play(
+        c, tmp, "sds", add + "    - cairn.storage.device: {sds: sds4, path: %s-b}\n" % dev,
+        "--check")
+    assert rc == 0 and failed == 0 and changed == 3, out
+    assert "sds4" not in sds_list(c)
     for want in (2, 0):
         rc, out, (changed, failed) = play(c, tmp, "sds", add)
         assert rc == 0 and failed == 0 and changed == want, out

@@ -13,6 +13,8 @@ description:
     C(cairn --json device list).
   - A device that is there in another pool than C(pool) fails the task (a
     device does not move between pools).
+  - In check mode, an SDS that is not there yet (an earlier task would add
+    it) is no failure; the device is reported as a change, with a warning.
 version_added: "0.1.0"
 options:
   sds:
@@ -94,7 +96,10 @@ def main():
                    *(['--force'] if p['force'] else []))
         cli.exit(True, device=None)
     if not sds_there:
-        module.fail_json(msg="no SDS named '%s'" % p['sds'])
+        if not module.check_mode:
+            module.fail_json(msg="no SDS named '%s'" % p['sds'])
+        module.warn("check mode: no SDS named '%s'; the device would be added once it is "
+                    "there" % p['sds'])  # an earlier task of the play may add it
     if dev is not None:
         if p['pool'] and dev.get('pool') != p['pool']:
             module.fail_json(msg="device %s of SDS '%s' is in pool '%s', not '%s'"
