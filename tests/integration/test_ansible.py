@@ -45,25 +45,29 @@ def ansible_env(tmp):
     return e
 
 
-def play(c, tmp, name, tasks, *extra):
+def play(c, tmp, name, tasks, *extra, env=None):
     """Run a one-play playbook of tasks (YAML text, indented by 4) on
-    localhost; (exit code, output, (changed, failed) of the recap)."""
+    localhost; (exit code, output, (changed, failed) of the recap). env:
+    the MDMs and credential come from it, not from module_defaults."""
+    defaults = f"""\
+  module_defaults:
+    group/cairn.storage.all:
+      cli_path: {c.build}/mgmt/cairn
+      mdm: {json.dumps(c.mdm_addrs)}
+      credentials: {c.credential("admin", "admin")}
+"""
     path = os.path.join(tmp, f"{name}.yml")
     with open(path, "w") as f:
         f.write(f"""\
 - hosts: localhost
   connection: local
   gather_facts: false
-  module_defaults:
-    group/cairn.storage.all:
-      cli_path: {c.build}/mgmt/cairn
-      mdm: {json.dumps(c.mdm_addrs)}
-      credentials: {c.credential("admin", "admin")}
-  tasks:
+{"" if env else defaults}  tasks:
 {tasks}""")
     r = subprocess.run(["ansible-playbook", "-i", "localhost,", "-e",
                         f"ansible_python_interpreter={PYTHON}", path, *extra],
-                       capture_output=True, text=True, env=ansible_env(tmp), timeout=120)
+                       capture_output=True, text=True, env=dict(ansible_env(tmp), **(env or {})),
+                       timeout=120)
     out = r.stdout + r.stderr
     m = re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", out)
     assert m, out
@@ -142,6 +146,23 @@ def test_playbook(c, tmp_path):
     assert vol["size"] == 96 << 20 and vol["mapped_to"], vol
     assert "rack1" in [f["name"] for f in json.loads(c.cairn("fault-set", "list",
                                                              json_out=True).stdout)]
+
+
+def test_info_from_the_environment(c, tmp_path):
+    """No mdm or credentials options: the CLI takes $CAIRN_MDM and
+    $CAIRN_CREDENTIALS, as it does for an operator."""
+    env = dict(CAIRN_MDM=c.mdm_list, CAIRN_CREDENTIALS=c.credential("admin", "admin"))
+    rc, out, (changed, failed) = play(c, str(tmp_path), "info", """\
+    - cairn.storage.info: {cli_path: %s/mgmt/cairn, gather: [sdcs, mdms]}
+      register: i
+    - ansible.builtin.assert:
+        that:
+          - i.status.cluster_id | length > 0
+          - i.sdcs | map(attribute='name') | list == ['%s']
+          - i.mdms | length == 1
+          - i.pools is not defined
+""" % (c.build, c.sdc_name), env=env)
+    assert rc == 0 and failed == 0 and changed == 0, out
 
 
 def sds_list(c):
