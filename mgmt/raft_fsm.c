@@ -196,8 +196,6 @@ int mdm_raft_start(struct mdm *m, const char *dir, raft_id id, const char *raft_
     m->io.set_term = timed_set_term;
     m->io_set_vote = m->io.set_vote;
     m->io.set_vote = timed_set_vote;
-    if (!m->election_ms)
-        m->election_ms = MDM_ELECTION_MS_DEFAULT;
     raft_set_election_timeout(&m->raft, m->election_ms);
     raft_set_heartbeat_timeout(&m->raft, 100);
     /* An MDM cut off from the others asks whether it could win before it
