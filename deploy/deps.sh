@@ -11,7 +11,7 @@ run_pkgs=(libnbd-bin nbd-client libmicrohttpd12 libjansson4 libgnutls30 libsodiu
 test_pkgs=(clang-format clang libclang-rt-14-dev python3-libnbd python3-pytest fio qemu-utils fuse3 python3-fusepy e2fsprogs iproute2 util-linux nbdkit
            procps psmisc qemu-system-x86 busybox-static cpio kmod xz-utils gnutls-bin
            prometheus chromium chromium-driver python3-selenium python3-jsonschema python3-yaml python3-nacl python3-cryptography
-           lintian ansible-core systemd)
+           lintian ansible-core systemd systemd-container mmdebstrap zstd openssh-client)
 bench_pkgs=(ceph-mon ceph-osd ceph-common python3-matplotlib valgrind)
 pkgs=("${build_pkgs[@]}" "${run_pkgs[@]}")
 case $what in

@@ -16,7 +16,7 @@ from cluster import Cluster, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 COLLECTIONS = os.path.join(ROOT, "deploy/ansible")
-MODULES = ["pool", "fault_set", "sds", "device", "volume", "mapping", "mdm", "info"]
+MODULES = ["pool", "fault_set", "sds", "device", "volume", "mapping", "mdm", "sdc", "info"]
 PYTHON = "/usr/bin/python3"
 
 
@@ -149,6 +149,13 @@ def test_playbook(c, tmp_path):
                                                              json_out=True).stdout)]
 
 
+def test_sdc_approved_already(c, tmp_path):
+    """The cluster's SDC is approved (Cluster.start approves it): no change."""
+    rc, out, (changed, failed) = play(c, str(tmp_path), "sdc",
+                                      f"    - cairn.storage.sdc: {{name: {c.sdc_name}, wait: 0}}\n")
+    assert rc == 0 and failed == 0 and changed == 0, out
+
+
 def test_info_from_the_environment(c, tmp_path):
     """No mdm or credentials options: the CLI takes $CAIRN_MDM and
     $CAIRN_CREDENTIALS, as it does for an operator."""
@@ -226,6 +233,7 @@ def test_sds(c, tmp_path):
      "cairn: no storage pool named 'nosuch'"),
     ("cairn.storage.volume: {name: vol1, size: 32M}", "a volume cannot shrink"),
     ("cairn.storage.mapping: {volume: nosuch, sdc: sdc1}", "cairn: no volume named 'nosuch'"),
+    ("cairn.storage.sdc: {name: nosuch, wait: 1}", "SDC 'nosuch' has not registered with the MDM"),
 ])
 def test_failure_is_the_cli_message(c, tmp_path, task, message):
     c.cairn("volume", "create", "vol1", "--size", "96M", check=False)  # for the shrink
