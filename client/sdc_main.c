@@ -20,6 +20,7 @@
 #include "nbd_server.h"
 #include "sdc.h"
 #include "util.h"
+#include "version.h"
 
 /* The SDC's stable id: DATA-DIR/sdc.guid, made from a fresh UUID on first
  * start. 0 or -errno. */
@@ -48,6 +49,10 @@ static int load_guid(struct sdc *s)
     return file_write_atomic(path, line, strlen(line));
 }
 
+/* The handlers are one-shot (main): the kernel put back the signal's
+ * default action when it delivered this one, and closing both handles does
+ * the same for the other, so a second SIGTERM or SIGINT kills a shutdown
+ * that hangs. */
 static void signal_cb(uv_signal_t *sig, int signum)
 {
     struct sdc *s = sig->data;
@@ -59,6 +64,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
     /* its handles close in this loop turn, before uv_run() returns */
     metrics_server_stop(s->metrics);
     s->metrics = NULL;
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_stop(s->loop);
 }
 
@@ -70,6 +77,7 @@ static void usage(void)
             "                 [--io-timeout SECONDS] [--io-memory MIB] [--queue-depth N]\n"
             "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
             "                 [--pidfile FILE] [-v]\n"
+            "  --version      print 'cairn-sdc VERSION' and exit\n"
             "  --config FILE  read options from FILE first: 'key = value' lines, keys the long\n"
             "                 options ('tls-verify-peer = true' for a flag); the command\n"
             "                 line's override the file's\n"
@@ -128,6 +136,7 @@ int main(int argc, char **argv)
                                          {"tls-allow", 1, 0, 'A'},
                                          {"credentials", 1, 0, 'R'},
                                          {"metrics-token-file", 1, 0, 'W'},
+                                         {"version", 0, 0, CAIRN_OPT_VERSION},
                                          {0, 0, 0, 0}};
     /* clang-format on */
     /* --config FILE: its options go ahead of the command line's, which win */
@@ -162,6 +171,10 @@ int main(int argc, char **argv)
         case 'A': tls_allow[tls_opts.nallow++] = optarg; break;
         case 'W': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
+        case CAIRN_OPT_VERSION:
+            free(tls_allow);
+            printf("cairn-sdc %s\n", CAIRN_VERSION);
+            return 0;
         default: usage();
         }
     }
@@ -174,6 +187,7 @@ int main(int argc, char **argv)
         limits.conn_bytes = limits.total_bytes / 4;
     limits.total_readahead = limits.total_bytes / 4;
     log_init("cairn-sdc", verbose ? LOG_DEBUG : LOG_INFO);
+    log_info("cairn-sdc %s starting", CAIRN_VERSION);
     tls_opts.allow = tls_allow;
     int tr = nbd_tls_new(&tls_opts, &tls);
     free(tls_allow);
@@ -244,8 +258,8 @@ int main(int argc, char **argv)
     uv_signal_init(s->loop, &s->sigint);
     s->sigterm.data = s;
     s->sigint.data = s;
-    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
-    uv_signal_start(&s->sigint, signal_cb, SIGINT);
+    uv_signal_start_oneshot(&s->sigterm, signal_cb, SIGTERM);
+    uv_signal_start_oneshot(&s->sigint, signal_cb, SIGINT);
     log_info("SDC '%s' (%s): NBD on %s and %s, MDM %s", s->name, s->guid, s->nbd_tcp, s->nbd_unix,
              s->mdm_addr);
     if (pidfile) {

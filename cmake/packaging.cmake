@@ -6,7 +6,8 @@
 
 set(CAIRN_DEB_DIR ${PROJECT_SOURCE_DIR}/cmake/deb)
 set(CAIRN_DEB_RELEASE 1)
-set(CAIRN_DEB_VERSION ${PROJECT_VERSION}-${CAIRN_DEB_RELEASE})
+# the binaries' version (CAIRN_VERSION: the project's and CAIRN_VERSION_SUFFIX)
+set(CAIRN_DEB_VERSION ${CAIRN_VERSION}-${CAIRN_DEB_RELEASE})
 
 # component -> its binary, and a one-line and a longer description
 set(CAIRN_PKG_mdm_BIN cairn-mdm)
@@ -21,11 +22,17 @@ set(CAIRN_PKG_sdc_TEXT "One per consuming host: it serves each volume mapped to 
 set(CAIRN_PKG_cli_BIN cairn)
 set(CAIRN_PKG_cli_SUMMARY "Cairn block storage: command-line interface")
 set(CAIRN_PKG_cli_TEXT "The operator's CLI, cairn: creates, lists, inspects and removes every\nobject of a Cairn cluster, and issues its credentials.")
+# its manual page: section, and the line of its NAME section (whatis)
+set(CAIRN_PKG_mdm_MAN 8 "metadata manager of a Cairn block storage cluster")
+set(CAIRN_PKG_sds_MAN 8 "storage data server of a Cairn block storage cluster")
+set(CAIRN_PKG_sdc_MAN 8 "storage data client (NBD server) of a Cairn block storage cluster")
+set(CAIRN_PKG_cli_MAN 1 "command-line interface of a Cairn block storage cluster")
 
 string(TIMESTAMP CAIRN_DEB_DATE "%a, %d %b %Y %H:%M:%S +0000" UTC)
 set(CPACK_PACKAGE_CONTACT "Cairn maintainers <maintainers@cairn.invalid>")
 set(CPACK_PACKAGE_VENDOR "Cairn")
-set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_VERSION ${CAIRN_VERSION})
+set(CPACK_DEBIAN_PACKAGE_VERSION ${CAIRN_VERSION})
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_COMPONENTS_ALL mdm sds sdc cli)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
@@ -46,6 +53,33 @@ add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/deb/changelog.Debian.gz
                    DEPENDS ${CMAKE_BINARY_DIR}/deb/changelog.Debian)
 add_custom_target(cairn_deb_changelog ALL DEPENDS ${CMAKE_BINARY_DIR}/deb/changelog.Debian.gz)
 
+# Manual pages, made at build time by help2man from each binary's --help
+# and --version (as cmake/man_help.sh passes them on), with the sections
+# written by hand in docs/man/BINARY.h2m (synopsis, description, files, see
+# also); gzip -9n, as Debian policy wants them installed.
+find_program(HELP2MAN help2man REQUIRED)
+set(CAIRN_MAN_PAGES "")
+foreach(c mdm sds sdc cli)
+  set(bin ${CAIRN_PKG_${c}_BIN})
+  list(GET CAIRN_PKG_${c}_MAN 0 sec)
+  list(GET CAIRN_PKG_${c}_MAN 1 whatis)
+  set(page ${CMAKE_BINARY_DIR}/man/${bin}.${sec})
+  set(h2m ${PROJECT_SOURCE_DIR}/docs/man/${bin}.h2m)
+  add_custom_command(OUTPUT ${page}.gz
+                     COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/man
+                     COMMAND ${HELP2MAN} --no-info --section=${sec} --name=${whatis}
+                             --include=${h2m} --output=${page}
+                             "${PROJECT_SOURCE_DIR}/cmake/man_help.sh $<TARGET_FILE:${bin}>"
+                     COMMAND ${GZIP} -9nf ${page}
+                     DEPENDS ${bin} ${h2m} ${PROJECT_SOURCE_DIR}/cmake/man_help.sh
+                     COMMENT "Making the manual page ${bin}(${sec})"
+                     VERBATIM)
+  list(APPEND CAIRN_MAN_PAGES ${page}.gz)
+  set(CAIRN_PKG_${c}_PAGE ${page}.gz)
+  set(CAIRN_PKG_${c}_SEC ${sec})
+endforeach()
+add_custom_target(cairn_man ALL DEPENDS ${CAIRN_MAN_PAGES})
+
 foreach(c mdm sds sdc cli)
   string(TOUPPER ${c} C)
   set(PKG cairn-${c})
@@ -56,6 +90,8 @@ foreach(c mdm sds sdc cli)
   install(TARGETS ${CAIRN_PKG_${c}_BIN} RUNTIME DESTINATION bin COMPONENT ${c})
   install(FILES ${CAIRN_DEB_DIR}/copyright ${CMAKE_BINARY_DIR}/deb/changelog.Debian.gz
           DESTINATION share/doc/${PKG} COMPONENT ${c})
+  install(FILES ${CAIRN_PKG_${c}_PAGE} DESTINATION share/man/man${CAIRN_PKG_${c}_SEC}
+          COMPONENT ${c})
   if(c STREQUAL cli)
     set(CPACK_DEBIAN_CLI_PACKAGE_DEPENDS "")
     continue()

@@ -65,7 +65,9 @@ static int config_line(const char *prog, const char *path, unsigned lineno, cons
         val++;
     size_t klen = (size_t)(key_end - p), vlen = (size_t)(end - val);
     const struct option *o = option_find(opts, p, klen);
-    if (!o || strcmp(o->name, "help") == 0 || strcmp(o->name, "config") == 0) {
+    /* what asks for an answer and an exit is for a command line only */
+    if (!o || strcmp(o->name, "help") == 0 || strcmp(o->name, "config") == 0 ||
+        strcmp(o->name, "version") == 0) {
         fprintf(stderr, "%s: %s:%u: unknown option '%.*s'\n", prog, path, lineno, (int)klen, p);
         return -EINVAL;
     }

@@ -13,8 +13,9 @@
  * "key = value" per line; blank lines and lines whose first non-blank
  * character is '#' are skipped; key and value are trimmed of blanks. An
  * option taking an argument needs a non-empty value; a flag (no argument)
- * takes "true" (given) or "false" (left out). "config" and "help" are not
- * keys. A key may repeat (options that accumulate, like --tls-allow).
+ * takes "true" (given) or "false" (left out). "config", "help" and
+ * "version" are not keys (a file naming one has an unknown option). A key
+ * may repeat (options that accumulate, like --tls-allow).
  * On success appends "--key" [value] to *argv (realloc'd, *argc counts it;
  * the strings are malloc'd) and returns 0. On an error prints
  * "prog: path:LINE: why" to stderr and returns -EINVAL or -ENOMEM. */

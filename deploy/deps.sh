@@ -6,7 +6,7 @@ set -euo pipefail
 what=${1:-test}
 build_pkgs=(build-essential cmake pkg-config libuv1-dev liburing-dev libprotobuf-c-dev
             protobuf-c-compiler libraft-dev liblz4-dev libmicrohttpd-dev libjansson-dev
-            libgnutls28-dev libsodium-dev libsystemd-dev)
+            libgnutls28-dev libsodium-dev libsystemd-dev help2man)
 run_pkgs=(libnbd-bin nbd-client libmicrohttpd12 libjansson4 libgnutls30 libsodium23 libsystemd0)
 test_pkgs=(clang-format clang libclang-rt-14-dev python3-libnbd python3-pytest fio qemu-utils fuse3 python3-fusepy e2fsprogs iproute2 util-linux nbdkit
            procps psmisc qemu-system-x86 busybox-static cpio kmod xz-utils gnutls-bin

@@ -13,6 +13,7 @@
 #include "cmap.h"
 #include "log.h"
 #include "util.h"
+#include "version.h"
 
 int cli_fail(const char *fmt, ...)
 {
@@ -577,7 +578,8 @@ static void usage_line(const struct cli_command *c)
 static int usage(void)
 {
     fprintf(stderr, "usage: cairn [--mdm ADDR[,ADDR...]] [--mdm-timeout SECONDS] [--local]\n"
-                    "             [--credentials FILE] [--json] COMMAND\n\n");
+                    "             [--credentials FILE] [--json] COMMAND\n"
+                    "       cairn --help | --version\n\n");
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         if (commands[i].usage)
             usage_line(&commands[i]);
@@ -626,19 +628,6 @@ static int no_command(const char *obj, const char *verb, const struct cli_args *
     return usage();
 }
 
-/* --mdm-timeout SECONDS: a number of seconds from 0.1 to 3600. */
-static int mdm_timeout(const char *v)
-{
-    if (!v)
-        return 0;
-    char *end;
-    double s = strtod(v, &end);
-    if (end == v || *end || !(s >= 0.1 && s <= 3600))
-        return -cli_fail("--mdm-timeout takes seconds, from 0.1 to 3600, not '%s'", v);
-    cli_mdm_set_wait((unsigned)(s * 1000));
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     struct cli_env env = {.mdm = "127.0.0.1:6611"};
@@ -647,11 +636,15 @@ int main(int argc, char **argv)
     log_init("cairn", LOG_WARN);
     if (getenv("CAIRN_MDM"))
         env.mdm = getenv("CAIRN_MDM");
-    /* A value is never "--help" ("--key --help" is a missing value), so this
-     * is the option wherever it stands, and it asks for the usage alone. */
-    for (int i = 1; i < argc; i++)
+    /* A value is never "--help" or "--version" ("--key --help" is a missing
+     * value), so each is the option wherever it stands, and asks for the
+     * usage or the version alone. */
+    for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help"))
             return usage();
+        if (!strcmp(argv[i], "--version"))
+            return printf("cairn %s\n", CAIRN_VERSION) < 0;
+    }
 
     /* the command words, which global options may precede or separate */
     int w[2];
@@ -683,7 +676,7 @@ int main(int argc, char **argv)
         cli_mdm_set_local(cli_args_count(&a, "--local") > 0);
         if (cli_args_get(&a, "--mdm"))
             env.mdm = cli_args_get(&a, "--mdm");
-        if (mdm_timeout(cli_args_get(&a, "--mdm-timeout")) < 0)
+        if (cli_mdm_set_wait_arg(cli_args_get(&a, "--mdm-timeout")) < 0)
             rc = 1;
         /* every command but these talks to the cluster, with a credential */
         else if (!strcmp(cmd->obj, "credentials") ||

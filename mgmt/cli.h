@@ -79,6 +79,9 @@ void cli_mdm_set_call_timeout(unsigned ms);
 /* How long a request may take in all, finding the leader (an election)
  * and its reply included (--mdm-timeout; default 30 s). */
 void cli_mdm_set_wait(unsigned ms);
+/* The same from --mdm-timeout's value v, seconds from 0.1 to 3600 (NULL:
+ * not given, the default stays). 0, or -1 after saying what is wrong. */
+int cli_mdm_set_wait_arg(const char *v);
 /* 1: a status query is answered by the MDM asked, from its own state
  * (--local), not by the leader. */
 void cli_mdm_set_local(int local);

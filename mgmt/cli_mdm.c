@@ -23,6 +23,7 @@
  * always sent again. So no change is ever applied twice. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -44,6 +45,18 @@ static int local_status;
 void cli_mdm_set_wait(unsigned ms)
 {
     wait_ms = ms;
+}
+
+int cli_mdm_set_wait_arg(const char *v)
+{
+    if (!v)
+        return 0;
+    char *end;
+    double s = strtod(v, &end);
+    if (end == v || *end || !(s >= 0.1 && s <= 3600))
+        return -cli_fail("--mdm-timeout takes seconds, from 0.1 to 3600, not '%s'", v);
+    cli_mdm_set_wait((unsigned)(s * 1000));
+    return 0;
 }
 
 void cli_mdm_set_call_timeout(unsigned ms)

@@ -15,9 +15,14 @@
 #include "mdm.h"
 #include "mdm_session.h"
 #include "util.h"
+#include "version.h"
 
 /* Shutdown: stop taking requests, close every connection and timer, then
- * Raft; the loop runs dry once Raft's handles are closed. */
+ * Raft; the loop runs dry once Raft's handles are closed. The handlers are
+ * one-shot (main): the kernel put back the signal's default action when it
+ * delivered this one, and closing both handles does the same for the other,
+ * so a second SIGTERM or SIGINT (an operator's, systemd's) kills a shutdown
+ * that hangs, however soon it comes. */
 static void signal_cb(uv_signal_t *sig, int signum)
 {
     struct mdm *m = sig->data;
@@ -40,6 +45,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: cairn-mdm [--config FILE] --data-dir DIR [--listen ADDR] [--raft-addr ADDR]\n"
             "                 [--id N] [-v]\n"
+            "  --version         print 'cairn-mdm VERSION' and exit\n"
             "  --config FILE     read options from FILE first: 'key = value' lines, keys the\n"
             "                    long options ('join = true' for a flag); the command line's\n"
             "                    options override the file's\n"
@@ -146,6 +152,7 @@ int main(int argc, char **argv)
                                          {"http-tokens", 1, 0, 'T'},
                                          {"metrics-token-file", 1, 0, 'K'},
                                          {"help", 0, 0, 'h'},
+                                         {"version", 0, 0, CAIRN_OPT_VERSION},
                                          {0, 0, 0, 0}};
     /* --config FILE: its options go ahead of the command line's, which win */
     if (config_apply("cairn-mdm", argc, argv, opts, &argc, &argv) < 0)
@@ -169,6 +176,7 @@ int main(int argc, char **argv)
         case 'K': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
         case 'J': join = 1; break;
+        case CAIRN_OPT_VERSION: printf("cairn-mdm %s\n", CAIRN_VERSION); return 0;
         default: usage();
         }
     }
@@ -181,6 +189,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("cairn-mdm", verbose ? LOG_DEBUG : LOG_INFO);
+    log_info("cairn-mdm %s starting", CAIRN_VERSION);
     signal(SIGPIPE, SIG_IGN);
     if (rpc_auth_setup(cred_path, AUTH_ROLE_MDM, &cred) < 0)
         return 1;
@@ -223,8 +232,8 @@ int main(int argc, char **argv)
     uv_signal_init(m->loop, &m->sigint);
     m->sigterm.data = m;
     m->sigint.data = m;
-    uv_signal_start(&m->sigterm, signal_cb, SIGTERM);
-    uv_signal_start(&m->sigint, signal_cb, SIGINT);
+    uv_signal_start_oneshot(&m->sigterm, signal_cb, SIGTERM);
+    uv_signal_start_oneshot(&m->sigint, signal_cb, SIGINT);
     log_info("mdm: cluster %s, listening on %s, raft id %llu at %s, data in %s", cluster_id, listen,
              id, raft_addr, dir);
     if (pidfile) {

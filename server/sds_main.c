@@ -21,6 +21,7 @@
 #include "rpc_peer.h"
 #include "sds.h"
 #include "util.h"
+#include "version.h"
 
 static const struct rpc_handlers handlers = {
     .on_request = dispatch_request,
@@ -89,6 +90,10 @@ static void shutdown_tick_cb(uv_timer_t *t)
     shutdown_flush_cb(s, 0);
 }
 
+/* The handlers are one-shot (main): the kernel put back the signal's
+ * default action when it delivered this one, and closing both handles does
+ * the same for the other, so a second SIGTERM or SIGINT kills a shutdown
+ * stuck on a hung device at once, rather than after SDS_SHUTDOWN_DRAIN_MS. */
 static void signal_cb(uv_signal_t *sig, int signum)
 {
     struct sds *s = sig->data;
@@ -132,6 +137,7 @@ static void usage(void)
         "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none]\n"
         "                 [--io-memory MIB] [--pidfile FILE] [-v]\n"
         "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
+        "  --version       print 'cairn-sds VERSION' and exit\n"
         "  --config FILE   read options from FILE first: 'key = value' lines, keys the long\n"
         "                  options ('verbose = true' for a flag); the command line's win\n"
         "  --mdm           the MDM, or every MDM of the cluster (HOST:PORT,HOST:PORT,...):\n"
@@ -199,6 +205,7 @@ int main(int argc, char **argv)
                                          {"metrics-listen", 1, 0, 'X'},
                                          {"credentials", 1, 0, 'C'},
                                          {"metrics-token-file", 1, 0, 'T'},
+                                         {"version", 0, 0, CAIRN_OPT_VERSION},
                                          {0, 0, 0, 0}};
     /* --config FILE: its options go ahead of the command line's, which win */
     if (config_apply("cairn-sds", argc, argv, opts, &argc, &argv) < 0)
@@ -220,6 +227,7 @@ int main(int argc, char **argv)
         case 'C': cred_path = optarg; break;
         case 'T': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
+        case CAIRN_OPT_VERSION: printf("cairn-sds %s\n", CAIRN_VERSION); return 0;
         default: usage();
         }
     }
@@ -232,6 +240,7 @@ int main(int argc, char **argv)
         !s->mdm_addr[strspn(s->mdm_addr, ",")])
         usage();
     log_init("cairn-sds", verbose ? LOG_DEBUG : LOG_INFO);
+    log_info("cairn-sds %s starting", CAIRN_VERSION);
     signal(SIGPIPE, SIG_IGN);
     if (rpc_auth_setup(cred_path, AUTH_ROLE_SDS, &cred) < 0)
         return 1;
@@ -284,8 +293,8 @@ int main(int argc, char **argv)
     uv_signal_init(s->loop, &s->sigterm);
     uv_signal_init(s->loop, &s->sigint);
     s->sigterm.data = s->sigint.data = s;
-    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
-    uv_signal_start(&s->sigint, signal_cb, SIGINT);
+    uv_signal_start_oneshot(&s->sigterm, signal_cb, SIGTERM);
+    uv_signal_start_oneshot(&s->sigint, signal_cb, SIGINT);
     log_info("SDS '%s' listening on %s%s%s, MDM %s", s->name, s->listen,
              s->local_addr[0] ? " and " : "", s->local_addr + (s->local_addr[0] ? 5 : 0),
              s->mdm_addr);

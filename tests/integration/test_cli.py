@@ -13,6 +13,7 @@ CAIRN = f"{BUILD}/mgmt/cairn"
 USAGE = """\
 usage: cairn [--mdm ADDR[,ADDR...]] [--mdm-timeout SECONDS] [--local]
              [--credentials FILE] [--json] COMMAND
+       cairn --help | --version
 
   status [--watch [--interval SECONDS]]      cluster overview;
                                              --watch: redrawn every SECONDS (2)

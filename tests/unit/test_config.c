@@ -9,10 +9,10 @@
 #include "check.h"
 #include "config.h"
 
-static const struct option opts[] = {{"listen", 1, 0, 'l'},  {"data-dir", 1, 0, 'd'},
-                                     {"join", 0, 0, 'J'},    {"tls-allow", 1, 0, 'A'},
-                                     {"help", 0, 0, 'h'},    {"config", 1, 0, 'c'},
-                                     {"verbose", 0, 0, 'v'}, {0, 0, 0, 0}};
+static const struct option opts[] = {
+    {"listen", 1, 0, 'l'},    {"data-dir", 1, 0, 'd'},  {"join", 0, 0, 'J'},
+    {"tls-allow", 1, 0, 'A'}, {"help", 0, 0, 'h'},      {"config", 1, 0, 'c'},
+    {"verbose", 0, 0, 'v'},   {"version", 0, 0, 0x100}, {0, 0, 0, 0}};
 
 #define CHECK_STR(a, b)                                                                            \
     do {                                                                                           \
@@ -76,6 +76,7 @@ static void test_errors(void)
                          "listen =\n",              /* no value */
                          "join = yes\n",            /* a flag takes true or false */
                          "help = true\n",           /* not a key */
+                         "version = true\n",        /* not a key either */
                          "config = other.conf\n",   /* no nesting */
                          "= x\n",                   /* no key */
                          "lis = x\n"};              /* no abbreviations */
