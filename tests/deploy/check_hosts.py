@@ -4,7 +4,7 @@ other over TCP, has a writable /data where O_DIRECT works and a loop disk as
 /dev/vdb; power-cuts one host and starts it again; freezes one and cuts a
 link; then cleans up and checks nothing is left. Exit 0 on success.
 
-    /usr/bin/python3 tests/deploy/check_hosts.py [--keep-cache-only]
+    /usr/bin/python3 tests/deploy/check_hosts.py   (as root)
 """
 import os
 import subprocess
