@@ -26,11 +26,12 @@ __all__ = ["CACHE_DIR", "CAIRN_HOST_PACKAGES", "Fleet", "HostError",
            "build_rootfs", "reap_stale", "rootfs_cache_path", "unpack_rootfs"]
 
 # The runtime dependencies of Cairn's .deb packages except libraft0, which the
-# test ships as a .deb itself: hosts never reach an archive.
+# test ships as a .deb itself (hosts never reach an archive), and python3-apt
+# for Ansible's apt module.
 CAIRN_HOST_PACKAGES = ["adduser", "libuv1", "liburing2", "libprotobuf-c1",
                        "liblz4-1", "libmicrohttpd12", "libjansson4",
                        "libgnutls30", "libsodium23", "libsystemd0",
-                       "nbd-client", "libnbd-bin", "python3-libnbd"]
+                       "nbd-client", "libnbd-bin", "python3-libnbd", "python3-apt"]
 NSPAWN_RUN = "/run/systemd/nspawn"
 # Who uses the tmpfs above (users/), and what each live Fleet made (fleets/),
 # so that what a killed run left behind is removed by the next one.
