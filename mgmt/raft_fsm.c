@@ -47,11 +47,30 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     return 0;
 }
 
+/* B4 (docs/raft.md): libraft 0.22.1 takes a snapshot in the same step that
+ * applies entries, before it marks a configuration entry among them
+ * committed; the snapshot then records the configuration before that entry
+ * (a new MDM still a spare), and every MDM that later restores it forgets
+ * that MDM is a voter. A committed configuration entry not yet marked so:
+ * refuse this snapshot (libraft tries again after the next apply). */
+static int snapshot_would_miss_a_configuration(const struct raft *r)
+{
+    return r->configuration_uncommitted_index != 0 &&
+           r->configuration_uncommitted_index <= r->commit_index;
+}
+
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct mdm *m = fsm->data;
     uint8_t *buf;
     size_t len;
+    if (snapshot_would_miss_a_configuration(&m->raft)) {
+        log_debug("raft: snapshot at %llu put off: configuration entry %llu is committed but "
+                  "not yet marked so (B4)",
+                  (unsigned long long)m->raft.commit_index,
+                  (unsigned long long)m->raft.configuration_uncommitted_index);
+        return RAFT_BUSY;
+    }
     /* framed already (mdm_fsm.c): the map, then the request ids */
     int r = mdm_fsm_snapshot(&m->st, &buf, &len);
     if (r < 0)

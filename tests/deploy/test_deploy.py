@@ -123,7 +123,10 @@ class Ansible:
         with open(log, "w") as f:
             f.write(r.stdout + r.stderr)
         print(f"{playbook} {' '.join(args)}: {time.monotonic() - t0:.1f} s, rc {r.returncode}")
-        assert r.returncode == 0, f"{' '.join(argv)} failed:\n{r.stdout[-6000:]}\n{r.stderr[-2000:]}"
+        fatal = "\n".join(line[:2000] for line in r.stdout.splitlines()
+                          if line.startswith(("fatal:", "failed:")) or "FAILED!" in line)
+        assert r.returncode == 0, (f"{' '.join(argv)} failed (log: {log}):\n{fatal}\n...\n"
+                                   f"{r.stdout[-4000:]}\n{r.stderr[-2000:]}")
         recap = {}
         for m in re.finditer(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
                              r"failed=(\d+)", r.stdout, re.M):
