@@ -204,7 +204,7 @@ struct nbd_conn {
     bool free_pending;   /* closed while PENDING: freed once the answer comes */
     int claim_err;       /* DONE: 0 or -errno */
     uint64_t claim;      /* granted: what its requests carry */
-    char claim_msg[160]; /* DONE with an error: why */
+    char claim_msg[320]; /* DONE with an error: why */
 };
 
 /* One queued write: a header copied in, and maybe data sent from where it is. */

@@ -24,7 +24,7 @@ struct claim {
     void (*done)(void *arg, int err, uint64_t claim, const char *msg);
     int err;
     uint64_t gen;
-    char msg[160];
+    char msg[320];
     uv_timer_t later; /* an answer known at once is given from the loop */
 };
 
