@@ -274,10 +274,7 @@ static void print_volume_json(const Cairn__MgmtReply *rep, const Cairn__Volume *
             first = 0;
         }
     printf("],\"writer\":");
-    if (v->writer_sdc)
-        jstr(sdc_name(m, v->writer_sdc));
-    else
-        printf("null");
+    jstr(v->writer_sdc ? sdc_name(m, v->writer_sdc) : "");
     printf(",\"writer_generation\":%llu", (unsigned long long)v->writer_gen);
     print_volume_io_json(cli_volume_io(rep, v->id));
     printf("}");

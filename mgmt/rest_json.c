@@ -230,7 +230,7 @@ json_t *rest_json_volume(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
             json_array_append_new(to, e);
         }
     set(o, "mapped_to", to);
-    set(o, "writer", v->writer_sdc ? rest_json_str(sdc_name(m, v->writer_sdc)) : json_null());
+    set(o, "writer", rest_json_str(v->writer_sdc ? sdc_name(m, v->writer_sdc) : ""));
     set(o, "writer_generation", u64(v->writer_gen));
     set(o, "io", volume_io(rep, v->id));
     return o;
