@@ -311,8 +311,7 @@ static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_
                 return -1;
             }
             if (open_export(c, name) < 0) {
-                log_info("nbd %s: EXPORT_NAME '%.64s' is not mapped here; closing", c->peer,
-                         name);
+                log_info("nbd %s: EXPORT_NAME '%.64s' is not mapped here; closing", c->peer, name);
                 return -1;
             }
         }

@@ -52,8 +52,8 @@ static void later_cb(uv_timer_t *t)
     claim_finish(t->data);
 }
 
-static void claim_reply_cb(struct rpc_conn *conn, int status, const uint8_t *msg,
-                           uint32_t msg_len, uint8_t *payload, uint32_t payload_len, void *arg)
+static void claim_reply_cb(struct rpc_conn *conn, int status, const uint8_t *msg, uint32_t msg_len,
+                           uint8_t *payload, uint32_t payload_len, void *arg)
 {
     (void)conn;
     (void)payload_len;
@@ -87,7 +87,8 @@ static void claim_offline(struct claim *c)
     } else {
         c->err = -EAGAIN;
         snprintf(c->msg, sizeof(c->msg),
-                 "the MDM is not reachable: volume '%s' cannot be claimed for writing now", c->v->name);
+                 "the MDM is not reachable: volume '%s' cannot be claimed for writing now",
+                 c->v->name);
     }
     uv_timer_start(&c->later, later_cb, 0, 0);
 }

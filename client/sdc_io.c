@@ -218,8 +218,8 @@ static void piece_send(struct sdc_piece *pc)
         iov = (struct iovec){o->io->buf + pc->boff, pc->len};
         npl = 1;
     }
-    int r = rpc_peer_call_owned(peer, o->io->owner, o->type, msg, mlen, &iov, npl,
-                                PIECE_TIMEOUT_MS, piece_reply_cb, pc);
+    int r = rpc_peer_call_owned(peer, o->io->owner, o->type, msg, mlen, &iov, npl, PIECE_TIMEOUT_MS,
+                                piece_reply_cb, pc);
     if (r < 0)
         piece_retry(pc, r);
 }

@@ -482,8 +482,8 @@ static const struct cli_command commands[] = {
      .verb = "map",
      .usage = "volume map NAME --sdc SDC [--read-only] [--access MODE] [--takeover]",
      .help = "MODE: single-writer (default) or shared",
-     .spec = {.opts = OPTS(NEEDED("--sdc"), FLAG("--read-only"), VALUE("--access"),
-                            FLAG("--takeover")),
+     .spec = {.opts =
+                  OPTS(NEEDED("--sdc"), FLAG("--read-only"), VALUE("--access"), FLAG("--takeover")),
               NAME},
      .run = cli_run_map,
      .op = CAIRN__MGMT_OP__OP_MAP},

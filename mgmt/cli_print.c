@@ -269,8 +269,9 @@ static void print_volume_json(const Cairn__MgmtReply *rep, const Cairn__Volume *
             jstr(sdc_name(m, m->mappings[j]->sdc_id));
             printf(",\"read_only\":%s,\"access\":\"%s\"}",
                    m->mappings[j]->read_only ? "true" : "false",
-                   m->mappings[j]->access == CAIRN__MAPPING_ACCESS__ACCESS_SHARED ? "shared"
-                                                                                : "single-writer");
+                   m->mappings[j]->access == CAIRN__MAPPING_ACCESS__ACCESS_SHARED
+                       ? "shared"
+                       : "single-writer");
             first = 0;
         }
     printf("],\"writer\":");

@@ -164,8 +164,7 @@ static int parse_access(const Cairn__MgmtRequest *req, Cairn__MappingAccess *a, 
     else if (!strcmp(req->access, "shared"))
         *a = CAIRN__MAPPING_ACCESS__ACCESS_SHARED;
     else {
-        state_errf(err, errlen, "--access takes single-writer or shared, not '%.64s'",
-                   req->access);
+        state_errf(err, errlen, "--access takes single-writer or shared, not '%.64s'", req->access);
         return -EINVAL;
     }
     return 0;
@@ -202,7 +201,8 @@ int state_volumes_map(struct mdm_state *s, const Cairn__MgmtRequest *req, char *
     Cairn__MappingAccess access;
     if ((r = parse_access(req, &access, err, errlen)) < 0)
         return r;
-    if (req->takeover && (req->read_only || access != CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER)) {
+    if (req->takeover &&
+        (req->read_only || access != CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER)) {
         state_errf(err, errlen,
                    "--takeover is for a single-writer read-write mapping: a %s mapping has no "
                    "single writer to take over from",
