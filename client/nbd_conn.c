@@ -371,10 +371,8 @@ static void free_cb(uv_handle_t *h)
 void nbd_conn_claim_done(struct nbd_conn *c)
 {
     if (c->free_pending) {
-        if (c->claim_err == 0 && c->srv->be.release)
-            c->srv->be.release(c->srv->be.ctx, c->exp);
         c->claim_state = NBD_CLAIM_NONE;
-        conn_free(c);
+        conn_free(c); /* releases a granted claim */
         return;
     }
     nbd_conn_kick(c);

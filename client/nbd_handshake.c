@@ -80,6 +80,9 @@ static void claim_done_cb(void *arg, int err, uint64_t claim, const char *msg)
     c->claim_state = NBD_CLAIM_DONE;
     c->claim_err = err;
     c->claim = err ? 0 : claim;
+    /* held by the connection from now on, whatever becomes of the option
+     * (the connection may be closing): released when it is freed */
+    c->claimed = err == 0;
     snprintf(c->claim_msg, sizeof(c->claim_msg), "%s", msg ? msg : "");
     nbd_conn_claim_done(c);
 }
@@ -103,7 +106,6 @@ static int claim_step(struct nbd_conn *c)
         log_info("nbd %s: may not write to the export: %s", c->peer, c->claim_msg);
         return -1;
     }
-    c->claimed = true;
     return 1;
 }
 

@@ -200,7 +200,7 @@ struct nbd_conn {
      * PENDING no input is parsed and the connection is not freed; DONE:
      * the option is parsed again and takes the answer */
     enum { NBD_CLAIM_NONE, NBD_CLAIM_PENDING, NBD_CLAIM_DONE } claim_state;
-    bool claimed;        /* granted: released when the connection ends */
+    bool claimed;        /* granted (from the answer on): released when it is freed */
     bool free_pending;   /* closed while PENDING: freed once the answer comes */
     int claim_err;       /* DONE: 0 or -errno */
     uint64_t claim;      /* granted: what its requests carry */

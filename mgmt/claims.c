@@ -16,6 +16,12 @@
 #include "cmap.h"
 #include "log.h"
 #include "mdm.h"
+#include "util.h"
+
+/* An SDC heartbeats every second. One silent this long (its host crashed
+ * without closing the connection, its link is cut, it is stopped) holds
+ * nothing: another SDC's claim is granted, and fences it. */
+#define CLAIM_SILENCE_MS 5000
 
 static int holds(const struct mdm_conn *s, uint64_t volume_id)
 {
@@ -27,6 +33,7 @@ static int holds(const struct mdm_conn *s, uint64_t volume_id)
 
 static void hold_add(struct mdm_conn *s, uint64_t volume_id)
 {
+    s->claimed_at = now_ms();
     if (holds(s, volume_id))
         return;
     uint64_t *n = realloc(s->holds, sizeof(*n) * (s->nholds + 1));
@@ -52,15 +59,18 @@ void mdm_claims_forget(struct mdm_conn *s)
     s->nholds = 0;
 }
 
-/* The session of v's writer, if it holds v open; NULL otherwise. */
+/* The session of v's writer, if it holds v open and is not silent; NULL
+ * otherwise. */
 static struct mdm_conn *holder_of(struct mdm *m, const Cairn__Volume *v)
 {
     if (!v->writer_sdc)
         return NULL;
     const Cairn__Sdc *w = mdm_sdc_by_id(&m->st, v->writer_sdc);
+    uint64_t now = now_ms();
     for (int i = 0; w && i < MDM_MAX_SESSIONS; i++) {
         struct mdm_conn *s = m->sessions[i];
-        if (s && s->role == MDM_ROLE_SDC && !strcmp(s->sdc_guid, w->guid) && holds(s, v->id))
+        if (s && s->role == MDM_ROLE_SDC && !strcmp(s->sdc_guid, w->guid) && holds(s, v->id) &&
+            now - MAX(s->last_hb, s->claimed_at) < CLAIM_SILENCE_MS)
             return s;
     }
     return NULL;

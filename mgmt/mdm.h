@@ -93,9 +93,11 @@ struct mdm_conn {
     uint64_t notified;
     int notifying;
     struct mdm_audit_rec *audit; /* its changes waiting for their answer (audit.c) */
-    /* MDM_ROLE_SDC: the single-writer volumes it holds open (claims.c) */
+    /* MDM_ROLE_SDC: the single-writer volumes it holds open (claims.c),
+     * and when it last claimed one (now_ms()) */
     uint64_t *holds;
     size_t nholds;
+    uint64_t claimed_at;
 };
 
 /* What to answer when a proposal is applied. */

@@ -323,3 +323,34 @@ def test_takeover_fences_writes_queued_in_a_stopped_sdc(cluster, sdcb):
     assert data[BLOCK:] == b"\0" * (8 * BLOCK), "a write of A's sent after the takeover landed"
     b.shutdown()
     a.shutdown()
+
+
+def test_silent_writer_loses_its_claim_and_is_fenced_when_back(cluster, sdcb):
+    """A host that stops answering (here: its SDC stopped with SIGSTOP, as
+    a hung or cut-off host) does not lock the volume: after 5 s of silence
+    another SDC's open is granted. When the silent one comes back, its
+    connection's writes fail: the new claim fenced it."""
+    d_port = cluster.add_sdc("sdcd")
+    make_volume(cluster, "sl", ["sdcd", "sdcb"], [d_port, sdcb])
+    d = open_rw(d_port, "sl")
+    d.pwrite(pattern("D", 0), 0)
+    proc = cluster.daemons["sdcd"].proc
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        assert refused(sdcb, "sl")  # its heartbeats were recent
+
+        def b_opens():
+            try:
+                return open_rw(sdcb, "sl")
+            except nbd.Error:
+                return None
+        b = wait_for("B's open once the silent SDC's claim lapsed", b_opens, timeout=20,
+                     interval=0.2)
+        b.pwrite(pattern("B", 1), BLOCK)
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    with pytest.raises(nbd.Error):
+        d.pwrite(pattern("D", 2), 2 * BLOCK)
+    assert b.pread(3 * BLOCK, 0) == pattern("D", 0) + pattern("B", 1) + b"\0" * BLOCK
+    b.shutdown()
+    d.shutdown()
