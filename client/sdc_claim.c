@@ -145,7 +145,7 @@ void sdc_export_release(void *ctx, void *exp)
 
 void sdc_claims_renew(struct sdc *s)
 {
-    struct rpc_conn *conn = mdm_session_conn(s->mdm);
+    struct rpc_conn *conn = s->mdm ? mdm_session_conn(s->mdm) : NULL;
     if (!conn || conn == s->claims_conn)
         return;
     s->claims_conn = conn;
