@@ -14,8 +14,14 @@
 #include "cmap.h"
 #include "log.h"
 #include "sdc.h"
+#include "util.h"
 
 #define CLAIM_TIMEOUT_MS 10000 /* a claim may wait for a Raft entry */
+/* An MDM that is not the leader (just after an election or a transfer,
+ * before the session has moved), or a session being re-made: ask again
+ * every RETRY_MS for this long. */
+#define CLAIM_RETRY_MS 100
+#define CLAIM_PATIENCE_MS 5000
 
 struct claim {
     struct sdc *sdc;
@@ -24,6 +30,7 @@ struct claim {
     void (*done)(void *arg, int err, uint64_t claim, const char *msg);
     int err;
     uint64_t gen;
+    uint64_t deadline; /* now_ms(): no retry after this */
     char msg[320];
     uv_timer_t later; /* an answer known at once is given from the loop */
 };
@@ -52,6 +59,13 @@ static void later_cb(uv_timer_t *t)
     claim_finish(t->data);
 }
 
+static void claim_send(struct claim *c);
+
+static void retry_cb(uv_timer_t *t)
+{
+    claim_send(t->data);
+}
+
 static void claim_reply_cb(struct rpc_conn *conn, int status, const uint8_t *msg, uint32_t msg_len,
                            uint8_t *payload, uint32_t payload_len, void *arg)
 {
@@ -59,6 +73,12 @@ static void claim_reply_cb(struct rpc_conn *conn, int status, const uint8_t *msg
     (void)payload_len;
     rpc_buf_free(payload);
     struct claim *c = arg;
+    if ((status == -EAGAIN || status == -ECONNRESET || status == -ENOTCONN ||
+         status == -ECANCELED) &&
+        now_ms() < c->deadline) {
+        uv_timer_start(&c->later, retry_cb, CLAIM_RETRY_MS, 0); /* the leader, soon */
+        return;
+    }
     Cairn__MapReply *rep = cairn__map_reply__unpack(NULL, msg_len, msg);
     c->err = status < 0 ? status : 0;
     if (status >= 0 && !rep)
@@ -75,8 +95,9 @@ static void claim_reply_cb(struct rpc_conn *conn, int status, const uint8_t *msg
     claim_finish(c);
 }
 
-/* The MDM cannot be asked: a volume our map says we write may be opened
- * (the SDSs fence it if that is no longer so); otherwise refuse. */
+/* The MDM cannot be asked now: a volume our map says we write may be
+ * opened at once (the SDSs fence it if that is no longer so); otherwise
+ * ask again until the deadline, then refuse. */
 static void claim_offline(struct claim *c)
 {
     struct sdc *s = c->sdc;
@@ -84,6 +105,9 @@ static void claim_offline(struct claim *c)
     if (mv && s->sdc_id && mv->writer_sdc == s->sdc_id && mv->writer_gen) {
         c->err = 0;
         c->gen = mv->writer_gen;
+    } else if (now_ms() < c->deadline) {
+        uv_timer_start(&c->later, retry_cb, CLAIM_RETRY_MS, 0);
+        return;
     } else {
         c->err = -EAGAIN;
         snprintf(c->msg, sizeof(c->msg),
@@ -108,11 +132,19 @@ void sdc_export_claim(void *ctx, void *exp, void *arg,
     c->done = done;
     uv_timer_init(s->loop, &c->later);
     c->later.data = c;
+    c->deadline = now_ms() + CLAIM_PATIENCE_MS;
+    claim_send(c);
+}
+
+static void claim_send(struct claim *c)
+{
+    struct sdc *s = c->sdc;
     struct rpc_conn *conn = mdm_session_conn(s->mdm);
     Cairn__VolumeClaim vc = CAIRN__VOLUME_CLAIM__INIT;
-    vc.volume_id = v->id;
-    if (!conn || rpc_call_pb(conn, FT_CLAIM, &vc.base, CLAIM_TIMEOUT_MS, claim_reply_cb, c) < 0)
-        claim_offline(c);
+    vc.volume_id = c->v->id;
+    if (conn && rpc_call_pb(conn, FT_CLAIM, &vc.base, CLAIM_TIMEOUT_MS, claim_reply_cb, c) == 0)
+        return;
+    claim_offline(c);
 }
 
 static void release_reply_cb(struct rpc_conn *conn, int status, const uint8_t *msg,

@@ -342,6 +342,14 @@ void cli_print_sdcs(const Cairn__MgmtReply *rep, int json)
                     jstr(vol_name(m, m->mappings[j]->volume_id));
                     first = 0;
                 }
+            printf("],\"writing\":[");
+            for (size_t j = 0; j < rep->n_sdc_status; j++)
+                for (size_t k = 0; rep->sdc_status[j]->sdc_id == m->sdcs[i]->id &&
+                                   k < rep->sdc_status[j]->n_holds;
+                     k++) {
+                    printf("%s", k ? "," : "");
+                    jstr(vol_name(m, rep->sdc_status[j]->holds[k]));
+                }
             printf("]}");
         }
         printf("]");

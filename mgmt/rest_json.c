@@ -265,6 +265,10 @@ json_t *rest_json_sdc(const Cairn__MgmtReply *rep, const Cairn__Sdc *c)
         if (m->mappings[j]->sdc_id == c->id)
             json_array_append_new(vols, rest_json_str(vol_name(m, m->mappings[j]->volume_id)));
     set(o, "volumes", vols);
+    json_t *writing = json_array();
+    for (size_t k = 0; st && k < st->n_holds; k++)
+        json_array_append_new(writing, rest_json_str(vol_name(m, st->holds[k])));
+    set(o, "writing", writing);
     return o;
 }
 

@@ -19,7 +19,7 @@ import nbd
 import pytest
 
 from cairnproto import Conn, _field, _parse
-from cluster import wait_for
+from cluster import Cluster, wait_for
 
 BLOCK = 4096
 FT_SDC_REGISTER = 7
@@ -354,3 +354,39 @@ def test_silent_writer_loses_its_claim_and_is_fenced_when_back(cluster, sdcb):
     assert b.pread(3 * BLOCK, 0) == pattern("D", 0) + pattern("B", 1) + b"\0" * BLOCK
     b.shutdown()
     d.shutdown()
+
+
+def test_claim_held_across_an_mdm_leader_change(tmp_path):
+    """Who holds a volume open is the leader's soft state: after a
+    leadership transfer the SDC's session moves to the new leader and holds
+    again what its connections hold, so a second writer is still refused;
+    and the fence (replicated) still moves with a takeover there."""
+    c = Cluster(tmp_path / "c", mdms=3)
+    c.start()
+    try:
+        b_port = c.add_sdc("sdcb")
+        make_volume(c, "ha", [c.sdc_name, "sdcb"], [c.nbd_port, b_port])
+        a = open_rw(c.nbd_port, "ha")
+        a.pwrite(pattern("A", 0), 0)
+        old = c.mdm_leader()
+        to = 2 if old != 2 else 3
+        c.cairn("mdm", "transfer-leadership", str(to))
+        wait_for("the new leader", lambda: c.mdm_leader() == to)
+        # A's session moves to the new leader and holds the volume again
+        # there (cairn sdc list shows what each SDC has open read-write)
+        def a_writing():
+            sdcs = json.loads(c.cairn("sdc", "list", json_out=True).stdout)
+            return "ha" in next(x for x in sdcs if x["name"] == c.sdc_name)["writing"]
+        wait_for("A's claim held at the new leader", a_writing, timeout=20, interval=0.2)
+        assert refused(b_port, "ha")
+        assert volume_info(c, "ha")["writer"] == c.sdc_name
+        a.pwrite(pattern("A", 1), BLOCK)
+        c.cairn("volume", "map", "ha", "--sdc", "sdcb", "--takeover")
+        with pytest.raises(nbd.Error):
+            a.pwrite(pattern("A", 2), 2 * BLOCK)
+        b = open_rw(b_port, "ha")
+        assert b.pread(3 * BLOCK, 0) == pattern("A", 0) + pattern("A", 1) + b"\0" * BLOCK
+        b.shutdown()
+        a.shutdown()
+    finally:
+        c.shutdown()
