@@ -338,6 +338,13 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void conn_free(struct nbd_conn *c)
 {
     struct nbd_server *srv = c->srv;
+    if (c->claim_state == NBD_CLAIM_PENDING) {
+        c->free_pending = true; /* the backend still holds it: see nbd_conn_claim_done */
+        return;
+    }
+    if (c->claimed && srv->be.release)
+        srv->be.release(srv->be.ctx, c->exp);
+    c->claimed = false;
     if (c->exp)
         srv->be.close(srv->be.ctx, c->exp);
     if (c->rx)
@@ -359,6 +366,16 @@ static void free_cb(uv_handle_t *h)
     c->handle_gone = true;
     if (c->nwrites == 0)
         conn_free(c);
+}
+
+void nbd_conn_claim_done(struct nbd_conn *c)
+{
+    if (c->free_pending) {
+        c->claim_state = NBD_CLAIM_NONE;
+        conn_free(c); /* releases a granted claim */
+        return;
+    }
+    nbd_conn_kick(c);
 }
 
 void nbd_conn_stop(struct nbd_conn *c)

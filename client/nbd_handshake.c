@@ -62,6 +62,9 @@ static int open_export(struct nbd_conn *c, const char *name)
     void *e = be->open(be->ctx, name, &size, &ro);
     if (!e)
         return -ENOENT;
+    if (c->claimed && be->release) /* not reached: a claim ends the options */
+        be->release(be->ctx, c->exp);
+    c->claimed = false;
     if (c->exp)
         be->close(be->ctx, c->exp);
     c->exp = e;
@@ -69,6 +72,41 @@ static int open_export(struct nbd_conn *c, const char *name)
     c->st.size = size;
     c->st.ro = ro;
     return 0;
+}
+
+static void claim_done_cb(void *arg, int err, uint64_t claim, const char *msg)
+{
+    struct nbd_conn *c = arg;
+    c->claim_state = NBD_CLAIM_DONE;
+    c->claim_err = err;
+    c->claim = err ? 0 : claim;
+    /* held by the connection from now on, whatever becomes of the option
+     * (the connection may be closing): released when it is freed */
+    c->claimed = err == 0;
+    snprintf(c->claim_msg, sizeof(c->claim_msg), "%s", msg ? msg : "");
+    nbd_conn_claim_done(c);
+}
+
+/* GO or EXPORT_NAME on a writable export: does the backend let this
+ * connection write (single-writer volumes, docs/attach.md)? 1: yes, go
+ * on; 0: asked, the option waits and is parsed again once answered; -1:
+ * refused (c->claim_msg says why). */
+static int claim_step(struct nbd_conn *c)
+{
+    struct nbd_backend *be = &c->srv->be;
+    if (c->st.ro || !be->claim)
+        return 1;
+    if (c->claim_state == NBD_CLAIM_NONE) {
+        c->claim_state = NBD_CLAIM_PENDING;
+        be->claim(be->ctx, c->exp, c, claim_done_cb);
+        return 0;
+    }
+    c->claim_state = NBD_CLAIM_NONE;
+    if (c->claim_err < 0) {
+        log_info("nbd %s: may not write to the export: %s", c->peer, c->claim_msg);
+        return -1;
+    }
+    return 1;
 }
 
 static void enter_transmission(struct nbd_conn *c)
@@ -109,24 +147,37 @@ static void list_emit(void *arg, const char *name)
     opt_reply(c, NBD_OPT_LIST, NBD_REP_SERVER, buf, 4 + n);
 }
 
-static void do_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
+/* Returns 1 when the option waits for the backend's claim (not consumed). */
+static int do_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 {
     struct nbd_opt_go go;
     const char *why;
     if (nbd_opt_go_parse(d, len, &go, &why) < 0) {
         opt_error(c, opt, NBD_REP_ERR_INVALID, why);
-        return;
+        return 0;
     }
     char name[NBD_NAME_MAX + 1];
     memcpy(name, go.name, go.name_len);
     name[go.name_len] = 0;
-    if (!export_allowed(c, opt, name))
-        return;
-    if (open_export(c, name) < 0) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "no export named '%.64s' is mapped to this SDC", name);
-        opt_error(c, opt, NBD_REP_ERR_UNKNOWN, msg);
-        return;
+    /* parsed again with the claim's answer: the export is chosen already */
+    if (c->claim_state != NBD_CLAIM_DONE) {
+        if (!export_allowed(c, opt, name))
+            return 0;
+        if (open_export(c, name) < 0) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "no export named '%.64s' is mapped to this SDC", name);
+            opt_error(c, opt, NBD_REP_ERR_UNKNOWN, msg);
+            return 0;
+        }
+    }
+    if (opt == NBD_OPT_GO) {
+        int k = claim_step(c);
+        if (k == 0)
+            return 1;
+        if (k < 0) {
+            opt_error(c, opt, NBD_REP_ERR_POLICY, c->claim_msg);
+            return 0;
+        }
     }
     uint8_t b[12 + NBD_NAME_MAX + 2];
     put_be16(b, NBD_INFO_EXPORT);
@@ -156,6 +207,7 @@ static void do_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint3
     opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
     if (opt == NBD_OPT_GO)
         enter_transmission(c);
+    return 0;
 }
 
 static void do_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
@@ -239,7 +291,8 @@ static int forced_tls(struct nbd_conn *c, uint32_t opt)
     return 0;
 }
 
-/* Handle one complete option. Returns 0, or -1 when the connection ends. */
+/* Handle one complete option. Returns 0, 1 when it waits for the backend's
+ * claim (it is parsed again then), or -1 when the connection ends. */
 static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 {
     int f = forced_tls(c, opt);
@@ -252,15 +305,21 @@ static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_
             return -1;
         memcpy(name, d, len);
         name[len] = 0;
-        if (nbd_tls_check_export(c, name)) {
-            log_info("nbd %s: EXPORT_NAME '%.64s' is not available to identity '%.64s'; closing",
-                     c->peer, name, nbd_tls_identity(c));
-            return -1;
+        if (c->claim_state != NBD_CLAIM_DONE) {
+            if (nbd_tls_check_export(c, name)) {
+                log_info(
+                    "nbd %s: EXPORT_NAME '%.64s' is not available to identity '%.64s'; closing",
+                    c->peer, name, nbd_tls_identity(c));
+                return -1;
+            }
+            if (open_export(c, name) < 0) {
+                log_info("nbd %s: EXPORT_NAME '%.64s' is not mapped here; closing", c->peer, name);
+                return -1;
+            }
         }
-        if (open_export(c, name) < 0) {
-            log_info("nbd %s: EXPORT_NAME '%.64s' is not mapped here; closing", c->peer, name);
-            return -1;
-        }
+        int k = claim_step(c);
+        if (k <= 0)
+            return k == 0 ? 1 : -1; /* EXPORT_NAME has no error reply: close */
         uint8_t b[10 + 124] = {0};
         put_be64(b, c->st.size);
         put_be16(b + 8, nbd_export_flags(&c->st));
@@ -278,7 +337,7 @@ static int do_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_
         opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
         return 0;
     case NBD_OPT_INFO:
-    case NBD_OPT_GO: do_info_go(c, opt, d, len); return 0;
+    case NBD_OPT_GO: return do_info_go(c, opt, d, len);
     case NBD_OPT_STRUCTURED_REPLY:
         if (len)
             opt_error(c, opt, NBD_REP_ERR_INVALID, "STRUCTURED_REPLY takes no data");
@@ -312,6 +371,8 @@ int nbd_handshake_input(struct nbd_conn *c, const uint8_t *p, size_t n)
         c->phase = NBD_PHASE_OPTS;
         return 4;
     }
+    if (c->claim_state == NBD_CLAIM_PENDING)
+        return 0; /* nothing more until the backend answers */
     if (n < 16)
         return 0;
     if (get_be64(p) != NBD_IHAVEOPT) {
@@ -325,7 +386,8 @@ int nbd_handshake_input(struct nbd_conn *c, const uint8_t *p, size_t n)
     }
     if (n < 16 + (size_t)len)
         return 0;
-    if (do_option(c, opt, p + 16, len) < 0)
+    int r = do_option(c, opt, p + 16, len);
+    if (r < 0)
         return -1;
-    return (int)(16 + len);
+    return r == 1 ? 0 : (int)(16 + len);
 }

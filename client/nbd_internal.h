@@ -196,6 +196,15 @@ struct nbd_conn {
     struct wqueue wq;         /* replies waiting for this loop turn's writev */
     struct nbd_tls_conn *tls; /* from STARTTLS on, or NULL */
     bool plain_refused;       /* "TLS required" logged for it */
+    /* the backend's claim (nbd_backend.claim) of a GO or EXPORT_NAME: while
+     * PENDING no input is parsed and the connection is not freed; DONE:
+     * the option is parsed again and takes the answer */
+    enum { NBD_CLAIM_NONE, NBD_CLAIM_PENDING, NBD_CLAIM_DONE } claim_state;
+    bool claimed;        /* granted (from the answer on): released when it is freed */
+    bool free_pending;   /* closed while PENDING: freed once the answer comes */
+    int claim_err;       /* DONE: 0 or -errno */
+    uint64_t claim;      /* granted: what its requests carry */
+    char claim_msg[320]; /* DONE with an error: why */
 };
 
 /* One queued write: a header copied in, and maybe data sent from where it is. */
@@ -214,6 +223,9 @@ struct nbd_wreq {
  * until then. Nothing is sent on a closed connection. */
 void nbd_conn_send(struct nbd_conn *c, const void *hdr, size_t hlen, void *data, size_t dlen,
                    bool own);
+/* The backend answered c's claim: parse its option again (or free c, if it
+ * closed meanwhile). */
+void nbd_conn_claim_done(struct nbd_conn *c);
 /* Queue buf[0..len) (an rpc_buf of cap bytes, freed once written) as it
  * is: TLS records (nbd_tls.c); nothing else goes around the encryption. */
 void nbd_conn_send_raw(struct nbd_conn *c, uint8_t *buf, size_t len, size_t cap);

@@ -43,6 +43,7 @@ struct nbd_io {
     int next;                               /* STATUS: extents filled */
     void *backend;                          /* backend's own use */
     const void *owner;                      /* its connection (see cancel) */
+    uint64_t claim;                         /* its connection's claim (nbd_backend.claim) */
     int cancelled;                          /* its client is gone: no one waits for it */
 };
 
@@ -94,6 +95,17 @@ struct nbd_backend {
      * per open; it must stay valid until exp is closed. NULL (or no
      * function): not counted. */
     struct nbd_stats *(*stats)(void *ctx, void *exp);
+    /* May this connection write to exp (a handle from open that is not
+     * read-only)? Asked when GO or EXPORT_NAME would start transmission;
+     * the connection waits. The backend calls done(arg, err, claim, msg)
+     * exactly once, later, from the loop: err 0 grants it, and every
+     * request of the connection carries claim (nbd_io.claim); -errno
+     * refuses it with msg (copied; NBD_REP_ERR_POLICY to the client). NULL:
+     * every connection may, with claim 0. */
+    void (*claim)(void *ctx, void *exp, void *arg,
+                  void (*done)(void *arg, int err, uint64_t claim, const char *msg));
+    /* A granted claim is over: its connection closed (called before close). */
+    void (*release)(void *ctx, void *exp);
 };
 
 /* What the NBD connections of a process may hold: one budget shared by its

@@ -205,6 +205,7 @@ void nbd_transmit_dispatch(struct nbd_conn *c, struct nbd_req *r)
     struct nbd_io *io = &r->io;
     c->inflight++;
     io->owner = c;
+    io->claim = c->claim;
     r->cprev = NULL;
     r->cnext = c->reqs;
     if (c->reqs)

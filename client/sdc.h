@@ -3,6 +3,7 @@
  *
  *   sdc_main.c     options, startup, shutdown
  *   sdc_volumes.c  which volumes are mapped here: exports, the MDM session
+ *   sdc_claim.c    who may open a volume read-write: claims at the MDM
  *   sdc_io.c       routing each piece to its primary, retries, flush fan-out
  *   sdc_split.c    pure: cutting requests into pieces, merging block status
  *   sdc_metrics.c  Prometheus metrics (--metrics-listen)
@@ -55,6 +56,12 @@ struct sdc_vol {
     bool ro;      /* mapped read-only */
     int refs;     /* open exports and ops in flight */
     bool present; /* in the current map, mapped to this SDC */
+    /* single-writer (sdc_claim.c): the map's writer generation (a change
+     * of a connection claimed under an older one is fenced), the
+     * read-write connections whose claim is granted, and their claim's */
+    uint64_t writer_gen;
+    int writers;
+    uint64_t claim_gen;
     /* what its NBD clients did since it was mapped here (the NBD server
      * counts into it: see nbd_backend.stats); the metrics and the
      * heartbeat's VolumeIo read it */
@@ -105,6 +112,7 @@ struct sdc {
     uint32_t sdc_id; /* 0 until registered */
     Cairn__SdcRegister reg;
     struct mdm_session *mdm;
+    struct rpc_conn *claims_conn; /* the MDM connection our claims were last held on */
     /* the map, and what follows from it */
     Cairn__ClusterMap *map;
     struct sdc_vol *vols[SDC_MAX_VOLS];
@@ -153,6 +161,18 @@ void sdc_map_refresh(struct sdc *s);
 struct nbd_stats *sdc_export_stats(void *ctx, void *exp);
 /* Free what the heartbeat keeps (after the loop stopped). */
 void sdc_volumes_shutdown(struct sdc *s);
+
+/* ---- sdc_claim.c: claims for read-write connections ---- */
+
+/* The NBD backend's claim and release (ctx: the sdc, exp: a struct
+ * sdc_vol): ask the MDM whether a connection may write to exp; done runs
+ * later with the writer generation its changes carry, or -errno and why. */
+void sdc_export_claim(void *ctx, void *exp, void *arg,
+                      void (*done)(void *arg, int err, uint64_t claim, const char *msg));
+void sdc_export_release(void *ctx, void *exp);
+/* After a map: if the MDM session is a new connection, hold again there
+ * the volumes that read-write connections still hold. */
+void sdc_claims_renew(struct sdc *s);
 
 /* ---- sdc_io.c: the data path ---- */
 

@@ -74,6 +74,17 @@ void sdc_io_submit(void *ctx, void *exp, struct nbd_io *io)
         op_finish_later(o, -EACCES);
         return;
     }
+    /* another SDC claimed the volume after this connection did: it is
+     * fenced (the SDSs refuse its writer_gen too; this only saves them
+     * the trip) and nothing of it is retried (docs/attach.md) */
+    if (sdc_is_change(o->type) && v->writer_gen > io->claim) {
+        LOG_LIMITED(LOG_WARN, 5000,
+                    "volume %s: a change refused: another SDC took the volume over (this "
+                    "connection's writer generation %llu, the map's %llu)",
+                    v->name, (unsigned long long)io->claim, (unsigned long long)v->writer_gen);
+        op_finish_later(o, -EPERM);
+        return;
+    }
     Cairn__Pool *p = cmap_pool(s->map, v->pool_id);
     uint64_t es = p ? p->extent_size : 0;
     if (!p || !es) {
@@ -166,6 +177,10 @@ static void piece_send(struct sdc_piece *pc)
         h.flags |= IO_FLAG_FUA;
     if (o->io->flags & NBDIO_NO_HOLE)
         h.flags |= IO_FLAG_NO_HOLE;
+    /* the fence of the claim its connection was opened under, however long
+     * it waits or is retried: a takeover since then makes it fail */
+    if (sdc_is_change(o->type))
+        h.writer_gen = o->io->claim;
     Cairn__Pool *p = cmap_pool(s->map, v->pool_id);
     if (!p || !p->n_pgs) {
         piece_retry(pc, -ESTALE);
@@ -193,8 +208,8 @@ static void piece_send(struct sdc_piece *pc)
         piece_retry(pc, -ESTALE);
         return;
     }
-    uint8_t msg[IO_HDR_SIZE];
-    io_hdr_encode(&h, msg);
+    uint8_t msg[IO_HDR_MAX];
+    uint32_t mlen = io_hdr_encode(&h, msg);
     /* a write's payload goes from the NBD request's buffer, which stays
      * until the op completes, after every call's reply */
     struct iovec iov = {0};
@@ -203,8 +218,8 @@ static void piece_send(struct sdc_piece *pc)
         iov = (struct iovec){o->io->buf + pc->boff, pc->len};
         npl = 1;
     }
-    int r = rpc_peer_call_owned(peer, o->io->owner, o->type, msg, IO_HDR_SIZE, &iov, npl,
-                                PIECE_TIMEOUT_MS, piece_reply_cb, pc);
+    int r = rpc_peer_call_owned(peer, o->io->owner, o->type, msg, mlen, &iov, npl, PIECE_TIMEOUT_MS,
+                                piece_reply_cb, pc);
     if (r < 0)
         piece_retry(pc, r);
 }

@@ -224,7 +224,9 @@ int main(int argc, char **argv)
                                    .list = sdc_export_list,
                                    .submit = sdc_io_submit,
                                    .cancel = sdc_io_cancel,
-                                   .stats = sdc_export_stats};
+                                   .stats = sdc_export_stats,
+                                   .claim = sdc_export_claim,
+                                   .release = sdc_export_release};
     struct nbd_budget *budget = nbd_budget_new(s->loop, &limits);
     s->budget = budget;
     if (!budget) {

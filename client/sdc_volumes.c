@@ -35,14 +35,26 @@ void sdc_vol_unref(struct sdc *s, struct sdc_vol *v)
     free(v);
 }
 
+/* Export "VOL" is the volume as mapped; "VOL@ro" the same read-only, which
+ * claims nothing (docs/attach.md). Volume names have no '@'. */
 void *sdc_export_open(void *ctx, const char *name, uint64_t *size, int *ro)
 {
+    char base[sizeof(((struct sdc_vol *)0)->name)];
+    size_t n = strlen(name);
+    bool want_ro = n > 3 && !strcmp(name + n - 3, "@ro");
+    if (want_ro) {
+        if (n - 3 >= sizeof(base))
+            return NULL;
+        memcpy(base, name, n - 3);
+        base[n - 3] = 0;
+        name = base;
+    }
     struct sdc_vol *v = vol_by_name(ctx, name);
     if (!v)
         return NULL;
     v->refs++;
     *size = v->size;
-    *ro = v->ro;
+    *ro = v->ro || want_ro;
     return v;
 }
 
@@ -102,6 +114,7 @@ static void sync_volumes(struct sdc *s)
         v->size = mv->size;
         v->pool_id = mv->pool_id;
         v->ro = m->read_only;
+        v->writer_gen = mv->writer_gen;
         v->present = true;
     }
     for (int i = 0; i < s->nvols;) {
@@ -158,6 +171,7 @@ static void session_on_map(void *ctx, Cairn__MapReply *rep)
         sync_volumes(s);
     }
     cairn__map_reply__free_unpacked(rep, NULL);
+    sdc_claims_renew(s);
 }
 
 static uint64_t session_map_version(void *ctx)

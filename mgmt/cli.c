@@ -480,8 +480,11 @@ static const struct cli_command commands[] = {
      .run = run_locate},
     {.obj = "volume",
      .verb = "map",
-     .usage = "volume map NAME --sdc SDC [--read-only]",
-     .spec = {.opts = OPTS(NEEDED("--sdc"), FLAG("--read-only")), NAME},
+     .usage = "volume map NAME --sdc SDC [--read-only] [--access MODE] [--takeover]",
+     .help = "MODE: single-writer (default) or shared",
+     .spec = {.opts =
+                  OPTS(NEEDED("--sdc"), FLAG("--read-only"), VALUE("--access"), FLAG("--takeover")),
+              NAME},
      .run = cli_run_map,
      .op = CAIRN__MGMT_OP__OP_MAP},
     /* --read-only has always been accepted here, and means nothing */

@@ -74,12 +74,12 @@ static struct rpc_conn *conn_to(const Cairn__ClusterMap *map, struct sds_conn *c
 
 static int call(struct rpc_conn *c, uint16_t type, const struct io_hdr *h, struct result *r)
 {
-    uint8_t msg[IO_HDR_SIZE];
-    io_hdr_encode(h, msg);
+    uint8_t msg[IO_HDR_MAX];
+    uint32_t mlen = io_hdr_encode(h, msg);
     memset(r, 0, sizeof(*r));
     if (!c)
         return -ENOTCONN;
-    int rc = rpc_call(c, type, msg, IO_HDR_SIZE, NULL, 0, 30000, reply_cb, r);
+    int rc = rpc_call(c, type, msg, mlen, NULL, 0, 30000, reply_cb, r);
     if (rc < 0)
         return rc;
     while (!r->done)

@@ -267,10 +267,16 @@ static void print_volume_json(const Cairn__MgmtReply *rep, const Cairn__Volume *
         if (m->mappings[j]->volume_id == v->id) {
             printf("%s{\"sdc\":", first ? "" : ",");
             jstr(sdc_name(m, m->mappings[j]->sdc_id));
-            printf(",\"read_only\":%s}", m->mappings[j]->read_only ? "true" : "false");
+            printf(",\"read_only\":%s,\"access\":\"%s\"}",
+                   m->mappings[j]->read_only ? "true" : "false",
+                   m->mappings[j]->access == CAIRN__MAPPING_ACCESS__ACCESS_SHARED
+                       ? "shared"
+                       : "single-writer");
             first = 0;
         }
-    printf("]");
+    printf("],\"writer\":");
+    jstr(v->writer_sdc ? sdc_name(m, v->writer_sdc) : "");
+    printf(",\"writer_generation\":%llu", (unsigned long long)v->writer_gen);
     print_volume_io_json(cli_volume_io(rep, v->id));
     printf("}");
 }
@@ -305,8 +311,12 @@ void cli_print_volumes(const Cairn__MgmtReply *rep, const char *only, int json)
         int first = 1;
         for (size_t j = 0; j < m->n_mappings; j++)
             if (m->mappings[j]->volume_id == v->id) {
-                printf("%s%s%s", first ? "" : ", ", sdc_name(m, m->mappings[j]->sdc_id),
-                       m->mappings[j]->read_only ? " (ro)" : "");
+                const Cairn__Mapping *mp = m->mappings[j];
+                printf("%s%s%s", first ? "" : ", ", sdc_name(m, mp->sdc_id),
+                       mp->read_only                                        ? " (ro)"
+                       : mp->access == CAIRN__MAPPING_ACCESS__ACCESS_SHARED ? " (shared)"
+                       : v->writer_sdc == mp->sdc_id                        ? " (writer)"
+                                                                            : "");
                 first = 0;
             }
         printf("%s\n", first ? "-" : "");
@@ -331,6 +341,14 @@ void cli_print_sdcs(const Cairn__MgmtReply *rep, int json)
                         printf(",");
                     jstr(vol_name(m, m->mappings[j]->volume_id));
                     first = 0;
+                }
+            printf("],\"writing\":[");
+            for (size_t j = 0; j < rep->n_sdc_status; j++)
+                for (size_t k = 0; rep->sdc_status[j]->sdc_id == m->sdcs[i]->id &&
+                                   k < rep->sdc_status[j]->n_holds;
+                     k++) {
+                    printf("%s", k ? "," : "");
+                    jstr(vol_name(m, rep->sdc_status[j]->holds[k]));
                 }
             printf("]}");
         }

@@ -120,6 +120,11 @@ int cli_run_map(const struct cli_command *c, const struct cli_args *a, const str
     req.volume = a->args[0];
     req.sdc = cli_args_get(a, "--sdc");
     req.read_only = cli_args_count(a, "--read-only") > 0;
+    if (req.op == CAIRN__MGMT_OP__OP_MAP) {
+        const char *access = cli_args_get(a, "--access");
+        req.access = (char *)(access ? access : "");
+        req.takeover = cli_args_count(a, "--takeover") > 0;
+    }
     Cairn__MgmtReply *rep;
     if (cli_mdm_call(env->mdm, &req, &rep) < 0)
         return 1;
@@ -127,11 +132,15 @@ int cli_run_map(const struct cli_command *c, const struct cli_args *a, const str
     cairn__mgmt_reply__free_unpacked(rep, NULL);
     char why[256];
     const char *late;
-    /* what the SDC may no longer do is refused by the SDSs first */
-    if ((req.op == CAIRN__MGMT_OP__OP_UNMAP || req.read_only) &&
+    /* what the SDC may no longer do is refused by the SDSs first; after a
+     * takeover, every SDS refuses the old writer (docs/attach.md) */
+    if ((req.op == CAIRN__MGMT_OP__OP_UNMAP || req.read_only || req.takeover) &&
         (late = sdss_refuse(env, version, why, sizeof(why))))
         fprintf(stderr, "cairn: volume '%s' is %s, but %s\n", req.volume,
-                req.op == CAIRN__MGMT_OP__OP_UNMAP ? "unmapped" : "mapped read-only", late);
+                req.op == CAIRN__MGMT_OP__OP_UNMAP ? "unmapped"
+                : req.takeover                     ? "taken over (the old writer is fenced)"
+                                                   : "mapped read-only",
+                late);
     if (req.op == CAIRN__MGMT_OP__OP_MAP &&
         (late = map_served(env, req.sdc, version, why, sizeof(why))))
         fprintf(stderr, "cairn: volume '%s' is mapped, but %s\n", req.volume, late);

@@ -20,6 +20,7 @@
  *   sessions.c   connections: registrations, heartbeats, map fetches,
  *                request dispatch, the removal room check, replies
  *   status.c     the status reply (the map plus soft state)
+ *   claims.c     single-writer volumes: SDCs' claims, who holds what open
  *   mdm_members.c the MDM cluster's membership (cairn mdm add, remove,
  *                transfer-leadership) and the cluster id agreed in the log
  *   rest.c       the REST API (/api/v1/...) and the dashboard, over HTTP:
@@ -92,12 +93,18 @@ struct mdm_conn {
     uint64_t notified;
     int notifying;
     struct mdm_audit_rec *audit; /* its changes waiting for their answer (audit.c) */
+    /* MDM_ROLE_SDC: the single-writer volumes it holds open (claims.c),
+     * and when it last claimed one (now_ms()) */
+    uint64_t *holds;
+    size_t nholds;
+    uint64_t claimed_at;
 };
 
 /* What to answer when a proposal is applied. */
 enum mdm_proposal_kind {
     MDM_PROPOSAL_MGMT = 0,         /* a MgmtReply with the new map */
     MDM_PROPOSAL_SDC_REGISTER = 1, /* a MapReply with the SDC's id */
+    MDM_PROPOSAL_CLAIM = 2,        /* a MapReply with the volume's writer_gen (claims.c) */
 };
 
 /* The outcome of one applied entry (mdm_outcome_record). */
@@ -116,6 +123,7 @@ struct mdm_proposal {
     enum mdm_proposal_kind kind;
     uint32_t sds_id;     /* the detector's proposals: the SDS they are about */
     char guid[80];       /* MDM_PROPOSAL_SDC_REGISTER: the SDC */
+    uint64_t volume_id;  /* MDM_PROPOSAL_CLAIM: the volume */
     uint64_t request_id; /* the request's: 0 if none */
 };
 
@@ -377,6 +385,18 @@ void mdm_reply_error_at(struct rpc_conn *c, const struct frame_hdr *h, int statu
  * lists only its own mappings. */
 void mdm_reply_map(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h, uint32_t sds_id,
                    uint32_t sdc_id);
+
+/* ---- claims.c ---- */
+
+/* An SDC's FT_CLAIM request h on c: answered at once, or after the Raft
+ * entry that makes the SDC the volume's writer (MDM_PROPOSAL_CLAIM). */
+void mdm_claim_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg);
+/* Answer a claim whose entry was applied (status 0) or failed (-errno,
+ * msg: why). */
+void mdm_claim_answer(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                      uint64_t volume_id, int status, const char *msg);
+/* The session s closes: it holds nothing any more. */
+void mdm_claims_forget(struct mdm_conn *s);
 
 /* ---- status.c ---- */
 

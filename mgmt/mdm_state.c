@@ -51,6 +51,7 @@ static const struct state_op ops[] = {
     [CAIRN__MGMT_OP__OP_SDC_APPROVE] = {"SDC_APPROVE", state_sdcs_approve},
     [CAIRN__MGMT_OP__OP_CLUSTER_SET] = {"CLUSTER_SET", state_cluster_set},
     [CAIRN__MGMT_OP__OP_CLUSTER_ID] = {"CLUSTER_ID", state_cluster_id},
+    [CAIRN__MGMT_OP__OP_WRITER_SET] = {"WRITER_SET", state_volumes_writer_set},
 };
 
 const struct state_op *state_op_find(int op)
@@ -282,6 +283,14 @@ Cairn__Sdc *mdm_sdc_by_guid(const struct mdm_state *s, const char *guid)
             return s->m->sdcs[i];
     return NULL;
 }
+Cairn__Sdc *mdm_sdc_by_id(const struct mdm_state *s, uint32_t id)
+{
+    for (size_t i = 0; i < s->m->n_sdcs; i++)
+        if (s->m->sdcs[i]->id == id)
+            return s->m->sdcs[i];
+    return NULL;
+}
+
 Cairn__Sdc *mdm_sdc_by_name(const struct mdm_state *s, const char *name)
 {
     for (size_t i = 0; i < s->m->n_sdcs; i++)

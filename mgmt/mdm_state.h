@@ -117,6 +117,7 @@ Cairn__Pool *mdm_pool_by_id(const struct mdm_state *s, uint32_t id);
 Cairn__Volume *mdm_volume_by_name(const struct mdm_state *s, const char *name);
 Cairn__Sdc *mdm_sdc_by_guid(const struct mdm_state *s, const char *guid);
 Cairn__Sdc *mdm_sdc_by_name(const struct mdm_state *s, const char *name);
+Cairn__Sdc *mdm_sdc_by_id(const struct mdm_state *s, uint32_t id);
 Cairn__Device *mdm_device_by_id(const struct mdm_state *s, uint32_t id);
 Cairn__FaultSet *mdm_fault_set_by_name(const struct mdm_state *s, const char *name);
 

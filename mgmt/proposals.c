@@ -97,6 +97,14 @@ static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status,
 {
     if (!p->conn)
         return;
+    if (p->kind == MDM_PROPOSAL_CLAIM) {
+        int st = status ? -EIO : o ? o->status : -EIO;
+        mdm_claim_answer(m, p->conn, &p->hdr, p->volume_id, st,
+                         status ? "the MDM lost the leadership before granting the claim: retry"
+                         : o    ? o->err
+                                : "outcome unknown");
+        return;
+    }
     const char *lost = NULL;
     char msg[256];
     if (!status && p->request_id && (!o || o->request_id != p->request_id)) {
@@ -143,6 +151,7 @@ static void proposal_answer(struct mdm *m, struct mdm_proposal *p, int status,
         break;
     }
     case MDM_PROPOSAL_MGMT: reply_done(m, p->conn, &p->hdr); break;
+    case MDM_PROPOSAL_CLAIM: break; /* answered above */
     }
 }
 
@@ -196,6 +205,10 @@ int mdm_propose(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
     p->request_id = req->request_id;
     if (req->guid)
         snprintf(p->guid, sizeof(p->guid), "%s", req->guid);
+    if (kind == MDM_PROPOSAL_CLAIM) {
+        const Cairn__Volume *v = mdm_volume_by_name(&m->st, req->volume);
+        p->volume_id = v ? v->id : 0;
+    }
     int r = mdm_raft_propose(m, req, p, mdm_proposal_done_cb);
     if (r < 0) {
         free(p);

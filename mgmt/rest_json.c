@@ -206,6 +206,11 @@ static json_t *volume_io(const Cairn__MgmtReply *rep, uint64_t id)
     return o;
 }
 
+static const char *access_name(Cairn__MappingAccess a)
+{
+    return a == CAIRN__MAPPING_ACCESS__ACCESS_SHARED ? "shared" : "single-writer";
+}
+
 json_t *rest_json_volume(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
 {
     const Cairn__ClusterMap *m = rep->map;
@@ -221,9 +226,12 @@ json_t *rest_json_volume(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
             json_t *e = json_object();
             set(e, "sdc", rest_json_str(sdc_name(m, m->mappings[j]->sdc_id)));
             set(e, "read_only", json_boolean(m->mappings[j]->read_only));
+            set(e, "access", json_string(access_name(m->mappings[j]->access)));
             json_array_append_new(to, e);
         }
     set(o, "mapped_to", to);
+    set(o, "writer", rest_json_str(v->writer_sdc ? sdc_name(m, v->writer_sdc) : ""));
+    set(o, "writer_generation", u64(v->writer_gen));
     set(o, "io", volume_io(rep, v->id));
     return o;
 }
@@ -257,6 +265,10 @@ json_t *rest_json_sdc(const Cairn__MgmtReply *rep, const Cairn__Sdc *c)
         if (m->mappings[j]->sdc_id == c->id)
             json_array_append_new(vols, rest_json_str(vol_name(m, m->mappings[j]->volume_id)));
     set(o, "volumes", vols);
+    json_t *writing = json_array();
+    for (size_t k = 0; st && k < st->n_holds; k++)
+        json_array_append_new(writing, rest_json_str(vol_name(m, st->holds[k])));
+    set(o, "writing", writing);
     return o;
 }
 
@@ -304,6 +316,7 @@ json_t *rest_json_mapping(const Cairn__MgmtReply *rep, const Cairn__Mapping *mp)
     set(o, "volume", rest_json_str(vol_name(rep->map, mp->volume_id)));
     set(o, "sdc", rest_json_str(sdc_name(rep->map, mp->sdc_id)));
     set(o, "read_only", json_boolean(mp->read_only));
+    set(o, "access", json_string(access_name(mp->access)));
     return o;
 }
 

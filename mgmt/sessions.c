@@ -485,6 +485,7 @@ static int role_may(const struct rpc_conn *c, uint16_t type)
     case FT_SDS_REGISTER:
     case FT_PG_REBUILT: allowed = AUTH_ROLE_BIT(AUTH_ROLE_SDS); break;
     case FT_SDC_REGISTER: allowed = AUTH_ROLE_BIT(AUTH_ROLE_SDC); break;
+    case FT_CLAIM: allowed = AUTH_ROLE_BIT(AUTH_ROLE_SDC); break;
     case FT_HEARTBEAT:
     case FT_MAP_GET: allowed = AUTH_ROLE_BIT(AUTH_ROLE_SDS) | AUTH_ROLE_BIT(AUTH_ROLE_SDC); break;
     default: return 1; /* answered as unknown */
@@ -531,6 +532,7 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
     }
     case FT_SDC_REGISTER: on_sdc_register(c, h, msg); break;
     case FT_PG_REBUILT: on_pg_rebuilt(c, h, msg); break;
+    case FT_CLAIM: mdm_claim_request(c, h, msg); break;
     default:
         log_warn("mdm: unknown request type %u from %s", h->type, rpc_peer(c));
         rpc_reply(c, h, -EOPNOTSUPP, NULL, 0, NULL, 0, NULL, NULL);
@@ -550,6 +552,7 @@ static void on_close(struct rpc_conn *c)
             mdm_detector_lost(m, s->sds_id, s->sds_addr);
     }
     mdm_audit_drop(s);
+    mdm_claims_forget(s);
     if (s->slot >= 0)
         m->sessions[s->slot] = NULL;
     if (s->hb)

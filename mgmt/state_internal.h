@@ -155,11 +155,20 @@ state_apply_fn state_volumes_grow;
 /* Forget an unmapped volume; its id goes to removed_volumes so that SDSs
  * drop its extents. */
 state_apply_fn state_volumes_remove;
-/* Map a volume to an SDC (or change a mapping's read-only flag); refused
- * (-EPERM) while the SDC is pending approval. */
+/* Map a volume to an SDC (or change a mapping's read-only flag and access
+ * mode); refused (-EPERM) while the SDC is pending approval, and (-EINVAL)
+ * when the volume's other read-write mappings have another access mode.
+ * takeover makes the SDC the volume's writer under a new writer_gen;
+ * making the writer's mapping read-only leaves the volume without one
+ * (a new writer_gen too). */
 state_apply_fn state_volumes_map;
-/* Remove a mapping. */
+/* Remove a mapping (the writer's: the volume has none, a new writer_gen). */
 state_apply_fn state_volumes_unmap;
+/* OP_WRITER_SET: req->sdc becomes the writer of req->volume under a new
+ * writer_gen; -EACCES unless its mapping is single-writer read-write. */
+state_apply_fn state_volumes_writer_set;
+/* "single-writer" or "shared". */
+const char *state_access_name(Cairn__MappingAccess a);
 
 /* ---- state_sdcs.c: OP_SDC_REGISTER, OP_SDC_APPROVE, OP_CLUSTER_SET ---- */
 

@@ -1,6 +1,8 @@
 /* Volumes and their mappings in the state machine: create, grow and remove
  * a volume (within the pool's usable capacity, thick reservations and
- * overcommit limit, from capacity.c); map a volume to an SDC, unmap it. */
+ * overcommit limit, from capacity.c); map a volume to an SDC (its access
+ * mode, a takeover), unmap it; make an SDC a volume's writer (its claim,
+ * docs/attach.md). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +155,35 @@ static int find_mapping(struct mdm_state *s, const Cairn__MgmtRequest *req, Cair
     return 0;
 }
 
+/* The access mode a MAP request names. 0, or -EINVAL with err set. */
+static int parse_access(const Cairn__MgmtRequest *req, Cairn__MappingAccess *a, char *err,
+                        size_t errlen)
+{
+    if (!req->access[0] || !strcmp(req->access, "single-writer"))
+        *a = CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER;
+    else if (!strcmp(req->access, "shared"))
+        *a = CAIRN__MAPPING_ACCESS__ACCESS_SHARED;
+    else {
+        state_errf(err, errlen, "--access takes single-writer or shared, not '%.64s'", req->access);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+const char *state_access_name(Cairn__MappingAccess a)
+{
+    return a == CAIRN__MAPPING_ACCESS__ACCESS_SHARED ? "shared" : "single-writer";
+}
+
+/* v's writer sdc_id (0: none) from now on, under a new fence: whatever an
+ * SDC was granted before is refused by the SDSs once they hold this map
+ * (docs/attach.md). */
+static void set_writer(Cairn__Volume *v, uint32_t sdc_id)
+{
+    v->writer_sdc = sdc_id;
+    v->writer_gen++;
+}
+
 int state_volumes_map(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err, size_t errlen)
 {
     Cairn__Volume *v;
@@ -167,17 +198,69 @@ int state_volumes_map(struct mdm_state *s, const Cairn__MgmtRequest *req, char *
                    c->name, c->name);
         return -EPERM;
     }
-    if (j < s->m->n_mappings) {
-        s->m->mappings[j]->read_only = req->read_only;
-        return 0;
+    Cairn__MappingAccess access;
+    if ((r = parse_access(req, &access, err, errlen)) < 0)
+        return r;
+    if (req->takeover &&
+        (req->read_only || access != CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER)) {
+        state_errf(err, errlen,
+                   "--takeover is for a single-writer read-write mapping: a %s mapping has no "
+                   "single writer to take over from",
+                   req->read_only ? "read-only" : "shared");
+        return -EINVAL;
     }
-    Cairn__Mapping *mp = malloc(sizeof(*mp));
-    cairn__mapping__init(mp);
-    mp->volume_id = v->id;
-    mp->sdc_id = c->id;
+    /* one volume's read-write mappings share one mode: a single writer
+     * among shared ones would be fenced by none of them */
+    for (size_t k = 0; !req->read_only && k < s->m->n_mappings; k++) {
+        const Cairn__Mapping *o = s->m->mappings[k];
+        if (o->volume_id != v->id || o->sdc_id == c->id || o->read_only || o->access == access)
+            continue;
+        const Cairn__Sdc *oc = mdm_sdc_by_id(s, o->sdc_id);
+        state_errf(err, errlen,
+                   "volume '%s' is mapped %s to SDC '%s': every read-write mapping of a volume "
+                   "has the same access mode (map it with --access %s, or unmap it there first)",
+                   v->name, state_access_name(o->access), oc ? oc->name : "?",
+                   state_access_name(o->access));
+        return -EINVAL;
+    }
+    if (j == s->m->n_mappings) {
+        Cairn__Mapping *mp = malloc(sizeof(*mp));
+        if (!mp)
+            abort();
+        cairn__mapping__init(mp);
+        mp->volume_id = v->id;
+        mp->sdc_id = c->id;
+        if (!PB_APPEND(s->m->mappings, s->m->n_mappings, mp))
+            abort();
+    }
+    Cairn__Mapping *mp = s->m->mappings[j];
     mp->read_only = req->read_only;
-    if (!PB_APPEND(s->m->mappings, s->m->n_mappings, mp))
-        abort();
+    mp->access = req->read_only ? CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER : access;
+    if (req->takeover)
+        set_writer(v, c->id);
+    else if (req->read_only && v->writer_sdc == c->id)
+        set_writer(v, 0); /* made read-only: its writer's connections are fenced too */
+    return 0;
+}
+
+int state_volumes_writer_set(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
+                             size_t errlen)
+{
+    Cairn__Volume *v;
+    Cairn__Sdc *c;
+    size_t j;
+    int r = find_mapping(s, req, &v, &c, &j, err, errlen);
+    if (r < 0)
+        return r;
+    /* checked by the leader when it proposed this; the log may have
+     * changed the mapping since */
+    if (j == s->m->n_mappings || s->m->mappings[j]->read_only ||
+        s->m->mappings[j]->access != CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER || c->pending) {
+        state_errf(err, errlen, "volume '%s' is not mapped single-writer read-write to SDC '%s'",
+                   v->name, c->name);
+        return -EACCES;
+    }
+    set_writer(v, c->id);
     return 0;
 }
 
@@ -194,6 +277,8 @@ int state_volumes_unmap(struct mdm_state *s, const Cairn__MgmtRequest *req, char
         state_errf(err, errlen, "volume '%s' is not mapped to SDC '%s'", v->name, c->name);
         return -ENOENT;
     }
+    if (v->writer_sdc == c->id)
+        set_writer(v, 0); /* unmapped: its writer's connections are fenced */
     protobuf_c_message_free_unpacked(&s->m->mappings[j]->base, NULL);
     memmove(&s->m->mappings[j], &s->m->mappings[j + 1],
             sizeof(*s->m->mappings) * (s->m->n_mappings - j - 1));

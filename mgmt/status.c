@@ -80,6 +80,8 @@ static void fill_sdcs(struct mdm *m, struct mdm_status *out)
                 cs[i].connected = 1;
                 cs[i].last_heartbeat_ms_ago = s->last_hb ? now - s->last_hb : 0;
                 cs[i].map_version = s->hb ? s->hb->map_version : 0;
+                cs[i].holds = s->holds; /* borrowed, like the heartbeats */
+                cs[i].n_holds = s->nholds;
             }
         }
     }

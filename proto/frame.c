@@ -33,7 +33,7 @@ int frame_hdr_decode(const uint8_t in[FRAME_HDR_SIZE], struct frame_hdr *h)
     return 0;
 }
 
-void io_hdr_encode(const struct io_hdr *h, uint8_t out[IO_HDR_SIZE])
+uint32_t io_hdr_encode(const struct io_hdr *h, uint8_t out[IO_HDR_MAX])
 {
     put_be64(out, h->volume_id);
     put_be64(out + 8, h->offset);
@@ -42,11 +42,15 @@ void io_hdr_encode(const struct io_hdr *h, uint8_t out[IO_HDR_SIZE])
     put_be32(out + 24, h->pool_id);
     put_be32(out + 28, h->pg);
     put_be64(out + 32, h->epoch);
+    if (!h->writer_gen)
+        return IO_HDR_SIZE;
+    put_be64(out + 40, h->writer_gen);
+    return IO_HDR_MAX;
 }
 
 int io_hdr_decode(const uint8_t *in, uint32_t len, struct io_hdr *h)
 {
-    if (len != IO_HDR_SIZE)
+    if (len != IO_HDR_SIZE && len != IO_HDR_MAX)
         return -EINVAL;
     h->volume_id = get_be64(in);
     h->offset = get_be64(in + 8);
@@ -55,6 +59,7 @@ int io_hdr_decode(const uint8_t *in, uint32_t len, struct io_hdr *h)
     h->pool_id = get_be32(in + 24);
     h->pg = get_be32(in + 28);
     h->epoch = get_be64(in + 32);
+    h->writer_gen = len == IO_HDR_MAX ? get_be64(in + 40) : 0;
     if (h->flags & ~IO_FLAGS_KNOWN)
         return -EINVAL;
     return 0;

@@ -292,7 +292,14 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
             map_fetch_soon(s);
     }
     if (rc < 0) {
-        if (rc != -ESTALE && rc != -EAGAIN)
+        const Cairn__Volume *fv = rc == -EPERM ? cmap_volume(s->map, r->io.volume_id) : NULL;
+        if (fv) /* the writer's fence (docs/attach.md) */
+            LOG_LIMITED(LOG_WARN, 1000,
+                        "refused a change from %s for volume %llu ('%s'): fenced, another SDC "
+                        "took the volume over (writer generation %llu, the map's %llu)",
+                        rpc_peer(sc->conn), (unsigned long long)fv->id, fv->name,
+                        (unsigned long long)r->io.writer_gen, (unsigned long long)fv->writer_gen);
+        else if (rc != -ESTALE && rc != -EAGAIN)
             log_warn("rejecting %s request from %s (vol %llu off %llu len %u): %s",
                      h->type == FT_IO_READ ? "read" : "data", rpc_peer(sc->conn),
                      (unsigned long long)r->io.volume_id, (unsigned long long)r->io.offset,

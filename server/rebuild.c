@@ -255,10 +255,10 @@ static void rcopy_send(struct rcopy *c, uint16_t type)
         rcopy_done(c, -EHOSTUNREACH);
         return;
     }
-    uint8_t msg[IO_HDR_SIZE];
-    io_hdr_encode(&c->io, msg);
+    uint8_t msg[IO_HDR_MAX];
+    uint32_t mlen = io_hdr_encode(&c->io, msg);
     struct iovec iov = {c->payload, c->io.length};
-    int rc = rpc_peer_call(p, type, msg, IO_HDR_SIZE, c->payload ? &iov : NULL, c->payload ? 1 : 0,
+    int rc = rpc_peer_call(p, type, msg, mlen, c->payload ? &iov : NULL, c->payload ? 1 : 0,
                            SDS_FWD_TIMEOUT_MS, rcopy_sent_cb, c);
     if (rc < 0)
         rcopy_done(c, rc);

@@ -73,10 +73,13 @@ void replicate_forward(struct ioreq *r, int i)
     /* the copy applies it only; the epoch is the PG's here (validate_io) */
     struct io_hdr h = r->io;
     h.flags |= IO_FLAG_REPLICA;
-    uint8_t msg[IO_HDR_SIZE];
-    io_hdr_encode(&h, msg);
+    /* The primary alone judges the writer's fence: a copy that refused what
+     * its primary took would leave the copies disagreeing (docs/attach.md) */
+    h.writer_gen = 0;
+    uint8_t msg[IO_HDR_MAX];
+    uint32_t mlen = io_hdr_encode(&h, msg);
     struct iovec iov = {r->payload, r->payload ? r->io.length : 0};
-    int rc = rpc_peer_call(p, r->op, msg, IO_HDR_SIZE, &iov, r->payload ? 1 : 0, SDS_FWD_TIMEOUT_MS,
+    int rc = rpc_peer_call(p, r->op, msg, mlen, &iov, r->payload ? 1 : 0, SDS_FWD_TIMEOUT_MS,
                            fwd_reply_cb, f);
     if (rc < 0)
         write_part_done(r, rc);

@@ -88,6 +88,20 @@ int validate_io(const struct io_view *v, uint16_t type, uint32_t payload_len,
         return -ESTALE; /* not a copy here, or not the primary */
     if ((size_t)mine >= g->n_devices && reads(type))
         return -ESTALE; /* a rebuilding copy serves no read */
+    /* The writer's fence (docs/attach.md): a change from an SDC carries the
+     * writer generation its connection was granted. Older than the map's:
+     * another SDC has taken the volume over since, and this one may write
+     * nothing more (final: the SDC does not retry). Newer: our map is
+     * behind (the claim was just granted): refresh, and it retries. Copies
+     * take what their primary took: it alone judges. */
+    if (!replica && !reads(type) && type != FT_IO_FLUSH) {
+        if (io->writer_gen > vol->writer_gen) {
+            t->refresh = MAP_REFRESH_NOW;
+            return -ESTALE;
+        }
+        if (io->writer_gen < vol->writer_gen)
+            return -EPERM;
+    }
     if (mine == 0 && !replica &&
         (reads(type) ? !lease_held(v->leases, v->now, v->map, p->id, pg, g)
                      : lease_fenced(v->leases, v->now, p->id, pg)))

@@ -205,9 +205,13 @@ class Conn:
 class SdsConn(Conn):
     """A connection to one SDS, with I/O and ping helpers."""
 
-    def call(self, ftype, vol, off, length, pool, pg, epoch, flags=0, payload=b""):
-        """Returns (status, payload)."""
+    def call(self, ftype, vol, off, length, pool, pg, epoch, flags=0, payload=b"",
+             writer_gen=0):
+        """Returns (status, payload). writer_gen: a change's fence
+        (docs/attach.md), sent in the 48-byte header when not 0."""
         io = struct.pack(">QQIIIIQ", vol, off, length, flags, pool, pg, epoch)
+        if writer_gen:
+            io += struct.pack(">Q", writer_gen)
         st, _, p = self.request(ftype, io, payload)
         return st, p
 

@@ -308,6 +308,20 @@ class Cluster:
             + self._metrics_args("sdc") + self.sdc_args)
         d.start()
 
+    def add_sdc(self, name):
+        """Start another SDC (daemon and SDC name, data directory DIR/name),
+        registered and approved; returns the TCP port of its NBD exports."""
+        port = free_ports(1)[0]
+        self._daemon(name, [
+            f"{self.build}/client/cairn-sdc", "--mdm", self.mdm_list, "--data-dir",
+            f"{self.dir}/{name}", "--name", name, "--nbd-listen", f"127.0.0.1:{port}",
+            "--io-timeout", "60"] + self._cred_args("sdc", name) + self.sdc_args).start()
+        wait_for(f"SDC {name} registered",
+                 lambda: any(s["name"] == name for s in self.status()["sdcs"]))
+        if builds_with_auth(self.build):
+            self.cairn("sdc", "approve", name)
+        return port
+
     def wait_sds_connected(self):
         def ok():
             st = self.status()
@@ -382,7 +396,8 @@ class Cluster:
         self.daemons[f"sds{i + 1}"].stop()
 
     def stop_all(self, sig=signal.SIGTERM):
-        order = (["sdc"] + [n for n in self.daemons if n.startswith("sds")]
+        order = ([n for n in self.daemons if n.startswith("sdc")]
+                 + [n for n in self.daemons if n.startswith("sds")]
                  + [self.mdm_name(i) for i in range(self.n_mdms, 0, -1)])
         failed = []
         for n in order:

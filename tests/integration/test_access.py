@@ -234,11 +234,15 @@ def test_unmap_stops_a_running_writer(cluster, sdc2):
 
     def raw_writer():
         c = SdsConn(primary["addr"], cluster.credential("sdc", "sdc2"))
+        # acc4 is single-writer: a change carries the fence of sdc2's claim,
+        # which its NBD writer's connection made (docs/attach.md)
+        gen = wait_for("sdc2's claim", lambda: json.loads(cluster.cairn(
+            "volume", "show", "acc4", json_out=True).stdout)["writer_generation"])
         seq = 0
         while not stop.is_set():
             seq += 1
             t0 = time.monotonic()
-            st, _ = c.call(FT_IO_WRITE, *args, payload=pattern(f"raw{seq:08d} "))
+            st, _ = c.call(FT_IO_WRITE, *args, payload=pattern(f"raw{seq:08d} "), writer_gen=gen)
             raw_log.append((seq, t0, time.monotonic(), st))
         c.close()
 

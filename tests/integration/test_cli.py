@@ -47,7 +47,8 @@ usage: cairn [--mdm ADDR[,ADDR...]] [--mdm-timeout SECONDS] [--local]
   volume remove NAME
   volume check-copies NAME                   compare every copy of every extent
   volume locate NAME --offset BYTES          the PG, epoch and copies holding an offset
-  volume map NAME --sdc SDC [--read-only]
+  volume map NAME --sdc SDC [--read-only] [--access MODE] [--takeover]
+                                             MODE: single-writer (default) or shared
   volume unmap NAME --sdc SDC
   sdc list
   sdc approve NAME                           let a new SDC be mapped (restricted mode)
@@ -128,9 +129,9 @@ def test_volume_options_in_any_order(cluster):
     assert ok(cluster, "volume", "map", "cli1", "--sdc", sdc, "--read-only") == "ok\n"
     assert ok(cluster, "volume", "map", "--read-only", "--sdc", sdc, "cli2") == "ok\n"
     assert ok(cluster, "volume", "map", "cli3", f"--sdc={sdc}", "--json") == OK_JSON
-    assert volume(cluster, "cli1")["mapped_to"] == [{"sdc": sdc, "read_only": True}]
-    assert volume(cluster, "cli2")["mapped_to"] == [{"sdc": sdc, "read_only": True}]
-    assert volume(cluster, "cli3")["mapped_to"] == [{"sdc": sdc, "read_only": False}]
+    assert volume(cluster, "cli1")["mapped_to"] == [{"sdc": sdc, "read_only": True, "access": "single-writer"}]
+    assert volume(cluster, "cli2")["mapped_to"] == [{"sdc": sdc, "read_only": True, "access": "single-writer"}]
+    assert volume(cluster, "cli3")["mapped_to"] == [{"sdc": sdc, "read_only": False, "access": "single-writer"}]
     sdcs = json.loads(ok(cluster, "sdc", "list", "--json"))
     assert {"cli1", "cli2", "cli3"} <= set(next(s for s in sdcs if s["name"] == sdc)["volumes"])
 

@@ -399,7 +399,7 @@ def test_volume_actions_through_the_page(cluster, page):
     page.click("#map-submit")
     page.confirm()
     wait_for("web1 mapped read-only in the CLI", lambda: volumes(cluster)["web1"]["mapped_to"]
-             == [{"sdc": cluster.sdc_name, "read_only": True}])
+             == [{"sdc": cluster.sdc_name, "read_only": True, "access": "single-writer"}])
     page.wait("the mapping in the page", lambda: page.volume_rows()["web1"]["maps"] == [f"{cluster.sdc_name} RO"])
     page.click(f'button[data-action="unmap"][data-volume="web1"][data-sdc="{cluster.sdc_name}"]')
     page.confirm()

@@ -390,13 +390,14 @@ def test_volume_over_rest_and_nbd(api, rc):
     assert g["size"] == 128 << 20
     m = api.call("POST", "/mappings", body={"volume": "rv1", "sdc": rc.sdc_name},
                  expect=201).json
-    assert m == {"volume": "rv1", "sdc": rc.sdc_name, "read_only": False}
+    assert m == {"volume": "rv1", "sdc": rc.sdc_name, "read_only": False,
+                 "access": "single-writer"}
     assert api.call("GET", "/mappings", expect=200).json == [m]
     assert api.call("GET", "/mappings/{volume}/{sdc}", volume="rv1", sdc=rc.sdc_name,
                     expect=200).json == m
     assert "rv1" in api.call("GET", "/sdcs/{name}", name=rc.sdc_name, expect=200).json["volumes"]
     assert api.call("GET", "/volumes/{name}", name="rv1", expect=200).json["mapped_to"] == \
-        [{"sdc": rc.sdc_name, "read_only": False}]
+        [{"sdc": rc.sdc_name, "read_only": False, "access": "single-writer"}]
     rc.wait_export("rv1")
     h = nbd.NBD()
     h.connect_uri(rc.uri("rv1"))

@@ -49,12 +49,20 @@ int main(void)
                         .pool_id = 3,
                         .pg = 1023,
                         .epoch = 42};
-    uint8_t ib[IO_HDR_SIZE];
-    io_hdr_encode(&io, ib);
+    uint8_t ib[IO_HDR_MAX];
+    CHECK_EQ(io_hdr_encode(&io, ib), IO_HDR_SIZE); /* no writer_gen: the old 40 bytes */
     struct io_hdr jo;
     CHECK_EQ(io_hdr_decode(ib, IO_HDR_SIZE, &jo), 0);
     CHECK(memcmp(&io, &jo, sizeof(io)) == 0);
     CHECK_EQ(io_hdr_decode(ib, IO_HDR_SIZE - 1, &jo), -EINVAL);
+    io.writer_gen = 0x0102030405060708ULL; /* a change's fence: 48 bytes */
+    CHECK_EQ(io_hdr_encode(&io, ib), IO_HDR_MAX);
+    CHECK_EQ(io_hdr_decode(ib, IO_HDR_MAX, &jo), 0);
+    CHECK(memcmp(&io, &jo, sizeof(io)) == 0);
+    CHECK_EQ(io_hdr_decode(ib, IO_HDR_MAX + 1, &jo), -EINVAL);
+    CHECK_EQ(io_hdr_decode(ib, IO_HDR_SIZE, &jo), 0); /* the same without its fence */
+    CHECK_EQ(jo.writer_gen, 0);
+    io.writer_gen = 0;
     put_be32(ib + 20, 0x80);
     CHECK_EQ(io_hdr_decode(ib, IO_HDR_SIZE, &jo), -EINVAL); /* unknown flag */
 
