@@ -209,7 +209,8 @@ def test_top(cluster):
     st = cluster.status()
     vol = next(v for v in st["volumes"] if v["name"] == "top1")
     # the volume JSON keeps its keys, in their order, and gains "io" at the end
-    assert list(vol) == ["id", "name", "pool", "size", "thick", "mapped_to", "io"], list(vol)
+    assert list(vol) == ["id", "name", "pool", "size", "thick", "mapped_to", "writer",
+                         "writer_generation", "io"], list(vol)
     assert set(vol["io"]) == {"read_iops", "write_iops", "read_bytes_per_sec",
                               "write_bytes_per_sec", "read_latency_us", "write_latency_us"}
 
