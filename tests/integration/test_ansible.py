@@ -124,7 +124,8 @@ def test_playbook(c, tmp_path):
     assert rc == 0 and failed == 0 and changed == 1, out
     vols = {v["name"]: v for v in json.loads(c.cairn("volume", "list", json_out=True).stdout)}
     assert vols["vol1"]["size"] == 96 << 20 and vols["vol1"]["pool"] == "default"
-    assert vols["vol1"]["mapped_to"] == [{"sdc": c.sdc_name, "read_only": False}]
+    assert vols["vol1"]["mapped_to"] == [{"sdc": c.sdc_name, "read_only": False,
+                                          "access": "single-writer"}]
     assert "rack1" in [f["name"] for f in json.loads(c.cairn("fault-set", "list",
                                                              json_out=True).stdout)]
     pools = {p["name"]: p for p in json.loads(c.cairn("pool", "list", json_out=True).stdout)}
@@ -234,6 +235,8 @@ def test_sds(c, tmp_path):
     ("cairn.storage.volume: {name: vol1, size: 32M}", "a volume cannot shrink"),
     ("cairn.storage.mapping: {volume: nosuch, sdc: sdc1}", "cairn: no volume named 'nosuch'"),
     ("cairn.storage.sdc: {name: nosuch, wait: 1}", "SDC 'nosuch' has not registered with the MDM"),
+    ("cairn.storage.mapping: {volume: vol1, sdc: sdc1, access: shared}",
+     "volume 'vol1' is mapped single-writer to SDC 'sdc1'; unmap it first to map it shared"),
 ])
 def test_failure_is_the_cli_message(c, tmp_path, task, message):
     c.cairn("volume", "create", "vol1", "--size", "96M", check=False)  # for the shrink

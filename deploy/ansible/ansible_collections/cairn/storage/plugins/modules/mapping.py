@@ -28,6 +28,17 @@ options:
     description: Map it read-only (C(--read-only)).
     type: bool
     default: false
+  access:
+    description:
+      - A read-write mapping's access mode (C(--access), docs/attach.md).
+        C(single-writer) lets one SDC at a time have the volume open
+        read-write; C(shared) lets several write at once, for cluster file
+        systems that coordinate their writers themselves. Every read-write
+        mapping of a volume has the same mode. Ignored for a read-only one.
+      - A mapping with the other mode fails (unmap it first).
+    type: str
+    choices: [single-writer, shared]
+    default: single-writer
   state:
     description: C(present) maps it if not mapped; C(absent) unmaps it if mapped.
     type: str
@@ -67,6 +78,7 @@ def main():
         volume=dict(type='str', required=True),
         sdc=dict(type='str', required=True),
         read_only=dict(type='bool', default=False),
+        access=dict(type='str', choices=['single-writer', 'shared'], default='single-writer'),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
     ), supports_check_mode=True)
     cli = CairnCLI(module)
@@ -96,10 +108,16 @@ def main():
                                                 p['sdc'],
                                                 'read-only' if p['read_only'] else 'read-write'),
                                  volume=vol)
+            if not p['read_only'] and m[0].get('access', 'single-writer') != p['access']:
+                module.fail_json(msg="volume '%s' is mapped %s to SDC '%s'; unmap it first to map it "
+                                 "%s" % (p['volume'], m[0].get('access'), p['sdc'], p['access']),
+                                 volume=vol)
             cli.exit(False, volume=vol)
         args = ['volume', 'map', p['volume'], '--sdc', p['sdc']]
         if p['read_only']:
             args.append('--read-only')
+        elif p['access'] != 'single-writer':
+            args += ['--access', p['access']]
         cli.change(*args)
     if not module.check_mode:
         vol = cli.run('volume', 'show', p['volume'])
