@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "map_wait.h"
 
 static int get_status(const struct cli_env *env, Cairn__MgmtReply **rep)
 {
@@ -63,53 +64,25 @@ static const char *map_served(const struct cli_env *env, const char *sdc, uint64
     }
 }
 
-/* After an unmap (or a mapping made read-only): wait until every SDS the
- * MDM is connected to holds a map at least as new as version, i.e. refuses
- * the SDC what it no longer may do. The MDM announces the map at once and
- * an SDS reports it at once (proto/mdm_session.c), so this takes a few
- * round trips. An SDS the MDM counts up but cannot reach learns it when it
- * reconnects: named in the warning. */
-#define SDS_WAIT_MS 10000
-
+/* After an unmap (or a mapping made read-only, or a takeover): wait until
+ * every SDS the MDM is connected to holds a map at least as new as version,
+ * i.e. refuses the SDC what it no longer may do (map_wait.h: the REST API
+ * waits for the same). An SDS the MDM counts up but cannot reach learns it
+ * when it reconnects: named in the warning. */
 static const char *sdss_refuse(const struct cli_env *env, uint64_t version, char *why,
                                size_t whylen)
 {
-    for (int waited = 0;; waited += 20) {
+    for (int waited = 0;; waited += MAP_WAIT_SDS_POLL_MS) {
         Cairn__MgmtReply *rep;
         if (get_status(env, &rep) < 0)
             return "the MDM did not answer";
-        const char *late = NULL, *away = NULL;
-        uint64_t has = 0;
-        for (size_t i = 0; i < rep->n_sds_status; i++) {
-            const Cairn__SdsStatus *st = rep->sds_status[i];
-            const Cairn__Sds *sds = NULL;
-            for (size_t j = 0; j < rep->map->n_sds; j++)
-                if (rep->map->sds[j]->id == st->sds_id)
-                    sds = rep->map->sds[j];
-            if (!sds)
-                continue;
-            if (!st->connected) {
-                if (sds->state == CAIRN__SDS_STATE__SDS_UP)
-                    away = sds->name;
-            } else if (st->map_version < version) {
-                late = sds->name;
-                has = st->map_version;
-            }
-        }
-        if (late)
-            snprintf(why, whylen, "SDS '%s' still holds map version %llu, not %llu", late,
-                     (unsigned long long)has, (unsigned long long)version);
-        else if (away)
-            snprintf(why, whylen,
-                     "SDS '%s' is not connected to the MDM: it refuses the SDC once it gets "
-                     "map version %llu",
-                     away, (unsigned long long)version);
+        enum map_wait_sds w = map_wait_sdss(rep, version, why, whylen);
         cairn__mgmt_reply__free_unpacked(rep, NULL);
-        if (!late)
-            return away ? why : NULL;
-        if (waited >= SDS_WAIT_MS)
+        if (w != MAP_WAIT_SDS_LATE)
+            return w == MAP_WAIT_SDS_AWAY ? why : NULL;
+        if (waited >= MAP_WAIT_SDS_MS)
             return why;
-        usleep(20000);
+        usleep(MAP_WAIT_SDS_POLL_MS * 1000);
     }
 }
 
