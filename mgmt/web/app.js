@@ -480,6 +480,12 @@ function renderSds(st) {
   }</tbody></table>` : '<p class="empty">No fault set defined: each SDS is a fault set of its own.</p>');
 }
 
+// A mapping's access mode (docs/attach.md): read-only, shared, or the
+// single-writer mapping of the volume's writer.
+const accessMark = (v, m) => (m.read_only ? ' <b class="ro" title="read-only">RO</b>'
+  : m.access === 'shared' ? ' <b class="acc" title="shared: any number of writers">shared</b>'
+  : v.writer === m.sdc ? ' <b class="wr" title="single-writer: the volume\'s writer">writer</b>' : '');
+
 function renderVolumes(st) {
   const vols = st.volumes || [];
   const sdcs = st.sdcs || [];
@@ -494,7 +500,7 @@ function renderVolumes(st) {
   const prov = vols.reduce((a, v) => a + (v.size || 0), 0);
   setText($('#volumes-hint'), `${vols.length} volume${vols.length === 1 ? '' : 's'} · ${fmtBytes(prov)} provisioned`);
   const rows = shown.map((v) => {
-    const maps = (v.mapped_to || []).map((m) => `<span class="chip map" data-sdc="${esc(m.sdc)}">${esc(m.sdc)}${m.read_only ? ' <b class="ro">RO</b>' : ''}` +
+    const maps = (v.mapped_to || []).map((m) => `<span class="chip map" data-sdc="${esc(m.sdc)}" data-access="${m.read_only ? 'read-only' : esc(m.access)}">${esc(m.sdc)}${accessMark(v, m)}` +
       `<button type="button" class="chip-x" data-action="unmap" data-volume="${esc(v.name)}" data-sdc="${esc(m.sdc)}" title="Unmap from ${esc(m.sdc)}"${roAttr()} aria-label="Unmap ${esc(v.name)} from ${esc(m.sdc)}">×</button></span>`).join(' ');
     const canMap = sdcs.some((s) => !(v.mapped_to || []).some((m) => m.sdc === s.name));
     return `<tr class="vol-row${v.name === state.selected ? ' selected' : ''}" data-volume="${esc(v.name)}" data-size="${v.size}">
@@ -502,6 +508,7 @@ function renderVolumes(st) {
   <td>${esc(v.pool)}</td>
   <td class="num vol-size">${esc(fmtBytes(v.size))}</td>
   <td>${v.thick ? badge('thick', 'info') : badge('thin', 'muted')}</td>
+  <td class="writer" data-writer="${esc(v.writer)}">${v.writer ? `${esc(v.writer)} <span class="muted" title="writer generation">g${v.writer_generation}</span>` : '<span class="muted">none</span>'}</td>
   <td class="maps">${maps || '<span class="muted">not mapped</span>'}</td>
   <td class="spark-cell" data-live="spark" data-volume="${esc(v.name)}"></td>
   <td class="num" data-live="iops" data-volume="${esc(v.name)}"></td>
@@ -514,9 +521,9 @@ function renderVolumes(st) {
 </tr>`;
   });
   setHTML($('#volumes-table'), vols.length ? `<table class="tbl" id="volume-list"><thead><tr>
-  <th>Volume</th><th>Pool</th><th class="num">Size</th><th>Type</th><th>Mapped to</th><th>IOPS, 2 min</th>
+  <th>Volume</th><th>Pool</th><th class="num">Size</th><th>Type</th><th>Writer</th><th>Mapped to</th><th>IOPS, 2 min</th>
   <th class="num">IOPS r / w</th><th class="num">Latency r / w</th><th class="actions">Actions</th>
-</tr></thead><tbody>${rows.join('') || '<tr><td colspan="9" class="empty">No volume matches the filter.</td></tr>'}</tbody></table>`
+</tr></thead><tbody>${rows.join('') || '<tr><td colspan="10" class="empty">No volume matches the filter.</td></tr>'}</tbody></table>`
     : '<p class="empty">No volume yet. Create one with the button above.</p>');
   const byName = new Map(vols.map((v) => [v.name, v]));
   for (const td of $$('#volumes-table td[data-live]')) {
