@@ -10,6 +10,7 @@ writer_generation; bad requests get a 4xx with the CLI's words. Every
 answer is checked against docs/openapi.yaml."""
 import json
 import signal
+import threading
 import time
 
 import pytest
@@ -23,7 +24,10 @@ API = "/api/v1"
 
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("rest-attach"), http=True)
+    # an SDS stopped on purpose stays up (and its session connected) for
+    # the 10 s of a takeover's wait: no failover in the middle of a test
+    c = Cluster(tmp_path_factory.mktemp("rest-attach"), http=True,
+                mdm_args=["--sds-timeout", "30"])
     try:
         c.start()
         yield c
@@ -171,6 +175,30 @@ def test_bad_mapping_requests(rc, api, sdcb):
     assert rc.daemons["mdm"].alive()
 
 
+def test_takeover_waits_for_a_paused_sds(rc, api, sdcb):
+    """An SDS that does not answer for a second (SIGSTOP, then SIGCONT)
+    holds the old map meanwhile: the takeover answers success only after it
+    is back and has the new one, never before."""
+    make_volume(api, "rps", [rc.sdc_name, "sdcb"], [rc.nbd_port, sdcb])
+    sds = rc.daemons["sds2"].proc
+    resumed = []
+
+    def resume():
+        resumed.append(time.monotonic())
+        sds.send_signal(signal.SIGCONT)
+    timer = threading.Timer(1.0, resume)
+    sds.send_signal(signal.SIGSTOP)
+    timer.start()
+    try:
+        m = api.map(volume="rps", sdc="sdcb", takeover=True)
+        answered = time.monotonic()
+    finally:
+        timer.join()
+    assert resumed and answered > resumed[0], \
+        f"the takeover answered {resumed[0] - answered:.2f} s before the paused SDS was back"
+    assert m["writer"] == "sdcb" and "warning" not in m, m
+
+
 def test_takeover_that_cannot_fence_is_an_error(rc, api, sdcb):
     """An SDS that does not answer (SIGSTOP: connected, with the old map)
     keeps the takeover from being in force: after the wait, a 504 that
@@ -198,3 +226,4 @@ def test_takeover_that_cannot_fence_is_an_error(rc, api, sdcb):
     wait_for("sds3 up and connected again", back, timeout=60)
     m = api.map(volume="rst", sdc=rc.sdc_name, takeover=True)
     assert m["writer"] == rc.sdc_name and m["writer_generation"] > v["writer_generation"], m
+
