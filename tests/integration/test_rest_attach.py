@@ -227,3 +227,34 @@ def test_takeover_that_cannot_fence_is_an_error(rc, api, sdcb):
     m = api.map(volume="rst", sdc=rc.sdc_name, takeover=True)
     assert m["writer"] == rc.sdc_name and m["writer_generation"] > v["writer_generation"], m
 
+
+
+def test_shutdown_answers_a_takeover_waiting_for_the_sdss(tmp_path):
+    """A takeover waiting for an SDS (stopped) when the MDM shuts down is
+    answered 503, not a success, and the MDM still stops cleanly (its wait
+    between two statuses is on a timer the shutdown closes)."""
+    c = Cluster(tmp_path, http=True, mdm_args=["--sds-timeout", "30"])
+    c.start()
+    sds = c.daemons["sds1"].proc
+    try:
+        a = Api(c)
+        wait_for("the REST API", lambda: a.client.get(API + "/status").status == 200)
+        c.add_sdc("sdcb")
+        c.create_volume("rsd", 64 << 20)
+        c.cairn("volume", "map", "rsd", "--sdc", "sdcb")
+        sds.send_signal(signal.SIGSTOP)
+        answer = []
+        th = threading.Thread(target=lambda: answer.append(a.client.post(
+            API + "/mappings", body={"volume": "rsd", "sdc": "sdcb", "takeover": True})))
+        th.start()
+        wait_for("the takeover made, its answer waiting",
+                 lambda: a.volume("rsd")["writer"] == "sdcb", interval=0.05)
+        time.sleep(0.5)  # a few of its statuses, so that it waits between two
+        assert th.is_alive() and not answer
+        c.daemons["mdm"].stop()  # SIGTERM: a clean exit is required
+        th.join(30)
+        assert answer and answer[0].status == 503, answer
+        assert answer[0].json == {"error": "the MDM is shutting down"}, answer
+    finally:
+        sds.send_signal(signal.SIGCONT)
+        c.shutdown()
