@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 
+import nbd
 import pytest
 
 from cluster import Cluster, wait_for
@@ -197,6 +198,52 @@ def test_takeover_waits_for_a_paused_sds(rc, api, sdcb):
     assert resumed and answered > resumed[0], \
         f"the takeover answered {resumed[0] - answered:.2f} s before the paused SDS was back"
     assert m["writer"] == "sdcb" and "warning" not in m, m
+
+
+def test_takeover_fences_writes_through_a_paused_sds(rc, api, sdcb):
+    """The old writer's SDC is stopped (it cannot learn the new map, so it
+    does not refuse its writes itself) and so is an SDS, for a second; the
+    takeover answers; A's writes issued after that, spread over the PGs,
+    go out with the old writer generation once A's SDC resumes: every one
+    fails, and none lands, whichever SDS they reach."""
+    make_volume(api, "rpq", [rc.sdc_name, "sdcb"], [rc.nbd_port, sdcb], size=256 << 20)
+    a = open_rw(rc.nbd_port, "rpq")
+    a.pwrite(pattern("A", 0), 0)
+    sdc, sds = rc.daemons["sdc"].proc, rc.daemons["sds2"].proc
+    results = {}
+
+    def completion(i):
+        def cb(err):
+            results[i] = getattr(err, "value", err)  # 0, or the errno
+            return 1
+        return cb
+    spread = [k * (4 << 20) // BLOCK + k for k in range(1, 33)]  # 32 blocks, 4 MiB apart
+    bufs = {i: nbd.Buffer.from_bytearray(bytearray(pattern("A", i))) for i in spread}
+    timer = threading.Timer(1.0, lambda: sds.send_signal(signal.SIGCONT))
+    sdc.send_signal(signal.SIGSTOP)
+    sds.send_signal(signal.SIGSTOP)
+    timer.start()
+    try:
+        m = api.map(volume="rpq", sdc="sdcb", takeover=True)
+        for i in spread:
+            a.aio_pwrite(bufs[i], i * BLOCK, completion=completion(i))
+    finally:
+        sdc.send_signal(signal.SIGCONT)
+        timer.join()
+        sds.send_signal(signal.SIGCONT)
+    assert m["writer"] == "sdcb", m
+
+    def answered():
+        a.poll(1)
+        return len(results) == len(spread)
+    wait_for("A's writes answered", answered, timeout=60)
+    assert all(v != 0 for v in results.values()), results
+    b = open_rw(sdcb, "rpq")
+    for i in spread:
+        assert b.pread(BLOCK, i * BLOCK) == b"\0" * BLOCK, f"block {i}: A's write landed"
+    assert b.pread(BLOCK, 0) == pattern("A", 0)
+    b.shutdown()
+    a.shutdown()
 
 
 def test_takeover_that_cannot_fence_is_an_error(rc, api, sdcb):
