@@ -70,16 +70,19 @@ static const char *map_served(const struct cli_env *env, const char *sdc, uint64
  * waits for the same). An SDS the MDM counts up but cannot reach learns it
  * when it reconnects: named in the warning. */
 static const char *sdss_refuse(const struct cli_env *env, uint64_t version, char *why,
-                               size_t whylen)
+                               size_t whylen, int *late)
 {
+    *late = 1;
     for (int waited = 0;; waited += MAP_WAIT_SDS_POLL_MS) {
         Cairn__MgmtReply *rep;
         if (get_status(env, &rep) < 0)
             return "the MDM did not answer";
         enum map_wait_sds w = map_wait_sdss(rep, version, why, whylen);
         cairn__mgmt_reply__free_unpacked(rep, NULL);
-        if (w != MAP_WAIT_SDS_LATE)
+        if (w != MAP_WAIT_SDS_LATE) {
+            *late = 0;
             return w == MAP_WAIT_SDS_AWAY ? why : NULL;
+        }
         if (waited >= MAP_WAIT_SDS_MS)
             return why;
         usleep(MAP_WAIT_SDS_POLL_MS * 1000);
@@ -105,13 +108,22 @@ int cli_run_map(const struct cli_command *c, const struct cli_args *a, const str
     cairn__mgmt_reply__free_unpacked(rep, NULL);
     char why[256];
     const char *late;
+    int behind = 0;
     /* what the SDC may no longer do is refused by the SDSs first; after a
-     * takeover, every SDS refuses the old writer (docs/attach.md) */
-    if ((req.op == CAIRN__MGMT_OP__OP_UNMAP || req.read_only || req.takeover) &&
-        (late = sdss_refuse(env, version, why, sizeof(why))))
+     * takeover, every SDS refuses the old writer (docs/attach.md). A
+     * takeover that an SDS has not heard of is not a fence yet: an error,
+     * as the REST API's 504, so that a script never moves a writer on it */
+    late = req.op == CAIRN__MGMT_OP__OP_UNMAP || req.read_only || req.takeover
+               ? sdss_refuse(env, version, why, sizeof(why), &behind)
+               : NULL;
+    if (late && req.takeover && behind)
+        return cli_fail("volume '%s' is taken over, but the old writer is not known to be "
+                        "fenced: %s; run the command again to wait again",
+                        req.volume, late);
+    if (late)
         fprintf(stderr, "cairn: volume '%s' is %s, but %s\n", req.volume,
                 req.op == CAIRN__MGMT_OP__OP_UNMAP ? "unmapped"
-                : req.takeover                     ? "taken over (the old writer is fenced)"
+                : req.takeover                     ? "taken over"
                                                    : "mapped read-only",
                 late);
     if (req.op == CAIRN__MGMT_OP__OP_MAP &&

@@ -249,8 +249,9 @@ def test_takeover_fences_writes_through_a_paused_sds(rc, api, sdcb):
 def test_takeover_that_cannot_fence_is_an_error(rc, api, sdcb):
     """An SDS that does not answer (SIGSTOP: connected, with the old map)
     keeps the takeover from being in force: after the wait, a 504 that
-    names it, never a success. The takeover is made all the same; once the
-    SDS is back, taking over again succeeds."""
+    names it, never a success; the CLI's takeover exits 1 with the same
+    words. The takeover is made all the same; once the SDS is back, taking
+    over again succeeds."""
     make_volume(api, "rst", [rc.sdc_name, "sdcb"], [rc.nbd_port, sdcb])
     gen = api.volume("rst")["writer_generation"]
     sds = rc.daemons["sds3"].proc
@@ -259,20 +260,25 @@ def test_takeover_that_cannot_fence_is_an_error(rc, api, sdcb):
         t0 = time.monotonic()
         err = api.map(expect=504, volume="rst", sdc="sdcb", takeover=True)["error"]
         took = time.monotonic() - t0
+        # the CLI's takeover is the same wait, and an error too (exit 1)
+        cli = rc.cairn("volume", "map", "rst", "--sdc", rc.sdc_name, "--takeover", check=False)
     finally:
         sds.send_signal(signal.SIGCONT)
+    assert cli.returncode == 1 and "old writer is not known to be fenced" in cli.stderr \
+        and "SDS 'sds3' still holds map version" in cli.stderr, (cli.returncode, cli.stderr)
     assert "volume 'rst' is taken over, but the old writer is not known to be fenced" in err, err
     assert "SDS 'sds3' still holds map version" in err, err
     assert took >= 9, f"answered after {took:.1f} s, before the wait's 10 s"
     v = api.volume("rst")
-    assert v["writer"] == "sdcb" and v["writer_generation"] > gen, v
+    # both takeovers are made: REST's to sdcb, then the CLI's back
+    assert v["writer"] == rc.sdc_name and v["writer_generation"] >= gen + 2, v
 
     def back():
         st = api.call("GET", "/status", 200)
         return all(s["state"] == "up" and s["connected"] for s in st["sds"])
     wait_for("sds3 up and connected again", back, timeout=60)
-    m = api.map(volume="rst", sdc=rc.sdc_name, takeover=True)
-    assert m["writer"] == rc.sdc_name and m["writer_generation"] > v["writer_generation"], m
+    m = api.map(volume="rst", sdc="sdcb", takeover=True)
+    assert m["writer"] == "sdcb" and m["writer_generation"] > v["writer_generation"], m
 
 
 
