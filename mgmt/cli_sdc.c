@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "map_wait.h"
 
 static int get_status(const struct cli_env *env, Cairn__MgmtReply **rep)
 {
@@ -63,53 +64,28 @@ static const char *map_served(const struct cli_env *env, const char *sdc, uint64
     }
 }
 
-/* After an unmap (or a mapping made read-only): wait until every SDS the
- * MDM is connected to holds a map at least as new as version, i.e. refuses
- * the SDC what it no longer may do. The MDM announces the map at once and
- * an SDS reports it at once (proto/mdm_session.c), so this takes a few
- * round trips. An SDS the MDM counts up but cannot reach learns it when it
- * reconnects: named in the warning. */
-#define SDS_WAIT_MS 10000
-
+/* After an unmap (or a mapping made read-only, or a takeover): wait until
+ * every SDS the MDM is connected to holds a map at least as new as version,
+ * i.e. refuses the SDC what it no longer may do (map_wait.h: the REST API
+ * waits for the same). An SDS the MDM counts up but cannot reach learns it
+ * when it reconnects: named in the warning. */
 static const char *sdss_refuse(const struct cli_env *env, uint64_t version, char *why,
-                               size_t whylen)
+                               size_t whylen, int *late)
 {
-    for (int waited = 0;; waited += 20) {
+    *late = 1;
+    for (int waited = 0;; waited += MAP_WAIT_SDS_POLL_MS) {
         Cairn__MgmtReply *rep;
         if (get_status(env, &rep) < 0)
             return "the MDM did not answer";
-        const char *late = NULL, *away = NULL;
-        uint64_t has = 0;
-        for (size_t i = 0; i < rep->n_sds_status; i++) {
-            const Cairn__SdsStatus *st = rep->sds_status[i];
-            const Cairn__Sds *sds = NULL;
-            for (size_t j = 0; j < rep->map->n_sds; j++)
-                if (rep->map->sds[j]->id == st->sds_id)
-                    sds = rep->map->sds[j];
-            if (!sds)
-                continue;
-            if (!st->connected) {
-                if (sds->state == CAIRN__SDS_STATE__SDS_UP)
-                    away = sds->name;
-            } else if (st->map_version < version) {
-                late = sds->name;
-                has = st->map_version;
-            }
-        }
-        if (late)
-            snprintf(why, whylen, "SDS '%s' still holds map version %llu, not %llu", late,
-                     (unsigned long long)has, (unsigned long long)version);
-        else if (away)
-            snprintf(why, whylen,
-                     "SDS '%s' is not connected to the MDM: it refuses the SDC once it gets "
-                     "map version %llu",
-                     away, (unsigned long long)version);
+        enum map_wait_sds w = map_wait_sdss(rep, version, why, whylen);
         cairn__mgmt_reply__free_unpacked(rep, NULL);
-        if (!late)
-            return away ? why : NULL;
-        if (waited >= SDS_WAIT_MS)
+        if (w != MAP_WAIT_SDS_LATE) {
+            *late = 0;
+            return w == MAP_WAIT_SDS_AWAY ? why : NULL;
+        }
+        if (waited >= MAP_WAIT_SDS_MS)
             return why;
-        usleep(20000);
+        usleep(MAP_WAIT_SDS_POLL_MS * 1000);
     }
 }
 
@@ -132,13 +108,22 @@ int cli_run_map(const struct cli_command *c, const struct cli_args *a, const str
     cairn__mgmt_reply__free_unpacked(rep, NULL);
     char why[256];
     const char *late;
+    int behind = 0;
     /* what the SDC may no longer do is refused by the SDSs first; after a
-     * takeover, every SDS refuses the old writer (docs/attach.md) */
-    if ((req.op == CAIRN__MGMT_OP__OP_UNMAP || req.read_only || req.takeover) &&
-        (late = sdss_refuse(env, version, why, sizeof(why))))
+     * takeover, every SDS refuses the old writer (docs/attach.md). A
+     * takeover that an SDS has not heard of is not a fence yet: an error,
+     * as the REST API's 504, so that a script never moves a writer on it */
+    late = req.op == CAIRN__MGMT_OP__OP_UNMAP || req.read_only || req.takeover
+               ? sdss_refuse(env, version, why, sizeof(why), &behind)
+               : NULL;
+    if (late && req.takeover && behind)
+        return cli_fail("volume '%s' is taken over, but the old writer is not known to be "
+                        "fenced: %s; run the command again to wait again",
+                        req.volume, late);
+    if (late)
         fprintf(stderr, "cairn: volume '%s' is %s, but %s\n", req.volume,
                 req.op == CAIRN__MGMT_OP__OP_UNMAP ? "unmapped"
-                : req.takeover                     ? "taken over (the old writer is fenced)"
+                : req.takeover                     ? "taken over"
                                                    : "mapped read-only",
                 late);
     if (req.op == CAIRN__MGMT_OP__OP_MAP &&

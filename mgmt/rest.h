@@ -54,7 +54,7 @@ struct rest_link {
     int lost;              /* the connection is down and that was logged */
 };
 
-enum rest_req_list { REST_Q_NONE, REST_Q_WAITING, REST_Q_PARKED };
+enum rest_req_list { REST_Q_NONE, REST_Q_WAITING, REST_Q_PARKED, REST_Q_LATER };
 
 /* One HTTP request in flight, embedded in rest_api.c's context of it. */
 struct rest_req {
@@ -70,6 +70,7 @@ struct rest_req {
     int op;
     uint64_t request_id;
     uint64_t deadline;     /* now_ms() past which no leader is waited for */
+    uint64_t not_before;   /* on the later list: when it is sent */
     int hops;              /* redirects followed since the last wait */
     char target[128];      /* the leader it goes to; "": this MDM */
     char sent_to[128];     /* the MDM its call in flight went to */
@@ -86,12 +87,14 @@ struct mdm_rest {
     struct rest_link leader; /* the leader's, while this MDM is not it */
     uv_timer_t retry;        /* reconnects self */
     uv_timer_t tick;         /* resends the parked requests */
+    uv_timer_t later_timer;  /* sends the requests of rest_send_later() */
     int timers_open;
     int closing; /* connections closed on purpose, their on_close to come */
     int stopping;
     struct rest_req *waiting; /* calls in flight */
     unsigned n_waiting;
     struct rest_req *parked; /* waiting for a leader */
+    struct rest_req *later;  /* waiting to be sent (rest_send_later()) */
 };
 
 /* Send req (only read) for q, to this MDM, and on to the leader if this
@@ -100,6 +103,11 @@ struct mdm_rest {
  * layer's error. Then q is untouched: answer it. After a shutdown, q is
  * answered 503 and freed (q->free) when the reply would have come. */
 int rest_send(struct rest_req *q, const Cairn__MgmtRequest *req);
+/* rest_send() ms milliseconds from now, for a request that asks again (a
+ * wait): the same contract, except that a failure to send then comes as
+ * q->cb with that error and rep NULL. Until it is sent, q is answered 503
+ * and freed at shutdown, as a request waiting for a leader is. */
+int rest_send_later(struct rest_req *q, const Cairn__MgmtRequest *req, unsigned ms);
 /* Free what rest_send() kept of q (its free function calls it). */
 void rest_req_clear(struct rest_req *q);
 /* Start and end the calls: rest_calls_init() at the start, before the first
@@ -145,6 +153,10 @@ struct rest_ctx {
     Cairn__MgmtRequest req;
     const char *info; /* a removal's answer, as the CLI words it */
     char via[96];     /* req.via: who asked, for the audit log */
+    /* a takeover: answered once every SDS the MDM is connected to holds
+     * the change's map (wait_version), by wait_until (rest_api.c) */
+    int wait_sds;
+    uint64_t wait_version, wait_until;
 };
 
 /* A JSON field of a body, and where it goes in the request. */

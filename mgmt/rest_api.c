@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "map_wait.h"
 #include "rest.h"
 #include "util.h"
 #include "web_assets.h"
@@ -280,22 +281,34 @@ static void send_or_fail(struct rest_ctx *x, const Cairn__MgmtRequest *req)
     ctx_free(&x->q);
 }
 
+/* Answer x with its route's rendering of rep, a status (with warning, if
+ * any, in the object), and free it. */
+static void answer_rendered(struct rest_ctx *x, const Cairn__MgmtReply *rep, const char *warning)
+{
+    char err[512] = "";
+    json_t *doc = x->rt->render(x, rep, err, sizeof(err));
+    if (doc && warning && json_object_set_new(doc, "warning", rest_json_str(warning)) < 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    if (doc)
+        rest_answer_json(&x->q, x->rt->ok, doc);
+    else if (err[0])
+        rest_answer_req_error(&x->q, 404, err);
+    else
+        rest_answer_json(&x->q, 500, NULL);
+    ctx_free(&x->q);
+}
+
 static void on_status(struct rest_req *q, int status, const Cairn__MgmtReply *rep)
 {
     struct rest_ctx *x = (struct rest_ctx *)q;
     if (status < 0 || !rep->map) {
         answer_failure(x, status < 0 ? status : -EPROTO, status < 0 ? rep : NULL);
-    } else {
-        char err[512] = "";
-        json_t *doc = x->rt->render(x, rep, err, sizeof(err));
-        if (doc)
-            rest_answer_json(q, x->rt->ok, doc);
-        else if (err[0])
-            rest_answer_req_error(q, 404, err);
-        else
-            rest_answer_json(q, 500, NULL);
+        ctx_free(q);
+        return;
     }
-    ctx_free(q);
+    answer_rendered(x, rep, NULL);
 }
 
 static void send_status(struct rest_ctx *x)
@@ -306,11 +319,66 @@ static void send_status(struct rest_ctx *x)
     send_or_fail(x, &st);
 }
 
+/* After a takeover: a status every MAP_WAIT_SDS_POLL_MS until every SDS the
+ * MDM is connected to holds the takeover's map, and so refuses what the old
+ * writer sends (docs/attach.md), as the CLI waits (map_wait.h). Only then
+ * is the answer a success: a caller that starts the new writer on it must
+ * be able to rely on the fence. An SDS the MDM counts up but cannot reach
+ * is named in the answer's warning, as the CLI names it. */
+static void on_fence_status(struct rest_req *q, int status, const Cairn__MgmtReply *rep)
+{
+    struct rest_ctx *x = (struct rest_ctx *)q;
+    char why[256], msg[512];
+    if (status < 0 || !rep || !rep->map) {
+        snprintf(msg, sizeof(msg),
+                 "volume '%s' is taken over, but the old writer is not known to be fenced: the "
+                 "MDM did not answer while this waited for the SDSs (%s); map it again with "
+                 "takeover to wait again",
+                 x->req.volume,
+                 rep && rep->error[0] ? rep->error : strerror(status < 0 ? -status : EPROTO));
+        rest_answer_req_error(q, 504, msg);
+        ctx_free(q);
+        return;
+    }
+    if (!x->wait_version)
+        x->wait_version = rep->map->version; /* the change's reply had no map: this is newer */
+    enum map_wait_sds w = map_wait_sdss(rep, x->wait_version, why, sizeof(why));
+    if (w != MAP_WAIT_SDS_LATE) {
+        answer_rendered(x, rep, w == MAP_WAIT_SDS_AWAY ? why : NULL);
+        return;
+    }
+    if (now_ms() >= x->wait_until) {
+        snprintf(msg, sizeof(msg),
+                 "volume '%s' is taken over, but the old writer is not known to be fenced: %s "
+                 "after %d s, and may still accept what it sends; map it again with takeover "
+                 "to wait again",
+                 x->req.volume, why, MAP_WAIT_SDS_MS / 1000);
+        rest_answer_req_error(q, 504, msg);
+        ctx_free(q);
+        return;
+    }
+    Cairn__MgmtRequest st = CAIRN__MGMT_REQUEST__INIT;
+    st.op = CAIRN__MGMT_OP__OP_STATUS;
+    int r = rest_send_later(q, &st, MAP_WAIT_SDS_POLL_MS);
+    if (r < 0)
+        on_fence_status(q, r, NULL);
+}
+
 static void on_change(struct rest_req *q, int status, const Cairn__MgmtReply *rep)
 {
     struct rest_ctx *x = (struct rest_ctx *)q;
     if (status < 0) {
         answer_failure(x, status, rep);
+    } else if (x->wait_sds) {
+        x->wait_version = rep->map ? rep->map->version : 0;
+        x->wait_until = now_ms() + MAP_WAIT_SDS_MS;
+        Cairn__MgmtRequest st = CAIRN__MGMT_REQUEST__INIT;
+        st.op = CAIRN__MGMT_OP__OP_STATUS;
+        x->q.cb = on_fence_status;
+        int r = rest_send(q, &st);
+        if (r < 0)
+            on_fence_status(q, r, NULL);
+        return;
     } else if (x->rt->render) {
         send_status(x); /* show the result */
         return;

@@ -74,7 +74,9 @@ uint64_t rest_request_id(const char *key)
 
 static struct rest_req **list_of(struct mdm_rest *rest, enum rest_req_list l)
 {
-    return l == REST_Q_WAITING ? &rest->waiting : &rest->parked;
+    return l == REST_Q_WAITING  ? &rest->waiting
+           : l == REST_Q_PARKED ? &rest->parked
+                                : &rest->later;
 }
 
 static void unlist(struct rest_req *q)
@@ -450,9 +452,9 @@ static void reply_cb(struct rpc_conn *c, int status, const uint8_t *msg, uint32_
         cairn__mgmt_reply__free_unpacked(rep, NULL);
 }
 
-int rest_send(struct rest_req *q, const Cairn__MgmtRequest *req)
+/* Keep req, packed, in q for its sends. 0 or -ENOMEM. */
+static int pack(struct rest_req *q, const Cairn__MgmtRequest *req)
 {
-    struct mdm_rest *rest = q->rest;
     size_t len = cairn__mgmt_request__get_packed_size(req);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf)
@@ -463,6 +465,13 @@ int rest_send(struct rest_req *q, const Cairn__MgmtRequest *req)
     q->msg_len = len;
     q->op = (int)req->op;
     q->request_id = req->request_id;
+    return 0;
+}
+
+/* Send q's packed request: to the leader this MDM knows, or to this MDM. */
+static int dispatch(struct rest_req *q)
+{
+    struct mdm_rest *rest = q->rest;
     q->deadline = now_ms() + REST_LEADER_WAIT_MS;
     q->hops = 0;
     q->target[0] = q->took[0] = 0;
@@ -479,6 +488,55 @@ int rest_send(struct rest_req *q, const Cairn__MgmtRequest *req)
         q->target[0] = 0; /* this MDM names the leader, or says why not */
     }
     return send_on(q, &rest->self);
+}
+
+int rest_send(struct rest_req *q, const Cairn__MgmtRequest *req)
+{
+    int r = pack(q, req);
+    return r < 0 ? r : dispatch(q);
+}
+
+static void later_cb(uv_timer_t *t)
+{
+    struct mdm_rest *rest = t->data;
+    uint64_t now = now_ms(), next = 0;
+    /* take the list: the ones not due yet go back on it */
+    struct rest_req *q = rest->later;
+    rest->later = NULL;
+    for (struct rest_req *p = q; p; p = p->next)
+        p->listed = REST_Q_NONE;
+    while (q) {
+        struct rest_req *nx = q->next;
+        q->prev = q->next = NULL;
+        if (q->not_before > now) {
+            enlist(q, REST_Q_LATER);
+            next = next && next < q->not_before ? next : q->not_before;
+        } else {
+            int r = dispatch(q);
+            if (r < 0)
+                q->cb(q, r, NULL); /* q may be gone */
+        }
+        q = nx;
+    }
+    if (next)
+        uv_timer_start(&rest->later_timer, later_cb, next - now, 0);
+}
+
+int rest_send_later(struct rest_req *q, const Cairn__MgmtRequest *req, unsigned ms)
+{
+    struct mdm_rest *rest = q->rest;
+    if (rest->stopping)
+        return -ENOTCONN;
+    int r = pack(q, req);
+    if (r < 0)
+        return r;
+    q->not_before = now_ms() + ms;
+    enlist(q, REST_Q_LATER);
+    /* every delay is one of a few short ones: the timer set for the first
+     * one waiting serves, and sets itself again for the rest */
+    if (!uv_is_active((uv_handle_t *)&rest->later_timer))
+        uv_timer_start(&rest->later_timer, later_cb, ms, 0);
+    return 0;
 }
 
 void rest_req_clear(struct rest_req *q)
@@ -502,22 +560,24 @@ void rest_calls_init(struct mdm_rest *rest)
     snprintf(rest->self.addr, sizeof(rest->self.addr), "%s", rest->m->listen_addr);
     uv_timer_init(rest->m->loop, &rest->retry);
     uv_timer_init(rest->m->loop, &rest->tick);
-    rest->retry.data = rest->tick.data = rest;
-    rest->timers_open = 2;
+    uv_timer_init(rest->m->loop, &rest->later_timer);
+    rest->retry.data = rest->tick.data = rest->later_timer.data = rest;
+    rest->timers_open = 3;
     link_connect(&rest->self);
 }
 
 void rest_calls_stop(struct mdm_rest *rest)
 {
     /* Answer every request now: a waiting one's call fails (and frees it)
-     * when its connection's close has run; a parked one has none. */
+     * when its connection's close has run; a parked one, or one to be sent
+     * later, has none. */
     for (struct rest_req *q = rest->waiting; q; q = q->next)
         if (q->http) {
             rest_answer_error(rest, q->http, 503, "the MDM is shutting down");
             q->http = NULL;
         }
-    while (rest->parked) {
-        struct rest_req *q = rest->parked;
+    while (rest->parked || rest->later) {
+        struct rest_req *q = rest->parked ? rest->parked : rest->later;
         unlist(q);
         rest_answer_error(rest, q->http, 503, "the MDM is shutting down");
         q->http = NULL;
@@ -529,6 +589,7 @@ void rest_calls_stop(struct mdm_rest *rest)
             rpc_close(links[i]->conn);
     uv_close((uv_handle_t *)&rest->retry, timer_closed_cb);
     uv_close((uv_handle_t *)&rest->tick, timer_closed_cb);
+    uv_close((uv_handle_t *)&rest->later_timer, timer_closed_cb);
 }
 
 int rest_calls_idle(const struct mdm_rest *rest)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cluster_stats.h"
+#include "cmap.h"
 #include "rest.h"
 #include "util.h"
 
@@ -317,6 +318,10 @@ json_t *rest_json_mapping(const Cairn__MgmtReply *rep, const Cairn__Mapping *mp)
     set(o, "sdc", rest_json_str(sdc_name(rep->map, mp->sdc_id)));
     set(o, "read_only", json_boolean(mp->read_only));
     set(o, "access", json_string(access_name(mp->access)));
+    /* the volume's, as in its object: whom a takeover made the writer */
+    const Cairn__Volume *v = cmap_volume(rep->map, mp->volume_id);
+    set(o, "writer", rest_json_str(v && v->writer_sdc ? sdc_name(rep->map, v->writer_sdc) : ""));
+    set(o, "writer_generation", u64(v ? v->writer_gen : 0));
     return o;
 }
 

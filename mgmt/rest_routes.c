@@ -203,6 +203,16 @@ static int b_device_remove(struct rest_ctx *x, struct http_request *r, char *err
     return 0;
 }
 
+/* A takeover is answered only once the SDSs fence the old writer, as the
+ * CLI's (rest_api.c); the MDM refuses one of a read-only or shared
+ * mapping, with the CLI's words. */
+static int b_map(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
+{
+    (void)r, (void)err, (void)len;
+    x->wait_sds = x->req.takeover;
+    return 0;
+}
+
 static int b_ok(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
 {
     (void)r, (void)err, (void)len;
@@ -288,8 +298,9 @@ const struct rest_route rest_routes[] = {
      FIELDS({"volume", REST_F_STR, 1, REST_REQ_OFF(volume)},
             {"sdc", REST_F_STR, 1, REST_REQ_OFF(sdc)},
             {"read_only", REST_F_BOOL, 0, REST_REQ_OFF(read_only)},
-            {"access", REST_F_STR, 0, REST_REQ_OFF(access)}),
-     NOP, NULL, 201, r_mapping},
+            {"access", REST_F_STR, 0, REST_REQ_OFF(access)},
+            {"takeover", REST_F_BOOL, 0, REST_REQ_OFF(takeover)}),
+     NOP, b_map, 201, r_mapping},
     {"GET", API "/mappings/*/*", 0, NULL, P2(volume, sdc), NULL, 200, r_mapping},
     {"DELETE", API "/mappings/*/*", OP(UNMAP), NULL, P2(volume, sdc), b_ok, 200, NULL},
 

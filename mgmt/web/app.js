@@ -480,6 +480,12 @@ function renderSds(st) {
   }</tbody></table>` : '<p class="empty">No fault set defined: each SDS is a fault set of its own.</p>');
 }
 
+// A mapping's access mode (docs/attach.md): read-only, shared, or the
+// single-writer mapping of the volume's writer.
+const accessMark = (v, m) => (m.read_only ? ' <b class="ro" title="read-only">RO</b>'
+  : m.access === 'shared' ? ' <b class="acc" title="shared: any number of writers">shared</b>'
+  : v.writer === m.sdc ? ' <b class="wr" title="single-writer: the volume\'s writer">writer</b>' : '');
+
 function renderVolumes(st) {
   const vols = st.volumes || [];
   const sdcs = st.sdcs || [];
@@ -494,7 +500,7 @@ function renderVolumes(st) {
   const prov = vols.reduce((a, v) => a + (v.size || 0), 0);
   setText($('#volumes-hint'), `${vols.length} volume${vols.length === 1 ? '' : 's'} · ${fmtBytes(prov)} provisioned`);
   const rows = shown.map((v) => {
-    const maps = (v.mapped_to || []).map((m) => `<span class="chip map" data-sdc="${esc(m.sdc)}">${esc(m.sdc)}${m.read_only ? ' <b class="ro">RO</b>' : ''}` +
+    const maps = (v.mapped_to || []).map((m) => `<span class="chip map" data-sdc="${esc(m.sdc)}" data-access="${m.read_only ? 'read-only' : esc(m.access)}">${esc(m.sdc)}${accessMark(v, m)}` +
       `<button type="button" class="chip-x" data-action="unmap" data-volume="${esc(v.name)}" data-sdc="${esc(m.sdc)}" title="Unmap from ${esc(m.sdc)}"${roAttr()} aria-label="Unmap ${esc(v.name)} from ${esc(m.sdc)}">×</button></span>`).join(' ');
     const canMap = sdcs.some((s) => !(v.mapped_to || []).some((m) => m.sdc === s.name));
     return `<tr class="vol-row${v.name === state.selected ? ' selected' : ''}" data-volume="${esc(v.name)}" data-size="${v.size}">
@@ -502,6 +508,7 @@ function renderVolumes(st) {
   <td>${esc(v.pool)}</td>
   <td class="num vol-size">${esc(fmtBytes(v.size))}</td>
   <td>${v.thick ? badge('thick', 'info') : badge('thin', 'muted')}</td>
+  <td class="writer" data-writer="${esc(v.writer)}">${v.writer ? `${esc(v.writer)} <span class="muted" title="writer generation">g${v.writer_generation}</span>` : '<span class="muted">none</span>'}</td>
   <td class="maps">${maps || '<span class="muted">not mapped</span>'}</td>
   <td class="spark-cell" data-live="spark" data-volume="${esc(v.name)}"></td>
   <td class="num" data-live="iops" data-volume="${esc(v.name)}"></td>
@@ -514,9 +521,9 @@ function renderVolumes(st) {
 </tr>`;
   });
   setHTML($('#volumes-table'), vols.length ? `<table class="tbl" id="volume-list"><thead><tr>
-  <th>Volume</th><th>Pool</th><th class="num">Size</th><th>Type</th><th>Mapped to</th><th>IOPS, 2 min</th>
+  <th>Volume</th><th>Pool</th><th class="num">Size</th><th>Type</th><th>Writer</th><th>Mapped to</th><th>IOPS, 2 min</th>
   <th class="num">IOPS r / w</th><th class="num">Latency r / w</th><th class="actions">Actions</th>
-</tr></thead><tbody>${rows.join('') || '<tr><td colspan="9" class="empty">No volume matches the filter.</td></tr>'}</tbody></table>`
+</tr></thead><tbody>${rows.join('') || '<tr><td colspan="10" class="empty">No volume matches the filter.</td></tr>'}</tbody></table>`
     : '<p class="empty">No volume yet. Create one with the button above.</p>');
   const byName = new Map(vols.map((v) => [v.name, v]));
   for (const td of $$('#volumes-table td[data-live]')) {
@@ -582,115 +589,6 @@ function renderMdms(st) {
   }</tbody></table>` : `<p class="empty">${esc(st.mdm || 'No MDM listed.')}</p>`);
 }
 
-// ---------- charts (SVG) ----------
-
-// The top of a chart's axis: a round number (in binary units for bytes,
-// base 1024) at or above v, so that its quarters are round too.
-function niceMax(v, base = 1000) {
-  if (!(v > 0)) return 0;
-  if (base === 1024) {
-    let u = 1;
-    while (v / u >= 1024) u *= 1024;
-    return niceMax(v / u) * u;
-  }
-  const step = 10 ** Math.floor(Math.log10(v / 4));
-  for (const m of [1, 2, 2.5, 5, 10]) if (step * m * 4 >= v) return step * m * 4;
-  return v;
-}
-
-function sparkline(h, now) {
-  const W = 120; const H = 24;
-  const pts = h.map((s) => [s.t, s.ri + s.wi]);
-  const max = Math.max(1, ...pts.map((p) => p[1]));
-  const x = (t) => W - ((now - t) / HISTORY_MS) * W;
-  const y = (v) => H - 1 - (v / max) * (H - 3);
-  const d = pts.filter((p) => p[0] >= now - HISTORY_MS).map((p, i) => `${i ? 'L' : 'M'}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
-  return `<svg class="spark" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" aria-hidden="true">${d ? `<path d="${d}"/>` : ''}</svg>`;
-}
-
-// Draw a time chart of series [{name, cls, pts: [[t, v]]}] over the last
-// two minutes into el (an SVG redrawn on each poll, sized to el). The latest
-// value of each series is also left in el.dataset (data-read, data-write),
-// for the eye in the legend and for tests.
-function chart(el, now, series, fmt, unit = '', base = 1000) {
-  if (!el) return;
-  for (const s of series) {
-    const last = s.pts.length ? s.pts[s.pts.length - 1][1] : 0;
-    el.dataset[s.name] = String(last);
-  }
-  el.dataset.points = String(series[0].pts.length);
-  const width = el.clientWidth;
-  if (!width) return; // hidden: drawn when shown
-  el._chart = {now, series, fmt, unit};
-  const W = width; const H = 170;
-  const L = 66; const R = 10; const T = 8; const B = 22;
-  const t0 = now - HISTORY_MS;
-  let max = 0;
-  for (const s of series) for (const p of s.pts) if (p[0] >= t0 && p[1] > max) max = p[1];
-  const ymax = niceMax(max, base) || 1;
-  const x = (t) => L + ((t - t0) / HISTORY_MS) * (W - L - R);
-  const y = (v) => T + (1 - v / ymax) * (H - T - B);
-  let svg = `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(el.dataset.title)}">`;
-  for (let i = 0; i <= 4; i++) {
-    const v = (ymax * i) / 4;
-    const yy = y(v).toFixed(1);
-    svg += `<line class="grid" x1="${L}" x2="${W - R}" y1="${yy}" y2="${yy}"/>` +
-      `<text class="axis" x="${L - 6}" y="${yy}" dy="0.32em" text-anchor="end">${esc(max === 0 && i ? '' : fmt(v))}</text>`;
-  }
-  for (let s = 0; s <= 120; s += 30) {
-    const xx = x(now - s * 1000).toFixed(1);
-    svg += `<text class="axis" x="${xx}" y="${H - 6}" text-anchor="${s === 0 ? 'end' : s === 120 ? 'start' : 'middle'}">${s === 0 ? 'now' : '−' + s + ' s'}</text>`;
-  }
-  for (const s of series) {
-    const pts = s.pts.filter((p) => p[0] >= t0 - 2000);
-    if (!pts.length) continue;
-    const line = pts.map((p, i) => `${i ? 'L' : 'M'}${Math.max(L, x(p[0])).toFixed(1)},${y(p[1]).toFixed(1)}`).join('');
-    const x0 = Math.max(L, x(pts[0][0])).toFixed(1);
-    const x1 = x(pts[pts.length - 1][0]).toFixed(1);
-    svg += `<path class="area ${s.cls}" d="${line}L${x1},${y(0).toFixed(1)}L${x0},${y(0).toFixed(1)}Z"/>` +
-      `<path class="line ${s.cls}" d="${line}"/>`;
-  }
-  svg += `<g class="cursor" hidden><line class="cursor-line" y1="${T}" y2="${H - B}"/><text class="cursor-text" y="${T + 12}"></text></g></svg>`;
-  const legend = series.map((s) => {
-    const last = s.pts.length ? s.pts[s.pts.length - 1][1] : 0;
-    return `<span class="legend-item"><i class="key ${s.cls}"></i>${esc(s.name)} <b>${esc(fmt(last))}${unit ? ' ' + unit : ''}</b></span>`;
-  }).join('');
-  el.innerHTML = `<div class="chart-head"><span class="chart-title">${esc(el.dataset.title)}</span>${legend}</div>${svg}`;
-  if (!el._hover) {
-    el._hover = true;
-    el.addEventListener('mousemove', (e) => hover(el, e));
-    el.addEventListener('mouseleave', () => { const g = $('.cursor', el); if (g) g.setAttribute('hidden', ''); });
-  }
-}
-
-// The crosshair: the values of the point nearest the mouse.
-function hover(el, e) {
-  const c = el._chart;
-  const g = $('.cursor', el);
-  if (!c || !g) return;
-  const svg = $('svg', el);
-  const W = svg.viewBox.baseVal.width;
-  const L = 66; const R = 10;
-  const px = e.clientX - svg.getBoundingClientRect().left;
-  if (px < L || px > W - R) { g.setAttribute('hidden', ''); return; }
-  const t = c.now - HISTORY_MS + ((px - L) / (W - L - R)) * HISTORY_MS;
-  const pts = c.series[0].pts;
-  if (!pts.length) return;
-  let best = 0;
-  for (let i = 1; i < pts.length; i++) if (Math.abs(pts[i][0] - t) < Math.abs(pts[best][0] - t)) best = i;
-  const xx = L + ((pts[best][0] - (c.now - HISTORY_MS)) / HISTORY_MS) * (W - L - R);
-  const ago = Math.round((c.now - pts[best][0]) / 1000);
-  const text = `${ago ? '−' + ago + ' s' : 'now'}: ` + c.series.map((s) => `${s.name} ${c.fmt(s.pts[best] ? s.pts[best][1] : 0)}`).join(', ');
-  g.removeAttribute('hidden');
-  const line = $('.cursor-line', g);
-  line.setAttribute('x1', xx); line.setAttribute('x2', xx);
-  const tx = $('.cursor-text', g);
-  tx.textContent = text;
-  const right = xx > W / 2;
-  tx.setAttribute('x', right ? xx - 6 : xx + 6);
-  tx.setAttribute('text-anchor', right ? 'end' : 'start');
-}
-
 // ---------- navigation ----------
 
 const VIEWS = ['overview', 'sds', 'volumes', 'sdcs', 'mdms'];
@@ -706,195 +604,6 @@ function showView() {
   for (const a of $$('.tabs a')) a.classList.toggle('active', a.dataset.tab === v);
   for (const a of $$('.tabs a')) a.setAttribute('aria-current', a.dataset.tab === v ? 'page' : 'false');
   render();
-}
-
-// ---------- actions ----------
-
-// The confirmation step of every action: title, body (HTML), the button's
-// label and style, the call to make; back, when set, returns to the form.
-function confirmAction({title, body, ok = 'Confirm', danger = false, run, back = null, done}) {
-  const dlg = $('#dlg-confirm');
-  setText($('#confirm-title'), title);
-  $('#confirm-body').innerHTML = body;
-  const err = $('#confirm-error');
-  err.hidden = true;
-  err.textContent = '';
-  const okb = $('#confirm-ok');
-  okb.textContent = ok;
-  okb.className = 'btn ' + (danger ? 'danger' : 'primary');
-  okb.disabled = false;
-  const bk = $('#confirm-back');
-  bk.hidden = !back;
-  bk.onclick = back ? () => { dlg.close(); back(); } : null;
-  $('#form-confirm').onsubmit = async (e) => {
-    e.preventDefault();
-    okb.disabled = true;
-    const label = okb.textContent;
-    okb.textContent = 'Working…';
-    try {
-      await run();
-      dlg.close();
-      toast(done);
-      pollNow();
-    } catch (ex) {
-      err.textContent = ex.message;
-      err.hidden = false;
-      okb.textContent = label;
-      okb.disabled = false;
-    }
-  };
-  dlg.showModal();
-  okb.focus();
-}
-
-function volumeByName(name) {
-  return ((state.status && state.status.volumes) || []).find((v) => v.name === name);
-}
-
-function sizeHint(input, hint) {
-  const n = parseSize(input.value);
-  hint.textContent = input.value.trim() === '' ? 'bytes, or a number with K, M, G, T, P (powers of 1024)'
-    : n != null ? `= ${fmtBytes(n)} (${n.toLocaleString('en-US')} bytes)` : 'the MDM will check this size';
-}
-
-function openCreate() {
-  const f = $('#form-create');
-  f.reset();
-  const pools = (state.status && state.status.pools) || [];
-  $('#create-pool').innerHTML = pools.map((p) => `<option value="${esc(p.name)}">${esc(p.name)} (${p.copies} copies, ${esc(fmtBytes(p.free))} free)</option>`).join('') ||
-    '<option value="">(no pool)</option>';
-  sizeHint($('#create-size'), $('#create-size-hint'));
-  $('#dlg-create').showModal();
-  $('#create-name').focus();
-}
-
-function submitCreate(e) {
-  e.preventDefault();
-  const name = $('#create-name').value.trim();
-  const sizeText = $('#create-size').value.trim();
-  const pool = $('#create-pool').value;
-  const thick = $('#create-thick').checked;
-  $('#dlg-create').close();
-  const n = parseSize(sizeText);
-  const body = {name, size: /^\d+$/.test(sizeText) ? Number(sizeText) : sizeText, thick};
-  if (pool) body.pool = pool;
-  confirmAction({
-    title: 'Create volume',
-    body: `<p>Create volume <b>${esc(name)}</b> of <b>${esc(n != null ? fmtBytes(n) : sizeText)}</b> in pool <b>${esc(pool || 'default')}</b>, ${thick ? '<b>thick</b> (its whole size is reserved now)' : 'thin'}?</p>`,
-    ok: 'Create volume',
-    back: () => $('#dlg-create').showModal(),
-    run: () => api('POST', 'volumes', body),
-    done: `Volume ${name} created`,
-  });
-}
-
-function openGrow(name) {
-  const v = volumeByName(name);
-  if (!v) return;
-  $('#form-grow').reset();
-  $('#form-grow').dataset.volume = name;
-  setText($('#grow-name'), name);
-  setText($('#grow-current'), `${fmtBytes(v.size)} (${v.size.toLocaleString('en-US')} bytes)`);
-  sizeHint($('#grow-size'), $('#grow-size-hint'));
-  $('#dlg-grow').showModal();
-  $('#grow-size').focus();
-}
-
-function submitGrow(e) {
-  e.preventDefault();
-  const name = $('#form-grow').dataset.volume;
-  const v = volumeByName(name);
-  const sizeText = $('#grow-size').value.trim();
-  const n = parseSize(sizeText);
-  $('#dlg-grow').close();
-  confirmAction({
-    title: 'Grow volume',
-    body: `<p>Grow volume <b>${esc(name)}</b> from <b>${esc(v ? fmtBytes(v.size) : '?')}</b> to <b>${esc(n != null ? fmtBytes(n) : sizeText)}</b>?</p>` +
-      '<p class="muted">A volume can grow but not shrink; the hosts that map it see the new size when they reconnect or re-read it.</p>',
-    ok: 'Grow volume',
-    back: () => $('#dlg-grow').showModal(),
-    run: () => api('PATCH', 'volumes/' + encodeURIComponent(name), {size: /^\d+$/.test(sizeText) ? Number(sizeText) : sizeText}),
-    done: `Volume ${name} grown`,
-  });
-}
-
-function openMap(name) {
-  const v = volumeByName(name);
-  if (!v) return;
-  $('#form-map').reset();
-  $('#form-map').dataset.volume = name;
-  setText($('#map-name'), name);
-  const mapped = new Set((v.mapped_to || []).map((m) => m.sdc));
-  const sdcs = ((state.status && state.status.sdcs) || []).filter((s) => !mapped.has(s.name));
-  $('#map-sdc').innerHTML = sdcs.map((s) => `<option value="${esc(s.name)}">${esc(s.name)}${s.connected === false ? ' (disconnected)' : ''}</option>`).join('');
-  $('#dlg-map').showModal();
-}
-
-function submitMap(e) {
-  e.preventDefault();
-  const volume = $('#form-map').dataset.volume;
-  const sdc = $('#map-sdc').value;
-  const ro = $('#map-ro').checked;
-  $('#dlg-map').close();
-  confirmAction({
-    title: 'Map volume',
-    body: `<p>Map volume <b>${esc(volume)}</b> to SDC <b>${esc(sdc)}</b> ${ro ? '<b>read-only</b>' : 'read-write'}?</p>` +
-      `<p class="muted">The SDC then serves it as the NBD export <span class="mono">${esc(volume)}</span>.</p>`,
-    ok: 'Map volume',
-    back: () => $('#dlg-map').showModal(),
-    run: () => api('POST', 'mappings', {volume, sdc, read_only: ro}),
-    done: `Volume ${volume} mapped to ${sdc}`,
-  });
-}
-
-function askUnmap(volume, sdc) {
-  confirmAction({
-    title: 'Unmap volume',
-    body: `<p>Unmap volume <b>${esc(volume)}</b> from SDC <b>${esc(sdc)}</b>?</p><p class="muted">The host loses the export: anything using it gets I/O errors.</p>`,
-    ok: 'Unmap',
-    danger: true,
-    run: () => api('DELETE', `mappings/${encodeURIComponent(volume)}/${encodeURIComponent(sdc)}`),
-    done: `Volume ${volume} unmapped from ${sdc}`,
-  });
-}
-
-function askRemove(name) {
-  const v = volumeByName(name);
-  confirmAction({
-    title: 'Remove volume',
-    body: `<p>Remove volume <b>${esc(name)}</b>${v ? ` (${esc(fmtBytes(v.size))}, pool ${esc(v.pool)})` : ''}?</p><p class="t-bad">Its data is lost. This cannot be undone.</p>`,
-    ok: 'Remove volume',
-    danger: true,
-    run: () => api('DELETE', 'volumes/' + encodeURIComponent(name)),
-    done: `Volume ${name} removed`,
-  });
-}
-
-function onClick(e) {
-  const closer = e.target.closest('[data-close]');
-  if (closer) {
-    closer.closest('dialog').close();
-    return;
-  }
-  const b = e.target.closest('[data-action]');
-  if (b) {
-    const vol = b.dataset.volume;
-    if (b.disabled || (auth.readOnly() && b.dataset.action !== 'select')) return;
-    switch (b.dataset.action) {
-      case 'create': openCreate(); break;
-      case 'grow': openGrow(vol); break;
-      case 'map': openMap(vol); break;
-      case 'unmap': askUnmap(vol, b.dataset.sdc); break;
-      case 'remove': askRemove(vol); break;
-      case 'select': state.selected = vol; render(); break;
-    }
-    return;
-  }
-  const row = e.target.closest('tr.vol-row');
-  if (row && !e.target.closest('button')) {
-    state.selected = row.dataset.volume;
-    render();
-  }
 }
 
 function init() {

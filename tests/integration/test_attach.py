@@ -127,21 +127,19 @@ def test_second_writer_refused_read_only_allowed(cluster, sdcb):
     b.shutdown()
 
 
-def test_takeover_fences_the_old_writer(cluster, sdcb):
-    """A writes fresh blocks in a loop; the takeover to B returns; every
-    write A issued after that fails, and none of their data is on the
-    volume."""
-    a_port = cluster.nbd_port
-    make_volume(cluster, "tk", [cluster.sdc_name, "sdcb"], [a_port, sdcb], size=1 << 30)
-    a = open_rw(a_port, "tk")
-    log = []  # (block, issued at, ok)
+def takeover_under_writes(a, take_over, blocks):
+    """A (an open NBD handle) writes fresh blocks in a loop; take_over() is
+    called meanwhile and must return only once the old writer is fenced.
+    Returns A's log [(block, issued at, ok)], when take_over() was called
+    and when it returned; A has written 50 blocks after that."""
+    log = []
     stop = threading.Event()
     taken = threading.Event()
     after = [0]
 
     def writer():
         i = 0
-        while not stop.is_set() and i < (1 << 30) // BLOCK:
+        while not stop.is_set() and i < blocks:
             t = time.monotonic()
             try:
                 a.pwrite(pattern("A", i), i * BLOCK)
@@ -159,27 +157,34 @@ def test_takeover_fences_the_old_writer(cluster, sdcb):
 
     th = threading.Thread(target=writer)
     th.start()
-    wait_for("A writing", lambda: len(log) > 20)
-    gen_before = volume_info(cluster, "tk")["writer_generation"]
-    t0 = time.monotonic()
-    r = cluster.cairn("volume", "map", "tk", "--sdc", "sdcb", "--takeover")
-    t_ret = time.monotonic()
-    assert "but" not in r.stderr, r.stderr
-    taken.set()
-    th.join(60)
-    stop.set()
+    try:
+        wait_for("A writing", lambda: len(log) > 20)
+        t0 = time.monotonic()
+        take_over()
+        t_ret = time.monotonic()
+        taken.set()
+        th.join(60)
+    finally:
+        stop.set()
+        th.join(60)
     assert not th.is_alive()
-    info = volume_info(cluster, "tk")
-    assert info["writer"] == "sdcb" and info["writer_generation"] > gen_before
+    return log, t0, t_ret
 
+
+def check_fenced(a, a_port, b_port, vol, log, t0, t_ret):
+    """After takeover_under_writes() moved vol from A (handle a, the SDC
+    at a_port) to B (the SDC at b_port): every write A issued after the
+    takeover returned (t_ret) failed, and none of their data is on the
+    volume, read through B, which writes over some of A's; every
+    acknowledged write of A's from before it is there; A's connection stays
+    fenced and a new one of A's is refused. Closes a."""
     late = [(i, t, ok) for (i, t, ok) in log if t > t_ret]
     assert late, "A wrote nothing after the takeover"
     assert not any(ok for (_, _, ok) in late), \
         f"A's writes issued after the takeover returned succeeded: {[x for x in late if x[2]][:5]}"
     assert any(ok for (_, t, ok) in log if t < t0), "A wrote before the takeover"
-
     # B writes (its claim is granted: it is the writer), over some of A's
-    b = open_rw(sdcb, "tk")
+    b = open_rw(b_port, vol)
     b.pwrite(pattern("B", 0), 0)
     # every block: what A wrote before the takeover, or B's, or never-written
     # zeroes; never data of an A write issued after the takeover returned
@@ -196,9 +201,27 @@ def test_takeover_fences_the_old_writer(cluster, sdcb):
     # A's connection stays fenced; a new one of A is refused while B has it open
     with pytest.raises(nbd.Error):
         a.pwrite(b"z" * BLOCK, 0)
-    assert refused(a_port, "tk")
+    assert refused(a_port, vol)
     a.shutdown()
     b.shutdown()
+
+
+def test_takeover_fences_the_old_writer(cluster, sdcb):
+    """A writes fresh blocks in a loop; the takeover to B returns; every
+    write A issued after that fails, and none of their data is on the
+    volume."""
+    a_port = cluster.nbd_port
+    make_volume(cluster, "tk", [cluster.sdc_name, "sdcb"], [a_port, sdcb], size=1 << 30)
+    a = open_rw(a_port, "tk")
+    gen_before = volume_info(cluster, "tk")["writer_generation"]
+
+    def take_over():
+        r = cluster.cairn("volume", "map", "tk", "--sdc", "sdcb", "--takeover")
+        assert "but" not in r.stderr, r.stderr
+    log, t0, t_ret = takeover_under_writes(a, take_over, (1 << 30) // BLOCK)
+    info = volume_info(cluster, "tk")
+    assert info["writer"] == "sdcb" and info["writer_generation"] > gen_before
+    check_fenced(a, a_port, sdcb, "tk", log, t0, t_ret)
 
 
 def test_shared_allows_several_writers(cluster, sdcb):

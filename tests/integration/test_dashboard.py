@@ -177,6 +177,9 @@ class Browser:
         return {r["name"]: r for r in self.js(
             "return [...document.querySelectorAll('#volume-list tr.vol-row')].map(r => ("
             "{name: r.dataset.volume, size: Number(r.dataset.size),"
+            " writer: r.querySelector('td.writer').dataset.writer,"
+            " writer_text: r.querySelector('td.writer').textContent.trim(),"
+            " access: Object.fromEntries([...r.querySelectorAll('.chip.map')].map(c => [c.dataset.sdc, c.dataset.access])),"
             " maps: [...r.querySelectorAll('.chip.map')].map(c => c.textContent.replace('×', '').trim())}))")}
 
     def sign_in(self, token):
@@ -411,6 +414,46 @@ def test_volume_actions_through_the_page(cluster, page):
     page.confirm()
     wait_for("web1 gone from the CLI", lambda: "web1" not in volumes(cluster))
     page.wait("web1 gone from the page", lambda: "web1" not in page.volume_rows())
+
+
+def test_volumes_show_writer_and_access(cluster, page):
+    """A volume claimed by an NBD client's read-write open shows its writer
+    SDC (and generation), its mapping marked writer and a read-only one
+    RO; a shared volume shows no writer and its mappings shared; as the
+    CLI's JSON has them."""
+    cluster.add_sdc("sdcb")
+    cluster.create_volume("att", 256 << 20)  # mapped to sdc1, single-writer
+    cluster.cairn("volume", "map", "att", "--sdc", "sdcb", "--read-only")
+    cluster.create_volume("atts", 256 << 20, map_it=False)
+    for sdc in (cluster.sdc_name, "sdcb"):
+        cluster.cairn("volume", "map", "atts", "--sdc", sdc, "--access", "shared")
+    cluster.wait_export("att")
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri("att"))  # read-write: claims the volume for sdc1
+    try:
+        h.pwrite(b"w" * 4096, 0)
+        cli = volumes(cluster)
+        assert cli["att"]["writer"] == cluster.sdc_name and cli["atts"]["writer"] == ""
+        page.tab("volumes")
+        page.wait("att's writer in the page",
+                  lambda: page.volume_rows().get("att", {}).get("writer") == cluster.sdc_name)
+        rows = page.volume_rows()
+        att, atts = rows["att"], rows["atts"]
+        assert att["writer_text"] == f"{cluster.sdc_name} g{cli['att']['writer_generation']}", att
+        assert att["access"] == {cluster.sdc_name: "single-writer", "sdcb": "read-only"}, att
+        assert sorted(att["maps"]) == sorted([f"{cluster.sdc_name} writer", "sdcb RO"]), att
+        assert (atts["writer"], atts["writer_text"]) == ("", "none"), atts
+        assert atts["access"] == {cluster.sdc_name: "shared", "sdcb": "shared"}, atts
+        assert sorted(atts["maps"]) == sorted([f"{cluster.sdc_name} shared", "sdcb shared"]), atts
+        # the writer moves with a takeover, and the page follows
+        cluster.cairn("volume", "map", "att", "--sdc", "sdcb", "--takeover")
+        page.wait("att's new writer in the page",
+                  lambda: page.volume_rows()["att"]["writer"] == "sdcb")
+        att = page.volume_rows()["att"]
+        assert att["access"] == {cluster.sdc_name: "single-writer", "sdcb": "single-writer"}, att
+        assert sorted(att["maps"]) == sorted([cluster.sdc_name, "sdcb writer"]), att
+    finally:
+        h.shutdown()
 
 
 def test_killed_sds_shows_down(cluster, page, writer):

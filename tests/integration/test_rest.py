@@ -391,7 +391,7 @@ def test_volume_over_rest_and_nbd(api, rc):
     m = api.call("POST", "/mappings", body={"volume": "rv1", "sdc": rc.sdc_name},
                  expect=201).json
     assert m == {"volume": "rv1", "sdc": rc.sdc_name, "read_only": False,
-                 "access": "single-writer"}
+                 "access": "single-writer", "writer": "", "writer_generation": 0}
     assert api.call("GET", "/mappings", expect=200).json == [m]
     assert api.call("GET", "/mappings/{volume}/{sdc}", volume="rv1", sdc=rc.sdc_name,
                     expect=200).json == m

@@ -112,6 +112,13 @@ def test_follower_serves_reads_and_changes(c, lead):
     h.flush()
     assert h.pread(len(data), 8 << 20) == data
     h.shutdown()
+    # a takeover on a follower: the change and the statuses of its wait for
+    # the SDSs (docs/attach.md) go to the leader; the answer is the mapping
+    gen = api(c, f).get(API + "/volumes/fwd-vol").json["writer_generation"]
+    r = spec.validate("POST", "/mappings", api(c, f).post(
+        API + "/mappings", {"volume": "fwd-vol", "sdc": c.sdc_name, "takeover": True}))
+    assert r.status == 201 and r.headers["Cairn-Answered-By"] == lead_addr, r
+    assert r.json["writer"] == c.sdc_name and r.json["writer_generation"] > gen, r.json
 
     # the leader's audit log names the HTTP client (this host, on the
     # bridge) and the follower that carried the change

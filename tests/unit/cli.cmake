@@ -16,3 +16,11 @@ target_include_directories(test_cli_progress PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
 target_link_libraries(test_cli_progress cairn_capacity m)
 add_test(NAME unit_cli_progress COMMAND test_cli_progress)
 set_tests_properties(unit_cli_progress PROPERTIES TIMEOUT 60)
+
+# mgmt/map_wait.c: whether the SDSs hold a change's map, the CLI's and the
+# REST API's wait, on replies built by hand.
+add_executable(test_map_wait test_map_wait.c)
+target_include_directories(test_map_wait PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(test_map_wait cairn_capacity)
+add_test(NAME unit_map_wait COMMAND test_map_wait)
+set_tests_properties(unit_map_wait PROPERTIES TIMEOUT 60)
