@@ -74,9 +74,7 @@ uint64_t rest_request_id(const char *key)
 
 static struct rest_req **list_of(struct mdm_rest *rest, enum rest_req_list l)
 {
-    return l == REST_Q_WAITING  ? &rest->waiting
-           : l == REST_Q_PARKED ? &rest->parked
-                                : &rest->later;
+    return l == REST_Q_WAITING ? &rest->waiting : l == REST_Q_PARKED ? &rest->parked : &rest->later;
 }
 
 static void unlist(struct rest_req *q)
