@@ -1,7 +1,10 @@
-/* Extent store: round trips, holes, unaligned I/O, ENOSPC, device errors, and
- * a crash test on a mock disk that drops unsynced writes: after any crash,
- * every sector holds a value the write ordering allows (never another
- * extent's bytes, never an acknowledged-durable write lost). */
+/* Extent store: round trips, holes, unaligned I/O, ENOSPC, device errors,
+ * granules (a reused slot's old bytes never show, FUA writes of fresh
+ * granules are durable), version 1 devices, and a crash test on a mock disk
+ * that drops unsynced writes: after any crash, every sector holds a value the
+ * write ordering allows (never another extent's bytes, never an
+ * acknowledged-durable write lost), with 4 KiB granules and with granules
+ * larger than a block (2 MiB extents: 8 KiB), on version 2 and 1 devices. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,7 +17,6 @@
 
 #define EXT (64u << 10)
 #define SECT 512u
-#define NSECT (EXT / SECT)
 #define NEXT 40
 #define DISK_SIZE (48ull * EXT)
 #define CLUSTER "test-cluster"
@@ -173,6 +175,236 @@ static void test_basic(void)
     free(r);
 }
 
+/* ---- granules ---- */
+
+/* Where a device of this size keeps its table and slots (extent_layout.c). */
+static void layout_of(uint64_t size, uint64_t ext, uint32_t esize, uint64_t *toff, uint64_t *doff)
+{
+    uint64_t n = (size - 4096) / (ext + esize);
+    for (;;) {
+        uint64_t tbytes = (n * esize + 4095) / 4096 * 4096;
+        *toff = 4096;
+        *doff = (4096 + tbytes + ext - 1) / ext * ext;
+        if (*doff + n * ext <= size)
+            break;
+        n--;
+    }
+}
+
+static void raw_read(uint64_t off, void *buf, uint32_t len)
+{
+    CHECK_EQ(d->ops->pread(d, buf, len, off), 0);
+}
+
+/* A version 1 device as store_format wrote it before granules: 32-byte
+ * entries (volume, extent, generation), no bitmaps, no granule size. */
+static void format_v1(struct disk *disk, uint64_t ext)
+{
+    uint64_t toff, doff, n = (disk->size - 4096) / (ext + 32);
+    layout_of(disk->size, ext, 32, &toff, &doff);
+    while (doff + n * ext > disk->size)
+        n--;
+    uint8_t *b = abuf(4096);
+    memset(b, 0, 4096);
+    for (uint64_t off = toff; off < doff; off += 4096)
+        CHECK_EQ(disk->ops->pwrite(disk, b, 4096, off), 0);
+    memcpy(b, "CAIRNDEV", 8);
+    put_be32(b + 8, 1);
+    put_be32(b + 12, 7);
+    put_be64(b + 16, ext);
+    put_be64(b + 24, n);
+    strcpy((char *)b + 64, CLUSTER);
+    CHECK_EQ(disk->ops->pwrite(disk, b, 4096, 0), 0);
+    free(b);
+}
+
+/* Every byte of the extent is zero except [off, off + len), which is want. */
+static void check_only(uint64_t vol, uint64_t ext, uint32_t off, uint32_t len, const uint8_t *want)
+{
+    uint8_t *r = abuf(EXT);
+    memset(r, 0xaa, EXT);
+    CHECK_EQ(do_read(vol, ext, 0, EXT, r), 0);
+    for (uint32_t i = 0; i < EXT; i++)
+        CHECK_EQ(r[i], (i >= off && i < off + len) ? want[i - off] : 0);
+    free(r);
+}
+
+/* Fill extents (1, 0..n-1) with a pattern, flush, free them: slots 0..n-1
+ * hold another extent's bytes; the next allocation takes slot 0. */
+static void dirty_slots(int n)
+{
+    uint8_t *w = abuf(EXT);
+    for (int e = 0; e < n; e++) {
+        fill(w, EXT, 77, (uint64_t)e, 0);
+        CHECK_EQ(do_write(1, (uint64_t)e, 0, EXT, w, 0), 0);
+    }
+    CHECK_EQ(do_flush(), 0);
+    for (int e = n; e-- > 0;)
+        CHECK_EQ(do_free(1, (uint64_t)e), 0);
+    free(w);
+}
+
+static void crash_reopen(int keep_pct)
+{
+    mock_disk_crash(d, keep_pct);
+    mock_disk_run(d, 0);
+    mock_disk_revive(d);
+    reopen();
+}
+
+/* A reused slot: one 4 KiB write into it, the rest still holds the freed
+ * extent's bytes on the device, and none of them is ever read back: not
+ * before a crash, not after one (flushed or not). */
+static void test_stale(void)
+{
+    d = mock_disk_new(DISK_SIZE);
+    CHECK_EQ(store_format(d, CLUSTER, 7, EXT), 0);
+    reopen();
+    CHECK_EQ(store_granule_size(st), 4096);
+    dirty_slots(1);
+    uint8_t *w = abuf(4096), *raw = abuf(EXT), *old = abuf(EXT);
+    fill(w, 4096, 5, 5, 8192);
+    CHECK_EQ(do_write(2, 5, 8192, 4096, w, 0), 0);
+    /* it went to slot 0, whose other blocks are the old extent's */
+    uint64_t toff, doff;
+    layout_of(DISK_SIZE, EXT, 64, &toff, &doff);
+    raw_read(doff, raw, EXT);
+    fill(old, EXT, 77, 0, 0);
+    CHECK_EQ(memcmp(raw, old, 8192), 0);
+    CHECK_EQ(memcmp(raw + 8192, w, 4096), 0);
+    CHECK_EQ(memcmp(raw + 12288, old + 12288, EXT - 12288), 0);
+    uint64_t bm[4];
+    CHECK_EQ(store_written(st, 2, 5, bm, 4), EXT / 4096);
+    CHECK_EQ(bm[0], 1u << 2);
+    CHECK_EQ(store_written(st, 2, 6, bm, 4), 0);
+    CHECK_EQ(store_written(st, 2, 5, bm, 0), -EINVAL);
+    check_only(2, 5, 8192, 4096, w);
+    /* crash before a flush, every write kept: the extent is a hole */
+    crash_reopen(100);
+    CHECK_EQ(store_allocated(st, 2, 5), 0);
+    check_only(2, 5, 0, 0, w);
+    /* again, flushed: only the block */
+    CHECK_EQ(do_write(2, 5, 8192, 4096, w, 0), 0);
+    CHECK_EQ(do_flush(), 0);
+    crash_reopen(0);
+    check_only(2, 5, 8192, 4096, w);
+    CHECK_EQ(store_written(st, 2, 5, bm, 4), EXT / 4096);
+    CHECK_EQ(bm[0], 1u << 2);
+    /* an unaligned write into a clear granule: merged into zeroes */
+    uint8_t *w2 = abuf(EXT);
+    memcpy(w2, w, 4096);
+    fill(w2 + 4096, 100, 6, 5, 0);
+    CHECK_EQ(do_write(2, 5, 12388, 100, w2 + 4096, 0), 0);
+    memset(w2 + 4096, 0, 100);
+    fill(w2 + 4096 + 100, 100, 6, 5, 0);
+    check_only(2, 5, 8192, 4096 + 200, w2);
+    CHECK_EQ(do_flush(), 0);
+    crash_reopen(0);
+    check_only(2, 5, 8192, 4096 + 200, w2);
+    free(w2);
+    free(w);
+    free(raw);
+    free(old);
+    store_close(st);
+    st = NULL;
+    mock_disk_free(d);
+}
+
+/* A FUA write into fresh granules is durable when it completes: into a new
+ * extent, into a fresh granule of an extent allocated without FUA, and into
+ * a granule an unflushed write filled (that write's data is synced first,
+ * else the granule's bit would name lost data over another extent's bytes). */
+static void test_fua(void)
+{
+    d = mock_disk_new(DISK_SIZE);
+    CHECK_EQ(store_format(d, CLUSTER, 7, EXT), 0);
+    reopen();
+    dirty_slots(3);
+    uint8_t *a = abuf(4096), *b = abuf(4096), *c = abuf(4096);
+    fill(a, 4096, 11, 0, 4096);
+    CHECK_EQ(do_write(2, 0, 4096, 4096, a, STORE_FUA), 0);
+    crash_reopen(0);
+    check_only(2, 0, 4096, 4096, a);
+
+    fill(b, 4096, 12, 1, 0);
+    CHECK_EQ(do_write(2, 1, 0, 4096, b, 0), 0);
+    fill(c, 1000, 13, 1, 1000);
+    CHECK_EQ(do_write(2, 1, 1000, 1000, c, STORE_FUA), 0);
+    memcpy(b + 1000, c, 1000);
+    crash_reopen(0);
+    check_only(2, 1, 0, 4096, b);
+
+    fill(b, 4096, 14, 2, 0);
+    CHECK_EQ(do_write(2, 2, 0, 4096, b, 0), 0);
+    fill(c, 4096, 15, 2, 8192);
+    CHECK_EQ(do_write(2, 2, 8192, 4096, c, STORE_FUA), 0);
+    crash_reopen(0);
+    uint8_t *r = abuf(EXT);
+    CHECK_EQ(do_read(2, 2, 0, EXT, r), 0);
+    CHECK(memcmp(r, b, 4096) == 0 || !memcmp(r, r + 4096, 4096)); /* zero or the write */
+    for (uint32_t i = 4096; i < EXT; i++)
+        CHECK_EQ(r[i], (i >= 8192 && i < 12288) ? c[i - 8192] : 0);
+    free(r);
+    free(a);
+    free(b);
+    free(c);
+    store_close(st);
+    st = NULL;
+    mock_disk_free(d);
+}
+
+/* A version 1 device loads: its extents read whole (one granule, written),
+ * it stays version 1 (32-byte entries), and a first write there writes the
+ * whole slot, so another extent's bytes still never show. */
+static void test_v1(void)
+{
+    d = mock_disk_new(DISK_SIZE);
+    format_v1(d, EXT);
+    uint64_t toff, doff;
+    layout_of(DISK_SIZE, EXT, 32, &toff, &doff);
+    /* slot 0: extent 3/0; slot 1: free, old bytes; slot 2: extent 3/1 */
+    uint8_t *w = abuf(EXT), *t = abuf(4096), *r = abuf(EXT);
+    for (uint32_t s = 0; s < 3; s++) {
+        fill(w, EXT, 90 + s, s, 0);
+        CHECK_EQ(d->ops->pwrite(d, w, EXT, doff + s * EXT), 0);
+    }
+    raw_read(toff, t, 4096);
+    put_be64(t, 3), put_be64(t + 8, 0), put_be64(t + 16, 1);
+    put_be64(t + 64, 3), put_be64(t + 72, 1), put_be64(t + 80, 2);
+    CHECK_EQ(d->ops->pwrite(d, t, 4096, toff), 0);
+    reopen();
+    CHECK_EQ(store_granule_size(st), EXT);
+    uint64_t bm[4];
+    CHECK_EQ(store_written(st, 3, 1, bm, 4), 1);
+    CHECK_EQ(bm[0], 1);
+    for (uint32_t s = 0; s < 3; s += 2) {
+        fill(w, EXT, 90 + s, s, 0);
+        CHECK_EQ(do_read(3, s / 2, 0, EXT, r), 0);
+        CHECK_EQ(memcmp(r, w, EXT), 0);
+    }
+    fill(w, 4096, 95, 0, 0);
+    CHECK_EQ(do_write(4, 0, 8192, 4096, w, 0), 0);
+    check_only(4, 0, 8192, 4096, w);
+    crash_reopen(100); /* not flushed: a hole */
+    check_only(4, 0, 0, 0, w);
+    CHECK_EQ(do_write(4, 0, 8192, 4096, w, 0), 0);
+    CHECK_EQ(do_flush(), 0);
+    crash_reopen(0);
+    check_only(4, 0, 8192, 4096, w);
+    /* still version 1: the superblock, and slot 1's entry 32 bytes in */
+    raw_read(0, t, 4096);
+    CHECK_EQ(get_be32(t + 8), 1);
+    raw_read(toff, t, 4096);
+    CHECK_EQ(get_be64(t + 32), 4);
+    CHECK_EQ(get_be64(t + 64), 3);
+    free(w);
+    free(t);
+    free(r);
+    store_close(st);
+    st = NULL;
+    mock_disk_free(d);
+}
+
 /* ---- crash test ---- */
 
 #define MAXC 24
@@ -181,7 +413,10 @@ struct cand {
     uint32_t tag[MAXC];
     uint32_t latest;
 };
-static struct cand model[NEXT][NSECT];
+/* The crash test's shape: extent size, extents used, v1 layout or not. */
+static uint32_t cx = EXT, cnext = NEXT, csect = EXT / SECT;
+static struct cand *cmodel;
+#define model(e, s) cmodel[(e) * csect + (s)]
 
 static void cand_add(struct cand *c, uint32_t tag)
 {
@@ -207,24 +442,29 @@ struct wop {
     uint8_t *buf;
 };
 
-static void crash_round(unsigned seed)
+static void crash_round(unsigned seed, int v1)
 {
     srand(seed);
-    d = mock_disk_new(DISK_SIZE);
-    CHECK_EQ(store_format(d, CLUSTER, 7, EXT), 0);
+    d = mock_disk_new((uint64_t)(cnext + 8) * cx);
+    if (v1)
+        format_v1(d, cx);
+    else
+        CHECK_EQ(store_format(d, CLUSTER, 7, cx), 0);
     reopen();
-    uint8_t *buf = abuf(EXT);
-    /* Phase A: fill 30 extents and free 10 of them, so free slots hold old bytes. */
-    for (uint64_t e = 0; e < 30; e++) {
-        fill(buf, EXT, 1000000 + (uint32_t)e, e, 0);
-        CHECK_EQ(do_write(1, e, 0, EXT, buf, 0), 0);
+    uint8_t *buf = abuf(cx);
+    /* Phase A: fill 3/4 of the extents and free a third of those, so free
+     * slots hold old bytes. */
+    uint64_t nfull = cnext / 2, nfilled = cnext * 3 / 4;
+    for (uint64_t e = 0; e < nfilled; e++) {
+        fill(buf, cx, 1000000 + (uint32_t)e, e, 0);
+        CHECK_EQ(do_write(1, e, 0, cx, buf, 0), 0);
     }
-    for (uint64_t e = 20; e < 30; e++)
+    for (uint64_t e = nfull; e < nfilled; e++)
         CHECK_EQ(do_free(1, e), 0);
     CHECK_EQ(do_flush(), 0);
-    for (uint64_t e = 0; e < NEXT; e++)
-        for (uint32_t s = 0; s < NSECT; s++)
-            cand_set(&model[e][s], e < 20 ? 1000000 + (uint32_t)e : 0);
+    for (uint64_t e = 0; e < cnext; e++)
+        for (uint32_t s = 0; s < csect; s++)
+            cand_set(&model(e, s), e < nfull ? 1000000 + (uint32_t)e : 0);
 
     /* Phase B: batches of concurrent requests to distinct extents; crash at a
      * random point, possibly with requests in flight. */
@@ -242,7 +482,7 @@ static void crash_round(unsigned seed)
             uint64_t e;
             int dup;
             do {
-                e = (uint64_t)(rand() % NEXT);
+                e = (uint64_t)(rand() % cnext);
                 dup = 0;
                 for (int j = 0; j < i; j++)
                     dup |= used_ext[j] == e;
@@ -252,18 +492,18 @@ static void crash_round(unsigned seed)
             o->kind = rand() % 10 == 0;
             o->fua = rand() % 4 == 0;
             o->tag = tag++;
-            o->off = (uint32_t)(rand() % NSECT) * SECT;
+            o->off = (uint32_t)(rand() % csect) * SECT;
             o->len = (uint32_t)(1 + rand() % 32) * SECT;
-            if (o->off + o->len > EXT)
-                o->len = EXT - o->off;
+            if (o->off + o->len > cx)
+                o->len = cx - o->off;
             o->buf = abuf(o->len);
             fill(o->buf, o->len, o->tag, e, o->off);
             /* an unacknowledged request may land: its values are possible */
-            for (uint32_t s = 0; s < NSECT; s++) {
+            for (uint32_t s = 0; s < csect; s++) {
                 if (o->kind == 1)
-                    cand_add(&model[e][s], 0);
+                    cand_add(&model(e, s), 0);
                 else if (s * SECT >= o->off && s * SECT < o->off + o->len)
-                    cand_add(&model[e][s], o->tag);
+                    cand_add(&model(e, s), o->tag);
             }
             int r = o->kind ? store_free(st, 1, e, done_cb, &o->dn)
                             : store_write(st, 1, e, o->off, o->len, o->buf, o->fua ? STORE_FUA : 0,
@@ -284,8 +524,8 @@ static void crash_round(unsigned seed)
             if (!o->dn.n)
                 continue; /* not acknowledged */
             CHECK_EQ(o->dn.res, 0);
-            for (uint32_t s = 0; s < NSECT; s++) {
-                struct cand *c = &model[o->ext][s];
+            for (uint32_t s = 0; s < csect; s++) {
+                struct cand *c = &model(o->ext, s);
                 if (o->kind == 1) {
                     cand_set(c, 0); /* free is durable when acknowledged */
                 } else if (s * SECT >= o->off && s * SECT < o->off + o->len) {
@@ -298,9 +538,9 @@ static void crash_round(unsigned seed)
         }
         if (!crashed_mid && rand() % 5 == 0) {
             CHECK_EQ(do_flush(), 0);
-            for (uint64_t e = 0; e < NEXT; e++)
-                for (uint32_t s = 0; s < NSECT; s++)
-                    cand_set(&model[e][s], model[e][s].latest);
+            for (uint64_t e = 0; e < cnext; e++)
+                for (uint32_t s = 0; s < csect; s++)
+                    cand_set(&model(e, s), model(e, s).latest);
         }
         if (!crashed_mid)
             for (int i = 0; i < nops; i++)
@@ -321,10 +561,10 @@ static void crash_round(unsigned seed)
     char msg[256];
     CHECK_EQ(store_open(d, CLUSTER, 7, &st, msg, sizeof(msg)), 0);
     uint8_t *want = abuf(SECT);
-    for (uint64_t e = 0; e < NEXT; e++) {
-        CHECK_EQ(do_read(1, e, 0, EXT, buf), 0);
-        for (uint32_t s = 0; s < NSECT; s++) {
-            struct cand *c = &model[e][s];
+    for (uint64_t e = 0; e < cnext; e++) {
+        CHECK_EQ(do_read(1, e, 0, cx, buf), 0);
+        for (uint32_t s = 0; s < csect; s++) {
+            struct cand *c = &model(e, s);
             int ok = 0;
             for (int i = 0; i < c->n && !ok; i++) {
                 fill(want, SECT, c->tag[i], e, (uint64_t)s * SECT);
@@ -332,8 +572,9 @@ static void crash_round(unsigned seed)
             }
             if (!ok) {
                 fprintf(stderr,
-                        "seed %u: extent %llu sector %u holds none of its %d allowed values\n",
-                        seed, (unsigned long long)e, s, c->n);
+                        "seed %u (extent %u%s): extent %llu sector %u holds none of its %d "
+                        "allowed values\n",
+                        seed, cx, v1 ? ", v1" : "", (unsigned long long)e, s, c->n);
                 exit(1);
             }
         }
@@ -382,13 +623,30 @@ static void test_busy(void)
     mock_disk_free(d);
 }
 
+static void crash_rounds(uint32_t ext, uint32_t next, int v1, unsigned rounds)
+{
+    cx = ext;
+    cnext = next;
+    csect = ext / SECT;
+    cmodel = calloc((size_t)next * csect, sizeof(*cmodel));
+    for (unsigned i = 0; i < rounds; i++)
+        crash_round(i + 1, v1);
+    free(cmodel);
+    cmodel = NULL;
+}
+
 int main(int argc, char **argv)
 {
     test_basic();
     test_busy();
+    test_stale();
+    test_fua();
+    test_v1();
     unsigned rounds = argc > 1 ? (unsigned)atoi(argv[1]) : 300;
-    for (unsigned i = 0; i < rounds; i++)
-        crash_round(i + 1);
-    printf("extent store: basic ok, busy ok, %u crash rounds ok\n", rounds);
+    crash_rounds(EXT, NEXT, 0, rounds);          /* 4 KiB granules */
+    crash_rounds(2u << 20, 12, 0, rounds / 10);  /* 8 KiB granules */
+    crash_rounds(EXT, NEXT, 1, rounds / 3);      /* version 1: one granule */
+    printf("extent store: basic, busy, stale, fua, v1 ok; %u + %u + %u crash rounds ok\n",
+           rounds, rounds / 10, rounds / 3);
     return 0;
 }
