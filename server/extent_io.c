@@ -517,19 +517,23 @@ static int dispatch_write(struct sop *op)
         store_hash_insert(st, slot, op->vol, op->ext);
     }
     const uint64_t *live = store_live(st, slot);
+    /* A FUA write over a granule an unflushed write filled makes its bit
+     * durable: the rest of that granule (the earlier write's data) must be
+     * synced first. Granules of one block are rewritten whole (RMW). */
+    int fua_gran = (op->flags & STORE_FUA) && st->granule > BLK;
     if (!bm_all(live, op->g0, op->g1)) {
         if (fill_conflict(op)) {
             park(op, slot);
             return 0;
         }
-        for (uint32_t g = op->g0; g <= op->g1 && (op->flags & STORE_FUA); g++)
+        for (uint32_t g = op->g0; g <= op->g1 && fua_gran; g++)
             op->needsync |= bm_test(live, g) && !store_staged(st, slot, g);
         int r = start_fill(op);
         if (r < 0)
             fill_abort(op);
         return r;
     }
-    for (uint32_t g = op->g0; g <= op->g1 && (op->flags & STORE_FUA); g++)
+    for (uint32_t g = op->g0; g <= op->g1 && fua_gran; g++)
         op->needsync |= !store_staged(st, slot, g);
     if (aligned(op)) {
         op->stage = SOP_WRITE;

@@ -218,13 +218,15 @@ static void format_v1(struct disk *disk, uint64_t ext)
     free(b);
 }
 
+static uint32_t gx = EXT; /* the extent size of the granule tests */
+
 /* Every byte of the extent is zero except [off, off + len), which is want. */
 static void check_only(uint64_t vol, uint64_t ext, uint32_t off, uint32_t len, const uint8_t *want)
 {
-    uint8_t *r = abuf(EXT);
-    memset(r, 0xaa, EXT);
-    CHECK_EQ(do_read(vol, ext, 0, EXT, r), 0);
-    for (uint32_t i = 0; i < EXT; i++)
+    uint8_t *r = abuf(gx);
+    memset(r, 0xaa, gx);
+    CHECK_EQ(do_read(vol, ext, 0, gx, r), 0);
+    for (uint32_t i = 0; i < gx; i++)
         CHECK_EQ(r[i], (i >= off && i < off + len) ? want[i - off] : 0);
     free(r);
 }
@@ -233,10 +235,10 @@ static void check_only(uint64_t vol, uint64_t ext, uint32_t off, uint32_t len, c
  * hold another extent's bytes; the next allocation takes slot 0. */
 static void dirty_slots(int n)
 {
-    uint8_t *w = abuf(EXT);
+    uint8_t *w = abuf(gx);
     for (int e = 0; e < n; e++) {
-        fill(w, EXT, 77, (uint64_t)e, 0);
-        CHECK_EQ(do_write(1, (uint64_t)e, 0, EXT, w, 0), 0);
+        fill(w, gx, 77, (uint64_t)e, 0);
+        CHECK_EQ(do_write(1, (uint64_t)e, 0, gx, w, 0), 0);
     }
     CHECK_EQ(do_flush(), 0);
     for (int e = n; e-- > 0;)
@@ -314,10 +316,11 @@ static void test_stale(void)
  * extent, into a fresh granule of an extent allocated without FUA, and into
  * a granule an unflushed write filled (that write's data is synced first,
  * else the granule's bit would name lost data over another extent's bytes). */
-static void test_fua(void)
+static void test_fua(uint32_t ext)
 {
-    d = mock_disk_new(DISK_SIZE);
-    CHECK_EQ(store_format(d, CLUSTER, 7, EXT), 0);
+    gx = ext;
+    d = mock_disk_new(48ull * ext);
+    CHECK_EQ(store_format(d, CLUSTER, 7, ext), 0);
     reopen();
     dirty_slots(3);
     uint8_t *a = abuf(4096), *b = abuf(4096), *c = abuf(4096);
@@ -339,10 +342,10 @@ static void test_fua(void)
     fill(c, 4096, 15, 2, 8192);
     CHECK_EQ(do_write(2, 2, 8192, 4096, c, STORE_FUA), 0);
     crash_reopen(0);
-    uint8_t *r = abuf(EXT);
-    CHECK_EQ(do_read(2, 2, 0, EXT, r), 0);
+    uint8_t *r = abuf(ext);
+    CHECK_EQ(do_read(2, 2, 0, ext, r), 0);
     CHECK(memcmp(r, b, 4096) == 0 || !memcmp(r, r + 4096, 4096)); /* zero or the write */
-    for (uint32_t i = 4096; i < EXT; i++)
+    for (uint32_t i = 4096; i < ext; i++)
         CHECK_EQ(r[i], (i >= 8192 && i < 12288) ? c[i - 8192] : 0);
     free(r);
     free(a);
@@ -351,6 +354,7 @@ static void test_fua(void)
     store_close(st);
     st = NULL;
     mock_disk_free(d);
+    gx = EXT;
 }
 
 /* A version 1 device loads: its extents read whole (one granule, written),
@@ -471,6 +475,7 @@ static void crash_round(unsigned seed, int v1)
     uint32_t tag = 1;
     int batches = 3 + rand() % 8;
     struct wop ops[4];
+    struct done fdn;
     int crashed_mid = 0, last_nops = 0;
     for (int b = 0; b < batches && !crashed_mid; b++) {
         int nops = 1 + rand() % 4;
@@ -512,6 +517,12 @@ static void crash_round(unsigned seed, int v1)
             if (r == 1)
                 o->dn.n = 1;
         }
+        /* A flush alongside: it covers what completed before it (so a crash
+         * may fall between its device sync and its table writes). */
+        int flushing = rand() % 3 == 0;
+        memset(&fdn, 0, sizeof(fdn));
+        if (flushing)
+            CHECK_EQ(store_flush(st, done_cb, &fdn), 0);
         if (rand() % 4 == 0) {
             /* crash with requests in flight */
             mock_disk_run_n(d, 1, rand() % 6);
@@ -536,6 +547,14 @@ static void crash_round(unsigned seed, int v1)
                 }
             }
         }
+        if (flushing && fdn.n && fdn.res == 0)
+            for (uint64_t e = 0; e < cnext; e++) {
+                int busy = 0;
+                for (int i = 0; i < nops; i++)
+                    busy |= used_ext[i] == e;
+                for (uint32_t s = 0; s < csect && !busy; s++)
+                    cand_set(&model(e, s), model(e, s).latest);
+            }
         if (!crashed_mid && rand() % 5 == 0) {
             CHECK_EQ(do_flush(), 0);
             for (uint64_t e = 0; e < cnext; e++)
@@ -640,7 +659,8 @@ int main(int argc, char **argv)
     test_basic();
     test_busy();
     test_stale();
-    test_fua();
+    test_fua(EXT);     /* 4 KiB granules */
+    test_fua(2u << 20); /* 8 KiB granules: a FUA write into a filled one syncs it */
     test_v1();
     unsigned rounds = argc > 1 ? (unsigned)atoi(argv[1]) : 300;
     crash_rounds(EXT, NEXT, 0, rounds);          /* 4 KiB granules */
