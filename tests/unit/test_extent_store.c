@@ -357,6 +357,68 @@ static void test_fua(uint32_t ext)
     gx = EXT;
 }
 
+/* A free that arrives while a write fills a granule of the extent waits for
+ * it: completing after the free, the fill would set a bit of the free slot,
+ * and the next extent there would read the old extent's bytes. */
+static void test_free_fill(void)
+{
+    uint8_t *w = abuf(4096);
+    for (unsigned trial = 0; trial < 20; trial++) {
+        srand(trial);
+        d = mock_disk_new(DISK_SIZE);
+        CHECK_EQ(store_format(d, CLUSTER, 7, EXT), 0);
+        reopen();
+        fill(w, 4096, 21, 1, 0);
+        CHECK_EQ(do_write(1, 1, 0, 4096, w, 0), 0);
+        struct done wr = {0}, fr = {0};
+        fill(w, 4096, 22, 1, 8192);
+        CHECK_EQ(store_write(st, 1, 1, 8192, 4096, w, 0, done_cb, &wr), 0);
+        CHECK_EQ(store_free(st, 1, 1, done_cb, &fr), 0);
+        mock_disk_run(d, 1);
+        CHECK_EQ(wr.n + fr.n, 2);
+        fill(w, 4096, 23, 0, 0);
+        CHECK_EQ(do_write(2, 0, 0, 4096, w, 0), 0); /* takes the freed slot */
+        check_only(2, 0, 0, 4096, w);
+        store_close(st);
+        st = NULL;
+        mock_disk_free(d);
+    }
+    free(w);
+}
+
+/* Two writes into one clear 8 KiB granule at once, each 4 KiB: the second
+ * waits for the first (each fills the rest of the granule with zeroes). */
+static void test_fill_conflict(void)
+{
+    gx = 2u << 20;
+    uint8_t *w = abuf(8192);
+    for (unsigned trial = 0; trial < 10; trial++) {
+        srand(trial);
+        d = mock_disk_new(16ull * gx);
+        CHECK_EQ(store_format(d, CLUSTER, 7, gx), 0);
+        reopen();
+        CHECK_EQ(store_granule_size(st), 8192);
+        fill(w, 8192, 31, 0, 0);
+        CHECK_EQ(do_write(1, 0, 0, 4096, w, 0), 0);
+        struct done a = {0}, b = {0};
+        CHECK_EQ(store_write(st, 1, 0, 8192, 4096, w, 0, done_cb, &a), 0);
+        CHECK_EQ(store_write(st, 1, 0, 12288, 4096, w + 4096, 0, done_cb, &b), 0);
+        mock_disk_run(d, 1);
+        CHECK_EQ(a.n + b.n, 2);
+        uint8_t *want = abuf(16384);
+        memset(want, 0, 16384);
+        memcpy(want, w, 4096);
+        memcpy(want + 8192, w, 8192);
+        check_only(1, 0, 0, 16384, want);
+        free(want);
+        store_close(st);
+        st = NULL;
+        mock_disk_free(d);
+    }
+    free(w);
+    gx = EXT;
+}
+
 /* A version 1 device loads: its extents read whole (one granule, written),
  * it stays version 1 (32-byte entries), and a first write there writes the
  * whole slot, so another extent's bytes still never show. */
@@ -661,12 +723,14 @@ int main(int argc, char **argv)
     test_stale();
     test_fua(EXT);     /* 4 KiB granules */
     test_fua(2u << 20); /* 8 KiB granules: a FUA write into a filled one syncs it */
+    test_free_fill();
+    test_fill_conflict();
     test_v1();
     unsigned rounds = argc > 1 ? (unsigned)atoi(argv[1]) : 300;
     crash_rounds(EXT, NEXT, 0, rounds);          /* 4 KiB granules */
     crash_rounds(2u << 20, 12, 0, rounds / 10);  /* 8 KiB granules */
     crash_rounds(EXT, NEXT, 1, rounds / 3);      /* version 1: one granule */
-    printf("extent store: basic, busy, stale, fua, v1 ok; %u + %u + %u crash rounds ok\n",
+    printf("extent store: basic, busy, stale, fua, free-fill, fill-conflict, v1 ok; %u + %u + %u crash rounds ok\n",
            rounds, rounds / 10, rounds / 3);
     return 0;
 }
