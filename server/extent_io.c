@@ -376,8 +376,8 @@ static void data_cb(struct disk_io *io, int res)
     int r = res == (int)io->len ? 0 : (res < 0 ? res : -EIO);
     if (r < 0)
         log_error("%s: %s of %u bytes at %llu failed: %s", st->d->name,
-                  io->op == DISK_READ ? "read" : (io->op == DISK_SYNC ? "sync" : "write"),
-                  io->len, (unsigned long long)io->off, strerror(-r));
+                  io->op == DISK_READ ? "read" : (io->op == DISK_SYNC ? "sync" : "write"), io->len,
+                  (unsigned long long)io->off, strerror(-r));
     if (op->kind == K_READ) {
         if (r == 0 && op->bounce)
             memcpy(op->ubuf, op->bounce + (op->off - op->span_off), op->len);
@@ -427,13 +427,8 @@ static void data_cb(struct disk_io *io, int res)
 
 static int submit_io(struct sop *op, int dop, uint64_t off, void *buf, uint32_t len, int dsync)
 {
-    op->io = (struct disk_io){.op = dop,
-                              .dsync = dsync,
-                              .off = off,
-                              .buf = buf,
-                              .len = len,
-                              .cb = data_cb,
-                              .arg = op};
+    op->io = (struct disk_io){
+        .op = dop, .dsync = dsync, .off = off, .buf = buf, .len = len, .cb = data_cb, .arg = op};
     return disk_submit(op->st->d, &op->io);
 }
 
@@ -482,8 +477,7 @@ static int start_fill(struct sop *op)
     st->fills = op;
     op->stage = SOP_WRITE;
     if (s0 == op->off && s1 == op->off + op->len && aligned(op))
-        return submit_io(op, DISK_WRITE, slot_off(st, op->slot) + op->off, op->ubuf, op->len,
-                         fua);
+        return submit_io(op, DISK_WRITE, slot_off(st, op->slot) + op->off, op->ubuf, op->len, fua);
     if (prepare_bounce(op, s0, s1) < 0)
         return -ENOMEM;
     if ((!hc && op->off % BLK) || (!tc && (op->off + op->len) % BLK)) {

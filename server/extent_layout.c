@@ -221,8 +221,7 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     /* Bounded like a pool's extent size (which store_format was given):
      * else a corrupt superblock sizes the table read below (it spans up to
      * the first slot, one extent in). A formatted device has a slot. */
-    if ((ver != 1 && ver != SB_VERSION) || ext < BLK || ext > STORE_EXTENT_MAX ||
-        (ext & (ext - 1)))
+    if ((ver != 1 && ver != SB_VERSION) || ext < BLK || ext > STORE_EXTENT_MAX || (ext & (ext - 1)))
         goto corrupt;
     /* Version 1 has no bitmaps: one granule, the whole extent, written in
      * every allocated slot (which is what version 1 guaranteed). */

@@ -47,19 +47,19 @@ struct tblock {
 
 struct extent_store {
     struct disk *d;
-    uint32_t version;   /* of the on-disk layout: 1 (no bitmaps on disk) or 2 */
-    uint32_t esize;     /* bytes per table entry */
+    uint32_t version; /* of the on-disk layout: 1 (no bitmaps on disk) or 2 */
+    uint32_t esize;   /* bytes per table entry */
     uint64_t extent_size;
-    uint64_t granule;   /* bytes per bit of an extent's bitmap */
-    uint32_t ngran;     /* granules per extent, <= STORE_GRANULES_MAX */
-    uint32_t bm_words;  /* uint64_t words per slot in live[] */
+    uint64_t granule;  /* bytes per bit of an extent's bitmap */
+    uint32_t ngran;    /* granules per extent, <= STORE_GRANULES_MAX */
+    uint32_t bm_words; /* uint64_t words per slot in live[] */
     uint64_t nslots;
     uint64_t table_off, data_off;
-    uint8_t *table;     /* the table as it may go to disk, 4096-aligned: only
-                           entries and bits whose data is durable */
-    uint64_t *live;     /* per slot: granules written (what reads see); the
-                           table's bits are a subset, those made durable */
-    uint8_t *state;     /* slot_state per slot */
+    uint8_t *table;        /* the table as it may go to disk, 4096-aligned: only
+                              entries and bits whose data is durable */
+    uint64_t *live;        /* per slot: granules written (what reads see); the
+                              table's bits are a subset, those made durable */
+    uint8_t *state;        /* slot_state per slot */
     uint64_t *kvol, *kext; /* index keys per slot, apart from the table so an
                               entry can be cleared on disk while requests still find the slot */
     uint32_t *hnext;
@@ -74,13 +74,13 @@ struct extent_store {
     struct sop *fills;    /* writes of clear granules in flight (few: one list) */
     struct tblock *tblocks;
     uint64_t ntblocks;
-    uint32_t *pblocks;    /* blocks with pend set */
+    uint32_t *pblocks; /* blocks with pend set */
     uint64_t npblocks;
-    uint32_t *hblocks;    /* blocks held by the flush round */
+    uint32_t *hblocks; /* blocks held by the flush round */
     uint64_t nhblocks;
-    struct sop *round;    /* the flushes the round in progress completes */
-    struct sop *flushq;   /* flushes waiting for the next round */
-    uint64_t round_left;  /* table writes the round still waits for */
+    struct sop *round;   /* the flushes the round in progress completes */
+    struct sop *flushq;  /* flushes waiting for the next round */
+    uint64_t round_left; /* table writes the round still waits for */
     int round_res;
     struct pool sops; /* struct sop: no allocation per request */
 };
@@ -111,12 +111,12 @@ struct sop {
     uint32_t slot;
     uint8_t *bounce; /* rpc buffer, for unaligned I/O and partial granules */
     uint32_t span_off, span_len;
-    uint32_t g0, g1;   /* granules the request touches */
-    int fill;          /* a write that fills clear granules (on st->fills) */
-    int alloc;         /* ... the slot's first write */
-    int mixed;         /* a read over written and clear granules */
-    int needsync;      /* a FUA write over granules filled but not yet staged */
-    uint64_t rbits[BM_WORDS]; /* a read: the granules written when dispatched */
+    uint32_t g0, g1;           /* granules the request touches */
+    int fill;                  /* a write that fills clear granules (on st->fills) */
+    int alloc;                 /* ... the slot's first write */
+    int mixed;                 /* a read over written and clear granules */
+    int needsync;              /* a FUA write over granules filled but not yet staged */
+    uint64_t rbits[BM_WORDS];  /* a read: the granules written when dispatched */
     uint8_t saved[ENTRY_SIZE]; /* a free: the entry, restored if its write fails */
     enum sop_stage stage;
     struct disk_io io;
