@@ -683,6 +683,11 @@ uint64_t store_busy(const struct extent_store *st)
     return st->sops.nlive;
 }
 
+uint64_t store_unflushed(const struct extent_store *st)
+{
+    return st->npblocks;
+}
+
 int store_flush(struct extent_store *st, store_cb cb, void *arg)
 {
     struct sop *op = sop_new(st, K_FLUSH, 0, 0, 0, 0, NULL, 0, cb, arg);

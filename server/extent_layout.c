@@ -123,9 +123,25 @@ void store_stage(struct extent_store *st, uint32_t slot, const uint64_t *bm)
         store_set_entry(st, slot, st->kvol[slot], st->kext[slot]);
     if (st->version == 1)
         return;
-    for (uint32_t g = 0; g < st->ngran; g++)
-        if (bm_test(bm, g))
-            e[ENTRY_BITMAP + g / 8] |= (uint8_t)(1u << (g % 8));
+    /* a byte at a time: a flush stages every slot of a block */
+    for (uint32_t k = 0; k < (st->ngran + 7) / 8; k++)
+        e[ENTRY_BITMAP + k] |= (uint8_t)(bm[k / 8] >> (8 * (k % 8)));
+}
+
+/* The bits of a loaded entry: its bitmap (version 2), or every granule. */
+static void load_bits(struct extent_store *st, uint32_t slot)
+{
+    uint64_t *bm = store_live(st, slot);
+    const uint8_t *e = store_entry(st, slot);
+    if (st->version == 1) {
+        bm[0] = 1;
+        return;
+    }
+    uint32_t nbytes = (st->ngran + 7) / 8;
+    for (uint32_t k = 0; k < nbytes; k++)
+        bm[k / 8] |= (uint64_t)e[ENTRY_BITMAP + k] << (8 * (k % 8));
+    if (st->ngran < 64)
+        bm[0] &= (1ull << st->ngran) - 1; /* bits past the last granule mean nothing */
 }
 
 static uint64_t granule_for(uint64_t ext)
@@ -308,11 +324,7 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
         }
         store_hash_insert(st, (uint32_t)i, vol, e_ext(e));
         st->state[i] = SLOT_READY;
-        /* What is on disk is durable: the bits read as they are. */
-        uint64_t *bm = store_live(st, (uint32_t)i);
-        for (uint32_t g = 0; g < st->ngran; g++)
-            if (store_staged(st, (uint32_t)i, g))
-                bm[g / 64] |= 1ull << (g % 64);
+        load_bits(st, (uint32_t)i); /* what is on disk is durable: reads see it */
     }
     *out = st;
     return 0;

@@ -107,6 +107,10 @@ int store_write(struct extent_store *st, uint64_t vol, uint64_t ext, uint32_t of
                 const void *buf, int flags, store_cb cb, void *arg);
 /* Deallocate the extent (it then reads as zeroes). */
 int store_free(struct extent_store *st, uint64_t vol, uint64_t ext, store_cb cb, void *arg);
+/* Table blocks holding bits or entries that only a flush makes durable (0:
+ * none). Until then a kill -9 of the daemon loses them, like a power loss:
+ * the SDS flushes a store that has any once a second (flush.c). */
+uint64_t store_unflushed(const struct extent_store *st);
 /* Everything completed before this call is durable when cb runs: a device
  * sync, then the table blocks with the bits and entries written since the
  * last flush (FUA), when there are any. */

@@ -115,6 +115,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&s->rebuild.timer, NULL);
     uv_timer_stop(&s->ping_timer);
     uv_close((uv_handle_t *)&s->ping_timer, NULL);
+    uv_timer_stop(&s->flush_timer);
+    uv_close((uv_handle_t *)&s->flush_timer, NULL);
     for (int i = 0; i < s->npeers; i++)
         rpc_peer_close(s->peers[i]);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -290,6 +292,9 @@ int main(int argc, char **argv)
     uv_timer_init(s->loop, &s->ping_timer);
     s->ping_timer.data = s;
     uv_timer_start(&s->ping_timer, ping_timer_cb, 0, 500);
+    uv_timer_init(s->loop, &s->flush_timer);
+    s->flush_timer.data = s;
+    uv_timer_start(&s->flush_timer, flush_timer_cb, 1000, 1000);
     uv_signal_init(s->loop, &s->sigterm);
     uv_signal_init(s->loop, &s->sigint);
     s->sigterm.data = s->sigint.data = s;

@@ -52,7 +52,9 @@ static void test_stale(void)
     dirty_slots(1);
     uint8_t *w = abuf(4096), *raw = abuf(EXT), *old = abuf(EXT);
     fill(w, 4096, 5, 5, 8192);
+    CHECK_EQ(store_unflushed(st), 0);
     CHECK_EQ(do_write(2, 5, 8192, 4096, w, 0), 0);
+    CHECK_EQ(store_unflushed(st), 1); /* its entry and bit wait for a flush */
     /* it went to slot 0, whose other blocks are the old extent's */
     uint64_t toff, doff;
     layout_of(DISK_SIZE, EXT, 64, &toff, &doff);
@@ -74,6 +76,7 @@ static void test_stale(void)
     /* again, flushed: only the block */
     CHECK_EQ(do_write(2, 5, 8192, 4096, w, 0), 0);
     CHECK_EQ(do_flush(), 0);
+    CHECK_EQ(store_unflushed(st), 0);
     crash_reopen(0);
     check_only(2, 5, 8192, 4096, w);
     CHECK_EQ(store_written(st, 2, 5, bm, 4), EXT / 4096);
