@@ -88,15 +88,17 @@ static void table_kick(struct extent_store *st, uint64_t b)
     if (!tb->buf && posix_memalign((void **)&tb->buf, BLK, BLK))
         abort();
     memcpy(tb->buf, st->table + b * BLK, BLK);
+    int dsync = tb->dirty_dsync;
     tb->inflight = 1;
     tb->dirty = 0;
-    tb->unsynced = 0;
+    tb->dirty_dsync = 0;
+    tb->unsynced = !dsync; /* what a write without FUA writes is not durable yet */
     tb->waiting = tb->next;
     tb->next = NULL;
     tb->round_cur = tb->round_next;
     tb->round_next = 0;
     tb->io = (struct disk_io){.op = DISK_WRITE,
-                              .dsync = 1,
+                              .dsync = dsync,
                               .off = st->table_off + b * BLK,
                               .buf = tb->buf,
                               .len = BLK,
@@ -112,8 +114,8 @@ static void table_kick(struct extent_store *st, uint64_t b)
 }
 
 /* Queue op to complete once the table block holding its slot's entry is
- * written (with FUA) as it is now in memory. */
-static void table_update(struct sop *op)
+ * written as it is now in memory (with FUA if dsync). */
+static void table_update(struct sop *op, int dsync)
 {
     struct extent_store *st = op->st;
     uint64_t b = slot_block(st, op->slot);
@@ -122,6 +124,7 @@ static void table_update(struct sop *op)
     op->next = tb->next;
     tb->next = op;
     tb->dirty = 1;
+    tb->dirty_dsync |= (uint8_t)dsync;
     table_kick(st, b);
 }
 
@@ -269,6 +272,7 @@ static void round_synced(struct extent_store *st, int res)
         st->round_left++;
         tb->round_next = 1;
         tb->dirty = 1;
+        tb->dirty_dsync = 1;
         table_kick(st, b);
     }
     round_block_done(st, 0);
@@ -283,18 +287,6 @@ static void fill_unlink(struct sop *op)
         pp = &(*pp)->fnext;
     *pp = op->fnext;
     op->fnext = NULL;
-}
-
-/* Zero the parts of [off, off + len) in buf whose granules were clear. */
-static void zero_clear(const struct sop *op, uint8_t *buf)
-{
-    uint64_t gs = op->st->granule;
-    for (uint32_t g = op->g0; g <= op->g1; g++) {
-        if (bm_test(op->rbits, g))
-            continue;
-        uint64_t a = MAX(g * gs, op->off), b = MIN((g + 1) * gs, (uint64_t)op->off + op->len);
-        memset(buf + (a - op->off), 0, b - a);
-    }
 }
 
 /* A FUA write's data is on the device: make its bits and entry durable. */
@@ -312,7 +304,7 @@ static void fua_entry(struct sop *op)
     }
     store_stage(st, op->slot, bm);
     op->stage = SOP_ENTRY;
-    table_update(op);
+    table_update(op, op->flags & STORE_FUA);
 }
 
 /* A fill (maybe an allocation) that could not be submitted: undo it. */
@@ -350,8 +342,10 @@ static void write_done(struct sop *op, int r)
             st->freelist[st->nfree++] = slot;
         }
     }
-    if (r < 0 || !(op->flags & STORE_FUA)) {
-        /* without FUA, the next flush makes the new bits durable */
+    /* New bits go to the table now with FUA, or without it when the data
+     * went with FUA (not deferred); else the next flush writes them. */
+    int entry = r == 0 && ((op->flags & STORE_FUA) || (woke && !st->defer));
+    if (!entry) {
         if (r == 0 && woke)
             block_pend(st, slot_block(st, slot));
         finish(op, r);
@@ -369,6 +363,13 @@ static void write_done(struct sop *op, int r)
         wake(st, slot);
 }
 
+/* Data goes with FUA if asked, and a fill's unless its bits are deferred:
+ * its entry follows at once, and must never be durable before it. */
+static int data_fua(const struct sop *op)
+{
+    return (op->flags & STORE_FUA) || (op->fill && !op->st->defer);
+}
+
 static void data_cb(struct disk_io *io, int res)
 {
     struct sop *op = io->arg;
@@ -382,7 +383,7 @@ static void data_cb(struct disk_io *io, int res)
         if (r == 0 && op->bounce)
             memcpy(op->ubuf, op->bounce + (op->off - op->span_off), op->len);
         if (r == 0 && op->mixed)
-            zero_clear(op, op->ubuf);
+            store_zero_clear(st, op->rbits, op->off, op->len, op->ubuf);
         finish(op, r);
         return;
     }
@@ -397,19 +398,12 @@ static void data_cb(struct disk_io *io, int res)
             write_done(op, r);
             return;
         }
-        if (op->fill) {
-            uint64_t gs = st->granule;
-            for (uint32_t g = op->g0; g <= op->g1; g++) {
-                uint64_t a = MAX(g * gs, op->span_off);
-                uint64_t b = MIN((g + 1) * gs, (uint64_t)op->span_off + op->span_len);
-                if (!store_granule_written(st, op->slot, g) && a < b)
-                    memset(op->bounce + (a - op->span_off), 0, b - a);
-            }
-        }
+        if (op->fill)
+            store_zero_clear(st, store_live(st, op->slot), op->span_off, op->span_len, op->bounce);
         memcpy(op->bounce + (op->off - op->span_off), op->ubuf, op->len);
         op->stage = SOP_WRITE;
         op->io.op = DISK_WRITE;
-        op->io.dsync = op->flags & STORE_FUA;
+        op->io.dsync = data_fua(op);
         int s = disk_submit(st->d, &op->io);
         if (s < 0)
             write_done(op, s);
@@ -471,8 +465,8 @@ static int start_fill(struct sop *op)
     int hc = !bm_test(live, op->g0), tc = !bm_test(live, op->g1);
     uint32_t s0 = hc ? (uint32_t)(op->g0 * gs) : op->off / BLK * BLK;
     uint32_t s1 = tc ? (uint32_t)((op->g1 + 1) * gs) : up(op->off + op->len, BLK);
-    int fua = op->flags & STORE_FUA;
     op->fill = 1;
+    int fua = data_fua(op);
     op->fnext = st->fills;
     st->fills = op;
     op->stage = SOP_WRITE;
@@ -607,7 +601,7 @@ static int dispatch(struct sop *op)
         st->state[slot] = SLOT_FREEING;
         memcpy(op->saved, store_entry(st, slot), st->esize);
         memset(store_entry(st, slot), 0, st->esize);
-        table_update(op);
+        table_update(op, 1);
         return 0;
     case K_FLUSH: break; /* flushes go in rounds (store_flush) */
     }
@@ -681,11 +675,6 @@ int store_free(struct extent_store *st, uint64_t vol, uint64_t ext, store_cb cb,
 uint64_t store_busy(const struct extent_store *st)
 {
     return st->sops.nlive;
-}
-
-uint64_t store_unflushed(const struct extent_store *st)
-{
-    return st->npblocks;
 }
 
 int store_flush(struct extent_store *st, store_cb cb, void *arg)

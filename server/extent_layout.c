@@ -372,6 +372,28 @@ uint64_t store_extent_size(const struct extent_store *st)
     return st->extent_size;
 }
 
+void store_zero_clear(const struct extent_store *st, const uint64_t *bm, uint32_t off, uint32_t len,
+                      uint8_t *buf)
+{
+    uint64_t gs = st->granule, end = (uint64_t)off + len;
+    for (uint64_t g = off / gs; g * gs < end; g++) {
+        if (bm_test(bm, (uint32_t)g))
+            continue;
+        uint64_t a = MAX(g * gs, off), b = MIN((g + 1) * gs, end);
+        memset(buf + (a - off), 0, b - a);
+    }
+}
+
+void store_set_defer(struct extent_store *st, int on)
+{
+    st->defer = on;
+}
+
+uint64_t store_unflushed(const struct extent_store *st)
+{
+    return st->npblocks;
+}
+
 uint64_t store_granule_size(const struct extent_store *st)
 {
     return st->granule;

@@ -9,20 +9,27 @@
  * The invariant: a granule whose bit is set on disk holds data written to
  * this extent since its slot was allocated; a granule whose bit is clear
  * reads as zeroes without device I/O. So another extent's old bytes in a
- * reused slot are never visible, and a first write costs what an overwrite
- * costs. The write order that keeps it across kill -9 and power loss:
+ * reused slot are never visible, and a first write writes only the
+ * granules it covers. The write order that keeps it across kill -9 and power
+ * loss:
  *   - a write that touches clear granules writes them whole (its data merged
- *     into zeroes) and sets their bits in memory when the data is written
- *     (reads see them from then on). Without FUA its bits (and a new slot's
- *     entry) go to disk at the next flush: the device is synced first (the
- *     data), then the table blocks holding them are written with FUA. With
- *     FUA the data is written with FUA, then the entry with its bits, with
- *     FUA, before the request completes;
+ *     into zeroes) with FUA and sets their bits in memory (reads see them
+ *     from then on); then the entry with its bits is written (with FUA if
+ *     the request had FUA; otherwise the next flush's device sync makes it
+ *     durable) before the request completes. An acknowledged write survives
+ *     a kill -9 of the daemon, as every write here always did;
+ *   - or, deferred (store_set_defer): a first write without FUA writes its
+ *     data without FUA and completes; its bits and a new slot's entry go to
+ *     disk at the next flush: the device is synced first (the data), then
+ *     the table blocks holding them are written with FUA. Cheaper (one write,
+ *     like an overwrite), but until that flush a kill -9 of the daemon loses
+ *     those bits, as a power loss would;
  *   - writes to set granules are overwrites in place (with FUA if asked; a
  *     FUA write whose entry is not yet durable writes it too);
  *   - freeing a slot writes its cleared entry with FUA before the slot can be
  *     reused.
- * Every table write is FUA. One table block has at most one write in flight;
+ * Table writes are FUA but a first write's without FUA (not deferred). One
+ * table block has at most one write in flight;
  * updates that arrive meanwhile go in the next write of that block, so a
  * later write can never be overtaken by an older copy of the block.
  *
@@ -107,9 +114,13 @@ int store_write(struct extent_store *st, uint64_t vol, uint64_t ext, uint32_t of
                 const void *buf, int flags, store_cb cb, void *arg);
 /* Deallocate the extent (it then reads as zeroes). */
 int store_free(struct extent_store *st, uint64_t vol, uint64_t ext, store_cb cb, void *arg);
-/* Table blocks holding bits or entries that only a flush makes durable (0:
- * none). Until then a kill -9 of the daemon loses them, like a power loss:
- * the SDS flushes a store that has any once a second (flush.c). */
+/* on = 1: defer a first write's bits to the next flush (see above); 0, the
+ * default: write them before the request completes. Set before any request. */
+void store_set_defer(struct extent_store *st, int on);
+/* Table blocks holding bits or entries that only a flush will write (0:
+ * none; always 0 unless deferred, but after a failed table write). Until
+ * then a kill -9 of the daemon loses them, like a power loss: the SDS
+ * flushes a store that has any once a second (flush.c). */
 uint64_t store_unflushed(const struct extent_store *st);
 /* Everything completed before this call is durable when cb runs: a device
  * sync, then the table blocks with the bits and entries written since the

@@ -30,14 +30,17 @@ struct sop;
 
 /* One 4 KiB block of the on-disk table, as it is being written. Every table
  * write is FUA. A held block is not written until the flush round that
- * staged granule bits into it has synced the device (their data first). */
+ * staged granule bits into it has synced the device (their data first).
+ * Frees, FUA writes and flushes write blocks with FUA; a first write
+ * without FUA writes its entry without (its data went with FUA). */
 struct tblock {
     uint8_t inflight;
-    uint8_t dirty;     /* another write must follow the one in flight */
-    uint8_t held;      /* staged by a flush round whose device sync is in flight */
-    uint8_t unsynced;  /* changed in memory since its last write started */
-    uint8_t pend;      /* a slot in it has bits (or an entry) not staged yet */
-    uint8_t round_cur; /* the write in flight is one the flush round waits for */
+    uint8_t dirty;       /* another write must follow the one in flight */
+    uint8_t dirty_dsync; /* ... with FUA */
+    uint8_t held;        /* staged by a flush round whose device sync is in flight */
+    uint8_t unsynced;    /* changed in memory since its last write started */
+    uint8_t pend;        /* a slot in it has bits (or an entry) not staged yet */
+    uint8_t round_cur;   /* the write in flight is one the flush round waits for */
     uint8_t round_next;
     struct sop *waiting; /* completed by the write in flight */
     struct sop *next;    /* completed by the next write */
@@ -54,6 +57,7 @@ struct extent_store {
     uint32_t ngran;    /* granules per extent, <= STORE_GRANULES_MAX */
     uint32_t bm_words; /* uint64_t words per slot in live[] */
     uint64_t nslots;
+    int defer; /* store_set_defer() */
     uint64_t table_off, data_off;
     uint8_t *table;        /* the table as it may go to disk, 4096-aligned: only
                               entries and bits whose data is durable */
@@ -153,6 +157,10 @@ int store_staged(const struct extent_store *st, uint32_t slot, uint32_t g);
 /* 1 if granule g of the slot reads as written (its live bit), else 0. This
  * is the query snapshot copy-on-write will ask of a layer. */
 int store_granule_written(const struct extent_store *st, uint32_t slot, uint32_t g);
+/* Zero the bytes of [off, off + len) of the extent, held in buf (buf[0] is
+ * byte off), whose granules are clear in bm. */
+void store_zero_clear(const struct extent_store *st, const uint64_t *bm, uint32_t off, uint32_t len,
+                      uint8_t *buf);
 /* Set or test granules [g0, g1] of a bitmap. */
 void bm_set_range(uint64_t *bm, uint32_t g0, uint32_t g1);
 int bm_all(const uint64_t *bm, uint32_t g0, uint32_t g1);

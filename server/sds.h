@@ -536,6 +536,7 @@ struct sds {
     struct leases leases;
     uv_timer_t ping_timer;
     uv_timer_t flush_timer;
+    int defer_bits; /* --defer-first-writes: store_set_defer() on every device */
     struct tracking tracking;
     struct rebuild rebuild;
     uint64_t *purged; /* removed volumes whose extents are all freed */

@@ -40,12 +40,16 @@ static inline void *abuf(size_t n)
     return p;
 }
 
+/* store_set_defer() for every store the tests open */
+static int defer_mode;
+
 static inline void reopen(void)
 {
     char msg[256];
     store_close(st);
     st = NULL;
     CHECK_EQ(store_open(d, CLUSTER, 7, &st, msg, sizeof(msg)), 0);
+    store_set_defer(st, defer_mode);
 }
 
 static inline int sync_op(int r, struct done *dn)

@@ -337,10 +337,13 @@ int main(int argc, char **argv)
     test_basic();
     test_busy();
     unsigned rounds = argc > 1 ? (unsigned)atoi(argv[1]) : 300;
-    crash_rounds(EXT, NEXT, 0, rounds);         /* 4 KiB granules */
-    crash_rounds(2u << 20, 12, 0, rounds / 10); /* 8 KiB granules */
-    crash_rounds(EXT, NEXT, 1, rounds / 3);     /* version 1: one granule */
-    printf("extent store: basic, busy ok; %u + %u + %u crash rounds ok\n", rounds, rounds / 10,
-           rounds / 3);
+    for (defer_mode = 0; defer_mode < 2; defer_mode++) {
+        crash_rounds(EXT, NEXT, 0, rounds);         /* 4 KiB granules */
+        crash_rounds(2u << 20, 12, 0, rounds / 10); /* 8 KiB granules */
+        crash_rounds(EXT, NEXT, 1, rounds / 3);     /* version 1: one granule */
+    }
+    printf("extent store: basic, busy ok; %u + %u + %u crash rounds ok, bits written before "
+           "completion and deferred\n",
+           rounds, rounds / 10, rounds / 3);
     return 0;
 }
