@@ -3,13 +3,13 @@
 never-written volume against the same on written space (FRESH.md).
 
 Each build gets a fresh cluster (one MDM, three SDSs of --dev-gib GiB each,
-two copies, 1024 PGs, 1 MiB extents), both up at once, each on device files
+two copies, 1024 PGs, 1 MiB extents), all up at once, each on device files
 of its own. The files are written full of zeroes first, so that neither
 build pays the file system for allocating its blocks (a sparse file's first
 writes would measure that instead); their first 8 MiB (superblock and extent
 table) are zeroed before the SDSs start, so they format them afresh. Per
 round, on new volumes of --size MiB, jobs in this order, each on one build
-then the other (the first build alternating by round), each after the
+then the others (the first build rotating by round), each after the
 machine was idle (under 15% busy over a second, or 60 s waited):
 
   fresh      fio randwrite 4 KiB QD1 for --runtime s on a never-written volume
@@ -24,8 +24,11 @@ Per job, build and round: I/Os, IOPS, mean, p99 and max latency (fio's total
 latency); then per job and build over the rounds: the mean of the means and
 of the p99s, and the largest max.
 
-usage: fresh.py --build DIR [--baseline-build DIR] [--runtime S] [--size MIB]
-                [--rounds N] [--dev-gib N]
+With --defer, a third cluster runs --build's SDSs with --defer-first-writes
+("this-defer": a first write's bits wait for the next flush).
+
+usage: fresh.py --build DIR [--baseline-build DIR] [--defer] [--runtime S]
+                [--size MIB] [--rounds N] [--dev-gib N]
 (builds without sanitizers: cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo)"""
 import argparse
 import json
@@ -113,6 +116,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", required=True)
     ap.add_argument("--baseline-build")
+    ap.add_argument("--defer", action="store_true", help="also --build with --defer-first-writes")
     ap.add_argument("--runtime", type=int, default=10, help="seconds of the random jobs")
     ap.add_argument("--size", type=int, default=1024, help="MiB per volume")
     ap.add_argument("--rounds", type=int, default=2)
@@ -120,6 +124,8 @@ def main():
     a = ap.parse_args()
     builds = [("baseline", a.baseline_build)] if a.baseline_build else []
     builds.append(("this", a.build))
+    if a.defer:
+        builds.append(("this-defer", a.build))
     work = tempfile.mkdtemp(prefix="cairn-fresh-", dir="/var/tmp")
     clusters = {}
     rows = []  # (round, job, build, result, busy before)
@@ -128,14 +134,15 @@ def main():
             os.makedirs(os.path.join(work, name))
             devs = prepare_devices(os.path.join(work, name), 3, a.dev_gib * GiB)
             c = C.Cluster(os.path.join(work, name, "c"), sds_sizes=(a.dev_gib * GiB,) * 3,
-                          pgs=1024, build=os.path.abspath(b), devices=dict(enumerate(devs)))
+                          pgs=1024, build=os.path.abspath(b), devices=dict(enumerate(devs)),
+                          sds_args=["--defer-first-writes"] if name == "this-defer" else [])
             clusters[name] = c
             c.start()
         for r in range(a.rounds):
             for name, c in clusters.items():
                 c.create_volume(f"f{r}", a.size * MiB)
                 c.create_volume(f"e{r}", a.size * MiB)
-            order = list(clusters) if r % 2 == 0 else list(reversed(clusters))
+            order = list(clusters)[r % len(clusters):] + list(clusters)[:r % len(clusters)]
             for job in JOBS:
                 for name in order:
                     busy = wait_idle()
