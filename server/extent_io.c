@@ -504,6 +504,13 @@ static int dispatch_write(struct sop *op)
          * finds the slot meanwhile, so later requests wait for it. */
         store_hash_insert(st, slot, op->vol, op->ext);
     }
+    if (op->alloc && !st->defer) {
+        /* Not deferred, a fill costs a FUA write and an entry write: fill
+         * the whole slot at once, as version 1 did, rather than pay that
+         * again for each of its granules later. */
+        op->g0 = 0;
+        op->g1 = st->ngran - 1;
+    }
     const uint64_t *live = store_live(st, slot);
     /* A FUA write over a granule an unflushed write filled makes its bit
      * durable: the rest of that granule (the earlier write's data) must be
