@@ -9,21 +9,22 @@
  * The invariant: a granule whose bit is set on disk holds data written to
  * this extent since its slot was allocated; a granule whose bit is clear
  * reads as zeroes without device I/O. So another extent's old bytes in a
- * reused slot are never visible, and a first write writes only the
- * granules it covers. The write order that keeps it across kill -9 and power
- * loss:
+ * reused slot are never visible. The write order that keeps it across
+ * kill -9 and power loss:
  *   - a write that touches clear granules writes them whole (its data merged
  *     into zeroes) with FUA and sets their bits in memory (reads see them
  *     from then on); then the entry with its bits is written (with FUA if
  *     the request had FUA; otherwise the next flush's device sync makes it
  *     durable) before the request completes. An acknowledged write survives
- *     a kill -9 of the daemon, as every write here always did;
- *   - or, deferred (store_set_defer): a first write without FUA writes its
- *     data without FUA and completes; its bits and a new slot's entry go to
- *     disk at the next flush: the device is synced first (the data), then
- *     the table blocks holding them are written with FUA. Cheaper (one write,
- *     like an overwrite), but until that flush a kill -9 of the daemon loses
- *     those bits, as a power loss would;
+ *     a kill -9 of the daemon, as every write here always did. Since that
+ *     costs a FUA write and an entry write per fill, an allocating write
+ *     fills the whole slot (as version 1 did);
+ *   - or, deferred (store_set_defer): a write without FUA fills only the
+ *     granules it touches, without FUA, and completes; their bits and a new
+ *     slot's entry go to disk at the next flush: the device is synced first
+ *     (the data), then the table blocks holding them are written with FUA.
+ *     A first write then costs one write, like an overwrite, but until that
+ *     flush a kill -9 of the daemon loses those bits, as a power loss would;
  *   - writes to set granules are overwrites in place (with FUA if asked; a
  *     FUA write whose entry is not yet durable writes it too);
  *   - freeing a slot writes its cleared entry with FUA before the slot can be
