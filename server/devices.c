@@ -49,6 +49,7 @@ void devices_attach(struct sds *s, const Cairn__Device *md, const Cairn__Pool *p
         snprintf(d->err, sizeof(d->err), "%s", msg);
         goto fail;
     }
+    store_set_defer(d->st, s->defer_bits);
     uint64_t used, total;
     store_usage(d->st, &used, &total);
     log_info("device %u (%s): attached, %llu of %llu extents used", d->id, d->path,

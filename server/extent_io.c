@@ -1,6 +1,7 @@
-/* The extent store's request path: reads, writes (allocating a slot on an
- * extent's first write, reading-modifying-writing unaligned ranges), frees
- * and flushes, and the table block writes that make allocations and frees
+/* The extent store's request path: reads (clear granules read as zeroes),
+ * writes (allocating a slot on an extent's first write, filling clear
+ * granules whole, reading-modifying-writing unaligned ranges), frees and
+ * flushes, and the table block writes that make allocations, bits and frees
  * durable, in the order extent_store.h gives. */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,9 +16,15 @@ static uint64_t slot_off(const struct extent_store *st, uint32_t slot)
     return st->data_off + (uint64_t)slot * st->extent_size;
 }
 
+static uint64_t slot_block(const struct extent_store *st, uint32_t slot)
+{
+    return (uint64_t)slot * st->esize / BLK;
+}
+
 /* ---- request machinery ---- */
 
 static int dispatch(struct sop *op);
+static void data_cb(struct disk_io *io, int res);
 
 /* Buffers and request objects come from caches (rpc_buf_alloc's size
  * classes, the store's pool): a request allocates nothing in steady state. */
@@ -50,15 +57,46 @@ static void wake(struct extent_store *st, uint32_t slot)
     }
 }
 
-static void table_write_cb(struct disk_io *io, int res);
+static void park(struct sop *op, uint32_t slot)
+{
+    op->next = op->st->waiters[slot];
+    op->st->waiters[slot] = op;
+}
 
-static void table_start(struct extent_store *st, uint64_t b, int dsync)
+/* ---- table blocks ---- */
+
+static void table_write_cb(struct disk_io *io, int res);
+static void round_block_done(struct extent_store *st, int res);
+
+/* The next flush round writes block b (its slots have bits not staged). */
+static void block_pend(struct extent_store *st, uint64_t b)
 {
     struct tblock *tb = &st->tblocks[b];
+    if (!tb->pend) {
+        tb->pend = 1;
+        st->pblocks[st->npblocks++] = (uint32_t)b;
+    }
+}
+
+/* Start the block's next write if it needs one and may have one: never two
+ * in flight, never while a flush round holds it. */
+static void table_kick(struct extent_store *st, uint64_t b)
+{
+    struct tblock *tb = &st->tblocks[b];
+    if (tb->inflight || tb->held || !tb->dirty)
+        return;
     if (!tb->buf && posix_memalign((void **)&tb->buf, BLK, BLK))
         abort();
     memcpy(tb->buf, st->table + b * BLK, BLK);
+    int dsync = tb->dirty_dsync;
     tb->inflight = 1;
+    tb->dirty = 0;
+    tb->dirty_dsync = 0;
+    tb->unsynced = !dsync; /* what a write without FUA writes is not durable yet */
+    tb->waiting = tb->next;
+    tb->next = NULL;
+    tb->round_cur = tb->round_next;
+    tb->round_next = 0;
     tb->io = (struct disk_io){.op = DISK_WRITE,
                               .dsync = dsync,
                               .off = st->table_off + b * BLK,
@@ -68,29 +106,34 @@ static void table_start(struct extent_store *st, uint64_t b, int dsync)
                               .arg = st};
     int r = disk_submit(st->d, &tb->io);
     if (r < 0) {
-        /* Complete through the normal path, but never from inside the caller:
-         * the caller is always a completion or a fresh request that returns 0. */
+        /* Never complete from inside the caller (a completion or a fresh
+         * request that returns 0), and never drop an ordered write. */
         log_error("%s: table write submit failed: %s", st->d->name, strerror(-r));
         abort();
     }
 }
 
-/* Queue op to complete once the table block holding its slot's entry is written. */
+/* Queue op to complete once the table block holding its slot's entry is
+ * written as it is now in memory (with FUA if dsync). */
 static void table_update(struct sop *op, int dsync)
 {
     struct extent_store *st = op->st;
-    uint64_t b = (uint64_t)op->slot * ENTRY_SIZE / BLK;
+    uint64_t b = slot_block(st, op->slot);
     struct tblock *tb = &st->tblocks[b];
-    if (!tb->inflight) {
-        op->next = tb->waiting;
-        tb->waiting = op;
-        table_start(st, b, dsync);
-    } else {
-        op->next = tb->next;
-        tb->next = op;
-        tb->dirty = 1;
-        tb->dirty_dsync |= dsync;
-    }
+    tb->unsynced = 1;
+    op->next = tb->next;
+    tb->next = op;
+    tb->dirty = 1;
+    tb->dirty_dsync |= (uint8_t)dsync;
+    table_kick(st, b);
+}
+
+/* The block's entries in memory are on disk: nothing changed since its last
+ * write, which completed. */
+static int block_clean(const struct extent_store *st, uint32_t slot)
+{
+    const struct tblock *tb = &st->tblocks[slot_block(st, slot)];
+    return !tb->unsynced && !tb->inflight && !tb->held && !tb->dirty;
 }
 
 static void table_done(struct sop *op, int res);
@@ -101,54 +144,197 @@ static void table_write_cb(struct disk_io *io, int res)
     uint64_t b = (io->off - st->table_off) / BLK;
     struct tblock *tb = &st->tblocks[b];
     struct sop *w = tb->waiting;
+    int round = tb->round_cur;
     tb->waiting = NULL;
     tb->inflight = 0;
-    if (tb->dirty) {
-        tb->waiting = tb->next;
-        tb->next = NULL;
-        tb->dirty = 0;
-        int ds = tb->dirty_dsync;
-        tb->dirty_dsync = 0;
-        table_start(st, b, ds);
-    }
+    tb->round_cur = 0;
     int r = res == BLK ? 0 : (res < 0 ? res : -EIO);
-    if (r < 0)
+    if (r < 0) {
         log_error("%s: extent table write failed: %s", st->d->name, strerror(-r));
+        tb->unsynced = 1;
+        block_pend(st, b); /* the next flush writes it again */
+    }
+    table_kick(st, b);
     while (w) {
         struct sop *next = w->next;
         w->next = NULL;
         table_done(w, r);
         w = next;
     }
+    if (round)
+        round_block_done(st, r);
 }
 
 static void table_done(struct sop *op, int res)
 {
     struct extent_store *st = op->st;
     uint32_t slot = op->slot;
-    if (op->kind == K_WRITE && op->stage == SOP_ENTRY_SYNC) {
-        /* FUA write: its extent's entry is durable now too */
-        if (res == 0)
-            st->edirty[slot] = 0;
+    if (op->kind == K_WRITE) {
+        /* FUA write: its entry and bits are durable now too (or failed) */
         finish(op, res);
         return;
     }
-    if (op->kind == K_WRITE) {
-        /* allocation: the entry is written (or failed) */
-        if (res < 0) {
-            store_hash_remove(st, slot, op->vol, op->ext);
-            memset(store_entry(st, slot), 0, ENTRY_SIZE);
-            st->state[slot] = SLOT_FREE;
-            st->freelist[st->nfree++] = slot;
-        } else {
-            st->state[slot] = SLOT_READY;
-            st->edirty[slot] = !(op->flags & STORE_FUA);
-        }
+    /* free: the cleared entry is durable; the slot may be reused */
+    if (res < 0) {
+        /* keep the extent: restore its entry in memory */
+        memcpy(store_entry(st, slot), op->saved, st->esize);
+        st->state[slot] = SLOT_READY;
+        block_pend(st, slot_block(st, slot));
     } else {
-        /* free: the cleared entry is durable; the slot may be reused */
+        store_hash_remove(st, slot, op->vol, op->ext);
+        memset(store_live(st, slot), 0, st->bm_words * sizeof(uint64_t));
+        st->state[slot] = SLOT_FREE;
+        st->freelist[st->nfree++] = slot;
+    }
+    finish(op, res);
+    wake(st, slot);
+}
+
+/* ---- flush rounds ----
+ * One round at a time: stage the bits of every pending block into the
+ * table and hold those blocks (no write of them may start), sync the device
+ * (the data of the staged bits, all written before the sync began), then
+ * write the held blocks with FUA. Flushes that arrive during a round wait
+ * for the next one. */
+
+static void round_start(struct extent_store *st)
+{
+    st->round = st->flushq;
+    st->flushq = NULL;
+    st->round_res = 0;
+    uint32_t per = BLK / st->esize;
+    for (uint64_t i = 0; i < st->npblocks; i++) {
+        uint32_t b = st->pblocks[i];
+        struct tblock *tb = &st->tblocks[b];
+        tb->pend = 0;
+        for (uint32_t s = b * per; s < (b + 1) * per && s < st->nslots; s++)
+            if (st->state[s] == SLOT_READY)
+                store_stage(st, s, store_live(st, s));
+        tb->unsynced = 1;
+        if (!tb->held) {
+            tb->held = 1;
+            st->hblocks[st->nhblocks++] = b;
+        }
+    }
+    st->npblocks = 0;
+    struct sop *op = st->round;
+    op->stage = SOP_FLUSH_SYNC;
+    op->io = (struct disk_io){.op = DISK_SYNC, .cb = data_cb, .arg = op};
+    int r = disk_submit(st->d, &op->io);
+    if (r < 0) {
+        log_error("%s: sync submit failed: %s", st->d->name, strerror(-r));
+        abort(); /* as for a table write: the round's flushes must complete later */
+    }
+}
+
+static void round_end(struct extent_store *st)
+{
+    struct sop *w = st->round;
+    int res = st->round_res;
+    st->round = NULL;
+    while (w) {
+        struct sop *next = w->next;
+        finish(w, res);
+        w = next;
+    }
+    if (st->flushq && !st->round)
+        round_start(st);
+}
+
+static void round_block_done(struct extent_store *st, int res)
+{
+    if (res < 0 && st->round_res == 0)
+        st->round_res = res;
+    if (--st->round_left == 0)
+        round_end(st);
+}
+
+/* The round's device sync is done: the held blocks may be written. */
+static void round_synced(struct extent_store *st, int res)
+{
+    uint64_t n = st->nhblocks;
+    st->nhblocks = 0;
+    if (res < 0)
+        st->round_res = res;
+    st->round_left = 1; /* ours, so that no block ends the round under us */
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t b = st->hblocks[i];
+        struct tblock *tb = &st->tblocks[b];
+        tb->held = 0;
         if (res < 0) {
-            /* keep the extent: restore its entry in memory */
-            store_set_entry(st, slot, op->vol, op->ext);
+            /* The staged bits stay in memory; the next round syncs before
+             * it writes them (a later free in the block may write them
+             * first: the device failed a sync, its durability is lost). */
+            block_pend(st, b);
+            table_kick(st, b);
+            continue;
+        }
+        st->round_left++;
+        tb->round_next = 1;
+        tb->dirty = 1;
+        tb->dirty_dsync = 1;
+        table_kick(st, b);
+    }
+    round_block_done(st, 0);
+}
+
+/* ---- data ---- */
+
+static void fill_unlink(struct sop *op)
+{
+    struct sop **pp = &op->st->fills;
+    while (*pp != op)
+        pp = &(*pp)->fnext;
+    *pp = op->fnext;
+    op->fnext = NULL;
+}
+
+/* A FUA write's data is on the device: make its bits and entry durable. */
+static void fua_entry(struct sop *op)
+{
+    struct extent_store *st = op->st;
+    uint64_t bm[BM_WORDS] = {0};
+    bm_set_range(bm, op->g0, op->g1);
+    int staged = 1;
+    for (uint32_t g = op->g0; g <= op->g1 && staged; g++)
+        staged = store_staged(st, op->slot, g);
+    if (staged && block_clean(st, op->slot)) {
+        finish(op, 0);
+        return;
+    }
+    store_stage(st, op->slot, bm);
+    op->stage = SOP_ENTRY;
+    table_update(op, op->flags & STORE_FUA);
+}
+
+/* A fill (maybe an allocation) that could not be submitted: undo it. */
+static void fill_abort(struct sop *op)
+{
+    struct extent_store *st = op->st;
+    fill_unlink(op);
+    op->fill = 0;
+    if (op->alloc) {
+        store_hash_remove(st, op->slot, op->vol, op->ext);
+        st->state[op->slot] = SLOT_FREE;
+        st->freelist[st->nfree++] = op->slot;
+        op->alloc = 0;
+    }
+}
+
+static void write_done(struct sop *op, int r)
+{
+    struct extent_store *st = op->st;
+    uint32_t slot = op->slot;
+    int woke = op->fill;
+    if (op->fill) {
+        fill_unlink(op);
+        op->fill = 0;
+        if (r == 0)
+            bm_set_range(store_live(st, slot), op->g0, op->g1);
+    }
+    if (op->alloc) {
+        op->alloc = 0;
+        if (r == 0) {
             st->state[slot] = SLOT_READY;
         } else {
             store_hash_remove(st, slot, op->vol, op->ext);
@@ -156,8 +342,32 @@ static void table_done(struct sop *op, int res)
             st->freelist[st->nfree++] = slot;
         }
     }
-    finish(op, res);
-    wake(st, slot);
+    /* New bits go to the table now with FUA, or without it when the data
+     * went with FUA (not deferred); else the next flush writes them. */
+    int entry = r == 0 && ((op->flags & STORE_FUA) || (woke && !st->defer));
+    if (!entry) {
+        if (r == 0 && woke)
+            block_pend(st, slot_block(st, slot));
+        finish(op, r);
+    } else if (op->needsync) {
+        /* it touched granules an earlier write filled: their data first */
+        op->stage = SOP_FUA_SYNC;
+        op->io = (struct disk_io){.op = DISK_SYNC, .cb = data_cb, .arg = op};
+        int s = disk_submit(st->d, &op->io);
+        if (s < 0)
+            finish(op, s);
+    } else {
+        fua_entry(op);
+    }
+    if (woke)
+        wake(st, slot);
+}
+
+/* Data goes with FUA if asked, and a fill's unless its bits are deferred:
+ * its entry follows at once, and must never be durable before it. */
+static int data_fua(const struct sop *op)
+{
+    return (op->flags & STORE_FUA) || (op->fill && !op->st->defer);
 }
 
 static void data_cb(struct disk_io *io, int res)
@@ -167,54 +377,46 @@ static void data_cb(struct disk_io *io, int res)
     int r = res == (int)io->len ? 0 : (res < 0 ? res : -EIO);
     if (r < 0)
         log_error("%s: %s of %u bytes at %llu failed: %s", st->d->name,
-                  io->op == DISK_READ ? "read" : "write", io->len, (unsigned long long)io->off,
-                  strerror(-r));
+                  io->op == DISK_READ ? "read" : (io->op == DISK_SYNC ? "sync" : "write"), io->len,
+                  (unsigned long long)io->off, strerror(-r));
     if (op->kind == K_READ) {
         if (r == 0 && op->bounce)
             memcpy(op->ubuf, op->bounce + (op->off - op->span_off), op->len);
+        if (r == 0 && op->mixed)
+            store_zero_clear(st, op->rbits, op->off, op->len, op->ubuf);
         finish(op, r);
         return;
     }
     if (op->kind == K_FLUSH) {
-        finish(op, res < 0 ? res : 0);
+        round_synced(st, r);
         return;
     }
     /* K_WRITE */
-    if (op->stage == SOP_ALLOC_DATA) {
-        /* allocation data written with FUA; now the table entry */
-        if (r < 0) {
-            table_done(op, r);
-            return;
-        }
-        store_set_entry(st, op->slot, op->vol, op->ext);
-        op->stage = SOP_ALLOC_ENTRY;
-        table_update(op, op->flags & STORE_FUA);
-        return;
-    }
     if (op->stage == SOP_RMW_READ) {
-        /* read-modify-write: covering blocks read; merge and write */
+        /* covering blocks read; clear granules in it are zeroes; merge, write */
         if (r < 0) {
-            finish(op, r);
+            write_done(op, r);
             return;
         }
+        if (op->fill)
+            store_zero_clear(st, store_live(st, op->slot), op->span_off, op->span_len, op->bounce);
         memcpy(op->bounce + (op->off - op->span_off), op->ubuf, op->len);
-        op->stage = SOP_RMW_WRITE;
+        op->stage = SOP_WRITE;
         op->io.op = DISK_WRITE;
-        op->io.dsync = op->flags & STORE_FUA;
+        op->io.dsync = data_fua(op);
         int s = disk_submit(st->d, &op->io);
         if (s < 0)
-            finish(op, s);
+            write_done(op, s);
         return;
     }
-    /* SOP_RMW_WRITE or SOP_OVERWRITE: data written in place */
-    if (r == 0 && (op->flags & STORE_FUA) && st->edirty[op->slot]) {
-        /* The entry naming this slot was written without FUA: a FUA write is
-         * durable only once that entry is too. */
-        op->stage = SOP_ENTRY_SYNC;
-        table_update(op, 1);
+    if (op->stage == SOP_FUA_SYNC) {
+        if (r < 0)
+            finish(op, r);
+        else
+            fua_entry(op);
         return;
     }
-    finish(op, r);
+    write_done(op, r); /* SOP_WRITE: data written */
 }
 
 static int submit_io(struct sop *op, int dop, uint64_t off, void *buf, uint32_t len, int dsync)
@@ -229,13 +431,145 @@ static int aligned(const struct sop *op)
     return op->off % BLK == 0 && op->len % BLK == 0 && ((uintptr_t)op->ubuf % BLK) == 0;
 }
 
-static int prepare_bounce(struct sop *op)
+static int prepare_bounce(struct sop *op, uint32_t s0, uint32_t s1)
 {
-    op->span_off = op->off / BLK * BLK;
-    op->span_len = (op->off + op->len + BLK - 1) / BLK * BLK - op->span_off;
+    op->span_off = s0;
+    op->span_len = s1 - s0;
     rpc_buf_free(op->bounce);
     op->bounce = rpc_buf_alloc(op->span_len);
     return op->bounce ? 0 : -ENOMEM;
+}
+
+static uint32_t up(uint32_t x, uint64_t a)
+{
+    return (uint32_t)((x + a - 1) / a * a);
+}
+
+/* A write of clear granules of the slot is in flight over [g0, g1]. */
+static int fill_conflict(const struct sop *op)
+{
+    for (const struct sop *f = op->st->fills; f; f = f->fnext)
+        if (f->slot == op->slot && f->g0 <= op->g1 && op->g0 <= f->g1)
+            return 1;
+    return 0;
+}
+
+/* A write touching clear granules writes them whole: the span runs to the
+ * granule edge where the edge granule is clear (zeroes), to the 4 KiB edge
+ * where it is written (read-modify-write if unaligned). */
+static int start_fill(struct sop *op)
+{
+    struct extent_store *st = op->st;
+    const uint64_t *live = store_live(st, op->slot);
+    uint64_t gs = st->granule;
+    int hc = !bm_test(live, op->g0), tc = !bm_test(live, op->g1);
+    uint32_t s0 = hc ? (uint32_t)(op->g0 * gs) : op->off / BLK * BLK;
+    uint32_t s1 = tc ? (uint32_t)((op->g1 + 1) * gs) : up(op->off + op->len, BLK);
+    op->fill = 1;
+    int fua = data_fua(op);
+    op->fnext = st->fills;
+    st->fills = op;
+    op->stage = SOP_WRITE;
+    if (s0 == op->off && s1 == op->off + op->len && aligned(op))
+        return submit_io(op, DISK_WRITE, slot_off(st, op->slot) + op->off, op->ubuf, op->len, fua);
+    if (prepare_bounce(op, s0, s1) < 0)
+        return -ENOMEM;
+    if ((!hc && op->off % BLK) || (!tc && (op->off + op->len) % BLK)) {
+        op->stage = SOP_RMW_READ;
+        return submit_io(op, DISK_READ, slot_off(st, op->slot) + s0, op->bounce, s1 - s0, 0);
+    }
+    memset(op->bounce, 0, op->off - s0);
+    memset(op->bounce + (op->off + op->len - s0), 0, s1 - (op->off + op->len));
+    memcpy(op->bounce + (op->off - s0), op->ubuf, op->len);
+    return submit_io(op, DISK_WRITE, slot_off(st, op->slot) + s0, op->bounce, s1 - s0, fua);
+}
+
+static int dispatch_write(struct sop *op)
+{
+    struct extent_store *st = op->st;
+    uint32_t slot = op->slot;
+    if (slot == NO_SLOT) {
+        int thick = op->flags & STORE_THICK;
+        if (st->nfree == 0 || (!thick && st->nfree <= st->reserved)) {
+            st->enospc++;
+            return -ENOSPC;
+        }
+        if (thick && st->reserved)
+            st->reserved--;
+        slot = st->freelist[--st->nfree];
+        op->slot = slot;
+        op->alloc = 1;
+        st->state[slot] = SLOT_ALLOCATING;
+        /* The entry stays cleared until the data is durable; the index
+         * finds the slot meanwhile, so later requests wait for it. */
+        store_hash_insert(st, slot, op->vol, op->ext);
+    }
+    if (op->alloc && !st->defer) {
+        /* Not deferred, a fill costs a FUA write and an entry write: fill
+         * the whole slot at once, as version 1 did, rather than pay that
+         * again for each of its granules later. */
+        op->g0 = 0;
+        op->g1 = st->ngran - 1;
+    }
+    const uint64_t *live = store_live(st, slot);
+    /* A FUA write over a granule an unflushed write filled makes its bit
+     * durable: the rest of that granule (the earlier write's data) must be
+     * synced first. Granules of one block are rewritten whole (RMW). */
+    int fua_gran = (op->flags & STORE_FUA) && st->granule > BLK;
+    if (!bm_all(live, op->g0, op->g1)) {
+        if (fill_conflict(op)) {
+            park(op, slot);
+            return 0;
+        }
+        for (uint32_t g = op->g0; g <= op->g1 && fua_gran; g++)
+            op->needsync |= bm_test(live, g) && !store_staged(st, slot, g);
+        int r = start_fill(op);
+        if (r < 0)
+            fill_abort(op);
+        return r;
+    }
+    for (uint32_t g = op->g0; g <= op->g1 && fua_gran; g++)
+        op->needsync |= !store_staged(st, slot, g);
+    if (aligned(op)) {
+        op->stage = SOP_WRITE;
+        return submit_io(op, DISK_WRITE, slot_off(st, slot) + op->off, op->ubuf, op->len,
+                         op->flags & STORE_FUA);
+    }
+    if (prepare_bounce(op, op->off / BLK * BLK, up(op->off + op->len, BLK)) < 0)
+        return -ENOMEM;
+    op->stage = SOP_RMW_READ;
+    return submit_io(op, DISK_READ, slot_off(st, slot) + op->span_off, op->bounce, op->span_len, 0);
+}
+
+static int dispatch_read(struct sop *op)
+{
+    struct extent_store *st = op->st;
+    uint32_t slot = op->slot;
+    const uint64_t *live = slot == NO_SLOT ? NULL : store_live(st, slot);
+    if (!live || bm_none(live, op->g0, op->g1)) {
+        /* a hole, or granules never written: zeroes, no device I/O */
+        memset(op->ubuf, 0, op->len);
+        return 1;
+    }
+    if (!bm_all(live, op->g0, op->g1)) {
+        /* Zero the clear granules after the read, as they were now: one
+         * filled meanwhile may have been read before its data landed. */
+        op->mixed = 1;
+        memcpy(op->rbits, live, st->bm_words * sizeof(uint64_t));
+    }
+    if (aligned(op))
+        return submit_io(op, DISK_READ, slot_off(st, slot) + op->off, op->ubuf, op->len, 0);
+    if (prepare_bounce(op, op->off / BLK * BLK, up(op->off + op->len, BLK)) < 0)
+        return -ENOMEM;
+    return submit_io(op, DISK_READ, slot_off(st, slot) + op->span_off, op->bounce, op->span_len, 0);
+}
+
+static int has_fill(const struct extent_store *st, uint32_t slot)
+{
+    for (const struct sop *f = st->fills; f; f = f->fnext)
+        if (f->slot == slot)
+            return 1;
+    return 0;
 }
 
 /* Returns 0 submitted, 1 done (no cb), <0 error (no cb). */
@@ -250,80 +584,33 @@ static int dispatch(struct sop *op)
             memset(op->ubuf, 0, op->len);
             return 1;
         }
-        op->next = st->waiters[slot];
-        st->waiters[slot] = op;
+        park(op, slot);
         return 0;
     }
     op->slot = slot;
+    if (op->len) {
+        op->g0 = (uint32_t)(op->off / st->granule);
+        op->g1 = (uint32_t)((op->off + op->len - 1) / st->granule);
+    }
     switch (op->kind) {
-    case K_READ:
-        if (slot == NO_SLOT) {
-            memset(op->ubuf, 0, op->len);
-            return 1;
-        }
-        if (aligned(op))
-            return submit_io(op, DISK_READ, slot_off(st, slot) + op->off, op->ubuf, op->len, 0);
-        if (prepare_bounce(op) < 0)
-            return -ENOMEM;
-        return submit_io(op, DISK_READ, slot_off(st, slot) + op->span_off, op->bounce, op->span_len,
-                         0);
-    case K_WRITE:
-        if (slot == NO_SLOT) {
-            int thick = op->flags & STORE_THICK;
-            if (st->nfree == 0 || (!thick && st->nfree <= st->reserved)) {
-                st->enospc++;
-                return -ENOSPC;
-            }
-            if (thick && st->reserved)
-                st->reserved--;
-            slot = st->freelist[--st->nfree];
-            op->slot = slot;
-            st->state[slot] = SLOT_ALLOCATING;
-            /* The entry stays cleared until the data is durable; the index
-             * finds the slot meanwhile, so later requests wait for it. */
-            store_hash_insert(st, slot, op->vol, op->ext);
-            rpc_buf_free(op->bounce);
-            op->bounce = rpc_buf_alloc(st->extent_size);
-            if (!op->bounce) {
-                store_hash_remove(st, slot, op->vol, op->ext);
-                st->state[slot] = SLOT_FREE;
-                st->freelist[st->nfree++] = slot;
-                return -ENOMEM;
-            }
-            memset(op->bounce, 0, st->extent_size);
-            memcpy(op->bounce + op->off, op->ubuf, op->len);
-            op->stage = SOP_ALLOC_DATA;
-            int r = submit_io(op, DISK_WRITE, slot_off(st, slot), op->bounce,
-                              (uint32_t)st->extent_size, 1);
-            if (r < 0) {
-                store_hash_remove(st, slot, op->vol, op->ext);
-                st->state[slot] = SLOT_FREE;
-                st->freelist[st->nfree++] = slot;
-            }
-            return r;
-        }
-        if (aligned(op)) {
-            op->stage = SOP_OVERWRITE;
-            return submit_io(op, DISK_WRITE, slot_off(st, slot) + op->off, op->ubuf, op->len,
-                             op->flags & STORE_FUA);
-        }
-        if (prepare_bounce(op) < 0)
-            return -ENOMEM;
-        op->stage = SOP_RMW_READ;
-        return submit_io(op, DISK_READ, slot_off(st, slot) + op->span_off, op->bounce, op->span_len,
-                         0);
-    case K_FREE: {
+    case K_READ: return dispatch_read(op);
+    case K_WRITE: return dispatch_write(op);
+    case K_FREE:
         if (slot == NO_SLOT)
             return 1;
+        if (has_fill(st, slot)) {
+            /* a fill completing after the free would set bits of a free slot */
+            park(op, slot);
+            return 0;
+        }
         /* Clear the entry and write it with FUA; the index keeps the slot
          * (state FREEING) so requests for the extent wait until it is free. */
         st->state[slot] = SLOT_FREEING;
-        memset(store_entry(st, slot), 0, ENTRY_SIZE);
-        op->slot = slot;
+        memcpy(op->saved, store_entry(st, slot), st->esize);
+        memset(store_entry(st, slot), 0, st->esize);
         table_update(op, 1);
         return 0;
-    }
-    case K_FLUSH: break; /* flushes go straight to the disk (store_flush) */
+    case K_FLUSH: break; /* flushes go in rounds (store_flush) */
     }
     return -EINVAL;
 }
@@ -402,9 +689,9 @@ int store_flush(struct extent_store *st, store_cb cb, void *arg)
     struct sop *op = sop_new(st, K_FLUSH, 0, 0, 0, 0, NULL, 0, cb, arg);
     if (!op)
         return -ENOMEM;
-    op->io = (struct disk_io){.op = DISK_SYNC, .cb = data_cb, .arg = op};
-    int r = disk_submit(st->d, &op->io);
-    if (r < 0)
-        sop_put(op);
-    return r;
+    op->next = st->flushq;
+    st->flushq = op;
+    if (!st->round)
+        round_start(st);
+    return 0;
 }

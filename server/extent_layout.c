@@ -1,6 +1,13 @@
 /* The extent store's on-disk layout (superblock, table, slots: see
  * extent_store.h), formatting and loading a device, and the in-memory index
- * of slots with the queries on it. The request path is in extent_io.c. */
+ * of slots and their granule bitmaps with the queries on them. The request
+ * path is in extent_io.c.
+ *
+ * Superblock (big-endian): "CAIRNDEV", version (be32 at 8), device id (12),
+ * extent size (16), slot count (24), granule size (32, version 2), cluster
+ * id (64..127). Entry (version 2): volume (0), extent (8), generation (16),
+ * flags (24, 0), bitmap (32..63: granule g is bit g % 8 of byte g / 8). A
+ * cleared entry (volume 0) is a free slot. */
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
@@ -66,18 +73,88 @@ void store_hash_remove(struct extent_store *st, uint32_t slot, uint64_t vol, uin
 void store_set_entry(struct extent_store *st, uint32_t slot, uint64_t vol, uint64_t ext)
 {
     uint8_t *e = store_entry(st, slot);
-    memset(e, 0, ENTRY_SIZE);
+    memset(e, 0, st->esize);
     put_be64(e, vol);
     put_be64(e + 8, ext);
     put_be64(e + 16, ++st->gen);
 }
 
-static void layout(uint64_t size, uint64_t ext, uint64_t *nslots, uint64_t *table_off,
-                   uint64_t *data_off)
+void bm_set_range(uint64_t *bm, uint32_t g0, uint32_t g1)
 {
-    uint64_t n = size > BLK ? (size - BLK) / (ext + ENTRY_SIZE) : 0;
+    for (uint32_t g = g0; g <= g1; g++)
+        bm[g / 64] |= 1ull << (g % 64);
+}
+
+int bm_all(const uint64_t *bm, uint32_t g0, uint32_t g1)
+{
+    for (uint32_t g = g0; g <= g1; g++)
+        if (!bm_test(bm, g))
+            return 0;
+    return 1;
+}
+
+int bm_none(const uint64_t *bm, uint32_t g0, uint32_t g1)
+{
+    for (uint32_t g = g0; g <= g1; g++)
+        if (bm_test(bm, g))
+            return 0;
+    return 1;
+}
+
+int store_granule_written(const struct extent_store *st, uint32_t slot, uint32_t g)
+{
+    return bm_test(store_live(st, slot), g);
+}
+
+int store_staged(const struct extent_store *st, uint32_t slot, uint32_t g)
+{
+    const uint8_t *e = store_entry(st, slot);
+    if (e_vol(e) == 0)
+        return 0;
+    if (st->version == 1)
+        return 1;
+    return (e[ENTRY_BITMAP + g / 8] >> (g % 8)) & 1;
+}
+
+void store_stage(struct extent_store *st, uint32_t slot, const uint64_t *bm)
+{
+    uint8_t *e = store_entry(st, slot);
+    if (e_vol(e) == 0)
+        store_set_entry(st, slot, st->kvol[slot], st->kext[slot]);
+    if (st->version == 1)
+        return;
+    /* a byte at a time: a flush stages every slot of a block */
+    for (uint32_t k = 0; k < (st->ngran + 7) / 8; k++)
+        e[ENTRY_BITMAP + k] |= (uint8_t)(bm[k / 8] >> (8 * (k % 8)));
+}
+
+/* The bits of a loaded entry: its bitmap (version 2), or every granule. */
+static void load_bits(struct extent_store *st, uint32_t slot)
+{
+    uint64_t *bm = store_live(st, slot);
+    const uint8_t *e = store_entry(st, slot);
+    if (st->version == 1) {
+        bm[0] = 1;
+        return;
+    }
+    uint32_t nbytes = (st->ngran + 7) / 8;
+    for (uint32_t k = 0; k < nbytes; k++)
+        bm[k / 8] |= (uint64_t)e[ENTRY_BITMAP + k] << (8 * (k % 8));
+    if (st->ngran < 64)
+        bm[0] &= (1ull << st->ngran) - 1; /* bits past the last granule mean nothing */
+}
+
+static uint64_t granule_for(uint64_t ext)
+{
+    return MAX(BLK, ext / STORE_GRANULES_MAX);
+}
+
+static void layout(uint64_t size, uint64_t ext, uint32_t esize, uint64_t *nslots,
+                   uint64_t *table_off, uint64_t *data_off)
+{
+    uint64_t n = size > BLK ? (size - BLK) / (ext + esize) : 0;
     for (;;) {
-        uint64_t tbytes = (n * ENTRY_SIZE + BLK - 1) / BLK * BLK;
+        uint64_t tbytes = (n * esize + BLK - 1) / BLK * BLK;
         uint64_t doff = (BLK + tbytes + ext - 1) / ext * ext;
         if (n == 0 || doff + n * ext <= size) {
             *nslots = n;
@@ -97,6 +174,7 @@ static void sb_encode(uint8_t *b, const char *cluster, uint32_t dev, uint64_t ex
     put_be32(b + 12, dev);
     put_be64(b + 16, ext);
     put_be64(b + 24, nslots);
+    put_be64(b + 32, granule_for(ext));
     snprintf((char *)b + 64, 64, "%s", cluster);
 }
 
@@ -105,7 +183,7 @@ int store_format(struct disk *d, const char *cluster_id, uint32_t device_id, uin
     uint64_t nslots, toff, doff;
     if (extent_size < BLK || extent_size > STORE_EXTENT_MAX || (extent_size & (extent_size - 1)))
         return -EINVAL;
-    layout(d->size, extent_size, &nslots, &toff, &doff);
+    layout(d->size, extent_size, ENTRY_SIZE, &nslots, &toff, &doff);
     if (nslots < 1)
         return -ENOSPC;
     uint8_t *b = NULL;
@@ -147,7 +225,7 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     char cl[65];
     snprintf(cl, sizeof(cl), "%.*s", 63, (char *)sb + 64);
     uint32_t dev = get_be32(sb + 12);
-    uint64_t ext = get_be64(sb + 16), nslots = get_be64(sb + 24);
+    uint64_t ext = get_be64(sb + 16), nslots = get_be64(sb + 24), gran = get_be64(sb + 32);
     uint32_t ver = get_be32(sb + 8);
     free(sb);
     if (strcmp(cl, cluster_id) || dev != device_id) {
@@ -159,25 +237,39 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     /* Bounded like a pool's extent size (which store_format was given):
      * else a corrupt superblock sizes the table read below (it spans up to
      * the first slot, one extent in). A formatted device has a slot. */
-    if (ver != SB_VERSION || ext < BLK || ext > STORE_EXTENT_MAX || (ext & (ext - 1)))
+    if ((ver != 1 && ver != SB_VERSION) || ext < BLK || ext > STORE_EXTENT_MAX || (ext & (ext - 1)))
         goto corrupt;
-    layout(d->size, ext, &n2, &toff, &doff);
+    /* Version 1 has no bitmaps: one granule, the whole extent, written in
+     * every allocated slot (which is what version 1 guaranteed). */
+    if (ver == 1)
+        gran = ext;
+    else if (gran != granule_for(ext))
+        goto corrupt;
+    uint32_t esize = ver == 1 ? ENTRY_SIZE_V1 : ENTRY_SIZE;
+    layout(d->size, ext, esize, &n2, &toff, &doff);
     if (n2 != nslots || nslots == 0 || nslots >= NO_SLOT)
         goto corrupt;
 
     struct extent_store *st = calloc(1, sizeof(*st));
     st->d = d;
     st->extent_size = ext;
+    st->version = ver;
+    st->esize = esize;
+    st->granule = gran;
+    st->ngran = (uint32_t)(ext / gran);
+    st->bm_words = (st->ngran + 63) / 64;
     st->nslots = nslots;
     st->table_off = toff;
     st->data_off = doff;
     uint64_t tbytes = doff - toff;
-    st->ntblocks = (nslots * ENTRY_SIZE + BLK - 1) / BLK;
+    st->ntblocks = (nslots * esize + BLK - 1) / BLK;
     st->nbuckets = (uint32_t)MAX(nslots, 64);
     if (posix_memalign((void **)&st->table, BLK, tbytes))
         st->table = NULL;
     st->state = calloc(nslots, 1);
-    st->edirty = calloc(nslots, 1);
+    st->live = calloc(nslots * st->bm_words, sizeof(uint64_t));
+    st->pblocks = malloc(st->ntblocks * sizeof(uint32_t));
+    st->hblocks = malloc(st->ntblocks * sizeof(uint32_t));
     st->hnext = malloc(nslots * sizeof(uint32_t));
     st->kvol = calloc(nslots, sizeof(uint64_t));
     st->kext = calloc(nslots, sizeof(uint64_t));
@@ -186,8 +278,8 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     st->waiters = calloc(nslots, sizeof(struct sop *));
     st->tblocks = calloc(st->ntblocks, sizeof(struct tblock));
     st->sops = (struct pool)POOL_INIT(struct sop, 4096);
-    if (!st->table || !st->state || !st->edirty || !st->hnext || !st->kvol || !st->kext ||
-        !st->buckets || !st->freelist || !st->waiters || !st->tblocks) {
+    if (!st->table || !st->state || !st->live || !st->pblocks || !st->hblocks || !st->hnext ||
+        !st->kvol || !st->kext || !st->buckets || !st->freelist || !st->waiters || !st->tblocks) {
         store_close(st);
         return -ENOMEM;
     }
@@ -221,16 +313,18 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
             if (loser == other) {
                 store_hash_remove(st, other, vol, e_ext(e));
                 st->state[other] = SLOT_FREE;
-                memset(store_entry(st, other), 0, ENTRY_SIZE);
+                memset(store_entry(st, other), 0, esize);
+                memset(store_live(st, other), 0, st->bm_words * sizeof(uint64_t));
                 st->freelist[st->nfree++] = other;
             } else {
-                memset(e, 0, ENTRY_SIZE);
+                memset(e, 0, esize);
                 st->freelist[st->nfree++] = (uint32_t)i;
                 continue;
             }
         }
         store_hash_insert(st, (uint32_t)i, vol, e_ext(e));
         st->state[i] = SLOT_READY;
+        load_bits(st, (uint32_t)i); /* what is on disk is durable: reads see it */
     }
     *out = st;
     return 0;
@@ -247,7 +341,9 @@ void store_close(struct extent_store *st)
         free(st->tblocks[i].buf);
     free(st->table);
     free(st->state);
-    free(st->edirty);
+    free(st->live);
+    free(st->pblocks);
+    free(st->hblocks);
     free(st->hnext);
     free(st->kvol);
     free(st->kext);
@@ -274,6 +370,46 @@ void store_usage(const struct extent_store *st, uint64_t *used, uint64_t *total)
 uint64_t store_extent_size(const struct extent_store *st)
 {
     return st->extent_size;
+}
+
+void store_zero_clear(const struct extent_store *st, const uint64_t *bm, uint32_t off, uint32_t len,
+                      uint8_t *buf)
+{
+    uint64_t gs = st->granule, end = (uint64_t)off + len;
+    for (uint64_t g = off / gs; g * gs < end; g++) {
+        if (bm_test(bm, (uint32_t)g))
+            continue;
+        uint64_t a = MAX(g * gs, off), b = MIN((g + 1) * gs, end);
+        memset(buf + (a - off), 0, b - a);
+    }
+}
+
+void store_set_defer(struct extent_store *st, int on)
+{
+    st->defer = on;
+}
+
+uint64_t store_unflushed(const struct extent_store *st)
+{
+    return st->npblocks;
+}
+
+uint64_t store_granule_size(const struct extent_store *st)
+{
+    return st->granule;
+}
+
+int store_written(const struct extent_store *st, uint64_t vol, uint64_t ext, uint64_t *bm,
+                  size_t nwords)
+{
+    if (nwords < st->bm_words)
+        return -EINVAL;
+    memset(bm, 0, nwords * sizeof(uint64_t));
+    uint32_t s = store_lookup(st, vol, ext);
+    if (s == NO_SLOT || st->state[s] == SLOT_ALLOCATING)
+        return 0;
+    memcpy(bm, store_live(st, s), st->bm_words * sizeof(uint64_t));
+    return (int)st->ngran;
 }
 
 void store_set_reserved(struct extent_store *st, uint64_t n)

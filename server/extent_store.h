@@ -1,24 +1,48 @@
 /* The extent store of one device.
  *
- * On disk: a 4 KiB superblock, a table of 32-byte entries (one per extent
- * slot: volume id, extent index, generation), then the slots. An extent gets
- * a slot on its first write. The write order is what makes kill -9 and power
- * loss safe:
- *   1. the whole slot is written (data merged into zeroes) with FUA, so a
- *      slot that a table entry names never holds another extent's bytes;
- *   2. then the table entry is written (with FUA if the request had FUA;
- *      otherwise the next flush makes it durable, which is all NBD promises
- *      for a write without FUA);
- *   3. only then is the request completed.
- * Freeing a slot writes its cleared entry with FUA before the slot can be
- * reused. One table block has at most one write in flight; updates that
- * arrive meanwhile go in the next write of that block, so a later write can
- * never be overtaken by an older copy of the block.
+ * On disk (layout version 2): a 4 KiB superblock (it records the version and
+ * the granule size), a table of 64-byte entries (one per extent slot: volume
+ * id, extent index, generation, a flags word (0), a 32-byte bitmap of written
+ * granules), then the slots. A granule is max(4 KiB, extent size / 256), so
+ * an extent has at most 256. An extent gets a slot on its first write.
+ *
+ * The invariant: a granule whose bit is set on disk holds data written to
+ * this extent since its slot was allocated; a granule whose bit is clear
+ * reads as zeroes without device I/O. So another extent's old bytes in a
+ * reused slot are never visible. The write order that keeps it across
+ * kill -9 and power loss:
+ *   - a write that touches clear granules writes them whole (its data merged
+ *     into zeroes) with FUA and sets their bits in memory (reads see them
+ *     from then on); then the entry with its bits is written (with FUA if
+ *     the request had FUA; otherwise the next flush's device sync makes it
+ *     durable) before the request completes. An acknowledged write survives
+ *     a kill -9 of the daemon, as every write here always did. Since that
+ *     costs a FUA write and an entry write per fill, an allocating write
+ *     fills the whole slot (as version 1 did);
+ *   - or, deferred (store_set_defer): a write without FUA fills only the
+ *     granules it touches, without FUA, and completes; their bits and a new
+ *     slot's entry go to disk at the next flush: the device is synced first
+ *     (the data), then the table blocks holding them are written with FUA.
+ *     A first write then costs one write, like an overwrite, but until that
+ *     flush a kill -9 of the daemon loses those bits, as a power loss would;
+ *   - writes to set granules are overwrites in place (with FUA if asked; a
+ *     FUA write whose entry is not yet durable writes it too);
+ *   - freeing a slot writes its cleared entry with FUA before the slot can be
+ *     reused.
+ * Table writes are FUA but a first write's without FUA (not deferred). One
+ * table block has at most one write in flight;
+ * updates that arrive meanwhile go in the next write of that block, so a
+ * later write can never be overtaken by an older copy of the block.
+ *
+ * Version 1 devices (32-byte entries, no bitmaps) load with every granule of
+ * an allocated extent written and a granule the size of the extent: a first
+ * write there writes the whole slot, as version 1 always did.
  *
  * Requests need not be 4 KiB aligned: unaligned ones read-modify-write the
  * covering blocks. The caller must not issue overlapping writes to one extent
  * concurrently (the SDS orders them); the store itself orders allocation and
- * freeing of an extent against other requests to it.
+ * freeing of an extent, and writes that fill one clear granule, against other
+ * requests to it.
  *
  * Return convention of the async calls: 0 = submitted, cb runs later;
  * 1 = completed now (cb not called); < 0 = -errno (cb not called).
@@ -39,6 +63,8 @@ typedef void (*store_cb)(void *arg, int res);
 
 /* The largest extent size a device may be formatted with (a pool's). */
 #define STORE_EXTENT_MAX (32u << 20)
+/* Granules per extent at most (bits in an entry's bitmap). */
+#define STORE_GRANULES_MAX 256u
 
 /* Write a fresh superblock and an empty table (synchronous, durable). */
 int store_format(struct disk *d, const char *cluster_id, uint32_t device_id, uint64_t extent_size);
@@ -61,6 +87,14 @@ int store_allocated(const struct extent_store *st, uint64_t vol, uint64_t ext);
 void store_usage(const struct extent_store *st, uint64_t *used, uint64_t *total);
 /* The extent (slot) size it was formatted with, in bytes. */
 uint64_t store_extent_size(const struct extent_store *st);
+/* The granule size, in bytes: extent size / granule size granules per extent. */
+uint64_t store_granule_size(const struct extent_store *st);
+/* The extent's written granules as reads see them: bit g of bm[g / 64] is
+ * granule g (bm has nwords words, all written). Returns the number of
+ * granules per extent, 0 if the extent has no slot (bm all clear), -EINVAL
+ * if nwords is too small. */
+int store_written(const struct extent_store *st, uint64_t vol, uint64_t ext, uint64_t *bm,
+                  size_t nwords);
 /* Keep n free slots for thick volumes: a write without STORE_THICK gets
  * -ENOSPC rather than take one of them. */
 void store_set_reserved(struct extent_store *st, uint64_t n);
@@ -81,7 +115,17 @@ int store_write(struct extent_store *st, uint64_t vol, uint64_t ext, uint32_t of
                 const void *buf, int flags, store_cb cb, void *arg);
 /* Deallocate the extent (it then reads as zeroes). */
 int store_free(struct extent_store *st, uint64_t vol, uint64_t ext, store_cb cb, void *arg);
-/* Everything completed before this call is durable when cb runs. */
+/* on = 1: defer a first write's bits to the next flush (see above); 0, the
+ * default: write them before the request completes. Set before any request. */
+void store_set_defer(struct extent_store *st, int on);
+/* Table blocks holding bits or entries that only a flush will write (0:
+ * none; always 0 unless deferred, but after a failed table write). Until
+ * then a kill -9 of the daemon loses them, like a power loss: the SDS
+ * flushes a store that has any once a second (flush.c). */
+uint64_t store_unflushed(const struct extent_store *st);
+/* Everything completed before this call is durable when cb runs: a device
+ * sync, then the table blocks with the bits and entries written since the
+ * last flush (FUA), when there are any. */
 int store_flush(struct extent_store *st, store_cb cb, void *arg);
 
 #endif

@@ -1,6 +1,7 @@
 /* The extent store's insides, shared by its two files and by nothing else:
  *   extent_layout.c  the on-disk layout: superblock, format, load; the
- *                    in-memory index of slots and the queries on it;
+ *                    in-memory index of slots, the granule bitmaps and the
+ *                    queries on them;
  *   extent_io.c      the request path: reads, writes, frees and flushes,
  *                    and the table block writes that make them durable.
  * The contract is in extent_store.h. */
@@ -15,20 +16,32 @@
 #include "util.h"
 
 #define SB_MAGIC "CAIRNDEV"
-#define SB_VERSION 1
-#define ENTRY_SIZE 32u
+#define SB_VERSION 2
+#define ENTRY_SIZE 64u    /* version 2: volume, extent, generation, flags, bitmap */
+#define ENTRY_SIZE_V1 32u /* version 1: volume, extent, generation */
+#define ENTRY_BITMAP 32u  /* offset of the bitmap in a version 2 entry */
 #define BLK 4096u
 #define NO_SLOT UINT32_MAX
+#define BM_WORDS (STORE_GRANULES_MAX / 64)
 
 enum slot_state { SLOT_FREE, SLOT_ALLOCATING, SLOT_READY, SLOT_FREEING };
 
 struct sop;
 
-/* One 4 KiB block of the on-disk table, as it is being written. */
+/* One 4 KiB block of the on-disk table, as it is being written. Every table
+ * write is FUA. A held block is not written until the flush round that
+ * staged granule bits into it has synced the device (their data first).
+ * Frees, FUA writes and flushes write blocks with FUA; a first write
+ * without FUA writes its entry without (its data went with FUA). */
 struct tblock {
-    int inflight;
-    int dirty;
-    int dirty_dsync;
+    uint8_t inflight;
+    uint8_t dirty;       /* another write must follow the one in flight */
+    uint8_t dirty_dsync; /* ... with FUA */
+    uint8_t held;        /* staged by a flush round whose device sync is in flight */
+    uint8_t unsynced;    /* changed in memory since its last write started */
+    uint8_t pend;        /* a slot in it has bits (or an entry) not staged yet */
+    uint8_t round_cur;   /* the write in flight is one the flush round waits for */
+    uint8_t round_next;
     struct sop *waiting; /* completed by the write in flight */
     struct sop *next;    /* completed by the next write */
     struct disk_io io;
@@ -37,12 +50,20 @@ struct tblock {
 
 struct extent_store {
     struct disk *d;
+    uint32_t version; /* of the on-disk layout: 1 (no bitmaps on disk) or 2 */
+    uint32_t esize;   /* bytes per table entry */
     uint64_t extent_size;
+    uint64_t granule;  /* bytes per bit of an extent's bitmap */
+    uint32_t ngran;    /* granules per extent, <= STORE_GRANULES_MAX */
+    uint32_t bm_words; /* uint64_t words per slot in live[] */
     uint64_t nslots;
+    int defer; /* store_set_defer() */
     uint64_t table_off, data_off;
-    uint8_t *table;        /* in-memory copy of the on-disk table, 4096-aligned */
+    uint8_t *table;        /* the table as it may go to disk, 4096-aligned: only
+                              entries and bits whose data is durable */
+    uint64_t *live;        /* per slot: granules written (what reads see); the
+                              table's bits are a subset, those made durable */
     uint8_t *state;        /* slot_state per slot */
-    uint8_t *edirty;       /* entry written without FUA: a FUA write must also sync it */
     uint64_t *kvol, *kext; /* index keys per slot, apart from the table so an
                               entry can be cleared on disk while requests still find the slot */
     uint32_t *hnext;
@@ -53,9 +74,18 @@ struct extent_store {
     uint64_t gen;
     uint64_t enospc;
     uint64_t reserved;    /* free slots promised to thick volumes */
-    struct sop **waiters; /* per slot: requests waiting for allocate/free */
+    struct sop **waiters; /* per slot: requests waiting for allocate/free/a fill */
+    struct sop *fills;    /* writes of clear granules in flight (few: one list) */
     struct tblock *tblocks;
     uint64_t ntblocks;
+    uint32_t *pblocks; /* blocks with pend set */
+    uint64_t npblocks;
+    uint32_t *hblocks; /* blocks held by the flush round */
+    uint64_t nhblocks;
+    struct sop *round;   /* the flushes the round in progress completes */
+    struct sop *flushq;  /* flushes waiting for the next round */
+    uint64_t round_left; /* table writes the round still waits for */
+    int round_res;
     struct pool sops; /* struct sop: no allocation per request */
 };
 
@@ -63,13 +93,13 @@ enum sop_kind { K_READ, K_WRITE, K_FREE, K_FLUSH };
 
 /* Where a request is (a write goes through several). */
 enum sop_stage {
-    SOP_START,       /* reads, frees, flushes stay here */
-    SOP_ALLOC_DATA,  /* a new slot: the whole slot is being written with FUA */
-    SOP_ALLOC_ENTRY, /* ... then its table entry */
+    SOP_START,       /* reads, frees stay here */
     SOP_RMW_READ,    /* unaligned: the covering blocks are being read */
-    SOP_RMW_WRITE,   /* ... and written back, merged */
-    SOP_OVERWRITE,   /* aligned: written in place */
-    SOP_ENTRY_SYNC,  /* FUA on an entry written without: that entry again, with FUA */
+    SOP_WRITE,       /* data being written (overwrite, merged, or a fill) */
+    SOP_FUA_SYNC,    /* FUA on a granule an earlier write filled: device sync */
+    SOP_ENTRY,       /* FUA: the entry with the new bits, being written */
+    SOP_FLUSH_SYNC,  /* flush round: the device sync */
+    SOP_FLUSH_TABLE, /* ... then the staged table blocks */
 };
 
 /* One request to the store; from st->sops. */
@@ -83,16 +113,32 @@ struct sop {
     store_cb cb;
     void *arg;
     uint32_t slot;
-    uint8_t *bounce; /* rpc buffer, for unaligned I/O and a new slot's first write */
+    uint8_t *bounce; /* rpc buffer, for unaligned I/O and partial granules */
     uint32_t span_off, span_len;
+    uint32_t g0, g1;           /* granules the request touches */
+    int fill;                  /* a write that fills clear granules (on st->fills) */
+    int alloc;                 /* ... the slot's first write */
+    int mixed;                 /* a read over written and clear granules */
+    int needsync;              /* a FUA write over granules filled but not yet staged */
+    uint64_t rbits[BM_WORDS];  /* a read: the granules written when dispatched */
+    uint8_t saved[ENTRY_SIZE]; /* a free: the entry, restored if its write fails */
     enum sop_stage stage;
     struct disk_io io;
     struct sop *next;
+    struct sop *fnext; /* on st->fills */
 };
 
 static inline uint8_t *store_entry(const struct extent_store *st, uint32_t slot)
 {
-    return st->table + (uint64_t)slot * ENTRY_SIZE;
+    return st->table + (uint64_t)slot * st->esize;
+}
+static inline uint64_t *store_live(const struct extent_store *st, uint32_t slot)
+{
+    return st->live + (uint64_t)slot * st->bm_words;
+}
+static inline int bm_test(const uint64_t *bm, uint32_t g)
+{
+    return (int)((bm[g / 64] >> (g % 64)) & 1);
 }
 
 /* The slot holding (vol, ext) in the index, or NO_SLOT. */
@@ -101,5 +147,23 @@ void store_hash_insert(struct extent_store *st, uint32_t slot, uint64_t vol, uin
 void store_hash_remove(struct extent_store *st, uint32_t slot, uint64_t vol, uint64_t ext);
 /* Fill the in-memory table entry of slot with (vol, ext) and a new generation. */
 void store_set_entry(struct extent_store *st, uint32_t slot, uint64_t vol, uint64_t ext);
+/* Stage granules of bm into the slot's table entry, first filling the entry
+ * (kvol, kext, a new generation) if it is cleared. Only for granules whose
+ * data is durable, or will be before the entry's block is next written.
+ * Version 1 has no bits on disk: an entry there means the whole slot. */
+void store_stage(struct extent_store *st, uint32_t slot, const uint64_t *bm);
+/* 1 if granule g's bit is in the slot's table entry (may go to disk). */
+int store_staged(const struct extent_store *st, uint32_t slot, uint32_t g);
+/* 1 if granule g of the slot reads as written (its live bit), else 0. This
+ * is the query snapshot copy-on-write will ask of a layer. */
+int store_granule_written(const struct extent_store *st, uint32_t slot, uint32_t g);
+/* Zero the bytes of [off, off + len) of the extent, held in buf (buf[0] is
+ * byte off), whose granules are clear in bm. */
+void store_zero_clear(const struct extent_store *st, const uint64_t *bm, uint32_t off, uint32_t len,
+                      uint8_t *buf);
+/* Set or test granules [g0, g1] of a bitmap. */
+void bm_set_range(uint64_t *bm, uint32_t g0, uint32_t g1);
+int bm_all(const uint64_t *bm, uint32_t g0, uint32_t g1);
+int bm_none(const uint64_t *bm, uint32_t g0, uint32_t g1);
 
 #endif

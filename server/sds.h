@@ -67,6 +67,7 @@ struct dev {
     struct disk *disk;
     struct extent_store *st; /* NULL while failed at attach */
     int failed;              /* no I/O goes to it any more; the heartbeat says so */
+    int bg_flush;            /* a background flush of its store is under way (flush.c) */
     char err[256];
 };
 
@@ -367,6 +368,11 @@ void read_stat(struct ioreq *r);
 /* ---- flush.c: FLUSH: every device of this SDS durable ---- */
 
 void flush_start(struct ioreq *r);
+/* Every second (flush_timer): flush each device whose store holds granule
+ * bits or entries only a flush makes durable, so that a kill -9 loses at
+ * most the last second or so of first writes without FUA on this copy (the
+ * primaries' 30 s ring of changed extents covers them at catch-up). */
+void flush_timer_cb(uv_timer_t *t);
 
 /* ---- replicate.c: forwarding a mutation to the other copies ---- */
 
@@ -529,6 +535,8 @@ struct sds {
 
     struct leases leases;
     uv_timer_t ping_timer;
+    uv_timer_t flush_timer;
+    int defer_bits; /* --defer-first-writes: store_set_defer() on every device */
     struct tracking tracking;
     struct rebuild rebuild;
     uint64_t *purged; /* removed volumes whose extents are all freed */

@@ -115,6 +115,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&s->rebuild.timer, NULL);
     uv_timer_stop(&s->ping_timer);
     uv_close((uv_handle_t *)&s->ping_timer, NULL);
+    uv_timer_stop(&s->flush_timer);
+    uv_close((uv_handle_t *)&s->flush_timer, NULL);
     for (int i = 0; i < s->npeers; i++)
         rpc_peer_close(s->peers[i]);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -135,7 +137,7 @@ static void usage(void)
         "usage: cairn-sds [--config FILE] --name NAME --listen HOST:PORT --mdm HOST:PORT\n"
         "                 --data-dir DIR\n"
         "                 [--rebuild-rate MIB_PER_S] [--local-socket PATH|none]\n"
-        "                 [--io-memory MIB] [--pidfile FILE] [-v]\n"
+        "                 [--io-memory MIB] [--defer-first-writes] [--pidfile FILE] [-v]\n"
         "                 [--metrics-listen HOST:PORT --metrics-token-file FILE]\n"
         "  --version       print 'cairn-sds VERSION' and exit\n"
         "  --config FILE   read options from FILE first: 'key = value' lines, keys the long\n"
@@ -145,6 +147,10 @@ static void usage(void)
         "  --rebuild-rate  bandwidth this SDS spends copying data to new copies (default 64)\n"
         "  --io-memory     MiB that clients' requests in progress may hold, all connections\n"
         "                  together (default 256; each connection at most 64)\n"
+        "  --defer-first-writes  a first write to a granule without FUA completes after one\n"
+        "                  write; its bit reaches the disk at the next flush (at most a second\n"
+        "                  later): a kill -9 meanwhile loses it on this copy "
+        "(docs/extent-store.md)\n"
         "  --local-socket  unix socket that SDCs and SDSs on this host use instead of TCP\n"
         "                  (default DATA-DIR/sds.sock)\n"
         "  --metrics-listen serve Prometheus metrics at http://HOST:PORT/metrics (default: off)\n"
@@ -205,6 +211,7 @@ int main(int argc, char **argv)
                                          {"metrics-listen", 1, 0, 'X'},
                                          {"credentials", 1, 0, 'C'},
                                          {"metrics-token-file", 1, 0, 'T'},
+                                         {"defer-first-writes", 0, 0, 'D'},
                                          {"version", 0, 0, CAIRN_OPT_VERSION},
                                          {0, 0, 0, 0}};
     /* --config FILE: its options go ahead of the command line's, which win */
@@ -227,6 +234,7 @@ int main(int argc, char **argv)
         case 'C': cred_path = optarg; break;
         case 'T': metrics_token = optarg; break;
         case 'v': verbose = 1; break;
+        case 'D': s->defer_bits = 1; break;
         case CAIRN_OPT_VERSION: printf("cairn-sds %s\n", CAIRN_VERSION); return 0;
         default: usage();
         }
@@ -290,6 +298,9 @@ int main(int argc, char **argv)
     uv_timer_init(s->loop, &s->ping_timer);
     s->ping_timer.data = s;
     uv_timer_start(&s->ping_timer, ping_timer_cb, 0, 500);
+    uv_timer_init(s->loop, &s->flush_timer);
+    s->flush_timer.data = s;
+    uv_timer_start(&s->flush_timer, flush_timer_cb, 1000, 1000);
     uv_signal_init(s->loop, &s->sigterm);
     uv_signal_init(s->loop, &s->sigint);
     s->sigterm.data = s->sigint.data = s;

@@ -91,22 +91,31 @@ def raft_entry(b):
     return struct.pack(">Q", len(b)) + b + b"\0" * (-len(b) % 8)
 
 
-def superblock_image(dsize_mib=4, extent=1 << 16, entries=((5, 0, 1), (5, 3, 2), (9, 1, 3))):
+def superblock_image(dsize_mib=4, extent=1 << 16, entries=((5, 0, 1), (5, 3, 2), (9, 1, 3)),
+                     version=1):
+    """A device's start (docs/extent-store.md): version 1 has 32-byte entries;
+    version 2 64-byte ones with a bitmap of written granules, and the
+    granule size in the superblock."""
+    esize = 32 if version == 1 else 64
     dsize = dsize_mib << 20
-    n = (dsize - 4096) // (extent + 32)
+    n = (dsize - 4096) // (extent + esize)
     while True:
-        tbytes = (n * 32 + 4095) // 4096 * 4096
+        tbytes = (n * esize + 4095) // 4096 * 4096
         doff = (4096 + tbytes + extent - 1) // extent * extent
         if n == 0 or doff + n * extent <= dsize:
             break
         n -= 1
     sb = bytearray(4096)
     sb[0:8] = b"CAIRNDEV"
-    struct.pack_into(">IIQQ", sb, 8, 1, 1, extent, n)
+    struct.pack_into(">IIQQ", sb, 8, version, 1, extent, n)
+    if version == 2:
+        struct.pack_into(">Q", sb, 32, max(4096, extent // 256))
     sb[64:68] = b"fuzz"
     table = bytearray(tbytes)
     for slot, (vol, ext, gen) in enumerate(entries):
-        struct.pack_into(">QQQ", table, slot * 32, vol, ext, gen)
+        struct.pack_into(">QQQ", table, slot * esize, vol, ext, gen)
+        if version == 2:
+            table[slot * esize + 32] = 0x05 << slot  # some granules written
     return bytes([dsize_mib - 1]) + bytes(sb) + bytes(table)
 
 
@@ -194,6 +203,7 @@ write("fuzz_nbd", "seed-meta", b"\x02" + meta)
 write("fuzz_nbd", "seed-request", b"\x1f" + struct.pack(">IHHQQI", 0x25609513, 1, 1, 42, 4096, 4096)
       + struct.pack(">Q", 1 << 30))
 write("fuzz_store", "seed", superblock_image())
+write("fuzz_store", "seed-v2", superblock_image(version=2))
 
 
 # fuzz_nbd_conn: [chunk size][flags][what a client sends] (see its comment).
