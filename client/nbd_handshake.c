@@ -1,5 +1,5 @@
 /* Fixed-newstyle handshake: the greeting, the client's flags, then option
- * haggling until GO or EXPORT_NAME enters transmission (NBD.md §2,
+ * haggling until GO or EXPORT_NAME enters transmission (docs/nbd.md,
  * "Handshake"). Options are parsed by the pure functions of nbd_parse.c;
  * this file decides what to answer and keeps the connection's state. TLS:
  * STARTTLS and the modes' rules (FORCEDTLS under --tls require) are

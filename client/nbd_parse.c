@@ -21,7 +21,7 @@ int nbd_request_decode(const uint8_t *p, struct nbd_request *rq)
 
 int nbd_request_validate(const struct nbd_conn_state *st, const struct nbd_request *rq)
 {
-    /* FUA is advertised, so every command must accept it (NBD.md). */
+    /* FUA is advertised, so every command must accept it (docs/nbd.md). */
     uint16_t allowed = NBD_CMD_FLAG_FUA;
     switch (rq->type) {
     case NBD_CMD_DISC: return 0;

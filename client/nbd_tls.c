@@ -1,4 +1,4 @@
-/* TLS for the NBD server (NBD_OPT_STARTTLS, NBD.md §2), with gnutls.
+/* TLS for the NBD server (NBD_OPT_STARTTLS; docs/nbd.md, "TLS"), with gnutls.
  *
  * The socket stays a libuv stream: libuv reads raw bytes into the
  * connection's raw buffer, gnutls pulls them from there (pull_cb) and the
@@ -127,7 +127,7 @@ int nbd_tls_start(struct nbd_conn *c)
     gnutls_transport_set_pull_function(t->s, pull_cb);
     gnutls_transport_set_pull_timeout_function(t->s, pull_timeout_cb);
     gnutls_transport_set_push_function(t->s, push_cb);
-    /* What was negotiated in plaintext does not carry over (NBD.md §2). */
+    /* What was negotiated in plaintext does not carry over (docs/nbd.md, "TLS"). */
     c->st.structured = false;
     c->st.meta_alloc = false;
     return 0;

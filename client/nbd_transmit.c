@@ -1,7 +1,7 @@
 /* Transmission: each request header is decoded and validated (nbd_parse.c),
  * its payload received or skipped (nbd_conn.c), then it is run by the
  * backend or answered here; every request gets exactly one reply, in the
- * order the completions come (NBD.md §2, "Requests").
+ * order the completions come (docs/nbd.md, "Transmission").
  *
  * Requests come from the server's pool: none is allocated per I/O once the
  * pool has grown to the queue depth. */

@@ -1,9 +1,10 @@
-"""A fleet of Debian 12 hosts booted as systemd-nspawn containers, for
-deployment tests: Ansible over SSH, power cuts, frozen hosts, cut links.
-Run as root with /usr/bin/python3 (standard library only). Why each nspawn
-runs with --register=no --keep-unit, from its own cgroup in both
-hierarchies, with a tmpfs on /run/systemd/nspawn, in a loop relaunching it
-on exit code 133: /work/shared/HOSTS.md (PID 1 here is not systemd).
+"""Debian 12 hosts booted as systemd-nspawn containers for deployment tests
+(Ansible over SSH, power cuts, frozen hosts, cut links); root, /usr/bin/python3.
+Where PID 1 is not systemd (the CI machines) nspawn needs --register=no
+--keep-unit (else "Failed to open system bus"), a tmpfs on /run/systemd/nspawn
+(else it fails removing .../propagate), one cgroup per host in both hierarchies
+(hosts from one share payload/ and collide), and a relaunch on exit code 133
+(a reboot inside; nothing else restarts it).
 
     with Fleet([("mdm1", "10.77.0.11")], wd, build_rootfs(CAIRN_HOST_PACKAGES)) as f:
         f.boot(); f.ssh("mdm1", "true"); f.power_cut("mdm1"); f.start("mdm1")"""
