@@ -49,8 +49,9 @@
 
 /* A volume mapped here (or one that was, while an export still holds it). */
 struct sdc_vol {
-    uint64_t id;
-    char name[80];
+    uint64_t id;        /* the volume's, or a snapshot's (docs/snapshots.md) */
+    uint64_t placement; /* what its extents are placed by (cmap_placement) */
+    char name[80];      /* the export: the volume's name, or VOL@SNAPSHOT */
     uint64_t size;
     uint32_t pool_id;
     bool ro;      /* mapped read-only */

@@ -198,7 +198,7 @@ static void piece_send(struct sdc_piece *pc)
         peer = sds_peer(s, pc->sds_id);
     } else {
         uint64_t ext = layout_extent_of(pc->off, p->extent_size);
-        h.pg = layout_pg_of(v->id, ext, (uint32_t)p->n_pgs);
+        h.pg = layout_pg_of(v->placement, ext, (uint32_t)p->n_pgs);
         Cairn__Pg *g = p->pgs[h.pg];
         h.epoch = g->epoch;
         Cairn__Device *d = g->n_devices ? cmap_device(s->map, g->devices[0]) : NULL;

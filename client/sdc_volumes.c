@@ -36,7 +36,9 @@ void sdc_vol_unref(struct sdc *s, struct sdc_vol *v)
 }
 
 /* Export "VOL" is the volume as mapped; "VOL@ro" the same read-only, which
- * claims nothing (docs/attach.md). Volume names have no '@'. */
+ * claims nothing (docs/attach.md); "VOL@SNAP" a snapshot mapped here, always
+ * read-only (docs/snapshots.md). Volume names have no '@', and no snapshot
+ * is named "ro". */
 void *sdc_export_open(void *ctx, const char *name, uint64_t *size, int *ro)
 {
     char base[sizeof(((struct sdc_vol *)0)->name)];
@@ -88,15 +90,18 @@ static void sync_volumes(struct sdc *s)
         Cairn__Mapping *m = s->map->mappings[j];
         if (m->sdc_id != s->sdc_id || !s->sdc_id)
             continue;
-        Cairn__Volume *mv = NULL;
-        for (size_t k = 0; k < s->map->n_volumes; k++)
-            if (s->map->volumes[k]->id == m->volume_id)
-                mv = s->map->volumes[k];
-        if (!mv)
+        struct cmap_obj o;
+        if (cmap_resolve(s->map, m->volume_id, &o) < 0)
             continue;
+        Cairn__Volume *mv = o.vol;
+        char name[sizeof(((struct sdc_vol *)0)->name)];
+        if (o.snap)
+            snprintf(name, sizeof(name), "%s@%s", mv->name, o.snap->name);
+        else
+            snprintf(name, sizeof(name), "%s", mv->name);
         struct sdc_vol *v = NULL;
         for (int i = 0; i < s->nvols && !v; i++)
-            if (s->vols[i]->id == mv->id)
+            if (s->vols[i]->id == m->volume_id)
                 v = s->vols[i];
         if (!v) {
             if (s->nvols == SDC_MAX_VOLS)
@@ -104,16 +109,17 @@ static void sync_volumes(struct sdc *s)
             v = calloc(1, sizeof(*v));
             if (!v)
                 continue;
-            v->id = mv->id;
+            v->id = m->volume_id;
             v->refs = 0;
             s->vols[s->nvols++] = v;
-            log_info("volume '%s' (%llu bytes) is mapped here: export '%s'", mv->name,
-                     (unsigned long long)mv->size, mv->name);
+            log_info("%s '%s' (%llu bytes) is mapped here: export '%s'",
+                     o.snap ? "snapshot" : "volume", name, (unsigned long long)o.size, name);
         }
-        snprintf(v->name, sizeof(v->name), "%s", mv->name);
-        v->size = mv->size;
+        snprintf(v->name, sizeof(v->name), "%s", name);
+        v->placement = cmap_placement(mv);
+        v->size = o.size;
         v->pool_id = mv->pool_id;
-        v->ro = m->read_only;
+        v->ro = m->read_only || o.snap;
         v->writer_gen = mv->writer_gen;
         v->present = true;
     }

@@ -96,6 +96,19 @@ cli_run_fn cli_run_mdm_list, cli_run_mdm_add, cli_run_mdm_remove, cli_run_mdm_tr
  * unmap, and map --read-only, until every SDS refuses what the SDC may no
  * longer do (a warning on stderr if one does not within 10 s). */
 cli_run_fn cli_run_map;
+/* ---- cli_snapshot.c: snapshots (docs/snapshots.md) ---- */
+
+/* snapshot create VOL NAME | snapshot create --group NAME VOL... */
+cli_run_fn cli_run_snapshot_create;
+/* snapshot list [VOL] */
+cli_run_fn cli_run_snapshot_list;
+/* snapshot show VOL@NAME */
+cli_run_fn cli_run_snapshot_show;
+/* snapshot remove VOL@NAME */
+cli_run_fn cli_run_snapshot_remove;
+/* volume revert VOL --to NAME */
+cli_run_fn cli_run_volume_revert;
+
 /* sdc approve NAME */
 cli_run_fn cli_run_sdc_approve;
 /* cluster set --restricted-sdc on|off */

@@ -31,7 +31,7 @@ struct cli_opt {
     const char *missing;
 };
 
-#define CLI_ARGS_MAX_ARGS 4  /* positional arguments of one command */
+#define CLI_ARGS_MAX_ARGS 16 /* positional arguments of one command */
 #define CLI_ARGS_MAX_OPTS 16 /* options of one command plus the global ones */
 
 /* What one command accepts. */

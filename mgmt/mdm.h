@@ -16,6 +16,7 @@
  *                appending proposals
  *   proposals.c  proposals tracked and answered, the leader queries
  *   probe.c      device probes on the SDS before SDS_ADD / DEVICE_ADD
+ *   snapshot_cut.c  a snapshot's cut: every SDS paused, then proposed
  *   detector.c   failure detection: up/down proposals, grace expiry
  *   sessions.c   connections: registrations, heartbeats, map fetches,
  *                request dispatch, the removal room check, replies
@@ -203,6 +204,9 @@ struct mdm {
      * its probe */
     struct mdm_probe *probes[MDM_MAX_PROBES];
 
+    /* snapshot_cut.c: the snapshot being cut (NULL: none) */
+    struct mdm_cut *cut;
+
     /* detector.c */
     unsigned sds_timeout_ms; /* silence after which an SDS is marked down */
     unsigned grace_ms;       /* how long a down SDS's copies stay on record */
@@ -322,6 +326,15 @@ void mdm_proposals_forget_conn(struct mdm *m, struct rpc_conn *c);
  * not the leader, or the id was used by another op: the apply refuses that). */
 int mdm_answer_repeat(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
                       const Cairn__MgmtRequest *req);
+
+/* ---- snapshot_cut.c: a snapshot's cut: pause the SDSs, then propose ---- */
+
+/* OP_SNAPSHOT_CREATE from c: pause every serving SDS's changes to the
+ * volumes, then propose it at the paused map version (req is owned). */
+void mdm_snapshot_start(struct mdm *m, struct rpc_conn *c, const struct frame_hdr *h,
+                        Cairn__MgmtRequest *req);
+/* c is closing: the cut under way answers nobody. */
+void mdm_snapshot_forget_conn(struct mdm *m, struct rpc_conn *c);
 
 /* ---- probe.c: device probes before SDS_ADD / DEVICE_ADD ---- */
 

@@ -52,6 +52,11 @@ static const struct state_op ops[] = {
     [CAIRN__MGMT_OP__OP_CLUSTER_SET] = {"CLUSTER_SET", state_cluster_set},
     [CAIRN__MGMT_OP__OP_CLUSTER_ID] = {"CLUSTER_ID", state_cluster_id},
     [CAIRN__MGMT_OP__OP_WRITER_SET] = {"WRITER_SET", state_volumes_writer_set},
+    [CAIRN__MGMT_OP__OP_SNAPSHOT_CREATE] = {"SNAPSHOT_CREATE", state_snapshots_create},
+    [CAIRN__MGMT_OP__OP_SNAPSHOT_ABORT] = {"SNAPSHOT_ABORT", state_snapshots_abort},
+    [CAIRN__MGMT_OP__OP_SNAPSHOT_REMOVE] = {"SNAPSHOT_REMOVE", state_snapshots_remove},
+    [CAIRN__MGMT_OP__OP_VOLUME_REVERT] = {"VOLUME_REVERT", state_volumes_revert},
+    [CAIRN__MGMT_OP__OP_LAYER_MERGED] = {"LAYER_MERGED", state_snapshots_layer_merged},
 };
 
 const struct state_op *state_op_find(int op)

@@ -219,6 +219,13 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
         }
         mdm_probe_start(m, c, h, req);
         return; /* req now owned by the probe */
+    case CAIRN__MGMT_OP__OP_SNAPSHOT_CREATE:
+        mdm_snapshot_start(m, c, h, req);
+        return; /* req now owned by the cut */
+    case CAIRN__MGMT_OP__OP_SNAPSHOT_ABORT:
+    case CAIRN__MGMT_OP__OP_LAYER_MERGED:
+        mdm_reply_error(c, h, -EINVAL, "proposed by the MDM leader only");
+        break;
     case CAIRN__MGMT_OP__OP_MDM_ADD:
     case CAIRN__MGMT_OP__OP_MDM_REMOVE:
     case CAIRN__MGMT_OP__OP_MDM_TRANSFER: mdm_members_request(m, c, h, req); break;
@@ -545,6 +552,7 @@ static void on_close(struct rpc_conn *c)
     struct mdm *m = s->mdm;
     mdm_proposals_forget_conn(m, c);
     mdm_probes_forget_conn(m, c);
+    mdm_snapshot_forget_conn(m, c);
     mdm_members_forget_conn(m, c);
     if (s->role == MDM_ROLE_SDS) {
         log_info("mdm: SDS '%s' disconnected", s->sds_name);

@@ -170,6 +170,35 @@ state_apply_fn state_volumes_writer_set;
 /* "single-writer" or "shared". */
 const char *state_access_name(Cairn__MappingAccess a);
 
+/* ---- state_snapshots.c: snapshots (docs/snapshots.md) ---- */
+
+/* OP_SNAPSHOT_CREATE: req->name on each of req->volumes (a group's when
+ * req->group is set), only at map version req->base_version (-EAGAIN
+ * otherwise): each volume's head layer becomes the snapshot's, and the
+ * volume writes to a new empty layer over it. */
+state_apply_fn state_snapshots_create;
+/* OP_SNAPSHOT_ABORT: nothing but a new map version (lifts the pause). */
+state_apply_fn state_snapshots_abort;
+/* OP_SNAPSHOT_REMOVE (req->volume is VOL@SNAP): the snapshot goes; its
+ * layer is merged into the layer above it (a merge record), or dropped if
+ * none reads through it. Refused while it is mapped. */
+state_apply_fn state_snapshots_remove;
+/* OP_VOLUME_REVERT: req->volume gets a new empty head over the layer of
+ * its snapshot req->name; the old head is dropped. Refused while the
+ * volume is mapped read-write. */
+state_apply_fn state_volumes_revert;
+/* OP_LAYER_MERGED (the leader's): the merge of layer req->base_version is
+ * done everywhere; its record goes (-EBUSY while a merge into it remains). */
+state_apply_fn state_snapshots_layer_merged;
+/* The snapshot "VOL@SNAP" names (and its volume in *vp), or NULL, err set. */
+Cairn__Snapshot *state_req_snapshot(struct mdm_state *s, const char *spec, Cairn__Volume **vp,
+                                    char *err, size_t errlen);
+/* A volume is being removed: its snapshots and merges go, their layers to
+ * removed_volumes. */
+void state_snapshots_volume_removed(struct mdm_state *s, uint64_t volume_id);
+/* 1 if a snapshot of the volume is mapped. */
+int state_snapshots_mapped(const struct mdm_state *s, uint64_t volume_id);
+
 /* ---- state_sdcs.c: OP_SDC_REGISTER, OP_SDC_APPROVE, OP_CLUSTER_SET ---- */
 
 /* Register an SDC by guid, or rename a registered one. Idempotent. A new

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "capacity.h"
+#include "cmap.h"
 #include "state_internal.h"
 #include "util.h"
 
@@ -120,11 +121,18 @@ int state_volumes_remove(struct mdm_state *s, const Cairn__MgmtRequest *req, cha
             state_errf(err, errlen, "volume '%s' is still mapped; unmap it first", v->name);
             return -EBUSY;
         }
+    if (state_snapshots_mapped(s, v->id)) {
+        state_errf(err, errlen, "a snapshot of volume '%s' is still mapped; unmap it first",
+                   v->name);
+        return -EBUSY;
+    }
+    /* removed_volumes lists store keys: its head layer and its snapshots' */
     uint64_t *nr = realloc(s->m->removed_volumes, sizeof(uint64_t) * (s->m->n_removed_volumes + 1));
     if (!nr)
         abort();
     s->m->removed_volumes = nr;
-    nr[s->m->n_removed_volumes++] = v->id;
+    nr[s->m->n_removed_volumes++] = cmap_head(v);
+    state_snapshots_volume_removed(s, v->id);
     protobuf_c_message_free_unpacked(&v->base, NULL);
     memmove(&s->m->volumes[i], &s->m->volumes[i + 1],
             sizeof(*s->m->volumes) * (s->m->n_volumes - i - 1));
@@ -135,11 +143,18 @@ int state_volumes_remove(struct mdm_state *s, const Cairn__MgmtRequest *req, cha
 /* The volume and SDC a MAP or UNMAP request names, and the index of their
  * mapping (n_mappings if there is none). 0, or -ENOENT with err set. */
 static int find_mapping(struct mdm_state *s, const Cairn__MgmtRequest *req, Cairn__Volume **vp,
-                        Cairn__Sdc **cp, size_t *jp, char *err, size_t errlen)
+                        Cairn__Sdc **cp, size_t *jp, uint64_t *idp, char *err, size_t errlen)
 {
-    Cairn__Volume *v = state_req_volume(s, req->volume, err, errlen);
-    if (!v)
+    Cairn__Snapshot *sn = NULL;
+    Cairn__Volume *v;
+    if (strchr(req->volume, '@'))
+        sn = state_req_snapshot(s, req->volume, &v, err, errlen);
+    else
+        v = state_req_volume(s, req->volume, err, errlen);
+    if (!v || (strchr(req->volume, '@') && !sn))
         return -ENOENT;
+    /* a snapshot's mapping names it by its id */
+    uint64_t id = sn ? sn->id : v->id;
     Cairn__Sdc *c = mdm_sdc_by_name(s, req->sdc);
     if (!c) {
         state_errf(err, errlen, "no SDC named '%s' (an SDC registers when it starts)", req->sdc);
@@ -147,11 +162,12 @@ static int find_mapping(struct mdm_state *s, const Cairn__MgmtRequest *req, Cair
     }
     size_t j;
     for (j = 0; j < s->m->n_mappings; j++)
-        if (s->m->mappings[j]->volume_id == v->id && s->m->mappings[j]->sdc_id == c->id)
+        if (s->m->mappings[j]->volume_id == id && s->m->mappings[j]->sdc_id == c->id)
             break;
     *vp = v;
     *cp = c;
     *jp = j;
+    *idp = id;
     return 0;
 }
 
@@ -189,7 +205,8 @@ int state_volumes_map(struct mdm_state *s, const Cairn__MgmtRequest *req, char *
     Cairn__Volume *v;
     Cairn__Sdc *c;
     size_t j;
-    int r = find_mapping(s, req, &v, &c, &j, err, errlen);
+    uint64_t id;
+    int r = find_mapping(s, req, &v, &c, &j, &id, err, errlen);
     if (r < 0)
         return r;
     if (c->pending) {
@@ -201,8 +218,14 @@ int state_volumes_map(struct mdm_state *s, const Cairn__MgmtRequest *req, char *
     Cairn__MappingAccess access;
     if ((r = parse_access(req, &access, err, errlen)) < 0)
         return r;
+    int snap = id != v->id; /* a snapshot: mapped read-only, always */
+    int read_only = req->read_only || snap;
+    if (req->takeover && snap) {
+        state_errf(err, errlen, "--takeover is for a volume: a snapshot is mapped read-only");
+        return -EINVAL;
+    }
     if (req->takeover &&
-        (req->read_only || access != CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER)) {
+        (read_only || access != CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER)) {
         state_errf(err, errlen,
                    "--takeover is for a single-writer read-write mapping: a %s mapping has no "
                    "single writer to take over from",
@@ -211,7 +234,7 @@ int state_volumes_map(struct mdm_state *s, const Cairn__MgmtRequest *req, char *
     }
     /* one volume's read-write mappings share one mode: a single writer
      * among shared ones would be fenced by none of them */
-    for (size_t k = 0; !req->read_only && k < s->m->n_mappings; k++) {
+    for (size_t k = 0; !read_only && k < s->m->n_mappings; k++) {
         const Cairn__Mapping *o = s->m->mappings[k];
         if (o->volume_id != v->id || o->sdc_id == c->id || o->read_only || o->access == access)
             continue;
@@ -228,17 +251,17 @@ int state_volumes_map(struct mdm_state *s, const Cairn__MgmtRequest *req, char *
         if (!mp)
             abort();
         cairn__mapping__init(mp);
-        mp->volume_id = v->id;
+        mp->volume_id = id;
         mp->sdc_id = c->id;
         if (!PB_APPEND(s->m->mappings, s->m->n_mappings, mp))
             abort();
     }
     Cairn__Mapping *mp = s->m->mappings[j];
-    mp->read_only = req->read_only;
-    mp->access = req->read_only ? CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER : access;
+    mp->read_only = read_only;
+    mp->access = read_only ? CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER : access;
     if (req->takeover)
         set_writer(v, c->id);
-    else if (req->read_only && v->writer_sdc == c->id)
+    else if (read_only && !snap && v->writer_sdc == c->id)
         set_writer(v, 0); /* made read-only: its writer's connections are fenced too */
     return 0;
 }
@@ -249,7 +272,8 @@ int state_volumes_writer_set(struct mdm_state *s, const Cairn__MgmtRequest *req,
     Cairn__Volume *v;
     Cairn__Sdc *c;
     size_t j;
-    int r = find_mapping(s, req, &v, &c, &j, err, errlen);
+    uint64_t id;
+    int r = find_mapping(s, req, &v, &c, &j, &id, err, errlen);
     if (r < 0)
         return r;
     /* checked by the leader when it proposed this; the log may have
@@ -270,14 +294,15 @@ int state_volumes_unmap(struct mdm_state *s, const Cairn__MgmtRequest *req, char
     Cairn__Volume *v;
     Cairn__Sdc *c;
     size_t j;
-    int r = find_mapping(s, req, &v, &c, &j, err, errlen);
+    uint64_t id;
+    int r = find_mapping(s, req, &v, &c, &j, &id, err, errlen);
     if (r < 0)
         return r;
     if (j == s->m->n_mappings) {
         state_errf(err, errlen, "volume '%s' is not mapped to SDC '%s'", v->name, c->name);
         return -ENOENT;
     }
-    if (v->writer_sdc == c->id)
+    if (id == v->id && v->writer_sdc == c->id)
         set_writer(v, 0); /* unmapped: its writer's connections are fenced */
     protobuf_c_message_free_unpacked(&s->m->mappings[j]->base, NULL);
     memmove(&s->m->mappings[j], &s->m->mappings[j + 1],

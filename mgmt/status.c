@@ -52,6 +52,10 @@ static void fill_sds(struct mdm *m, struct mdm_status *out)
                     st[i].enospc_count = s->hb->enospc_count;
                     st[i].rebuild = s->hb->rebuild;
                     st[i].map_version = s->hb->map_version;
+                    st[i].n_layers = s->hb->n_layers;
+                    st[i].layers = s->hb->layers;
+                    st[i].n_merging = s->hb->n_merging;
+                    st[i].merging = s->hb->merging;
                 }
             }
         }

@@ -14,6 +14,46 @@ Cairn__Pool *cmap_pool(const Cairn__ClusterMap *m, uint32_t id);
 Cairn__Volume *cmap_volume(const Cairn__ClusterMap *m, uint64_t id);
 Cairn__Sdc *cmap_sdc(const Cairn__ClusterMap *m, uint32_t id);
 Cairn__Volume *cmap_volume_by_name(const Cairn__ClusterMap *m, const char *name);
+/* ---- layers and snapshots (docs/snapshots.md) ---- */
+
+/* Layers a read walks at most, and so the snapshots a volume may hold. */
+#define CMAP_SNAPSHOTS_MAX 32
+/* ... and what it walks at most, the layers of removed snapshots still
+ * being merged included: a removal is refused beyond it. */
+#define CMAP_CHAIN_MAX 48
+/* The layer (store key) v's writes go to. */
+static inline uint64_t cmap_head(const Cairn__Volume *v)
+{
+    return v->head_layer ? v->head_layer : v->id;
+}
+/* What a volume's extents are placed by (layout_pg_of): every layer of it
+ * lives on the same copies. */
+static inline uint64_t cmap_placement(const Cairn__Volume *v)
+{
+    return v->id;
+}
+Cairn__Snapshot *cmap_snapshot(const Cairn__ClusterMap *m, uint64_t id);
+Cairn__Snapshot *cmap_snapshot_by_name(const Cairn__ClusterMap *m, uint64_t volume_id,
+                                       const char *name);
+/* What a data request's volume id names: a volume (writes go to its head
+ * layer) or one of its snapshots (read-only); layer is where reads start. */
+struct cmap_obj {
+    Cairn__Volume *vol;
+    Cairn__Snapshot *snap; /* NULL: the volume itself */
+    uint64_t layer, size;
+};
+/* 0, or -ENOENT if m names nothing with that id. */
+int cmap_resolve(const Cairn__ClusterMap *m, uint64_t id, struct cmap_obj *o);
+/* The volume a layer (a store key) belongs to, or NULL if m has no such
+ * layer (its volume or snapshot was removed and merged). *read_only (may be
+ * NULL) is 1 for a snapshot's layer or one being merged. */
+Cairn__Volume *cmap_layer_volume(const Cairn__ClusterMap *m, uint64_t layer, int *read_only);
+/* The layers a read of layer (of v) walks, newest first: layer, its
+ * parent, ... Fills out (max entries) and returns the count (0 if layer is
+ * not v's). */
+size_t cmap_chain(const Cairn__ClusterMap *m, const Cairn__Volume *v, uint64_t layer,
+                  uint64_t *out, size_t max);
+
 /* The SDS that holds copy k of a PG, or 0. */
 uint32_t cmap_copy_sds(const Cairn__ClusterMap *m, const Cairn__Pg *pg, size_t k);
 

@@ -42,15 +42,18 @@ uint32_t io_hdr_encode(const struct io_hdr *h, uint8_t out[IO_HDR_MAX])
     put_be32(out + 24, h->pool_id);
     put_be32(out + 28, h->pg);
     put_be64(out + 32, h->epoch);
-    if (!h->writer_gen)
+    if (!h->writer_gen && !h->layer)
         return IO_HDR_SIZE;
     put_be64(out + 40, h->writer_gen);
+    if (!h->layer)
+        return IO_HDR_GEN;
+    put_be64(out + 48, h->layer);
     return IO_HDR_MAX;
 }
 
 int io_hdr_decode(const uint8_t *in, uint32_t len, struct io_hdr *h)
 {
-    if (len != IO_HDR_SIZE && len != IO_HDR_MAX)
+    if (len != IO_HDR_SIZE && len != IO_HDR_GEN && len != IO_HDR_MAX)
         return -EINVAL;
     h->volume_id = get_be64(in);
     h->offset = get_be64(in + 8);
@@ -59,7 +62,8 @@ int io_hdr_decode(const uint8_t *in, uint32_t len, struct io_hdr *h)
     h->pool_id = get_be32(in + 24);
     h->pg = get_be32(in + 28);
     h->epoch = get_be64(in + 32);
-    h->writer_gen = len == IO_HDR_MAX ? get_be64(in + 40) : 0;
+    h->writer_gen = len >= IO_HDR_GEN ? get_be64(in + 40) : 0;
+    h->layer = len == IO_HDR_MAX ? get_be64(in + 48) : 0;
     if (h->flags & ~IO_FLAGS_KNOWN)
         return -EINVAL;
     return 0;

@@ -54,6 +54,7 @@ enum frame_type {
      * which the sender bounds what it has in flight */
     FT_RAFT_DATA = 22,
     FT_CLAIM = 23, /* sdc -> mdm: VolumeClaim / MapReply (docs/attach.md) */
+    FT_FREEZE = 24, /* mdm -> sds: Freeze / status 0 once paused (docs/snapshots.md) */
 };
 
 struct frame_hdr {
@@ -71,10 +72,11 @@ void frame_hdr_encode(const struct frame_hdr *h, uint8_t out[FRAME_HDR_SIZE]);
 int frame_hdr_decode(const uint8_t in[FRAME_HDR_SIZE], struct frame_hdr *h);
 
 /* Data-path request header: the message of every FT_IO_* request. 40
- * bytes, or 48 with writer_gen (sent only when it is not 0, so that a
- * request without one is what SDSs before it understand). */
+ * bytes, 48 with writer_gen, 56 with layer (each sent only when it is not
+ * 0, so that a request without them is what SDSs before them understand). */
 #define IO_HDR_SIZE 40
-#define IO_HDR_MAX 48
+#define IO_HDR_GEN 48
+#define IO_HDR_MAX 56
 #define IO_FLAG_FUA 1u     /* durable before reply */
 #define IO_FLAG_REPLICA 2u /* forwarded by the primary: apply locally only */
 #define IO_FLAG_NO_HOLE 4u /* zero: keep the range allocated */
@@ -90,12 +92,16 @@ struct io_hdr {
     uint32_t pg;
     uint64_t epoch;
     uint64_t writer_gen; /* an SDC's change: the fence of its claim (docs/attach.md); 0: none */
+    /* Between SDSs only (a forward, a rebuild copy): the layer (store key)
+     * it applies to, as the primary resolved it (docs/snapshots.md); 0 from
+     * an SDC, whose volume_id names a volume or a snapshot */
+    uint64_t layer;
 };
 
-/* Encode into out; returns the length: IO_HDR_SIZE, or IO_HDR_MAX when
- * writer_gen is not 0. */
+/* Encode into out; returns the length: IO_HDR_MAX when layer is not 0,
+ * else IO_HDR_GEN when writer_gen is not 0, else IO_HDR_SIZE. */
 uint32_t io_hdr_encode(const struct io_hdr *h, uint8_t out[IO_HDR_MAX]);
-/* Decode len (IO_HDR_SIZE or IO_HDR_MAX) bytes; -EINVAL on another length
+/* Decode len (IO_HDR_SIZE, IO_HDR_GEN or IO_HDR_MAX) bytes; -EINVAL on another length
  * or unknown flags. Range checks are the receiver's job. */
 int io_hdr_decode(const uint8_t *in, uint32_t len, struct io_hdr *h);
 

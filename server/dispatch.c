@@ -140,6 +140,7 @@ static void read_sent_cb(void *arg, int status)
 static void req_free(struct ioreq *r)
 {
     uncount_request(r);
+    freeze_mut_end(r->sds, r);
     if (r->client) {
         if (r->cprev)
             r->cprev->cnext = r->cnext;
@@ -308,6 +309,14 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
         dispatch_reply(r);
         return;
     }
+    if (freeze_refuses(s, r)) {
+        /* a snapshot's cut is pausing this volume's changes (freeze.c) */
+        r->status = -EAGAIN;
+        dispatch_reply(r);
+        return;
+    }
+    if (r->t.role == COPY_PRIMARY && h->type != FT_IO_READ && h->type != FT_IO_STAT)
+        freeze_mut_start(s, r);
     r->io.epoch = r->t.epoch; /* a client's older epoch: we serve it in ours */
     count_request(sc, r);
     if (h->type == FT_IO_WRITE && (r->io.flags & IO_FLAG_REBUILD))

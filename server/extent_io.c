@@ -504,7 +504,7 @@ static int dispatch_write(struct sop *op)
          * finds the slot meanwhile, so later requests wait for it. */
         store_hash_insert(st, slot, op->vol, op->ext);
     }
-    if (op->alloc && !st->defer) {
+    if (op->alloc && !st->defer && !(op->flags & STORE_GRANULES)) {
         /* Not deferred, a fill costs a FUA write and an entry write: fill
          * the whole slot at once, as version 1 did, rather than pay that
          * again for each of its granules later. */

@@ -60,6 +60,11 @@ typedef void (*store_cb)(void *arg, int res);
 
 #define STORE_FUA 1
 #define STORE_THICK 2 /* may take a slot kept in reserve for thick volumes */
+/* A first write fills only the granules it touches, never the whole slot:
+ * for a layer over another (docs/snapshots.md), whose clear granules reads
+ * take from the layer under it, and for rebuild copies, which keep the
+ * source's bitmap. */
+#define STORE_GRANULES 4
 
 /* The largest extent size a device may be formatted with (a pool's). */
 #define STORE_EXTENT_MAX (32u << 20)

@@ -111,6 +111,7 @@ void map_install(struct sds *s, Cairn__ClusterMap *m, uint32_t my_id)
     tracking_sync(s, old);
     if (old)
         cairn__cluster_map__free_unpacked(old, NULL);
+    freeze_map_installed(s);
     reclaim_purge_removed(s);
     reclaim_update_reservations(s);
     rebuild_sync(s);

@@ -81,6 +81,10 @@ static void on_request(struct rpc_conn *c, const struct frame_hdr *h, const uint
         devices_probe(s, c, h, msg);
         return;
     }
+    if (h->type == FT_FREEZE) {
+        freeze_handle(s, c, h, msg);
+        return;
+    }
     log_warn("unknown request type %u from the MDM", h->type);
     dispatch_status(c, h, -EOPNOTSUPP);
 }

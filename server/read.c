@@ -1,11 +1,116 @@
 /* Reads and allocation queries (STAT). validate_io() lets a client's read
- * through only at the primary holding its lease, never at a rebuilding copy. */
+ * through only at the primary holding its lease, never at a rebuilding copy.
+ *
+ * A volume with snapshots is a chain of layers (docs/snapshots.md): a read
+ * takes each granule from the newest layer of the chain whose slot has that
+ * granule written, zeroes if none has. The bitmaps of written granules make
+ * that a lookup; the data is then read in runs, one store read per run of
+ * granules that come from the same layer. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "extent_store.h"
 #include "log.h"
 #include "sds.h"
+
+#define BM_WORDS (STORE_GRANULES_MAX / 64)
+
+struct chain_rd {
+    store_cb cb;
+    void *arg;
+    int pending;
+    int res;
+};
+
+static void chain_part_cb(void *arg, int res)
+{
+    struct chain_rd *c = arg;
+    if (res < 0 && c->res >= 0)
+        c->res = res;
+    if (--c->pending > 0)
+        return;
+    store_cb cb = c->cb;
+    void *cbarg = c->arg;
+    int r = c->res;
+    free(c);
+    cb(cbarg, r);
+}
+
+static int bit(const uint64_t *bm, uint32_t g)
+{
+    return (int)((bm[g / 64] >> (g % 64)) & 1);
+}
+
+int chain_read(struct extent_store *st, const uint64_t *chain, int nchain, uint64_t ext,
+               uint32_t off, uint32_t len, uint8_t *buf, store_cb cb, void *arg)
+{
+    uint64_t bms[CMAP_CHAIN_MAX][BM_WORDS];
+    int have[CMAP_CHAIN_MAX], lower = 0;
+    for (int i = 0; i < nchain; i++) {
+        have[i] = store_written(st, chain[i], ext, bms[i], BM_WORDS) > 0;
+        lower |= i > 0 && have[i];
+    }
+    if (!lower) /* the layer alone (or nothing under it holds this extent) */
+        return store_read(st, chain[0], ext, off, len, buf, cb, arg);
+    struct chain_rd *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->cb = cb;
+    c->arg = arg;
+    c->pending = 1; /* ours, while the parts start */
+    uint64_t gs = store_granule_size(st);
+    uint64_t end = (uint64_t)off + len;
+    uint64_t pos = off;
+    while (pos < end) {
+        uint32_t g = (uint32_t)(pos / gs);
+        int src = -1;
+        for (int i = 0; i < nchain && src < 0; i++)
+            if (have[i] && bit(bms[i], g))
+                src = i;
+        /* the run: following granules that come from the same layer */
+        uint64_t run_end = (g + 1) * gs;
+        while (run_end < end) {
+            uint32_t h = (uint32_t)(run_end / gs);
+            int hs = -1;
+            for (int i = 0; i < nchain && hs < 0; i++)
+                if (have[i] && bit(bms[i], h))
+                    hs = i;
+            if (hs != src)
+                break;
+            run_end += gs;
+        }
+        if (run_end > end)
+            run_end = end;
+        uint8_t *dst = buf + (pos - off);
+        uint32_t rlen = (uint32_t)(run_end - pos);
+        if (src < 0) {
+            memset(dst, 0, rlen);
+        } else {
+            c->pending++;
+            int rc = store_read(st, chain[src], ext, (uint32_t)pos, rlen, dst, chain_part_cb, c);
+            if (rc != 0) {
+                c->pending--;
+                if (rc < 0 && c->res >= 0)
+                    c->res = rc;
+            }
+        }
+        pos = run_end;
+    }
+    if (--c->pending > 0)
+        return 0;
+    int r = c->res;
+    free(c);
+    return r < 0 ? r : 1;
+}
+
+int chain_holds(struct extent_store *st, const uint64_t *chain, int nchain, uint64_t ext, int from)
+{
+    for (int i = from; i < nchain; i++)
+        if (store_allocated(st, chain[i], ext))
+            return 1;
+    return 0;
+}
 
 static void read_done_cb(void *arg, int res)
 {
@@ -29,17 +134,18 @@ void read_start(struct ioreq *r)
         dispatch_reply(r);
         return;
     }
-    int rc = store_read(r->t.dev->st, r->io.volume_id, r->t.ext, r->t.off, r->io.length, r->rbuf,
-                        read_done_cb, r);
+    int rc = chain_read(r->t.dev->st, r->t.chain, r->t.nchain, r->t.ext, r->t.off, r->io.length,
+                        r->rbuf, read_done_cb, r);
     if (rc != 0) {
         r->status = rc > 0 ? 0 : rc;
         dispatch_reply(r);
     }
 }
 
-/* FT_IO_STAT: reply status 1 if the extent is allocated here, 0 for a hole. */
+/* FT_IO_STAT: reply status 1 if the extent is allocated here (in any layer
+ * of the chain), 0 for a hole. */
 void read_stat(struct ioreq *r)
 {
-    r->status = store_allocated(r->t.dev->st, r->io.volume_id, r->t.ext);
+    r->status = chain_holds(r->t.dev->st, r->t.chain, r->t.nchain, r->t.ext, 0);
     dispatch_reply(r);
 }

@@ -47,6 +47,7 @@ enum rcopy_stage {
     RC_LOCK,   /* about to take the extent's range lock */
     RC_LOCKED, /* waiting for it; then read (or, a hole, tell the target to free) */
     RC_READ,   /* waiting for the local read; then send */
+    RC_CLEAR,  /* waiting for the target to free its slot (a partly written extent) */
     RC_SENT,   /* waiting for the target's answer */
 };
 
@@ -54,8 +55,16 @@ enum rcopy_stage {
 struct rcopy {
     struct rjob *job;
     struct dev *dev; /* this SDS's copy, read from */
+    uint64_t layer; /* the store key copied (io.layer) */
     uint64_t ext;
     uint64_t extent_size;
+    /* The granules written here, sent as runs so that the target's bitmap
+     * is this one (a layer's clear granules read from the layer under it):
+     * [next_g, ngran) are still to send. */
+    uint64_t bm[STORE_GRANULES_MAX / 64];
+    uint32_t ngran, next_g;
+    uint64_t gs;
+    uint32_t len; /* of the extent (a volume's last one may be shorter) */
     struct io_hdr io; /* what the target applies: REPLICA|REBUILD, in the PG's epoch */
     uint8_t *payload;
     int status; /* of the last step */
@@ -224,16 +233,16 @@ static void rcopy_done(struct rcopy *c, int status)
     struct rjob *j = c->job;
     struct sds *s = j->sds;
     if (status == 0) {
-        s->rebuild.done_bytes += c->io.length;
+        s->rebuild.done_bytes += c->len;
         if (rjob_rebalance(j))
-            s->rebuild.rebalance_done_bytes += c->io.length;
+            s->rebuild.rebalance_done_bytes += c->len;
     } else if (!j->cancelled) {
         /* try this extent again after a pause (the map may be changing) */
         if (status != -ESTALE && status != -EAGAIN && status != -ECANCELED)
             log_warn("PG %u.%u: copying extent %llu/%llu to device %u failed: %s", j->pool_id,
-                     j->pg, (unsigned long long)c->io.volume_id, (unsigned long long)c->ext,
+                     j->pg, (unsigned long long)c->layer, (unsigned long long)c->ext,
                      j->target_dev, strerror(-status));
-        rjob_add_extent(j, c->io.volume_id, c->ext);
+        rjob_add_extent(j, c->layer, c->ext);
         j->retry_at = now_ms() + 500;
     }
     if (range_lock_is_held(&c->lock))
@@ -257,11 +266,51 @@ static void rcopy_send(struct rcopy *c, uint16_t type)
     }
     uint8_t msg[IO_HDR_MAX];
     uint32_t mlen = io_hdr_encode(&c->io, msg);
-    struct iovec iov = {c->payload, c->io.length};
-    int rc = rpc_peer_call(p, type, msg, mlen, c->payload ? &iov : NULL, c->payload ? 1 : 0,
+    int data = type == FT_IO_WRITE;
+    struct iovec iov = {data ? c->payload + (c->io.offset - c->ext * c->extent_size) : NULL,
+                        data ? c->io.length : 0};
+    int rc = rpc_peer_call(p, type, msg, mlen, data ? &iov : NULL, data ? 1 : 0,
                            SDS_FWD_TIMEOUT_MS, rcopy_sent_cb, c);
     if (rc < 0)
         rcopy_done(c, rc);
+}
+
+static int gbit(const struct rcopy *c, uint32_t g)
+{
+    return (int)((c->bm[g / 64] >> (g % 64)) & 1);
+}
+
+static int granules_all(const struct rcopy *c)
+{
+    for (uint32_t g = 0; g < c->ngran; g++)
+        if (!gbit(c, g) && (uint64_t)g * c->gs < c->len)
+            return 0;
+    return 1;
+}
+
+static void set_range(struct rcopy *c, uint32_t off, uint32_t len)
+{
+    c->io.offset = c->ext * c->extent_size + off;
+    c->io.length = len;
+}
+
+/* The next run of written granules from next_g into c->io; 0 if none. */
+static int next_run(struct rcopy *c)
+{
+    uint32_t g = c->next_g;
+    while (g < c->ngran && !gbit(c, g))
+        g++;
+    if (g >= c->ngran || (uint64_t)g * c->gs >= c->len) {
+        c->next_g = c->ngran;
+        return 0;
+    }
+    uint32_t h = g;
+    while (h < c->ngran && gbit(c, h))
+        h++;
+    c->next_g = h;
+    uint64_t end = MIN((uint64_t)h * c->gs, c->len);
+    set_range(c, (uint32_t)(g * c->gs), (uint32_t)(end - g * c->gs));
+    return 1;
 }
 
 static void rcopy_continue(struct rcopy *c)
@@ -272,11 +321,12 @@ static void rcopy_continue(struct rcopy *c)
     case RC_LOCK: break;
     case RC_LOCKED: goto resume_locked;
     case RC_READ: goto resume_read;
+    case RC_CLEAR: goto resume_cleared;
     case RC_SENT: goto resume_sent;
     }
 
     /* 1. The extent's range lock, as client writes take it. */
-    range_lock_init(&c->lock, c->io.volume_id, c->ext, 0, c->io.length, RANGE_LOCK_BLOCKS,
+    range_lock_init(&c->lock, c->io.volume_id, c->ext, 0, c->len, RANGE_LOCK_BLOCKS,
                     c->extent_size, rcopy_granted_cb);
     c->stage = RC_LOCKED;
     int rc = range_lock_acquire(s->locks, &c->lock);
@@ -298,21 +348,24 @@ resume_locked:
         rcopy_done(c, -ECANCELED);
         return;
     }
-    if (j->catchup && !store_allocated(c->dev->st, c->io.volume_id, c->ext)) {
+    int ng = store_written(c->dev->st, c->layer, c->ext, c->bm, ARRAY_SIZE(c->bm));
+    if (j->catchup && ng <= 0) {
         /* 2a. Catching up, and a hole here: the target frees its copy. */
         c->stage = RC_SENT;
         rcopy_send(c, FT_IO_TRIM);
         return;
     }
+    c->ngran = ng > 0 ? (uint32_t)ng : 0;
+    c->gs = store_granule_size(c->dev->st);
+    c->next_g = 0;
     /* 2. Read the extent. */
-    c->payload = rpc_buf_alloc(c->io.length);
+    c->payload = rpc_buf_alloc(c->len);
     if (!c->payload) {
         rcopy_done(c, -ENOMEM);
         return;
     }
     c->stage = RC_READ;
-    rc = store_read(c->dev->st, c->io.volume_id, c->ext, 0, c->io.length, c->payload, rcopy_read_cb,
-                    c);
+    rc = store_read(c->dev->st, c->layer, c->ext, 0, c->len, c->payload, rcopy_read_cb, c);
     if (rc == 1)
         rcopy_done(c, 0); /* freed since it was listed: the target got the free */
     else if (rc < 0)
@@ -325,13 +378,35 @@ resume_read:
         rcopy_done(c, c->status < 0 ? c->status : 0);
         return;
     }
-    /* 3. Send it to the target. */
-    c->stage = RC_SENT;
-    rcopy_send(c, FT_IO_WRITE);
-    return;
-resume_sent:
-    /* 4. The target has it on its device (or not: the extent goes again). */
-    rcopy_done(c, c->status);
+    if (!granules_all(c)) {
+        /* 3a. Partly written: the target's slot starts empty, so that it
+         * ends with exactly the granules written here. */
+        c->stage = RC_CLEAR;
+        set_range(c, 0, c->len);
+        rcopy_send(c, FT_IO_TRIM);
+        return;
+    }
+resume_cleared:
+    if (c->stage == RC_CLEAR && c->status < 0) {
+        rcopy_done(c, c->status);
+        return;
+    }
+    /* 3. Send it to the target, one run of written granules at a time. */
+    for (;;) {
+        if (!next_run(c)) {
+            rcopy_done(c, 0);
+            return;
+        }
+        c->stage = RC_SENT;
+        rcopy_send(c, FT_IO_WRITE);
+        return;
+    resume_sent:
+        /* 4. The target has it on its device (or not: the extent goes again). */
+        if (c->status < 0) {
+            rcopy_done(c, c->status);
+            return;
+        }
+    }
 }
 
 /* Start copying the next extent of j; 0 if it has none ready. */
@@ -344,11 +419,11 @@ static int start_one(struct rjob *j)
     Cairn__Pg *g = p->pgs[j->pg];
     struct dev *d = g->n_devices ? devices_find(s, g->devices[0]) : NULL;
     while (j->next_i < j->n) {
-        uint64_t vol = j->vols[j->next_i], ext = j->exts[j->next_i];
+        uint64_t layer = j->vols[j->next_i], ext = j->exts[j->next_i];
         j->next_i++;
-        Cairn__Volume *v = cmap_volume(s->map, vol);
+        Cairn__Volume *v = cmap_layer_volume(s->map, layer, NULL);
         if (!v || !d || ext * p->extent_size >= v->size)
-            continue; /* volume removed or shrunk away since listing */
+            continue; /* volume or layer removed since listing */
         struct rcopy *c = pool_get(&s->rebuild.copies);
         if (!c) {
             j->next_i--; /* no memory now: this extent is the next one again */
@@ -356,19 +431,21 @@ static int start_one(struct rjob *j)
         }
         c->job = j;
         c->dev = d;
+        c->layer = layer;
         c->ext = ext;
         c->extent_size = p->extent_size;
-        c->io =
-            (struct io_hdr){.volume_id = vol,
-                            .offset = ext * p->extent_size,
-                            .length = (uint32_t)MIN(p->extent_size, v->size - ext * p->extent_size),
-                            .flags = IO_FLAG_REPLICA | IO_FLAG_REBUILD,
-                            .pool_id = p->id,
-                            .pg = j->pg,
-                            .epoch = g->epoch};
+        c->len = (uint32_t)MIN(p->extent_size, v->size - ext * p->extent_size);
+        c->io = (struct io_hdr){.volume_id = v->id,
+                                .offset = ext * p->extent_size,
+                                .length = c->len,
+                                .flags = IO_FLAG_REPLICA | IO_FLAG_REBUILD,
+                                .pool_id = p->id,
+                                .pg = j->pg,
+                                .epoch = g->epoch,
+                                .layer = layer};
         j->inflight++;
         s->rebuild.inflight++;
-        s->rebuild.tokens -= (double)c->io.length;
+        s->rebuild.tokens -= (double)c->len;
         c->stage = RC_LOCK;
         rcopy_continue(c);
         return 1;
@@ -539,9 +616,9 @@ void rebuild_serve_pg_list(struct sds *s, struct rpc_conn *c, const struct frame
         size_t k;
         while ((k = store_list_all(s->devs[di].st, &cursor, vols, exts, 1024)) > 0) {
             for (size_t i = 0; i < k; i++) {
-                Cairn__Volume *v = cmap_volume(s->map, vols[i]);
+                Cairn__Volume *v = cmap_layer_volume(s->map, vols[i], NULL);
                 if (!v || v->pool_id != pool_id ||
-                    layout_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs) != pg)
+                    layout_pg_of(cmap_placement(v), exts[i], (uint32_t)p->n_pgs) != pg)
                     continue;
                 if (n == cap) {
                     uint8_t *bigger = rpc_buf_alloc(cap * 2 * 16);
@@ -601,11 +678,11 @@ static void list_fresh(struct sds *s)
         size_t n;
         while ((n = store_list_all(s->devs[di].st, &cursor, vols, exts, 1024)) > 0) {
             for (size_t i = 0; i < n; i++) {
-                Cairn__Volume *v = cmap_volume(s->map, vols[i]);
+                Cairn__Volume *v = cmap_layer_volume(s->map, vols[i], NULL);
                 Cairn__Pool *p = v ? cmap_pool(s->map, v->pool_id) : NULL;
                 if (!p || !p->n_pgs)
                     continue;
-                uint32_t pg = layout_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
+                uint32_t pg = layout_pg_of(cmap_placement(v), exts[i], (uint32_t)p->n_pgs);
                 if (p->pgs[pg]->n_devices && p->pgs[pg]->devices[0] != s->devs[di].id)
                     continue;
                 for (struct rjob *j = s->rebuild.jobs; j; j = j->next)

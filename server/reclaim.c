@@ -1,5 +1,7 @@
 /* Giving space back: the extents of PGs this SDS no longer holds, those of
- * volumes the MDM removed, and the free slots kept for thick volumes. */
+ * volumes and layers the MDM removed (the map's removed_volumes lists store
+ * keys: a removed volume's layers, a reverted volume's old head), and the
+ * free slots kept for thick volumes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,9 +71,9 @@ void reclaim_update_reservations(struct sds *s)
                 continue;
             uint64_t next = (v->size + p->extent_size - 1) / p->extent_size;
             for (uint64_t e = 0; e < next; e++) {
-                Cairn__Pg *g = p->pgs[layout_pg_of(v->id, e, (uint32_t)p->n_pgs)];
+                Cairn__Pg *g = p->pgs[layout_pg_of(cmap_placement(v), e, (uint32_t)p->n_pgs)];
                 for (size_t c = 0; c < g->n_devices; c++)
-                    if (g->devices[c] == d->id && !store_allocated(d->st, v->id, e))
+                    if (g->devices[c] == d->id && !store_allocated(d->st, cmap_head(v), e))
                         need++;
             }
         }
@@ -137,11 +139,11 @@ void reclaim_drop_unowned(struct sds *s, const Cairn__ClusterMap *old)
         size_t n, dropped = 0;
         while ((n = store_list_all(d->st, &cursor, vols, exts, 1024)) > 0) {
             for (size_t i = 0; i < n; i++) {
-                Cairn__Volume *v = cmap_volume(s->map, vols[i]);
+                Cairn__Volume *v = cmap_layer_volume(s->map, vols[i], NULL);
                 Cairn__Pool *p = v ? cmap_pool(s->map, v->pool_id) : NULL;
                 if (!p || !p->n_pgs || p->id != md->pool_id)
                     continue;
-                uint32_t pg = layout_pg_of(vols[i], exts[i], (uint32_t)p->n_pgs);
+                uint32_t pg = layout_pg_of(cmap_placement(v), exts[i], (uint32_t)p->n_pgs);
                 if (pg_drops(old, p, pg, d->id) &&
                     store_free(d->st, vols[i], exts[i], purge_cb, NULL) == 0)
                     dropped++;

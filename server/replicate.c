@@ -76,6 +76,8 @@ void replicate_forward(struct ioreq *r, int i)
     /* The primary alone judges the writer's fence: a copy that refused what
      * its primary took would leave the copies disagreeing (docs/attach.md) */
     h.writer_gen = 0;
+    /* the layer it goes to, as this primary resolved it (docs/snapshots.md) */
+    h.layer = r->t.layer;
     uint8_t msg[IO_HDR_MAX];
     uint32_t mlen = io_hdr_encode(&h, msg);
     struct iovec iov = {r->payload, r->payload ? r->io.length : 0};

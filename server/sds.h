@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "cairn.pb-c.h"
+#include "cmap.h"
 #include "frame.h"
 #include "metrics.h"
 #include "pool.h"
@@ -48,6 +49,7 @@ struct rpc_server;
 struct uring_ctx;
 struct disk;
 struct extent_store;
+typedef void (*store_cb)(void *arg, int res);
 
 /* 1 if dev is one of the n devices of arr (a PG's copy list). */
 static inline int pg_has_dev(const uint32_t *arr, size_t n, uint32_t dev)
@@ -176,6 +178,14 @@ struct io_view {
 
 /* Where a valid request goes (validate_io fills it as far as it gets). */
 struct io_target {
+    uint64_t vol_id; /* the volume (the request may name one of its snapshots) */
+    /* The layer (store key) a change goes to, or a read starts at, and the
+     * chain a read walks from it, newest first (chain[0] == layer). A copy
+     * for a rebuild (raw) is applied as it comes: its chain is its layer. */
+    uint64_t layer;
+    uint64_t chain[CMAP_CHAIN_MAX];
+    int nchain;
+    int raw;
     uint64_t ext; /* extent index in the volume */
     uint32_t off; /* byte offset within the extent */
     uint64_t extent_size, vol_size;
@@ -192,8 +202,9 @@ struct io_target {
  * its frame, io decoded) against the view before it touches any state.
  * Returns 0 (t filled), or: -EAGAIN the sender retries (volume unknown or
  * range beyond it here: our map may be behind; no lease; fenced), -ESTALE
- * its map and ours disagree on the PG (epoch, copy, role), -EINVAL a bad
- * request, -EIO our device for it has failed. */
+ * its map and ours disagree on the PG (epoch, copy, role) or on a layer,
+ * -EROFS a change to a snapshot, -EINVAL a bad request, -EIO our device
+ * for it has failed. */
 int validate_io(const struct io_view *v, uint16_t type, uint32_t payload_len,
                 const struct io_hdr *io, struct io_target *t);
 /* FT_PING's message (msg_len bytes): the sender's SDS id and map version.
@@ -281,6 +292,7 @@ struct fwd {
 enum write_stage {
     WS_LOCK,   /* about to take the range lock */
     WS_LOCKED, /* waiting for it; then forward and apply */
+    WS_MERGE,  /* waiting for the chain read that widens it to whole granules */
     WS_COPIES, /* waiting for every copy to answer */
     WS_UNDO,   /* ENOSPC: waiting for every copy to drop a fresh allocation */
     WS_DONE,
@@ -336,6 +348,10 @@ struct ioreq {
     int pending; /* parts (copies, devices) not yet answered */
     int status;  /* the first failure of a part, or 0 */
     struct range_lock lock;
+    uint8_t *merge_buf; /* WS_MERGE: the granules it is widened to, being read */
+    uint32_t merge_off, merge_len;
+    struct ioreq *mprev, *mnext; /* in sds->muts: a primary's change in progress (freeze.c) */
+    int in_muts;
     struct fwd fwd[SDS_MAX_COPIES];
     size_t held;       /* bytes counted against its connection's share */
     int counted_total; /* ... and against the SDS-wide budget (a client's) */
@@ -360,7 +376,16 @@ void write_start(struct ioreq *r);
 /* One part of the current stage (a copy, the local device) answered. */
 void write_part_done(struct ioreq *r, int status);
 
-/* ---- read.c: reads and allocation queries, served by the primary ---- */
+/* ---- read.c: reads and allocation queries, served by the primary; reads
+ * through a chain of layers ---- */
+
+/* Read [off, off + len) of extent ext through the chain (newest first):
+ * each granule from the first layer that has it written, else zeroes. The
+ * store's return convention (0: cb follows, 1: done now, < 0: -errno). */
+int chain_read(struct extent_store *st, const uint64_t *chain, int nchain, uint64_t ext,
+               uint32_t off, uint32_t len, uint8_t *buf, store_cb cb, void *arg);
+/* 1 if a layer of chain[from..nchain) has a slot for ext. */
+int chain_holds(struct extent_store *st, const uint64_t *chain, int nchain, uint64_t ext, int from);
 
 void read_start(struct ioreq *r);
 void read_stat(struct ioreq *r);
@@ -488,6 +513,29 @@ void reclaim_drop_unowned(struct sds *s, const Cairn__ClusterMap *old);
 void reclaim_purge_removed(struct sds *s);
 void reclaim_update_reservations(struct sds *s);
 
+/* ---- freeze.c: the pause of a snapshot's cut: no new change to the
+ * frozen volumes as a primary until a newer map ---- */
+
+struct freeze {
+    uint64_t *vols; /* frozen now (none: NULL, 0) */
+    size_t nvols;
+    uint64_t base_version; /* lifted by the first map above it */
+    uint64_t since;        /* now_ms() when it began */
+};
+
+/* FT_FREEZE from the MDM: Freeze / 0 once paused, -EBUSY while changes
+ * started before it are still in progress (asked again). */
+void freeze_handle(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg);
+/* 1 if validated request r is a primary's change to a frozen volume (the
+ * client gets -EAGAIN and retries). */
+int freeze_refuses(struct sds *s, const struct ioreq *r);
+/* A primary's change starts / ends (its reply): s->muts. */
+void freeze_mut_start(struct sds *s, struct ioreq *r);
+void freeze_mut_end(struct sds *s, struct ioreq *r);
+/* After a map is installed: lift a freeze the map is newer than. */
+void freeze_map_installed(struct sds *s);
+void freeze_lift(struct sds *s);
+
 /* ---- mdm_link.c: the session with the MDM: registration, heartbeat
  * content, maps, leases from heartbeats, the MDM's requests ---- */
 
@@ -540,6 +588,8 @@ struct sds {
     struct tracking tracking;
     struct rebuild rebuild;
     uint64_t *purged; /* removed volumes whose extents are all freed */
+    struct freeze freeze;
+    struct ioreq *muts; /* primaries' changes in progress */
     size_t npurged;
 
     /* metrics */

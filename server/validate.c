@@ -25,22 +25,51 @@ int validate_io(const struct io_view *v, uint16_t type, uint32_t payload_len,
                 const struct io_hdr *io, struct io_target *t)
 {
     t->refresh = MAP_REFRESH_NONE;
-    Cairn__Volume *vol = cmap_volume(v->map, io->volume_id);
-    if (!vol) {
+    int replica = (io->flags & IO_FLAG_REPLICA) != 0;
+    struct cmap_obj o;
+    if (cmap_resolve(v->map, io->volume_id, &o) < 0) {
         /* The sender may know a volume created after our map: refresh and
          * let it retry (it gives up after its I/O timeout). */
         t->refresh = MAP_REFRESH_NOW;
         return -EAGAIN;
     }
+    Cairn__Volume *vol = o.vol;
+    t->vol_id = vol->id;
+    t->layer = o.layer;
+    t->raw = replica && (io->flags & IO_FLAG_REBUILD);
+    if (io->layer && !replica)
+        return -EINVAL; /* only SDSs name layers */
+    if (o.snap && !reads(type) && type != FT_IO_FLUSH)
+        return -EROFS;
+    if (replica && io->layer) {
+        /* the layer the primary applies it to: one of the volume's in our
+         * map too, or our map is behind (a layer made since) or ahead (the
+         * primary's head is a snapshot's layer here: only a rebuild copy
+         * may write a snapshot's layer) */
+        int ro;
+        if (o.snap || cmap_layer_volume(v->map, io->layer, &ro) != vol) {
+            t->refresh = MAP_REFRESH_NOW;
+            return -EAGAIN;
+        }
+        if (ro && !t->raw) {
+            t->refresh = MAP_REFRESH_NOW;
+            return -ESTALE;
+        }
+        t->layer = io->layer;
+    }
+    t->nchain = t->raw ? 1 : (int)cmap_chain(v->map, vol, t->layer, t->chain, CMAP_CHAIN_MAX);
+    t->chain[0] = t->layer;
+    if (t->nchain < 1)
+        t->nchain = 1;
     Cairn__Pool *p = cmap_pool(v->map, vol->pool_id);
     if (!p || p->id != io->pool_id || p->n_pgs == 0)
         return -EINVAL;
     t->extent_size = p->extent_size;
-    t->vol_size = vol->size;
+    t->vol_size = o.size;
     t->thick = vol->thick;
     if (io->length == 0)
         return -EINVAL;
-    if (io->offset > vol->size || io->length > vol->size - io->offset) {
+    if (io->offset > t->vol_size || io->length > t->vol_size - io->offset) {
         /* The sender may know the volume grown; our map may be behind. It
          * retries until its I/O timeout, so a truly bad range still fails. */
         t->refresh = MAP_REFRESH_SOON;
@@ -50,7 +79,7 @@ int validate_io(const struct io_view *v, uint16_t type, uint32_t payload_len,
     t->off = (uint32_t)(io->offset % p->extent_size);
     if (!layout_in_one_extent(io->offset, io->length, p->extent_size))
         return -EINVAL; /* a request never spans extents */
-    uint32_t pg = layout_pg_of(io->volume_id, t->ext, (uint32_t)p->n_pgs);
+    uint32_t pg = layout_pg_of(cmap_placement(vol), t->ext, (uint32_t)p->n_pgs);
     if (io->pg != pg)
         return -EINVAL;
     Cairn__Pg *g = p->pgs[pg];
@@ -83,7 +112,6 @@ int validate_io(const struct io_view *v, uint16_t type, uint32_t payload_len,
             t->peers[t->npeers++] = d->sds_id;
         }
     }
-    int replica = (io->flags & IO_FLAG_REPLICA) != 0;
     if (mine < 0 || (mine != 0 && !replica))
         return -ESTALE; /* not a copy here, or not the primary */
     if ((size_t)mine >= g->n_devices && reads(type))

@@ -49,14 +49,18 @@ static void local_done_cb(void *arg, int res)
     write_part_done(r, res);
 }
 
-/* Apply r->op to this SDS's copy; write_part_done() follows. */
+/* Apply r->op to this SDS's copy of its layer; write_part_done() follows. */
 static void apply_local(struct ioreq *r)
 {
     struct sds *s = r->sds;
     struct extent_store *st = r->t.dev->st;
-    uint64_t vol = r->io.volume_id, ext = r->t.ext;
+    uint64_t vol = r->t.layer, ext = r->t.ext;
     uint32_t off = r->t.off, len = r->io.length;
     int flags = ((r->io.flags & IO_FLAG_FUA) ? STORE_FUA : 0) | (r->t.thick ? STORE_THICK : 0);
+    /* over another layer, clear granules must stay clear (reads take them
+     * from below); a rebuild copy keeps the source's bitmap */
+    if (r->t.nchain > 1 || r->t.raw)
+        flags |= STORE_GRANULES;
     /* the whole extent, or all of a volume's shorter last extent */
     int whole = off == 0 && (len == r->t.extent_size || r->io.offset + len == r->t.vol_size);
     int keep = (r->io.flags & IO_FLAG_NO_HOLE) != 0;
@@ -104,12 +108,124 @@ static void undo_prepare(struct ioreq *r)
     r->t.off = 0;
 }
 
+/* ---- a change to a layer over others (docs/snapshots.md), at the primary ----
+ *
+ * The primary decides, and its copies apply what it forwards: a TRIM of an
+ * extent that a layer under the head holds does nothing (freeing the head's
+ * slot would show the older data); a ZERO of one becomes a write of zeroes;
+ * a write that covers part of a granule the head does not have yet, while a
+ * layer under it does, is widened to whole granules filled from the chain,
+ * so the head's granule holds the rest of the data reads showed before. */
+
+enum prep { PREP_GO, PREP_NOOP, PREP_WAIT, PREP_FAIL };
+
+static void merge_read_cb(void *arg, int res);
+static void merge_apply(struct ioreq *r, int res);
+
+static uint64_t ext_len(const struct ioreq *r)
+{
+    return MIN(r->t.extent_size, r->t.vol_size - r->t.ext * r->t.extent_size);
+}
+
+/* The granule-aligned span [*s0, *s1) of r's range within its extent. */
+static void granule_span(const struct ioreq *r, uint64_t gs, uint32_t *s0, uint32_t *s1)
+{
+    uint64_t a = r->t.off / gs * gs, b = ((uint64_t)r->t.off + r->io.length + gs - 1) / gs * gs;
+    *s0 = (uint32_t)a;
+    *s1 = (uint32_t)MIN(b, ext_len(r));
+}
+
+/* 1 if granule g is clear in the head and written in a layer under it. */
+static int from_below(struct ioreq *r, uint32_t g)
+{
+    uint64_t bm[STORE_GRANULES_MAX / 64];
+    struct extent_store *st = r->t.dev->st;
+    if (store_written(st, r->t.chain[0], r->t.ext, bm, ARRAY_SIZE(bm)) > 0 &&
+        ((bm[g / 64] >> (g % 64)) & 1))
+        return 0;
+    for (int i = 1; i < r->t.nchain; i++)
+        if (store_written(st, r->t.chain[i], r->t.ext, bm, ARRAY_SIZE(bm)) > 0 &&
+            ((bm[g / 64] >> (g % 64)) & 1))
+            return 1;
+    return 0;
+}
+
+static void merge_read_cb(void *arg, int res)
+{
+    struct ioreq *r = arg;
+    merge_apply(r, res);
+    if (r->stage == WS_MERGE)
+        write_continue(r);
+}
+
+static enum prep prepare_layered(struct ioreq *r)
+{
+    if (r->t.role != COPY_PRIMARY || r->t.nchain < 2)
+        return PREP_GO;
+    struct extent_store *st = r->t.dev->st;
+    int lower = chain_holds(st, r->t.chain, r->t.nchain, r->t.ext, 1);
+    if (!lower)
+        return PREP_GO;
+    if (r->op == FT_IO_TRIM)
+        return PREP_NOOP;
+    if (r->op == FT_IO_ZERO) {
+        r->payload = rpc_buf_alloc(r->io.length);
+        if (!r->payload) {
+            r->status = -ENOMEM;
+            return PREP_FAIL;
+        }
+        memset(r->payload, 0, r->io.length);
+        r->op = FT_IO_WRITE;
+    }
+    uint64_t gs = store_granule_size(st);
+    uint32_t s0, s1, end = r->t.off + r->io.length;
+    granule_span(r, gs, &s0, &s1);
+    int head_part = s0 < r->t.off && from_below(r, (uint32_t)(s0 / gs));
+    int tail_part = end < s1 && from_below(r, (uint32_t)((s1 - 1) / gs));
+    if (!head_part && !tail_part)
+        return PREP_GO;
+    uint8_t *buf = rpc_buf_alloc(s1 - s0);
+    if (!buf) {
+        r->status = -ENOMEM;
+        return PREP_FAIL;
+    }
+    r->merge_buf = buf;
+    r->merge_off = s0;
+    r->merge_len = s1 - s0;
+    int rc = chain_read(st, r->t.chain, r->t.nchain, r->t.ext, s0, s1 - s0, buf, merge_read_cb, r);
+    if (rc == 0)
+        return PREP_WAIT;
+    merge_read_cb(r, rc > 0 ? 0 : rc);
+    return r->status < 0 ? PREP_FAIL : PREP_GO;
+}
+
+/* The span is read: the request becomes a write of all of it. */
+static void merge_apply(struct ioreq *r, int res)
+{
+    uint8_t *buf = r->merge_buf;
+    r->merge_buf = NULL;
+    if (res < 0) {
+        devices_error(r->t.dev, res);
+        rpc_buf_free(buf);
+        r->status = res;
+        return;
+    }
+    uint32_t s0 = r->merge_off, span = r->merge_len;
+    memcpy(buf + (r->t.off - s0), r->payload, r->io.length);
+    rpc_buf_free(r->payload);
+    r->payload = buf;
+    r->io.offset = r->t.ext * r->t.extent_size + s0;
+    r->io.length = span;
+    r->t.off = s0;
+}
+
 static void write_continue(struct ioreq *r)
 {
     struct sds *s = r->sds;
     switch (r->stage) {
     case WS_LOCK: break;
     case WS_LOCKED: goto resume_locked;
+    case WS_MERGE: goto resume_merged;
     case WS_COPIES: goto resume_copies;
     case WS_UNDO: goto resume_undone;
     case WS_DONE: assert(!"write resumed after its reply"); return;
@@ -122,7 +238,10 @@ static void write_continue(struct ioreq *r)
      * overlapping writes in flight at once could land in either order.
      * TRIM and ZERO lock the whole extent (they may free it). */
     int whole = r->hdr.type == FT_IO_TRIM || r->hdr.type == FT_IO_ZERO;
-    range_lock_init(&r->lock, r->io.volume_id, r->t.ext, r->t.off, r->io.length,
+    uint32_t l0 = r->t.off, l1 = r->t.off + r->io.length;
+    if (r->t.nchain > 1) /* a write may be widened to whole granules */
+        granule_span(r, store_granule_size(r->t.dev->st), &l0, &l1);
+    range_lock_init(&r->lock, r->t.vol_id, r->t.ext, l0, l1 - l0,
                     whole ? RANGE_LOCK_EXTENT : RANGE_LOCK_BLOCKS, r->t.extent_size, granted_cb);
     r->stage = WS_LOCKED;
     int rc = range_lock_acquire(s->locks, &r->lock);
@@ -139,8 +258,17 @@ resume_locked:
         r->status = -ECANCELED;
         goto resume_undone;
     }
+    switch (prepare_layered(r)) {
+    case PREP_GO: break;
+    case PREP_NOOP: goto resume_undone;
+    case PREP_FAIL: goto resume_undone;
+    case PREP_WAIT: r->stage = WS_MERGE; return; /* merge_read_cb() resumes below */
+    }
+resume_merged:
+    if (r->status < 0)
+        goto resume_undone;
     if (r->t.role == COPY_PRIMARY)
-        r->fresh = !store_allocated(r->t.dev->st, r->io.volume_id, r->t.ext);
+        r->fresh = !store_allocated(r->t.dev->st, r->t.layer, r->t.ext);
 
     r->stage = WS_COPIES;
 copies:

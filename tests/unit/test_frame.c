@@ -56,13 +56,22 @@ int main(void)
     CHECK(memcmp(&io, &jo, sizeof(io)) == 0);
     CHECK_EQ(io_hdr_decode(ib, IO_HDR_SIZE - 1, &jo), -EINVAL);
     io.writer_gen = 0x0102030405060708ULL; /* a change's fence: 48 bytes */
+    CHECK_EQ(io_hdr_encode(&io, ib), IO_HDR_GEN);
+    CHECK_EQ(io_hdr_decode(ib, IO_HDR_GEN, &jo), 0);
+    CHECK(memcmp(&io, &jo, sizeof(io)) == 0);
+    CHECK_EQ(io_hdr_decode(ib, IO_HDR_GEN + 1, &jo), -EINVAL);
+    CHECK_EQ(io_hdr_decode(ib, IO_HDR_SIZE, &jo), 0); /* the same without its fence */
+    CHECK_EQ(jo.writer_gen, 0);
+    io.layer = 0x1112131415161718ULL; /* a forward's layer: 56 bytes */
     CHECK_EQ(io_hdr_encode(&io, ib), IO_HDR_MAX);
     CHECK_EQ(io_hdr_decode(ib, IO_HDR_MAX, &jo), 0);
     CHECK(memcmp(&io, &jo, sizeof(io)) == 0);
     CHECK_EQ(io_hdr_decode(ib, IO_HDR_MAX + 1, &jo), -EINVAL);
-    CHECK_EQ(io_hdr_decode(ib, IO_HDR_SIZE, &jo), 0); /* the same without its fence */
-    CHECK_EQ(jo.writer_gen, 0);
-    io.writer_gen = 0;
+    io.writer_gen = 0; /* a layer without a fence: still 56, writer_gen 0 */
+    CHECK_EQ(io_hdr_encode(&io, ib), IO_HDR_MAX);
+    CHECK_EQ(io_hdr_decode(ib, IO_HDR_MAX, &jo), 0);
+    CHECK(memcmp(&io, &jo, sizeof(io)) == 0);
+    io.layer = 0;
     put_be32(ib + 20, 0x80);
     CHECK_EQ(io_hdr_decode(ib, IO_HDR_SIZE, &jo), -EINVAL); /* unknown flag */
 
