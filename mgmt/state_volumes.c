@@ -224,8 +224,7 @@ int state_volumes_map(struct mdm_state *s, const Cairn__MgmtRequest *req, char *
         state_errf(err, errlen, "--takeover is for a volume: a snapshot is mapped read-only");
         return -EINVAL;
     }
-    if (req->takeover &&
-        (read_only || access != CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER)) {
+    if (req->takeover && (read_only || access != CAIRN__MAPPING_ACCESS__ACCESS_SINGLE_WRITER)) {
         state_errf(err, errlen,
                    "--takeover is for a single-writer read-write mapping: a %s mapping has no "
                    "single writer to take over from",

@@ -115,8 +115,8 @@ static void add_merged(const Cairn__ClusterMap *m, uint64_t layer, uint64_t *out
         }
 }
 
-size_t cmap_chain(const Cairn__ClusterMap *m, const Cairn__Volume *v, uint64_t layer,
-                  uint64_t *out, size_t max)
+size_t cmap_chain(const Cairn__ClusterMap *m, const Cairn__Volume *v, uint64_t layer, uint64_t *out,
+                  size_t max)
 {
     size_t n = 0;
     while (layer && n < max) {

@@ -51,8 +51,8 @@ Cairn__Volume *cmap_layer_volume(const Cairn__ClusterMap *m, uint64_t layer, int
 /* The layers a read of layer (of v) walks, newest first: layer, its
  * parent, ... Fills out (max entries) and returns the count (0 if layer is
  * not v's). */
-size_t cmap_chain(const Cairn__ClusterMap *m, const Cairn__Volume *v, uint64_t layer,
-                  uint64_t *out, size_t max);
+size_t cmap_chain(const Cairn__ClusterMap *m, const Cairn__Volume *v, uint64_t layer, uint64_t *out,
+                  size_t max);
 
 /* The SDS that holds copy k of a PG, or 0. */
 uint32_t cmap_copy_sds(const Cairn__ClusterMap *m, const Cairn__Pg *pg, size_t k);

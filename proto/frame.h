@@ -53,7 +53,7 @@ enum frame_type {
      * of Raft's stream / status 0 once they are handed to Raft: the acks by
      * which the sender bounds what it has in flight */
     FT_RAFT_DATA = 22,
-    FT_CLAIM = 23, /* sdc -> mdm: VolumeClaim / MapReply (docs/attach.md) */
+    FT_CLAIM = 23,  /* sdc -> mdm: VolumeClaim / MapReply (docs/attach.md) */
     FT_FREEZE = 24, /* mdm -> sds: Freeze / status 0 once paused (docs/snapshots.md) */
 };
 

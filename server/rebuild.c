@@ -55,7 +55,7 @@ enum rcopy_stage {
 struct rcopy {
     struct rjob *job;
     struct dev *dev; /* this SDS's copy, read from */
-    uint64_t layer; /* the store key copied (io.layer) */
+    uint64_t layer;  /* the store key copied (io.layer) */
     uint64_t ext;
     uint64_t extent_size;
     /* The granules written here, sent as runs so that the target's bitmap
@@ -64,7 +64,7 @@ struct rcopy {
     uint64_t bm[STORE_GRANULES_MAX / 64];
     uint32_t ngran, next_g;
     uint64_t gs;
-    uint32_t len; /* of the extent (a volume's last one may be shorter) */
+    uint32_t len;     /* of the extent (a volume's last one may be shorter) */
     struct io_hdr io; /* what the target applies: REPLICA|REBUILD, in the PG's epoch */
     uint8_t *payload;
     int status; /* of the last step */
@@ -240,8 +240,8 @@ static void rcopy_done(struct rcopy *c, int status)
         /* try this extent again after a pause (the map may be changing) */
         if (status != -ESTALE && status != -EAGAIN && status != -ECANCELED)
             log_warn("PG %u.%u: copying extent %llu/%llu to device %u failed: %s", j->pool_id,
-                     j->pg, (unsigned long long)c->layer, (unsigned long long)c->ext,
-                     j->target_dev, strerror(-status));
+                     j->pg, (unsigned long long)c->layer, (unsigned long long)c->ext, j->target_dev,
+                     strerror(-status));
         rjob_add_extent(j, c->layer, c->ext);
         j->retry_at = now_ms() + 500;
     }
@@ -269,8 +269,8 @@ static void rcopy_send(struct rcopy *c, uint16_t type)
     int data = type == FT_IO_WRITE;
     struct iovec iov = {data ? c->payload + (c->io.offset - c->ext * c->extent_size) : NULL,
                         data ? c->io.length : 0};
-    int rc = rpc_peer_call(p, type, msg, mlen, data ? &iov : NULL, data ? 1 : 0,
-                           SDS_FWD_TIMEOUT_MS, rcopy_sent_cb, c);
+    int rc = rpc_peer_call(p, type, msg, mlen, data ? &iov : NULL, data ? 1 : 0, SDS_FWD_TIMEOUT_MS,
+                           rcopy_sent_cb, c);
     if (rc < 0)
         rcopy_done(c, rc);
 }
@@ -326,8 +326,8 @@ static void rcopy_continue(struct rcopy *c)
     }
 
     /* 1. The extent's range lock, as client writes take it. */
-    range_lock_init(&c->lock, c->io.volume_id, c->ext, 0, c->len, RANGE_LOCK_BLOCKS,
-                    c->extent_size, rcopy_granted_cb);
+    range_lock_init(&c->lock, c->io.volume_id, c->ext, 0, c->len, RANGE_LOCK_BLOCKS, c->extent_size,
+                    rcopy_granted_cb);
     c->stage = RC_LOCKED;
     int rc = range_lock_acquire(s->locks, &c->lock);
     if (rc == 0)

@@ -525,7 +525,8 @@ struct freeze {
 
 /* FT_FREEZE from the MDM: Freeze / 0 once paused, -EBUSY while changes
  * started before it are still in progress (asked again). */
-void freeze_handle(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg);
+void freeze_handle(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h,
+                   const uint8_t *msg);
 /* 1 if validated request r is a primary's change to a frozen volume (the
  * client gets -EAGAIN and retries). */
 int freeze_refuses(struct sds *s, const struct ioreq *r);
