@@ -167,8 +167,8 @@ static int list(const struct cli_env *env, const char *vol, const char *only)
     if (env->json)
         printf("[");
     else
-        printf("%-32s %10s %10s %10s  %-20s %s\n", "SNAPSHOT", "SIZE", "WRITTEN", "OWN",
-               "CREATED", "GROUP");
+        printf("%-32s %10s %10s %10s  %-20s %s\n", "SNAPSHOT", "SIZE", "WRITTEN", "OWN", "CREATED",
+               "GROUP");
     int first = 1;
     for (size_t i = 0; i < rep->map->n_snapshots; i++) {
         const Cairn__Snapshot *sn = rep->map->snapshots[i];

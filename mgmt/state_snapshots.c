@@ -116,8 +116,9 @@ int state_snapshots_create(struct mdm_state *s, const Cairn__MgmtRequest *req, c
             return -EEXIST;
         }
         if (snapshots_of(s, v->id) >= CMAP_SNAPSHOTS_MAX) {
-            state_errf(err, errlen, "volume '%s' has %d snapshots, the most it may hold; remove one",
-                       v->name, CMAP_SNAPSHOTS_MAX);
+            state_errf(err, errlen,
+                       "volume '%s' has %d snapshots, the most it may hold; remove one", v->name,
+                       CMAP_SNAPSHOTS_MAX);
             return -ENOSPC;
         }
     }
