@@ -146,6 +146,7 @@ static void detector_cb(uv_timer_t *t)
         return;
     }
     mdm_members_tick(m);
+    mdm_snapshot_tick(m);
     uint64_t stall_ms = m->last_tick ? now - m->last_tick : 0;
     int stalled = stall_ms > m->sds_timeout_ms / 2;
     m->last_tick = now;

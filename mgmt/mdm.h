@@ -204,8 +204,10 @@ struct mdm {
      * its probe */
     struct mdm_probe *probes[MDM_MAX_PROBES];
 
-    /* snapshot_cut.c: the snapshot being cut (NULL: none) */
+    /* snapshot_cut.c: the snapshot being cut (NULL: none); when the last
+     * LAYER_MERGED was proposed */
     struct mdm_cut *cut;
+    uint64_t merge_proposed_at;
 
     /* detector.c */
     unsigned sds_timeout_ms; /* silence after which an SDS is marked down */
@@ -335,6 +337,8 @@ void mdm_snapshot_start(struct mdm *m, struct rpc_conn *c, const struct frame_hd
                         Cairn__MgmtRequest *req);
 /* c is closing: the cut under way answers nobody. */
 void mdm_snapshot_forget_conn(struct mdm *m, struct rpc_conn *c);
+/* The leader's tick: propose LAYER_MERGED for a merge every SDS is done with. */
+void mdm_snapshot_tick(struct mdm *m);
 
 /* ---- probe.c: device probes before SDS_ADD / DEVICE_ADD ---- */
 

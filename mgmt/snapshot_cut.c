@@ -325,3 +325,52 @@ void mdm_snapshot_forget_conn(struct mdm *m, struct rpc_conn *c)
     if (m->cut && m->cut->cli == c)
         m->cut->cli = NULL;
 }
+
+/* ---- the end of a removed snapshot's merge ----
+ *
+ * A LayerMerge record goes once every serving SDS has reported, from a map
+ * that has the record, that it holds no slot of its layer any more, and no
+ * other merge goes into that layer. An SDS away meanwhile (down, in
+ * maintenance) gets the merged data with its catch-up, and frees what it
+ * kept of the layer once its map no longer has it (server/layers.c). */
+
+static int merge_done_everywhere(struct mdm *m, const Cairn__LayerMerge *mg)
+{
+    const Cairn__ClusterMap *map = m->st.m;
+    for (size_t i = 0; i < map->n_merges; i++)
+        if (map->merges[i]->into == mg->from)
+            return 0;
+    for (size_t i = 0; i < map->n_sds; i++) {
+        Cairn__SdsState st = map->sds[i]->state;
+        if (st != CAIRN__SDS_STATE__SDS_UP && st != CAIRN__SDS_STATE__SDS_DRAINING)
+            continue;
+        struct mdm_conn *s = sds_session(m, map->sds[i]->id);
+        if (!s || !s->hb || s->hb->map_version < mg->version)
+            return 0;
+        for (size_t k = 0; k < s->hb->n_merging; k++)
+            if (s->hb->merging[k] == mg->from)
+                return 0;
+    }
+    return 1;
+}
+
+void mdm_snapshot_tick(struct mdm *m)
+{
+    uint64_t now = now_ms();
+    if (now - m->merge_proposed_at < 1000)
+        return;
+    const Cairn__ClusterMap *map = m->st.m;
+    for (size_t i = 0; i < map->n_merges; i++) {
+        if (!merge_done_everywhere(m, map->merges[i]))
+            continue;
+        Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
+        req.op = CAIRN__MGMT_OP__OP_LAYER_MERGED;
+        req.base_version = map->merges[i]->from;
+        log_info("mdm: layer %llu of volume %llu is merged on every SDS",
+                 (unsigned long long)map->merges[i]->from,
+                 (unsigned long long)map->merges[i]->volume_id);
+        mdm_propose(m, NULL, NULL, &req, MDM_PROPOSAL_MGMT);
+        m->merge_proposed_at = now;
+        return; /* one a second: the next after this one applied */
+    }
+}

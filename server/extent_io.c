@@ -169,8 +169,10 @@ static void table_done(struct sop *op, int res)
 {
     struct extent_store *st = op->st;
     uint32_t slot = op->slot;
-    if (op->kind == K_WRITE) {
-        /* FUA write: its entry and bits are durable now too (or failed) */
+    if (op->kind == K_WRITE || op->kind == K_REKEY) {
+        /* FUA write: its entry and bits are durable now too (or failed);
+         * a rekey's entry is durable (a failed write is retried by the next
+         * flush: the slot has its new key in memory) */
         finish(op, res);
         return;
     }
@@ -610,6 +612,25 @@ static int dispatch(struct sop *op)
         memset(store_entry(st, slot), 0, st->esize);
         table_update(op, 1);
         return 0;
+    case K_REKEY: {
+        if (slot == NO_SLOT)
+            return 1;
+        if (has_fill(st, slot)) {
+            park(op, slot);
+            return 0;
+        }
+        if (store_lookup(st, op->nvol, op->ext) != NO_SLOT)
+            return -EEXIST;
+        store_hash_remove(st, slot, op->vol, op->ext);
+        store_hash_insert(st, slot, op->nvol, op->ext);
+        uint8_t *e = store_entry(st, slot);
+        if (get_be64(e) != 0) { /* else the first flush writes it, with its key */
+            put_be64(e, op->nvol);
+            put_be64(e + 16, ++st->gen);
+        }
+        table_update(op, 1);
+        return 0;
+    }
     case K_FLUSH: break; /* flushes go in rounds (store_flush) */
     }
     return -EINVAL;
@@ -675,6 +696,17 @@ int store_free(struct extent_store *st, uint64_t vol, uint64_t ext, store_cb cb,
     if (vol == 0)
         return -EINVAL;
     return start(sop_new(st, K_FREE, vol, ext, 0, 0, NULL, 0, cb, arg));
+}
+
+int store_rekey(struct extent_store *st, uint64_t vol, uint64_t ext, uint64_t nvol, store_cb cb,
+                void *arg)
+{
+    if (vol == 0 || nvol == 0)
+        return -EINVAL;
+    struct sop *op = sop_new(st, K_REKEY, vol, ext, 0, 0, NULL, 0, cb, arg);
+    if (op)
+        op->nvol = nvol;
+    return start(op);
 }
 
 /* Every request, from sop_new() until finish() or sop_put(), is a live

@@ -120,6 +120,12 @@ int store_write(struct extent_store *st, uint64_t vol, uint64_t ext, uint32_t of
                 const void *buf, int flags, store_cb cb, void *arg);
 /* Deallocate the extent (it then reads as zeroes). */
 int store_free(struct extent_store *st, uint64_t vol, uint64_t ext, store_cb cb, void *arg);
+/* Give the slot of (vol, ext), data and bitmap, to (nvol, ext), which
+ * must have none (-EEXIST): a snapshot's layer merged into the one above it
+ * (docs/snapshots.md). Its entry is written with FUA; until then a crash
+ * leaves the old key, and the merge is done again. 1: (vol, ext) has no slot. */
+int store_rekey(struct extent_store *st, uint64_t vol, uint64_t ext, uint64_t nvol, store_cb cb,
+                void *arg);
 /* on = 1: defer a first write's bits to the next flush (see above); 0, the
  * default: write them before the request completes. Set before any request. */
 void store_set_defer(struct extent_store *st, int on);

@@ -89,7 +89,7 @@ struct extent_store {
     struct pool sops; /* struct sop: no allocation per request */
 };
 
-enum sop_kind { K_READ, K_WRITE, K_FREE, K_FLUSH };
+enum sop_kind { K_READ, K_WRITE, K_FREE, K_FLUSH, K_REKEY };
 
 /* Where a request is (a write goes through several). */
 enum sop_stage {
@@ -122,6 +122,7 @@ struct sop {
     int needsync;              /* a FUA write over granules filled but not yet staged */
     uint64_t rbits[BM_WORDS];  /* a read: the granules written when dispatched */
     uint8_t saved[ENTRY_SIZE]; /* a free: the entry, restored if its write fails */
+    uint64_t nvol;             /* a rekey: the slot's new volume (layer) */
     enum sop_stage stage;
     struct disk_io io;
     struct sop *next;

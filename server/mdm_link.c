@@ -41,6 +41,7 @@ static void heartbeat(void *ctx, Cairn__Heartbeat *hb)
     hb->rebuild = &s->hb_rebuild;
     if (s->map)
         reclaim_purge_removed(s); /* continue freeing removed volumes, 1024 extents a tick */
+    layers_heartbeat(s, hb);
 }
 
 static void on_map(void *ctx, Cairn__MapReply *rep)

@@ -525,6 +525,13 @@ void rebuild_timer_cb(uv_timer_t *t)
         rebuild_pump(s);
 }
 
+void rebuild_note(struct sds *s, uint32_t pool_id, uint32_t pg, uint64_t layer, uint64_t ext)
+{
+    for (struct rjob *j = s->rebuild.jobs; j; j = j->next)
+        if (!j->cancelled && j->pool_id == pool_id && j->pg == pg)
+            rjob_add_extent(j, layer, ext);
+}
+
 void rebuild_fill_status(struct sds *s, Cairn__RebuildStatus *rs)
 {
     cairn__rebuild_status__init(rs);

@@ -499,6 +499,9 @@ void rebuild_timer_cb(uv_timer_t *t);
 /* FT_PG_LIST: the extents this SDS holds of a PG (for a catch-up compare). */
 void rebuild_serve_pg_list(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h,
                            const uint8_t *msg);
+/* An extent of the PG changed here without a client write (a layer merge):
+ * the jobs under way for the PG send it too. */
+void rebuild_note(struct sds *s, uint32_t pool_id, uint32_t pg, uint64_t layer, uint64_t ext);
 /* What the heartbeat (and the metrics) report of the jobs. A job counts as
  * rebalance when its PG has a leaving copy (the target replaces it: balance
  * or a drain), else as rebuild (lost redundancy restored); the rebalance_*
@@ -536,6 +539,27 @@ void freeze_mut_end(struct sds *s, struct ioreq *r);
 /* After a map is installed: lift a freeze the map is newer than. */
 void freeze_map_installed(struct sds *s);
 void freeze_lift(struct sds *s);
+
+/* ---- layers.c: snapshots' layers here: their usage (heartbeat), the
+ * merge of removed snapshots' layers, slots of layers the map dropped ---- */
+
+struct layers {
+    Cairn__LayerUsage *u; /* per snapshot of the map, as of the last scan */
+    Cairn__LayerUsage **up;
+    size_t n, cap;
+    uint64_t *merging; /* merge sources (LayerMerge.from) with slots here */
+    size_t nmerging;
+    uint64_t scanned_at, scanned_version;
+    int busy;        /* a merge of one extent is under way */
+    uv_timer_t next; /* starts the next merge from the loop */
+};
+
+void layers_init(struct sds *s);
+/* Fill the heartbeat's layers and merging (pointing into s until the next
+ * heartbeat); go on merging. */
+void layers_heartbeat(struct sds *s, Cairn__Heartbeat *hb);
+/* Start merging the next extent of a removed snapshot's layer, if any. */
+void layers_merge_kick(struct sds *s);
 
 /* ---- mdm_link.c: the session with the MDM: registration, heartbeat
  * content, maps, leases from heartbeats, the MDM's requests ---- */
@@ -590,6 +614,7 @@ struct sds {
     struct rebuild rebuild;
     uint64_t *purged; /* removed volumes whose extents are all freed */
     struct freeze freeze;
+    struct layers layers;
     struct ioreq *muts; /* primaries' changes in progress */
     size_t npurged;
 

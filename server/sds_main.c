@@ -72,7 +72,7 @@ static void shutdown_tick_cb(uv_timer_t *t)
     int copies = s->rebuild.inflight;
     uint64_t ops = stores_busy(s);
     unsigned ring = uring_ctx_inflight(s->uring);
-    if (reqs || copies || ops || ring) {
+    if (reqs || copies || ops || ring || s->layers.busy) {
         if (now_ms() < s->shutdown_deadline)
             return;
         log_error("shutdown: still %zu requests, %d rebuild copies, %llu store operations and "
@@ -117,6 +117,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&s->ping_timer, NULL);
     uv_timer_stop(&s->flush_timer);
     uv_close((uv_handle_t *)&s->flush_timer, NULL);
+    uv_timer_stop(&s->layers.next);
+    uv_close((uv_handle_t *)&s->layers.next, NULL);
     for (int i = 0; i < s->npeers; i++)
         rpc_peer_close(s->peers[i]);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -263,6 +265,7 @@ int main(int argc, char **argv)
     s->loop = uv_default_loop();
     s->ioreqs = (struct pool)POOL_INIT(struct ioreq, 4096);
     rebuild_init(s);
+    layers_init(s);
     s->locks = range_locks_new();
     s->zeroes_len = 32u << 20;
     s->zeroes = rpc_buf_alloc(s->zeroes_len);

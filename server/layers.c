@@ -1,0 +1,400 @@
+/* Snapshots' layers on this SDS (docs/snapshots.md): what they hold, for
+ * the heartbeat, and the merge of a removed snapshot's layer into the
+ * layer above it.
+ *
+ * Usage: every few seconds a pass over the stores sums, per snapshot
+ * layer, the bytes of written granules on the extents this SDS is primary
+ * of (so the SDSs' sums are one copy's), and the part of them the layer
+ * above has written over: what removing the snapshot frees. The same pass
+ * lists the merge sources it still holds, and frees slots of layers the
+ * map no longer has (a layer merged while this SDS was away: its data came
+ * back merged with the catch-up).
+ *
+ * Merge: the map's LayerMerge {from, into} records say a snapshot was
+ * removed. Each SDS folds its own slots of `from` into `into`, one extent
+ * at a time, under the extent's range lock (client writes wait): a slot
+ * `into` lacks is re-keyed (one table entry); otherwise the granules of
+ * `from` that `into` has not written are copied into it (with FUA), then
+ * `from`'s slot is freed. Reads see the same bytes throughout: they take
+ * `into`'s granules before `from`'s. Every copy does the same with the
+ * same data, so the copies stay equal; the change is noted for catch-up
+ * and for the rebuild jobs under way. When every SDS reports no slot of
+ * `from` left, the MDM leader drops the record. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmap.h"
+#include "extent_store.h"
+#include "layout.h"
+#include "log.h"
+#include "sds.h"
+#include "util.h"
+
+#define USAGE_EVERY_MS 2000
+#define BM_WORDS (STORE_GRANULES_MAX / 64)
+
+enum lm_stage { LM_LOCK, LM_LOCKED, LM_REKEYED, LM_READ, LM_WRITTEN, LM_FREED };
+
+struct lmerge {
+    struct sds *s;
+    struct dev *d;
+    uint64_t vol, from, into, ext;
+    uint32_t pool_id, pg;
+    uint64_t extent_size, gs;
+    uint32_t len, ngran, next_g, run_off, run_len;
+    uint64_t bm[BM_WORDS]; /* granules of from that into has not written */
+    uint8_t *buf;
+    int status;
+    enum lm_stage stage;
+    struct range_lock lock;
+};
+
+static int bit(const uint64_t *bm, uint32_t g)
+{
+    return (int)((bm[g / 64] >> (g % 64)) & 1);
+}
+
+static unsigned popcount(const uint64_t *bm)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < BM_WORDS; i++)
+        n += (unsigned)__builtin_popcountll(bm[i]);
+    return n;
+}
+
+/* ---- usage ---- */
+
+/* The layer whose parent is layer (the next newer snapshot's, or the
+ * head's), or 0. */
+static uint64_t child_of(const Cairn__ClusterMap *m, const Cairn__Volume *v, uint64_t layer)
+{
+    if (v->head_parent == layer)
+        return cmap_head(v);
+    for (size_t i = 0; i < m->n_snapshots; i++)
+        if (m->snapshots[i]->volume_id == v->id && m->snapshots[i]->parent == layer)
+            return m->snapshots[i]->layer;
+    return 0;
+}
+
+static Cairn__LayerUsage *usage_slot(struct sds *s, uint64_t layer)
+{
+    struct layers *l = &s->layers;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->u[i].layer == layer)
+            return &l->u[i];
+    return NULL;
+}
+
+static void merging_add(struct sds *s, uint64_t layer)
+{
+    struct layers *l = &s->layers;
+    for (size_t i = 0; i < l->nmerging; i++)
+        if (l->merging[i] == layer)
+            return;
+    uint64_t *nm = realloc(l->merging, (l->nmerging + 1) * sizeof(uint64_t));
+    if (!nm)
+        return;
+    l->merging = nm;
+    l->merging[l->nmerging++] = layer;
+}
+
+static void orphan_cb(void *arg, int res)
+{
+    (void)arg;
+    if (res < 0)
+        log_warn("freeing an extent of a removed layer failed: %s", strerror(-res));
+}
+
+static int is_merge_source(const Cairn__ClusterMap *m, uint64_t layer)
+{
+    for (size_t i = 0; i < m->n_merges; i++)
+        if (m->merges[i]->from == layer)
+            return 1;
+    return 0;
+}
+
+static void scan(struct sds *s)
+{
+    struct layers *l = &s->layers;
+    const Cairn__ClusterMap *m = s->map;
+    l->n = 0;
+    l->nmerging = 0;
+    if (m->n_snapshots > l->cap) {
+        Cairn__LayerUsage *nu = realloc(l->u, m->n_snapshots * sizeof(*nu));
+        Cairn__LayerUsage **np = realloc(l->up, m->n_snapshots * sizeof(*np));
+        if (nu)
+            l->u = nu;
+        if (np)
+            l->up = np;
+        if (!nu || !np)
+            return;
+        l->cap = m->n_snapshots;
+    }
+    for (size_t i = 0; i < m->n_snapshots; i++) {
+        cairn__layer_usage__init(&l->u[i]);
+        l->u[i].layer = m->snapshots[i]->layer;
+        l->up[i] = &l->u[i];
+    }
+    l->n = m->n_snapshots;
+    int orphans = l->scanned_version != m->version;
+    size_t freed = 0;
+    for (int di = 0; di < s->ndevs; di++) {
+        struct dev *d = &s->devs[di];
+        if (d->failed || !d->st)
+            continue;
+        uint64_t gs = store_granule_size(d->st);
+        uint64_t vols[256], exts[256], cursor = 0;
+        size_t n;
+        while ((n = store_list_all(d->st, &cursor, vols, exts, 256)) > 0) {
+            for (size_t i = 0; i < n; i++) {
+                int ro;
+                Cairn__Volume *v = cmap_layer_volume(m, vols[i], &ro);
+                if (!v) {
+                    if (orphans && store_free(d->st, vols[i], exts[i], orphan_cb, NULL) == 0)
+                        freed++;
+                    continue;
+                }
+                if (!ro)
+                    continue; /* a head: counted as the volume's */
+                if (is_merge_source(m, vols[i])) {
+                    merging_add(s, vols[i]);
+                    continue;
+                }
+                Cairn__LayerUsage *u = usage_slot(s, vols[i]);
+                Cairn__Pool *p = cmap_pool(m, v->pool_id);
+                if (!u || !p || !p->n_pgs)
+                    continue;
+                Cairn__Pg *g = p->pgs[layout_pg_of(cmap_placement(v), exts[i], (uint32_t)p->n_pgs)];
+                if (!g->n_devices || g->devices[0] != d->id)
+                    continue;
+                uint64_t bm[BM_WORDS] = {0}, cb[BM_WORDS] = {0};
+                if (store_written(d->st, vols[i], exts[i], bm, BM_WORDS) <= 0)
+                    continue;
+                u->written += popcount(bm) * gs;
+                uint64_t child = child_of(m, v, vols[i]);
+                if (child && store_written(d->st, child, exts[i], cb, BM_WORDS) > 0) {
+                    for (unsigned k = 0; k < BM_WORDS; k++)
+                        cb[k] &= bm[k];
+                    u->own += popcount(cb) * gs;
+                }
+            }
+        }
+    }
+    if (freed)
+        log_info("freeing %zu extents of layers the map no longer has", freed);
+    l->scanned_version = m->version;
+}
+
+void layers_heartbeat(struct sds *s, Cairn__Heartbeat *hb)
+{
+    struct layers *l = &s->layers;
+    if (!s->map)
+        return;
+    uint64_t now = now_ms();
+    if (now - l->scanned_at >= USAGE_EVERY_MS || l->scanned_version != s->map->version) {
+        l->scanned_at = now;
+        scan(s);
+    }
+    hb->n_layers = l->n;
+    hb->layers = l->up;
+    hb->n_merging = l->nmerging;
+    hb->merging = l->merging;
+    layers_merge_kick(s);
+}
+
+/* ---- merge ---- */
+
+static void lm_continue(struct lmerge *op);
+
+static void lm_granted_cb(struct range_lock *lk)
+{
+    lm_continue(container_of(lk, struct lmerge, lock));
+}
+
+static void lm_io_cb(void *arg, int res)
+{
+    struct lmerge *op = arg;
+    op->status = res;
+    lm_continue(op);
+}
+
+static void next_cb(uv_timer_t *t)
+{
+    layers_merge_kick(t->data);
+}
+
+static void lm_done(struct lmerge *op, int status)
+{
+    struct sds *s = op->s;
+    if (status < 0) {
+        devices_error(op->d, status);
+        LOG_LIMITED(LOG_WARN, 5000, "device %u: merging layer %llu into %llu, extent %llu: %s",
+                    op->d->id, (unsigned long long)op->from, (unsigned long long)op->into,
+                    (unsigned long long)op->ext, strerror(-status));
+    } else {
+        /* the copies away (catch-up) and the rebuilds under way get it */
+        tracking_note(s, op->pool_id, op->pg, op->into, op->ext);
+        rebuild_note(s, op->pool_id, op->pg, op->into, op->ext);
+    }
+    if (range_lock_is_held(&op->lock))
+        range_lock_release(s->locks, &op->lock);
+    rpc_buf_free(op->buf);
+    free(op);
+    s->layers.busy = 0;
+    /* the next one from the loop, not from inside this completion; after
+     * a failure, at the next heartbeat */
+    if (status >= 0 && !s->stopping)
+        uv_timer_start(&s->layers.next, next_cb, 0, 0);
+}
+
+/* The next run of granules to copy into op->run_off/len; 0 if none. */
+static int next_run(struct lmerge *op)
+{
+    uint32_t g = op->next_g;
+    while (g < op->ngran && !bit(op->bm, g))
+        g++;
+    if (g >= op->ngran || (uint64_t)g * op->gs >= op->len)
+        return 0;
+    uint32_t h = g;
+    while (h < op->ngran && bit(op->bm, h))
+        h++;
+    op->next_g = h;
+    uint64_t end = MIN((uint64_t)h * op->gs, op->len);
+    op->run_off = (uint32_t)(g * op->gs);
+    op->run_len = (uint32_t)(end - op->run_off);
+    return 1;
+}
+
+static void lm_continue(struct lmerge *op)
+{
+    struct sds *s = op->s;
+    struct extent_store *st = op->d->st;
+    int rc;
+    switch (op->stage) {
+    case LM_LOCK: break;
+    case LM_LOCKED: goto resume_locked;
+    case LM_REKEYED: goto resume_rekeyed;
+    case LM_READ: goto resume_read;
+    case LM_WRITTEN: goto resume_written;
+    case LM_FREED: goto resume_freed;
+    }
+    range_lock_init(&op->lock, op->vol, op->ext, 0, op->len, RANGE_LOCK_EXTENT, op->extent_size,
+                    lm_granted_cb);
+    op->stage = LM_LOCKED;
+    rc = range_lock_acquire(s->locks, &op->lock);
+    if (rc == 0)
+        return;
+    if (rc < 0) {
+        lm_done(op, rc);
+        return;
+    }
+resume_locked:
+    if (op->d->failed || s->stopping) {
+        lm_done(op, -ECANCELED);
+        return;
+    }
+    if (!store_allocated(st, op->into, op->ext)) {
+        /* 1a. The layer above has nothing here: the slot becomes its. */
+        op->stage = LM_REKEYED;
+        rc = store_rekey(st, op->from, op->ext, op->into, lm_io_cb, op);
+        if (rc == 0)
+            return;
+        op->status = rc > 0 ? 0 : rc;
+    resume_rekeyed:
+        lm_done(op, op->status);
+        return;
+    }
+    /* 1b. Copy what `into` has not written, a run at a time. */
+    uint64_t ib[BM_WORDS] = {0};
+    int ng = store_written(st, op->from, op->ext, op->bm, BM_WORDS);
+    store_written(st, op->into, op->ext, ib, BM_WORDS);
+    for (unsigned k = 0; k < BM_WORDS; k++)
+        op->bm[k] &= ~ib[k];
+    op->ngran = ng > 0 ? (uint32_t)ng : 0;
+    op->gs = store_granule_size(st);
+    op->buf = rpc_buf_alloc(op->len);
+    if (!op->buf) {
+        lm_done(op, -ENOMEM);
+        return;
+    }
+    while (next_run(op)) {
+        op->stage = LM_READ;
+        rc = store_read(st, op->from, op->ext, op->run_off, op->run_len, op->buf, lm_io_cb, op);
+        if (rc == 0)
+            return;
+        op->status = rc > 0 ? 0 : rc;
+    resume_read:
+        if (op->status < 0) {
+            lm_done(op, op->status);
+            return;
+        }
+        op->stage = LM_WRITTEN;
+        rc = store_write(st, op->into, op->ext, op->run_off, op->run_len, op->buf,
+                         STORE_FUA | STORE_GRANULES, lm_io_cb, op);
+        if (rc == 0)
+            return;
+        op->status = rc > 0 ? 0 : rc;
+    resume_written:
+        if (op->status < 0) {
+            lm_done(op, op->status);
+            return;
+        }
+    }
+    /* 2. Everything of `from` is in `into` now, durably: free it. */
+    op->stage = LM_FREED;
+    rc = store_free(st, op->from, op->ext, lm_io_cb, op);
+    if (rc == 0)
+        return;
+    op->status = rc > 0 ? 0 : rc;
+resume_freed:
+    lm_done(op, op->status);
+}
+
+void layers_merge_kick(struct sds *s)
+{
+    struct layers *l = &s->layers;
+    if (l->busy || s->stopping || !s->map)
+        return;
+    const Cairn__ClusterMap *m = s->map;
+    for (size_t i = 0; i < m->n_merges; i++) {
+        const Cairn__LayerMerge *mg = m->merges[i];
+        Cairn__Volume *v = cmap_volume(m, mg->volume_id);
+        Cairn__Pool *p = v ? cmap_pool(m, v->pool_id) : NULL;
+        if (!p || !p->n_pgs)
+            continue;
+        for (int di = 0; di < s->ndevs; di++) {
+            struct dev *d = &s->devs[di];
+            uint64_t ext;
+            if (d->failed || !d->st || store_list_volume(d->st, mg->from, &ext, 1) == 0)
+                continue;
+            if (ext * p->extent_size >= v->size) {
+                /* beyond the volume (cannot happen: volumes only grow) */
+                continue;
+            }
+            struct lmerge *op = calloc(1, sizeof(*op));
+            if (!op)
+                return;
+            op->s = s;
+            op->d = d;
+            op->vol = v->id;
+            op->from = mg->from;
+            op->into = mg->into;
+            op->ext = ext;
+            op->pool_id = p->id;
+            op->pg = layout_pg_of(cmap_placement(v), ext, (uint32_t)p->n_pgs);
+            op->extent_size = p->extent_size;
+            op->len = (uint32_t)MIN(p->extent_size, v->size - ext * p->extent_size);
+            op->stage = LM_LOCK;
+            l->busy = 1;
+            lm_continue(op);
+            return;
+        }
+    }
+}
+
+void layers_init(struct sds *s)
+{
+    uv_timer_init(s->loop, &s->layers.next);
+    s->layers.next.data = s;
+}
