@@ -48,6 +48,8 @@
 #define SDC_OP_INLINE_PIECES 8
 
 /* A volume mapped here (or one that was, while an export still holds it). */
+struct claim;
+
 struct sdc_vol {
     uint64_t id;        /* the volume's, or a snapshot's (docs/snapshots.md) */
     uint64_t placement; /* what its extents are placed by (cmap_placement) */
@@ -63,6 +65,8 @@ struct sdc_vol {
     uint64_t writer_gen;
     int writers;
     uint64_t claim_gen;
+    int claiming;          /* a claim of it is being asked of the MDM */
+    struct claim *waiting; /* claims of connections opened meanwhile */
     /* what its NBD clients did since it was mapped here (the NBD server
      * counts into it: see nbd_backend.stats); the metrics and the
      * heartbeat's VolumeIo read it */

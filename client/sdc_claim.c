@@ -32,8 +32,13 @@ struct claim {
     uint64_t gen;
     uint64_t deadline; /* now_ms(): no retry after this */
     char msg[320];
-    uv_timer_t later; /* an answer known at once is given from the loop */
+    uv_timer_t later;   /* an answer known at once is given from the loop */
+    int asked;          /* the volume's claim in flight at the MDM (v->claiming) */
+    struct claim *next; /* in v->waiting */
 };
+
+static void claim_send(struct claim *c);
+static void later_cb(uv_timer_t *t);
 
 static void claim_closed_cb(uv_handle_t *h)
 {
@@ -49,6 +54,24 @@ static void claim_finish(struct claim *c)
     } else {
         log_info("volume %s: read-write open refused: %s", v->name, c->msg);
     }
+    if (c->asked) {
+        /* the connections that opened while it was asked: granted with it,
+         * or each asks in turn */
+        v->claiming = 0;
+        struct claim *w = v->waiting;
+        v->waiting = NULL;
+        while (w) {
+            struct claim *next = w->next;
+            w->next = NULL;
+            if (c->err == 0) {
+                w->gen = c->gen;
+                uv_timer_start(&w->later, later_cb, 0, 0);
+            } else {
+                claim_send(w);
+            }
+            w = next;
+        }
+    }
     c->done(c->arg, c->err, c->gen, c->msg);
     sdc_vol_unref(c->sdc, v);
     uv_close((uv_handle_t *)&c->later, claim_closed_cb);
@@ -58,8 +81,6 @@ static void later_cb(uv_timer_t *t)
 {
     claim_finish(t->data);
 }
-
-static void claim_send(struct claim *c);
 
 static void retry_cb(uv_timer_t *t)
 {
@@ -136,9 +157,26 @@ void sdc_export_claim(void *ctx, void *exp, void *arg,
     claim_send(c);
 }
 
+/* One claim of a volume at a time goes to the MDM: two at once would each
+ * make this SDC the writer under a new generation, and the first
+ * connection's writes would be fenced by the second's. A connection that
+ * opens while this SDC holds the volume shares its claim. */
 static void claim_send(struct claim *c)
 {
     struct sdc *s = c->sdc;
+    struct sdc_vol *v = c->v;
+    if (!c->asked && v->claiming) {
+        c->next = v->waiting;
+        v->waiting = c;
+        return;
+    }
+    if (!c->asked && v->writers > 0 && v->claim_gen && v->claim_gen >= v->writer_gen) {
+        c->gen = v->claim_gen;
+        uv_timer_start(&c->later, later_cb, 0, 0);
+        return;
+    }
+    c->asked = 1;
+    v->claiming = 1;
     struct rpc_conn *conn = mdm_session_conn(s->mdm);
     Cairn__VolumeClaim vc = CAIRN__VOLUME_CLAIM__INIT;
     vc.volume_id = c->v->id;

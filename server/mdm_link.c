@@ -3,6 +3,7 @@
  * maps it receives, the leases answered heartbeats give, and the requests
  * the MDM sends. The session's ctx is the sds. */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "cmap.h"
 #include "extent_store.h"
@@ -44,6 +45,47 @@ static void heartbeat(void *ctx, Cairn__Heartbeat *hb)
     layers_heartbeat(s, hb);
 }
 
+/* Fault injection for the snapshot tests (CAIRN_TEST_SNAPSHOT_MAP_DELAY_MS,
+ * read at start): a map that adds or drops a snapshot is installed that
+ * much later here, as if this SDS were slow to hear of it, so that a test
+ * can show the pause of the cut is what keeps the snapshot a cut. */
+struct delayed_map {
+    uv_timer_t t;
+    struct sds *s;
+    Cairn__ClusterMap *m;
+    uint32_t id;
+};
+
+static void delayed_closed_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void delayed_cb(uv_timer_t *t)
+{
+    struct delayed_map *d = t->data;
+    if (!d->s->stopping)
+        map_install(d->s, d->m, d->id);
+    else
+        cairn__cluster_map__free_unpacked(d->m, NULL);
+    uv_close((uv_handle_t *)t, delayed_closed_cb);
+}
+
+static void delay_map(struct sds *s, Cairn__ClusterMap *m, uint32_t id)
+{
+    struct delayed_map *d = calloc(1, sizeof(*d));
+    if (!d) {
+        map_install(s, m, id);
+        return;
+    }
+    d->s = s;
+    d->m = m;
+    d->id = id;
+    uv_timer_init(s->loop, &d->t);
+    d->t.data = d;
+    uv_timer_start(&d->t, delayed_cb, s->test_snapshot_map_delay_ms, 0);
+}
+
 static void on_map(void *ctx, Cairn__MapReply *rep)
 {
     char err[256];
@@ -57,7 +99,13 @@ static void on_map(void *ctx, Cairn__MapReply *rep)
     uint32_t id = rep->sds_id;
     rep->map = NULL;
     cairn__map_reply__free_unpacked(rep, NULL);
-    map_install(ctx, m, id);
+    struct sds *s = ctx;
+    if (s->test_snapshot_map_delay_ms && s->map && m->n_snapshots != s->map->n_snapshots &&
+        m->version > s->map->version) {
+        delay_map(s, m, id);
+        return;
+    }
+    map_install(s, m, id);
 }
 
 static uint64_t map_version(void *ctx)

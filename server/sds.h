@@ -615,6 +615,8 @@ struct sds {
     uint64_t *purged; /* removed volumes whose extents are all freed */
     struct freeze freeze;
     struct layers layers;
+    /* CAIRN_TEST_SNAPSHOT_MAP_DELAY_MS (mdm_link.c): a test's slow SDS */
+    uint64_t test_snapshot_map_delay_ms;
     struct ioreq *muts; /* primaries' changes in progress */
     size_t npurged;
 

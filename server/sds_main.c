@@ -265,6 +265,12 @@ int main(int argc, char **argv)
     s->loop = uv_default_loop();
     s->ioreqs = (struct pool)POOL_INIT(struct ioreq, 4096);
     rebuild_init(s);
+    const char *delay = getenv("CAIRN_TEST_SNAPSHOT_MAP_DELAY_MS");
+    if (delay) {
+        s->test_snapshot_map_delay_ms = strtoull(delay, NULL, 10);
+        log_warn("test mode: maps that change snapshots are installed %llu ms late",
+                 (unsigned long long)s->test_snapshot_map_delay_ms);
+    }
     layers_init(s);
     s->locks = range_locks_new();
     s->zeroes_len = 32u << 20;

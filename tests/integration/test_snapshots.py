@@ -1,0 +1,341 @@
+"""Snapshots (docs/snapshots.md), through real NBD clients.
+
+A snapshot taken under a verifying load is a valid cut: the writers record
+when each write was issued and acknowledged, and the snapshot, read back over
+NBD as VOL@SNAP, must hold every write acknowledged before `cairn snapshot
+create` started, none issued after it returned, and no write whose
+predecessor (acknowledged before it was issued) is missing. The same for a
+group snapshot of two volumes; then revert, removal (space comes back, the
+data of the other layers does not change), and snapshot data through a
+kill -9 of an SDS and the rebuild of its copies.
+"""
+import json
+import os
+import random
+import signal
+import struct
+import subprocess
+import threading
+import time
+
+import nbd
+import pytest
+
+from cluster import Cluster, wait_for
+
+BLOCK = 4096
+MB = 1 << 20
+
+
+class SlowCluster(Cluster):
+    """Two of the four SDSs (which share some PGs) install every map that
+    adds or drops a snapshot 300 ms late (CAIRN_TEST_SNAPSHOT_MAP_DELAY_MS),
+    as if slow to hear of it. Without the pause of the cut, writes to their
+    PGs would land in the snapshot's layer while the other SDSs already put
+    later writes in the new one, and the cut checks below would fail: with
+    the pause, those SDSs take no change to the volumes until they know."""
+
+    def _daemon(self, name, argv):
+        d = super()._daemon(name, argv)
+        if name in ("sds1", "sds2"):
+            d.env = dict(d.env or {}, CAIRN_TEST_SNAPSHOT_MAP_DELAY_MS="300")
+        return d
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = SlowCluster(tmp_path_factory.mktemp("snap"), sds_sizes=(2 << 30,) * 4, pgs=64)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.shutdown()
+
+
+def content(vol_tag, thread, seq, block):
+    head = struct.pack("<4sIQQ", vol_tag, thread, seq, block)
+    return (head * (BLOCK // len(head) + 1))[:BLOCK]
+
+
+class Writers:
+    """Threads writing 4 KiB blocks at QD1 each, every thread its own blocks
+    (block % threads == thread) of its own NBD connection, recording for
+    every write (block, seq, issued, acked) in monotonic ns."""
+
+    def __init__(self, cluster, vol, tag, blocks, threads=4):
+        self.cluster, self.vol, self.tag = cluster, vol, tag
+        self.blocks, self.threads = blocks, threads
+        self.log = [[] for _ in range(threads)]  # per thread: (block, seq, issued, acked)
+        self.errors = []
+        self.stop = threading.Event()
+        self.ts = [threading.Thread(target=self.run, args=(t,)) for t in range(threads)]
+
+    def run(self, t):
+        h = nbd.NBD()
+        h.connect_uri(self.cluster.uri(self.vol))
+        rnd = random.Random(t * 7919 + hash(self.tag))
+        seq = 0
+        try:
+            while not self.stop.is_set():
+                b = rnd.randrange(self.blocks // self.threads) * self.threads + t
+                seq += 1
+                data = content(self.tag, t, seq, b)
+                issued = time.monotonic_ns()
+                h.pwrite(data, b * BLOCK)
+                acked = time.monotonic_ns()
+                self.log[t].append((b, seq, issued, acked))
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(repr(e))
+        finally:
+            h.shutdown()
+
+    def start(self):
+        for th in self.ts:
+            th.start()
+
+    def finish(self):
+        self.stop.set()
+        for th in self.ts:
+            th.join(timeout=60)
+        assert not self.errors, f"writes failed under the snapshot: {self.errors[:3]}"
+
+    def count(self):
+        return sum(len(x) for x in self.log)
+
+
+def pread_all(h, size):
+    out = bytearray()
+    for off in range(0, size, 4 * MB):
+        out += h.pread(min(4 * MB, size - off), off)
+    return bytes(out)
+
+
+def read_export(cluster, name, size):
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri(name))
+    assert h.is_read_only(), f"{name} is exported writable"
+    out = pread_all(h, size)
+    h.shutdown()
+    return out
+
+
+def cut_of(w, image):
+    """For each block of image (w's volume read back), the writes it holds:
+    returns (included, excluded) lists of (issued, acked) over every write
+    of w, after checking each block holds one of its own writes (or zeroes)."""
+    included, excluded = [], []
+    by_block = {}
+    for t, log in enumerate(w.log):
+        for (b, seq, issued, acked) in log:
+            by_block.setdefault(b, []).append((t, seq, issued, acked))
+    for b, writes in by_block.items():
+        got = image[b * BLOCK:(b + 1) * BLOCK]
+        if got == bytes(BLOCK):
+            upto = 0
+        else:
+            tag, t, seq, blk = struct.unpack("<4sIQQ", got[:24])
+            assert tag == w.tag and blk == b, f"block {b} holds another block's data"
+            assert got == content(tag, t, seq, blk), f"block {b} is torn"
+            upto = [i for i, x in enumerate(writes) if x[0] == t and x[1] == seq]
+            assert upto, f"block {b} holds a write that was never acknowledged"
+            upto = upto[0] + 1
+        for i, (_, _, issued, acked) in enumerate(writes):
+            (included if i < upto else excluded).append((issued, acked))
+    return included, excluded
+
+
+def check_cut(parts, started, returned):
+    """parts: (included, excluded) per volume. The promise of docs/snapshots.md."""
+    inc = [x for p in parts for x in p[0]]
+    exc = [x for p in parts for x in p[1]]
+    late = [x for x in inc if x[0] > returned]
+    assert not late, f"{len(late)} writes issued after the command returned are in the snapshot"
+    lost = [x for x in exc if x[1] < started]
+    assert not lost, f"{len(lost)} writes acknowledged before the command are missing"
+    if inc and exc:
+        first_missing_ack = min(a for _, a in exc)
+        last_included_issue = max(i for i, _ in inc)
+        assert first_missing_ack >= last_included_issue, (
+            "not a cut: a write issued after another was acknowledged is in the snapshot, "
+            "and that other one is not")
+    return len(inc), len(exc)
+
+
+def snapshot_under_load(cluster, vols, group=None):
+    writers = [Writers(cluster, v, tag, (64 * MB) // BLOCK) for v, tag in vols]
+    for w in writers:
+        w.start()
+    wait_for("writes under way", lambda: all(w.count() > 200 for w in writers), timeout=60)
+    started = time.monotonic_ns()
+    if group:
+        cluster.cairn("snapshot", "create", "--group", group, *[v for v, _ in vols])
+    else:
+        cluster.cairn("snapshot", "create", vols[0][0], "cut")
+    returned = time.monotonic_ns()
+    before = [w.count() for w in writers]
+    wait_for("writes after the snapshot", lambda: all(
+        w.count() > b + 200 for w, b in zip(writers, before)), timeout=60)
+    for w in writers:
+        w.finish()
+    return writers, started, returned
+
+
+def map_snapshot(cluster, spec):
+    cluster.cairn("volume", "map", spec, "--sdc", cluster.sdc_name)
+    cluster.wait_export(spec)
+
+
+def test_snapshot_under_load_is_a_cut(cluster):
+    cluster.create_volume("cut1", 64 * MB)
+    (w,), started, returned = snapshot_under_load(cluster, [("cut1", b"cut1")])
+    map_snapshot(cluster, "cut1@cut")
+    inc, exc = check_cut([cut_of(w, read_export(cluster, "cut1@cut", 64 * MB))],
+                         started, returned)
+    print(f"snapshot cut: {inc} writes in, {exc} out, of {w.count()}")
+    assert inc > 0 and exc > 0
+    # the volume itself holds the last write of every block
+    cur = read_export(cluster, "cut1@ro", 64 * MB)
+    for t, log in enumerate(w.log):
+        last = {}
+        for (b, seq, _, _) in log:
+            last[b] = seq
+        for b, seq in last.items():
+            assert cur[b * BLOCK:(b + 1) * BLOCK] == content(b"cut1", t, seq, b)
+
+
+def test_group_snapshot_is_one_cut(cluster):
+    cluster.create_volume("ga", 64 * MB)
+    cluster.create_volume("gb", 64 * MB)
+    writers, started, returned = snapshot_under_load(cluster, [("ga", b"ga__"), ("gb", b"gb__")],
+                                                     group="g1")
+    parts = []
+    for w, v in zip(writers, ("ga", "gb")):
+        map_snapshot(cluster, f"{v}@g1")
+        parts.append(cut_of(w, read_export(cluster, f"{v}@g1", 64 * MB)))
+    inc, exc = check_cut(parts, started, returned)
+    print(f"group snapshot cut: {inc} writes in, {exc} out")
+    listed = cluster.cairn("--json", "snapshot", "list").stdout
+    groups = {(s["volume"], s["name"]): s["group"] for s in json.loads(listed)}
+    assert groups[("ga", "g1")] == "g1" and groups[("gb", "g1")] == "g1"
+
+
+def nbd_map(cluster, name):
+    r = subprocess.run(["nbdinfo", "--map", "--json", cluster.uri(name)], capture_output=True,
+                       text=True, timeout=60, check=True)
+    return json.loads(r.stdout)
+
+
+def test_snapshot_reads_holes_revert_and_remove(cluster):
+    """Data through two snapshots; BLOCK_STATUS shows a snapshot's holes;
+    revert; removing snapshots keeps every other layer's data and gives
+    the space back."""
+    vol = "lay"
+    cluster.create_volume(vol, 64 * MB)
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri(vol))
+    model = bytearray(64 * MB)
+
+    def w(off, n):
+        data = os.urandom(n)
+        h.pwrite(data, off)
+        model[off:off + n] = data
+
+    def used():
+        return cluster.status()["pools"][0]["used"]
+
+    base_used = used()
+    w(0, 8 * MB)
+    h.flush()
+    cluster.cairn("snapshot", "create", vol, "s1")
+    s1 = bytes(model)
+    w(MB, 2 * MB)
+    w(5 * MB + 100, 3000)  # part of a granule over the snapshot's data
+    w(20 * MB, MB)
+    h.flush()
+    cluster.cairn("snapshot", "create", vol, "s2")
+    s2 = bytes(model)
+    w(2 * MB + 512, 10000)
+    w(30 * MB, 4096)
+    h.flush()
+    assert pread_all(h, 64 * MB) == bytes(model)
+    map_snapshot(cluster, f"{vol}@s1")
+    map_snapshot(cluster, f"{vol}@s2")
+    assert read_export(cluster, f"{vol}@s1", 64 * MB) == s1
+    assert read_export(cluster, f"{vol}@s2", 64 * MB) == s2
+    # s1 holds data in its first 8 MiB only: BLOCK_STATUS says the rest is a hole
+    extents = nbd_map(cluster, f"{vol}@s1")
+    data = [(e["offset"], e["length"]) for e in extents if not e["type"] & 1]
+    assert data and data[0][0] == 0 and sum(n for _, n in data) == 8 * MB, data
+    # sizes: s1's own bytes are what s2 wrote over it (2 MiB and two granules)
+    def own():
+        snaps = {s["name"]: s for s in json.loads(
+            cluster.cairn("--json", "snapshot", "list", vol).stdout)}
+        return snaps["s1"]["own"]
+    wait_for("s1's own bytes reported", lambda: own() >= 2 * MB, timeout=30)
+    assert own() < 3 * MB
+
+    # revert to s2 (refused while mapped read-write), then back to the model
+    r = cluster.cairn("volume", "revert", vol, "--to", "s2", check=False)
+    assert r.returncode != 0 and "read-write" in r.stderr
+    h.shutdown()
+    cluster.cairn("volume", "unmap", vol, "--sdc", cluster.sdc_name)
+    cluster.cairn("volume", "revert", vol, "--to", "s2")
+    cluster.cairn("volume", "map", vol, "--sdc", cluster.sdc_name)
+    cluster.wait_export(vol)
+    assert read_export(cluster, f"{vol}@ro", 64 * MB) == s2
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri(vol))
+    model = bytearray(s2)
+    w(3 * MB, 4096)
+
+    # remove s1 (merged into s2): s2 and the volume keep their data
+    cluster.cairn("volume", "unmap", f"{vol}@s1", "--sdc", cluster.sdc_name)
+    cluster.cairn("snapshot", "remove", f"{vol}@s1")
+    assert read_export(cluster, f"{vol}@s2", 64 * MB) == s2
+    assert pread_all(h, 64 * MB) == bytes(model)
+    cluster.cairn("volume", "unmap", f"{vol}@s2", "--sdc", cluster.sdc_name)
+    r = cluster.cairn("snapshot", "remove", f"{vol}@s2")
+    assert pread_all(h, 64 * MB) == bytes(model)
+    # every removed layer merged or dropped: the volume's data only, once per copy
+    wait_for("the snapshots' space back", lambda: used() - base_used == 9 * MB, timeout=60)
+    listed = json.loads(cluster.cairn("--json", "snapshot", "list", vol).stdout)
+    assert listed == []
+    r = cluster.cairn("volume", "check-copies", vol)
+    assert "0 mismatched" in r.stdout
+    h.shutdown()
+
+
+def wait_protected(cluster, timeout=180):
+    def ok():
+        p = cluster.status()["pools"][0]
+        return p["pgs_fully_protected"] == p["pg_count"] and p["pgs_rebuilding"] == 0
+    wait_for("every PG fully protected", ok, timeout=timeout)
+
+
+def test_snapshot_survives_kill9_and_rebuild(cluster):
+    vol = "kr"
+    cluster.create_volume(vol, 64 * MB)
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri(vol))
+    snap = os.urandom(32 * MB)
+    h.pwrite(snap, 0)
+    h.flush()
+    cluster.cairn("snapshot", "create", vol, "k1")
+    over = os.urandom(4 * MB)
+    h.pwrite(over, 6 * MB)
+    h.pwrite(b"x" * 100, 20 * MB + 1000)
+    h.flush()
+    cur = bytearray(snap)
+    cur[6 * MB:10 * MB] = over
+    cur[20 * MB + 1000:20 * MB + 1100] = b"x" * 100
+    cluster.daemons["sds2"].stop(signal.SIGKILL)
+    wait_for("sds2 down", lambda: any(s["name"] == "sds2" and s["state"] == "down"
+                                      for s in cluster.status()["sds"]), timeout=60)
+    wait_protected(cluster)
+    map_snapshot(cluster, f"{vol}@k1")
+    assert read_export(cluster, f"{vol}@k1", 64 * MB)[:32 * MB] == snap
+    assert pread_all(h, 32 * MB) == bytes(cur)
+    h.shutdown()
+    cluster.start_sds(2)
+    wait_protected(cluster)
+    assert "0 mismatched" in cluster.cairn("volume", "check-copies", vol).stdout
