@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "cmap.h"
 #include "layout.h"
 #include "rpc.h"
@@ -87,30 +88,24 @@ static int call(struct rpc_conn *c, uint16_t type, const struct io_hdr *h, struc
     return r->status;
 }
 
-int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
-                     int quiet_retry_done)
+struct counts {
+    uint64_t checked, holes, mismatches, errors, stale;
+};
+
+/* Compare every copy of each extent of what id names (a volume, or one of
+ * its snapshots: the copies read it through its chain of layers). */
+static void check_one(const Cairn__ClusterMap *map, const Cairn__Pool *p, const Cairn__Volume *v,
+                      uint64_t id, uint64_t size, struct sds_conn *cs, size_t *ncs,
+                      struct counts *n)
 {
-    const Cairn__Volume *v = cmap_volume_by_name(map, volume);
-    if (!v) {
-        fprintf(stderr, "cairn: no volume named '%s'\n", volume);
-        return 1;
-    }
-    const Cairn__Pool *p = cmap_pool(map, v->pool_id);
-    if (!p || !p->n_pgs) {
-        fprintf(stderr, "cairn: the pool of '%s' has no placement\n", volume);
-        return 1;
-    }
-    struct sds_conn *cs = calloc(map->n_sds + 1, sizeof(*cs));
-    size_t ncs = 0;
-    uint64_t next = (v->size + p->extent_size - 1) / p->extent_size;
-    uint64_t checked = 0, holes = 0, mismatches = 0, errors = 0, stale = 0;
+    uint64_t next = (size + p->extent_size - 1) / p->extent_size;
     for (uint64_t e = 0; e < next; e++) {
-        uint32_t pg = layout_pg_of(v->id, e, (uint32_t)p->n_pgs);
+        uint32_t pg = layout_pg_of(cmap_placement(v), e, (uint32_t)p->n_pgs);
         const Cairn__Pg *g = p->pgs[pg];
         uint64_t off = e * p->extent_size;
-        struct io_hdr h = {.volume_id = v->id,
+        struct io_hdr h = {.volume_id = id,
                            .offset = off,
-                           .length = (uint32_t)MIN(p->extent_size, v->size - off),
+                           .length = (uint32_t)MIN(p->extent_size, size - off),
                            .flags = IO_FLAG_REPLICA,
                            .pool_id = p->id,
                            .pg = pg,
@@ -123,12 +118,12 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
             for (size_t d = 0; d < map->n_devices; d++)
                 if (map->devices[d]->id == g->devices[k])
                     sds_id = map->devices[d]->sds_id;
-            struct rpc_conn *c = conn_to(map, cs, &ncs, sds_id);
+            struct rpc_conn *c = conn_to(map, cs, ncs, sds_id);
             struct result r;
             alloc[k] = call(c, FT_IO_STAT, &h, &r);
             rpc_buf_free(r.payload);
             if (alloc[k] == -ESTALE || alloc[k] == -EAGAIN) {
-                stale++; /* our map or theirs is changing: the caller tries again */
+                n->stale++; /* our map or theirs is changing: the caller tries again */
                 bad = 1;
                 continue;
             }
@@ -142,7 +137,7 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
                 int rc = call(c, FT_IO_READ, &h, &r);
                 if (rc == -ESTALE || rc == -EAGAIN) {
                     rpc_buf_free(r.payload);
-                    stale++;
+                    n->stale++;
                     bad = 1;
                     continue;
                 }
@@ -166,37 +161,93 @@ int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
                 mism = (a ? a[i] : 0) != (b ? b[i] : 0);
         }
         if (bad)
-            errors++;
+            n->errors++;
         else if (mism) {
-            mismatches++;
+            n->mismatches++;
             fprintf(stderr, "extent %llu (PG %u): copies differ\n", (unsigned long long)e, pg);
         }
         if (any)
-            checked++;
+            n->checked++;
         else
-            holes++;
+            n->holes++;
         for (int k = 0; k < 8; k++)
             rpc_buf_free(data[k]);
+    }
+}
+
+int cli_check_copies(const Cairn__ClusterMap *map, const char *volume, int json,
+                     int quiet_retry_done)
+{
+    const Cairn__Volume *v = cmap_volume_by_name(map, volume);
+    if (!v) {
+        fprintf(stderr, "cairn: no volume named '%s'\n", volume);
+        return 1;
+    }
+    const Cairn__Pool *p = cmap_pool(map, v->pool_id);
+    if (!p || !p->n_pgs) {
+        fprintf(stderr, "cairn: the pool of '%s' has no placement\n", volume);
+        return 1;
+    }
+    struct sds_conn *cs = calloc(map->n_sds + 1, sizeof(*cs));
+    size_t ncs = 0;
+    struct counts vc = {0};
+    check_one(map, p, v, v->id, v->size, cs, &ncs, &vc);
+    /* and each of its snapshots, as read through its layers */
+    size_t nsnap = 0;
+    for (size_t i = 0; i < map->n_snapshots; i++)
+        nsnap += map->snapshots[i]->volume_id == v->id;
+    struct counts *sc = calloc(nsnap + 1, sizeof(*sc));
+    const Cairn__Snapshot **sn = calloc(nsnap + 1, sizeof(*sn));
+    size_t k = 0;
+    uint64_t stale = vc.stale, bad = vc.mismatches + vc.errors, mism = vc.mismatches;
+    for (size_t i = 0; i < map->n_snapshots && sc && sn; i++) {
+        if (map->snapshots[i]->volume_id != v->id)
+            continue;
+        sn[k] = map->snapshots[i];
+        check_one(map, p, v, sn[k]->id, sn[k]->size, cs, &ncs, &sc[k]);
+        stale += sc[k].stale;
+        bad += sc[k].mismatches + sc[k].errors;
+        mism += sc[k].mismatches;
+        k++;
     }
     for (size_t i = 0; i < ncs; i++)
         if (cs[i].c)
             rpc_close(cs[i].c);
     uv_run(uv_default_loop(), UV_RUN_NOWAIT);
     free(cs);
-    if (stale && !mismatches && !quiet_retry_done)
+    if (stale && !mism && !quiet_retry_done) {
+        free(sc);
+        free(sn);
         return 2;
-    if (json)
-        printf(
-            "{\"volume\":\"%s\",\"extents_checked\":%llu,\"holes\":%llu,\"copies_per_extent\":%u,"
-            "\"mismatches\":%llu,\"errors\":%llu}\n",
-            v->name, (unsigned long long)checked, (unsigned long long)holes, p->copies,
-            (unsigned long long)mismatches, (unsigned long long)errors);
-    else
+    }
+    if (json) {
+        printf("{\"volume\":\"%s\",\"extents_checked\":%llu,\"holes\":%llu,\"copies_per_extent\":"
+               "%u,\"mismatches\":%llu,\"errors\":%llu,\"snapshots\":[",
+               v->name, (unsigned long long)vc.checked, (unsigned long long)vc.holes, p->copies,
+               (unsigned long long)vc.mismatches, (unsigned long long)vc.errors);
+        for (size_t i = 0; i < k; i++) {
+            printf("%s{\"name\":", i ? "," : "");
+            cli_print_jstr(sn[i]->name);
+            printf(",\"extents_checked\":%llu,\"holes\":%llu,\"mismatches\":%llu,\"errors\":%llu}",
+                   (unsigned long long)sc[i].checked, (unsigned long long)sc[i].holes,
+                   (unsigned long long)sc[i].mismatches, (unsigned long long)sc[i].errors);
+        }
+        printf("]}\n");
+    } else {
         printf("volume %s: %llu allocated extents checked on %u copies each, %llu holes: "
                "%llu mismatched, %llu unreadable\n",
-               v->name, (unsigned long long)checked, p->copies, (unsigned long long)holes,
-               (unsigned long long)mismatches, (unsigned long long)errors);
-    return mismatches || errors ? 1 : 0;
+               v->name, (unsigned long long)vc.checked, p->copies, (unsigned long long)vc.holes,
+               (unsigned long long)vc.mismatches, (unsigned long long)vc.errors);
+        for (size_t i = 0; i < k; i++)
+            printf("snapshot %s@%s: %llu allocated extents checked on %u copies each, %llu "
+                   "holes: %llu mismatched, %llu unreadable\n",
+                   v->name, sn[i]->name, (unsigned long long)sc[i].checked, p->copies,
+                   (unsigned long long)sc[i].holes, (unsigned long long)sc[i].mismatches,
+                   (unsigned long long)sc[i].errors);
+    }
+    free(sc);
+    free(sn);
+    return bad ? 1 : 0;
 }
 
 int cli_locate(const Cairn__ClusterMap *map, const char *volume, uint64_t offset, int json)
@@ -213,7 +264,7 @@ int cli_locate(const Cairn__ClusterMap *map, const char *volume, uint64_t offset
         return 1;
     }
     uint64_t ext = offset / p->extent_size;
-    uint32_t pg = layout_pg_of(v->id, ext, (uint32_t)p->n_pgs);
+    uint32_t pg = layout_pg_of(cmap_placement(v), ext, (uint32_t)p->n_pgs);
     const Cairn__Pg *g = p->pgs[pg];
     if (json)
         printf("{\"volume_id\":%llu,\"pool_id\":%u,\"extent\":%llu,\"pg\":%u,\"epoch\":%llu,"

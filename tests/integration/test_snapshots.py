@@ -44,7 +44,8 @@ class SlowCluster(Cluster):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = SlowCluster(tmp_path_factory.mktemp("snap"), sds_sizes=(2 << 30,) * 4, pgs=64)
+    # sds5 joins in the rebalance test
+    c = SlowCluster(tmp_path_factory.mktemp("snap"), sds_sizes=(2 << 30,) * 5, pgs=64, initial=4)
     try:
         c.start()
         yield c
@@ -300,9 +301,19 @@ def test_snapshot_reads_holes_revert_and_remove(cluster):
     wait_for("the snapshots' space back", lambda: used() - base_used == 9 * MB, timeout=60)
     listed = json.loads(cluster.cairn("--json", "snapshot", "list", vol).stdout)
     assert listed == []
-    r = cluster.cairn("volume", "check-copies", vol)
-    assert "0 mismatched" in r.stdout
+    copies_equal(cluster, vol, [])
     h.shutdown()
+
+
+def copies_equal(cluster, vol, snapshots):
+    """check-copies: every copy of the volume and of each of its snapshots
+    (read through its layers at each copy) holds the same bytes."""
+    r = json.loads(cluster.cairn("--json", "volume", "check-copies", vol).stdout)
+    assert r["mismatches"] == 0 and r["errors"] == 0, r
+    assert sorted(x["name"] for x in r["snapshots"]) == sorted(snapshots), r
+    for x in r["snapshots"]:
+        assert x["mismatches"] == 0 and x["errors"] == 0, r
+    return r
 
 
 def wait_protected(cluster, timeout=180):
@@ -318,7 +329,8 @@ def test_snapshot_survives_kill9_and_rebuild(cluster):
     h = nbd.NBD()
     h.connect_uri(cluster.uri(vol))
     snap = os.urandom(32 * MB)
-    h.pwrite(snap, 0)
+    for off in range(0, 32 * MB, 4 * MB):
+        h.pwrite(snap[off:off + 4 * MB], off)
     h.flush()
     cluster.cairn("snapshot", "create", vol, "k1")
     over = os.urandom(4 * MB)
@@ -336,6 +348,43 @@ def test_snapshot_survives_kill9_and_rebuild(cluster):
     assert read_export(cluster, f"{vol}@k1", 64 * MB)[:32 * MB] == snap
     assert pread_all(h, 32 * MB) == bytes(cur)
     h.shutdown()
-    cluster.start_sds(2)
+    copies_equal(cluster, vol, ["k1"])
+    cluster.start_sds(1)
     wait_protected(cluster)
-    assert "0 mismatched" in cluster.cairn("volume", "check-copies", vol).stdout
+    copies_equal(cluster, vol, ["k1"])
+
+
+def test_snapshots_move_with_rebalance_and_drain(cluster):
+    """A new SDS takes its share of the copies, snapshots' layers with them;
+    a drained SDS gives all of its up; both under writes to the volume."""
+    vol = "mv"
+    cluster.create_volume(vol, 64 * MB)
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri(vol))
+    s1 = os.urandom(48 * MB)
+    for off in range(0, 48 * MB, 4 * MB):
+        h.pwrite(s1[off:off + 4 * MB], off)
+    h.flush()
+    cluster.cairn("snapshot", "create", vol, "m1")
+    cur = bytearray(s1)
+    for i in range(0, 48, 3):
+        data = os.urandom(8192)
+        h.pwrite(data, i * MB + 4096 * i)
+        cur[i * MB + 4096 * i:i * MB + 4096 * i + 8192] = data
+    h.flush()
+    map_snapshot(cluster, f"{vol}@m1")
+    cluster.add_sds(4)
+    cluster.cairn("rebalance", "wait", "--timeout", "300")
+    wait_protected(cluster)
+    assert read_export(cluster, f"{vol}@m1", 64 * MB)[:48 * MB] == s1
+    assert pread_all(h, 48 * MB) == bytes(cur)
+    copies_equal(cluster, vol, ["m1"])
+    cluster.cairn("sds", "remove", "sds1")
+    wait_for("sds1 drained and forgotten", lambda: "sds1" not in {
+        s["name"] for s in cluster.status()["sds"]}, timeout=300)
+    cluster.forget_sds(0)
+    wait_protected(cluster)
+    assert read_export(cluster, f"{vol}@m1", 64 * MB)[:48 * MB] == s1
+    assert pread_all(h, 48 * MB) == bytes(cur)
+    copies_equal(cluster, vol, ["m1"])
+    h.shutdown()
