@@ -1,6 +1,6 @@
 # mgmt/: placement and the MDM's state machine (its table of operations
 # included: test_mdm_ops reaches into state_internal.h).
-foreach(t placement mdm_state mdm_ops mdm_reqids mdm_attach)
+foreach(t placement mdm_state mdm_ops mdm_reqids mdm_attach mdm_snapshots)
   add_executable(test_${t} test_${t}.c)
   target_link_libraries(test_${t} cairn_mdm_state)
   target_include_directories(test_${t} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
