@@ -388,3 +388,73 @@ def test_snapshots_move_with_rebalance_and_drain(cluster):
     assert pread_all(h, 48 * MB) == bytes(cur)
     copies_equal(cluster, vol, ["m1"])
     h.shutdown()
+
+
+def test_full_pool_with_a_snapshot_fails_writes_loses_nothing(tmp_path):
+    """A thin pool that fills up while a snapshot holds the old data: the
+    writes that need a new slot fail with ENOSPC, the snapshot and every
+    acknowledged write read back, the CLI says the pool is out of space;
+    removing the snapshot (a merge, which needs no new slot) gives the
+    space back and the writes go through again."""
+    import errno
+    c = Cluster(tmp_path, sds_sizes=(80 << 20,) * 3, pgs=32)
+    try:
+        c.start()
+        c.create_volume("full", 256 * MB)
+        h = nbd.NBD()
+        h.connect_uri(c.uri("full"))
+        base = {}
+        for i in range(48):  # 48 extents of the ~112 the pool holds (two copies)
+            base[i] = os.urandom(64 << 10)
+            h.pwrite(base[i], i * MB)
+        h.flush()
+        c.cairn("snapshot", "create", "full", "old")
+        cur, failed = dict(base), 0
+        for i in range(48):  # the same extents again: each needs a new slot in the head
+            data = os.urandom(64 << 10)
+            try:
+                h.pwrite(data, i * MB)
+                cur[i] = data
+            except nbd.Error as e:
+                assert e.errnum == errno.ENOSPC, e
+                failed += 1
+        for i in range(48, 120):  # and new extents, until the pool is full
+            data = os.urandom(64 << 10)
+            try:
+                h.pwrite(data, i * MB)
+                cur[i] = data
+            except nbd.Error as e:
+                assert e.errnum == errno.ENOSPC, e
+                failed += 1
+        assert failed > 0, "the pool never filled"
+        h.flush()
+        for i, data in cur.items():
+            assert h.pread(len(data), i * MB) == data
+        map_snapshot(c, "full@old")
+        s = nbd.NBD()
+        s.connect_uri(c.uri("full@old"))
+        for i, data in base.items():
+            assert s.pread(len(data), i * MB) == data
+        s.shutdown()
+
+        def full():
+            p = c.status()["pools"][0]
+            return p["enospc_errors"] > 0 and "OUT OF SPACE" in p["health"]
+        wait_for("the CLI to report the full pool", full)
+        used_full = c.status()["pools"][0]["used"]
+        c.cairn("volume", "unmap", "full@old", "--sdc", c.sdc_name)
+        c.cairn("snapshot", "remove", "full@old")
+        wait_for("the snapshot's space back",
+                 lambda: c.status()["pools"][0]["used"] < used_full, timeout=60)
+        for i, data in cur.items():
+            assert h.pread(len(data), i * MB) == data
+        # room again: a write that failed for space now lands
+        gone = [i for i in range(120) if i not in cur]
+        assert gone
+        data = os.urandom(64 << 10)
+        wait_for("a write to land again", lambda: h.pwrite(data, gone[0] * MB) is None, timeout=30)
+        assert h.pread(len(data), gone[0] * MB) == data
+        h.shutdown()
+        copies_equal(c, "full", [])
+    finally:
+        c.shutdown()
