@@ -108,6 +108,10 @@ cli_run_fn cli_run_snapshot_show;
 cli_run_fn cli_run_snapshot_remove;
 /* volume revert VOL --to NAME */
 cli_run_fn cli_run_volume_revert;
+/* volume clone VOL@SNAP NEWVOL */
+cli_run_fn cli_run_volume_clone;
+/* volume flatten VOL [--rate MIB/S] [--wait] */
+cli_run_fn cli_run_volume_flatten;
 
 /* sdc approve NAME */
 cli_run_fn cli_run_sdc_approve;

@@ -4,8 +4,10 @@
  * snapshot's own layer, own the part of it the volume (or the next newer
  * snapshot) has written over since, which is what removing it frees. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cmap.h"
@@ -75,6 +77,88 @@ int cli_run_volume_revert(const struct cli_command *c, const struct cli_args *a,
     req.volume = a->args[0];
     req.name = cli_args_get(a, "--to");
     return call(env, &req, "reverted");
+}
+
+int cli_run_volume_clone(const struct cli_command *c, const struct cli_args *a,
+                         const struct cli_env *env)
+{
+    (void)c;
+    Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
+    req.op = CAIRN__MGMT_OP__OP_VOLUME_CLONE;
+    req.volume = a->args[0];
+    req.name = a->args[1];
+    if (!strchr(req.volume, '@'))
+        return cli_fail("clone a snapshot, VOLUME@SNAPSHOT, not '%s'", req.volume);
+    return call(env, &req, "cloned: writable now, sharing the snapshot's data");
+}
+
+/* How far the flatten of v is: the least of the serving SDSs' fractions. */
+static double flatten_progress(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
+{
+    double least = 1.0;
+    for (size_t i = 0; i < rep->n_sds_status; i++) {
+        const Cairn__SdsStatus *st = rep->sds_status[i];
+        if (strcmp(st->state, "up"))
+            continue;
+        double f = 0;
+        for (size_t k = 0; k < st->n_flatten; k++)
+            if (st->flatten[k]->volume_id == v->id && st->flatten[k]->total)
+                f = (double)st->flatten[k]->done / (double)st->flatten[k]->total;
+        if (f < least)
+            least = f;
+    }
+    return least;
+}
+
+int cli_run_volume_flatten(const struct cli_command *c, const struct cli_args *a,
+                           const struct cli_env *env)
+{
+    (void)c;
+    Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
+    req.op = CAIRN__MGMT_OP__OP_VOLUME_FLATTEN;
+    req.volume = a->args[0];
+    const char *rate = cli_args_get(a, "--rate");
+    if (rate) {
+        char *end;
+        double mib = strtod(rate, &end);
+        if (*end || mib <= 0)
+            return cli_fail("--rate takes MiB per second per SDS, not '%s'", rate);
+        req.size = (uint64_t)(mib * 1048576.0);
+    }
+    Cairn__MgmtReply *rep;
+    if (cli_mdm_call(env->mdm, &req, &rep) < 0)
+        return 1;
+    cairn__mgmt_reply__free_unpacked(rep, NULL);
+    if (!cli_args_count(a, "--wait")) {
+        printf(env->json ? "{\"ok\":true}\n"
+                         : "flattening in the background ('cairn volume show %s' says how far)\n",
+               req.volume);
+        return 0;
+    }
+    /* --wait: until the volume reads through nothing, with progress */
+    double last = -1;
+    for (;;) {
+        Cairn__MgmtRequest st = CAIRN__MGMT_REQUEST__INIT;
+        st.op = CAIRN__MGMT_OP__OP_STATUS;
+        if (cli_mdm_call(env->mdm, &st, &rep) < 0)
+            return 1;
+        const Cairn__Volume *v = cmap_volume_by_name(rep->map, req.volume);
+        if (!v) {
+            cairn__mgmt_reply__free_unpacked(rep, NULL);
+            return cli_fail("volume '%s' is gone", req.volume);
+        }
+        int done = !v->flattening && !v->head_parent;
+        double f = done ? 1.0 : flatten_progress(rep, v);
+        cairn__mgmt_reply__free_unpacked(rep, NULL);
+        if (!env->json && f != last)
+            fprintf(stderr, "flattening %s: %.0f%%\n", req.volume, f * 100);
+        last = f;
+        if (done)
+            break;
+        usleep(500000);
+    }
+    printf(env->json ? "{\"ok\":true}\n" : "flattened: it shares no data any more\n");
+    return 0;
 }
 
 /* One copy's bytes of a layer, summed over the SDSs' reports. */

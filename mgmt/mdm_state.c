@@ -57,6 +57,9 @@ static const struct state_op ops[] = {
     [CAIRN__MGMT_OP__OP_SNAPSHOT_REMOVE] = {"SNAPSHOT_REMOVE", state_snapshots_remove},
     [CAIRN__MGMT_OP__OP_VOLUME_REVERT] = {"VOLUME_REVERT", state_volumes_revert},
     [CAIRN__MGMT_OP__OP_LAYER_MERGED] = {"LAYER_MERGED", state_snapshots_layer_merged},
+    [CAIRN__MGMT_OP__OP_VOLUME_CLONE] = {"VOLUME_CLONE", state_volumes_clone},
+    [CAIRN__MGMT_OP__OP_VOLUME_FLATTEN] = {"VOLUME_FLATTEN", state_volumes_flatten},
+    [CAIRN__MGMT_OP__OP_VOLUME_FLATTENED] = {"VOLUME_FLATTENED", state_volumes_flattened},
 };
 
 const struct state_op *state_op_find(int op)

@@ -224,6 +224,7 @@ static void on_mgmt(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t
         return; /* req now owned by the cut */
     case CAIRN__MGMT_OP__OP_SNAPSHOT_ABORT:
     case CAIRN__MGMT_OP__OP_LAYER_MERGED:
+    case CAIRN__MGMT_OP__OP_VOLUME_FLATTENED:
         mdm_reply_error(c, h, -EINVAL, "proposed by the MDM leader only");
         break;
     case CAIRN__MGMT_OP__OP_MDM_ADD:

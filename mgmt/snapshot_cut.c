@@ -354,12 +354,50 @@ static int merge_done_everywhere(struct mdm *m, const Cairn__LayerMerge *mg)
     return 1;
 }
 
+/* 1 if every serving SDS has gone through all of v's extents at a map of
+ * its flatten (or later). */
+static int flatten_done_everywhere(struct mdm *m, const Cairn__Volume *v)
+{
+    const Cairn__ClusterMap *map = m->st.m;
+    for (size_t i = 0; i < map->n_sds; i++) {
+        Cairn__SdsState st = map->sds[i]->state;
+        if (st != CAIRN__SDS_STATE__SDS_UP && st != CAIRN__SDS_STATE__SDS_DRAINING)
+            continue;
+        struct mdm_conn *s = sds_session(m, map->sds[i]->id);
+        if (!s || !s->hb)
+            return 0;
+        int done = 0;
+        for (size_t k = 0; k < s->hb->n_flatten; k++) {
+            const Cairn__FlattenProgress *f = s->hb->flatten[k];
+            if (f->volume_id == v->id && f->map_version >= v->flatten_version &&
+                f->done >= f->total)
+                done = 1;
+        }
+        if (!done)
+            return 0;
+    }
+    return 1;
+}
+
 void mdm_snapshot_tick(struct mdm *m)
 {
     uint64_t now = now_ms();
     if (now - m->merge_proposed_at < 1000)
         return;
     const Cairn__ClusterMap *map = m->st.m;
+    for (size_t i = 0; i < map->n_volumes; i++) {
+        const Cairn__Volume *v = map->volumes[i];
+        if (!v->flattening || !flatten_done_everywhere(m, v))
+            continue;
+        Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
+        req.op = CAIRN__MGMT_OP__OP_VOLUME_FLATTENED;
+        req.volume = v->name;
+        req.base_version = v->flatten_version;
+        log_info("mdm: volume '%s' is flattened on every SDS", v->name);
+        mdm_propose(m, NULL, NULL, &req, MDM_PROPOSAL_MGMT);
+        m->merge_proposed_at = now;
+        return;
+    }
     for (size_t i = 0; i < map->n_merges; i++) {
         if (!merge_done_everywhere(m, map->merges[i]))
             continue;

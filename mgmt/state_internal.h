@@ -190,6 +190,17 @@ state_apply_fn state_volumes_revert;
 /* OP_LAYER_MERGED (the leader's): the merge of layer req->base_version is
  * done everywhere; its record goes (-EBUSY while a merge into it remains). */
 state_apply_fn state_snapshots_layer_merged;
+/* OP_VOLUME_CLONE: a thin volume req->name of the snapshot req->volume
+ * (VOL@SNAP), in its pool, placed as its volume, reading through its layer. */
+state_apply_fn state_volumes_clone;
+/* OP_VOLUME_FLATTEN: the SDSs copy what the clone req->volume reads through
+ * into its head (req->size: bytes per second per SDS, 0 default). */
+state_apply_fn state_volumes_flatten;
+/* OP_VOLUME_FLATTENED (the leader's, base_version = flatten_version): done
+ * everywhere; the clone reads through nothing any more. */
+state_apply_fn state_volumes_flattened;
+/* A volume other than v that reads through one of v's snapshots, or NULL. */
+Cairn__Volume *state_snapshots_clone_of(struct mdm_state *s, const Cairn__Volume *v);
 /* The snapshot "VOL@SNAP" names (and its volume in *vp), or NULL, err set. */
 Cairn__Snapshot *state_req_snapshot(struct mdm_state *s, const char *spec, Cairn__Volume **vp,
                                     char *err, size_t errlen);

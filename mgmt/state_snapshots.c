@@ -155,21 +155,44 @@ int state_snapshots_abort(struct mdm_state *s, const Cairn__MgmtRequest *req, ch
     return 0; /* its map version, above the pause's, lifts it at every SDS */
 }
 
-/* The layer whose parent is sn's layer: the next newer snapshot's, or the
- * head's. Several (a revert made another) are refused by the caller. */
+/* The layers whose parent is sn's layer: the next newer snapshot's, or the
+ * head's; after a revert, or for a clone, there are several. *child is the
+ * last snapshot among them, *clone a volume other than v among them. */
 static size_t children(struct mdm_state *s, const Cairn__Volume *v, const Cairn__Snapshot *sn,
-                       Cairn__Snapshot **child)
+                       Cairn__Snapshot **child, Cairn__Volume **clone)
 {
     size_t n = 0;
     *child = NULL;
-    if (v->head_parent == sn->layer)
-        n++;
+    *clone = NULL;
+    for (size_t i = 0; i < s->m->n_volumes; i++)
+        if (s->m->volumes[i]->head_parent == sn->layer) {
+            n++;
+            if (s->m->volumes[i] != v)
+                *clone = s->m->volumes[i];
+        }
     for (size_t i = 0; i < s->m->n_snapshots; i++)
-        if (s->m->snapshots[i]->volume_id == v->id && s->m->snapshots[i]->parent == sn->layer) {
+        if (s->m->snapshots[i]->parent == sn->layer) {
             *child = s->m->snapshots[i];
+            if (s->m->snapshots[i]->volume_id != v->id)
+                *clone = cmap_volume(s->m, s->m->snapshots[i]->volume_id);
             n++;
         }
     return n;
+}
+
+/* The clone (a volume other than v) that reads through a layer of v, or NULL. */
+static Cairn__Volume *clone_of(struct mdm_state *s, const Cairn__Volume *v)
+{
+    for (size_t i = 0; i < s->m->n_snapshots; i++) {
+        if (s->m->snapshots[i]->volume_id != v->id)
+            continue;
+        Cairn__Snapshot *child;
+        Cairn__Volume *clone;
+        children(s, v, s->m->snapshots[i], &child, &clone);
+        if (clone)
+            return clone;
+    }
+    return NULL;
 }
 
 int state_snapshots_remove(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
@@ -184,8 +207,16 @@ int state_snapshots_remove(struct mdm_state *s, const Cairn__MgmtRequest *req, c
         return -EBUSY;
     }
     Cairn__Snapshot *child;
-    size_t nc = children(s, v, sn, &child);
+    Cairn__Volume *clone;
+    size_t nc = children(s, v, sn, &child, &clone);
     uint64_t chain[CMAP_CHAIN_MAX];
+    if (clone) {
+        state_errf(err, errlen,
+                   "volume '%s' is a clone of snapshot '%s': flatten it first ('cairn volume "
+                   "flatten %s'), or remove it",
+                   clone->name, req->volume, clone->name);
+        return -EBUSY;
+    }
     if (nc > 1) {
         state_errf(err, errlen,
                    "snapshot '%s' is the base of a revert and of newer snapshots; remove the "
@@ -302,6 +333,83 @@ int state_volumes_revert(struct mdm_state *s, const Cairn__MgmtRequest *req, cha
     v->head_parent = sn->layer;
     layer_forget(s, old);
     return 0;
+}
+
+int state_volumes_clone(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
+                        size_t errlen)
+{
+    Cairn__Volume *src;
+    Cairn__Snapshot *sn = state_req_snapshot(s, req->volume, &src, err, errlen);
+    if (!sn)
+        return -ENOENT;
+    Cairn__Pool *p = mdm_pool_by_id(s, src->pool_id);
+    uint64_t chain[CMAP_CHAIN_MAX];
+    if (cmap_chain(s->m, src, sn->layer, chain, CMAP_CHAIN_MAX) >= CMAP_CHAIN_MAX - 1) {
+        state_errf(err, errlen, "snapshot '%s' has too many layers under it to be cloned",
+                   req->volume);
+        return -ENOSPC;
+    }
+    uint64_t placement = cmap_placement(src), parent = sn->layer;
+    /* a thin volume of the snapshot's size in the source's pool, under the
+     * same checks as a new one */
+    Cairn__MgmtRequest cr = CAIRN__MGMT_REQUEST__INIT;
+    cr.op = CAIRN__MGMT_OP__OP_VOLUME_CREATE;
+    cr.volume = req->name;
+    cr.pool = p ? p->name : "";
+    cr.size = sn->size;
+    int r = state_volumes_create(s, &cr, err, errlen);
+    if (r < 0)
+        return r;
+    Cairn__Volume *v = s->m->volumes[s->m->n_volumes - 1];
+    v->placement = placement;
+    v->head_parent = parent;
+    return 0;
+}
+
+int state_volumes_flatten(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
+                          size_t errlen)
+{
+    Cairn__Volume *v = state_req_volume(s, req->volume, err, errlen);
+    if (!v)
+        return -ENOENT;
+    if (!v->head_parent) {
+        state_errf(err, errlen, "volume '%s' reads through no layer: nothing to flatten", v->name);
+        return -EINVAL;
+    }
+    if (!v->placement || v->placement == v->id) {
+        state_errf(err, errlen,
+                   "volume '%s' is not a clone: its snapshots hold its older data (remove them "
+                   "to free it)",
+                   v->name);
+        return -EINVAL;
+    }
+    v->flattening = 1;
+    v->flatten_version = s->m->version + 1; /* the engine's bump after this apply */
+    v->flatten_rate = req->size;
+    return 0;
+}
+
+int state_volumes_flattened(struct mdm_state *s, const Cairn__MgmtRequest *req, char *err,
+                            size_t errlen)
+{
+    Cairn__Volume *v = state_req_volume(s, req->volume, err, errlen);
+    if (!v)
+        return -ENOENT;
+    if (!v->flattening || req->base_version != v->flatten_version) {
+        state_errf(err, errlen, "volume '%s' is not being flattened (since map version %llu)",
+                   v->name, (unsigned long long)req->base_version);
+        return -EINVAL;
+    }
+    /* every copy's head holds what it read through: it stands alone */
+    v->head_parent = 0;
+    v->flattening = 0;
+    v->flatten_version = 0;
+    return 0;
+}
+
+Cairn__Volume *state_snapshots_clone_of(struct mdm_state *s, const Cairn__Volume *v)
+{
+    return clone_of(s, v);
 }
 
 void state_snapshots_volume_removed(struct mdm_state *s, uint64_t volume_id)

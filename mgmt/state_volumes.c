@@ -121,6 +121,14 @@ int state_volumes_remove(struct mdm_state *s, const Cairn__MgmtRequest *req, cha
             state_errf(err, errlen, "volume '%s' is still mapped; unmap it first", v->name);
             return -EBUSY;
         }
+    Cairn__Volume *clone = state_snapshots_clone_of(s, v);
+    if (clone) {
+        state_errf(err, errlen,
+                   "volume '%s' is a clone of a snapshot of '%s': flatten it first ('cairn volume "
+                   "flatten %s'), or remove it",
+                   clone->name, v->name, clone->name);
+        return -EBUSY;
+    }
     if (state_snapshots_mapped(s, v->id)) {
         state_errf(err, errlen, "a snapshot of volume '%s' is still mapped; unmap it first",
                    v->name);

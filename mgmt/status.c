@@ -56,6 +56,8 @@ static void fill_sds(struct mdm *m, struct mdm_status *out)
                     st[i].layers = s->hb->layers;
                     st[i].n_merging = s->hb->n_merging;
                     st[i].merging = s->hb->merging;
+                    st[i].n_flatten = s->hb->n_flatten;
+                    st[i].flatten = s->hb->flatten;
                 }
             }
         }

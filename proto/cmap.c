@@ -124,13 +124,15 @@ size_t cmap_chain(const Cairn__ClusterMap *m, const Cairn__Volume *v, uint64_t l
         if (layer == cmap_head(v)) {
             parent = v->head_parent;
         } else {
+            /* a snapshot of v, or (a clone's chain) of the volume it was
+             * cloned from */
             Cairn__Snapshot *sn = snapshot_of_layer(m, layer);
-            if (!sn || sn->volume_id != v->id) {
+            if (!sn) {
                 /* a removed snapshot's layer still being merged: only its
                  * own data (reads of the layer it merges into come here
                  * through add_merged) */
                 for (size_t i = 0; m && i < m->n_merges && !n; i++)
-                    if (m->merges[i]->from == layer && m->merges[i]->volume_id == v->id)
+                    if (m->merges[i]->from == layer)
                         out[n++] = layer;
                 break;
             }

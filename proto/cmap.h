@@ -30,7 +30,7 @@ static inline uint64_t cmap_head(const Cairn__Volume *v)
  * lives on the same copies. */
 static inline uint64_t cmap_placement(const Cairn__Volume *v)
 {
-    return v->id;
+    return v->placement ? v->placement : v->id;
 }
 Cairn__Snapshot *cmap_snapshot(const Cairn__ClusterMap *m, uint64_t id);
 Cairn__Snapshot *cmap_snapshot_by_name(const Cairn__ClusterMap *m, uint64_t volume_id,

@@ -200,6 +200,7 @@ void layers_heartbeat(struct sds *s, Cairn__Heartbeat *hb)
     hb->layers = l->up;
     hb->n_merging = l->nmerging;
     hb->merging = l->merging;
+    flatten_report(s, hb);
     layers_merge_kick(s);
 }
 
@@ -244,7 +245,13 @@ static void lm_done(struct lmerge *op, int status)
     s->layers.busy = 0;
     /* the next one from the loop, not from inside this completion; after
      * a failure, at the next heartbeat */
-    if (status >= 0 && !s->stopping)
+    if (status >= 0)
+        layers_next_soon(s);
+}
+
+void layers_next_soon(struct sds *s)
+{
+    if (!s->stopping)
         uv_timer_start(&s->layers.next, next_cb, 0, 0);
 }
 
@@ -365,13 +372,22 @@ void layers_merge_kick(struct sds *s)
             continue;
         for (int di = 0; di < s->ndevs; di++) {
             struct dev *d = &s->devs[di];
-            uint64_t ext;
-            if (d->failed || !d->st || store_list_volume(d->st, mg->from, &ext, 1) == 0)
+            if (d->failed || !d->st)
                 continue;
-            if (ext * p->extent_size >= v->size) {
-                /* beyond the volume (cannot happen: volumes only grow) */
-                continue;
+            /* only where this device is an in-sync copy: a copy being
+             * rebuilt may not have both layers yet; it merges once in sync */
+            uint64_t exts[64], ext = 0;
+            size_t n = store_list_volume(d->st, mg->from, exts, 64), k;
+            for (k = 0; k < n; k++) {
+                const Cairn__Pg *g =
+                    p->pgs[layout_pg_of(cmap_placement(v), exts[k], (uint32_t)p->n_pgs)];
+                if (pg_has_dev(g->devices, g->n_devices, d->id) &&
+                    exts[k] * p->extent_size < v->size)
+                    break;
             }
+            if (k == n)
+                continue;
+            ext = exts[k];
             struct lmerge *op = calloc(1, sizeof(*op));
             if (!op)
                 return;
@@ -391,6 +407,7 @@ void layers_merge_kick(struct sds *s)
             return;
         }
     }
+    flatten_kick(s); /* no merge to do: a flatten, if any */
 }
 
 void layers_init(struct sds *s)

@@ -543,6 +543,13 @@ void freeze_lift(struct sds *s);
 /* ---- layers.c: snapshots' layers here: their usage (heartbeat), the
  * merge of removed snapshots' layers, slots of layers the map dropped ---- */
 
+/* A flatten on one device (flatten.c): extents below cursor are done. */
+struct flat {
+    uint64_t vol, version;
+    uint32_t dev;
+    uint64_t cursor;
+};
+
 struct layers {
     Cairn__LayerUsage *u; /* per snapshot of the map, as of the last scan */
     Cairn__LayerUsage **up;
@@ -550,16 +557,32 @@ struct layers {
     uint64_t *merging; /* merge sources (LayerMerge.from) with slots here */
     size_t nmerging;
     uint64_t scanned_at, scanned_version;
-    int busy;        /* a merge of one extent is under way */
-    uv_timer_t next; /* starts the next merge from the loop */
+    int busy;          /* a merge or a flatten of one extent is under way */
+    uv_timer_t next;   /* starts the next one from the loop */
+    struct flat *flat; /* flatten.c */
+    size_t nflat;
+    double flat_tokens;
+    uint64_t flat_last;
+    Cairn__FlattenProgress *fp, **fpp;
+    size_t capfp;
 };
 
 void layers_init(struct sds *s);
 /* Fill the heartbeat's layers and merging (pointing into s until the next
  * heartbeat); go on merging. */
 void layers_heartbeat(struct sds *s, Cairn__Heartbeat *hb);
-/* Start merging the next extent of a removed snapshot's layer, if any. */
+/* Start merging the next extent of a removed snapshot's layer, or else
+ * flattening the next extent of a clone, if any. */
 void layers_merge_kick(struct sds *s);
+/* ... from the loop, soon. */
+void layers_next_soon(struct sds *s);
+
+/* ---- flatten.c: copying what a clone reads through into its head ---- */
+
+/* Start flattening the next extent that needs it; 1 if one started. */
+int flatten_kick(struct sds *s);
+/* The heartbeat's flatten progress (pointing into s until the next one). */
+void flatten_report(struct sds *s, Cairn__Heartbeat *hb);
 
 /* ---- mdm_link.c: the session with the MDM: registration, heartbeat
  * content, maps, leases from heartbeats, the MDM's requests ---- */

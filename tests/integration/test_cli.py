@@ -50,6 +50,16 @@ usage: cairn [--mdm ADDR[,ADDR...]] [--mdm-timeout SECONDS] [--local]
   volume map NAME --sdc SDC [--read-only] [--access MODE] [--takeover]
                                              MODE: single-writer (default) or shared
   volume unmap NAME --sdc SDC
+  volume revert NAME --to SNAPSHOT           back to a snapshot's data (not mapped read-write)
+  volume clone VOLUME@SNAPSHOT NEWVOL        writable at once, sharing the snapshot's data
+  volume flatten NAME [--rate MIB/S] [--wait]
+                                             copy what a clone shares into it, in the background;
+                                             --rate: per SDS (64); --wait: with progress, until done
+  snapshot create VOLUME NAME | --group NAME VOLUME...
+                                             crash-consistent; --group: one cut across the volumes
+  snapshot list [VOLUME]
+  snapshot show VOLUME@NAME
+  snapshot remove VOLUME@NAME                its data is merged into the next newer layer
   sdc list
   sdc approve NAME                           let a new SDC be mapped (restricted mode)
   mdm list                                   the MDM cluster: each MDM's role, term, indexes

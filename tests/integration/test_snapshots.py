@@ -458,3 +458,69 @@ def test_full_pool_with_a_snapshot_fails_writes_loses_nothing(tmp_path):
         copies_equal(c, "full", [])
     finally:
         c.shutdown()
+
+
+def test_clone_write_flatten_under_load(cluster):
+    """A clone is writable at once and reads the snapshot's data; the
+    snapshot cannot go while the clone shares it; a flatten under a
+    verifying load on the clone (throttled, with progress) leaves the clone
+    whole, after which the snapshot, and the source, can go."""
+    src = "src"
+    cluster.create_volume(src, 64 * MB)
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri(src))
+    base = bytearray(os.urandom(32 * MB)) + bytearray(32 * MB)
+    for off in range(0, 32 * MB, 4 * MB):
+        h.pwrite(bytes(base[off:off + 4 * MB]), off)
+    h.flush()
+    cluster.cairn("snapshot", "create", src, "base")
+    srcdata = bytearray(base)
+    srcnew = os.urandom(4 * MB)
+    h.pwrite(srcnew, 8 * MB)
+    srcdata[8 * MB:12 * MB] = srcnew
+    h.flush()
+
+    cluster.cairn("volume", "clone", f"{src}@base", "cl")
+    cluster.cairn("volume", "map", "cl", "--sdc", cluster.sdc_name)
+    cluster.wait_export("cl")
+    c = nbd.NBD()
+    c.connect_uri(cluster.uri("cl"))
+    assert pread_all(c, 64 * MB) == bytes(base)
+    model = bytearray(base)
+    for off, n in ((100, 5000), (3 * MB, 2 * MB), (40 * MB + 7, 300)):
+        data = os.urandom(n)
+        c.pwrite(data, off)
+        model[off:off + n] = data
+    c.flush()
+    assert pread_all(c, 64 * MB) == bytes(model)
+    c.shutdown()
+    r = cluster.cairn("snapshot", "remove", f"{src}@base", check=False)
+    assert r.returncode != 0 and "clone" in r.stderr and "flatten" in r.stderr, r.stderr
+    cluster.cairn("volume", "unmap", src, "--sdc", cluster.sdc_name)
+    r = cluster.cairn("volume", "remove", src, check=False)
+    assert r.returncode != 0 and "clone" in r.stderr, r.stderr
+    cluster.cairn("volume", "map", src, "--sdc", cluster.sdc_name)
+    cluster.wait_export(src)
+
+    w = Writers(cluster, "cl", b"cl__", (64 * MB) // BLOCK, threads=2)
+    w.start()
+    wait_for("writes under way", lambda: w.count() > 100, timeout=60)
+    r = cluster.cairn("volume", "flatten", "cl", "--rate", "4", "--wait", timeout=300)
+    assert "100%" in r.stderr, r.stderr
+    n = w.count()
+    wait_for("writes after the flatten", lambda: w.count() > n + 100, timeout=60)
+    w.finish()
+    for t, log in enumerate(w.log):
+        for (b, seq, _, _) in log:
+            model[b * BLOCK:(b + 1) * BLOCK] = content(b"cl__", t, seq, b)
+    # the snapshot and then the source go: the clone stands alone
+    cluster.cairn("snapshot", "remove", f"{src}@base")
+    assert read_export(cluster, "cl@ro", 64 * MB) == bytes(model)
+    assert pread_all(h, 64 * MB) == bytes(srcdata)
+    h.shutdown()
+    copies_equal(cluster, "cl", [])
+    copies_equal(cluster, src, [])
+    cluster.cairn("volume", "unmap", src, "--sdc", cluster.sdc_name)
+    cluster.cairn("volume", "remove", src)
+    assert read_export(cluster, "cl@ro", 64 * MB) == bytes(model)
+    copies_equal(cluster, "cl", [])
