@@ -112,6 +112,8 @@ cli_run_fn cli_run_volume_revert;
 cli_run_fn cli_run_volume_clone;
 /* volume flatten VOL [--rate MIB/S] [--wait] */
 cli_run_fn cli_run_volume_flatten;
+/* volume copy SRC[@SNAP] DST [--rate MIB/S] [--wait] */
+cli_run_fn cli_run_volume_copy;
 
 /* sdc approve NAME */
 cli_run_fn cli_run_sdc_approve;

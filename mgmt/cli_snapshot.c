@@ -161,6 +161,61 @@ int cli_run_volume_flatten(const struct cli_command *c, const struct cli_args *a
     return 0;
 }
 
+/* volume copy SRC[@SNAP] DST: a clone flattened at once. The copy is made
+ * by the SDSs, each on its own devices (DST is placed as SRC), so no byte
+ * crosses a client or the network. From a volume, a snapshot named
+ * copy-to-DST is taken first (the copy is of that instant) and, with
+ * --wait, removed once the copy stands alone. */
+int cli_run_volume_copy(const struct cli_command *c, const struct cli_args *a,
+                        const struct cli_env *env)
+{
+    (void)c;
+    const char *src = a->args[0], *dst = a->args[1];
+    char spec[256], snap[128];
+    int temp = !strchr(src, '@');
+    if (temp) {
+        snprintf(snap, sizeof(snap), "copy-to-%s", dst);
+        Cairn__MgmtRequest sr = CAIRN__MGMT_REQUEST__INIT;
+        char *vols[] = {(char *)src};
+        sr.op = CAIRN__MGMT_OP__OP_SNAPSHOT_CREATE;
+        sr.name = snap;
+        sr.volumes = vols;
+        sr.n_volumes = 1;
+        Cairn__MgmtReply *rep;
+        if (cli_mdm_call(env->mdm, &sr, &rep) < 0)
+            return 1;
+        cairn__mgmt_reply__free_unpacked(rep, NULL);
+        snprintf(spec, sizeof(spec), "%s@%s", src, snap);
+    } else {
+        snprintf(spec, sizeof(spec), "%s", src);
+    }
+    Cairn__MgmtRequest cr = CAIRN__MGMT_REQUEST__INIT;
+    cr.op = CAIRN__MGMT_OP__OP_VOLUME_CLONE;
+    cr.volume = spec;
+    cr.name = (char *)dst;
+    Cairn__MgmtReply *rep;
+    if (cli_mdm_call(env->mdm, &cr, &rep) < 0)
+        return 1;
+    cairn__mgmt_reply__free_unpacked(rep, NULL);
+    struct cli_args fa = *a;
+    fa.args[0] = (char *)dst;
+    int rc = cli_run_volume_flatten(c, &fa, env);
+    if (rc || !temp)
+        return rc;
+    if (!cli_args_count(a, "--wait")) {
+        if (!env->json)
+            printf("remove snapshot '%s' once the copy is flattened\n", spec);
+        return 0;
+    }
+    Cairn__MgmtRequest rr = CAIRN__MGMT_REQUEST__INIT;
+    rr.op = CAIRN__MGMT_OP__OP_SNAPSHOT_REMOVE;
+    rr.volume = spec;
+    if (cli_mdm_call(env->mdm, &rr, &rep) < 0)
+        return cli_fail("the copy is done, but snapshot '%s' is left: remove it", spec);
+    cairn__mgmt_reply__free_unpacked(rep, NULL);
+    return 0;
+}
+
 /* One copy's bytes of a layer, summed over the SDSs' reports. */
 static void layer_usage(const Cairn__MgmtReply *rep, uint64_t layer, uint64_t *written,
                         uint64_t *own)

@@ -55,6 +55,8 @@ usage: cairn [--mdm ADDR[,ADDR...]] [--mdm-timeout SECONDS] [--local]
   volume flatten NAME [--rate MIB/S] [--wait]
                                              copy what a clone shares into it, in the background;
                                              --rate: per SDS (64); --wait: with progress, until done
+  volume copy SRC[@SNAPSHOT] DST [--rate MIB/S] [--wait]
+                                             made by the SDSs (no client); of SRC now, or of a snapshot
   snapshot create VOLUME NAME | --group NAME VOLUME...
                                              crash-consistent; --group: one cut across the volumes
   snapshot list [VOLUME]

@@ -524,3 +524,28 @@ def test_clone_write_flatten_under_load(cluster):
     cluster.cairn("volume", "remove", src)
     assert read_export(cluster, "cl@ro", 64 * MB) == bytes(model)
     copies_equal(cluster, "cl", [])
+
+
+def test_server_side_copy(cluster):
+    """volume copy: the SDSs copy the data (no client in the path), of the
+    source as it was when the command began; the temporary snapshot goes."""
+    cluster.create_volume("cps", 64 * MB)
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri("cps"))
+    data = os.urandom(24 * MB)
+    for off in range(0, 24 * MB, 4 * MB):
+        h.pwrite(data[off:off + 4 * MB], off)
+    h.flush()
+    r = cluster.cairn("volume", "copy", "cps", "cpd", "--wait", timeout=300)
+    assert "100%" in r.stderr
+    h.pwrite(b"n" * 8192, MB)  # the source changes after: the copy does not
+    h.flush()
+    cluster.cairn("volume", "map", "cpd", "--sdc", cluster.sdc_name)
+    cluster.wait_export("cpd")
+    got = read_export(cluster, "cpd@ro", 64 * MB)
+    assert got[:24 * MB] == data and got[24 * MB:] == bytes(40 * MB)
+    assert json.loads(cluster.cairn("--json", "snapshot", "list", "cps").stdout) == []
+    v = json.loads(cluster.cairn("--json", "volume", "show", "cpd").stdout)
+    assert v["size"] == 64 * MB
+    copies_equal(cluster, "cpd", [])
+    h.shutdown()

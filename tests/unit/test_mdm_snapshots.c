@@ -242,8 +242,54 @@ static void test_revert_and_volume_remove(void)
     mdm_state_free(&s);
 }
 
+static void test_clone_and_flatten(void)
+{
+    struct mdm_state s;
+    build(&s);
+    CHECK_EQ(snap1(&s, "v", "s1"), 0);
+    Cairn__Volume *v = mdm_volume_by_name(&s, "v");
+    uint64_t vid = v->id, l1 = cmap_snapshot_by_name(s.m, v->id, "s1")->layer;
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_VOLUME_CLONE, "v", "c"), -ENOENT); /* not VOL@SNAP */
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_VOLUME_CLONE, "v@s1", "w"), -EEXIST);
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_VOLUME_CLONE, "v@s1", "c"), 0);
+    Cairn__Volume *c = mdm_volume_by_name(&s, "c");
+    v = mdm_volume_by_name(&s, "v");
+    CHECK(c && c->id != vid);
+    CHECK_EQ(cmap_placement(c), cmap_placement(v)); /* on the same copies as its source */
+    CHECK_EQ(c->head_parent, l1);
+    CHECK_EQ(c->size, v->size);
+    uint64_t ch[CMAP_CHAIN_MAX];
+    CHECK_EQ(chain(&s, c, cmap_head(c), ch), 2);
+    CHECK(ch[0] == c->id && ch[1] == l1);
+    int ro;
+    CHECK(cmap_layer_volume(s.m, c->id, &ro) == c && ro == 0);
+    /* the snapshot, and its volume, stay while the clone shares them */
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_SNAPSHOT_REMOVE, "v@s1", NULL), -EBUSY);
+    CHECK(strstr(err, "flatten") != NULL);
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_VOLUME_REMOVE, "v", NULL), -EBUSY);
+    /* flatten: only a clone; done only at its own version */
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_VOLUME_FLATTEN, "v", NULL), -EINVAL);
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_VOLUME_FLATTEN, "c", NULL), 0);
+    c = mdm_volume_by_name(&s, "c");
+    CHECK(c->flattening && c->flatten_version == s.m->version);
+    Cairn__MgmtRequest f = CAIRN__MGMT_REQUEST__INIT;
+    f.op = CAIRN__MGMT_OP__OP_VOLUME_FLATTENED;
+    f.volume = "c";
+    f.base_version = c->flatten_version - 1;
+    CHECK_EQ(apply(&s, &f), -EINVAL);
+    f.base_version = c->flatten_version;
+    CHECK_EQ(apply(&s, &f), 0);
+    c = mdm_volume_by_name(&s, "c");
+    CHECK(!c->flattening && c->head_parent == 0);
+    CHECK_EQ(chain(&s, c, cmap_head(c), ch), 1);
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_SNAPSHOT_REMOVE, "v@s1", NULL), 0);
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_VOLUME_REMOVE, "v", NULL), 0);
+    mdm_state_free(&s);
+}
+
 int main(void)
 {
+    test_clone_and_flatten();
     test_create_at_its_version_only();
     test_group_and_limits();
     test_remove_merges_into_the_layer_above();
