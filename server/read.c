@@ -45,6 +45,8 @@ static int bit(const uint64_t *bm, uint32_t g)
 int chain_read(struct extent_store *st, const uint64_t *chain, int nchain, uint64_t ext,
                uint32_t off, uint32_t len, uint8_t *buf, store_cb cb, void *arg)
 {
+    if (nchain == 1) /* a volume without snapshots: the common case */
+        return store_read(st, chain[0], ext, off, len, buf, cb, arg);
     uint64_t bms[CMAP_CHAIN_MAX][BM_WORDS];
     int have[CMAP_CHAIN_MAX], lower = 0;
     for (int i = 0; i < nchain; i++) {
