@@ -31,7 +31,7 @@ static int usage(void);
 /* ---- handlers ---- */
 
 /* A request whose reply means "done": print what, or {"ok":true}. */
-static int request(const struct cli_env *env, Cairn__MgmtRequest *req, const char *what)
+int cli_request(const struct cli_env *env, Cairn__MgmtRequest *req, const char *what)
 {
     Cairn__MgmtReply *rep;
     if (cli_mdm_call(env->mdm, req, &rep) < 0)
@@ -44,7 +44,7 @@ static int request(const struct cli_env *env, Cairn__MgmtRequest *req, const cha
     return 0;
 }
 
-static int get_status(const struct cli_env *env, Cairn__MgmtReply **rep)
+int cli_get_status(const struct cli_env *env, Cairn__MgmtReply **rep)
 {
     Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
     req.op = CAIRN__MGMT_OP__OP_STATUS;
@@ -53,7 +53,7 @@ static int get_status(const struct cli_env *env, Cairn__MgmtReply **rep)
 
 /* The value of a size option the spec requires (so it is there): 0, or
  * -EINVAL after saying why. */
-static int size_arg(const struct cli_args *a, const char *name, uint64_t *v)
+int cli_size_arg(const struct cli_args *a, const char *name, uint64_t *v)
 {
     const char *s = cli_args_get(a, name);
     if (parse_size(s, v) < 0) {
@@ -69,7 +69,7 @@ static int run_list(const struct cli_command *c, const struct cli_args *a,
 {
     (void)a;
     Cairn__MgmtReply *rep;
-    if (get_status(env, &rep) < 0)
+    if (cli_get_status(env, &rep) < 0)
         return 1;
     c->print(rep, env->json);
     if (env->json)
@@ -82,36 +82,11 @@ int cli_run_report(const struct cli_command *c, const struct cli_args *a, const 
 {
     (void)a;
     Cairn__MgmtReply *rep;
-    if (get_status(env, &rep) < 0)
+    if (cli_get_status(env, &rep) < 0)
         return 1;
     c->print(rep, env->json);
     cairn__mgmt_reply__free_unpacked(rep, NULL);
     return 0;
-}
-
-static void print_volume_list(const Cairn__MgmtReply *rep, int json)
-{
-    cli_print_volumes(rep, NULL, json);
-}
-
-static int run_volume_show(const struct cli_command *c, const struct cli_args *a,
-                           const struct cli_env *env)
-{
-    (void)c;
-    const char *name = a->args[0];
-    Cairn__MgmtReply *rep;
-    if (get_status(env, &rep) < 0)
-        return 1;
-    int rc = 0;
-    if (!cmap_volume_by_name(rep->map, name)) {
-        rc = cli_fail("no volume named '%s'", name);
-    } else {
-        cli_print_volumes(rep, name, env->json);
-        if (env->json)
-            printf("\n");
-    }
-    cairn__mgmt_reply__free_unpacked(rep, NULL);
-    return rc;
 }
 
 static int run_pool(const struct cli_command *c, const struct cli_args *a,
@@ -129,7 +104,7 @@ static int run_pool(const struct cli_command *c, const struct cli_args *a,
         req.overcommit_pct = (uint32_t)atoi(cli_args_get(a, "--overcommit"));
     if (req.op == CAIRN__MGMT_OP__OP_POOL_SET && !req.overcommit_pct)
         return cli_fail("pool set needs --overcommit PCT");
-    return request(env, &req, "ok");
+    return cli_request(env, &req, "ok");
 }
 
 static int run_sds_add(const struct cli_command *c, const struct cli_args *a,
@@ -149,7 +124,7 @@ static int run_sds_add(const struct cli_command *c, const struct cli_args *a,
     if (cli_args_get(a, "--pool"))
         req.pool = cli_args_get(a, "--pool");
     req.paths = cli_args_all(a, "--device", &req.n_paths);
-    return request(env, &req, "ok");
+    return cli_request(env, &req, "ok");
 }
 
 static int run_maintenance(const struct cli_command *c, const struct cli_args *a,
@@ -165,7 +140,7 @@ static int run_maintenance(const struct cli_command *c, const struct cli_args *a
     req.op = !strcmp(what, "enter") ? CAIRN__MGMT_OP__OP_MAINTENANCE_ENTER
                                     : CAIRN__MGMT_OP__OP_MAINTENANCE_EXIT;
     req.name = a->args[1];
-    return request(env, &req, "ok");
+    return cli_request(env, &req, "ok");
 }
 
 static int run_sds_remove(const struct cli_command *c, const struct cli_args *a,
@@ -176,10 +151,10 @@ static int run_sds_remove(const struct cli_command *c, const struct cli_args *a,
     req.op = CAIRN__MGMT_OP__OP_SDS_REMOVE;
     req.name = a->args[0];
     req.force = cli_args_count(a, "--force") > 0;
-    return request(env, &req,
-                   req.force ? "forgotten; its copies are rebuilt from the others"
-                             : "draining: its copies move to other SDSs, then it is "
-                               "forgotten (see 'cairn status')");
+    return cli_request(env, &req,
+                       req.force ? "forgotten; its copies are rebuilt from the others"
+                                 : "draining: its copies move to other SDSs, then it is "
+                                   "forgotten (see 'cairn status')");
 }
 
 static int run_device_add(const struct cli_command *c, const struct cli_args *a,
@@ -192,7 +167,7 @@ static int run_device_add(const struct cli_command *c, const struct cli_args *a,
     if (cli_args_get(a, "--pool"))
         req.pool = cli_args_get(a, "--pool");
     req.paths = cli_args_all(a, "--device", &req.n_paths);
-    return request(env, &req, "ok");
+    return cli_request(env, &req, "ok");
 }
 
 static int run_device_remove(const struct cli_command *c, const struct cli_args *a,
@@ -206,9 +181,9 @@ static int run_device_remove(const struct cli_command *c, const struct cli_args 
     req.paths = &path;
     req.n_paths = 1;
     req.force = cli_args_count(a, "--force") > 0;
-    return request(env, &req,
-                   req.force ? "forgotten; its copies are rebuilt from the others"
-                             : "draining: its copies move to other devices");
+    return cli_request(env, &req,
+                       req.force ? "forgotten; its copies are rebuilt from the others"
+                                 : "draining: its copies move to other devices");
 }
 
 static int run_fault_set(const struct cli_command *c, const struct cli_args *a,
@@ -217,77 +192,7 @@ static int run_fault_set(const struct cli_command *c, const struct cli_args *a,
     Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
     req.op = c->op;
     req.fault_set = a->args[0];
-    return request(env, &req, "ok");
-}
-
-static int run_volume_create(const struct cli_command *c, const struct cli_args *a,
-                             const struct cli_env *env)
-{
-    (void)c;
-    Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
-    req.op = CAIRN__MGMT_OP__OP_VOLUME_CREATE;
-    req.volume = a->args[0];
-    if (size_arg(a, "--size", &req.size) < 0)
-        return 1;
-    req.thick = cli_args_count(a, "--thick") > 0;
-    if (cli_args_get(a, "--pool"))
-        req.pool = cli_args_get(a, "--pool");
-    return request(env, &req, "ok");
-}
-
-static int run_volume_grow(const struct cli_command *c, const struct cli_args *a,
-                           const struct cli_env *env)
-{
-    (void)c;
-    Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
-    req.op = CAIRN__MGMT_OP__OP_VOLUME_GROW;
-    req.volume = a->args[0];
-    if (size_arg(a, "--size", &req.size) < 0)
-        return 1;
-    return request(env, &req, "ok");
-}
-
-static int run_volume_remove(const struct cli_command *c, const struct cli_args *a,
-                             const struct cli_env *env)
-{
-    (void)c;
-    Cairn__MgmtRequest req = CAIRN__MGMT_REQUEST__INIT;
-    req.op = CAIRN__MGMT_OP__OP_VOLUME_REMOVE;
-    req.volume = a->args[0];
-    return request(env, &req, "ok");
-}
-
-static int run_check_copies(const struct cli_command *c, const struct cli_args *a,
-                            const struct cli_env *env)
-{
-    (void)c;
-    /* A map that changes during the check (a failover, a rebuild finishing)
-     * makes some copies answer "stale": fetch the map again and recheck. */
-    for (int attempt = 0;; attempt++) {
-        Cairn__MgmtReply *rep;
-        if (get_status(env, &rep) < 0)
-            return 1;
-        int rc = cli_check_copies(rep->map, a->args[0], env->json, attempt >= 20);
-        cairn__mgmt_reply__free_unpacked(rep, NULL);
-        if (rc != 2)
-            return rc;
-        usleep(500000);
-    }
-}
-
-static int run_locate(const struct cli_command *c, const struct cli_args *a,
-                      const struct cli_env *env)
-{
-    (void)c;
-    uint64_t off;
-    if (size_arg(a, "--offset", &off) < 0)
-        return 1;
-    Cairn__MgmtReply *rep;
-    if (get_status(env, &rep) < 0)
-        return 1;
-    int rc = cli_locate(rep->map, a->args[0], off, env->json);
-    cairn__mgmt_reply__free_unpacked(rep, NULL);
-    return rc;
+    return cli_request(env, &req, "ok");
 }
 
 /* ---- the command table ---- */
@@ -445,39 +350,39 @@ static const struct cli_command commands[] = {
      .verb = "create",
      .usage = "volume create NAME --size SIZE [--pool NAME] [--thick]",
      .spec = {.opts = OPTS(NEEDED("--size"), VALUE("--pool"), FLAG("--thick")), NAME},
-     .run = run_volume_create},
+     .run = cli_run_volume_create},
     {.obj = "volume",
      .verb = "list",
      .usage = "volume list",
      .run = run_list,
-     .print = print_volume_list},
+     .print = cli_print_volume_list},
     {.obj = "volume",
      .verb = "show",
      .usage = "volume show NAME",
      .spec = {NAME},
-     .run = run_volume_show},
+     .run = cli_run_volume_show},
     {.obj = "volume",
      .verb = "grow",
      .usage = "volume grow NAME --size SIZE",
      .spec = {.opts = OPTS(NEEDED("--size")), NAME},
-     .run = run_volume_grow},
+     .run = cli_run_volume_grow},
     {.obj = "volume",
      .verb = "remove",
      .usage = "volume remove NAME",
      .spec = {NAME},
-     .run = run_volume_remove},
+     .run = cli_run_volume_remove},
     {.obj = "volume",
      .verb = "check-copies",
      .usage = "volume check-copies NAME",
      .help = "compare every copy of every extent",
      .spec = {NAME},
-     .run = run_check_copies},
+     .run = cli_run_check_copies},
     {.obj = "volume",
      .verb = "locate",
      .usage = "volume locate NAME --offset BYTES",
      .help = "the PG, epoch and copies holding an offset",
      .spec = {.opts = OPTS(NEEDED("--offset")), NAME},
-     .run = run_locate},
+     .run = cli_run_locate},
     {.obj = "volume",
      .verb = "map",
      .usage = "volume map NAME --sdc SDC [--read-only] [--access MODE] [--takeover]",

@@ -96,6 +96,26 @@ cli_run_fn cli_run_mdm_list, cli_run_mdm_add, cli_run_mdm_remove, cli_run_mdm_tr
  * unmap, and map --read-only, until every SDS refuses what the SDC may no
  * longer do (a warning on stderr if one does not within 10 s). */
 cli_run_fn cli_run_map;
+/* ---- cli.c: helpers of the handlers ---- */
+
+/* Send req; print what (or {"ok":true} with --json) on success. Exit code. */
+int cli_request(const struct cli_env *env, Cairn__MgmtRequest *req, const char *what);
+/* The MDM's status reply (the caller frees it). 0, or -1 after saying why. */
+int cli_get_status(const struct cli_env *env, Cairn__MgmtReply **rep);
+/* The value of a size option the spec requires: 0, or -EINVAL after saying why. */
+int cli_size_arg(const struct cli_args *a, const char *name, uint64_t *v);
+
+/* ---- cli_volume.c: volume create, list, show, grow, remove, check-copies,
+ * locate ---- */
+
+cli_run_fn cli_run_volume_create;
+cli_run_fn cli_run_volume_show;
+cli_run_fn cli_run_volume_grow;
+cli_run_fn cli_run_volume_remove;
+cli_run_fn cli_run_check_copies;
+cli_run_fn cli_run_locate;
+cli_print_fn cli_print_volume_list;
+
 /* ---- cli_snapshot.c: snapshots (docs/snapshots.md) ---- */
 
 /* snapshot create VOL NAME | snapshot create --group NAME VOL... */

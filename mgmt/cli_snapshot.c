@@ -13,19 +13,6 @@
 #include "cmap.h"
 #include "util.h"
 
-static int call(const struct cli_env *env, Cairn__MgmtRequest *req, const char *what)
-{
-    Cairn__MgmtReply *rep;
-    if (cli_mdm_call(env->mdm, req, &rep) < 0)
-        return 1;
-    cairn__mgmt_reply__free_unpacked(rep, NULL);
-    if (env->json)
-        printf("{\"ok\":true}\n");
-    else
-        printf("%s\n", what);
-    return 0;
-}
-
 int cli_run_snapshot_create(const struct cli_command *c, const struct cli_args *a,
                             const struct cli_env *env)
 {
@@ -53,7 +40,7 @@ int cli_run_snapshot_create(const struct cli_command *c, const struct cli_args *
     char what[256];
     snprintf(what, sizeof(what), "snapshot '%s' taken of %zu volume%s", req.name, n,
              n == 1 ? "" : "s");
-    return call(env, &req, what);
+    return cli_request(env, &req, what);
 }
 
 int cli_run_snapshot_remove(const struct cli_command *c, const struct cli_args *a,
@@ -65,7 +52,7 @@ int cli_run_snapshot_remove(const struct cli_command *c, const struct cli_args *
     req.volume = a->args[0];
     if (!strchr(req.volume, '@'))
         return cli_fail("name the snapshot as VOLUME@SNAPSHOT, not '%s'", req.volume);
-    return call(env, &req, "removed; its space is freed as the SDSs merge it");
+    return cli_request(env, &req, "removed; its space is freed as the SDSs merge it");
 }
 
 int cli_run_volume_revert(const struct cli_command *c, const struct cli_args *a,
@@ -76,7 +63,7 @@ int cli_run_volume_revert(const struct cli_command *c, const struct cli_args *a,
     req.op = CAIRN__MGMT_OP__OP_VOLUME_REVERT;
     req.volume = a->args[0];
     req.name = cli_args_get(a, "--to");
-    return call(env, &req, "reverted");
+    return cli_request(env, &req, "reverted");
 }
 
 int cli_run_volume_clone(const struct cli_command *c, const struct cli_args *a,
@@ -89,7 +76,7 @@ int cli_run_volume_clone(const struct cli_command *c, const struct cli_args *a,
     req.name = a->args[1];
     if (!strchr(req.volume, '@'))
         return cli_fail("clone a snapshot, VOLUME@SNAPSHOT, not '%s'", req.volume);
-    return call(env, &req, "cloned: writable now, sharing the snapshot's data");
+    return cli_request(env, &req, "cloned: writable now, sharing the snapshot's data");
 }
 
 /* How far the flatten of v is: the least of the serving SDSs' fractions. */
