@@ -45,11 +45,6 @@ struct flop {
     struct range_lock lock;
 };
 
-static int bit(const uint64_t *bm, uint32_t g)
-{
-    return (int)((bm[g / 64] >> (g % 64)) & 1);
-}
-
 /* Granules under the head that the head has not written (need), and the
  * count of granules per extent; 0 if there are none. */
 static uint32_t needed(struct extent_store *st, const uint64_t *chain, int nchain, uint64_t ext,
@@ -151,19 +146,8 @@ static void fl_done(struct flop *op, int status)
 
 static int next_run(struct flop *op)
 {
-    uint32_t g = op->next_g;
-    while (g < op->ngran && !bit(op->need, g))
-        g++;
-    if (g >= op->ngran || (uint64_t)g * op->gs >= op->len)
-        return 0;
-    uint32_t h = g;
-    while (h < op->ngran && bit(op->need, h))
-        h++;
-    op->next_g = h;
-    uint64_t end = MIN((uint64_t)h * op->gs, op->len);
-    op->run_off = (uint32_t)(g * op->gs);
-    op->run_len = (uint32_t)(end - op->run_off);
-    return 1;
+    return bm_next_run(op->need, op->ngran, op->gs, op->len, &op->next_g, &op->run_off,
+                       &op->run_len);
 }
 
 static void fl_continue(struct flop *op)

@@ -50,11 +50,6 @@ struct lmerge {
     struct range_lock lock;
 };
 
-static int bit(const uint64_t *bm, uint32_t g)
-{
-    return (int)((bm[g / 64] >> (g % 64)) & 1);
-}
-
 static unsigned popcount(const uint64_t *bm)
 {
     unsigned n = 0;
@@ -258,19 +253,7 @@ void layers_next_soon(struct sds *s)
 /* The next run of granules to copy into op->run_off/len; 0 if none. */
 static int next_run(struct lmerge *op)
 {
-    uint32_t g = op->next_g;
-    while (g < op->ngran && !bit(op->bm, g))
-        g++;
-    if (g >= op->ngran || (uint64_t)g * op->gs >= op->len)
-        return 0;
-    uint32_t h = g;
-    while (h < op->ngran && bit(op->bm, h))
-        h++;
-    op->next_g = h;
-    uint64_t end = MIN((uint64_t)h * op->gs, op->len);
-    op->run_off = (uint32_t)(g * op->gs);
-    op->run_len = (uint32_t)(end - op->run_off);
-    return 1;
+    return bm_next_run(op->bm, op->ngran, op->gs, op->len, &op->next_g, &op->run_off, &op->run_len);
 }
 
 static void lm_continue(struct lmerge *op)

@@ -13,6 +13,7 @@
 #include "extent_store.h"
 #include "log.h"
 #include "sds.h"
+#include "util.h"
 
 #define BM_WORDS (STORE_GRANULES_MAX / 64)
 
@@ -104,6 +105,26 @@ int chain_read(struct extent_store *st, const uint64_t *chain, int nchain, uint6
     int r = c->res;
     free(c);
     return r < 0 ? r : 1;
+}
+
+int bm_next_run(const uint64_t *bm, uint32_t ngran, uint64_t gs, uint32_t len, uint32_t *next_g,
+                uint32_t *off, uint32_t *rlen)
+{
+    uint32_t g = *next_g;
+    while (g < ngran && !bit(bm, g))
+        g++;
+    if (g >= ngran || (uint64_t)g * gs >= len) {
+        *next_g = ngran;
+        return 0;
+    }
+    uint32_t h = g;
+    while (h < ngran && bit(bm, h))
+        h++;
+    *next_g = h;
+    uint64_t end = MIN((uint64_t)h * gs, len);
+    *off = (uint32_t)(g * gs);
+    *rlen = (uint32_t)(end - *off);
+    return 1;
 }
 
 int chain_holds(struct extent_store *st, const uint64_t *chain, int nchain, uint64_t ext, int from)

@@ -297,19 +297,10 @@ static void set_range(struct rcopy *c, uint32_t off, uint32_t len)
 /* The next run of written granules from next_g into c->io; 0 if none. */
 static int next_run(struct rcopy *c)
 {
-    uint32_t g = c->next_g;
-    while (g < c->ngran && !gbit(c, g))
-        g++;
-    if (g >= c->ngran || (uint64_t)g * c->gs >= c->len) {
-        c->next_g = c->ngran;
+    uint32_t off, len;
+    if (!bm_next_run(c->bm, c->ngran, c->gs, c->len, &c->next_g, &off, &len))
         return 0;
-    }
-    uint32_t h = g;
-    while (h < c->ngran && gbit(c, h))
-        h++;
-    c->next_g = h;
-    uint64_t end = MIN((uint64_t)h * c->gs, c->len);
-    set_range(c, (uint32_t)(g * c->gs), (uint32_t)(end - g * c->gs));
+    set_range(c, off, len);
     return 1;
 }
 

@@ -384,6 +384,11 @@ void write_part_done(struct ioreq *r, int status);
  * store's return convention (0: cb follows, 1: done now, < 0: -errno). */
 int chain_read(struct extent_store *st, const uint64_t *chain, int nchain, uint64_t ext,
                uint32_t off, uint32_t len, uint8_t *buf, store_cb cb, void *arg);
+/* The next run of set bits of bm (ngran granules of gs bytes, an extent of
+ * len bytes) from *next_g: its byte range in *off, *rlen, and *next_g past
+ * it. 0 when there is none left. */
+int bm_next_run(const uint64_t *bm, uint32_t ngran, uint64_t gs, uint32_t len, uint32_t *next_g,
+                uint32_t *off, uint32_t *rlen);
 /* 1 if a layer of chain[from..nchain) has a slot for ext. */
 int chain_holds(struct extent_store *st, const uint64_t *chain, int nchain, uint64_t ext, int from);
 

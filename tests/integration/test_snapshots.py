@@ -104,6 +104,11 @@ class Writers:
         return sum(len(x) for x in self.log)
 
 
+def pwrite_all(h, data, off=0):
+    for k in range(0, len(data), 4 * MB):
+        h.pwrite(bytes(data[k:k + 4 * MB]), off + k)
+
+
 def pread_all(h, size):
     out = bytearray()
     for off in range(0, size, 4 * MB):
@@ -329,8 +334,7 @@ def test_snapshot_survives_kill9_and_rebuild(cluster):
     h = nbd.NBD()
     h.connect_uri(cluster.uri(vol))
     snap = os.urandom(32 * MB)
-    for off in range(0, 32 * MB, 4 * MB):
-        h.pwrite(snap[off:off + 4 * MB], off)
+    pwrite_all(h, snap)
     h.flush()
     cluster.cairn("snapshot", "create", vol, "k1")
     over = os.urandom(4 * MB)
@@ -362,8 +366,7 @@ def test_snapshots_move_with_rebalance_and_drain(cluster):
     h = nbd.NBD()
     h.connect_uri(cluster.uri(vol))
     s1 = os.urandom(48 * MB)
-    for off in range(0, 48 * MB, 4 * MB):
-        h.pwrite(s1[off:off + 4 * MB], off)
+    pwrite_all(h, s1)
     h.flush()
     cluster.cairn("snapshot", "create", vol, "m1")
     cur = bytearray(s1)
@@ -470,8 +473,7 @@ def test_clone_write_flatten_under_load(cluster):
     h = nbd.NBD()
     h.connect_uri(cluster.uri(src))
     base = bytearray(os.urandom(32 * MB)) + bytearray(32 * MB)
-    for off in range(0, 32 * MB, 4 * MB):
-        h.pwrite(bytes(base[off:off + 4 * MB]), off)
+    pwrite_all(h, base[:32 * MB])
     h.flush()
     cluster.cairn("snapshot", "create", src, "base")
     srcdata = bytearray(base)
@@ -533,8 +535,7 @@ def test_server_side_copy(cluster):
     h = nbd.NBD()
     h.connect_uri(cluster.uri("cps"))
     data = os.urandom(24 * MB)
-    for off in range(0, 24 * MB, 4 * MB):
-        h.pwrite(data[off:off + 4 * MB], off)
+    pwrite_all(h, data)
     h.flush()
     r = cluster.cairn("volume", "copy", "cps", "cpd", "--wait", timeout=300)
     assert "100%" in r.stderr
