@@ -550,3 +550,57 @@ def test_server_side_copy(cluster):
     assert v["size"] == 64 * MB
     copies_equal(cluster, "cpd", [])
     h.shutdown()
+
+
+def test_maintenance_catch_up_with_snapshot_changes_and_grow(cluster):
+    """An SDS away for maintenance misses writes, a snapshot, the removal
+    (merge) of another and a grow: its catch-up leaves every copy of the
+    volume and of each snapshot equal, and the data as written."""
+    vol = "mt"
+    cluster.create_volume(vol, 64 * MB)
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri(vol))
+    model = bytearray(64 * MB)
+
+    def w(off, n):
+        data = os.urandom(n)
+        pwrite_all(h, data, off)
+        model[off:off + n] = data
+
+    w(0, 16 * MB)
+    h.flush()
+    cluster.cairn("snapshot", "create", vol, "a")
+    for i in range(0, 16, 2):
+        w(i * MB + 4096, 8192)
+    h.flush()
+    cluster.cairn("snapshot", "create", vol, "b")
+    snap_b = bytes(model)
+    away = next(s["name"] for s in cluster.status()["sds"] if s["state"] == "up")
+    idx = int(away[3:]) - 1
+    cluster.cairn("sds", "maintenance", "enter", away)
+    cluster.daemons[away].stop(signal.SIGTERM)
+    for i in range(1, 16, 2):
+        w(i * MB + 100, 5000)
+    h.flush()
+    cluster.cairn("snapshot", "create", vol, "c")
+    snap_c = bytes(model)
+    cluster.cairn("snapshot", "remove", f"{vol}@a")  # merged into b while it is away
+    h.shutdown()
+    cluster.cairn("volume", "grow", vol, "--size", str(96 * MB))
+    h = nbd.NBD()
+    h.connect_uri(cluster.uri(vol))
+    assert h.get_size() == 96 * MB
+    model += bytearray(32 * MB)
+    w(80 * MB, 3 * MB)
+    h.flush()
+    cluster.start_sds(idx)
+    wait_for(f"{away} connected", lambda: next(
+        s for s in cluster.status()["sds"] if s["name"] == away)["connected"], timeout=30)
+    cluster.cairn("sds", "maintenance", "exit", away)
+    wait_protected(cluster)
+    assert pread_all(h, 96 * MB) == bytes(model)
+    for name, want in (("b", snap_b), ("c", snap_c)):
+        map_snapshot(cluster, f"{vol}@{name}")
+        assert read_export(cluster, f"{vol}@{name}", 64 * MB) == want
+    copies_equal(cluster, vol, ["b", "c"])
+    h.shutdown()
