@@ -142,7 +142,7 @@ int cli_run_volume_flatten(const struct cli_command *c, const struct cli_args *a
         last = f;
         if (done)
             break;
-        usleep(500000);
+        usleep(200000);
     }
     printf(env->json ? "{\"ok\":true}\n" : "flattened: it shares no data any more\n");
     return 0;

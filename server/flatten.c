@@ -10,8 +10,8 @@
  * token bucket (the volume's flatten_rate, or FLATTEN_RATE_DEFAULT, per
  * SDS). Each SDS reports how far it got with its heartbeat; once every
  * serving SDS is through, the MDM leader proposes VOLUME_FLATTENED and the
- * clone reads through nothing any more. One extent at a time per SDS,
- * shared with the merges of layers.c (s->layers.busy). */
+ * clone reads through nothing any more. FLATTEN_INFLIGHT extents at a
+ * time per SDS. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +25,7 @@
 
 #define FLATTEN_RATE_DEFAULT (64u << 20) /* bytes per second per SDS */
 #define FLATTEN_SCAN 1024                /* extents looked at per kick */
+#define FLATTEN_INFLIGHT 4               /* extents being flattened at once per SDS */
 #define BM_WORDS (STORE_GRANULES_MAX / 64)
 
 enum fl_stage { FL_LOCK, FL_LOCKED, FL_READ, FL_WRITTEN };
@@ -32,7 +33,7 @@ enum fl_stage { FL_LOCK, FL_LOCKED, FL_READ, FL_WRITTEN };
 struct flop {
     struct sds *s;
     struct dev *d;
-    uint64_t vol, ext;
+    uint64_t vol, version, ext;
     uint32_t pool_id, pg;
     uint64_t chain[CMAP_CHAIN_MAX]; /* the head first */
     int nchain;
@@ -99,6 +100,7 @@ static void flat_sync(struct sds *s)
         if (l->flat[i].version != v->flatten_version) {
             l->flat[i].version = v->flatten_version;
             l->flat[i].cursor = 0;
+            l->flat[i].inflight = 0; /* those of the old version no longer count */
         }
         i++;
     }
@@ -128,18 +130,21 @@ static void fl_done(struct flop *op, int status)
     } else {
         tracking_note(s, op->pool_id, op->pg, op->chain[0], op->ext);
         rebuild_note(s, op->pool_id, op->pg, op->chain[0], op->ext);
-        /* found again: a new map may have dropped or restarted it meanwhile */
-        for (size_t i = 0; i < s->layers.nflat; i++) {
-            struct flat *f = &s->layers.flat[i];
-            if (f->vol == op->vol && f->dev == op->d->id && f->cursor == op->ext)
-                f->cursor = op->ext + 1;
-        }
+    }
+    /* found again: a new map may have dropped or restarted it meanwhile */
+    for (size_t i = 0; i < s->layers.nflat; i++) {
+        struct flat *f = &s->layers.flat[i];
+        if (f->vol != op->vol || f->dev != op->d->id || f->version != op->version)
+            continue;
+        f->inflight--;
+        if (status < 0 && f->cursor > op->ext)
+            f->cursor = op->ext; /* done again from there */
     }
     if (range_lock_is_held(&op->lock))
         range_lock_release(s->locks, &op->lock);
     rpc_buf_free(op->buf);
     free(op);
-    s->layers.busy = 0;
+    s->layers.flat_inflight--;
     if (status >= 0)
         layers_next_soon(s);
 }
@@ -213,7 +218,17 @@ resume_locked:
 }
 
 /* Start the next extent of a flatten on this SDS; 1 if one started. */
+static int kick_one(struct sds *s);
+
 int flatten_kick(struct sds *s)
+{
+    int n = 0;
+    while (s->layers.flat_inflight < FLATTEN_INFLIGHT && !s->stopping && kick_one(s))
+        n++;
+    return n;
+}
+
+static int kick_one(struct sds *s)
 {
     struct layers *l = &s->layers;
     const Cairn__ClusterMap *m = s->map;
@@ -244,6 +259,7 @@ int flatten_kick(struct sds *s)
             if (f->version != v->flatten_version) {
                 f->version = v->flatten_version;
                 f->cursor = 0;
+                f->inflight = 0;
             }
             for (int k = 0; k < FLATTEN_SCAN && f->cursor < next; k++, f->cursor++) {
                 uint64_t e = f->cursor, need[BM_WORDS];
@@ -257,6 +273,7 @@ int flatten_kick(struct sds *s)
                 op->s = s;
                 op->d = d;
                 op->vol = v->id;
+                op->version = v->flatten_version;
                 op->ext = e;
                 op->pool_id = p->id;
                 op->pg = layout_pg_of(cmap_placement(v), e, (uint32_t)p->n_pgs);
@@ -265,7 +282,9 @@ int flatten_kick(struct sds *s)
                 op->extent_size = p->extent_size;
                 op->len = (uint32_t)MIN(p->extent_size, v->size - e * p->extent_size);
                 op->stage = FL_LOCK;
-                l->busy = 1;
+                l->flat_inflight++;
+                f->inflight++;
+                f->cursor++; /* the next kick looks on from the next extent */
                 fl_continue(op);
                 return 1;
             }
@@ -308,6 +327,8 @@ void flatten_report(struct sds *s, Cairn__Heartbeat *hb)
                 continue;
             struct flat *f = flat_of(s, v->id, s->devs[di].id);
             uint64_t c = f && f->version == v->flatten_version ? f->cursor : 0;
+            if (f && f->inflight && c >= next)
+                c = next - 1; /* through, but not done until the last ones are */
             done = MIN(done, c);
         }
         cairn__flatten_progress__init(&l->fp[k]);

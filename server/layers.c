@@ -341,11 +341,20 @@ resume_freed:
     lm_done(op, op->status);
 }
 
+static void merge_kick(struct sds *s);
+
 void layers_merge_kick(struct sds *s)
 {
-    struct layers *l = &s->layers;
-    if (l->busy || s->stopping || !s->map)
+    if (s->stopping || !s->map)
         return;
+    if (!s->layers.busy)
+        merge_kick(s);
+    flatten_kick(s);
+}
+
+static void merge_kick(struct sds *s)
+{
+    struct layers *l = &s->layers;
     const Cairn__ClusterMap *m = s->map;
     for (size_t i = 0; i < m->n_merges; i++) {
         const Cairn__LayerMerge *mg = m->merges[i];
@@ -390,7 +399,6 @@ void layers_merge_kick(struct sds *s)
             return;
         }
     }
-    flatten_kick(s); /* no merge to do: a flatten, if any */
 }
 
 void layers_init(struct sds *s)

@@ -552,7 +552,8 @@ void freeze_lift(struct sds *s);
 struct flat {
     uint64_t vol, version;
     uint32_t dev;
-    uint64_t cursor;
+    uint64_t cursor; /* the next extent to look at */
+    int inflight;    /* extents below cursor being flattened now */
 };
 
 struct layers {
@@ -566,6 +567,7 @@ struct layers {
     uv_timer_t next;   /* starts the next one from the loop */
     struct flat *flat; /* flatten.c */
     size_t nflat;
+    int flat_inflight;
     double flat_tokens;
     uint64_t flat_last;
     Cairn__FlattenProgress *fp, **fpp;

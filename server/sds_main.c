@@ -72,7 +72,7 @@ static void shutdown_tick_cb(uv_timer_t *t)
     int copies = s->rebuild.inflight;
     uint64_t ops = stores_busy(s);
     unsigned ring = uring_ctx_inflight(s->uring);
-    if (reqs || copies || ops || ring || s->layers.busy) {
+    if (reqs || copies || ops || ring || s->layers.busy || s->layers.flat_inflight) {
         if (now_ms() < s->shutdown_deadline)
             return;
         log_error("shutdown: still %zu requests, %d rebuild copies, %llu store operations and "
