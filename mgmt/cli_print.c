@@ -36,12 +36,18 @@ static const char *human(uint64_t b, char *buf)
     return fmt_bytes(buf, 32, b);
 }
 
+/* A mapping's volume, or snapshot as VOL@SNAP (in a buffer that the next
+ * call reuses: print it before asking again). */
 static const char *vol_name(const Cairn__ClusterMap *m, uint64_t id)
 {
-    for (size_t i = 0; i < m->n_volumes; i++)
-        if (m->volumes[i]->id == id)
-            return m->volumes[i]->name;
-    return "?";
+    static char buf[160];
+    struct cmap_obj o;
+    if (cmap_resolve(m, id, &o) < 0)
+        return "?";
+    if (!o.snap)
+        return o.vol->name;
+    snprintf(buf, sizeof(buf), "%s@%s", o.vol->name, o.snap->name);
+    return buf;
 }
 static const char *sdc_name(const Cairn__ClusterMap *m, uint32_t id)
 {
