@@ -115,6 +115,13 @@ int state_snapshots_create(struct mdm_state *s, const Cairn__MgmtRequest *req, c
                        req->name);
             return -EEXIST;
         }
+        if (v->flattening) {
+            state_errf(err, errlen,
+                       "volume '%s' is being flattened: take the snapshot once that is done "
+                       "('cairn volume flatten %s --wait')",
+                       v->name, v->name);
+            return -EBUSY;
+        }
         if (snapshots_of(s, v->id) >= CMAP_SNAPSHOTS_MAX) {
             state_errf(err, errlen,
                        "volume '%s' has %d snapshots, the most it may hold; remove one", v->name,
@@ -327,6 +334,11 @@ int state_volumes_revert(struct mdm_state *s, const Cairn__MgmtRequest *req, cha
                        v->name, c ? c->name : "?");
             return -EBUSY;
         }
+    }
+    if (v->flattening) {
+        state_errf(err, errlen, "volume '%s' is being flattened: revert it once that is done",
+                   v->name);
+        return -EBUSY;
     }
     uint64_t old = cmap_head(v);
     v->head_layer = s->m->next_id++;

@@ -272,6 +272,9 @@ static void test_clone_and_flatten(void)
     CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_VOLUME_FLATTEN, "c", NULL), 0);
     c = mdm_volume_by_name(&s, "c");
     CHECK(c->flattening && c->flatten_version == s.m->version);
+    /* no new layer over it while it flattens */
+    CHECK_EQ(snap1(&s, "c", "cs"), -EBUSY);
+    CHECK_EQ(op_on(&s, CAIRN__MGMT_OP__OP_VOLUME_REVERT, "c", "cs"), -ENOENT);
     Cairn__MgmtRequest f = CAIRN__MGMT_REQUEST__INIT;
     f.op = CAIRN__MGMT_OP__OP_VOLUME_FLATTENED;
     f.volume = "c";
