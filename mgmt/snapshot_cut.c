@@ -345,7 +345,7 @@ static int merge_done_everywhere(struct mdm *m, const Cairn__LayerMerge *mg)
         if (st != CAIRN__SDS_STATE__SDS_UP && st != CAIRN__SDS_STATE__SDS_DRAINING)
             continue;
         struct mdm_conn *s = sds_session(m, map->sds[i]->id);
-        if (!s || !s->hb || s->hb->map_version < mg->version)
+        if (!s || !s->hb || s->hb->layers_version < mg->version)
             return 0;
         for (size_t k = 0; k < s->hb->n_merging; k++)
             if (s->hb->merging[k] == mg->from)

@@ -31,7 +31,6 @@
 #include "sds.h"
 #include "util.h"
 
-#define USAGE_EVERY_MS 2000
 #define BM_WORDS (STORE_GRANULES_MAX / 64)
 
 enum lm_stage { LM_LOCK, LM_LOCKED, LM_REKEYED, LM_READ, LM_WRITTEN, LM_FREED };
@@ -72,26 +71,24 @@ static uint64_t child_of(const Cairn__ClusterMap *m, const Cairn__Volume *v, uin
     return 0;
 }
 
-static Cairn__LayerUsage *usage_slot(struct sds *s, uint64_t layer)
+static Cairn__LayerUsage *acc_slot(struct layers *l, uint64_t layer)
 {
-    struct layers *l = &s->layers;
-    for (size_t i = 0; i < l->n; i++)
-        if (l->u[i].layer == layer)
-            return &l->u[i];
+    for (size_t i = 0; i < l->nacc; i++)
+        if (l->acc[i].layer == layer)
+            return &l->acc[i];
     return NULL;
 }
 
-static void merging_add(struct sds *s, uint64_t layer)
+static void merging_add(struct layers *l, uint64_t layer)
 {
-    struct layers *l = &s->layers;
-    for (size_t i = 0; i < l->nmerging; i++)
-        if (l->merging[i] == layer)
+    for (size_t i = 0; i < l->nacc_merging; i++)
+        if (l->acc_merging[i] == layer)
             return;
-    uint64_t *nm = realloc(l->merging, (l->nmerging + 1) * sizeof(uint64_t));
+    uint64_t *nm = realloc(l->acc_merging, (l->nacc_merging + 1) * sizeof(uint64_t));
     if (!nm)
         return;
-    l->merging = nm;
-    l->merging[l->nmerging++] = layer;
+    l->acc_merging = nm;
+    l->acc_merging[l->nacc_merging++] = layer;
 }
 
 static void orphan_cb(void *arg, int res)
@@ -101,84 +98,165 @@ static void orphan_cb(void *arg, int res)
         log_warn("freeing an extent of a removed layer failed: %s", strerror(-res));
 }
 
-static int is_merge_source(const Cairn__ClusterMap *m, uint64_t layer)
+static const Cairn__LayerMerge *merge_of(const Cairn__ClusterMap *m, uint64_t from)
 {
     for (size_t i = 0; i < m->n_merges; i++)
-        if (m->merges[i]->from == layer)
-            return 1;
-    return 0;
+        if (m->merges[i]->from == from)
+            return m->merges[i];
+    return NULL;
 }
 
-static void scan(struct sds *s)
+/* What the layers of the map are, in one number: a pass over the slots
+ * after it changes finds the slots of layers it dropped. */
+static uint64_t fingerprint(const Cairn__ClusterMap *m)
+{
+    uint64_t h = m->n_snapshots * 1000003u + m->n_merges * 7919u + m->n_volumes;
+    for (size_t i = 0; i < m->n_snapshots; i++)
+        h = h * 31 + m->snapshots[i]->layer;
+    for (size_t i = 0; i < m->n_merges; i++)
+        h = h * 37 + m->merges[i]->from;
+    for (size_t i = 0; i < m->n_volumes; i++)
+        h = h * 41 + cmap_head(m->volumes[i]);
+    return h;
+}
+
+/* A slot of a removed snapshot's layer, to merge where this device is an
+ * in-sync copy of its PG (a copy being rebuilt may not have both layers
+ * yet: it merges once in sync). */
+static void queue_merge(struct sds *s, struct dev *d, const Cairn__Volume *v, uint64_t from,
+                        uint64_t ext)
+{
+    struct layers *l = &s->layers;
+    Cairn__Pool *p = cmap_pool(s->map, v->pool_id);
+    if (l->nq == LAYERS_QUEUE || !p || !p->n_pgs || ext * p->extent_size >= v->size)
+        return;
+    const Cairn__Pg *g = p->pgs[layout_pg_of(cmap_placement(v), ext, (uint32_t)p->n_pgs)];
+    if (!pg_has_dev(g->devices, g->n_devices, d->id))
+        return;
+    l->q[l->nq++] = (struct layer_job){.dev = d->id, .from = from, .ext = ext};
+}
+
+static void count_slot(struct sds *s, struct dev *d, uint64_t layer, uint64_t ext)
 {
     struct layers *l = &s->layers;
     const Cairn__ClusterMap *m = s->map;
-    l->n = 0;
-    l->nmerging = 0;
-    if (m->n_snapshots > l->cap) {
-        Cairn__LayerUsage *nu = realloc(l->u, m->n_snapshots * sizeof(*nu));
-        Cairn__LayerUsage **np = realloc(l->up, m->n_snapshots * sizeof(*np));
-        if (nu)
-            l->u = nu;
-        if (np)
-            l->up = np;
-        if (!nu || !np)
-            return;
-        l->cap = m->n_snapshots;
+    int ro;
+    Cairn__Volume *v = cmap_layer_volume(m, layer, &ro);
+    if (!v) {
+        /* its layer is gone from the map: a removed snapshot's whose merge
+         * ended while this SDS was away (its data came back merged with the
+         * catch-up), or a removed volume's */
+        if (store_free(d->st, layer, ext, orphan_cb, NULL) == 0)
+            l->freed++;
+        return;
     }
-    for (size_t i = 0; i < m->n_snapshots; i++) {
-        cairn__layer_usage__init(&l->u[i]);
-        l->u[i].layer = m->snapshots[i]->layer;
+    if (!ro)
+        return; /* a head: counted as the volume's */
+    if (merge_of(m, layer)) {
+        merging_add(l, layer);
+        queue_merge(s, d, v, layer, ext);
+        return;
+    }
+    Cairn__LayerUsage *u = acc_slot(l, layer);
+    Cairn__Pool *p = cmap_pool(m, v->pool_id);
+    if (!u || !p || !p->n_pgs)
+        return;
+    Cairn__Pg *g = p->pgs[layout_pg_of(cmap_placement(v), ext, (uint32_t)p->n_pgs)];
+    if (!g->n_devices || g->devices[0] != d->id)
+        return;
+    uint64_t bm[BM_WORDS] = {0}, cb[BM_WORDS] = {0}, gs = store_granule_size(d->st);
+    if (store_written(d->st, layer, ext, bm, BM_WORDS) <= 0)
+        return;
+    u->written += popcount(bm) * gs;
+    uint64_t child = child_of(m, v, layer);
+    if (child && store_written(d->st, child, ext, cb, BM_WORDS) > 0) {
+        for (unsigned k = 0; k < BM_WORDS; k++)
+            cb[k] &= bm[k];
+        u->own += popcount(cb) * gs;
+    }
+}
+
+static void pass_start(struct sds *s, uint64_t fp)
+{
+    struct layers *l = &s->layers;
+    const Cairn__ClusterMap *m = s->map;
+    free(l->acc);
+    l->acc = calloc(m->n_snapshots + 1, sizeof(*l->acc));
+    l->nacc = l->acc ? m->n_snapshots : 0;
+    for (size_t i = 0; i < l->nacc; i++) {
+        cairn__layer_usage__init(&l->acc[i]);
+        l->acc[i].layer = m->snapshots[i]->layer;
+    }
+    l->nacc_merging = 0;
+    l->pass_version = m->version;
+    l->pass_fp = fp;
+    l->pass_dev = 0;
+    l->pass_cursor = 0;
+    l->walking = 1;
+}
+
+/* The pass is over: what it counted is what the heartbeats say. */
+static void pass_publish(struct layers *l)
+{
+    free(l->u);
+    free(l->up);
+    l->u = l->acc;
+    l->n = l->nacc;
+    l->acc = NULL;
+    l->nacc = 0;
+    l->up = calloc(l->n + 1, sizeof(*l->up));
+    for (size_t i = 0; l->up && i < l->n; i++)
         l->up[i] = &l->u[i];
-    }
-    l->n = m->n_snapshots;
-    int orphans = l->scanned_version != m->version;
-    size_t freed = 0;
-    for (int di = 0; di < s->ndevs; di++) {
-        struct dev *d = &s->devs[di];
-        if (d->failed || !d->st)
-            continue;
-        uint64_t gs = store_granule_size(d->st);
-        uint64_t vols[256], exts[256], cursor = 0;
-        size_t n;
-        while ((n = store_list_all(d->st, &cursor, vols, exts, 256)) > 0) {
-            for (size_t i = 0; i < n; i++) {
-                int ro;
-                Cairn__Volume *v = cmap_layer_volume(m, vols[i], &ro);
-                if (!v) {
-                    if (orphans && store_free(d->st, vols[i], exts[i], orphan_cb, NULL) == 0)
-                        freed++;
-                    continue;
-                }
-                if (!ro)
-                    continue; /* a head: counted as the volume's */
-                if (is_merge_source(m, vols[i])) {
-                    merging_add(s, vols[i]);
-                    continue;
-                }
-                Cairn__LayerUsage *u = usage_slot(s, vols[i]);
-                Cairn__Pool *p = cmap_pool(m, v->pool_id);
-                if (!u || !p || !p->n_pgs)
-                    continue;
-                Cairn__Pg *g = p->pgs[layout_pg_of(cmap_placement(v), exts[i], (uint32_t)p->n_pgs)];
-                if (!g->n_devices || g->devices[0] != d->id)
-                    continue;
-                uint64_t bm[BM_WORDS] = {0}, cb[BM_WORDS] = {0};
-                if (store_written(d->st, vols[i], exts[i], bm, BM_WORDS) <= 0)
-                    continue;
-                u->written += popcount(bm) * gs;
-                uint64_t child = child_of(m, v, vols[i]);
-                if (child && store_written(d->st, child, exts[i], cb, BM_WORDS) > 0) {
-                    for (unsigned k = 0; k < BM_WORDS; k++)
-                        cb[k] &= bm[k];
-                    u->own += popcount(cb) * gs;
-                }
-            }
+    if (!l->up)
+        l->n = 0;
+    uint64_t *t = l->merging;
+    l->merging = l->acc_merging;
+    l->nmerging = l->nacc_merging;
+    l->acc_merging = t;
+    l->nacc_merging = 0;
+    l->pub_version = l->pass_version;
+    l->done_fp = l->pass_fp;
+    l->walking = 0;
+    if (l->freed)
+        log_info("freed %zu extents of layers the map no longer has", l->freed);
+    l->freed = 0;
+}
+
+/* Go on with the pass over every slot, LAYERS_BUDGET slots a call, so
+ * that a device of millions of slots never holds the loop long. A pass
+ * runs while the map has snapshots or merges, and once after its layers
+ * change. */
+static void walk(struct sds *s)
+{
+    struct layers *l = &s->layers;
+    const Cairn__ClusterMap *m = s->map;
+    uint64_t fp = fingerprint(m);
+    if (!l->walking) {
+        if (!m->n_snapshots && !m->n_merges && fp == l->done_fp) {
+            l->n = l->nmerging = 0;
+            l->pub_version = m->version;
+            return;
         }
+        pass_start(s, fp);
     }
-    if (freed)
-        log_info("freeing %zu extents of layers the map no longer has", freed);
-    l->scanned_version = m->version;
+    size_t budget = LAYERS_BUDGET;
+    while (budget > 0 && l->pass_dev < s->ndevs) {
+        struct dev *d = &s->devs[l->pass_dev];
+        uint64_t vols[256], exts[256];
+        size_t n = d->failed || !d->st ? 0
+                                       : store_list_all(d->st, &l->pass_cursor, vols, exts,
+                                                        MIN(budget, ARRAY_SIZE(vols)));
+        if (n == 0) {
+            l->pass_dev++;
+            l->pass_cursor = 0;
+            continue;
+        }
+        budget -= n;
+        for (size_t i = 0; i < n; i++)
+            count_slot(s, d, vols[i], exts[i]);
+    }
+    if (l->pass_dev >= s->ndevs)
+        pass_publish(l);
 }
 
 void layers_heartbeat(struct sds *s, Cairn__Heartbeat *hb)
@@ -186,15 +264,12 @@ void layers_heartbeat(struct sds *s, Cairn__Heartbeat *hb)
     struct layers *l = &s->layers;
     if (!s->map)
         return;
-    uint64_t now = now_ms();
-    if (now - l->scanned_at >= USAGE_EVERY_MS || l->scanned_version != s->map->version) {
-        l->scanned_at = now;
-        scan(s);
-    }
+    walk(s);
     hb->n_layers = l->n;
     hb->layers = l->up;
     hb->n_merging = l->nmerging;
     hb->merging = l->merging;
+    hb->layers_version = l->pub_version;
     flatten_report(s, hb);
     layers_merge_kick(s);
 }
@@ -356,48 +431,37 @@ static void merge_kick(struct sds *s)
 {
     struct layers *l = &s->layers;
     const Cairn__ClusterMap *m = s->map;
-    for (size_t i = 0; i < m->n_merges; i++) {
-        const Cairn__LayerMerge *mg = m->merges[i];
-        Cairn__Volume *v = cmap_volume(m, mg->volume_id);
+    while (l->nq > 0) {
+        struct layer_job jb = l->q[0];
+        memmove(&l->q[0], &l->q[1], (l->nq - 1) * sizeof(l->q[0]));
+        l->nq--;
+        const Cairn__LayerMerge *mg = merge_of(m, jb.from);
+        Cairn__Volume *v = mg ? cmap_volume(m, mg->volume_id) : NULL;
         Cairn__Pool *p = v ? cmap_pool(m, v->pool_id) : NULL;
-        if (!p || !p->n_pgs)
+        struct dev *d = devices_find(s, jb.dev);
+        if (!p || !p->n_pgs || !d || d->failed || !d->st ||
+            !store_allocated(d->st, jb.from, jb.ext))
+            continue; /* done meanwhile, or no longer asked for */
+        const Cairn__Pg *g = p->pgs[layout_pg_of(cmap_placement(v), jb.ext, (uint32_t)p->n_pgs)];
+        if (!pg_has_dev(g->devices, g->n_devices, d->id) || jb.ext * p->extent_size >= v->size)
             continue;
-        for (int di = 0; di < s->ndevs; di++) {
-            struct dev *d = &s->devs[di];
-            if (d->failed || !d->st)
-                continue;
-            /* only where this device is an in-sync copy: a copy being
-             * rebuilt may not have both layers yet; it merges once in sync */
-            uint64_t exts[64], ext = 0;
-            size_t n = store_list_volume(d->st, mg->from, exts, 64), k;
-            for (k = 0; k < n; k++) {
-                const Cairn__Pg *g =
-                    p->pgs[layout_pg_of(cmap_placement(v), exts[k], (uint32_t)p->n_pgs)];
-                if (pg_has_dev(g->devices, g->n_devices, d->id) &&
-                    exts[k] * p->extent_size < v->size)
-                    break;
-            }
-            if (k == n)
-                continue;
-            ext = exts[k];
-            struct lmerge *op = calloc(1, sizeof(*op));
-            if (!op)
-                return;
-            op->s = s;
-            op->d = d;
-            op->vol = v->id;
-            op->from = mg->from;
-            op->into = mg->into;
-            op->ext = ext;
-            op->pool_id = p->id;
-            op->pg = layout_pg_of(cmap_placement(v), ext, (uint32_t)p->n_pgs);
-            op->extent_size = p->extent_size;
-            op->len = (uint32_t)MIN(p->extent_size, v->size - ext * p->extent_size);
-            op->stage = LM_LOCK;
-            l->busy = 1;
-            lm_continue(op);
+        struct lmerge *op = calloc(1, sizeof(*op));
+        if (!op)
             return;
-        }
+        op->s = s;
+        op->d = d;
+        op->vol = v->id;
+        op->from = mg->from;
+        op->into = mg->into;
+        op->ext = jb.ext;
+        op->pool_id = p->id;
+        op->pg = layout_pg_of(cmap_placement(v), jb.ext, (uint32_t)p->n_pgs);
+        op->extent_size = p->extent_size;
+        op->len = (uint32_t)MIN(p->extent_size, v->size - jb.ext * p->extent_size);
+        op->stage = LM_LOCK;
+        l->busy = 1;
+        lm_continue(op);
+        return;
     }
 }
 

@@ -556,14 +556,36 @@ struct flat {
     int inflight;    /* extents below cursor being flattened now */
 };
 
+/* A slot of a removed snapshot's layer found to merge (layers.c). */
+struct layer_job {
+    uint32_t dev;
+    uint64_t from, ext;
+};
+
+#define LAYERS_BUDGET 16384 /* slots a heartbeat's walk looks at */
+#define LAYERS_QUEUE 64     /* slots found to merge, waiting */
+
 struct layers {
-    Cairn__LayerUsage *u; /* per snapshot of the map, as of the last scan */
-    Cairn__LayerUsage **up;
-    size_t n, cap;
-    uint64_t *merging; /* merge sources (LayerMerge.from) with slots here */
+    /* what the last complete pass over the slots found, which the
+     * heartbeats report: per snapshot layer (u, up, n), the merge sources
+     * held here (merging), the map version the pass began at */
+    Cairn__LayerUsage *u, **up;
+    size_t n;
+    uint64_t *merging;
     size_t nmerging;
-    uint64_t scanned_at, scanned_version;
-    int busy;          /* a merge or a flatten of one extent is under way */
+    uint64_t pub_version, done_fp;
+    /* the pass under way */
+    int walking;
+    Cairn__LayerUsage *acc;
+    size_t nacc;
+    uint64_t *acc_merging;
+    size_t nacc_merging;
+    uint64_t pass_version, pass_fp, pass_cursor;
+    int pass_dev;
+    size_t freed;
+    struct layer_job q[LAYERS_QUEUE];
+    size_t nq;
+    int busy;          /* a merge of one extent is under way */
     uv_timer_t next;   /* starts the next one from the loop */
     struct flat *flat; /* flatten.c */
     size_t nflat;
