@@ -79,24 +79,6 @@ int cli_run_volume_clone(const struct cli_command *c, const struct cli_args *a,
     return cli_request(env, &req, "cloned: writable now, sharing the snapshot's data");
 }
 
-/* How far the flatten of v is: the least of the serving SDSs' fractions. */
-static double flatten_progress(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
-{
-    double least = 1.0;
-    for (size_t i = 0; i < rep->n_sds_status; i++) {
-        const Cairn__SdsStatus *st = rep->sds_status[i];
-        if (strcmp(st->state, "up"))
-            continue;
-        double f = 0;
-        for (size_t k = 0; k < st->n_flatten; k++)
-            if (st->flatten[k]->volume_id == v->id && st->flatten[k]->total)
-                f = (double)st->flatten[k]->done / (double)st->flatten[k]->total;
-        if (f < least)
-            least = f;
-    }
-    return least;
-}
-
 int cli_run_volume_flatten(const struct cli_command *c, const struct cli_args *a,
                            const struct cli_env *env)
 {
@@ -135,7 +117,7 @@ int cli_run_volume_flatten(const struct cli_command *c, const struct cli_args *a
             return cli_fail("volume '%s' is gone", req.volume);
         }
         int done = !v->flattening && !v->head_parent;
-        double f = done ? 1.0 : flatten_progress(rep, v);
+        double f = done ? 1.0 : cli_flatten_progress(rep, v);
         cairn__mgmt_reply__free_unpacked(rep, NULL);
         if (!env->json && f != last)
             fprintf(stderr, "flattening %s: %.0f%%\n", req.volume, f * 100);

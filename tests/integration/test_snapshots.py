@@ -507,8 +507,14 @@ def test_clone_write_flatten_under_load(cluster):
     w = Writers(cluster, "cl", b"cl__", (64 * MB) // BLOCK, threads=2)
     w.start()
     wait_for("writes under way", lambda: w.count() > 100, timeout=60)
+    cluster.cairn("volume", "flatten", "cl", "--rate", "4")
+    shown = json.loads(cluster.cairn("--json", "volume", "show", "cl").stdout)
+    assert shown["clone_of"] == f"{src}@base" and shown["flattening"], shown
+    assert "flattening:" in cluster.cairn("volume", "show", "cl").stdout
     r = cluster.cairn("volume", "flatten", "cl", "--rate", "4", "--wait", timeout=300)
     assert "100%" in r.stderr, r.stderr
+    shown = json.loads(cluster.cairn("--json", "volume", "show", "cl").stdout)
+    assert shown["clone_of"] == "" and not shown["flattening"], shown
     n = w.count()
     wait_for("writes after the flatten", lambda: w.count() > n + 100, timeout=60)
     w.finish()
