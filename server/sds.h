@@ -501,7 +501,8 @@ void rebuild_init(struct sds *s);
 /* After a map change: start, keep or drop the jobs of the PGs this SDS leads. */
 void rebuild_sync(struct sds *s);
 void rebuild_timer_cb(uv_timer_t *t);
-/* FT_PG_LIST: the extents this SDS holds of a PG (for a catch-up compare). */
+/* FT_PG_LIST (pg_list.c): the extents this SDS holds of a PG (for a
+ * catch-up compare). */
 void rebuild_serve_pg_list(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h,
                            const uint8_t *msg);
 /* An extent of the PG changed here without a client write (a layer merge):
