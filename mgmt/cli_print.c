@@ -317,12 +317,18 @@ static void print_volume_json(const Cairn__MgmtReply *rep, const Cairn__Volume *
     printf("],\"writer\":");
     jstr(v->writer_sdc ? sdc_name(m, v->writer_sdc) : "");
     printf(",\"writer_generation\":%llu", (unsigned long long)v->writer_gen);
-    print_volume_io_json(cli_volume_io(rep, v->id));
+    /* a volume with snapshots, or a clone, says so (before "io", which
+     * stays last); one without keeps the keys it always had */
     const Cairn__Snapshot *src = clone_source(m, v);
-    printf(",\"snapshots\":%zu,\"clone_of\":", snapshot_count(m, v));
-    jstr(src ? vol_name(m, src->id) : "");
-    printf(",\"flattening\":%s,\"flatten_progress\":%.3f}", v->flattening ? "true" : "false",
-           v->flattening ? cli_flatten_progress(rep, v) : (src ? 0.0 : 1.0));
+    size_t nsnap = snapshot_count(m, v);
+    if (nsnap || src || v->flattening) {
+        printf(",\"snapshots\":%zu,\"clone_of\":", nsnap);
+        jstr(src ? vol_name(m, src->id) : "");
+        printf(",\"flattening\":%s,\"flatten_progress\":%.3f", v->flattening ? "true" : "false",
+               v->flattening ? cli_flatten_progress(rep, v) : (src ? 0.0 : 1.0));
+    }
+    print_volume_io_json(cli_volume_io(rep, v->id));
+    printf("}");
 }
 
 void cli_print_volumes(const Cairn__MgmtReply *rep, const char *only, int json)

@@ -67,6 +67,9 @@ void dispatch_close(struct rpc_conn *c)
 static void count_request(struct sds_conn *sc, struct ioreq *r)
 {
     struct sds *s = sc->sds;
+    if (r->counted)
+        return; /* held by a snapshot's pause, and counted then */
+    r->counted = 1;
     /* the buffer it holds (a write's payload, a read's data): TRIM and ZERO
      * hold none */
     int data = r->hdr.type == FT_IO_READ || r->hdr.type == FT_IO_WRITE;
@@ -279,7 +282,30 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
         flush_start(r);
         return;
     }
-    if (rc == 0) {
+    if (rc < 0) {
+        if (rc != -EACCES) /* refusals of access are logged by access_check */
+            log_warn("rejecting a request from %s: %s", rpc_peer(sc->conn), strerror(-rc));
+        r->status = rc;
+        dispatch_reply(r);
+        return;
+    }
+    dispatch_start(r);
+}
+
+void dispatch_start(struct ioreq *r)
+{
+    struct sds *s = r->sds;
+    struct sds_conn *sc = r->client;
+    const struct frame_hdr *h = &r->hdr;
+    int rc = 0;
+    if (!sc || s->stopping) {
+        /* held by a snapshot's pause meanwhile: its client is gone, or the
+         * SDS is stopping (the sender retries elsewhere) */
+        r->status = sc ? -EAGAIN : -ECANCELED;
+        dispatch_reply(r);
+        return;
+    }
+    {
         struct io_view v = {.map = s->map,
                             .my_id = s->my_id,
                             .leases = &s->leases,
@@ -310,7 +336,13 @@ static void io_request(struct sds_conn *sc, const struct frame_hdr *h, const uin
         return;
     }
     if (freeze_refuses(s, r)) {
-        /* a snapshot's cut is pausing this volume's changes (freeze.c) */
+        /* a snapshot's cut is pausing this volume's changes (freeze.c):
+         * held until it is lifted, then validated again (the volume has a
+         * new head layer by then), or refused if too many wait already */
+        if (freeze_hold(s, r)) {
+            count_request(sc, r);
+            return;
+        }
         r->status = -EAGAIN;
         dispatch_reply(r);
         return;

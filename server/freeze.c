@@ -20,6 +20,20 @@
 #include "util.h"
 
 #define FREEZE_MAX_MS 10000
+#define FREEZE_HOLD_MAX 1024
+#define FREEZE_TICK_MS 250
+
+/* A freeze that saw no newer map in FREEZE_MAX_MS is lifted (1). */
+static int too_long(struct sds *s)
+{
+    if (!s->freeze.nvols || now_ms() - s->freeze.since <= FREEZE_MAX_MS)
+        return 0;
+    log_warn("lifting the snapshot pause of %zu volumes at map version %llu: no newer map "
+             "came in %u ms",
+             s->freeze.nvols, (unsigned long long)s->freeze.base_version, FREEZE_MAX_MS);
+    freeze_lift(s);
+    return 1;
+}
 
 static int frozen_vol(const struct sds *s, uint64_t vol)
 {
@@ -34,14 +48,49 @@ int freeze_refuses(struct sds *s, const struct ioreq *r)
     if (!s->freeze.nvols || r->t.role != COPY_PRIMARY || r->hdr.type == FT_IO_READ ||
         r->hdr.type == FT_IO_STAT)
         return 0;
-    if (now_ms() - s->freeze.since > FREEZE_MAX_MS) {
-        log_warn("lifting the snapshot pause of %zu volumes at map version %llu: no newer map "
-                 "came in %u ms",
-                 s->freeze.nvols, (unsigned long long)s->freeze.base_version, FREEZE_MAX_MS);
-        freeze_lift(s);
+    if (too_long(s))
         return 0;
-    }
     return frozen_vol(s, r->t.vol_id);
+}
+
+int freeze_hold(struct sds *s, struct ioreq *r)
+{
+    struct freeze *f = &s->freeze;
+    if (f->nheld >= FREEZE_HOLD_MAX)
+        return 0;
+    r->fnext = NULL;
+    if (!f->held)
+        f->held_tail = &f->held;
+    *f->held_tail = r;
+    f->held_tail = &r->fnext;
+    f->nheld++;
+    return 1;
+}
+
+/* The loop's turn after a lift: start what was held, oldest first. While
+ * frozen: lift a freeze held too long. */
+static void timer_cb(uv_timer_t *t)
+{
+    struct sds *s = t->data;
+    struct freeze *f = &s->freeze;
+    if (f->nvols && !too_long(s))
+        return;
+    uv_timer_stop(t);
+    struct ioreq *r = f->held;
+    f->held = NULL;
+    f->nheld = 0;
+    while (r) {
+        struct ioreq *next = r->fnext;
+        r->fnext = NULL;
+        dispatch_start(r);
+        r = next;
+    }
+}
+
+void freeze_init(struct sds *s)
+{
+    uv_timer_init(s->loop, &s->freeze.timer);
+    s->freeze.timer.data = s;
 }
 
 void freeze_mut_start(struct sds *s, struct ioreq *r)
@@ -72,6 +121,10 @@ void freeze_lift(struct sds *s)
     free(s->freeze.vols);
     s->freeze.vols = NULL;
     s->freeze.nvols = 0;
+    if (s->freeze.held) /* from the loop, not from inside map_install() */
+        uv_timer_start(&s->freeze.timer, timer_cb, 0, 0);
+    else
+        uv_timer_stop(&s->freeze.timer);
 }
 
 void freeze_map_installed(struct sds *s)
@@ -112,6 +165,7 @@ void freeze_handle(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h,
         s->freeze.nvols = f->n_volumes;
         s->freeze.base_version = f->base_version;
         s->freeze.since = now_ms();
+        uv_timer_start(&s->freeze.timer, timer_cb, FREEZE_TICK_MS, FREEZE_TICK_MS);
         log_info("pausing changes to %zu volumes for a snapshot at map version %llu",
                  s->freeze.nvols, (unsigned long long)f->base_version);
     }

@@ -352,6 +352,8 @@ struct ioreq {
     uint32_t merge_off, merge_len;
     struct ioreq *mprev, *mnext; /* in sds->muts: a primary's change in progress (freeze.c) */
     int in_muts;
+    struct ioreq *fnext; /* in sds->freeze.held: waiting for a snapshot's pause to end */
+    int counted;         /* count_request() has counted it */
     struct fwd fwd[SDS_MAX_COPIES];
     size_t held;       /* bytes counted against its connection's share */
     int counted_total; /* ... and against the SDS-wide budget (a client's) */
@@ -362,6 +364,9 @@ int dispatch_accept(struct rpc_conn *c, void *server_data);
 void dispatch_request(struct rpc_conn *c, const struct frame_hdr *h, const uint8_t *msg,
                       uint8_t *payload);
 void dispatch_close(struct rpc_conn *c);
+/* Validate a decoded, access-checked request and start it (again, for
+ * one held by a snapshot's pause: freeze.c). */
+void dispatch_start(struct ioreq *r);
 /* Send r's status (and a read's data) if its connection is still there,
  * and free r. */
 void dispatch_reply(struct ioreq *r);
@@ -528,17 +533,24 @@ void reclaim_update_reservations(struct sds *s);
 struct freeze {
     uint64_t *vols; /* frozen now (none: NULL, 0) */
     size_t nvols;
-    uint64_t base_version; /* lifted by the first map above it */
-    uint64_t since;        /* now_ms() when it began */
+    uint64_t base_version;           /* lifted by the first map above it */
+    uint64_t since;                  /* now_ms() when it began */
+    struct ioreq *held, **held_tail; /* clients' changes waiting for the lift */
+    size_t nheld;
+    uv_timer_t timer; /* while frozen: the time limit; after: starts what it held */
 };
 
 /* FT_FREEZE from the MDM: Freeze / 0 once paused, -EBUSY while changes
  * started before it are still in progress (asked again). */
 void freeze_handle(struct sds *s, struct rpc_conn *c, const struct frame_hdr *h,
                    const uint8_t *msg);
-/* 1 if validated request r is a primary's change to a frozen volume (the
- * client gets -EAGAIN and retries). */
+/* 1 if validated request r is a primary's change to a frozen volume. */
 int freeze_refuses(struct sds *s, const struct ioreq *r);
+/* Hold such a request until the freeze is lifted (then dispatch_start()
+ * takes it again); 0 if too many are held already (the client gets
+ * -EAGAIN and retries). */
+int freeze_hold(struct sds *s, struct ioreq *r);
+void freeze_init(struct sds *s);
 /* A primary's change starts / ends (its reply): s->muts. */
 void freeze_mut_start(struct sds *s, struct ioreq *r);
 void freeze_mut_end(struct sds *s, struct ioreq *r);

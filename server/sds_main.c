@@ -119,6 +119,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&s->flush_timer, NULL);
     uv_timer_stop(&s->layers.next);
     uv_close((uv_handle_t *)&s->layers.next, NULL);
+    /* what a snapshot's pause holds is refused now (dispatch_start) */
+    freeze_lift(s);
     for (int i = 0; i < s->npeers; i++)
         rpc_peer_close(s->peers[i]);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -272,6 +274,7 @@ int main(int argc, char **argv)
                  (unsigned long long)s->test_snapshot_map_delay_ms);
     }
     layers_init(s);
+    freeze_init(s);
     s->locks = range_locks_new();
     s->zeroes_len = 32u << 20;
     s->zeroes = rpc_buf_alloc(s->zeroes_len);

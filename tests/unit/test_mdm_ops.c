@@ -138,7 +138,7 @@ static void test_unknown_ops_are_refused(void)
                               CAIRN__MGMT_OP__OP_MDM_ADD,
                               CAIRN__MGMT_OP__OP_MDM_REMOVE,
                               CAIRN__MGMT_OP__OP_MDM_TRANSFER,
-                              CAIRN__MGMT_OP__OP_LAYER_MERGED + 1,
+                              CAIRN__MGMT_OP__OP_VOLUME_FLATTENED + 1,
                               64,
                               1000000};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
