@@ -232,5 +232,8 @@ json_t *rest_json_fault_set_list(const Cairn__MgmtReply *rep);
 json_t *rest_json_mapping(const Cairn__MgmtReply *rep, const Cairn__Mapping *mp);
 json_t *rest_json_mapping_list(const Cairn__MgmtReply *rep);
 json_t *rest_json_mdm_list(const Cairn__MgmtReply *rep);
+json_t *rest_json_snapshot(const Cairn__MgmtReply *rep, const Cairn__Snapshot *sn);
+/* volume_id 0: every volume's */
+json_t *rest_json_snapshot_list(const Cairn__MgmtReply *rep, uint64_t volume_id);
 
 #endif

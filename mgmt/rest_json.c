@@ -7,8 +7,10 @@
  * failed allocation makes the whole document NULL), so nothing here checks. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster_stats.h"
 #include "cmap.h"
@@ -65,6 +67,19 @@ static const char *vol_name(const Cairn__ClusterMap *m, uint64_t id)
         if (m->volumes[i]->id == id)
             return m->volumes[i]->name;
     return "?";
+}
+
+/* What an id of a mapping or a hold names, as a JSON string: a volume's
+ * name, or a snapshot's as VOLUME@SNAPSHOT (a snapshot is mapped by the
+ * id of its own, docs/snapshots.md). */
+static json_t *obj_name(const Cairn__ClusterMap *m, uint64_t id)
+{
+    const Cairn__Snapshot *sn = cmap_volume(m, id) ? NULL : cmap_snapshot(m, id);
+    if (!sn)
+        return rest_json_str(vol_name(m, id));
+    char buf[300];
+    snprintf(buf, sizeof(buf), "%s@%s", vol_name(m, sn->volume_id), sn->name);
+    return rest_json_str(buf);
 }
 
 static const char *sdc_name(const Cairn__ClusterMap *m, uint32_t id)
@@ -264,11 +279,11 @@ json_t *rest_json_sdc(const Cairn__MgmtReply *rep, const Cairn__Sdc *c)
     json_t *vols = json_array();
     for (size_t j = 0; j < m->n_mappings; j++)
         if (m->mappings[j]->sdc_id == c->id)
-            json_array_append_new(vols, rest_json_str(vol_name(m, m->mappings[j]->volume_id)));
+            json_array_append_new(vols, obj_name(m, m->mappings[j]->volume_id));
     set(o, "volumes", vols);
     json_t *writing = json_array();
     for (size_t k = 0; st && k < st->n_holds; k++)
-        json_array_append_new(writing, rest_json_str(vol_name(m, st->holds[k])));
+        json_array_append_new(writing, obj_name(m, st->holds[k]));
     set(o, "writing", writing);
     return o;
 }
@@ -314,7 +329,13 @@ json_t *rest_json_fault_set_list(const Cairn__MgmtReply *rep)
 json_t *rest_json_mapping(const Cairn__MgmtReply *rep, const Cairn__Mapping *mp)
 {
     json_t *o = json_object();
-    set(o, "volume", rest_json_str(vol_name(rep->map, mp->volume_id)));
+    set(o, "volume", obj_name(rep->map, mp->volume_id));
+    /* a snapshot's mapping: which volume and snapshot it is */
+    const Cairn__Snapshot *sn = cmap_snapshot(rep->map, mp->volume_id);
+    if (sn && !cmap_volume(rep->map, mp->volume_id)) {
+        set(o, "snapshot_of", rest_json_str(vol_name(rep->map, sn->volume_id)));
+        set(o, "snapshot", rest_json_str(sn->name));
+    }
     set(o, "sdc", rest_json_str(sdc_name(rep->map, mp->sdc_id)));
     set(o, "read_only", json_boolean(mp->read_only));
     set(o, "access", json_string(access_name(mp->access)));
@@ -330,6 +351,52 @@ json_t *rest_json_mapping_list(const Cairn__MgmtReply *rep)
     json_t *a = json_array();
     for (size_t i = 0; i < rep->map->n_mappings; i++)
         json_array_append_new(a, rest_json_mapping(rep, rep->map->mappings[i]));
+    return a;
+}
+
+/* As `cairn --json snapshot list` gives it (cli_snapshot.c): sizes are
+ * one copy's bytes of its layer, summed over the SDSs' heartbeats. */
+json_t *rest_json_snapshot(const Cairn__MgmtReply *rep, const Cairn__Snapshot *sn)
+{
+    const Cairn__ClusterMap *m = rep->map;
+    uint64_t written = 0, own = 0;
+    for (size_t i = 0; i < rep->n_sds_status; i++) {
+        const Cairn__SdsStatus *st = rep->sds_status[i];
+        for (size_t k = 0; k < st->n_layers; k++)
+            if (st->layers[k]->layer == sn->layer) {
+                written += st->layers[k]->written;
+                own += st->layers[k]->own;
+            }
+    }
+    char t[32] = "-";
+    time_t secs = (time_t)(sn->created_ms / 1000);
+    struct tm tm;
+    if (!sn->created_ms || !gmtime_r(&secs, &tm) ||
+        !strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(t, sizeof(t), "-");
+    json_t *o = json_object();
+    set(o, "volume", rest_json_str(vol_name(m, sn->volume_id)));
+    set(o, "name", rest_json_str(sn->name));
+    set(o, "id", u64(sn->id));
+    set(o, "size", u64(sn->size));
+    set(o, "written", u64(written));
+    set(o, "own", u64(own));
+    set(o, "created", json_string(t));
+    set(o, "group", rest_json_str(sn->group));
+    json_t *to = json_array();
+    for (size_t j = 0; j < m->n_mappings; j++)
+        if (m->mappings[j]->volume_id == sn->id)
+            json_array_append_new(to, rest_json_str(sdc_name(m, m->mappings[j]->sdc_id)));
+    set(o, "mapped_to", to);
+    return o;
+}
+
+json_t *rest_json_snapshot_list(const Cairn__MgmtReply *rep, uint64_t volume_id)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < rep->map->n_snapshots; i++)
+        if (!volume_id || rep->map->snapshots[i]->volume_id == volume_id)
+            json_array_append_new(a, rest_json_snapshot(rep, rep->map->snapshots[i]));
     return a;
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmap.h"
 #include "rest.h"
 #include "util.h"
 
@@ -122,18 +123,84 @@ static json_t *r_sdc(struct rest_ctx *x, const Cairn__MgmtReply *rep, char *err,
     return c ? rest_json_sdc(rep, c) : NULL;
 }
 
+/* A snapshot named VOLUME@SNAPSHOT, with the MDM's words for its absence
+ * (state_snapshots.c). */
+static const Cairn__Snapshot *find_snapshot(const Cairn__ClusterMap *m, const char *spec, char *err,
+                                            size_t len)
+{
+    const char *at = strchr(spec, '@');
+    char vol[256];
+    if (!at || at == spec || !at[1] || (size_t)(at - spec) >= sizeof(vol)) {
+        rest_errf(err, len, "name a snapshot as VOLUME@SNAPSHOT, not '%.64s'", spec);
+        return NULL;
+    }
+    memcpy(vol, spec, (size_t)(at - spec));
+    vol[at - spec] = 0;
+    const Cairn__Volume *v = find_volume(m, vol, err, len);
+    const Cairn__Snapshot *sn = v ? cmap_snapshot_by_name(m, v->id, at + 1) : NULL;
+    if (v && !sn)
+        rest_errf(err, len, "volume '%s' has no snapshot named '%.64s'", v->name, at + 1);
+    return sn;
+}
+
 static json_t *r_mapping(struct rest_ctx *x, const Cairn__MgmtReply *rep, char *err, size_t len)
 {
-    const Cairn__Volume *v = find_volume(rep->map, x->req.volume, err, len);
-    const Cairn__Sdc *c = v ? find_sdc(rep->map, x->req.sdc, err, len) : NULL;
+    /* a volume, or a snapshot (VOL@SNAP), which is mapped by its own id */
+    uint64_t id = 0;
+    if (strchr(x->req.volume, '@')) {
+        const Cairn__Snapshot *sn = find_snapshot(rep->map, x->req.volume, err, len);
+        id = sn ? sn->id : 0;
+    } else {
+        const Cairn__Volume *v = find_volume(rep->map, x->req.volume, err, len);
+        id = v ? v->id : 0;
+    }
+    const Cairn__Sdc *c = id ? find_sdc(rep->map, x->req.sdc, err, len) : NULL;
     for (size_t i = 0; c && i < rep->map->n_mappings; i++) {
         const Cairn__Mapping *mp = rep->map->mappings[i];
-        if (mp->volume_id == v->id && mp->sdc_id == c->id)
+        if (mp->volume_id == id && mp->sdc_id == c->id)
             return rest_json_mapping(rep, mp);
     }
     if (c)
-        rest_errf(err, len, "volume '%s' is not mapped to SDC '%s'", v->name, c->name);
+        rest_errf(err, len, "volume '%s' is not mapped to SDC '%s'", x->req.volume, c->name);
     return NULL;
+}
+
+/* GET /snapshots (?volume=NAME: that volume's only) */
+static json_t *r_snapshot_list(struct rest_ctx *x, const Cairn__MgmtReply *rep, char *err,
+                               size_t len)
+{
+    int one = x->req.volume && x->req.volume[0];
+    const Cairn__Volume *v = one ? find_volume(rep->map, x->req.volume, err, len) : NULL;
+    if (one && !v)
+        return NULL;
+    return rest_json_snapshot_list(rep, v ? v->id : 0);
+}
+
+static json_t *r_snapshot(struct rest_ctx *x, const Cairn__MgmtReply *rep, char *err, size_t len)
+{
+    const Cairn__Snapshot *sn = find_snapshot(rep->map, x->req.volume, err, len);
+    return sn ? rest_json_snapshot(rep, sn) : NULL;
+}
+
+/* A creation's answer: the snapshot, or a group's snapshots (a list). */
+static json_t *r_snapshot_created(struct rest_ctx *x, const Cairn__MgmtReply *rep, char *err,
+                                  size_t len)
+{
+    json_t *a = x->req.group[0] ? json_array() : NULL;
+    for (size_t i = 0; i < x->req.n_volumes; i++) {
+        const Cairn__Volume *v = find_volume(rep->map, x->req.volumes[i], err, len);
+        const Cairn__Snapshot *sn = v ? cmap_snapshot_by_name(rep->map, v->id, x->req.name) : NULL;
+        if (!sn) {
+            if (v)
+                rest_errf(err, len, "volume '%s' has no snapshot named '%s'", v->name, x->req.name);
+            json_decref(a);
+            return NULL;
+        }
+        if (!a)
+            return rest_json_snapshot(rep, sn);
+        json_array_append_new(a, rest_json_snapshot(rep, sn));
+    }
+    return a;
 }
 
 /* ---- builders: what the CLI adds to the request beyond its fields ---- */
@@ -213,6 +280,75 @@ static int b_map(struct rest_ctx *x, struct http_request *r, char *err, size_t l
     return 0;
 }
 
+static int b_snapshot_list(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
+{
+    (void)err, (void)len;
+    x->req.volume = (char *)http_query(r, "volume");
+    return 0;
+}
+
+/* A string field the body gave (an absent one is the empty string). */
+static int given(const char *s)
+{
+    return s && s[0];
+}
+
+/* {"volume": V, "name": S}, or {"group": G, "volumes": [...]} (the name
+ * is then the group's, as `cairn snapshot create --group` makes it). */
+static int b_snapshot_create(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
+{
+    (void)r;
+    if (given(x->req.group) && given(x->req.volume)) {
+        rest_errf(err, len, "give either 'volume' and 'name', or 'group' and 'volumes'");
+        return -1;
+    }
+    if (given(x->req.group)) {
+        if (!x->req.n_paths) {
+            rest_errf(err, len, "missing field 'volumes'");
+            return -1;
+        }
+        if (given(x->req.name) && strcmp(x->req.name, x->req.group)) {
+            rest_errf(err, len, "a group snapshot's name is its group's ('%s')", x->req.group);
+            return -1;
+        }
+        x->req.name = x->req.group;
+        x->req.volumes = x->req.paths;
+        x->req.n_volumes = x->req.n_paths;
+    } else {
+        if (!given(x->req.volume)) {
+            rest_errf(err, len, "missing field 'volume' (or 'group' and 'volumes')");
+            return -1;
+        }
+        if (x->req.n_paths) {
+            rest_errf(err, len, "'volumes' goes with 'group'; for one volume give 'volume'");
+            return -1;
+        }
+        if (!given(x->req.name)) {
+            rest_errf(err, len, "missing field 'name'");
+            return -1;
+        }
+        x->one_path[0] = x->req.volume;
+        x->req.volume = (char *)"";
+        x->req.volumes = x->one_path;
+        x->req.n_volumes = 1;
+    }
+    x->req.paths = NULL;
+    x->req.n_paths = 0;
+    return 0;
+}
+
+static int b_snapshot_remove(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
+{
+    (void)r;
+    if (!strchr(x->req.volume, '@')) {
+        /* the CLI's words */
+        rest_errf(err, len, "name the snapshot as VOLUME@SNAPSHOT, not '%s'", x->req.volume);
+        return -1;
+    }
+    x->info = "removed; its space is freed as the SDSs merge it";
+    return 0;
+}
+
 static int b_ok(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
 {
     (void)r, (void)err, (void)len;
@@ -288,6 +424,19 @@ const struct rest_route rest_routes[] = {
     {"PATCH", API "/volumes/*", OP(VOLUME_GROW),
      FIELDS({"size", REST_F_SIZE, 1, REST_REQ_OFF(size)}), P1(volume), NULL, 200, r_volume},
     {"DELETE", API "/volumes/*", OP(VOLUME_REMOVE), NULL, P1(volume), b_ok, 200, NULL},
+
+    {"POST", API "/volumes/*/revert", OP(VOLUME_REVERT),
+     FIELDS({"to", REST_F_STR, 1, REST_REQ_OFF(name)}), P1(volume), NULL, 200, r_volume},
+
+    {"GET", API "/snapshots", 0, NULL, NOP, b_snapshot_list, 200, r_snapshot_list},
+    {"POST", API "/snapshots", OP(SNAPSHOT_CREATE),
+     FIELDS({"volume", REST_F_STR, 0, REST_REQ_OFF(volume)},
+            {"name", REST_F_STR, 0, REST_REQ_OFF(name)},
+            {"group", REST_F_STR, 0, REST_REQ_OFF(group)}, {"volumes", REST_F_PATHS, 0, 0}),
+     NOP, b_snapshot_create, 201, r_snapshot_created},
+    {"GET", API "/snapshots/*", 0, NULL, P1(volume), NULL, 200, r_snapshot},
+    {"DELETE", API "/snapshots/*", OP(SNAPSHOT_REMOVE), NULL, P1(volume), b_snapshot_remove, 200,
+     NULL},
 
     {"GET", API "/sdcs", 0, NULL, NOP, NULL, 200, r_sdc_list},
     {"GET", API "/sdcs/*", 0, NULL, P1(sdc), NULL, 200, r_sdc},
