@@ -156,8 +156,6 @@ void cli_print_volumes(const Cairn__MgmtReply *rep, const char *only, int json);
 void cli_print_sdcs(const Cairn__MgmtReply *rep, int json);
 /* s as a JSON string, quoted and escaped, on stdout. */
 void cli_print_jstr(const char *s);
-/* How far the flatten of v is (0..1): the least of the serving SDSs'. */
-double cli_flatten_progress(const Cairn__MgmtReply *rep, const Cairn__Volume *v);
 void cli_print_fault_sets(const Cairn__MgmtReply *rep, int json);
 /* The recent I/O rates the status reports for volume id, or NULL (no recent
  * I/O, or an MDM that does not report them). Points into rep. */

@@ -259,40 +259,6 @@ static void print_volume_io_json(const Cairn__VolumeIoRate *r)
            cli_io_value(r->read_latency_us), cli_io_value(r->write_latency_us));
 }
 
-double cli_flatten_progress(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
-{
-    double least = 1.0;
-    for (size_t i = 0; i < rep->n_sds_status; i++) {
-        const Cairn__SdsStatus *st = rep->sds_status[i];
-        if (strcmp(st->state, "up"))
-            continue;
-        double f = 0;
-        for (size_t k = 0; k < st->n_flatten; k++)
-            if (st->flatten[k]->volume_id == v->id && st->flatten[k]->total)
-                f = (double)st->flatten[k]->done / (double)st->flatten[k]->total;
-        if (f < least)
-            least = f;
-    }
-    return least;
-}
-
-/* The snapshot (of another volume) a clone reads through, or NULL. */
-static const Cairn__Snapshot *clone_source(const Cairn__ClusterMap *m, const Cairn__Volume *v)
-{
-    for (size_t i = 0; v->head_parent && i < m->n_snapshots; i++)
-        if (m->snapshots[i]->layer == v->head_parent && m->snapshots[i]->volume_id != v->id)
-            return m->snapshots[i];
-    return NULL;
-}
-
-static size_t snapshot_count(const Cairn__ClusterMap *m, const Cairn__Volume *v)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < m->n_snapshots; i++)
-        n += m->snapshots[i]->volume_id == v->id;
-    return n;
-}
-
 static void print_volume_json(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
 {
     const Cairn__ClusterMap *m = rep->map;
@@ -319,13 +285,13 @@ static void print_volume_json(const Cairn__MgmtReply *rep, const Cairn__Volume *
     printf(",\"writer_generation\":%llu", (unsigned long long)v->writer_gen);
     /* a volume with snapshots, or a clone, says so (before "io", which
      * stays last); one without keeps the keys it always had */
-    const Cairn__Snapshot *src = clone_source(m, v);
-    size_t nsnap = snapshot_count(m, v);
+    const Cairn__Snapshot *src = cmap_clone_source(m, v);
+    size_t nsnap = cmap_snapshot_count(m, v);
     if (nsnap || src || v->flattening) {
         printf(",\"snapshots\":%zu,\"clone_of\":", nsnap);
         jstr(src ? vol_name(m, src->id) : "");
         printf(",\"flattening\":%s,\"flatten_progress\":%.3f", v->flattening ? "true" : "false",
-               v->flattening ? cli_flatten_progress(rep, v) : (src ? 0.0 : 1.0));
+               v->flattening ? cluster_flatten_progress(rep, v) : (src ? 0.0 : 1.0));
     }
     print_volume_io_json(cli_volume_io(rep, v->id));
     printf("}");
@@ -372,12 +338,12 @@ void cli_print_volumes(const Cairn__MgmtReply *rep, const char *only, int json)
         printf("%s\n", first ? "-" : "");
         if (!only)
             continue;
-        const Cairn__Snapshot *src = clone_source(m, v);
-        printf("  snapshots: %zu\n", snapshot_count(m, v));
+        const Cairn__Snapshot *src = cmap_clone_source(m, v);
+        printf("  snapshots: %zu\n", cmap_snapshot_count(m, v));
         if (src)
             printf("  clone of: %s\n", vol_name(m, src->id));
         if (v->flattening)
-            printf("  flattening: %.0f%%\n", cli_flatten_progress(rep, v) * 100);
+            printf("  flattening: %.0f%%\n", cluster_flatten_progress(rep, v) * 100);
     }
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cluster_stats.h"
 #include "cmap.h"
 #include "util.h"
 
@@ -117,7 +118,7 @@ int cli_run_volume_flatten(const struct cli_command *c, const struct cli_args *a
             return cli_fail("volume '%s' is gone", req.volume);
         }
         int done = !v->flattening && !v->head_parent;
-        double f = done ? 1.0 : cli_flatten_progress(rep, v);
+        double f = done ? 1.0 : cluster_flatten_progress(rep, v);
         cairn__mgmt_reply__free_unpacked(rep, NULL);
         if (!env->json && f != last)
             fprintf(stderr, "flattening %s: %.0f%%\n", req.volume, f * 100);

@@ -109,3 +109,20 @@ const char *cluster_pool_health(const struct cluster_pool_stats *ps, const Cairn
         return "DEGRADED (failed devices)";
     return "ok";
 }
+
+double cluster_flatten_progress(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
+{
+    double least = 1.0;
+    for (size_t i = 0; i < rep->n_sds_status; i++) {
+        const Cairn__SdsStatus *st = rep->sds_status[i];
+        if (strcmp(st->state, "up"))
+            continue;
+        double f = 0;
+        for (size_t k = 0; k < st->n_flatten; k++)
+            if (st->flatten[k]->volume_id == v->id && st->flatten[k]->total)
+                f = (double)st->flatten[k]->done / (double)st->flatten[k]->total;
+        if (f < least)
+            least = f;
+    }
+    return least;
+}

@@ -38,4 +38,7 @@ struct cluster_pool_stats cluster_pool_stats(const Cairn__MgmtReply *rep, const 
 /* The pool's health in words: "ok", or what is wrong, worst first. */
 const char *cluster_pool_health(const struct cluster_pool_stats *ps, const Cairn__Pool *p);
 
+/* How far the flatten of v is (0..1): the least of the up SDSs' reports. */
+double cluster_flatten_progress(const Cairn__MgmtReply *rep, const Cairn__Volume *v);
+
 #endif

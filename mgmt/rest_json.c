@@ -248,6 +248,16 @@ json_t *rest_json_volume(const Cairn__MgmtReply *rep, const Cairn__Volume *v)
     set(o, "mapped_to", to);
     set(o, "writer", rest_json_str(v->writer_sdc ? sdc_name(m, v->writer_sdc) : ""));
     set(o, "writer_generation", u64(v->writer_gen));
+    /* as `cairn --json volume show`: only a volume with snapshots, or a clone */
+    const Cairn__Snapshot *src = cmap_clone_source(m, v);
+    size_t nsnap = cmap_snapshot_count(m, v);
+    if (nsnap || src || v->flattening) {
+        set(o, "snapshots", u64(nsnap));
+        set(o, "clone_of", src ? obj_name(m, src->id) : rest_json_str(""));
+        set(o, "flattening", json_boolean(v->flattening));
+        set(o, "flatten_progress",
+            json_real(v->flattening ? cluster_flatten_progress(rep, v) : (src ? 0.0 : 1.0)));
+    }
     set(o, "io", volume_io(rep, v->id));
     return o;
 }

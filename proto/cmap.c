@@ -145,6 +145,22 @@ size_t cmap_chain(const Cairn__ClusterMap *m, const Cairn__Volume *v, uint64_t l
     return n;
 }
 
+const Cairn__Snapshot *cmap_clone_source(const Cairn__ClusterMap *m, const Cairn__Volume *v)
+{
+    for (size_t i = 0; v->head_parent && i < m->n_snapshots; i++)
+        if (m->snapshots[i]->layer == v->head_parent && m->snapshots[i]->volume_id != v->id)
+            return m->snapshots[i];
+    return NULL;
+}
+
+size_t cmap_snapshot_count(const Cairn__ClusterMap *m, const Cairn__Volume *v)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_snapshots; i++)
+        n += m->snapshots[i]->volume_id == v->id;
+    return n;
+}
+
 uint32_t cmap_copy_sds(const Cairn__ClusterMap *m, const Cairn__Pg *pg, size_t k)
 {
     if (k >= pg->n_devices)

@@ -54,6 +54,11 @@ Cairn__Volume *cmap_layer_volume(const Cairn__ClusterMap *m, uint64_t layer, int
 size_t cmap_chain(const Cairn__ClusterMap *m, const Cairn__Volume *v, uint64_t layer, uint64_t *out,
                   size_t max);
 
+/* The snapshot (of another volume) clone v reads through, or NULL. */
+const Cairn__Snapshot *cmap_clone_source(const Cairn__ClusterMap *m, const Cairn__Volume *v);
+/* How many snapshots v has. */
+size_t cmap_snapshot_count(const Cairn__ClusterMap *m, const Cairn__Volume *v);
+
 /* The SDS that holds copy k of a PG, or 0. */
 uint32_t cmap_copy_sds(const Cairn__ClusterMap *m, const Cairn__Pg *pg, size_t k);
 
