@@ -1,8 +1,8 @@
 /* The extent store's request path: reads (clear granules read as zeroes),
  * writes (allocating a slot on an extent's first write, filling clear
- * granules whole, reading-modifying-writing unaligned ranges), frees and
- * flushes, and the table block writes that make allocations, bits and frees
- * durable, in the order extent_store.h gives. */
+ * granules whole, reading-modifying-writing unaligned ranges), frees,
+ * re-keys and flushes. The table block writes that make allocations, bits
+ * and frees durable, and the flush rounds, are extent_table.c's. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +14,6 @@
 static uint64_t slot_off(const struct extent_store *st, uint32_t slot)
 {
     return st->data_off + (uint64_t)slot * st->extent_size;
-}
-
-static uint64_t slot_block(const struct extent_store *st, uint32_t slot)
-{
-    return (uint64_t)slot * st->esize / BLK;
 }
 
 /* ---- request machinery ---- */
@@ -34,7 +29,7 @@ static void sop_put(struct sop *op)
     pool_put(&op->st->sops, op);
 }
 
-static void finish(struct sop *op, int res)
+void store_op_finish(struct sop *op, int res)
 {
     rpc_buf_free(op->bounce);
     op->bounce = NULL;
@@ -43,7 +38,7 @@ static void finish(struct sop *op, int res)
 }
 
 /* Re-run the requests that waited for a slot to settle. */
-static void wake(struct extent_store *st, uint32_t slot)
+void store_op_wake(struct extent_store *st, uint32_t slot)
 {
     struct sop *w = st->waiters[slot];
     st->waiters[slot] = NULL;
@@ -52,7 +47,7 @@ static void wake(struct extent_store *st, uint32_t slot)
         w->next = NULL;
         int r = dispatch(w);
         if (r != 0)
-            finish(w, r > 0 ? 0 : r);
+            store_op_finish(w, r > 0 ? 0 : r);
         w = next;
     }
 }
@@ -61,223 +56,6 @@ static void park(struct sop *op, uint32_t slot)
 {
     op->next = op->st->waiters[slot];
     op->st->waiters[slot] = op;
-}
-
-/* ---- table blocks ---- */
-
-static void table_write_cb(struct disk_io *io, int res);
-static void round_block_done(struct extent_store *st, int res);
-
-/* The next flush round writes block b (its slots have bits not staged). */
-static void block_pend(struct extent_store *st, uint64_t b)
-{
-    struct tblock *tb = &st->tblocks[b];
-    if (!tb->pend) {
-        tb->pend = 1;
-        st->pblocks[st->npblocks++] = (uint32_t)b;
-    }
-}
-
-/* Start the block's next write if it needs one and may have one: never two
- * in flight, never while a flush round holds it. */
-static void table_kick(struct extent_store *st, uint64_t b)
-{
-    struct tblock *tb = &st->tblocks[b];
-    if (tb->inflight || tb->held || !tb->dirty)
-        return;
-    if (!tb->buf && posix_memalign((void **)&tb->buf, BLK, BLK))
-        abort();
-    memcpy(tb->buf, st->table + b * BLK, BLK);
-    int dsync = tb->dirty_dsync;
-    tb->inflight = 1;
-    tb->dirty = 0;
-    tb->dirty_dsync = 0;
-    tb->unsynced = !dsync; /* what a write without FUA writes is not durable yet */
-    tb->waiting = tb->next;
-    tb->next = NULL;
-    tb->round_cur = tb->round_next;
-    tb->round_next = 0;
-    tb->io = (struct disk_io){.op = DISK_WRITE,
-                              .dsync = dsync,
-                              .off = st->table_off + b * BLK,
-                              .buf = tb->buf,
-                              .len = BLK,
-                              .cb = table_write_cb,
-                              .arg = st};
-    int r = disk_submit(st->d, &tb->io);
-    if (r < 0) {
-        /* Never complete from inside the caller (a completion or a fresh
-         * request that returns 0), and never drop an ordered write. */
-        log_error("%s: table write submit failed: %s", st->d->name, strerror(-r));
-        abort();
-    }
-}
-
-/* Queue op to complete once the table block holding its slot's entry is
- * written as it is now in memory (with FUA if dsync). */
-static void table_update(struct sop *op, int dsync)
-{
-    struct extent_store *st = op->st;
-    uint64_t b = slot_block(st, op->slot);
-    struct tblock *tb = &st->tblocks[b];
-    tb->unsynced = 1;
-    op->next = tb->next;
-    tb->next = op;
-    tb->dirty = 1;
-    tb->dirty_dsync |= (uint8_t)dsync;
-    table_kick(st, b);
-}
-
-/* The block's entries in memory are on disk: nothing changed since its last
- * write, which completed. */
-static int block_clean(const struct extent_store *st, uint32_t slot)
-{
-    const struct tblock *tb = &st->tblocks[slot_block(st, slot)];
-    return !tb->unsynced && !tb->inflight && !tb->held && !tb->dirty;
-}
-
-static void table_done(struct sop *op, int res);
-
-static void table_write_cb(struct disk_io *io, int res)
-{
-    struct extent_store *st = io->arg;
-    uint64_t b = (io->off - st->table_off) / BLK;
-    struct tblock *tb = &st->tblocks[b];
-    struct sop *w = tb->waiting;
-    int round = tb->round_cur;
-    tb->waiting = NULL;
-    tb->inflight = 0;
-    tb->round_cur = 0;
-    int r = res == BLK ? 0 : (res < 0 ? res : -EIO);
-    if (r < 0) {
-        log_error("%s: extent table write failed: %s", st->d->name, strerror(-r));
-        tb->unsynced = 1;
-        block_pend(st, b); /* the next flush writes it again */
-    }
-    table_kick(st, b);
-    while (w) {
-        struct sop *next = w->next;
-        w->next = NULL;
-        table_done(w, r);
-        w = next;
-    }
-    if (round)
-        round_block_done(st, r);
-}
-
-static void table_done(struct sop *op, int res)
-{
-    struct extent_store *st = op->st;
-    uint32_t slot = op->slot;
-    if (op->kind == K_WRITE || op->kind == K_REKEY) {
-        /* FUA write: its entry and bits are durable now too (or failed);
-         * a rekey's entry is durable (a failed write is retried by the next
-         * flush: the slot has its new key in memory) */
-        finish(op, res);
-        return;
-    }
-    /* free: the cleared entry is durable; the slot may be reused */
-    if (res < 0) {
-        /* keep the extent: restore its entry in memory */
-        memcpy(store_entry(st, slot), op->saved, st->esize);
-        st->state[slot] = SLOT_READY;
-        block_pend(st, slot_block(st, slot));
-    } else {
-        store_hash_remove(st, slot, op->vol, op->ext);
-        memset(store_live(st, slot), 0, st->bm_words * sizeof(uint64_t));
-        st->state[slot] = SLOT_FREE;
-        st->freelist[st->nfree++] = slot;
-    }
-    finish(op, res);
-    wake(st, slot);
-}
-
-/* ---- flush rounds ----
- * One round at a time: stage the bits of every pending block into the
- * table and hold those blocks (no write of them may start), sync the device
- * (the data of the staged bits, all written before the sync began), then
- * write the held blocks with FUA. Flushes that arrive during a round wait
- * for the next one. */
-
-static void round_start(struct extent_store *st)
-{
-    st->round = st->flushq;
-    st->flushq = NULL;
-    st->round_res = 0;
-    uint32_t per = BLK / st->esize;
-    for (uint64_t i = 0; i < st->npblocks; i++) {
-        uint32_t b = st->pblocks[i];
-        struct tblock *tb = &st->tblocks[b];
-        tb->pend = 0;
-        for (uint32_t s = b * per; s < (b + 1) * per && s < st->nslots; s++)
-            if (st->state[s] == SLOT_READY)
-                store_stage(st, s, store_live(st, s));
-        tb->unsynced = 1;
-        if (!tb->held) {
-            tb->held = 1;
-            st->hblocks[st->nhblocks++] = b;
-        }
-    }
-    st->npblocks = 0;
-    struct sop *op = st->round;
-    op->stage = SOP_FLUSH_SYNC;
-    op->io = (struct disk_io){.op = DISK_SYNC, .cb = data_cb, .arg = op};
-    int r = disk_submit(st->d, &op->io);
-    if (r < 0) {
-        log_error("%s: sync submit failed: %s", st->d->name, strerror(-r));
-        abort(); /* as for a table write: the round's flushes must complete later */
-    }
-}
-
-static void round_end(struct extent_store *st)
-{
-    struct sop *w = st->round;
-    int res = st->round_res;
-    st->round = NULL;
-    while (w) {
-        struct sop *next = w->next;
-        finish(w, res);
-        w = next;
-    }
-    if (st->flushq && !st->round)
-        round_start(st);
-}
-
-static void round_block_done(struct extent_store *st, int res)
-{
-    if (res < 0 && st->round_res == 0)
-        st->round_res = res;
-    if (--st->round_left == 0)
-        round_end(st);
-}
-
-/* The round's device sync is done: the held blocks may be written. */
-static void round_synced(struct extent_store *st, int res)
-{
-    uint64_t n = st->nhblocks;
-    st->nhblocks = 0;
-    if (res < 0)
-        st->round_res = res;
-    st->round_left = 1; /* ours, so that no block ends the round under us */
-    for (uint64_t i = 0; i < n; i++) {
-        uint32_t b = st->hblocks[i];
-        struct tblock *tb = &st->tblocks[b];
-        tb->held = 0;
-        if (res < 0) {
-            /* The staged bits stay in memory; the next round syncs before
-             * it writes them (a later free in the block may write them
-             * first: the device failed a sync, its durability is lost). */
-            block_pend(st, b);
-            table_kick(st, b);
-            continue;
-        }
-        st->round_left++;
-        tb->round_next = 1;
-        tb->dirty = 1;
-        tb->dirty_dsync = 1;
-        table_kick(st, b);
-    }
-    round_block_done(st, 0);
 }
 
 /* ---- data ---- */
@@ -300,13 +78,13 @@ static void fua_entry(struct sop *op)
     int staged = 1;
     for (uint32_t g = op->g0; g <= op->g1 && staged; g++)
         staged = store_staged(st, op->slot, g);
-    if (staged && block_clean(st, op->slot)) {
-        finish(op, 0);
+    if (staged && store_block_clean(st, op->slot)) {
+        store_op_finish(op, 0);
         return;
     }
     store_stage(st, op->slot, bm);
     op->stage = SOP_ENTRY;
-    table_update(op, op->flags & STORE_FUA);
+    store_table_update(op, op->flags & STORE_FUA);
 }
 
 /* A fill (maybe an allocation) that could not be submitted: undo it. */
@@ -349,20 +127,20 @@ static void write_done(struct sop *op, int r)
     int entry = r == 0 && ((op->flags & STORE_FUA) || (woke && !st->defer));
     if (!entry) {
         if (r == 0 && woke)
-            block_pend(st, slot_block(st, slot));
-        finish(op, r);
+            store_block_pend(st, store_slot_block(st, slot));
+        store_op_finish(op, r);
     } else if (op->needsync) {
         /* it touched granules an earlier write filled: their data first */
         op->stage = SOP_FUA_SYNC;
         op->io = (struct disk_io){.op = DISK_SYNC, .cb = data_cb, .arg = op};
         int s = disk_submit(st->d, &op->io);
         if (s < 0)
-            finish(op, s);
+            store_op_finish(op, s);
     } else {
         fua_entry(op);
     }
     if (woke)
-        wake(st, slot);
+        store_op_wake(st, slot);
 }
 
 /* Data goes with FUA if asked, and a fill's unless its bits are deferred:
@@ -386,11 +164,7 @@ static void data_cb(struct disk_io *io, int res)
             memcpy(op->ubuf, op->bounce + (op->off - op->span_off), op->len);
         if (r == 0 && op->mixed)
             store_zero_clear(st, op->rbits, op->off, op->len, op->ubuf);
-        finish(op, r);
-        return;
-    }
-    if (op->kind == K_FLUSH) {
-        round_synced(st, r);
+        store_op_finish(op, r);
         return;
     }
     /* K_WRITE */
@@ -413,7 +187,7 @@ static void data_cb(struct disk_io *io, int res)
     }
     if (op->stage == SOP_FUA_SYNC) {
         if (r < 0)
-            finish(op, r);
+            store_op_finish(op, r);
         else
             fua_entry(op);
         return;
@@ -610,7 +384,7 @@ static int dispatch(struct sop *op)
         st->state[slot] = SLOT_FREEING;
         memcpy(op->saved, store_entry(st, slot), st->esize);
         memset(store_entry(st, slot), 0, st->esize);
-        table_update(op, 1);
+        store_table_update(op, 1);
         return 0;
     case K_REKEY: {
         if (slot == NO_SLOT)
@@ -628,7 +402,7 @@ static int dispatch(struct sop *op)
             put_be64(e, op->nvol);
             put_be64(e + 16, ++st->gen);
         }
-        table_update(op, 1);
+        store_table_update(op, 1);
         return 0;
     }
     case K_FLUSH: break; /* flushes go in rounds (store_flush) */
@@ -709,7 +483,7 @@ int store_rekey(struct extent_store *st, uint64_t vol, uint64_t ext, uint64_t nv
     return start(op);
 }
 
-/* Every request, from sop_new() until finish() or sop_put(), is a live
+/* Every request, from sop_new() until store_op_finish() or sop_put(), is a live
  * object of the pool: that count is what is still to complete. */
 uint64_t store_busy(const struct extent_store *st)
 {
@@ -724,6 +498,6 @@ int store_flush(struct extent_store *st, store_cb cb, void *arg)
     op->next = st->flushq;
     st->flushq = op;
     if (!st->round)
-        round_start(st);
+        store_round_start(st);
     return 0;
 }

@@ -1,9 +1,11 @@
-/* The extent store's insides, shared by its two files and by nothing else:
+/* The extent store's insides, shared by its three files and by nothing else:
  *   extent_layout.c  the on-disk layout: superblock, format, load; the
  *                    in-memory index of slots, the granule bitmaps and the
  *                    queries on them;
- *   extent_io.c      the request path: reads, writes, frees and flushes,
- *                    and the table block writes that make them durable.
+ *   extent_io.c      the request path: reads, writes, frees, re-keys and
+ *                    flushes;
+ *   extent_table.c   the table block writes that make them durable, and
+ *                    the flush rounds.
  * The contract is in extent_store.h. */
 #ifndef CAIRN_EXTENT_STORE_IMPL_H
 #define CAIRN_EXTENT_STORE_IMPL_H
@@ -166,5 +168,31 @@ void store_zero_clear(const struct extent_store *st, const uint64_t *bm, uint32_
 void bm_set_range(uint64_t *bm, uint32_t g0, uint32_t g1);
 int bm_all(const uint64_t *bm, uint32_t g0, uint32_t g1);
 int bm_none(const uint64_t *bm, uint32_t g0, uint32_t g1);
+
+/* The table block (of BLK bytes) that holds a slot's entry. */
+static inline uint64_t store_slot_block(const struct extent_store *st, uint32_t slot)
+{
+    return (uint64_t)slot * st->esize / BLK;
+}
+
+/* ---- extent_io.c: the request machinery the table's writes complete ---- */
+
+/* Complete op with res (its callback runs) and give it back. */
+void store_op_finish(struct sop *op, int res);
+/* Dispatch again the requests parked on slot (an allocation, a free or a
+ * fill of it ended). */
+void store_op_wake(struct extent_store *st, uint32_t slot);
+
+/* ---- extent_table.c: table blocks and flush rounds ---- */
+
+/* Block b holds bits or an entry a flush must write. */
+void store_block_pend(struct extent_store *st, uint64_t b);
+/* Write op's slot's table block (FUA if dsync), after the write of it in
+ * flight if any; op completes (table_done) when its update is on disk. */
+void store_table_update(struct sop *op, int dsync);
+/* 1 if the block of slot's entry is on disk as it is in memory. */
+int store_block_clean(const struct extent_store *st, uint32_t slot);
+/* Start a flush round for the flushes queued in st->flushq. */
+void store_round_start(struct extent_store *st);
 
 #endif
