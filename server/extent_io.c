@@ -20,17 +20,23 @@ static uint64_t slot_off(const struct extent_store *st, uint32_t slot)
 
 static int dispatch(struct sop *op);
 static void data_cb(struct disk_io *io, int res);
+static int submit_data(struct sop *op, uint32_t off, void *buf, uint32_t len, int dsync);
 
 /* Buffers and request objects come from caches (rpc_buf_alloc's size
  * classes, the store's pool): a request allocates nothing in steady state. */
 static void sop_put(struct sop *op)
 {
+    store_log_release(op);
+    rpc_buf_free(op->lbuf);
     rpc_buf_free(op->bounce);
     pool_put(&op->st->sops, op);
 }
 
 void store_op_finish(struct sop *op, int res)
 {
+    store_log_release(op);
+    rpc_buf_free(op->lbuf);
+    op->lbuf = NULL;
     rpc_buf_free(op->bounce);
     op->bounce = NULL;
     op->cb(op->arg, res);
@@ -123,8 +129,9 @@ static void write_done(struct sop *op, int r)
         }
     }
     /* New bits go to the table now with FUA, or without it when the data
-     * went with FUA (not deferred); else the next flush writes them. */
-    int entry = r == 0 && ((op->flags & STORE_FUA) || (woke && !st->defer));
+     * went with FUA (neither deferred nor logged); else the next flush
+     * writes them. */
+    int entry = r == 0 && ((op->flags & STORE_FUA) || (woke && !st->defer && !op->logged));
     if (!entry) {
         if (r == 0 && woke)
             store_block_pend(st, store_slot_block(st, slot));
@@ -143,12 +150,20 @@ static void write_done(struct sop *op, int r)
         store_op_wake(st, slot);
 }
 
-/* Data goes with FUA if asked, and a fill's unless its bits are deferred:
- * its entry follows at once, and must never be durable before it. */
+/* Data goes with FUA if asked, and a fill's unless its bits are deferred
+ * or logged: its entry follows at once, and must never be durable before
+ * it. */
 static int data_fua(const struct sop *op)
 {
-    return (op->flags & STORE_FUA) || (op->fill && !op->st->defer);
+    return (op->flags & STORE_FUA) || (op->fill && !op->st->defer && !op->logged);
 }
+
+void store_data_done(struct sop *op, int res)
+{
+    write_done(op, res);
+}
+
+static int rekey_now(struct sop *op);
 
 static void data_cb(struct disk_io *io, int res)
 {
@@ -159,6 +174,14 @@ static void data_cb(struct disk_io *io, int res)
         log_error("%s: %s of %u bytes at %llu failed: %s", st->d->name,
                   io->op == DISK_READ ? "read" : (io->op == DISK_SYNC ? "sync" : "write"), io->len,
                   (unsigned long long)io->off, strerror(-r));
+    if (op->kind == K_REKEY) {
+        /* the device sync before a re-key of bits only in memory */
+        if (r == 0)
+            r = rekey_now(op);
+        if (r != 0)
+            store_op_finish(op, r > 0 ? 0 : r);
+        return;
+    }
     if (op->kind == K_READ) {
         if (r == 0 && op->bounce)
             memcpy(op->ubuf, op->bounce + (op->off - op->span_off), op->len);
@@ -178,9 +201,7 @@ static void data_cb(struct disk_io *io, int res)
             store_zero_clear(st, store_live(st, op->slot), op->span_off, op->span_len, op->bounce);
         memcpy(op->bounce + (op->off - op->span_off), op->ubuf, op->len);
         op->stage = SOP_WRITE;
-        op->io.op = DISK_WRITE;
-        op->io.dsync = data_fua(op);
-        int s = disk_submit(st->d, &op->io);
+        int s = submit_data(op, op->span_off, op->bounce, op->span_len, data_fua(op));
         if (s < 0)
             write_done(op, s);
         return;
@@ -192,7 +213,10 @@ static void data_cb(struct disk_io *io, int res)
             fua_entry(op);
         return;
     }
-    write_done(op, r); /* SOP_WRITE: data written */
+    /* SOP_WRITE: data written (a logged write: and its record?) */
+    if (op->logged && !store_log_part(op, r))
+        return;
+    write_done(op, op->logged ? op->lres : r);
 }
 
 static int submit_io(struct sop *op, int dop, uint64_t off, void *buf, uint32_t len, int dsync)
@@ -200,6 +224,20 @@ static int submit_io(struct sop *op, int dop, uint64_t off, void *buf, uint32_t 
     op->io = (struct disk_io){
         .op = dop, .dsync = dsync, .off = off, .buf = buf, .len = len, .cb = data_cb, .arg = op};
     return disk_submit(op->st->d, &op->io);
+}
+
+/* Write len bytes of buf at off of the op's slot; a logged write's record
+ * goes beside it (both whole granules). */
+static int submit_data(struct sop *op, uint32_t off, void *buf, uint32_t len, int dsync)
+{
+    int r = submit_io(op, DISK_WRITE, slot_off(op->st, op->slot) + off, buf, len, dsync);
+    if (r < 0 || !op->logged)
+        return r;
+    op->lparts = 1;
+    int s = store_log_submit(op, buf, off);
+    if (s < 0)
+        op->lres = s; /* the write fails when its data is written */
+    return 0;
 }
 
 static int aligned(const struct sop *op)
@@ -247,7 +285,7 @@ static int start_fill(struct sop *op)
     st->fills = op;
     op->stage = SOP_WRITE;
     if (s0 == op->off && s1 == op->off + op->len && aligned(op))
-        return submit_io(op, DISK_WRITE, slot_off(st, op->slot) + op->off, op->ubuf, op->len, fua);
+        return submit_data(op, op->off, op->ubuf, op->len, fua);
     if (prepare_bounce(op, s0, s1) < 0)
         return -ENOMEM;
     if ((!hc && op->off % BLK) || (!tc && (op->off + op->len) % BLK)) {
@@ -257,7 +295,7 @@ static int start_fill(struct sop *op)
     memset(op->bounce, 0, op->off - s0);
     memset(op->bounce + (op->off + op->len - s0), 0, s1 - (op->off + op->len));
     memcpy(op->bounce + (op->off - s0), op->ubuf, op->len);
-    return submit_io(op, DISK_WRITE, slot_off(st, op->slot) + s0, op->bounce, s1 - s0, fua);
+    return submit_data(op, s0, op->bounce, s1 - s0, fua);
 }
 
 static int dispatch_write(struct sop *op)
@@ -275,18 +313,24 @@ static int dispatch_write(struct sop *op)
         slot = st->freelist[--st->nfree];
         op->slot = slot;
         op->alloc = 1;
+        st->aid[slot] = st->alloc_next++;
         st->state[slot] = SLOT_ALLOCATING;
         /* The entry stays cleared until the data is durable; the index
          * finds the slot meanwhile, so later requests wait for it. */
         store_hash_insert(st, slot, op->vol, op->ext);
     }
-    if (op->alloc && !st->defer && !(op->flags & STORE_GRANULES)) {
-        /* Not deferred, a fill costs a FUA write and an entry write: fill
-         * the whole slot at once, as version 1 did, rather than pay that
-         * again for each of its granules later. */
+    if (op->alloc && !st->defer && !st->logged && !(op->flags & STORE_GRANULES)) {
+        /* Neither deferred nor logged, a fill costs a FUA write and an
+         * entry write: fill the whole slot at once, as version 1 did, rather
+         * than pay that again for each of its granules later. */
         op->g0 = 0;
         op->g1 = st->ngran - 1;
     }
+    /* A write over bits not on disk yet has a record beside it, or, the
+     * ring full, goes with FUA and writes its entry before it completes. */
+    if (st->logged && !(op->flags & STORE_FUA) && !op->logged && store_log_needed(op) &&
+        !store_log_take(op))
+        op->flags |= STORE_FUA;
     const uint64_t *live = store_live(st, slot);
     /* A FUA write over a granule an unflushed write filled makes its bit
      * durable: the rest of that granule (the earlier write's data) must be
@@ -308,8 +352,7 @@ static int dispatch_write(struct sop *op)
         op->needsync |= !store_staged(st, slot, g);
     if (aligned(op)) {
         op->stage = SOP_WRITE;
-        return submit_io(op, DISK_WRITE, slot_off(st, slot) + op->off, op->ubuf, op->len,
-                         op->flags & STORE_FUA);
+        return submit_data(op, op->off, op->ubuf, op->len, op->flags & STORE_FUA);
     }
     if (prepare_bounce(op, op->off / BLK * BLK, up(op->off + op->len, BLK)) < 0)
         return -ENOMEM;
@@ -384,6 +427,8 @@ static int dispatch(struct sop *op)
         st->state[slot] = SLOT_FREEING;
         memcpy(op->saved, store_entry(st, slot), st->esize);
         memset(store_entry(st, slot), 0, st->esize);
+        if (st->version >= 3) /* the log's records of this allocation are void */
+            put_be64(store_entry(st, slot) + ENTRY_ALLOC, st->aid[slot]);
         store_table_update(op, 1);
         return 0;
     case K_REKEY: {
@@ -395,19 +440,46 @@ static int dispatch(struct sop *op)
         }
         if (store_lookup(st, op->nvol, op->ext) != NO_SLOT)
             return -EEXIST;
-        store_hash_remove(st, slot, op->vol, op->ext);
-        store_hash_insert(st, slot, op->nvol, op->ext);
-        uint8_t *e = store_entry(st, slot);
-        if (get_be64(e) != 0) { /* else the first flush writes it, with its key */
-            put_be64(e, op->nvol);
-            put_be64(e + 16, ++st->gen);
+        const uint64_t *live = store_live(st, slot);
+        int unstaged = 0;
+        for (uint32_t g = 0; g < st->ngran && !unstaged; g++)
+            unstaged = bm_test(live, g) && !store_staged(st, slot, g);
+        if (unstaged) {
+            /* Bits only in memory (deferred or logged): a crash before the
+             * next flush would lose them under the old key. Sync their data,
+             * then write them with the new key. */
+            memcpy(op->rbits, live, st->bm_words * sizeof(uint64_t));
+            op->stage = SOP_FUA_SYNC;
+            op->io = (struct disk_io){.op = DISK_SYNC, .cb = data_cb, .arg = op};
+            return disk_submit(st->d, &op->io);
         }
-        store_table_update(op, 1);
-        return 0;
+        return rekey_now(op);
     }
     case K_FLUSH: break; /* flushes go in rounds (store_flush) */
     }
     return -EINVAL;
+}
+
+/* Give the slot its new key; its entry is written with FUA. */
+static int rekey_now(struct sop *op)
+{
+    struct extent_store *st = op->st;
+    uint32_t slot = op->slot;
+    if (store_lookup(st, op->vol, op->ext) != slot || st->state[slot] != SLOT_READY)
+        return 1; /* freed meanwhile: nothing to move */
+    if (store_lookup(st, op->nvol, op->ext) != NO_SLOT)
+        return -EEXIST;
+    if (op->stage == SOP_FUA_SYNC)
+        store_stage(st, slot, op->rbits); /* their data is durable now */
+    store_hash_remove(st, slot, op->vol, op->ext);
+    store_hash_insert(st, slot, op->nvol, op->ext);
+    uint8_t *e = store_entry(st, slot);
+    if (get_be64(e) != 0) { /* else the first flush writes it, with its key */
+        put_be64(e, op->nvol);
+        put_be64(e + 16, ++st->gen);
+    }
+    store_table_update(op, 1);
+    return 0;
 }
 
 static struct sop *sop_new(struct extent_store *st, enum sop_kind kind, uint64_t vol, uint64_t ext,

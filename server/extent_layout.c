@@ -4,15 +4,20 @@
  * path is in extent_io.c.
  *
  * Superblock (big-endian): "CAIRNDEV", version (be32 at 8), device id (12),
- * extent size (16), slot count (24), granule size (32, version 2), cluster
- * id (64..127). Entry (version 2): volume (0), extent (8), generation (16),
- * flags (24, 0), bitmap (32..63: granule g is bit g % 8 of byte g / 8). A
- * cleared entry (volume 0) is a free slot. */
+ * extent size (16), slot count (24), granule size (32, version 2 on), log
+ * blocks (be32 at 40, version 3), the log's hash key (48..63, version 3),
+ * cluster id (64..127). Entry (version 2): volume (0), extent (8),
+ * generation (16), flags (24, 0), bitmap (32..63: granule g is bit g % 8 of
+ * byte g / 8). A cleared entry (volume 0) is a free slot. Version 3: the
+ * flags word is the slot's allocation id, kept when the slot is freed; the
+ * log of first writes (extent_log.c) lies between the table and the slots. */
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "extent_store_impl.h"
 #include "log.h"
@@ -77,6 +82,8 @@ void store_set_entry(struct extent_store *st, uint32_t slot, uint64_t vol, uint6
     put_be64(e, vol);
     put_be64(e + 8, ext);
     put_be64(e + 16, ++st->gen);
+    if (st->version >= 3)
+        put_be64(e + ENTRY_ALLOC, st->aid[slot]);
 }
 
 void bm_set_range(uint64_t *bm, uint32_t g0, uint32_t g1)
@@ -149,13 +156,15 @@ static uint64_t granule_for(uint64_t ext)
     return MAX(BLK, ext / STORE_GRANULES_MAX);
 }
 
-static void layout(uint64_t size, uint64_t ext, uint32_t esize, uint64_t *nslots,
+/* The table from 4 KiB, then nlog log blocks, then the slots from the next
+ * extent boundary. */
+static void layout(uint64_t size, uint64_t ext, uint32_t esize, uint32_t nlog, uint64_t *nslots,
                    uint64_t *table_off, uint64_t *data_off)
 {
     uint64_t n = size > BLK ? (size - BLK) / (ext + esize) : 0;
     for (;;) {
         uint64_t tbytes = (n * esize + BLK - 1) / BLK * BLK;
-        uint64_t doff = (BLK + tbytes + ext - 1) / ext * ext;
+        uint64_t doff = (BLK + tbytes + (uint64_t)nlog * BLK + ext - 1) / ext * ext;
         if (n == 0 || doff + n * ext <= size) {
             *nslots = n;
             *table_off = BLK;
@@ -166,7 +175,8 @@ static void layout(uint64_t size, uint64_t ext, uint32_t esize, uint64_t *nslots
     }
 }
 
-static void sb_encode(uint8_t *b, const char *cluster, uint32_t dev, uint64_t ext, uint64_t nslots)
+static void sb_encode(uint8_t *b, const char *cluster, uint32_t dev, uint64_t ext, uint64_t nslots,
+                      uint32_t nlog)
 {
     memset(b, 0, BLK);
     memcpy(b, SB_MAGIC, 8);
@@ -175,6 +185,8 @@ static void sb_encode(uint8_t *b, const char *cluster, uint32_t dev, uint64_t ex
     put_be64(b + 16, ext);
     put_be64(b + 24, nslots);
     put_be64(b + 32, granule_for(ext));
+    put_be32(b + 40, nlog);
+    randombytes_buf(b + 48, LOG_KEY);
     snprintf((char *)b + 64, 64, "%s", cluster);
 }
 
@@ -183,7 +195,10 @@ int store_format(struct disk *d, const char *cluster_id, uint32_t device_id, uin
     uint64_t nslots, toff, doff;
     if (extent_size < BLK || extent_size > STORE_EXTENT_MAX || (extent_size & (extent_size - 1)))
         return -EINVAL;
-    layout(d->size, extent_size, ENTRY_SIZE, &nslots, &toff, &doff);
+    if (sodium_init() < 0)
+        return -ENOMEM;
+    uint32_t nlog = store_log_blocks(d->size);
+    layout(d->size, extent_size, ENTRY_SIZE, nlog, &nslots, &toff, &doff);
     if (nslots < 1)
         return -ENOSPC;
     uint8_t *b = NULL;
@@ -192,13 +207,14 @@ int store_format(struct disk *d, const char *cluster_id, uint32_t device_id, uin
         return -ENOMEM;
     memset(b, 0, chunk);
     int r = 0;
-    /* Table first, superblock last: a half-formatted device is not formatted. */
+    /* Table (and log) first, superblock last: a half-formatted device is
+     * not formatted. */
     for (uint64_t off = toff; off < doff && r == 0; off += chunk) {
         uint32_t n = (uint32_t)MIN(chunk, doff - off);
         r = d->ops->pwrite(d, b, n, off);
     }
     if (r == 0) {
-        sb_encode(b, cluster_id, device_id, extent_size, nslots);
+        sb_encode(b, cluster_id, device_id, extent_size, nslots, nlog);
         r = d->ops->pwrite(d, b, BLK, 0);
     }
     free(b);
@@ -226,7 +242,9 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     snprintf(cl, sizeof(cl), "%.*s", 63, (char *)sb + 64);
     uint32_t dev = get_be32(sb + 12);
     uint64_t ext = get_be64(sb + 16), nslots = get_be64(sb + 24), gran = get_be64(sb + 32);
-    uint32_t ver = get_be32(sb + 8);
+    uint32_t ver = get_be32(sb + 8), nlog = ver >= 3 ? get_be32(sb + 40) : 0;
+    uint8_t key[LOG_KEY];
+    memcpy(key, sb + 48, LOG_KEY);
     free(sb);
     if (strcmp(cl, cluster_id) || dev != device_id) {
         snprintf(msg, msglen, "belongs to cluster %s as device %u, not cluster %s device %u", cl,
@@ -237,8 +255,12 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     /* Bounded like a pool's extent size (which store_format was given):
      * else a corrupt superblock sizes the table read below (it spans up to
      * the first slot, one extent in). A formatted device has a slot. */
-    if ((ver != 1 && ver != SB_VERSION) || ext < BLK || ext > STORE_EXTENT_MAX || (ext & (ext - 1)))
+    if (ver < 1 || ver > SB_VERSION || ext < BLK || ext > STORE_EXTENT_MAX || (ext & (ext - 1)))
         goto corrupt;
+    if (ver >= 3 && (nlog < 8 || nlog > 8192))
+        goto corrupt;
+    if (ver >= 3 && sodium_init() < 0)
+        return -ENOMEM;
     /* Version 1 has no bitmaps: one granule, the whole extent, written in
      * every allocated slot (which is what version 1 guaranteed). */
     if (ver == 1)
@@ -246,7 +268,7 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     else if (gran != granule_for(ext))
         goto corrupt;
     uint32_t esize = ver == 1 ? ENTRY_SIZE_V1 : ENTRY_SIZE;
-    layout(d->size, ext, esize, &n2, &toff, &doff);
+    layout(d->size, ext, esize, nlog, &n2, &toff, &doff);
     if (n2 != nslots || nslots == 0 || nslots >= NO_SLOT)
         goto corrupt;
 
@@ -261,7 +283,10 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     st->nslots = nslots;
     st->table_off = toff;
     st->data_off = doff;
-    uint64_t tbytes = doff - toff;
+    st->nlog = nlog;
+    st->log_off = toff + (nslots * esize + BLK - 1) / BLK * BLK;
+    memcpy(st->log_key, key, LOG_KEY);
+    uint64_t tbytes = st->log_off - toff;
     st->ntblocks = (nslots * esize + BLK - 1) / BLK;
     st->nbuckets = (uint32_t)MAX(nslots, 64);
     if (posix_memalign((void **)&st->table, BLK, tbytes))
@@ -278,8 +303,12 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     st->waiters = calloc(nslots, sizeof(struct sop *));
     st->tblocks = calloc(st->ntblocks, sizeof(struct tblock));
     st->sops = (struct pool)POOL_INIT(struct sop, 4096);
+    st->aid = calloc(nslots, sizeof(uint64_t));
+    st->dur = calloc(nslots * st->bm_words, sizeof(uint64_t));
+    st->log_need = calloc(MAX(nlog, 1), sizeof(uint64_t));
     if (!st->table || !st->state || !st->live || !st->pblocks || !st->hblocks || !st->hnext ||
-        !st->kvol || !st->kext || !st->buckets || !st->freelist || !st->waiters || !st->tblocks) {
+        !st->kvol || !st->kext || !st->buckets || !st->freelist || !st->waiters || !st->tblocks ||
+        !st->aid || !st->dur || !st->log_need) {
         store_close(st);
         return -ENOMEM;
     }
@@ -298,6 +327,10 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
     for (uint64_t i = nslots; i-- > 0;) {
         uint8_t *e = store_entry(st, (uint32_t)i);
         uint64_t vol = e_vol(e);
+        if (ver >= 3) {
+            st->aid[i] = get_be64(e + ENTRY_ALLOC);
+            st->alloc_next = MAX(st->alloc_next, st->aid[i] + 1);
+        }
         if (vol == 0) {
             st->freelist[st->nfree++] = (uint32_t)i;
             continue;
@@ -325,7 +358,15 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
         store_hash_insert(st, (uint32_t)i, vol, e_ext(e));
         st->state[i] = SLOT_READY;
         load_bits(st, (uint32_t)i); /* what is on disk is durable: reads see it */
+        memcpy(st->dur + i * st->bm_words, store_live(st, (uint32_t)i),
+               st->bm_words * sizeof(uint64_t));
     }
+    if (nlog && (r = store_log_replay(st, msg, msglen)) < 0) {
+        store_close(st);
+        return -EIO;
+    }
+    st->alloc_next = MAX(st->alloc_next, 1);
+    store_set_defer(st, 0);
     *out = st;
     return 0;
 corrupt:
@@ -351,6 +392,9 @@ void store_close(struct extent_store *st)
     free(st->freelist);
     free(st->waiters);
     free(st->tblocks);
+    free(st->aid);
+    free(st->dur);
+    free(st->log_need);
     pool_drain(&st->sops);
     free(st);
 }
@@ -387,6 +431,18 @@ void store_zero_clear(const struct extent_store *st, const uint64_t *bm, uint32_
 void store_set_defer(struct extent_store *st, int on)
 {
     st->defer = on;
+    /* the log needs whole 4 KiB granules in every write it records */
+    st->logged = !on && st->nlog && st->granule == BLK;
+}
+
+int store_logged(const struct extent_store *st)
+{
+    return st->logged;
+}
+
+uint64_t store_log_fallbacks(const struct extent_store *st)
+{
+    return st->log_fallbacks;
 }
 
 uint64_t store_unflushed(const struct extent_store *st)

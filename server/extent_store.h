@@ -1,42 +1,48 @@
 /* The extent store of one device.
  *
- * On disk (layout version 2): a 4 KiB superblock (it records the version and
- * the granule size), a table of 64-byte entries (one per extent slot: volume
- * id, extent index, generation, a flags word (0), a 32-byte bitmap of written
- * granules), then the slots. A granule is max(4 KiB, extent size / 256), so
- * an extent has at most 256. An extent gets a slot on its first write.
+ * On disk (layout version 3): a 4 KiB superblock (it records the version,
+ * the granule size and the write log's size and hash key), a table of
+ * 64-byte entries (one per extent slot: volume id, extent index,
+ * generation, the slot's allocation id, a 32-byte bitmap of written
+ * granules), the write log, then the slots. A granule is max(4 KiB, extent
+ * size / 256), so an extent has at most 256. An extent gets a slot on its
+ * first write.
  *
  * The invariant: a granule whose bit is set on disk holds data written to
  * this extent since its slot was allocated; a granule whose bit is clear
  * reads as zeroes without device I/O. So another extent's old bytes in a
  * reused slot are never visible. The write order that keeps it across
- * kill -9 and power loss:
- *   - a write that touches clear granules writes them whole (its data merged
- *     into zeroes) with FUA and sets their bits in memory (reads see them
- *     from then on); then the entry with its bits is written (with FUA if
- *     the request had FUA; otherwise the next flush's device sync makes it
- *     durable) before the request completes. An acknowledged write survives
- *     a kill -9 of the daemon, as every write here always did. Since that
- *     costs a FUA write and an entry write per fill, an allocating write
- *     fills the whole slot (as version 1 did);
+ * kill -9 and power loss (docs/extent-store.md):
+ *   - logged (the default with 4 KiB granules on version 3): a write
+ *     without FUA over granules whose bits are not on disk writes its data
+ *     and a record of it (the granules' keyed hashes) at once, and completes
+ *     when both are on the device; the bits go to the table at the next
+ *     flush round (device sync, then the table blocks with FUA). After a
+ *     kill -9, store_open sets the bits of every record whose data hashes
+ *     as it says; after a power loss that lost the data, none;
+ *   - not logged (version 2, larger granules, the log's ring full): a write
+ *     that touches clear granules writes them whole with FUA and sets their
+ *     bits in memory (reads see them from then on); then the entry with its
+ *     bits is written before the request completes. Since that costs a FUA
+ *     write and an entry write per fill, an allocating write there fills
+ *     the whole slot (as version 1 did);
  *   - or, deferred (store_set_defer): a write without FUA fills only the
- *     granules it touches, without FUA, and completes; their bits and a new
- *     slot's entry go to disk at the next flush: the device is synced first
- *     (the data), then the table blocks holding them are written with FUA.
- *     A first write then costs one write, like an overwrite, but until that
- *     flush a kill -9 of the daemon loses those bits, as a power loss would;
+ *     granules it touches, without FUA, and completes; their bits go to disk
+ *     at the next flush. Until then a kill -9 of the daemon loses them, as a
+ *     power loss would;
  *   - writes to set granules are overwrites in place (with FUA if asked; a
  *     FUA write whose entry is not yet durable writes it too);
  *   - freeing a slot writes its cleared entry with FUA before the slot can be
  *     reused.
- * Table writes are FUA but a first write's without FUA (not deferred). One
+ * Table writes are FUA but a first write's without FUA (not logged). One
  * table block has at most one write in flight;
  * updates that arrive meanwhile go in the next write of that block, so a
  * later write can never be overtaken by an older copy of the block.
  *
  * Version 1 devices (32-byte entries, no bitmaps) load with every granule of
  * an allocated extent written and a granule the size of the extent: a first
- * write there writes the whole slot, as version 1 always did.
+ * write there writes the whole slot, as version 1 always did. Version 2
+ * devices (no log) load and stay version 2.
  *
  * Requests need not be 4 KiB aligned: unaligned ones read-modify-write the
  * covering blocks. The caller must not issue overlapping writes to one extent
@@ -127,11 +133,17 @@ int store_free(struct extent_store *st, uint64_t vol, uint64_t ext, store_cb cb,
 int store_rekey(struct extent_store *st, uint64_t vol, uint64_t ext, uint64_t nvol, store_cb cb,
                 void *arg);
 /* on = 1: defer a first write's bits to the next flush (see above); 0, the
- * default: write them before the request completes. Set before any request. */
+ * default: log them (version 3, 4 KiB granules) or write them before the
+ * request completes. Set before any request. */
 void store_set_defer(struct extent_store *st, int on);
+/* 1 if first writes go through the write log. */
+int store_logged(const struct extent_store *st);
+/* Writes that found the write log's ring full (they went with FUA). */
+uint64_t store_log_fallbacks(const struct extent_store *st);
 /* Table blocks holding bits or entries that only a flush will write (0:
- * none; always 0 unless deferred, but after a failed table write). Until
- * then a kill -9 of the daemon loses them, like a power loss: the SDS
+ * none; always 0 unless deferred or logged, but after a failed table
+ * write). Deferred, a kill -9 of the daemon loses them until then, like a
+ * power loss; logged, the log brings them back, but its ring fills: the SDS
  * flushes a store that has any once a second (flush.c). */
 uint64_t store_unflushed(const struct extent_store *st);
 /* Everything completed before this call is durable when cb runs: a device

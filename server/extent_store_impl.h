@@ -18,10 +18,12 @@
 #include "util.h"
 
 #define SB_MAGIC "CAIRNDEV"
-#define SB_VERSION 2
-#define ENTRY_SIZE 64u    /* version 2: volume, extent, generation, flags, bitmap */
+#define SB_VERSION 3      /* 3: version 2 and a log of first writes (extent_log.c) */
+#define ENTRY_SIZE 64u    /* version 2, 3: volume, extent, generation, flags, bitmap */
 #define ENTRY_SIZE_V1 32u /* version 1: volume, extent, generation */
 #define ENTRY_BITMAP 32u  /* offset of the bitmap in a version 2 entry */
+#define ENTRY_ALLOC 24u   /* version 3: the flags word holds the slot's allocation id */
+#define LOG_KEY 16u       /* bytes of the log's hash key (in the superblock) */
 #define BLK 4096u
 #define NO_SLOT UINT32_MAX
 #define BM_WORDS (STORE_GRANULES_MAX / 64)
@@ -52,7 +54,7 @@ struct tblock {
 
 struct extent_store {
     struct disk *d;
-    uint32_t version; /* of the on-disk layout: 1 (no bitmaps on disk) or 2 */
+    uint32_t version; /* of the on-disk layout: 1 (no bitmaps on disk), 2 or 3 (a log) */
     uint32_t esize;   /* bytes per table entry */
     uint64_t extent_size;
     uint64_t granule;  /* bytes per bit of an extent's bitmap */
@@ -89,6 +91,21 @@ struct extent_store {
     uint64_t round_left; /* table writes the round still waits for */
     int round_res;
     struct pool sops; /* struct sop: no allocation per request */
+    /* The log of first writes (version 3, 4 KiB granules, not deferred;
+     * extent_log.c): one record block per logged write, in a ring. */
+    int logged;
+    uint64_t log_off;
+    uint32_t nlog;            /* record blocks */
+    uint8_t log_key[LOG_KEY]; /* keys the records' hashes: another format's never validate */
+    uint32_t log_head, log_tail, log_used;
+    uint64_t *log_need;  /* per block: the flush round after which it is free (0: free,
+                            UINT64_MAX: its write is in flight) */
+    uint64_t log_seq;    /* records written since open */
+    uint64_t *aid;       /* per slot: its allocation id (version 3) */
+    uint64_t alloc_next; /* the next allocation id */
+    uint64_t *dur;       /* per slot: the granules whose bits are on disk (logged) */
+    uint64_t rounds_started, rounds_ok;
+    uint64_t log_fallbacks; /* writes that found the ring full and went with FUA */
 };
 
 enum sop_kind { K_READ, K_WRITE, K_FREE, K_FLUSH, K_REKEY };
@@ -122,11 +139,17 @@ struct sop {
     int alloc;                 /* ... the slot's first write */
     int mixed;                 /* a read over written and clear granules */
     int needsync;              /* a FUA write over granules filled but not yet staged */
+    int logged;                /* its data and its log record go at once (extent_log.c) */
+    int lparts;                /* ... of which this many are still on the device */
+    int lres;                  /* ... the first error of either */
+    uint32_t lblk;             /* ... its record block */
     uint64_t rbits[BM_WORDS];  /* a read: the granules written when dispatched */
     uint8_t saved[ENTRY_SIZE]; /* a free: the entry, restored if its write fails */
     uint64_t nvol;             /* a rekey: the slot's new volume (layer) */
     enum sop_stage stage;
     struct disk_io io;
+    struct disk_io lio; /* a logged write's record */
+    uint8_t *lbuf;
     struct sop *next;
     struct sop *fnext; /* on st->fills */
 };
@@ -194,5 +217,32 @@ void store_table_update(struct sop *op, int dsync);
 int store_block_clean(const struct extent_store *st, uint32_t slot);
 /* Start a flush round for the flushes queued in st->flushq. */
 void store_round_start(struct extent_store *st);
+
+/* ---- extent_log.c: the log of first writes ---- */
+
+/* 1 if op (a write without FUA, its slot known) must have a record: it
+ * touches a granule whose bit is not on disk. */
+int store_log_needed(const struct sop *op);
+/* Take a record block for op (op->logged set), or 0 if the ring is full
+ * (then the write goes with FUA: its entry before it completes). */
+int store_log_take(struct sop *op);
+/* Submit op's record for the data it writes now: span_len bytes at
+ * span_off of the extent, from buf (whole granules). 0 or -errno. */
+int store_log_submit(struct sop *op, const uint8_t *buf, uint32_t span_off);
+/* op's data and record are both on the device: on with the write (extent_io.c). */
+void store_data_done(struct sop *op, int res);
+/* op's data or record is done; 1 when both are (op->lres their result). */
+int store_log_part(struct sop *op, int res);
+/* op is done: its block is free after the next flush round. */
+void store_log_release(struct sop *op);
+/* A flush round ended with res: free the blocks it made obsolete. */
+void store_log_round_end(struct extent_store *st, int res);
+/* A FUA table write of block b completed: its bits are on disk. */
+void store_log_block_durable(struct extent_store *st, uint64_t b, const uint8_t *buf);
+/* At open: apply the records whose data is on the device (their hashes
+ * match) and whose bits are not, and make that durable. 0 or -errno. */
+int store_log_replay(struct extent_store *st, char *msg, size_t msglen);
+/* The record blocks a device of this size gets (version 3). */
+uint32_t store_log_blocks(uint64_t size);
 
 #endif

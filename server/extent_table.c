@@ -100,6 +100,8 @@ static void table_write_cb(struct disk_io *io, int res)
         log_error("%s: extent table write failed: %s", st->d->name, strerror(-r));
         tb->unsynced = 1;
         store_block_pend(st, b); /* the next flush writes it again */
+    } else if (io->dsync) {
+        store_log_block_durable(st, b, tb->buf); /* before the next write reuses buf */
     }
     table_kick(st, b);
     while (w) {
@@ -132,6 +134,7 @@ static void table_done(struct sop *op, int res)
     } else {
         store_hash_remove(st, slot, op->vol, op->ext);
         memset(store_live(st, slot), 0, st->bm_words * sizeof(uint64_t));
+        memset(st->dur + (uint64_t)slot * st->bm_words, 0, st->bm_words * sizeof(uint64_t));
         st->state[slot] = SLOT_FREE;
         st->freelist[st->nfree++] = slot;
     }
@@ -164,6 +167,7 @@ void store_round_start(struct extent_store *st)
     st->round = st->flushq;
     st->flushq = NULL;
     st->round_res = 0;
+    st->rounds_started++;
     uint32_t per = BLK / st->esize;
     for (uint64_t i = 0; i < st->npblocks; i++) {
         uint32_t b = st->pblocks[i];
@@ -194,6 +198,7 @@ static void round_end(struct extent_store *st)
     struct sop *w = st->round;
     int res = st->round_res;
     st->round = NULL;
+    store_log_round_end(st, res);
     while (w) {
         struct sop *next = w->next;
         store_op_finish(w, res);

@@ -58,6 +58,7 @@ enum dev_value {
     DV_USED,
     DV_FREE,
     DV_FAILED,
+    DV_LOG_FULL,
     DV_COUNT
 };
 
@@ -81,6 +82,8 @@ static const struct {
     [DV_FREE] = {"cairn_sds_device_free_bytes", "gauge", "Bytes of extent slots free"},
     [DV_FAILED] = {"cairn_sds_device_failed", "gauge",
                    "1 if the device has failed (no I/O goes to it), else 0"},
+    [DV_LOG_FULL] = {"cairn_sds_device_log_full_total", "counter",
+                     "First writes that found the device's write log full and went with FUA"},
 };
 
 static uint64_t dev_value(const struct dev *d, enum dev_value which)
@@ -98,6 +101,7 @@ static uint64_t dev_value(const struct dev *d, enum dev_value which)
     case DV_USED: dev_usage(d, &cap, &used); return used;
     case DV_FREE: dev_usage(d, &cap, &used); return cap - used;
     case DV_FAILED: return d->failed ? 1 : 0;
+    case DV_LOG_FULL: return d->st ? store_log_fallbacks(d->st) : 0;
     default: return 0;
     }
 }

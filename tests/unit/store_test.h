@@ -95,15 +95,28 @@ static inline void fill(uint8_t *p, size_t n, uint32_t tag, uint64_t ext, uint64
     }
 }
 
-/* Where a device of this size keeps its table and slots (extent_layout.c). */
+/* 1: the tests' devices are version 2 (no write log: a first write not
+ * deferred fills its whole slot); format_dev() makes them. */
+static int fmt_v2;
+
+/* The write log's blocks on a device of this size (version 3). */
+static inline uint64_t log_blocks_of(uint64_t size)
+{
+    uint64_t n = size / 128 / 4096;
+    return n < 8 ? 8 : (n > 8192 ? 8192 : n);
+}
+
+/* Where a device of this size keeps its table and slots (extent_layout.c):
+ * version 3 (64-byte entries) has the write log between them. */
 static inline void layout_of(uint64_t size, uint64_t ext, uint32_t esize, uint64_t *toff,
                              uint64_t *doff)
 {
     uint64_t n = (size - 4096) / (ext + esize);
+    uint64_t lbytes = esize == 64 && !fmt_v2 ? log_blocks_of(size) * 4096 : 0;
     for (;;) {
         uint64_t tbytes = (n * esize + 4095) / 4096 * 4096;
         *toff = 4096;
-        *doff = (4096 + tbytes + ext - 1) / ext * ext;
+        *doff = (4096 + tbytes + lbytes + ext - 1) / ext * ext;
         if (*doff + n * ext <= size)
             break;
         n--;
@@ -133,6 +146,26 @@ static inline void format_v1(struct disk *disk, uint64_t ext)
     put_be64(b + 16, ext);
     put_be64(b + 24, n);
     strcpy((char *)b + 64, CLUSTER);
+    CHECK_EQ(disk->ops->pwrite(disk, b, 4096, 0), 0);
+    free(b);
+}
+
+/* A device as store_format writes it, or (fmt_v2) as it wrote version 2:
+ * the same table, no write log, the slots from the first extent boundary
+ * after the table. */
+static inline void format_dev(struct disk *disk, uint64_t ext)
+{
+    CHECK_EQ(store_format(disk, CLUSTER, 7, ext), 0);
+    if (!fmt_v2)
+        return;
+    uint64_t n = (disk->size - 4096) / (ext + 64);
+    while ((4096 + (n * 64 + 4095) / 4096 * 4096 + ext - 1) / ext * ext + n * ext > disk->size)
+        n--;
+    uint8_t *b = abuf(4096);
+    CHECK_EQ(disk->ops->pread(disk, b, 4096, 0), 0);
+    put_be32(b + 8, 2);
+    put_be64(b + 24, n);
+    memset(b + 40, 0, 24);
     CHECK_EQ(disk->ops->pwrite(disk, b, 4096, 0), 0);
     free(b);
 }

@@ -1,7 +1,8 @@
 /* Extent store granules: a reused slot's old bytes never show (before and
  * after a crash), FUA writes into fresh granules are durable, a free waits for
- * a fill in flight, two fills of one granule are ordered, and a version 1
- * device loads and stays version 1. */
+ * a fill in flight, two fills of one granule are ordered, a version 1
+ * device loads and stays version 1, and the write log brings first writes
+ * back after a kill -9. */
 #include "store_test.h"
 
 static uint32_t gx = EXT; /* the extent size of the granule tests */
@@ -46,40 +47,42 @@ static void crash_reopen(int keep_pct)
 static void test_stale(void)
 {
     d = mock_disk_new(DISK_SIZE);
-    CHECK_EQ(store_format(d, CLUSTER, 7, EXT), 0);
+    format_dev(d, EXT);
     reopen();
     CHECK_EQ(store_granule_size(st), 4096);
     dirty_slots(1);
+    int whole = !defer_mode && fmt_v2; /* a first write fills its slot */
     uint8_t *w = abuf(4096), *raw = abuf(EXT), *old = abuf(EXT);
     fill(w, 4096, 5, 5, 8192);
     CHECK_EQ(store_unflushed(st), 0);
     CHECK_EQ(do_write(2, 5, 8192, 4096, w, 0), 0);
-    CHECK_EQ(store_unflushed(st), defer_mode ? 1 : 0); /* deferred: they wait for a flush */
-    /* it went to slot 0: deferred, its other blocks are still the old
-     * extent's; else the whole slot was written (zeroes around the block) */
+    CHECK_EQ(store_unflushed(st), whole ? 0 : 1); /* deferred or logged: they wait for a flush */
+    /* it went to slot 0: deferred or logged, its other blocks are still the
+     * old extent's; else the whole slot was written (zeroes around the block) */
     uint64_t toff, doff;
     layout_of(DISK_SIZE, EXT, 64, &toff, &doff);
     raw_read(doff, raw, EXT);
     fill(old, EXT, 77, 0, 0);
-    if (!defer_mode)
+    if (whole)
         memset(old, 0, EXT);
     CHECK_EQ(memcmp(raw, old, 8192), 0);
     CHECK_EQ(memcmp(raw + 8192, w, 4096), 0);
     CHECK_EQ(memcmp(raw + 12288, old + 12288, EXT - 12288), 0);
-    uint64_t bm[4], bits = defer_mode ? 1u << 2 : (1u << (EXT / 4096)) - 1;
+    uint64_t bm[4], bits = whole ? (1u << (EXT / 4096)) - 1 : 1u << 2;
     CHECK_EQ(store_written(st, 2, 5, bm, 4), EXT / 4096);
     CHECK_EQ(bm[0], bits);
     CHECK_EQ(store_written(st, 2, 6, bm, 4), 0);
     CHECK_EQ(store_written(st, 2, 5, bm, 0), -EINVAL);
     check_only(2, 5, 8192, 4096, w);
     /* crash before a flush, every write issued kept (what a kill -9 of the
-     * daemon does): deferred, the extent is a hole; else it holds the block */
+     * daemon does): deferred, the extent is a hole; else it holds the block
+     * (logged: the write log's record gives its bits back) */
     crash_reopen(100);
     CHECK_EQ(store_allocated(st, 2, 5), !defer_mode);
     check_only(2, 5, defer_mode ? 0 : 8192, defer_mode ? 0 : 4096, w);
     if (!defer_mode) {
-        /* a power loss before a flush: the entry (written without FUA) may
-         * be lost, but never shows the old bytes */
+        /* a power loss before a flush: the entry (written without FUA) or
+         * the record may be lost, but never shows the old bytes */
         CHECK_EQ(do_free(2, 5), 0);
         CHECK_EQ(do_write(2, 5, 8192, 4096, w, 0), 0);
         crash_reopen(0);
@@ -122,7 +125,7 @@ static void test_fua(uint32_t ext)
 {
     gx = ext;
     d = mock_disk_new(48ull * ext);
-    CHECK_EQ(store_format(d, CLUSTER, 7, ext), 0);
+    format_dev(d, ext);
     reopen();
     dirty_slots(3);
     uint8_t *a = abuf(4096), *b = abuf(4096), *c = abuf(4096);
@@ -168,7 +171,7 @@ static void test_free_fill(void)
     for (unsigned trial = 0; trial < 20; trial++) {
         srand(trial);
         d = mock_disk_new(DISK_SIZE);
-        CHECK_EQ(store_format(d, CLUSTER, 7, EXT), 0);
+        format_dev(d, EXT);
         reopen();
         fill(w, 4096, 21, 1, 0);
         CHECK_EQ(do_write(1, 1, 0, 4096, w, 0), 0);
@@ -197,7 +200,7 @@ static void test_fill_conflict(void)
     for (unsigned trial = 0; trial < 10; trial++) {
         srand(trial);
         d = mock_disk_new(16ull * gx);
-        CHECK_EQ(store_format(d, CLUSTER, 7, gx), 0);
+        format_dev(d, gx);
         reopen();
         CHECK_EQ(store_granule_size(st), 8192);
         fill(w, 8192, 31, 0, 0);
@@ -275,9 +278,51 @@ static void test_v1(void)
     mock_disk_free(d);
 }
 
+/* The write log (version 3, not deferred): more first writes at once than
+ * the ring has blocks (the rest go with FUA), a re-key of bits not flushed
+ * yet; after a kill -9 (every write issued kept) all of it reads back, under
+ * the new key. */
+static void test_log(void)
+{
+    d = mock_disk_new(DISK_SIZE);
+    format_dev(d, EXT);
+    reopen();
+    enum { N = 12 }; /* the ring of a device this small has 8 blocks */
+    uint8_t *w[N];
+    struct done dn[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = abuf(4096);
+        fill(w[i], 4096, 40 + i, (uint64_t)i, 4096);
+        memset(&dn[i], 0, sizeof(dn[i]));
+        CHECK_EQ(store_write(st, 5, (uint64_t)i, 4096, 4096, w[i], 0, done_cb, &dn[i]), 0);
+    }
+    mock_disk_run(d, 1);
+    for (int i = 0; i < N; i++)
+        CHECK(dn[i].n == 1 && dn[i].res == 0);
+    struct done rk = {0};
+    CHECK_EQ(sync_op(store_rekey(st, 5, 3, 6, done_cb, &rk), &rk), 0);
+    crash_reopen(100);
+    for (int i = 0; i < N; i++)
+        check_only(i == 3 ? 6 : 5, (uint64_t)i, 4096, 4096, w[i]);
+    CHECK_EQ(store_allocated(st, 5, 3), 0);
+    /* a power loss now loses nothing: the replay made it durable */
+    crash_reopen(0);
+    for (int i = 0; i < N; i++) {
+        check_only(i == 3 ? 6 : 5, (uint64_t)i, 4096, 4096, w[i]);
+        free(w[i]);
+    }
+    store_close(st);
+    st = NULL;
+    mock_disk_free(d);
+}
+
 int main(void)
 {
-    for (defer_mode = 0; defer_mode < 2; defer_mode++) {
+    test_log();
+    /* version 3: logged, then deferred; version 2: whole slots, deferred */
+    for (int mode = 0; mode < 4; mode++) {
+        fmt_v2 = mode >= 2;
+        defer_mode = mode % 2;
         test_stale();
         test_fua(EXT);      /* 4 KiB granules */
         test_fua(2u << 20); /* 8 KiB granules: a FUA write into a filled one syncs it */
@@ -285,7 +330,7 @@ int main(void)
         test_fill_conflict();
         test_v1();
     }
-    printf("extent store granules: stale, fua, free-fill, fill-conflict, v1 ok, "
-           "bits written before completion and deferred\n");
+    printf("extent store granules: log, stale, fua, free-fill, fill-conflict, v1 ok, "
+           "logged, deferred, version 2 both ways\n");
     return 0;
 }
