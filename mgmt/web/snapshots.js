@@ -1,7 +1,7 @@
 // Cairn dashboard: the Snapshots view (docs/snapshots.md) and its actions:
-// take a snapshot of a volume, remove one, revert a volume to one; and the
-// clones (clone of which snapshot, flatten progress), which also show on
-// the volumes' rows. The snapshots come from GET api/v1/snapshots, asked
+// take a snapshot of a volume, remove one, revert a volume to one, clone
+// one into a new volume; and the clones (clone of which snapshot, flatten
+// progress, Flatten), which also show on the volumes' rows. The snapshots come from GET api/v1/snapshots, asked
 // with each status poll while this view is shown (app.js's poll()); the
 // clones from the volumes of the status. Loaded before app.js, like
 // actions.js; every rule and message is the API's.
@@ -75,6 +75,7 @@ function renderSnapshots(st) {
   <td class="nowrap" title="${esc(s.created)}">${esc(fmtCreated(s.created))}</td>
   <td class="maps">${maps || '<span class="muted">not mapped</span>'}</td>
   <td class="actions">
+    <button type="button" class="btn small" data-action="snap-clone" ${attrs}${roAttr()}>Clone</button>
     <button type="button" class="btn small danger" data-action="snap-revert" ${attrs}${v ? roAttr() : ' disabled'}>Revert volume</button>
     <button type="button" class="btn small danger" data-action="snap-remove" ${attrs}${roAttr()}>Remove</button>
   </td>
@@ -88,14 +89,15 @@ function renderSnapshots(st) {
   }
   const clones = vols.filter((v) => v.clone_of || v.flattening);
   setHTML($('#clones-table'), clones.length ? `<table class="tbl" id="clone-list"><thead><tr>
-  <th>Volume</th><th>Clone of</th><th>Flatten</th></tr></thead><tbody>${clones.map((v) => {
+  <th>Volume</th><th>Clone of</th><th>Flatten</th><th class="actions">Actions</th></tr></thead><tbody>${clones.map((v) => {
     const p = +v.flatten_progress || 0;
     return `<tr class="clone-row" data-volume="${esc(v.name)}" data-clone-of="${esc(v.clone_of)}" data-flattening="${v.flattening ? 1 : 0}" data-progress="${p}">
   <td><b>${esc(v.name)}</b></td><td class="mono">${esc(v.clone_of || '—')}</td>
-  <td>${v.flattening ? `<div class="fill">${bar(p, 'job-bar running')}<span>${esc((100 * p).toFixed(0))}%</span></div>`
-    : '<span class="muted">not flattening (cairn volume flatten)</span>'}</td></tr>`;
+  <td>${v.flattening ? `<div class="fill">${bar(p, 'running')}<span class="flatten-pct">${esc((100 * p).toFixed(0))}%</span></div>`
+    : '<span class="muted">not flattening: it shares the snapshot\'s data</span>'}</td>
+  <td class="actions"><button type="button" class="btn small" data-action="snap-flatten" data-volume="${esc(v.name)}"${v.flattening ? ' disabled title="flattening"' : roAttr()}>Flatten</button></td></tr>`;
   }).join('')}</tbody></table>`
-    : '<p class="empty">No volume is a clone (cairn volume clone VOL@SNAP NEW).</p>');
+    : '<p class="empty">No volume is a clone: Clone on a snapshot\'s row makes one.</p>');
 }
 
 function openSnapCreate(volume) {
@@ -159,6 +161,44 @@ function askSnapRevert(volume, name) {
   });
 }
 
+function openClone(volume, name) {
+  $('#form-clone').reset();
+  $('#form-clone').dataset.volume = volume;
+  $('#form-clone').dataset.snapshot = name;
+  setText($('#clone-snap'), `${volume}@${name}`);
+  $('#dlg-clone').showModal();
+  $('#clone-name').focus();
+}
+
+function submitClone(e) {
+  e.preventDefault();
+  const {volume, snapshot} = $('#form-clone').dataset;
+  const name = $('#clone-name').value.trim();
+  const s = snapByName(volume, snapshot);
+  $('#dlg-clone').close();
+  confirmAction({
+    title: 'Clone snapshot',
+    body: `<p>Clone snapshot <b>${esc(volume)}@${esc(snapshot)}</b> into a new volume <b>${esc(name)}</b>${s ? ` of ${esc(fmtBytes(s.size))}` : ''}?</p>` +
+      `<p class="muted">It shares the snapshot's data until it is flattened: until then the snapshot cannot be removed.</p>`,
+    ok: 'Clone',
+    back: () => $('#dlg-clone').showModal(),
+    run: () => api('POST', snapPath(volume, snapshot) + '/clone', {name}),
+    done: `Volume ${name} cloned from ${volume}@${snapshot}`,
+  });
+}
+
+function askFlatten(name) {
+  const v = volumeByName(name);
+  confirmAction({
+    title: 'Flatten volume',
+    body: `<p>Flatten volume <b>${esc(name)}</b>${v && v.clone_of ? `, a clone of <b>${esc(v.clone_of)}</b>` : ''}?</p>` +
+      '<p class="muted">The SDSs copy into it what it still shares with the snapshot, in the background (64 MiB/s per SDS); the progress shows here. Then the snapshot can be removed.</p>',
+    ok: 'Flatten',
+    run: () => api('POST', `volumes/${encodeURIComponent(name)}/flatten`, {}),
+    done: `Volume ${name} flattening`,
+  });
+}
+
 // The actions of this view, for actions.js's onClick: true if b was one.
 function snapshotAction(b) {
   const {volume, snapshot} = b.dataset;
@@ -166,10 +206,13 @@ function snapshotAction(b) {
     case 'snap-create': openSnapCreate(volume); return true;
     case 'snap-remove': askSnapRemove(volume, snapshot); return true;
     case 'snap-revert': askSnapRevert(volume, snapshot); return true;
+    case 'snap-clone': openClone(volume, snapshot); return true;
+    case 'snap-flatten': askFlatten(volume); return true;
   }
   return false;
 }
 
 function initSnapshots() {
   $('#form-snap').addEventListener('submit', submitSnapCreate);
+  $('#form-clone').addEventListener('submit', submitClone);
 }

@@ -2,9 +2,7 @@
 browser, headless Chromium driven by Selenium, against a real cluster: the
 page shows what `cairn status --json` shows, its forms create, grow, map,
 unmap and remove volumes (each through its confirmation dialog) as the CLI
-then sees, its Snapshots view takes, reverts and removes snapshots (and
-shows the MDM's refusals, and a clone's source) as the REST API then sees,
-an SDS killed with SIGKILL turns down in the page, a volume under
+then sees, an SDS killed with SIGKILL turns down in the page, a volume under
 a running writer charts non-zero IOPS, and the browser asks no host but the
 MDM and logs no error. Signing in: before a token is given the page shows
 only its sign-in form and asks the API for nothing; a wrong token is
@@ -15,7 +13,8 @@ follower of a 3-MDM cluster, and through a leader's kill -9, is
 test_rest_cluster.py's (it uses this file's Browser).
 
 CAIRN_SCREENSHOTS=DIR saves the main views there (overview, sds, volumes,
-create-volume, snapshots); docs/img/ holds copies made that way."""
+create-volume); docs/img/ holds copies made that way. The Snapshots view
+is test_dashboard_snapshots.py's (it uses this file's Browser)."""
 import json
 import os
 import random
@@ -38,7 +37,6 @@ CHROMEDRIVER = os.environ.get("CAIRN_CHROMEDRIVER", "/usr/bin/chromedriver")
 SHOTS = os.environ.get("CAIRN_SCREENSHOTS")
 LOAD_SIZE = 1 << 30
 GiB = 1 << 30
-MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
@@ -464,140 +462,6 @@ def test_volumes_show_writer_and_access(cluster, page):
         assert sorted(att["maps"]) == sorted([cluster.sdc_name, "sdcb writer"]), att
     finally:
         h.shutdown()
-
-
-def snapshots(cluster, volume):
-    """VOL@NAME -> the snapshot, as the REST API lists them."""
-    return {f"{s['volume']}@{s['name']}": s for s in api_get(cluster, f"snapshots?volume={volume}")}
-
-
-def nbd_io(cluster, vol, data=None, length=MiB):
-    """Write data at offset 0 of vol's export, or read length bytes there."""
-    h = nbd.NBD()
-    h.connect_uri(cluster.uri(vol))
-    try:
-        if data is None:
-            return h.pread(length, 0)
-        h.pwrite(data, 0)
-        h.flush()
-    finally:
-        h.shutdown()
-
-
-def test_snapshot_actions_through_the_page(cluster, page):
-    """Take a snapshot, revert to it and remove it through the Snapshots
-    view, each seen by the REST API (and the revert by the data read
-    back); a duplicate name and a revert of a volume mapped read-write
-    show the MDM's refusal, the CLI's words, in the dialog; a clone made
-    with the CLI shows its source and goes once flattened."""
-    cluster.create_volume("snapv", 64 * MiB)  # mapped read-write to sdc1
-    first, second = os.urandom(MiB), os.urandom(MiB)
-    nbd_io(cluster, "snapv", first)
-    page.tab("snapshots")
-
-    def snap_rows():
-        return {r["snap"]: r for r in page.js(
-            "return [...document.querySelectorAll('#snapshot-list tr.snap-row')].map(r => ("
-            "{snap: r.dataset.snap, size: Number(r.dataset.size), written: Number(r.dataset.written),"
-            " size_text: r.querySelector('.snap-size').textContent, created: r.dataset.created}))")}
-
-    def take(name):
-        page.click("#btn-snap-create")
-        page.wait("the snapshot dialog", lambda: page.dialog_open("dlg-snap"))
-        Select(page.d.find_element(By.ID, "snap-volume")).select_by_value("snapv")
-        page.fill("#snap-name", name)
-        page.click("#snap-submit")
-        page.wait("the confirmation", lambda: page.dialog_open("dlg-confirm"))
-        body = page.d.find_element(By.ID, "confirm-body").text
-        assert f"snapshot {name} of volume snapv" in body, body
-
-    def refused(expected):
-        """Confirm, and wait for the API's refusal in the dialog."""
-        page.click("#confirm-ok")
-        page.wait("the API's error in the dialog", lambda: page.js(
-            "const e = document.getElementById('confirm-error'); return !e.hidden && e.textContent"))
-        msg = page.d.find_element(By.ID, "confirm-error").text
-        assert expected in msg, (expected, msg)
-        assert page.dialog_open("dlg-confirm")
-        page.click("#confirm-cancel")
-        page.wait("the dialog closed", lambda: not page.dialog_open("dlg-confirm"))
-
-    # take: the snapshot is in the API's list, and in the page with its size
-    take("s1")
-    page.confirm()
-    wait_for("snapv@s1 in the API", lambda: "snapv@s1" in snapshots(cluster, "snapv"))
-    assert snapshots(cluster, "snapv")["snapv@s1"]["size"] == 64 * MiB
-    page.wait("snapv@s1 in the page", lambda: snap_rows().get("snapv@s1", {}).get("size") == 64 * MiB)
-    row = snap_rows()["snapv@s1"]
-    assert row["size_text"] == "64 MiB" and row["created"] == \
-        snapshots(cluster, "snapv")["snapv@s1"]["created"], row
-    # its written bytes (what was written before it), as the SDSs report them
-    page.wait("s1's written bytes in the page", lambda: snap_rows()["snapv@s1"]["written"] >= MiB,
-              timeout=30)
-    page.shot("snapshots")
-
-    # the same name again: the MDM's refusal, as the CLI prints it
-    cli_msg = cluster.cairn("snapshot", "create", "snapv", "s1", check=False).stderr.strip()
-    assert cli_msg.startswith("cairn: ") and "already has a snapshot named 's1'" in cli_msg, cli_msg
-    take("s1")
-    page.expected.append("api/v1/snapshots")  # the browser logs the refused request (409)
-    refused(cli_msg[len("cairn: "):])
-    assert list(snapshots(cluster, "snapv")) == ["snapv@s1"]
-
-    # revert while the volume is mapped read-write: refused, with the reason
-    nbd_io(cluster, "snapv", second)
-    revert = 'button[data-action="snap-revert"][data-volume="snapv"][data-snapshot="s1"]'
-    cli_msg = cluster.cairn("volume", "revert", "snapv", "--to", "s1", check=False).stderr.strip()
-    assert cli_msg.startswith("cairn: ") and "mapped" in cli_msg, cli_msg
-    page.click(revert)
-    page.wait("the revert confirmation", lambda: page.dialog_open("dlg-confirm"))
-    assert "mapped read-write to " + cluster.sdc_name in page.d.find_element(By.ID, "confirm-body").text
-    page.expected.append("api/v1/volumes/snapv/revert")
-    refused(cli_msg[len("cairn: "):])
-    assert nbd_io(cluster, "snapv") == second  # nothing reverted
-
-    # unmapped, the revert goes through: the volume reads what s1 holds
-    cluster.cairn("volume", "unmap", "snapv", "--sdc", cluster.sdc_name)
-    page.click(revert)
-    page.confirm()
-    cluster.cairn("volume", "map", "snapv", "--sdc", cluster.sdc_name)
-    cluster.wait_export("snapv")
-    assert nbd_io(cluster, "snapv") == first
-    assert "snapv@s1" in snapshots(cluster, "snapv")
-
-    # a clone (made with the CLI) shows the snapshot it reads through, on
-    # its volume row and among the clones; s1 cannot go while it does
-    cluster.cairn("volume", "clone", "snapv@s1", "snapc")
-    page.wait("snapc among the clones", lambda: page.js(
-        "const r = document.querySelector('#clone-list tr.clone-row[data-volume=snapc]');"
-        "return r && r.dataset.cloneOf") == "snapv@s1")
-    remove = 'button[data-action="snap-remove"][data-volume="snapv"][data-snapshot="s1"]'
-    page.click(remove)
-    page.wait("the remove confirmation", lambda: page.dialog_open("dlg-confirm"))
-    page.click("#confirm-ok")
-    page.wait("the API's error in the dialog", lambda: page.js(
-        "const e = document.getElementById('confirm-error'); return !e.hidden && e.textContent"))
-    assert "snapc" in page.d.find_element(By.ID, "confirm-error").text
-    page.click("#confirm-cancel")
-    page.wait("the dialog closed", lambda: not page.dialog_open("dlg-confirm"))
-    page.tab("volumes")
-    page.wait("snapc's source on its row", lambda: page.js(
-        "const c = document.querySelector('tr.vol-row[data-volume=snapc] .clone-of');"
-        "return c && c.dataset.cloneOf") == "snapv@s1")
-    cluster.cairn("volume", "flatten", "snapc", "--wait")
-    page.wait("snapc no longer a clone on its row", lambda: page.js(
-        "return document.querySelector('tr.vol-row[data-volume=snapc]') !== null &&"
-        " document.querySelector('tr.vol-row[data-volume=snapc] .clone-of') === null"))
-    cluster.cairn("volume", "remove", "snapc")
-
-    # remove: gone from the API's list and from the page
-    page.tab("snapshots")
-    page.wait("snapv@s1 in the page", lambda: "snapv@s1" in snap_rows())
-    page.click(remove)
-    page.confirm()
-    wait_for("snapv@s1 gone from the API", lambda: "snapv@s1" not in snapshots(cluster, "snapv"))
-    page.wait("snapv@s1 gone from the page", lambda: "snapv@s1" not in snap_rows())
-    assert nbd_io(cluster, "snapv") == first  # the volume keeps its data
 
 
 def test_killed_sds_shows_down(cluster, page, writer):
