@@ -117,6 +117,13 @@ static json_t *r_volume(struct rest_ctx *x, const Cairn__MgmtReply *rep, char *e
     return v ? rest_json_volume(rep, v) : NULL;
 }
 
+/* A clone's answer: the new volume, named by the body */
+static json_t *r_clone(struct rest_ctx *x, const Cairn__MgmtReply *rep, char *err, size_t len)
+{
+    const Cairn__Volume *v = find_volume(rep->map, x->req.name, err, len);
+    return v ? rest_json_volume(rep, v) : NULL;
+}
+
 static json_t *r_sdc(struct rest_ctx *x, const Cairn__MgmtReply *rep, char *err, size_t len)
 {
     const Cairn__Sdc *c = find_sdc(rep->map, x->req.sdc, err, len);
@@ -349,6 +356,32 @@ static int b_snapshot_remove(struct rest_ctx *x, struct http_request *r, char *e
     return 0;
 }
 
+/* POST /snapshots/VOL@SNAP/clone {"name": NEW}: the CLI's request of
+ * `cairn volume clone VOL@SNAP NEW`, with its words for a plain name. */
+static int b_clone(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
+{
+    (void)r;
+    if (!strchr(x->req.volume, '@')) {
+        rest_errf(err, len, "clone a snapshot, VOLUME@SNAPSHOT, not '%s'", x->req.volume);
+        return -1;
+    }
+    return 0;
+}
+
+/* POST /volumes/NAME/flatten {"rate": R}: R is bytes per second per SDS
+ * (or a size string, "32M": 32 MiB/s), the CLI's --rate; absent, the
+ * SDSs' default (64 MiB/s). */
+static int b_flatten(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
+{
+    (void)r;
+    json_t *rate = json_object_get(x->body, "rate");
+    if (rate && !json_is_null(rate) && !x->req.size) {
+        rest_errf(err, len, "'rate' must be above 0 (bytes per second per SDS, or e.g. \"32M\")");
+        return -1;
+    }
+    return 0;
+}
+
 static int b_ok(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
 {
     (void)r, (void)err, (void)len;
@@ -427,6 +460,8 @@ const struct rest_route rest_routes[] = {
 
     {"POST", API "/volumes/*/revert", OP(VOLUME_REVERT),
      FIELDS({"to", REST_F_STR, 1, REST_REQ_OFF(name)}), P1(volume), NULL, 200, r_volume},
+    {"POST", API "/volumes/*/flatten", OP(VOLUME_FLATTEN),
+     FIELDS({"rate", REST_F_SIZE, 0, REST_REQ_OFF(size)}), P1(volume), b_flatten, 200, r_volume},
 
     {"GET", API "/snapshots", 0, NULL, NOP, b_snapshot_list, 200, r_snapshot_list},
     {"POST", API "/snapshots", OP(SNAPSHOT_CREATE),
@@ -437,6 +472,8 @@ const struct rest_route rest_routes[] = {
     {"GET", API "/snapshots/*", 0, NULL, P1(volume), NULL, 200, r_snapshot},
     {"DELETE", API "/snapshots/*", OP(SNAPSHOT_REMOVE), NULL, P1(volume), b_snapshot_remove, 200,
      NULL},
+    {"POST", API "/snapshots/*/clone", OP(VOLUME_CLONE),
+     FIELDS({"name", REST_F_STR, 1, REST_REQ_OFF(name)}), P1(volume), b_clone, 201, r_clone},
 
     {"GET", API "/sdcs", 0, NULL, NOP, NULL, 200, r_sdc_list},
     {"GET", API "/sdcs/*", 0, NULL, P1(sdc), NULL, 200, r_sdc},

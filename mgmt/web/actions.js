@@ -1,5 +1,6 @@
 // Cairn dashboard: the actions (create, grow, map, unmap, remove a volume),
-// each through its confirmation dialog, and the page's click handler.
+// each through its confirmation dialog, and the page's click handler (which
+// hands the snapshot actions to snapshots.js).
 // Loaded before app.js, which wires them up in init(); they call the API
 // and the helpers of app.js when they run.
 'use strict';
@@ -183,6 +184,7 @@ function onClick(e) {
       case 'unmap': askUnmap(vol, b.dataset.sdc); break;
       case 'remove': askRemove(vol); break;
       case 'select': state.selected = vol; render(); break;
+      default: snapshotAction(b); // snapshots.js
     }
     return;
   }

@@ -173,6 +173,7 @@ async function poll() {
     state.lastOk = Date.now();
     state.error = null;
     record(st, state.lastOk);
+    if (currentView() === 'snapshots') await pollSnapshots(); // snapshots.js
   } catch (e) {
     state.error = e;
   }
@@ -296,6 +297,7 @@ function render() {
   if (view === 'overview') renderOverview(st);
   if (view === 'sds') renderSds(st);
   if (view === 'volumes') renderVolumes(st);
+  if (view === 'snapshots') renderSnapshots(st);
   if (view === 'sdcs') renderSdcs(st);
   if (view === 'mdms') renderMdms(st);
 }
@@ -504,7 +506,7 @@ function renderVolumes(st) {
       `<button type="button" class="chip-x" data-action="unmap" data-volume="${esc(v.name)}" data-sdc="${esc(m.sdc)}" title="Unmap from ${esc(m.sdc)}"${roAttr()} aria-label="Unmap ${esc(v.name)} from ${esc(m.sdc)}">×</button></span>`).join(' ');
     const canMap = sdcs.some((s) => !(v.mapped_to || []).some((m) => m.sdc === s.name));
     return `<tr class="vol-row${v.name === state.selected ? ' selected' : ''}" data-volume="${esc(v.name)}" data-size="${v.size}">
-  <td><button type="button" class="link" data-action="select" data-volume="${esc(v.name)}">${esc(v.name)}</button> <span class="muted">#${v.id}</span></td>
+  <td><button type="button" class="link" data-action="select" data-volume="${esc(v.name)}">${esc(v.name)}</button> <span class="muted">#${v.id}</span>${lineageNote(v)}</td>
   <td>${esc(v.pool)}</td>
   <td class="num vol-size">${esc(fmtBytes(v.size))}</td>
   <td>${v.thick ? badge('thick', 'info') : badge('thin', 'muted')}</td>
@@ -591,7 +593,7 @@ function renderMdms(st) {
 
 // ---------- navigation ----------
 
-const VIEWS = ['overview', 'sds', 'volumes', 'sdcs', 'mdms'];
+const VIEWS = ['overview', 'sds', 'volumes', 'snapshots', 'sdcs', 'mdms'];
 
 function currentView() {
   const v = location.hash.replace(/^#/, '');
@@ -604,6 +606,8 @@ function showView() {
   for (const a of $$('.tabs a')) a.classList.toggle('active', a.dataset.tab === v);
   for (const a of $$('.tabs a')) a.setAttribute('aria-current', a.dataset.tab === v ? 'page' : 'false');
   render();
+  if (v === 'snapshots' && auth.role) pollNow(); // its list comes with the next poll
+
 }
 
 function init() {
@@ -612,6 +616,7 @@ function init() {
   $('#form-create').addEventListener('submit', submitCreate);
   $('#form-grow').addEventListener('submit', submitGrow);
   $('#form-map').addEventListener('submit', submitMap);
+  initSnapshots();
   $('#create-size').addEventListener('input', () => sizeHint($('#create-size'), $('#create-size-hint')));
   $('#grow-size').addEventListener('input', () => sizeHint($('#grow-size'), $('#grow-size-hint')));
   $('#volume-filter').addEventListener('input', (e) => { state.filter = e.target.value; render(); });

@@ -13,7 +13,8 @@ follower of a 3-MDM cluster, and through a leader's kill -9, is
 test_rest_cluster.py's (it uses this file's Browser).
 
 CAIRN_SCREENSHOTS=DIR saves the main views there (overview, sds, volumes,
-create-volume); docs/img/ holds copies made that way."""
+create-volume); docs/img/ holds copies made that way. The Snapshots view
+is test_dashboard_snapshots.py's (it uses this file's Browser)."""
 import json
 import os
 import random
@@ -215,11 +216,15 @@ def page(cluster):
         b.d.quit()
 
 
-def api_status(cluster):
-    req = urllib.request.Request(cluster.http_url + "/api/v1/status",
+def api_get(cluster, path):
+    req = urllib.request.Request(cluster.http_url + "/api/v1/" + path,
                                  headers={"Authorization": f"Bearer {cluster.http_admin_token}"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)
+
+
+def api_status(cluster):
+    return api_get(cluster, "status")
 
 
 def volumes(cluster):
@@ -267,6 +272,9 @@ def test_sign_in(cluster):
             ".map(e => [e.dataset.action, e.disabled])")
         assert {a for a, _ in controls} == {"create", "grow", "map", "remove", "unmap"}, controls
         assert all(d for _, d in controls), controls
+        b.tab("snapshots")
+        assert b.js("return document.getElementById('btn-snap-create').disabled")
+        b.tab("volumes")
         b.js("document.querySelector('[data-action=remove][data-volume=\"ro-vol\"]')"
              ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
         assert not b.dialog_open("dlg-confirm")

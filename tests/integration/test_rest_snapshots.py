@@ -1,7 +1,10 @@
 """Snapshots over the REST API (docs/snapshots.md, "Over the REST API"):
-GET/POST /api/v1/snapshots, GET/DELETE /api/v1/snapshots/VOL@NAME and POST
-/api/v1/volumes/NAME/revert, with the fields of `cairn --json snapshot
-list` and the MDM's errors as HTTP statuses. A snapshot taken over REST
+GET/POST /api/v1/snapshots, GET/DELETE /api/v1/snapshots/VOL@NAME, POST
+/api/v1/volumes/NAME/revert, POST /api/v1/snapshots/VOL@NAME/clone and
+POST /api/v1/volumes/NAME/flatten, with the fields of `cairn --json
+snapshot list` and the MDM's errors as HTTP statuses. A clone made over
+REST reads the snapshot's data, blocks the snapshot's removal until it is
+flattened over REST, and keeps the data once flattened. A snapshot taken over REST
 holds what was written before it (read back over NBD from its export,
 mapped through POST /api/v1/mappings) while the volume has changed since.
 Every answer is checked against docs/openapi.yaml."""
@@ -186,7 +189,55 @@ def test_bad_names_and_conflict(api, rc):
     api.call("POST", "/volumes/{name}/revert", 400, body={}, name="rv")
 
 
+def test_clone_and_flatten(api, rc):
+    rc.create_volume("cs", 8 * MB)
+    data = os.urandom(MB)
+    h = nbd.NBD()
+    h.connect_uri(rc.uri("cs"))
+    h.pwrite(data, 0)
+    h.flush()
+    h.shutdown()
+    api.call("POST", "/snapshots", 201, body={"volume": "cs", "name": "base"})
+    v = api.call("POST", "/snapshots/{volume}/clone", 201, body={"name": "cc"}, volume="cs@base")
+    assert (v["name"], v["size"], v["thick"], v["clone_of"], v["flattening"]) == \
+        ("cc", 8 * MB, False, "cs@base", False), v
+    assert cli_json(rc, "volume", "show", "cc")["clone_of"] == "cs@base"
+    # refusals, with the MDM's (or the CLI's) words
+    r = api.call("POST", "/snapshots/{volume}/clone", 409, body={"name": "cc"}, volume="cs@base")
+    assert "already exists" in r["error"], r
+    r = api.call("POST", "/snapshots/{volume}/clone", 400, body={"name": "x"}, volume="cs")
+    assert "VOLUME@SNAPSHOT" in r["error"], r
+    api.call("POST", "/snapshots/{volume}/clone", 404, body={"name": "x"}, volume="cs@nope")
+    r = api.call("POST", "/snapshots/{volume}/clone", 400, body={}, volume="cs@base")
+    assert "missing field 'name'" in r["error"], r
+    r = api.call("DELETE", "/snapshots/{volume}", 409, volume="cs@base")
+    assert "clone" in r["error"] and "cc" in r["error"], r
+    r = api.call("POST", "/volumes/{name}/flatten", 400, body={}, name="cs")
+    assert "not a clone" in r["error"], r
+    r = api.call("POST", "/volumes/{name}/flatten", 400, body={"rate": 0}, name="cc")
+    assert "'rate' must be above 0" in r["error"], r
+    r = api.call("POST", "/volumes/{name}/flatten", 400, body={"rate": True}, name="cc")
+    assert "must be a number of bytes" in r["error"], r
+    api.call("POST", "/volumes/{name}/flatten", 404, body={}, name="nosuch")
+    assert not cli_json(rc, "volume", "show", "cc").get("flattening")
+    # the clone reads the snapshot's data, before and after its flatten
+    api.call("POST", "/mappings", 201, body={"volume": "cc", "sdc": rc.sdc_name})
+    rc.wait_export("cc")
+    assert read_all(rc, "cc", MB) == (data, False)
+    v = api.call("POST", "/volumes/{name}/flatten", 200, body={"rate": "32M"}, name="cc")
+    assert v["flattening"] or v.get("clone_of", "") == "", v  # (unless already through)
+    wait_for("cc flattened", lambda: not api.call("GET", "/volumes/{name}", 200, name="cc")
+             .get("clone_of"))
+    assert read_all(rc, "cc", MB) == (data, False)
+    # it shares nothing now: the snapshot, and its volume, can go
+    api.call("DELETE", "/snapshots/{volume}", 200, volume="cs@base")
+    api.call("DELETE", "/mappings/{volume}/{sdc}", 200, volume="cs", sdc=rc.sdc_name)
+    api.call("DELETE", "/volumes/{name}", 200, name="cs")
+    assert read_all(rc, "cc", MB) == (data, False)
+
+
 def test_every_snapshot_route_is_exercised(api):
     """Last: every documented snapshot operation answered with success."""
-    mine = {(m, p) for m, p in api.spec.routes() if "/snapshots" in p or p.endswith("/revert")}
-    assert len(mine) == 5 and mine <= api.covered, mine - api.covered
+    mine = {(m, p) for m, p in api.spec.routes()
+            if "/snapshots" in p or p.endswith(("/revert", "/flatten"))}
+    assert len(mine) == 7 and mine <= api.covered, mine - api.covered
