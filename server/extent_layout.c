@@ -348,6 +348,8 @@ int store_open(struct disk *d, const char *cluster_id, uint32_t device_id,
                 st->state[other] = SLOT_FREE;
                 memset(store_entry(st, other), 0, esize);
                 memset(store_live(st, other), 0, st->bm_words * sizeof(uint64_t));
+                memset(st->dur + (uint64_t)other * st->bm_words, 0,
+                       st->bm_words * sizeof(uint64_t));
                 st->freelist[st->nfree++] = other;
             } else {
                 memset(e, 0, esize);

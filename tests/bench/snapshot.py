@@ -40,7 +40,11 @@ measures those three claims, side by side:
             times: a snapshot, then one 4 KiB write at the start of every
             extent, at a new offset each time; so its head and its two newer
             snapshots hold a slot for every extent with one granule each,
-            and nearly every read walks all four layers to the oldest).
+            and nearly every read walks all four layers to the oldest), and
+            a clone of (b)'s snapshot, never written (every read goes
+            through its empty head to the snapshot's layer), right after
+            (a)'s volume; then (a)'s volume again, for the drift. The
+            target: the clone within 10% of (a).
 
 Per fio job: I/Os, mean, p99 and max total latency, the machine's busy share
 in the second before it (jobs wait up to 30 s for under 15%) and the CPU that
@@ -140,8 +144,10 @@ def fio(c, vol, args):
 
 
 def fill(c, vol, size):
-    """vol written whole: 1 MiB sequential writes at QD8."""
-    fio(c, vol, ["--rw=write", "--bs=1m", "--iodepth=8", f"--size={size}"])
+    """vol written whole: 1 MiB sequential writes at QD8, then a FLUSH, so
+    that the job after it does not pay for the fill's device syncs (written
+    without FUA, a gigabyte waits in the devices' caches until a sync)."""
+    fio(c, vol, ["--rw=write", "--bs=1m", "--iodepth=8", f"--size={size}", "--end_fsync=1"])
 
 
 def first_write_share(iolog, seen):
@@ -362,11 +368,16 @@ def part_read(c, a, pids):
                       f"--offset={k * 64 * KiB}", f"--number_ios={size // MiB}"])
     c.cairn("volume", "map", "wb@snap", "--sdc", c.sdc_name)
     c.wait_export("wb@snap")
+    c.cairn("volume", "clone", "wb@snap", "wclone")
+    c.cairn("volume", "map", "wclone", "--sdc", c.sdc_name)
+    c.wait_export("wclone")
     rows = {}
     for key, vol, what in (("plain", "wa", "volume, no snapshot ((a)'s)"),
+                           ("clone", "wclone", "clone of wb@snap (its head empty)"),
                            ("snap", "wb@snap", "snapshot export VOL@snap ((b)'s snapshot)"),
                            ("vol1", "wb", "its volume (1 snapshot, head holds all)"),
-                           ("vol3", "r3", "volume with 3 snapshots in its chain")):
+                           ("vol3", "r3", "volume with 3 snapshots in its chain"),
+                           ("plain2", "wa", "volume, no snapshot, again (drift)")):
         log(f"read: {what}")
         rows[key] = dict(what=what, **qd1_job(c, vol, "randread", size, a.runtime, pids))
     return rows
@@ -480,7 +491,7 @@ def report(a, cr, wr, rd):
     print(f"\n## 3. 4 KiB random reads, QD1, {a.runtime} s, {a.size} MiB (µs)\n")
     print("| target | I/Os | mean | p99 | max | busy before | others (cores) | mean / plain |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|")
-    for k in ("plain", "snap", "vol1", "vol3"):
+    for k in ("plain", "clone", "snap", "vol1", "vol3", "plain2"):
         x = rd[k]
         print(fmt_job(x["what"], x, f" {x['mean'] / rd['plain']['mean']:.2f}x |"))
     print("\n" + json.dumps(dict(create={str(k): v for k, v in cr.items()}, write=wr, read=rd)))
