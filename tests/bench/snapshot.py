@@ -43,8 +43,8 @@ measures those three claims, side by side:
             and nearly every read walks all four layers to the oldest), and
             a clone of (b)'s snapshot, never written (every read goes
             through its empty head to the snapshot's layer), right after
-            (a)'s volume; then (a)'s volume again, for the drift. The
-            target: the clone within 10% of (a).
+            (a)'s volume; then (a)'s volume and the clone again, for the
+            drift. The target: the clone within 10% of (a).
 
 Per fio job: I/Os, mean, p99 and max total latency, the machine's busy share
 in the second before it (jobs wait up to 30 s for under 15%) and the CPU that
@@ -377,7 +377,8 @@ def part_read(c, a, pids):
                            ("snap", "wb@snap", "snapshot export VOL@snap ((b)'s snapshot)"),
                            ("vol1", "wb", "its volume (1 snapshot, head holds all)"),
                            ("vol3", "r3", "volume with 3 snapshots in its chain"),
-                           ("plain2", "wa", "volume, no snapshot, again (drift)")):
+                           ("plain2", "wa", "volume, no snapshot, again (drift)"),
+                           ("clone2", "wclone", "the clone again")):
         log(f"read: {what}")
         rows[key] = dict(what=what, **qd1_job(c, vol, "randread", size, a.runtime, pids))
     return rows
@@ -491,7 +492,7 @@ def report(a, cr, wr, rd):
     print(f"\n## 3. 4 KiB random reads, QD1, {a.runtime} s, {a.size} MiB (µs)\n")
     print("| target | I/Os | mean | p99 | max | busy before | others (cores) | mean / plain |")
     print("|---|--:|--:|--:|--:|--:|--:|--:|")
-    for k in ("plain", "clone", "snap", "vol1", "vol3", "plain2"):
+    for k in ("plain", "clone", "snap", "vol1", "vol3", "plain2", "clone2"):
         x = rd[k]
         print(fmt_job(x["what"], x, f" {x['mean'] / rd['plain']['mean']:.2f}x |"))
     print("\n" + json.dumps(dict(create={str(k): v for k, v in cr.items()}, write=wr, read=rd)))
