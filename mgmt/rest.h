@@ -143,6 +143,8 @@ const char *rest_mdm_addr(const struct mdm_rest *rest);
 /* ---- rest_api.c and rest_routes.c: the routes ---- */
 
 /* One HTTP request through the API. */
+enum { REST_WAIT_NONE, REST_WAIT_TAKEOVER, REST_WAIT_READ_ONLY, REST_WAIT_UNMAP };
+
 struct rest_ctx {
     struct rest_req q; /* first: the callbacks get &q */
     const struct rest_route *rt;
@@ -153,8 +155,9 @@ struct rest_ctx {
     Cairn__MgmtRequest req;
     const char *info; /* a removal's answer, as the CLI words it */
     char via[96];     /* req.via: who asked, for the audit log */
-    /* a takeover: answered once every SDS the MDM is connected to holds
-     * the change's map (wait_version), by wait_until (rest_api.c) */
+    /* a takeover, an unmap, a mapping made read-only (REST_WAIT_*):
+     * answered once every SDS the MDM is connected to holds the change's
+     * map (wait_version), or at wait_until (rest_api.c) */
     int wait_sds;
     uint64_t wait_version, wait_until;
 };

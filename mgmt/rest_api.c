@@ -319,23 +319,58 @@ static void send_status(struct rest_ctx *x)
     send_or_fail(x, &st);
 }
 
-/* After a takeover: a status every MAP_WAIT_SDS_POLL_MS until every SDS the
- * MDM is connected to holds the takeover's map, and so refuses what the old
- * writer sends (docs/attach.md), as the CLI waits (map_wait.h). Only then
- * is the answer a success: a caller that starts the new writer on it must
- * be able to rely on the fence. An SDS the MDM counts up but cannot reach
- * is named in the answer's warning, as the CLI names it. */
+/* The answer to a change that waited for the SDSs: the resource it renders
+ * (or, for a route that renders none, or with no status to render it
+ * from, {"info": "ok"}), with a warning if given. */
+static void answer_waited(struct rest_ctx *x, const Cairn__MgmtReply *rep, const char *warning)
+{
+    if (x->rt->render && rep) {
+        answer_rendered(x, rep, warning);
+        return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "info", json_string("ok"));
+    if (warning)
+        json_object_set_new(o, "warning", rest_json_str(warning));
+    rest_answer_json(&x->q, x->rt->ok, o);
+    ctx_free(&x->q);
+}
+
+/* What the change waited for was: */
+static const char *waited_what(const struct rest_ctx *x)
+{
+    return x->wait_sds == REST_WAIT_UNMAP ? "unmapped" : "mapped read-only";
+}
+
+/* After a takeover, an unmap or a mapping made read-only: a status every
+ * MAP_WAIT_SDS_POLL_MS until every SDS the MDM is connected to holds the
+ * change's map, and so refuses what the SDC may no longer do (docs/attach.md),
+ * as the CLI waits (map_wait.h). After a takeover only then is the answer a
+ * success: a caller that starts the new writer on it must be able to rely on
+ * the fence. After an unmap or a read-only mapping, an SDS that lags past
+ * the wait is a warning in the answer, as the CLI's. An SDS the MDM counts
+ * up but cannot reach is named in the answer's warning, as the CLI names it. */
 static void on_fence_status(struct rest_req *q, int status, const Cairn__MgmtReply *rep)
 {
     struct rest_ctx *x = (struct rest_ctx *)q;
+    int fence = x->wait_sds == REST_WAIT_TAKEOVER;
     char why[256], msg[512];
     if (status < 0 || !rep || !rep->map) {
+        const char *err =
+            rep && rep->error[0] ? rep->error : strerror(status < 0 ? -status : EPROTO);
+        if (!fence) {
+            snprintf(msg, sizeof(msg),
+                     "the MDM did not answer while this waited for the SDSs to refuse the SDC "
+                     "(%s)",
+                     err);
+            answer_waited(x, NULL, msg);
+            return;
+        }
         snprintf(msg, sizeof(msg),
                  "volume '%s' is taken over, but the old writer is not known to be fenced: the "
                  "MDM did not answer while this waited for the SDSs (%s); map it again with "
                  "takeover to wait again",
-                 x->req.volume,
-                 rep && rep->error[0] ? rep->error : strerror(status < 0 ? -status : EPROTO));
+                 x->req.volume, err);
         rest_answer_req_error(q, 504, msg);
         ctx_free(q);
         return;
@@ -344,10 +379,16 @@ static void on_fence_status(struct rest_req *q, int status, const Cairn__MgmtRep
         x->wait_version = rep->map->version; /* the change's reply had no map: this is newer */
     enum map_wait_sds w = map_wait_sdss(rep, x->wait_version, why, sizeof(why));
     if (w != MAP_WAIT_SDS_LATE) {
-        answer_rendered(x, rep, w == MAP_WAIT_SDS_AWAY ? why : NULL);
+        answer_waited(x, rep, w == MAP_WAIT_SDS_AWAY ? why : NULL);
         return;
     }
     if (now_ms() >= x->wait_until) {
+        if (!fence) {
+            snprintf(msg, sizeof(msg), "volume '%s' is %s, but %s after %d s", x->req.volume,
+                     waited_what(x), why, MAP_WAIT_SDS_MS / 1000);
+            answer_waited(x, rep, msg);
+            return;
+        }
         snprintf(msg, sizeof(msg),
                  "volume '%s' is taken over, but the old writer is not known to be fenced: %s "
                  "after %d s, and may still accept what it sends; map it again with takeover "

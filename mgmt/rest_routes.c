@@ -280,10 +280,21 @@ static int b_device_remove(struct rest_ctx *x, struct http_request *r, char *err
 /* A takeover is answered only once the SDSs fence the old writer, as the
  * CLI's (rest_api.c); the MDM refuses one of a read-only or shared
  * mapping, with the CLI's words. */
+/* A takeover, or a mapping made read-only, waits for the SDSs (rest_api.c). */
 static int b_map(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
 {
     (void)r, (void)err, (void)len;
-    x->wait_sds = x->req.takeover;
+    x->wait_sds = x->req.takeover    ? REST_WAIT_TAKEOVER
+                  : x->req.read_only ? REST_WAIT_READ_ONLY
+                                     : REST_WAIT_NONE;
+    return 0;
+}
+
+/* An unmap waits until the SDSs refuse the SDC (rest_api.c), as the CLI's. */
+static int b_unmap(struct rest_ctx *x, struct http_request *r, char *err, size_t len)
+{
+    (void)r, (void)err, (void)len;
+    x->wait_sds = REST_WAIT_UNMAP;
     return 0;
 }
 
@@ -488,7 +499,7 @@ const struct rest_route rest_routes[] = {
             {"takeover", REST_F_BOOL, 0, REST_REQ_OFF(takeover)}),
      NOP, b_map, 201, r_mapping},
     {"GET", API "/mappings/*/*", 0, NULL, P2(volume, sdc), NULL, 200, r_mapping},
-    {"DELETE", API "/mappings/*/*", OP(UNMAP), NULL, P2(volume, sdc), b_ok, 200, NULL},
+    {"DELETE", API "/mappings/*/*", OP(UNMAP), NULL, P2(volume, sdc), b_unmap, 200, NULL},
 
     {"GET", API "/mdms", 0, NULL, NOP, NULL, 200, r_mdm_list},
 };

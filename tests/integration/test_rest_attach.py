@@ -311,3 +311,39 @@ def test_shutdown_answers_a_takeover_waiting_for_the_sdss(tmp_path):
     finally:
         sds.send_signal(signal.SIGCONT)
         c.shutdown()
+
+
+@pytest.mark.parametrize("change", ["unmap", "read-only"])
+def test_unmap_and_read_only_wait_for_a_paused_sds(rc, api, sdcb, change):
+    """An unmap, or a mapping made read-only, over REST answers only once
+    every SDS holds its map (as the CLI's do), so that the SDC's writes are
+    refused when it answers: with an SDS paused for a second, the answer
+    comes after it is back, without a warning. Then the SDC can write
+    nothing more: a write through its export fails."""
+    vol = "rwu" if change == "unmap" else "rwr"
+    make_volume(api, vol, ["sdcb"], [sdcb])
+    h = open_rw(sdcb, vol)
+    h.pwrite(pattern("w", 0), 0)
+    sds = rc.daemons["sds1"].proc
+    resumed = []
+
+    def resume():
+        resumed.append(time.monotonic())
+        sds.send_signal(signal.SIGCONT)
+    timer = threading.Timer(1.0, resume)
+    sds.send_signal(signal.SIGSTOP)
+    timer.start()
+    try:
+        if change == "unmap":
+            a = api.call("DELETE", "/mappings/{volume}/{sdc}", 200, volume=vol, sdc="sdcb")
+        else:
+            a = api.map(volume=vol, sdc="sdcb", read_only=True)
+        answered = time.monotonic()
+    finally:
+        timer.join()
+    assert resumed and answered > resumed[0], \
+        f"the {change} answered {resumed[0] - answered:.2f} s before the paused SDS was back"
+    assert "warning" not in a, a
+    with pytest.raises(nbd.Error):
+        for i in range(16):  # one per extent: every primary refuses it
+            h.pwrite(pattern("x", i), i * (1 << 20))
