@@ -119,6 +119,69 @@ def superblock_image(dsize_mib=4, extent=1 << 16, entries=((5, 0, 1), (5, 3, 2),
     return bytes([dsize_mib - 1]) + bytes(sb) + bytes(table)
 
 
+def shorthash(data, key):
+    """libsodium's crypto_shorthash (SipHash-2-4), as the store keys its
+    write log's records (server/extent_log.c)."""
+    import ctypes
+    lib = ctypes.CDLL("libsodium.so.23")
+    out = ctypes.create_string_buffer(8)
+    lib.crypto_shorthash(out, bytes(data), ctypes.c_ulonglong(len(data)), bytes(key))
+    return out.raw
+
+
+def log_image(dsize_mib=4, extent=1 << 16):
+    """A version 3 device's start with its write log (docs/extent-store.md):
+    slot 0 in use (allocation 2) with a record for a granule whose bit is
+    clear and whose data hashes as the record says (its bit is set at
+    open); slot 1 in use (allocation 3) with a record of allocation 1
+    (void); slot 3 free (freed allocation 4) with a record of allocation 5
+    (the slot is allocated again at open); a record whose own hash is
+    wrong. The image runs to the end of slot 3."""
+    esize, dsize = 64, dsize_mib << 20
+    nlog = min(max(dsize // 128 // 4096, 8), 8192)
+    n = (dsize - 4096) // (extent + esize)
+    while True:
+        tbytes = (n * esize + 4095) // 4096 * 4096
+        doff = (4096 + tbytes + nlog * 4096 + extent - 1) // extent * extent
+        if n == 0 or doff + n * extent <= dsize:
+            break
+        n -= 1
+    key = bytes(range(16))
+    sb = bytearray(4096)
+    sb[0:8] = b"CAIRNDEV"
+    struct.pack_into(">IIQQQI", sb, 8, 3, 1, extent, n, 4096, nlog)
+    sb[48:64] = key
+    sb[64:68] = b"fuzz"
+    table = bytearray(tbytes)
+    for slot, (vol, ext, gen, aid, bits) in enumerate(((5, 0, 1, 2, 0x01), (5, 1, 2, 3, 0x03),
+                                                         (0, 0, 0, 0, 0), (0, 0, 0, 4, 0))):
+        struct.pack_into(">QQQQ", table, slot * esize, vol, ext, gen, aid)
+        table[slot * esize + 32] = bits
+    data = bytearray(4 * extent)
+    for i in range(len(data) // 4096):
+        data[i * 4096:(i + 1) * 4096] = bytes([i % 251 + 1]) * 4096
+
+    def granule(slot, g):
+        o = slot * extent + g * 4096
+        return data[o:o + 4096]
+
+    def record(seq, slot, g0, g1, vol, ext, aid, good=True):
+        r = bytearray(4096)
+        r[0:8] = b"CAIRNLOG"
+        struct.pack_into(">QIHHQQQ", r, 8, seq, slot, g0, g1, vol, ext, aid)
+        for g in range(g0, g1 + 1):
+            r[48 + (g - g0) * 8:56 + (g - g0) * 8] = shorthash(granule(slot, g), key)
+        r[4088:4096] = shorthash(r[:4088], key if good else bytes(16))
+        return bytes(r)
+    log = bytearray(nlog * 4096)
+    for i, r in enumerate((record(1, 0, 2, 2, 5, 0, 2), record(2, 1, 4, 5, 5, 1, 1),
+                           record(3, 3, 0, 1, 9, 4, 5), record(4, 0, 3, 3, 5, 0, 2, good=False))):
+        log[i * 4096:(i + 1) * 4096] = r
+    img = bytes(sb) + bytes(table) + bytes(log)
+    img += bytes(doff - len(img)) + bytes(data)
+    return bytes([dsize_mib - 1]) + img
+
+
 def write(target, name, data):
     d = os.path.join(here, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -204,6 +267,7 @@ write("fuzz_nbd", "seed-request", b"\x1f" + struct.pack(">IHHQQI", 0x25609513, 1
       + struct.pack(">Q", 1 << 30))
 write("fuzz_store", "seed", superblock_image())
 write("fuzz_store", "seed-v2", superblock_image(version=2))
+write("fuzz_store", "seed-v3-log", log_image())
 
 
 # fuzz_nbd_conn: [chunk size][flags][what a client sends] (see its comment).
