@@ -11,11 +11,6 @@
 #include "log.h"
 #include "rpc.h"
 
-static uint64_t slot_off(const struct extent_store *st, uint32_t slot)
-{
-    return st->data_off + (uint64_t)slot * st->extent_size;
-}
-
 /* ---- request machinery ---- */
 
 static int dispatch(struct sop *op);
@@ -230,7 +225,7 @@ static int submit_io(struct sop *op, int dop, uint64_t off, void *buf, uint32_t 
  * goes beside it (both whole granules). */
 static int submit_data(struct sop *op, uint32_t off, void *buf, uint32_t len, int dsync)
 {
-    int r = submit_io(op, DISK_WRITE, slot_off(op->st, op->slot) + off, buf, len, dsync);
+    int r = submit_io(op, DISK_WRITE, store_slot_off(op->st, op->slot) + off, buf, len, dsync);
     if (r < 0 || !op->logged)
         return r;
     op->lparts = 1;
@@ -290,7 +285,7 @@ static int start_fill(struct sop *op)
         return -ENOMEM;
     if ((!hc && op->off % BLK) || (!tc && (op->off + op->len) % BLK)) {
         op->stage = SOP_RMW_READ;
-        return submit_io(op, DISK_READ, slot_off(st, op->slot) + s0, op->bounce, s1 - s0, 0);
+        return submit_io(op, DISK_READ, store_slot_off(st, op->slot) + s0, op->bounce, s1 - s0, 0);
     }
     memset(op->bounce, 0, op->off - s0);
     memset(op->bounce + (op->off + op->len - s0), 0, s1 - (op->off + op->len));
@@ -357,7 +352,8 @@ static int dispatch_write(struct sop *op)
     if (prepare_bounce(op, op->off / BLK * BLK, up(op->off + op->len, BLK)) < 0)
         return -ENOMEM;
     op->stage = SOP_RMW_READ;
-    return submit_io(op, DISK_READ, slot_off(st, slot) + op->span_off, op->bounce, op->span_len, 0);
+    return submit_io(op, DISK_READ, store_slot_off(st, slot) + op->span_off, op->bounce,
+                     op->span_len, 0);
 }
 
 static int dispatch_read(struct sop *op)
@@ -377,10 +373,11 @@ static int dispatch_read(struct sop *op)
         memcpy(op->rbits, live, st->bm_words * sizeof(uint64_t));
     }
     if (aligned(op))
-        return submit_io(op, DISK_READ, slot_off(st, slot) + op->off, op->ubuf, op->len, 0);
+        return submit_io(op, DISK_READ, store_slot_off(st, slot) + op->off, op->ubuf, op->len, 0);
     if (prepare_bounce(op, op->off / BLK * BLK, up(op->off + op->len, BLK)) < 0)
         return -ENOMEM;
-    return submit_io(op, DISK_READ, slot_off(st, slot) + op->span_off, op->bounce, op->span_len, 0);
+    return submit_io(op, DISK_READ, store_slot_off(st, slot) + op->span_off, op->bounce,
+                     op->span_len, 0);
 }
 
 static int has_fill(const struct extent_store *st, uint32_t slot)

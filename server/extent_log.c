@@ -43,11 +43,6 @@ uint32_t store_log_blocks(uint64_t size)
     return (uint32_t)MIN(MAX(n, 8), 8192);
 }
 
-static uint64_t slot_off(const struct extent_store *st, uint32_t slot)
-{
-    return st->data_off + (uint64_t)slot * st->extent_size;
-}
-
 int store_log_needed(const struct sop *op)
 {
     const struct extent_store *st = op->st;
@@ -102,10 +97,8 @@ int store_log_submit(struct sop *op, const uint8_t *buf, uint32_t span_off)
     memcpy(r, REC_MAGIC, 8);
     put_be64(r + 8, ++st->log_seq);
     put_be32(r + 16, op->slot);
-    r[20] = (uint8_t)(op->g0 >> 8);
-    r[21] = (uint8_t)op->g0;
-    r[22] = (uint8_t)(op->g1 >> 8);
-    r[23] = (uint8_t)op->g1;
+    put_be16(r + 20, (uint16_t)op->g0);
+    put_be16(r + 22, (uint16_t)op->g1);
     put_be64(r + 24, st->kvol[op->slot]);
     put_be64(r + 32, st->kext[op->slot]);
     put_be64(r + 40, st->aid[op->slot]);
@@ -212,7 +205,7 @@ static int rec_valid(const struct extent_store *st, const uint8_t *r)
     if (memcmp(sum, r + REC_SUM, REC_HASH))
         return 0;
     uint32_t slot = get_be32(r + 16);
-    uint32_t g0 = (uint32_t)r[20] << 8 | r[21], g1 = (uint32_t)r[22] << 8 | r[23];
+    uint32_t g0 = get_be16(r + 20), g1 = get_be16(r + 22);
     return slot < st->nslots && g0 <= g1 && g1 < st->ngran && get_be64(r + 24) != 0;
 }
 
@@ -221,12 +214,13 @@ static int rec_valid(const struct extent_store *st, const uint8_t *r)
 static int rec_matches(struct replay *rp, const uint8_t *r, uint32_t slot, uint64_t *bm)
 {
     struct extent_store *st = rp->st;
-    uint32_t g0 = (uint32_t)r[20] << 8 | r[21], g1 = (uint32_t)r[22] << 8 | r[23];
+    uint32_t g0 = get_be16(r + 20), g1 = get_be16(r + 22);
     const uint64_t *live = store_live(st, slot);
     for (uint32_t g = g0; g <= g1; g++) {
         if (bm_test(live, g))
             continue;
-        int e = st->d->ops->pread(st->d, rp->gran, BLK, slot_off(st, slot) + (uint64_t)g * BLK);
+        int e =
+            st->d->ops->pread(st->d, rp->gran, BLK, store_slot_off(st, slot) + (uint64_t)g * BLK);
         if (e < 0)
             return e;
         uint8_t h[REC_HASH];

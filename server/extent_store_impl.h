@@ -158,6 +158,11 @@ static inline uint8_t *store_entry(const struct extent_store *st, uint32_t slot)
 {
     return st->table + (uint64_t)slot * st->esize;
 }
+/* Where the slot's data starts on the device. */
+static inline uint64_t store_slot_off(const struct extent_store *st, uint32_t slot)
+{
+    return st->data_off + (uint64_t)slot * st->extent_size;
+}
 static inline uint64_t *store_live(const struct extent_store *st, uint32_t slot)
 {
     return st->live + (uint64_t)slot * st->bm_words;

@@ -176,12 +176,9 @@ def test_bad_mapping_requests(rc, api, sdcb):
     assert rc.daemons["mdm"].alive()
 
 
-def test_takeover_waits_for_a_paused_sds(rc, api, sdcb):
-    """An SDS that does not answer for a second (SIGSTOP, then SIGCONT)
-    holds the old map meanwhile: the takeover answers success only after it
-    is back and has the new one, never before."""
-    make_volume(api, "rps", [rc.sdc_name, "sdcb"], [rc.nbd_port, sdcb])
-    sds = rc.daemons["sds2"].proc
+def answered_after_a_pause(sds, what, call):
+    """call()'s answer, made while sds is paused (SIGSTOP) for a second;
+    asserts that it came only after the SDS was resumed."""
     resumed = []
 
     def resume():
@@ -191,12 +188,22 @@ def test_takeover_waits_for_a_paused_sds(rc, api, sdcb):
     sds.send_signal(signal.SIGSTOP)
     timer.start()
     try:
-        m = api.map(volume="rps", sdc="sdcb", takeover=True)
+        answer = call()
         answered = time.monotonic()
     finally:
         timer.join()
     assert resumed and answered > resumed[0], \
-        f"the takeover answered {resumed[0] - answered:.2f} s before the paused SDS was back"
+        f"{what} answered {resumed[0] - answered:.2f} s before the paused SDS was back"
+    return answer
+
+
+def test_takeover_waits_for_a_paused_sds(rc, api, sdcb):
+    """An SDS that does not answer for a second (SIGSTOP, then SIGCONT)
+    holds the old map meanwhile: the takeover answers success only after it
+    is back and has the new one, never before."""
+    make_volume(api, "rps", [rc.sdc_name, "sdcb"], [rc.nbd_port, sdcb])
+    m = answered_after_a_pause(rc.daemons["sds2"].proc, "the takeover",
+                               lambda: api.map(volume="rps", sdc="sdcb", takeover=True))
     assert m["writer"] == "sdcb" and "warning" not in m, m
 
 
@@ -324,25 +331,11 @@ def test_unmap_and_read_only_wait_for_a_paused_sds(rc, api, sdcb, change):
     make_volume(api, vol, ["sdcb"], [sdcb])
     h = open_rw(sdcb, vol)
     h.pwrite(pattern("w", 0), 0)
-    sds = rc.daemons["sds1"].proc
-    resumed = []
-
-    def resume():
-        resumed.append(time.monotonic())
-        sds.send_signal(signal.SIGCONT)
-    timer = threading.Timer(1.0, resume)
-    sds.send_signal(signal.SIGSTOP)
-    timer.start()
-    try:
-        if change == "unmap":
-            a = api.call("DELETE", "/mappings/{volume}/{sdc}", 200, volume=vol, sdc="sdcb")
-        else:
-            a = api.map(volume=vol, sdc="sdcb", read_only=True)
-        answered = time.monotonic()
-    finally:
-        timer.join()
-    assert resumed and answered > resumed[0], \
-        f"the {change} answered {resumed[0] - answered:.2f} s before the paused SDS was back"
+    if change == "unmap":
+        call = lambda: api.call("DELETE", "/mappings/{volume}/{sdc}", 200, volume=vol, sdc="sdcb")
+    else:
+        call = lambda: api.map(volume=vol, sdc="sdcb", read_only=True)
+    a = answered_after_a_pause(rc.daemons["sds1"].proc, f"the {change}", call)
     assert "warning" not in a, a
     with pytest.raises(nbd.Error):
         for i in range(16):  # one per extent: every primary refuses it
